@@ -1,0 +1,88 @@
+import express, { Router, type Request, type RequestHandler } from 'express';
+import type { z } from 'zod';
+import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
+import type { CampaignQueries } from '../../app/campaign-queries.js';
+import type { CreateCampaign } from '../../app/create-campaign.js';
+import type { LaunchCampaign } from '../../app/launch-campaign.js';
+import { validationError } from './errors.js';
+import { campaignIdParam, createCampaignBody, createCampaignQuery, listQuery } from './schemas.js';
+
+export interface CampaignRouteDeps {
+  createCampaign: CreateCampaign;
+  launchCampaign: LaunchCampaign;
+  queries: CampaignQueries;
+  maxBodyBytes: number;
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationError(result.error, where);
+  return result.data;
+}
+
+/** Ids that cannot be campaign ids are unknown ids: 404, like any other unknown id. */
+function campaignId(req: Request): string {
+  const result = campaignIdParam.safeParse(req.params);
+  if (!result.success) throw campaignNotFound(String(req.params.id));
+  return result.data.id;
+}
+
+function hasBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/** A body that is not JSON is refused with 415 before anything reads it. */
+const requireJson: RequestHandler = (req, _res, next) => {
+  if (hasBody(req) && !req.is(['application/json', 'application/*+json'])) {
+    throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `expected Content-Type application/json, got ${req.headers['content-type'] ?? 'none'}`);
+  }
+  next();
+};
+
+function notYet(what: string): RequestHandler {
+  return () => {
+    throw new DomainError(ErrorCodes.NOT_IMPLEMENTED, `${what} is not available in this version of pushq yet`);
+  };
+}
+
+export function campaignRoutes(deps: CampaignRouteDeps): Router {
+  const router = Router();
+  const json = [requireJson, express.json({ limit: deps.maxBodyBytes })];
+
+  router.post('/campaigns', ...json, async (req, res) => {
+    const query = parse(createCampaignQuery, req.query, 'query');
+    const body = parse(createCampaignBody, req.body ?? {}, 'body');
+    const result = await deps.createCampaign.execute({ ...body, invalid: query.invalid });
+    res.status(201).location(`/api/campaigns/${result.campaign.id}`).json({ ...result.campaign, ingest: result.recipients });
+  });
+
+  router.get('/campaigns', async (req, res) => {
+    const query = parse(listQuery, req.query, 'query');
+    res.json(await deps.queries.list(query.limit, query.cursor));
+  });
+
+  router.get('/campaigns/:id', async (req, res) => {
+    res.json(await deps.queries.get(campaignId(req)));
+  });
+
+  router.post('/campaigns/:id/launch', ...json, async (req, res) => {
+    res.json(await deps.launchCampaign.execute(campaignId(req)));
+  });
+
+  router.get('/campaigns/:id/recipients/:recipientId', async (req, res) => {
+    res.json(await deps.queries.recipient(campaignId(req), String(req.params.recipientId)));
+  });
+
+  router.get('/campaigns/:id/failures', async (req, res) => {
+    const query = parse(listQuery, req.query, 'query');
+    res.json(await deps.queries.failures(campaignId(req), query.limit, query.cursor));
+  });
+
+  router.put('/campaigns/:id/recipients', notYet('uploading recipients'));
+  router.post('/campaigns/:id/schedule', notYet('scheduling'));
+  router.post('/campaigns/:id/pause', notYet('pausing'));
+  router.post('/campaigns/:id/resume', notYet('resuming'));
+  router.post('/campaigns/:id/cancel', notYet('cancelling'));
+  router.post('/campaigns/:id/retry-failed', notYet('retry-failed'));
+  return router;
+}

@@ -1,0 +1,73 @@
+import { randomUUID } from 'node:crypto';
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import { z } from 'zod';
+import { DomainError, ErrorCodes, type ErrorCode } from '../../domain/errors.js';
+import type { Logger } from '../../app/events.js';
+
+/** The one place where error codes become HTTP statuses. */
+const STATUS: Record<ErrorCode, number> = {
+  VALIDATION_FAILED: 422,
+  MALFORMED_REQUEST: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  NOT_FOUND: 404,
+  CAMPAIGN_NOT_FOUND: 404,
+  RECIPIENT_NOT_FOUND: 404,
+  UNKNOWN_PROVIDER: 422,
+  INVALID_STATE: 409,
+  NO_RECIPIENTS: 409,
+  ALREADY_RAN: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  NOT_IMPLEMENTED: 501,
+  STORE_UNAVAILABLE: 503,
+  INTERNAL: 500,
+};
+
+export function sendError(res: Response, code: ErrorCode, message: string, details?: unknown): void {
+  res.status(STATUS[code]).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
+}
+
+export function validationError(error: z.ZodError, where: 'body' | 'query' | 'params'): DomainError {
+  const issues = error.issues.map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message }));
+  return new DomainError(ErrorCodes.VALIDATION_FAILED, `request ${where} is invalid: ${issues[0]?.path}: ${issues[0]?.message}`, { issues });
+}
+
+/** Redis refusing or unreachable: a clear 503, never a 500 with internals. */
+function isStoreUnavailable(err: unknown): boolean {
+  const e = err as { name?: string; message?: string; code?: string };
+  const message = e.message ?? '';
+  return (
+    e.name === 'MaxRetriesPerRequestError' ||
+    /enableOfflineQueue|Connection is closed|Stream isn't writeable/i.test(message) ||
+    /^(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY)\b/.test(message) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code ?? '')
+  );
+}
+
+export const notFoundHandler: RequestHandler = (req, res) => {
+  sendError(res, ErrorCodes.NOT_FOUND, `no route ${req.method} ${req.path}`);
+};
+
+export function errorHandler(log: Logger): ErrorRequestHandler {
+  return (err, req, res, _next) => {
+    if (res.headersSent) return;
+    if (err instanceof DomainError) return sendError(res, err.code, err.message, err.details);
+    const type = (err as { type?: string }).type;
+    if (type === 'entity.too.large') {
+      return sendError(res, ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${(err as { limit?: number }).limit} bytes; upload large recipient lists with PUT /api/campaigns/:id/recipients`);
+    }
+    if (type === 'entity.parse.failed') return sendError(res, ErrorCodes.MALFORMED_REQUEST, 'request body is not valid JSON');
+    if (type === 'charset.unsupported' || type === 'encoding.unsupported') {
+      return sendError(res, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, (err as Error).message);
+    }
+    if (type === 'request.aborted') return;
+    const errorId = randomUUID();
+    if (isStoreUnavailable(err)) {
+      log.warn({ errorId, err: (err as Error).message, method: req.method, path: req.path }, 'store unavailable');
+      return sendError(res, ErrorCodes.STORE_UNAVAILABLE, 'the data store (Redis) is unavailable right now; nothing was changed, try again', { errorId });
+    }
+    log.error({ errorId, err, method: req.method, path: req.path }, 'unexpected error');
+    sendError(res, ErrorCodes.INTERNAL, 'internal error', { errorId });
+  };
+}

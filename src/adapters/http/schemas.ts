@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
+
+/**
+ * Request schemas: the same zod objects validate requests and describe the API.
+ * Objects are strict: a misspelled field ("recipient" for "recipients") is a
+ * 422, not a silently empty campaign.
+ */
+export const messageSchema = z.strictObject({
+  title: z.string().max(1024),
+  body: z.string().max(16_384),
+  data: z.record(z.string(), z.unknown()).default({}),
+});
+
+export const createCampaignBody = z.strictObject({
+  name: z.string().trim().min(1).max(200),
+  provider: z.string().min(1).max(64),
+  message: messageSchema,
+  recipients: z.array(z.unknown()).optional(),
+});
+
+export const createCampaignQuery = z.object({
+  invalid: z.enum(['skip', 'reject']).default('skip'),
+});
+
+export const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().min(1).max(64).optional(),
+});
+
+export const campaignIdParam = z.object({ id: z.string().regex(CAMPAIGN_ID_PATTERN) });

@@ -1,0 +1,35 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { PushProvider } from '../../app/ports.js';
+import type { SimProviderConfig } from '../../config.js';
+import type { SendOutcome } from '../../domain/send-outcome.js';
+
+/**
+ * Sends nowhere: waits `latencyMs`, fails a `failureRate` share transiently,
+ * and goes through the same limiter, ledger and retries as a real provider —
+ * for demos and benchmarks.
+ */
+export class SimProvider implements PushProvider {
+  readonly type = 'sim';
+  readonly name: string;
+  readonly limits;
+  readonly retry;
+
+  constructor(
+    private readonly config: SimProviderConfig,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.name = config.name;
+    this.limits = { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs };
+    this.retry = { maxAttempts: config.maxAttempts, baseMs: config.retryBaseMs, maxMs: config.retryMaxMs };
+  }
+
+  async send(): Promise<SendOutcome> {
+    if (this.config.latencyMs > 0) await sleep(this.config.latencyMs);
+    if (this.random() < this.config.failureRate) {
+      return { kind: 'transient', code: 'SIM_FAILURE', message: 'simulated provider failure' };
+    }
+    return { kind: 'sent' };
+  }
+
+  async close(): Promise<void> {}
+}

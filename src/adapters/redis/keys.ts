@@ -1,0 +1,98 @@
+/**
+ * Every Redis key the product writes, in one place.
+ *
+ * All keys of one campaign carry the hash tag `{c:<id>}`, so each Lua script
+ * (which only ever touches one campaign) stays in one Redis Cluster slot. The
+ * limiter keys of a provider share `{lim:<name>}`. BullMQ's own keys live
+ * under `<prefix>:<queue>:…` and never collide with these (queue names never
+ * start with `{`).
+ */
+export class Keys {
+  constructor(readonly prefix: string) {}
+
+  /** Campaign ids, ordered lexicographically (ULIDs sort by creation time). */
+  campaignIndex(): string {
+    return `${this.prefix}:campaigns`;
+  }
+
+  /** Runs that are not finished yet, as `<campaignId>|<runId>`: the supervisor's worklist. */
+  activeRuns(): string {
+    return `${this.prefix}:active-runs`;
+  }
+
+  supervisorLock(): string {
+    return `${this.prefix}:supervisor-lock`;
+  }
+
+  campaign(campaignId: string): CampaignKeys {
+    return new CampaignKeys(`${this.prefix}:{c:${campaignId}}`);
+  }
+
+  limiter(provider: string): LimiterKeys {
+    const base = `${this.prefix}:{lim:${provider}}`;
+    return { free: `${base}:free`, held: `${base}:held`, config: `${base}:cfg` };
+  }
+}
+
+export interface LimiterKeys {
+  /** Permits not held by anyone, scored by the server time they may next be used. */
+  free: string;
+  /** Permits leased to a process, scored by the server time the lease ends. */
+  held: string;
+  config: string;
+}
+
+export class CampaignKeys {
+  constructor(private readonly base: string) {}
+
+  meta(): string {
+    return `${this.base}:meta`;
+  }
+
+  /** JSON array of the recipients of one page (bare ids as strings). */
+  page(page: number): string {
+    return `${this.base}:pg:${page}`;
+  }
+
+  /** Hash: recipient id → position, one of `buckets` by hash of the id. */
+  bucket(bucket: number): string {
+    return `${this.base}:ix:${bucket}`;
+  }
+
+  runs(): string {
+    return `${this.base}:runs`;
+  }
+
+  run(runId: string): RunKeys {
+    const base = `${this.base}:run:${runId}`;
+    return {
+      run: base,
+      records: (page: number) => `${base}:st:${page}`,
+      lease: (page: number) => `${base}:lease:${page}`,
+      leases: `${base}:leases`,
+      errors: `${base}:err`,
+      bad: `${base}:bad`,
+      open: `${base}:open`,
+      unfinished: `${base}:unfinished`,
+    };
+  }
+}
+
+export interface RunKeys {
+  /** Hash: status, counts, cursor and bookkeeping of the run. */
+  run: string;
+  /** String of fixed-width ledger records for one page (see domain/ledger.ts). */
+  records(page: number): string;
+  /** `token|expiryMs` of the worker that owns a page right now. */
+  lease(page: number): string;
+  /** Zset page → lease expiry, for finding abandoned pages. */
+  leases: string;
+  /** Hash position → last error of that recipient. */
+  errors: string;
+  /** Zset of positions that ended failed or unknown (score = position). */
+  bad: string;
+  /** Pages enqueued whose first pass is not over: what the fan-out window counts. */
+  open: string;
+  /** Pages enqueued that still have a recipient that is not final. */
+  unfinished: string;
+}

@@ -1,0 +1,34 @@
+-- A worker takes a page of a run. The page lease is the fencing token: only
+-- its holder may claim or confirm recipients of the page. A lease left by a
+-- worker that died (expired) is taken over, and the recipients it had in
+-- flight become `unknown`.
+-- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
+-- ARGV: 1 page, 2 token, 3 lease ms
+-- Returns {'ok', records, nowMs, runCreatedAtMs, unknownMarked}
+--      or {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'missing'}
+-- @include ledger
+
+local now = nowMs()
+local runStatus = redis.call('HGET', KEYS[1], 'status')
+if not runStatus then return { 'missing' } end
+
+local page, token = tonumber(ARGV[1]), ARGV[2]
+local holder, expiry = readLease(KEYS[3])
+local marked = 0
+if holder and holder ~= token then
+  if expiry > now then return { 'busy', expiry - now } end
+  marked = expireInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, now)
+  if marked > 0 then completeIfDone(KEYS[1], KEYS[7], now) end
+  runStatus = redis.call('HGET', KEYS[1], 'status')
+end
+
+if runStatus ~= 'running' then
+  if holder then
+    redis.call('DEL', KEYS[3])
+    redis.call('ZREM', KEYS[4], ARGV[1])
+  end
+  return { 'inactive', runStatus, marked }
+end
+
+writeLease(KEYS[3], KEYS[4], ARGV[1], token, now + tonumber(ARGV[3]))
+return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(now), redis.call('HGET', KEYS[1], 'createdAt'), marked }

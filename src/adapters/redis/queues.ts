@@ -1,0 +1,67 @@
+import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { z } from 'zod';
+import type { PageJob, PageQueue } from '../../app/ports.js';
+
+/**
+ * The job catalog: every queue, job name and payload schema in one place.
+ * Producers and workers both go through it, so a payload change is one edit.
+ * Jobs carry references (campaign, run, page), never recipient data: Bull
+ * Board shows job data, and device tokens or phone numbers must not be there.
+ *
+ * BullMQ is only the delivery mechanism: a job may run twice (stalled-job
+ * recovery is at-least-once); the ledger decides who may be sent.
+ */
+export const QUEUES = {
+  send: 'send',
+} as const;
+
+export const JOBS = {
+  sendPage: {
+    queue: QUEUES.send,
+    name: 'send-page',
+    schema: z.object({
+      campaignId: z.string().min(1),
+      runId: z.string().min(1),
+      page: z.number().int().min(0),
+      gen: z.number().int().min(1),
+    }),
+  },
+} as const;
+
+/** BullMQ job ids may contain neither ':' nor be all digits; ours are neither. */
+export function pageJobId(job: PageJob): string {
+  return `${job.campaignId}.${job.runId}.p${job.page}.g${job.gen}`;
+}
+
+/** Backoff for a job whose processor threw (Redis trouble, a bug): capped exponential. */
+export function jobBackoff(attemptsMade: number): number {
+  return Math.min(30_000, 500 * 2 ** Math.min(attemptsMade, 10));
+}
+
+const SEND_JOB_OPTIONS: JobsOptions = {
+  // A processor that throws is retried for a long time: the ledger makes a
+  // re-run harmless, and the supervisor re-enqueues whatever still fails.
+  attempts: 1000,
+  backoff: { type: 'pushq' },
+  removeOnComplete: { age: 3600, count: 10_000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
+
+export function createSendQueue(connection: ConnectionOptions, prefix: string): Queue {
+  return new Queue(QUEUES.send, { connection, prefix, defaultJobOptions: SEND_JOB_OPTIONS });
+}
+
+export class BullPageQueue implements PageQueue {
+  constructor(private readonly queue: Queue) {}
+
+  async enqueuePages(jobs: readonly PageJob[]): Promise<void> {
+    if (jobs.length === 0) return;
+    await this.queue.addBulk(
+      jobs.map((job) => ({
+        name: JOBS.sendPage.name,
+        data: JOBS.sendPage.schema.parse(job),
+        opts: { jobId: pageJobId(job) },
+      })),
+    );
+  }
+}

@@ -1,0 +1,206 @@
+import type { Redis } from 'ioredis';
+import type {
+  AcquireResult,
+  ClaimResult,
+  ConfirmEntry,
+  ConfirmResult,
+  CreateRunResult,
+  Ledger,
+  LedgerEntry,
+  PageRef,
+  ReleaseResult,
+  RunState,
+} from '../../app/ports.js';
+import type { CampaignStatus, RunStatus } from '../../domain/campaign.js';
+import { decodeRecord, RECORD_BYTES } from '../../domain/ledger.js';
+import type { Keys } from './keys.js';
+import type { Scripts } from './scripts.js';
+
+type Reply = Array<string | number | Buffer | null>;
+
+function text(value: unknown): string {
+  return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
+}
+
+function num(value: string | undefined): number {
+  return value === undefined ? 0 : Number(value);
+}
+
+export function parseRun(campaignId: string, hash: Record<string, string>): RunState | null {
+  if (!hash.id) return null;
+  return {
+    id: hash.id,
+    campaignId,
+    status: hash.status as RunStatus,
+    trigger: hash.trigger ?? 'launch',
+    createdAt: num(hash.createdAt),
+    completedAt: hash.completedAt ? num(hash.completedAt) : null,
+    activeAt: num(hash.activeAt),
+    counts: {
+      total: num(hash.total),
+      pending: num(hash.pending),
+      inflight: num(hash.inflight),
+      sent: num(hash.sent),
+      failed: num(hash.failed),
+      unknown: num(hash.unknown),
+      skipped: num(hash.skipped),
+    },
+    pages: num(hash.pages),
+    pageSize: num(hash.pageSize),
+    cursor: num(hash.cursor),
+    gen: num(hash.gen),
+  };
+}
+
+export class RedisLedger implements Ledger {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly scripts: Scripts,
+  ) {}
+
+  private pageKeys(ref: PageRef) {
+    const campaign = this.keys.campaign(ref.campaignId);
+    const run = campaign.run(ref.runId);
+    return { campaign, run };
+  }
+
+  async createRun(
+    campaignId: string,
+    runId: string,
+    opts: { allowedFrom: readonly CampaignStatus[]; statusAfter: CampaignStatus; trigger: string },
+  ): Promise<CreateRunResult> {
+    const campaign = this.keys.campaign(campaignId);
+    const reply = (await this.scripts.run(
+      'create-run',
+      [campaign.meta(), campaign.run(runId).run, campaign.runs()],
+      [runId, opts.allowedFrom.join(','), opts.statusAfter, opts.trigger],
+    )) as string[];
+    if (reply[0] === 'ok') return { ok: true, createdAt: Number(reply[1]) };
+    return { ok: false, reason: reply[0] as 'missing' | 'state' | 'exists' | 'empty', status: reply[1] as CampaignStatus | undefined };
+  }
+
+  async getRun(campaignId: string, runId: string): Promise<RunState | null> {
+    const hash = await this.redis.hgetall(this.keys.campaign(campaignId).run(runId).run);
+    return parseRun(campaignId, hash);
+  }
+
+  async acquirePage(ref: PageRef, token: string, leaseMs: number): Promise<AcquireResult> {
+    const { campaign, run } = this.pageKeys(ref);
+    const reply = (await this.scripts.runBuffer(
+      'acquire-page',
+      [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, run.bad, campaign.meta()],
+      [ref.page, token, leaseMs],
+    )) as Reply;
+    const kind = text(reply[0]);
+    switch (kind) {
+      case 'ok':
+        return {
+          kind,
+          records: reply[1] as Buffer,
+          now: Number(text(reply[2])),
+          runCreatedAt: Number(text(reply[3])),
+          markedUnknown: Number(reply[4]),
+        };
+      case 'busy':
+        return { kind, delayMs: Number(reply[1]) };
+      case 'inactive':
+        return { kind, status: text(reply[1]), markedUnknown: Number(reply[2]) };
+      default:
+        return { kind: 'missing' };
+    }
+  }
+
+  async claim(ref: PageRef, token: string, leaseMs: number, indexes: readonly number[]): Promise<ClaimResult> {
+    const { run } = this.pageKeys(ref);
+    const reply = (await this.scripts.run(
+      'claim',
+      [run.run, run.records(ref.page), run.lease(ref.page), run.leases],
+      [ref.page, token, leaseMs, ...indexes],
+    )) as Reply;
+    const kind = text(reply[0]);
+    if (kind === 'fenced') return { kind };
+    if (kind === 'inactive') return { kind, status: text(reply[1]) };
+    const claimed: Array<{ index: number; attempts: number }> = [];
+    for (let i = 1; i < reply.length; i += 2) claimed.push({ index: Number(reply[i]), attempts: Number(reply[i + 1]) });
+    return { kind: 'ok', claimed };
+  }
+
+  async confirm(ref: PageRef, token: string, leaseMs: number, maxAttempts: number, entries: readonly ConfirmEntry[]): Promise<ConfirmResult> {
+    const { campaign, run } = this.pageKeys(ref);
+    const args: Array<string | number> = [ref.page, token, leaseMs, maxAttempts];
+    for (const e of entries) args.push(e.index, e.op, Math.max(0, Math.round(e.delayMs)), e.code, e.message);
+    const reply = (await this.scripts.run(
+      'confirm',
+      [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, run.bad, campaign.meta()],
+      args,
+    )) as Reply;
+    if (text(reply[0]) === 'fenced') return { kind: 'fenced' };
+    return { kind: 'ok', runCompleted: Number(reply[1]) === 1, applied: Number(reply[2]) };
+  }
+
+  async releasePage(ref: PageRef, token: string, size: number): Promise<ReleaseResult> {
+    const { run } = this.pageKeys(ref);
+    const reply = (await this.scripts.run(
+      'release-page',
+      [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.open, run.unfinished],
+      [ref.page, token, size],
+    )) as number[];
+    const nextDue = Number(reply[2]);
+    return { pending: Number(reply[0]), inflight: Number(reply[1]), nextDueIn: nextDue < 0 ? null : nextDue };
+  }
+
+  async advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    const reply = (await this.scripts.run('advance-cursor', [run.run, run.open, run.unfinished], [from, to])) as string[];
+    return reply[0] as 'ok' | 'moved' | 'inactive';
+  }
+
+  openPageCount(campaignId: string, runId: string): Promise<number> {
+    return this.redis.scard(this.keys.campaign(campaignId).run(runId).open);
+  }
+
+  async readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    const page = Math.floor(position / pageSize);
+    const index = position % pageSize;
+    const [raw, error] = await Promise.all([
+      this.redis.getrangeBuffer(run.records(page), index * RECORD_BYTES, index * RECORD_BYTES + RECORD_BYTES - 1),
+      this.redis.hget(run.errors, String(position)),
+    ]);
+    return { record: decodeRecord(raw, 0), lastError: error ? (JSON.parse(error) as LedgerEntry['lastError']) : null };
+  }
+
+  async listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    const members = await this.redis.zrangebyscore(run.bad, `(${afterPosition}`, '+inf', 'LIMIT', 0, limit);
+    return members.map(Number);
+  }
+
+  async kickStalled(campaignId: string, runId: string, stallMs: number): Promise<{ gen: number; pages: number[] } | null> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    const reply = (await this.scripts.run('kick-run', [run.run, run.unfinished, run.open, run.leases], [stallMs])) as Array<string | number>;
+    if (reply[0] !== 'kicked') return null;
+    return { gen: Number(reply[1]), pages: reply.slice(2).map(Number) };
+  }
+
+  async tryLock(name: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(`${this.keys.prefix}:lock:${name}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async activeRuns(): Promise<Array<{ campaignId: string; runId: string }>> {
+    const members = await this.redis.smembers(this.keys.activeRuns());
+    return members.map((m) => {
+      const sep = m.indexOf('|');
+      return { campaignId: m.slice(0, sep), runId: m.slice(sep + 1) };
+    });
+  }
+
+  async markActive(campaignId: string, runId: string): Promise<void> {
+    await this.redis.sadd(this.keys.activeRuns(), `${campaignId}|${runId}`);
+  }
+
+  async markInactive(campaignId: string, runId: string): Promise<void> {
+    await this.redis.srem(this.keys.activeRuns(), `${campaignId}|${runId}`);
+  }
+}

@@ -1,0 +1,66 @@
+import { readFileSync } from 'node:fs';
+import type { Redis } from 'ioredis';
+
+/**
+ * The Lua scripts of the product, loaded by name from ./lua. Each transition
+ * of the ledger or the limiter is one script, so none is ever half done.
+ * `-- @include name` pulls in ./lua/includes/name.lua.
+ */
+const SCRIPT_KEYS = {
+  'create-run': 3,
+  'acquire-page': 7,
+  claim: 4,
+  confirm: 7,
+  'release-page': 6,
+  'advance-cursor': 3,
+  'kick-run': 4,
+  'permit-lease': 3,
+  'permit-pause': 1,
+} as const;
+
+export type ScriptName = keyof typeof SCRIPT_KEYS;
+type Arg = string | number | Buffer;
+type ScriptFn = (...args: Arg[]) => Promise<unknown>;
+
+const LUA_DIR = new URL('./lua/', import.meta.url);
+const sources = new Map<ScriptName, string>();
+
+export function scriptSource(name: ScriptName): string {
+  let source = sources.get(name);
+  if (!source) {
+    source = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8').replace(/^-- @include (\S+)[ \t]*$/gm, (_, include: string) =>
+      readFileSync(new URL(`includes/${include}.lua`, LUA_DIR), 'utf8'),
+    );
+    sources.set(name, source);
+  }
+  return source;
+}
+
+function commandName(name: ScriptName): string {
+  return `pushq_${name.replace(/-/g, '_')}`;
+}
+
+export class Scripts {
+  constructor(private readonly redis: Redis) {
+    for (const name of Object.keys(SCRIPT_KEYS) as ScriptName[]) {
+      if (typeof (redis as unknown as Record<string, unknown>)[commandName(name)] === 'function') continue;
+      redis.defineCommand(commandName(name), { numberOfKeys: SCRIPT_KEYS[name], lua: scriptSource(name) });
+    }
+  }
+
+  /** Runs a script; replies come back as strings and numbers. */
+  run(name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    return this.call(commandName(name), name, keys, args);
+  }
+
+  /** Runs a script; string replies come back as Buffers (for binary ledger records). */
+  runBuffer(name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    return this.call(`${commandName(name)}Buffer`, name, keys, args);
+  }
+
+  private call(method: string, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    if (keys.length !== SCRIPT_KEYS[name]) throw new Error(`script ${name} takes ${SCRIPT_KEYS[name]} keys, got ${keys.length}`);
+    const fn = (this.redis as unknown as Record<string, ScriptFn>)[method]!;
+    return fn.call(this.redis, ...keys, ...args);
+  }
+}

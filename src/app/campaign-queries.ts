@@ -1,0 +1,109 @@
+import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
+import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
+import type { Campaign } from '../domain/campaign.js';
+import { campaignView, iso, type CampaignView } from './campaign-view.js';
+import type { CampaignStore, Ledger, RunState } from './ports.js';
+
+export interface RecipientEntryView {
+  recipient: RecipientRecord;
+  runId: string | null;
+  state: string;
+  attempts: number;
+  lastError: { code: string; message: string; attempts: number; at: string } | null;
+  /** For pending: when the next attempt is due; otherwise: when the state last changed. */
+  updatedAt: string | null;
+  runStartedAt: string | null;
+}
+
+export interface FailureView {
+  recipientId: string;
+  state: 'failed' | 'unknown';
+  attempts: number;
+  error: { code: string; message: string } | null;
+  at: string | null;
+}
+
+export interface Paged<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export class CampaignQueries {
+  constructor(
+    private readonly store: CampaignStore,
+    private readonly ledger: Ledger,
+  ) {}
+
+  private async load(id: string): Promise<{ campaign: Campaign; run: RunState | null }> {
+    const campaign = await this.store.get(id);
+    if (!campaign) throw campaignNotFound(id);
+    const run = campaign.latestRunId ? await this.ledger.getRun(id, campaign.latestRunId) : null;
+    return { campaign, run };
+  }
+
+  async get(id: string): Promise<CampaignView> {
+    const { campaign, run } = await this.load(id);
+    return campaignView(campaign, run);
+  }
+
+  async list(limit: number, cursor?: string): Promise<Paged<CampaignView>> {
+    const page = await this.store.list(limit, cursor);
+    const items = await Promise.all(
+      page.items.map(async (campaign) =>
+        campaignView(campaign, campaign.latestRunId ? await this.ledger.getRun(campaign.id, campaign.latestRunId) : null),
+      ),
+    );
+    return { items, nextCursor: page.nextCursor };
+  }
+
+  async recipient(campaignId: string, id: string): Promise<RecipientEntryView> {
+    const { campaign, run } = await this.load(campaignId);
+    const position = await this.store.findPosition(campaign, id);
+    if (position === null) {
+      throw new DomainError(ErrorCodes.RECIPIENT_NOT_FOUND, `campaign ${campaignId} has no recipient ${JSON.stringify(id)}`);
+    }
+    const { pageSize } = campaign.recipients;
+    const stored = (await this.store.readPage(campaignId, Math.floor(position / pageSize)))[position % pageSize];
+    if (stored === undefined || recipientId(stored) !== id) throw new Error(`recipient index of campaign ${campaignId} is inconsistent`);
+    if (!run) {
+      return { recipient: recipientRecord(stored), runId: null, state: 'pending', attempts: 0, lastError: null, updatedAt: null, runStartedAt: null };
+    }
+    const entry = await this.ledger.readEntry(campaignId, run.id, position, pageSize);
+    const { record } = entry;
+    return {
+      recipient: recipientRecord(stored),
+      runId: run.id,
+      state: record.state,
+      attempts: record.attempts,
+      lastError: entry.lastError ? { ...entry.lastError, at: iso(entry.lastError.at) } : null,
+      updatedAt: record.attempts > 0 || record.state !== 'pending' ? iso(run.createdAt + record.at) : null,
+      runStartedAt: iso(run.createdAt),
+    };
+  }
+
+  async failures(campaignId: string, limit: number, cursor?: string): Promise<Paged<FailureView>> {
+    const { campaign, run } = await this.load(campaignId);
+    if (!run) return { items: [], nextCursor: null };
+    const after = cursor === undefined ? -1 : Number(cursor);
+    if (!Number.isInteger(after) || after < -1) throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
+    const positions = await this.ledger.listBad(campaignId, run.id, after, limit + 1);
+    const shown = positions.slice(0, limit);
+    const { pageSize } = campaign.recipients;
+    const pages = new Map<number, Promise<Awaited<ReturnType<CampaignStore['readPage']>>>>();
+    const items = await Promise.all(
+      shown.map(async (position) => {
+        const pageNo = Math.floor(position / pageSize);
+        if (!pages.has(pageNo)) pages.set(pageNo, this.store.readPage(campaignId, pageNo));
+        const [page, entry] = await Promise.all([pages.get(pageNo)!, this.ledger.readEntry(campaignId, run.id, position, pageSize)]);
+        return {
+          recipientId: recipientId(page[position % pageSize]!),
+          state: entry.record.state as 'failed' | 'unknown',
+          attempts: entry.record.attempts,
+          error: entry.lastError ? { code: entry.lastError.code, message: entry.lastError.message } : null,
+          at: entry.lastError ? iso(entry.lastError.at) : null,
+        };
+      }),
+    );
+    return { items, nextCursor: positions.length > limit ? String(shown[shown.length - 1]) : null };
+  }
+}

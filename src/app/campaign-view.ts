@@ -1,0 +1,54 @@
+import type { Campaign, CampaignStatus, Message } from '../domain/campaign.js';
+import { emptyCounts, type RunCounts } from '../domain/ledger.js';
+import type { RunState } from './ports.js';
+
+/** A campaign as the API shows it: with its latest run and that run's counts. */
+export interface CampaignView {
+  id: string;
+  name: string;
+  provider: string;
+  message: Message;
+  status: CampaignStatus;
+  createdAt: string;
+  updatedAt: string;
+  recipientCount: number;
+  counts: RunCounts;
+  latestRun: RunView | null;
+}
+
+export interface RunView {
+  id: string;
+  status: string;
+  trigger: string;
+  createdAt: string;
+  completedAt: string | null;
+}
+
+export function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+export function runView(run: RunState): RunView {
+  return {
+    id: run.id,
+    status: run.status,
+    trigger: run.trigger,
+    createdAt: iso(run.createdAt),
+    completedAt: run.completedAt === null ? null : iso(run.completedAt),
+  };
+}
+
+export function campaignView(campaign: Campaign, run: RunState | null): CampaignView {
+  return {
+    id: campaign.id,
+    name: campaign.name,
+    provider: campaign.provider,
+    message: campaign.message,
+    status: campaign.status,
+    createdAt: campaign.createdAt,
+    updatedAt: campaign.updatedAt,
+    recipientCount: campaign.recipients.total,
+    counts: run ? run.counts : emptyCounts(campaign.recipients.total),
+    latestRun: run ? runView(run) : null,
+  };
+}

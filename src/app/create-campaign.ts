@@ -1,0 +1,51 @@
+import { planLayout, type Message } from '../domain/campaign.js';
+import { DomainError, ErrorCodes } from '../domain/errors.js';
+import { newId } from '../domain/ids.js';
+import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import { campaignView, type CampaignView } from './campaign-view.js';
+import type { CampaignStore, ProviderRegistry } from './ports.js';
+
+export interface CreateCampaignInput {
+  name: string;
+  provider: string;
+  message: Message;
+  /** Inline recipients; without them the campaign waits in draft for an upload. */
+  recipients?: readonly unknown[];
+  /** What an unusable recipient does: skipped and reported, or the whole request refused. */
+  invalid: 'skip' | 'reject';
+}
+
+export interface CreateCampaignResult {
+  campaign: CampaignView;
+  recipients: IngestSummary | null;
+}
+
+export class CreateCampaign {
+  constructor(
+    private readonly store: CampaignStore,
+    private readonly providers: ProviderRegistry,
+    private readonly pageSize: number,
+  ) {}
+
+  async execute(input: CreateCampaignInput): Promise<CreateCampaignResult> {
+    if (!this.providers.get(input.provider)) {
+      throw new DomainError(ErrorCodes.UNKNOWN_PROVIDER, `provider ${JSON.stringify(input.provider)} is not configured`, {
+        path: ['provider'],
+        known: this.providers.names(),
+      });
+    }
+    const collector = new RecipientCollector();
+    for (const recipient of input.recipients ?? []) collector.add(recipient);
+    const summary = collector.summary();
+    if (input.invalid === 'reject' && summary.invalid > 0) {
+      throw new DomainError(ErrorCodes.VALIDATION_FAILED, `${summary.invalid} recipient(s) are invalid; nothing was created`, summary);
+    }
+    const createdAt = Date.now();
+    const id = newId(createdAt);
+    const layout = planLayout(collector.recipients.length, this.pageSize);
+    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, createdAt, layout }, collector.recipients);
+    const campaign = await this.store.get(id);
+    if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
+    return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };
+  }
+}

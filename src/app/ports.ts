@@ -1,0 +1,197 @@
+/**
+ * What the use cases need from the outside world. Adapters (Redis, BullMQ,
+ * undici, express) implement these; tests of the use cases run them against
+ * the real adapters on a real Redis.
+ */
+import type { Campaign, CampaignStatus, Message, RecipientLayout, RunStatus } from '../domain/campaign.js';
+import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
+import type { StoredRecipient } from '../domain/recipient.js';
+import type { SendOutcome } from '../domain/send-outcome.js';
+
+// ── campaigns ────────────────────────────────────────────────────────────────
+
+export interface NewCampaign {
+  id: string;
+  name: string;
+  provider: string;
+  message: Message;
+  createdAt: number;
+  layout: RecipientLayout;
+}
+
+export interface CampaignPage {
+  items: Campaign[];
+  /** Pass back as `cursor` for the next page; null when this was the last. */
+  nextCursor: string | null;
+}
+
+export interface CampaignStore {
+  /** Writes the campaign and all its recipients atomically: all or nothing. */
+  create(campaign: NewCampaign, recipients: readonly StoredRecipient[]): Promise<void>;
+  get(id: string): Promise<Campaign | null>;
+  /** Newest first. */
+  list(limit: number, cursor?: string): Promise<CampaignPage>;
+  readPage(campaignId: string, page: number): Promise<StoredRecipient[]>;
+  /** Position of a recipient in the campaign's list, or null. */
+  findPosition(campaign: Campaign, recipientId: string): Promise<number | null>;
+}
+
+// ── runs and the ledger ─────────────────────────────────────────────────────
+
+export interface PageRef {
+  campaignId: string;
+  runId: string;
+  page: number;
+}
+
+export interface RunState {
+  id: string;
+  campaignId: string;
+  status: RunStatus;
+  trigger: string;
+  createdAt: number;
+  completedAt: number | null;
+  /** Last time a recipient of the run changed state. */
+  activeAt: number;
+  counts: RunCounts;
+  pages: number;
+  pageSize: number;
+  /** Next page to enqueue. */
+  cursor: number;
+  /** Enqueue generation: bumped when pages are enqueued again, so job ids stay fresh. */
+  gen: number;
+}
+
+export type CreateRunResult =
+  | { ok: true; createdAt: number }
+  | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };
+
+export type AcquireResult =
+  | { kind: 'ok'; records: Buffer; now: number; runCreatedAt: number; markedUnknown: number }
+  | { kind: 'busy'; delayMs: number }
+  | { kind: 'inactive'; status: string; markedUnknown: number }
+  | { kind: 'missing' };
+
+export type ClaimResult =
+  | { kind: 'ok'; claimed: Array<{ index: number; attempts: number }> }
+  | { kind: 'fenced' }
+  | { kind: 'inactive'; status: string };
+
+/** op: s sent, f failed, t transient (retry or fail when attempts are spent), r requeue, u unknown */
+export interface ConfirmEntry {
+  index: number;
+  op: 's' | 'f' | 't' | 'r' | 'u';
+  delayMs: number;
+  code: string;
+  message: string;
+}
+
+export type ConfirmResult = { kind: 'ok'; runCompleted: boolean; applied: number } | { kind: 'fenced' };
+
+export interface ReleaseResult {
+  pending: number;
+  inflight: number;
+  /** Ms until the earliest pending recipient is due (0: now), or null when none is pending. */
+  nextDueIn: number | null;
+}
+
+export interface LedgerEntry {
+  record: LedgerRecord;
+  lastError: { code: string; message: string; attempts: number; at: number } | null;
+}
+
+export interface Ledger {
+  createRun(campaignId: string, runId: string, opts: { allowedFrom: readonly CampaignStatus[]; statusAfter: CampaignStatus; trigger: string }): Promise<CreateRunResult>;
+  getRun(campaignId: string, runId: string): Promise<RunState | null>;
+  acquirePage(ref: PageRef, token: string, leaseMs: number): Promise<AcquireResult>;
+  claim(ref: PageRef, token: string, leaseMs: number, indexes: readonly number[]): Promise<ClaimResult>;
+  confirm(ref: PageRef, token: string, leaseMs: number, maxAttempts: number, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
+  releasePage(ref: PageRef, token: string, size: number): Promise<ReleaseResult>;
+  /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
+  advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
+  openPageCount(campaignId: string, runId: string): Promise<number>;
+  readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry>;
+  /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
+  listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
+  /** Supervisor remedy for a run with no progress for `stallMs`: see lua/kick-run.lua. */
+  kickStalled(campaignId: string, runId: string, stallMs: number): Promise<{ gen: number; pages: number[] } | null>;
+  /** True when this caller holds `name` for the next `ttlMs` (one supervisor at a time). */
+  tryLock(name: string, ttlMs: number): Promise<boolean>;
+  /** Runs not finished yet, across all campaigns. */
+  activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
+  markActive(campaignId: string, runId: string): Promise<void>;
+  markInactive(campaignId: string, runId: string): Promise<void>;
+}
+
+// ── queues ──────────────────────────────────────────────────────────────────
+
+export interface PageJob {
+  campaignId: string;
+  runId: string;
+  page: number;
+  gen: number;
+}
+
+export interface PageQueue {
+  /** Idempotent: a job id is derived from (campaign, run, page, gen). */
+  enqueuePages(jobs: readonly PageJob[]): Promise<void>;
+}
+
+// ── providers and the limiter ───────────────────────────────────────────────
+
+export interface ProviderLimits {
+  name: string;
+  /** Hard cap in requests per sliding second, global across processes. */
+  tps: number;
+  /** Longest a single request may take. */
+  timeoutMs: number;
+}
+
+export interface SendRequest {
+  idempotencyKey: string;
+  campaignId: string;
+  runId: string;
+  recipient: { id: string } & Record<string, unknown>;
+  message: Message;
+}
+
+export interface PushProvider {
+  readonly name: string;
+  readonly type: string;
+  readonly limits: ProviderLimits;
+  readonly retry: RetryPolicy;
+  send(request: SendRequest): Promise<SendOutcome>;
+  close(): Promise<void>;
+}
+
+export interface RetryPolicy {
+  /** Attempts per recipient before a transient failure becomes final. */
+  maxAttempts: number;
+  /** Backoff ceiling of the first retry; doubles per attempt up to maxMs (full jitter). */
+  baseMs: number;
+  maxMs: number;
+}
+
+export interface ProviderRegistry {
+  get(name: string): PushProvider | undefined;
+  names(): string[];
+}
+
+export interface Permit {
+  readonly provider: string;
+  readonly id: string;
+  /** performance.now() after which the permit must not be used for a new request. */
+  readonly usableUntil: number;
+}
+
+export interface RateLimiter {
+  /** Waits until at least one permit is free, then returns between 1 and `want`. */
+  acquire(limits: ProviderLimits, want: number): Promise<Permit[]>;
+  /** The request that used the permit has completed (with any outcome) just now. */
+  complete(permit: Permit): void;
+  /** The permit was never used for a request. */
+  giveBack(permit: Permit): void;
+  /** The provider asked us to slow down: hold all its permits for a while. */
+  pause(provider: string, delayMs: number): Promise<void>;
+  close(): Promise<void>;
+}

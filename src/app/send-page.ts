@@ -1,0 +1,348 @@
+import { performance } from 'node:perf_hooks';
+import { fullJitterBackoff } from '../domain/backoff.js';
+import { idempotencyKey } from '../domain/ids.js';
+import { decodeRecord } from '../domain/ledger.js';
+import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
+import { describeError, type SendOutcome } from '../domain/send-outcome.js';
+import type { Campaign } from '../domain/campaign.js';
+import type { AppEvents, Logger } from './events.js';
+import type { RunPump } from './pump.js';
+import type { Semaphore } from './semaphore.js';
+import type {
+  CampaignStore,
+  ConfirmEntry,
+  Ledger,
+  PageJob,
+  PageRef,
+  Permit,
+  ProviderRegistry,
+  PushProvider,
+  RateLimiter,
+  RetryPolicy,
+} from './ports.js';
+
+export type PageResult =
+  /** Every recipient of the page is final. */
+  | { kind: 'done' }
+  /** Some wait for a retry: run the page again in `delayMs`. */
+  | { kind: 'later'; delayMs: number }
+  /** Another worker holds the page for `delayMs` more at most. */
+  | { kind: 'busy'; delayMs: number }
+  /** The run is not running (paused, cancelled, completed, gone). */
+  | { kind: 'inactive'; status: string }
+  /** This process is stopping: hand the page to another worker. */
+  | { kind: 'stopped' }
+  /** The page lease was lost mid-way: another worker owns the page now. */
+  | { kind: 'fenced' };
+
+export interface SendPageOptions {
+  leaseMs: number;
+  /** Most recipients claimed by one ledger call. */
+  claimBatch: number;
+  /** Most outcomes recorded by one ledger call. */
+  confirmBatch: number;
+  /** Longest an outcome waits to be recorded with others. */
+  confirmDelayMs: number;
+}
+
+export interface SendPageDeps {
+  campaigns: CampaignStore;
+  ledger: Ledger;
+  limiter: RateLimiter;
+  providers: ProviderRegistry;
+  pump: RunPump;
+  /** Requests this process may have in flight, shared by all pages. */
+  sendSlots: Semaphore;
+  events: AppEvents;
+  log: Logger;
+  options: SendPageOptions;
+}
+
+class StopRequested extends Error {}
+
+/** Resolves with `promise`, or rejects with StopRequested when `stop` fires first; `late` gets a value that arrives after. */
+function unlessStopped<T>(promise: Promise<T>, stop: AbortSignal, late: (value: T) => void): Promise<T> {
+  if (stop.aborted) {
+    void promise.then(late, () => undefined);
+    return Promise.reject(new StopRequested());
+  }
+  return new Promise<T>((resolve, reject) => {
+    let settled = false;
+    const onStop = () => {
+      settled = true;
+      reject(new StopRequested());
+    };
+    stop.addEventListener('abort', onStop, { once: true });
+    promise.then(
+      (value) => {
+        stop.removeEventListener('abort', onStop);
+        if (settled) late(value);
+        else resolve(value);
+      },
+      (err) => {
+        stop.removeEventListener('abort', onStop);
+        if (!settled) reject(err);
+      },
+    );
+  });
+}
+
+/**
+ * Outcomes of one page, recorded a batch at a time. Every batch is checked
+ * against the page lease, so a worker that lost its page records nothing.
+ */
+class ConfirmBuffer {
+  private entries: ConfirmEntry[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  fenced = false;
+  runCompleted = false;
+  failure: unknown = null;
+
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly ref: PageRef,
+    private readonly token: string,
+    private readonly maxAttempts: number,
+    private readonly options: SendPageOptions,
+  ) {}
+
+  add(entry: ConfirmEntry): void {
+    this.entries.push(entry);
+    if (this.entries.length >= this.options.confirmBatch) void this.flush();
+    else if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.options.confirmDelayMs);
+  }
+
+  flush(): Promise<void> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const batch = this.entries;
+    this.entries = [];
+    if (batch.length > 0) {
+      this.chain = this.chain.then(async () => {
+        try {
+          const result = await this.ledger.confirm(this.ref, this.token, this.options.leaseMs, this.maxAttempts, batch);
+          if (result.kind === 'fenced') this.fenced = true;
+          else if (result.runCompleted) this.runCompleted = true;
+        } catch (err) {
+          this.failure ??= err;
+        }
+      });
+    }
+    return this.chain;
+  }
+}
+
+function confirmEntry(index: number, attempts: number, outcome: SendOutcome, retry: RetryPolicy): ConfirmEntry {
+  switch (outcome.kind) {
+    case 'sent':
+      return { index, op: 's', delayMs: 0, code: '', message: '' };
+    case 'permanent':
+      return { index, op: 'f', delayMs: 0, code: outcome.code, message: outcome.message };
+    case 'transient':
+      return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
+    case 'rate-limited':
+      return { index, op: 'r', delayMs: outcome.retryAfterMs ?? 1000, code: outcome.code, message: outcome.message };
+    case 'not-sent':
+      return { index, op: 'r', delayMs: 0, code: outcome.code, message: outcome.message };
+    default: {
+      const never: never = outcome;
+      throw new Error(`unhandled send outcome ${JSON.stringify(never)}`);
+    }
+  }
+}
+
+/**
+ * Sends one page of a run: the heart of a worker.
+ *
+ * 1. take the page lease (fencing token = the BullMQ job token);
+ * 2. repeatedly: wait for send slots and rate-limit permits, then claim that
+ *    many due recipients in one ledger call, and send them concurrently;
+ * 3. record outcomes in batches, each checked against the lease;
+ * 4. release the page, report what is left, and let the next page of the run in.
+ *
+ * A recipient is claimed (in flight) only once its permit is in hand, so a
+ * worker that dies while waiting for the limiter leaves nothing in doubt.
+ */
+export class SendPage {
+  constructor(private readonly deps: SendPageDeps) {}
+
+  async run(job: PageJob, token: string, stop: AbortSignal): Promise<PageResult> {
+    const { ledger, campaigns, providers, events, options } = this.deps;
+    const ref: PageRef = { campaignId: job.campaignId, runId: job.runId, page: job.page };
+    const log = this.deps.log.child({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page });
+
+    const acquired = await ledger.acquirePage(ref, token, options.leaseMs);
+    if (acquired.kind !== 'ok') {
+      if (acquired.kind === 'inactive' && acquired.markedUnknown > 0) {
+        events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
+      }
+      if (acquired.kind === 'missing') return { kind: 'inactive', status: 'missing' };
+      if (acquired.kind === 'busy') return { kind: 'busy', delayMs: acquired.delayMs };
+      return { kind: 'inactive', status: acquired.status };
+    }
+    if (acquired.markedUnknown > 0) {
+      log.warn({ count: acquired.markedUnknown }, 'took over a page from a lost worker; its in-flight recipients are now unknown');
+      events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
+    }
+
+    const campaign = await campaigns.get(ref.campaignId);
+    const provider = campaign ? providers.get(campaign.provider) : undefined;
+    const recipients = await campaigns.readPage(ref.campaignId, ref.page);
+    if (!campaign || !provider) {
+      await ledger.releasePage(ref, token, recipients.length);
+      throw new Error(`campaign ${ref.campaignId} uses provider ${JSON.stringify(campaign?.provider)}, which is not configured in this worker`);
+    }
+
+    const elapsed = acquired.now - acquired.runCreatedAt;
+    const due: number[] = [];
+    for (let index = 0; index < recipients.length; index += 1) {
+      const record = decodeRecord(acquired.records, index);
+      if (record.state === 'pending' && record.at <= elapsed) due.push(index);
+    }
+
+    const confirms = new ConfirmBuffer(ledger, ref, token, provider.retry.maxAttempts, options);
+    const halted = await this.sendDue(ref, token, campaign, provider, recipients, due, confirms, stop, log);
+    await confirms.flush();
+    if (confirms.failure) throw confirms.failure;
+
+    const left = await ledger.releasePage(ref, token, recipients.length);
+    events.emit('page:released', { ...ref, pending: left.pending });
+    if (confirms.runCompleted) {
+      await ledger.markInactive(ref.campaignId, ref.runId);
+      events.emit('run:completed', { campaignId: ref.campaignId, runId: ref.runId });
+      log.info({}, 'run completed');
+    }
+    if (confirms.fenced || halted === 'fenced') {
+      events.emit('lease:fenced', ref);
+      log.warn({}, 'lost the page lease; another worker owns the page now');
+      return { kind: 'fenced' };
+    }
+    if (halted !== null && halted !== 'stopped') return { kind: 'inactive', status: halted };
+    await this.deps.pump.fill(ref.campaignId, ref.runId);
+    if (left.pending === 0) return { kind: 'done' };
+    if (halted === 'stopped' || stop.aborted) return { kind: 'stopped' };
+    return { kind: 'later', delayMs: left.nextDueIn ?? 0 };
+  }
+
+  /** Returns why sending stopped early ('fenced', a run status, 'stopped'), or null when all due ones were sent. */
+  private async sendDue(
+    ref: PageRef,
+    token: string,
+    campaign: Campaign,
+    provider: PushProvider,
+    recipients: StoredRecipient[],
+    due: number[],
+    confirms: ConfirmBuffer,
+    stop: AbortSignal,
+    log: Logger,
+  ): Promise<string | null> {
+    const { ledger, limiter, sendSlots, options } = this.deps;
+    const inflight = new Set<Promise<void>>();
+    let halted: string | null = null;
+    const heartbeat = setInterval(() => {
+      ledger.claim(ref, token, options.leaseMs, []).then(
+        (r) => {
+          if (r.kind === 'fenced') halted ??= 'fenced';
+          else if (r.kind === 'inactive') halted ??= r.status;
+        },
+        (err) => log.warn({ err: describeError(err) }, 'page lease renewal failed'),
+      );
+    }, Math.max(250, Math.floor(options.leaseMs / 3)));
+
+    try {
+      let next = 0;
+      while (next < due.length && halted === null && !confirms.fenced) {
+        const want = Math.min(due.length - next, options.claimBatch);
+        let slots: number;
+        let permits: Permit[];
+        try {
+          slots = await unlessStopped(sendSlots.acquire(want), stop, (n) => sendSlots.release(n));
+          try {
+            permits = await unlessStopped(limiter.acquire(provider.limits, slots), stop, (ps) => ps.forEach((p) => limiter.giveBack(p)));
+          } catch (err) {
+            sendSlots.release(slots);
+            throw err;
+          }
+        } catch (err) {
+          if (err instanceof StopRequested) {
+            halted = 'stopped';
+            break;
+          }
+          throw err;
+        }
+        if (slots > permits.length) sendSlots.release(slots - permits.length);
+        const batch = due.slice(next, next + permits.length);
+        next += batch.length;
+        const claim = await ledger.claim(ref, token, options.leaseMs, batch);
+        if (claim.kind !== 'ok') {
+          permits.forEach((p) => limiter.giveBack(p));
+          sendSlots.release(permits.length);
+          halted = claim.kind === 'fenced' ? 'fenced' : claim.status;
+          break;
+        }
+        for (const p of permits.slice(claim.claimed.length)) limiter.giveBack(p);
+        sendSlots.release(permits.length - claim.claimed.length);
+        claim.claimed.forEach(({ index, attempts }, i) => {
+          const task = this.sendOne(ref, campaign, provider, recipients[index]!, index, attempts, permits[i]!, confirms).finally(() => {
+            inflight.delete(task);
+            sendSlots.release(1);
+          });
+          inflight.add(task);
+        });
+      }
+      await Promise.all(inflight);
+    } finally {
+      clearInterval(heartbeat);
+    }
+    return halted;
+  }
+
+  private async sendOne(
+    ref: PageRef,
+    campaign: Campaign,
+    provider: PushProvider,
+    stored: StoredRecipient,
+    index: number,
+    attempts: number,
+    permit: Permit,
+    confirms: ConfirmBuffer,
+  ): Promise<void> {
+    const { limiter, events, log } = this.deps;
+    const recipient = recipientRecord(stored);
+    let outcome: SendOutcome;
+    const started = performance.now();
+    if (started + provider.limits.timeoutMs > permit.usableUntil) {
+      // The permit could expire while the request is out: never send on it.
+      limiter.giveBack(permit);
+      outcome = { kind: 'not-sent', code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' };
+    } else {
+      try {
+        outcome = await provider.send({
+          idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id),
+          campaignId: ref.campaignId,
+          runId: ref.runId,
+          recipient,
+          message: campaign.message,
+        });
+      } catch (err) {
+        // A provider adapter that throws has a bug; the request may have gone out, so retry with the same key.
+        outcome = { kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) };
+      } finally {
+        limiter.complete(permit);
+      }
+    }
+    events.emit('send:done', {
+      provider: provider.name,
+      outcome: outcome.kind,
+      code: outcome.kind === 'sent' ? undefined : outcome.code,
+      durationMs: performance.now() - started,
+    });
+    if (outcome.kind === 'rate-limited') {
+      limiter.pause(provider.name, outcome.retryAfterMs ?? 1000).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
+    }
+    confirms.add(confirmEntry(index, attempts, outcome, provider.retry));
+  }
+}

@@ -1,0 +1,102 @@
+import { DomainError, ErrorCodes } from './errors.js';
+import type { RunCounts } from './ledger.js';
+
+/**
+ * Campaign lifecycle.
+ *
+ *   draft ──launch──▶ running ──(last recipient final)──▶ completed
+ *     │                 │  ▲
+ *     └─schedule─▶ scheduled ──(occurrence)──▶ running
+ *                       pause│  │resume
+ *                          paused
+ *   draft | scheduled | running | paused ──cancel──▶ cancelled
+ *
+ * The allowed-action table below is the one place these rules live; the Lua
+ * scripts that change a status receive the allowed source states from it.
+ */
+export const CAMPAIGN_STATUSES = ['draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled'] as const;
+export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
+
+export const RUN_STATUSES = ['running', 'paused', 'completed', 'cancelled'] as const;
+export type RunStatus = (typeof RUN_STATUSES)[number];
+
+export type CampaignAction = 'launch' | 'upload' | 'edit';
+
+const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
+  launch: ['draft', 'scheduled'],
+  upload: ['draft', 'scheduled'],
+  edit: ['draft', 'scheduled'],
+};
+
+/** A one-off campaign has exactly one run, and this is its id. */
+export const ONE_OFF_RUN_ID = 'main';
+
+export interface Message {
+  title: string;
+  body: string;
+  data: Record<string, unknown>;
+}
+
+export interface RecipientLayout {
+  /** Recipients stored (after deduplication). */
+  total: number;
+  /** Recipients per page: the unit of work of one send job. */
+  pageSize: number;
+  pages: number;
+  /** Buckets of the id → position index. */
+  buckets: number;
+}
+
+export interface Campaign {
+  id: string;
+  name: string;
+  provider: string;
+  message: Message;
+  status: CampaignStatus;
+  createdAt: string;
+  updatedAt: string;
+  recipients: RecipientLayout;
+  latestRunId: string | null;
+}
+
+export interface Run {
+  id: string;
+  campaignId: string;
+  status: RunStatus;
+  createdAt: string;
+  completedAt: string | null;
+  counts: RunCounts;
+}
+
+export function sourceStatesFor(action: CampaignAction): readonly CampaignStatus[] {
+  return ALLOWED[action];
+}
+
+export function allowedActions(status: CampaignStatus): CampaignAction[] {
+  return (Object.keys(ALLOWED) as CampaignAction[]).filter((action) => ALLOWED[action].includes(status));
+}
+
+export function invalidState(campaignId: string, status: CampaignStatus, action: string): DomainError {
+  const allowed = allowedActions(status);
+  let hint = '';
+  if (action === 'launch' && (status === 'completed' || status === 'running' || status === 'paused')) {
+    hint = ' A one-off campaign runs once: use retry-failed to resend its failures, or clone it to send the same message again.';
+  }
+  return new DomainError(
+    ErrorCodes.INVALID_STATE,
+    `cannot ${action} campaign ${campaignId}: it is ${status}.${hint}`,
+    { status, allowedActions: allowed },
+  );
+}
+
+/** Split `total` recipients into pages and index buckets. */
+export function planLayout(total: number, pageSize: number): RecipientLayout {
+  return {
+    total,
+    pageSize,
+    pages: Math.ceil(total / pageSize),
+    // ~64 ids per bucket keeps each bucket a compact listpack in Redis
+    // (hash-max-listpack-entries defaults to 128).
+    buckets: Math.max(1, Math.ceil(total / 64)),
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * Every failure the product reports to a caller is a DomainError with a stable
+ * code. Adapters map codes to transport details (HTTP statuses live in
+ * adapters/http/errors.ts), so the domain never knows about HTTP.
+ */
+export const ErrorCodes = {
+  VALIDATION_FAILED: 'VALIDATION_FAILED',
+  MALFORMED_REQUEST: 'MALFORMED_REQUEST',
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  CAMPAIGN_NOT_FOUND: 'CAMPAIGN_NOT_FOUND',
+  RECIPIENT_NOT_FOUND: 'RECIPIENT_NOT_FOUND',
+  UNKNOWN_PROVIDER: 'UNKNOWN_PROVIDER',
+  INVALID_STATE: 'INVALID_STATE',
+  NO_RECIPIENTS: 'NO_RECIPIENTS',
+  ALREADY_RAN: 'ALREADY_RAN',
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  NOT_IMPLEMENTED: 'NOT_IMPLEMENTED',
+  STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  INTERNAL: 'INTERNAL',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class DomainError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'DomainError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function campaignNotFound(id: string): DomainError {
+  return new DomainError(ErrorCodes.CAMPAIGN_NOT_FOUND, `campaign ${JSON.stringify(id)} does not exist`);
+}

@@ -1,0 +1,95 @@
+/**
+ * The per-recipient ledger of a run: the one source of truth for who was sent.
+ *
+ * State machine of one recipient in one run:
+ *
+ *   pending ──claim──▶ inflight ──confirm──▶ sent | failed | unknown
+ *      ▲                  │
+ *      └──retry/requeue───┘          (inflight whose lease expired ──▶ unknown)
+ *   pending ──skip──▶ skipped
+ *
+ * `sent`, `failed`, `unknown` and `skipped` are final for the run. Nothing ever
+ * leaves `unknown` by itself: a send that may have reached the provider is
+ * reported, never silently repeated.
+ *
+ * Storage: each recipient of a page has a fixed-width record in one Redis
+ * string per (run, page). The Lua scripts in adapters/redis/lua write it; this
+ * module is the single decoder of its layout (keep both in step):
+ *
+ *   byte 0     state (RecipientState)
+ *   byte 1     attempts so far
+ *   bytes 2-3  reason code (big-endian u16), 0 when none; reserved for skip
+ *              reasons
+ *   bytes 4-9  time in ms since the run began (big-endian u48): for pending,
+ *              the earliest next attempt; otherwise the last transition
+ *
+ * A record that was never written reads as zeros: pending, no attempts.
+ */
+export const RecipientState = {
+  pending: 0,
+  inflight: 1,
+  sent: 2,
+  failed: 3,
+  unknown: 4,
+  skipped: 5,
+} as const;
+export type RecipientStateName = keyof typeof RecipientState;
+export type RecipientStateCode = (typeof RecipientState)[RecipientStateName];
+
+const STATE_NAMES: RecipientStateName[] = ['pending', 'inflight', 'sent', 'failed', 'unknown', 'skipped'];
+
+export const RECORD_BYTES = 10;
+
+export interface LedgerRecord {
+  state: RecipientStateName;
+  attempts: number;
+  reason: number;
+  /** ms since the run began; see the layout above for its meaning per state. */
+  at: number;
+}
+
+export function stateName(code: number): RecipientStateName {
+  const name = STATE_NAMES[code];
+  if (!name) throw new Error(`corrupt ledger record: state ${code}`);
+  return name;
+}
+
+export function decodeRecord(page: Buffer, index: number): LedgerRecord {
+  const offset = index * RECORD_BYTES;
+  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, at: 0 };
+  return {
+    state: stateName(page.readUInt8(offset)),
+    attempts: page.readUInt8(offset + 1),
+    reason: page.readUInt16BE(offset + 2),
+    at: page.readUIntBE(offset + 4, 6),
+  };
+}
+
+export function isFinal(state: RecipientStateName): boolean {
+  return state !== 'pending' && state !== 'inflight';
+}
+
+/** Counts of one run. `pending` includes `inflight`. */
+export interface RunCounts {
+  total: number;
+  pending: number;
+  inflight: number;
+  sent: number;
+  failed: number;
+  unknown: number;
+  skipped: number;
+}
+
+export function emptyCounts(total: number): RunCounts {
+  return { total, pending: total, inflight: 0, sent: 0, failed: 0, unknown: 0, skipped: 0 };
+}
+
+/** The invariant every ledger transition preserves. */
+export function countsAreConserved(c: RunCounts): boolean {
+  return (
+    c.sent + c.failed + c.unknown + c.skipped + c.pending === c.total &&
+    c.inflight >= 0 &&
+    c.inflight <= c.pending &&
+    [c.sent, c.failed, c.unknown, c.skipped, c.pending].every((n) => n >= 0)
+  );
+}

@@ -1,0 +1,108 @@
+/**
+ * Recipients: what an operator hands us, validated and deduplicated.
+ *
+ * A recipient is `{ id, ...fields }`; a bare string is shorthand for `{ id }`.
+ * We keep bare ids as plain strings all the way into storage: most audiences
+ * are lists of ids or tokens, and an object per recipient would double their
+ * footprint for nothing.
+ */
+export const MAX_RECIPIENT_ID_LENGTH = 256;
+export const MAX_RECIPIENT_BYTES = 8 * 1024;
+const MAX_INVALID_EXAMPLES = 20;
+
+export type RecipientRecord = { readonly id: string } & Readonly<Record<string, unknown>>;
+/** A bare id, or the whole record when it carries more than its id. */
+export type StoredRecipient = string | RecipientRecord;
+
+export function recipientId(r: StoredRecipient): string {
+  return typeof r === 'string' ? r : r.id;
+}
+
+export function recipientRecord(r: StoredRecipient): RecipientRecord {
+  return typeof r === 'string' ? { id: r } : r;
+}
+
+export type RecipientCheck = { ok: true; recipient: StoredRecipient } | { ok: false; reason: string };
+
+export function checkRecipientId(id: unknown): string | undefined {
+  if (typeof id !== 'string') return 'id must be a string';
+  if (id.length === 0) return 'id must not be empty';
+  // Count code points, not UTF-16 units, so 256 emoji are as legal as 256 letters.
+  if (id.length > MAX_RECIPIENT_ID_LENGTH && [...id].length > MAX_RECIPIENT_ID_LENGTH) {
+    return `id is longer than ${MAX_RECIPIENT_ID_LENGTH} characters`;
+  }
+  return undefined;
+}
+
+export function checkRecipient(input: unknown): RecipientCheck {
+  if (typeof input === 'string') {
+    const problem = checkRecipientId(input);
+    return problem ? { ok: false, reason: problem } : { ok: true, recipient: input };
+  }
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    return { ok: false, reason: 'recipient must be an object with an id, or a string id' };
+  }
+  if (!Object.prototype.hasOwnProperty.call(input, 'id')) return { ok: false, reason: 'id is missing' };
+  const record = input as Record<string, unknown>;
+  const problem = checkRecipientId(record.id);
+  if (problem) return { ok: false, reason: problem };
+  const keys = Object.keys(record);
+  if (keys.length === 1) return { ok: true, recipient: record.id as string };
+  if (JSON.stringify(record).length > MAX_RECIPIENT_BYTES) {
+    return { ok: false, reason: `recipient record is larger than ${MAX_RECIPIENT_BYTES} bytes` };
+  }
+  return { ok: true, recipient: record as RecipientRecord };
+}
+
+export interface InvalidRow {
+  /** 1-based position in the input (data rows; a CSV header is not counted). */
+  row: number;
+  reason: string;
+}
+
+export interface IngestSummary {
+  accepted: number;
+  duplicate: number;
+  invalid: number;
+  /** The first few invalid rows, for the operator to fix the source. */
+  invalidRows: InvalidRow[];
+}
+
+/**
+ * Accumulates recipients in input order: first occurrence of an id wins,
+ * later ones count as duplicates, unusable rows count as invalid.
+ */
+export class RecipientCollector {
+  private readonly seen = new Set<string>();
+  readonly recipients: StoredRecipient[] = [];
+  private duplicate = 0;
+  private invalid = 0;
+  private readonly invalidRows: InvalidRow[] = [];
+  private rows = 0;
+
+  add(input: unknown): void {
+    this.rows += 1;
+    const check = checkRecipient(input);
+    if (!check.ok) {
+      this.invalid += 1;
+      if (this.invalidRows.length < MAX_INVALID_EXAMPLES) this.invalidRows.push({ row: this.rows, reason: check.reason });
+      return;
+    }
+    const id = recipientId(check.recipient);
+    if (this.seen.has(id)) {
+      this.duplicate += 1;
+      return;
+    }
+    this.seen.add(id);
+    this.recipients.push(check.recipient);
+  }
+
+  summary(): IngestSummary {
+    return {
+      accepted: this.recipients.length,
+      duplicate: this.duplicate,
+      invalid: this.invalid,
+      invalidRows: [...this.invalidRows],
+    };
+  }
+}

@@ -1,0 +1,22 @@
+/**
+ * What a provider said about one send, classified once in the provider
+ * adapter so every later decision (retry, report, slow down) is made on these
+ * five kinds and never on raw status codes.
+ */
+export type SendOutcome =
+  | { kind: 'sent' }
+  /** The provider refused for rate: retry later without spending an attempt. */
+  | { kind: 'rate-limited'; code: string; message: string; retryAfterMs?: number }
+  /** The provider will never accept this one (bad token, bad request). */
+  | { kind: 'permanent'; code: string; message: string }
+  /** Worth another attempt after a backoff (5xx, connection error, timeout). */
+  | { kind: 'transient'; code: string; message: string }
+  /** Certainly never left this process: try again at once, no attempt spent. */
+  | { kind: 'not-sent'; code: string; message: string };
+
+export type SendOutcomeKind = SendOutcome['kind'];
+
+export function describeError(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

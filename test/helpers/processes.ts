@@ -1,0 +1,61 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './wait.js';
+
+export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A real pushq process (node + tsx, as `npm start` runs it), with its output kept for assertions. */
+export class PushqProcess {
+  private out = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor(readonly proc: ChildProcess) {
+    proc.stdout?.on('data', (d: Buffer) => (this.out += d.toString()));
+    proc.stderr?.on('data', (d: Buffer) => (this.out += d.toString()));
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+  }
+
+  get output(): string {
+    return this.out;
+  }
+
+  get alive(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  async waitForOutput(pattern: RegExp, timeoutMs = 30_000): Promise<RegExpMatchArray> {
+    return waitFor(() => pattern.exec(this.out) ?? (this.alive ? undefined : Promise.reject(new Error(`process exited: ${this.out}`))), {
+      timeoutMs,
+      what: `output ${pattern}`,
+    });
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    if (this.alive) this.proc.kill(signal);
+    return this.exited;
+  }
+}
+
+export function spawnPushq(entry: 'start' | 'api' | 'worker', env: Record<string, string | undefined>): PushqProcess {
+  const merged: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'info', ...env };
+  for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
+  const proc = spawn(process.execPath, ['--import', 'tsx', `workers/${entry}.ts`], {
+    cwd: REPO_ROOT,
+    env: merged,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new PushqProcess(proc);
+}
+
+/** Starts an API process on a free port and returns its base URL once it listens. */
+export async function startApiProcess(env: Record<string, string | undefined>): Promise<{ process: PushqProcess; url: string }> {
+  const process = spawnPushq('api', { PORT: '0', ...env });
+  const match = await process.waitForOutput(/"url":"(http:\/\/[^"]+)"[^\n]*"msg":"API listening"/);
+  return { process, url: match[1]! };
+}
+
+export async function startWorkerProcess(env: Record<string, string | undefined>): Promise<PushqProcess> {
+  const process = spawnPushq('worker', env);
+  await process.waitForOutput(/"msg":"worker started"/);
+  return process;
+}

@@ -1,0 +1,284 @@
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { countsAreConserved, decodeRecord, type RecipientStateName } from '../../src/domain/ledger.js';
+import type { ConfirmEntry, PageRef } from '../../src/app/ports.js';
+import { ids, redisHarness } from '../helpers/harness.js';
+import { deletePrefix, TEST_REDIS_URL } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+const LEASE = 30_000;
+const harnesses: Array<ReturnType<typeof redisHarness>> = [];
+function harness() {
+  const h = redisHarness('ledger');
+  harnesses.push(h);
+  return h;
+}
+
+afterEach(async () => {
+  for (const h of harnesses.splice(0)) {
+    await deletePrefix(h.redis, h.prefix);
+    h.redis.disconnect();
+  }
+});
+
+const sent = (index: number): ConfirmEntry => ({ index, op: 's', delayMs: 0, code: '', message: '' });
+
+async function states(h: ReturnType<typeof redisHarness>, ref: PageRef, size: number): Promise<RecipientStateName[]> {
+  const raw = (await h.redis.getBuffer(h.keys.campaign(ref.campaignId).run(ref.runId).records(ref.page))) ?? Buffer.alloc(0);
+  return Array.from({ length: size }, (_, i) => decodeRecord(raw, i).state);
+}
+
+describe('create-run', () => {
+  it('makes exactly one run out of many concurrent launches', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(10));
+    const connections = Array.from({ length: 5 }, () => new Redis(TEST_REDIS_URL));
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 40 }, (_, i) =>
+          redisHarness('ledger', { redis: connections[i % 5]!, prefix: h.prefix }).ledger.createRun(campaignId, 'main', {
+            allowedFrom: ['draft', 'scheduled'],
+            statusAfter: 'completed',
+            trigger: 'launch',
+          }),
+        ),
+      );
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok && r.reason === 'state')).toHaveLength(39);
+    } finally {
+      connections.forEach((c) => c.disconnect());
+    }
+    const run = await h.ledger.getRun(campaignId, 'main');
+    expect(run?.counts).toEqual({ total: 10, pending: 10, inflight: 0, sent: 0, failed: 0, unknown: 0, skipped: 0 });
+    expect((await h.store.get(campaignId))?.status).toBe('running');
+  });
+
+  it('refuses a campaign without recipients, an unknown campaign, and a second run', async () => {
+    const h = harness();
+    const empty = await h.createCampaign([]);
+    const opts = { allowedFrom: ['draft', 'scheduled', 'running'] as const, statusAfter: 'completed' as const, trigger: 't' };
+    expect(await h.ledger.createRun(empty, 'main', opts)).toEqual({ ok: false, reason: 'empty', status: 'draft' });
+    expect(await h.ledger.createRun('nope', 'main', opts)).toMatchObject({ ok: false, reason: 'missing' });
+    const campaignId = await h.createCampaign(ids(3));
+    expect((await h.ledger.createRun(campaignId, 'main', opts)).ok).toBe(true);
+    expect(await h.ledger.createRun(campaignId, 'main', opts)).toMatchObject({ ok: false, reason: 'exists' });
+  });
+});
+
+
+describe('claim and confirm', () => {
+  it('moves recipients through every transition and keeps the counts', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(10));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    const acquired = await h.ledger.acquirePage(ref, 'A', LEASE);
+    expect(acquired.kind).toBe('ok');
+
+    const claim = await h.ledger.claim(ref, 'A', LEASE, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(claim).toEqual({ kind: 'ok', claimed: [0, 1, 2, 3, 4, 5, 6, 7, 8].map((index) => ({ index, attempts: 1 })) });
+    expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 10, inflight: 9 });
+
+    const result = await h.ledger.confirm(ref, 'A', LEASE, 5, [
+      sent(0),
+      sent(1),
+      { index: 2, op: 'f', delayMs: 0, code: 'HTTP_400', message: 'bad token' },
+      { index: 3, op: 't', delayMs: 0, code: 'HTTP_503', message: 'busy' },
+      { index: 4, op: 'r', delayMs: 60_000, code: 'HTTP_429', message: 'slow down' },
+      { index: 5, op: 'u', delayMs: 0, code: 'TIMEOUT', message: 'no answer' },
+    ]);
+    expect(result).toEqual({ kind: 'ok', runCompleted: false, applied: 6 });
+    const run = await h.ledger.getRun(campaignId, runId);
+    expect(run?.counts).toEqual({ total: 10, pending: 6, inflight: 3, sent: 2, failed: 1, unknown: 1, skipped: 0 });
+    expect(await states(h, ref, 10)).toEqual(['sent', 'sent', 'failed', 'pending', 'pending', 'unknown', 'inflight', 'inflight', 'inflight', 'pending']);
+
+    // A transient failure spent its attempt; a rate-limited one did not, and is not due for a minute.
+    const again = await h.ledger.claim(ref, 'A', LEASE, [3, 4, 9]);
+    expect(again).toEqual({ kind: 'ok', claimed: [{ index: 3, attempts: 2 }, { index: 9, attempts: 1 }] });
+    const failedEntry = await h.ledger.readEntry(campaignId, runId, 2, 100);
+    expect(failedEntry.record).toMatchObject({ state: 'failed', attempts: 1 });
+    expect(failedEntry.lastError).toMatchObject({ code: 'HTTP_400', message: 'bad token', attempts: 1 });
+    expect((await h.ledger.readEntry(campaignId, runId, 4, 100)).record).toMatchObject({ state: 'pending', attempts: 0 });
+    expect(await h.ledger.listBad(campaignId, runId, -1, 10)).toEqual([2, 5]);
+  });
+
+  it('lets 50 concurrent claimers with their own tokens win a recipient exactly once', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(5));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    const connections = Array.from({ length: 10 }, () => new Redis(TEST_REDIS_URL));
+    try {
+      const wins = await Promise.all(
+        Array.from({ length: 50 }, async (_, i) => {
+          const ledger = redisHarness('ledger', { redis: connections[i % 10]!, prefix: h.prefix }).ledger;
+          const token = `worker-${i}`;
+          const acquired = await ledger.acquirePage(ref, token, LEASE);
+          if (acquired.kind !== 'ok') return 0;
+          const claim = await ledger.claim(ref, token, LEASE, [0]);
+          return claim.kind === 'ok' ? claim.claimed.length : 0;
+        }),
+      );
+      expect(wins.reduce((a, b) => a + b, 0)).toBe(1);
+    } finally {
+      connections.forEach((c) => c.disconnect());
+    }
+    expect((await h.ledger.getRun(campaignId, runId))?.counts.inflight).toBe(1);
+  });
+
+  it('answers a resent claim with the same recipients and counts them once', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(5));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', LEASE);
+    const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, [1])));
+    for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempts: 1 }] });
+    expect((await h.ledger.getRun(campaignId, runId))?.counts.inflight).toBe(1);
+  });
+
+  it('refuses claims and confirms from a worker that does not hold the page', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(5));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
+    const busy = await h.ledger.acquirePage(ref, 'B', LEASE);
+    expect(busy.kind).toBe('busy');
+    expect(await h.ledger.claim(ref, 'B', LEASE, [2])).toEqual({ kind: 'fenced' });
+    expect(await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(0)])).toEqual({ kind: 'fenced' });
+    expect(await states(h, ref, 3)).toEqual(['inflight', 'inflight', 'pending']);
+  });
+
+  it('marks the in-flight recipients of an expired lease unknown and fences the old holder', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(4));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', 300);
+    await h.ledger.claim(ref, 'A', 300, [0, 1]);
+    await h.ledger.confirm(ref, 'A', 300, 5, [sent(0)]);
+    // Worker A "dies". Once its lease ends, B takes the page over.
+    const takeover = await waitFor(async () => {
+      const r = await h.ledger.acquirePage(ref, 'B', LEASE);
+      return r.kind === 'ok' ? r : undefined;
+    });
+    expect(takeover.markedUnknown).toBe(1);
+    expect(await states(h, ref, 4)).toEqual(['sent', 'unknown', 'pending', 'pending']);
+    expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
+    // A comes back and reports its send: refused, the recipient stays unknown (never silently resent).
+    expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(1)])).toEqual({ kind: 'fenced' });
+    expect(await h.ledger.claim(ref, 'B', LEASE, [1, 2, 3])).toEqual({ kind: 'ok', claimed: [{ index: 2, attempts: 1 }, { index: 3, attempts: 1 }] });
+    const result = await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(2), sent(3)]);
+    expect(result).toMatchObject({ kind: 'ok', runCompleted: true });
+    const run = await h.ledger.getRun(campaignId, runId);
+    expect(run?.status).toBe('completed');
+    expect(run?.counts).toEqual({ total: 4, pending: 0, inflight: 0, sent: 3, failed: 0, unknown: 1, skipped: 0 });
+    expect((await h.store.get(campaignId))?.status).toBe('completed');
+  });
+
+  it('fails a recipient once its attempts are spent', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(1));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', LEASE);
+    const transient: ConfirmEntry = { index: 0, op: 't', delayMs: 0, code: 'HTTP_500', message: 'oops' };
+    await h.ledger.claim(ref, 'A', LEASE, [0]);
+    expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: false });
+    await h.ledger.claim(ref, 'A', LEASE, [0]);
+    expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: true });
+    expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).record).toMatchObject({ state: 'failed', attempts: 2 });
+  });
+
+  it('ignores a confirm for a recipient that is not in flight (a resent confirm)', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(2));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.claim(ref, 'A', LEASE, [0]);
+    expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0)])).toMatchObject({ applied: 1 });
+    expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), sent(1)])).toMatchObject({ applied: 0 });
+    expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ sent: 1, pending: 1, inflight: 0 });
+  });
+
+  it('stops claims once the run is no longer running', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(2));
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'status', 'paused');
+    expect(await h.ledger.claim(ref, 'A', LEASE, [0])).toEqual({ kind: 'inactive', status: 'paused' });
+    expect(await h.ledger.acquirePage(ref, 'B', LEASE)).toMatchObject({ kind: 'busy' });
+  });
+});
+
+describe('release and the fan-out cursor', () => {
+  it('reports what is left of a page and frees its window slot', async () => {
+    const h = harness();
+    const campaignId = await h.createCampaign(ids(250));
+    const runId = await h.startRun(campaignId);
+    expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('ok');
+    expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('moved');
+    expect(await h.ledger.openPageCount(campaignId, runId)).toBe(2);
+    const ref = { campaignId, runId, page: 1 };
+    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
+    await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), { index: 1, op: 'r', delayMs: 5000, code: 'HTTP_429', message: '' }]);
+    const left = await h.ledger.releasePage(ref, 'A', 100);
+    expect(left.pending).toBe(99);
+    expect(left.inflight).toBe(0);
+    expect(left.nextDueIn).toBe(0);
+    expect(await h.ledger.openPageCount(campaignId, runId)).toBe(1);
+    expect(await h.redis.sismember(h.keys.campaign(campaignId).run(runId).unfinished, '1')).toBe(1);
+  });
+});
+
+describe('counts under random transitions', () => {
+  it('stay conserved and equal to a recount of the records after every step', async () => {
+    const h = harness();
+    const size = 40;
+    const campaignId = await h.createCampaign(ids(size), size);
+    const runId = await h.startRun(campaignId);
+    const ref = { campaignId, runId, page: 0 };
+    let seed = 42;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
+    let holder = 'T0';
+    await h.ledger.acquirePage(ref, holder, LEASE);
+    for (let step = 0; step < 300; step += 1) {
+      const action = random();
+      const token = random() < 0.9 ? holder : 'stranger';
+      const indexes = Array.from({ length: 1 + Math.floor(random() * 5) }, () => Math.floor(random() * size));
+      if (action < 0.45) {
+        await h.ledger.claim(ref, token, LEASE, indexes);
+      } else if (action < 0.9) {
+        const op = pick(['s', 'f', 't', 'r', 'u'] as const);
+        await h.ledger.confirm(ref, token, LEASE, 3, indexes.map((index) => ({ index, op, delayMs: 0, code: 'C', message: 'm' })));
+      } else {
+        // The holder "dies": its lease is cut short and another worker takes over.
+        await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), `${holder}|0`);
+        holder = `T${step}`;
+        await h.ledger.acquirePage(ref, holder, LEASE);
+      }
+      const run = (await h.ledger.getRun(campaignId, runId))!;
+      expect(countsAreConserved(run.counts), JSON.stringify(run.counts)).toBe(true);
+      const recount = { pending: 0, inflight: 0, sent: 0, failed: 0, unknown: 0, skipped: 0 };
+      for (const state of await states(h, ref, size)) {
+        if (state === 'inflight') recount.pending += 1;
+        recount[state] += 1;
+      }
+      expect(run.counts).toEqual({ total: size, ...recount });
+    }
+  });
+});
+
+afterAll(async () => {
+  for (const h of harnesses) h.redis.disconnect();
+});

@@ -1,0 +1,139 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Keys } from '../../src/adapters/redis/keys.js';
+import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
+import { Scripts } from '../../src/adapters/redis/scripts.js';
+import type { ProviderLimits } from '../../src/app/ports.js';
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+const opened: Array<{ redis: Redis; limiter: RedisPermitLimiter }> = [];
+const prefixes: string[] = [];
+
+function limiterOn(prefix: string, options: PermitLimiterOptions = {}) {
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const limiter = new RedisPermitLimiter(redis, new Keys(prefix), new Scripts(redis), options);
+  opened.push({ redis, limiter });
+  return { redis, limiter };
+}
+
+function prefix(): string {
+  const p = uniquePrefix('lim');
+  prefixes.push(p);
+  return p;
+}
+
+afterEach(async () => {
+  for (const { redis, limiter } of opened.splice(0)) {
+    await limiter.close();
+    redis.disconnect();
+  }
+  const cleaner = new Redis(TEST_REDIS_URL);
+  for (const p of prefixes.splice(0)) await deletePrefix(cleaner, p);
+  cleaner.disconnect();
+});
+
+/** Most timestamps within any closed window of `ms`. */
+function maxWindow(times: number[], ms = 1000): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end += 1) {
+    while (sorted[end]! - sorted[start]! > ms) start += 1;
+    best = Math.max(best, end - start + 1);
+  }
+  return best;
+}
+
+async function serverTime(redis: Redis): Promise<number> {
+  const [s, us] = await redis.time();
+  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+describe('the permit limiter', () => {
+  it('never lets more than tps requests arrive in any sliding second, across clients', async () => {
+    const p = prefix();
+    const limits: ProviderLimits = { name: 'capped', tps: 40, timeoutMs: 2000 };
+    const clients = [limiterOn(p), limiterOn(p), limiterOn(p)];
+    const arrivals: number[] = [];
+    const total = 140;
+    let started = 0;
+    let waited = 0;
+    // Each request "arrives" at a random moment between its start and its completion,
+    // as a real one does somewhere between write and response.
+    const sender = async (limiter: RedisPermitLimiter) => {
+      while (started < total) {
+        const before = performance.now();
+        const permits = await limiter.acquire(limits, 1 + Math.floor(Math.random() * 4));
+        if (performance.now() - before > 50) waited += 1;
+        await Promise.all(
+          permits.map(async (permit) => {
+            if (started >= total) return limiter.giveBack(permit);
+            started += 1;
+            const latency = Math.random() * 120;
+            const arriveAfter = Math.random() * latency;
+            await sleep(arriveAfter);
+            arrivals.push(performance.now());
+            await sleep(latency - arriveAfter);
+            limiter.complete(permit);
+          }),
+        );
+      }
+    };
+    await Promise.all(clients.flatMap(({ limiter }) => Array.from({ length: 8 }, () => sender(limiter))));
+    expect(arrivals).toHaveLength(total);
+    expect(waited).toBeGreaterThan(0);
+    const busiest = maxWindow(arrivals);
+    expect(busiest).toBeLessThanOrEqual(limits.tps);
+    // The cap was actually reached, so the check above tested something.
+    expect(busiest).toBeGreaterThan(limits.tps / 2);
+  });
+
+  it('holds every permit of a provider while it is paused (429 with Retry-After)', async () => {
+    const p = prefix();
+    const { redis, limiter } = limiterOn(p);
+    const other = limiterOn(p).limiter;
+    const limits: ProviderLimits = { name: 'paused', tps: 100, timeoutMs: 1000 };
+    const first = await limiter.acquire(limits, 1);
+    first.forEach((permit) => limiter.giveBack(permit));
+    await limiter.pause('paused', 600);
+    const pausedUntil = Number(await redis.hget(new Keys(p).limiter('paused').config, 'pausedUntil'));
+    const permits = await other.acquire(limits, 1);
+    expect(await serverTime(redis)).toBeGreaterThanOrEqual(pausedUntil);
+    expect(permits).toHaveLength(1);
+  });
+
+  it('takes permits back from a holder that died, one second after its lease ended', async () => {
+    const p = prefix();
+    const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100 };
+    const dying = limiterOn(p, { leaseSlackMs: 200 });
+    const held = await dying.limiter.acquire(limits, 2);
+    expect(held).toHaveLength(2);
+    // The holder vanishes without returning anything.
+    dying.redis.disconnect();
+    opened.splice(opened.indexOf(dying), 1);
+    const heldAt = await serverTime(limiterOn(p).redis);
+    const survivor = limiterOn(p).limiter;
+    const permits = await waitFor(() => survivor.acquire(limits, 2), { timeoutMs: 10_000, what: 'recovered permits' });
+    expect(permits.length).toBeGreaterThan(0);
+    // Lease (100 + 200 ms) plus the one-second rest, by the server's clock.
+    expect(await serverTime(opened[opened.length - 1]!.redis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000 - 5);
+  });
+
+  it('gives unused permits back at once', async () => {
+    const p = prefix();
+    const limits: ProviderLimits = { name: 'unused', tps: 3, timeoutMs: 1000 };
+    const a = limiterOn(p, { flushDelayMs: 5 });
+    const b = limiterOn(p);
+    const permits = await a.limiter.acquire(limits, 3);
+    expect(permits).toHaveLength(3);
+    permits.forEach((permit) => a.limiter.giveBack(permit));
+    const started = await serverTime(b.redis);
+    const again = await b.limiter.acquire(limits, 3);
+    expect(again.length).toBeGreaterThan(0);
+    // Never used, so no one-second rest.
+    expect(await serverTime(b.redis)).toBeLessThan(started + 1000);
+  });
+});

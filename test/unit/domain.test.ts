@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import { fullJitterBackoff } from '../../src/domain/backoff.js';
+import { allowedActions, invalidState, planLayout } from '../../src/domain/campaign.js';
+import { countsAreConserved, decodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
+import { Semaphore } from '../../src/app/semaphore.js';
+import { parseRetryAfter } from '../../src/adapters/push/http-provider.js';
+
+describe('campaign rules', () => {
+  it('allows launch only from draft or scheduled', () => {
+    expect(allowedActions('draft')).toContain('launch');
+    expect(allowedActions('scheduled')).toContain('launch');
+    for (const status of ['running', 'paused', 'completed', 'cancelled'] as const) expect(allowedActions(status)).not.toContain('launch');
+  });
+
+  it('tells the operator what to do instead of relaunching a finished campaign', () => {
+    const err = invalidState('c1', 'completed', 'launch');
+    expect(err.code).toBe('INVALID_STATE');
+    expect(err.message).toMatch(/retry-failed/);
+    expect(err.message).toMatch(/clone/);
+    expect(err.details).toEqual({ status: 'completed', allowedActions: [] });
+  });
+
+  it('splits recipients into pages and small index buckets', () => {
+    expect(planLayout(0, 500)).toEqual({ total: 0, pageSize: 500, pages: 0, buckets: 1 });
+    expect(planLayout(1001, 500)).toEqual({ total: 1001, pageSize: 500, pages: 3, buckets: 16 });
+  });
+});
+
+describe('ledger records', () => {
+  it('decodes the fixed-width layout the Lua scripts write', () => {
+    const page = Buffer.alloc(RECORD_BYTES * 2);
+    page.writeUInt8(3, RECORD_BYTES);
+    page.writeUInt8(4, RECORD_BYTES + 1);
+    page.writeUInt16BE(7, RECORD_BYTES + 2);
+    page.writeUIntBE(123_456_789_012, RECORD_BYTES + 4, 6);
+    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, at: 0 });
+    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, at: 123_456_789_012 });
+    // Never written: pending.
+    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, at: 0 });
+  });
+
+  it('checks the conservation of counts', () => {
+    expect(countsAreConserved({ total: 10, pending: 4, inflight: 2, sent: 3, failed: 1, unknown: 1, skipped: 1 })).toBe(true);
+    expect(countsAreConserved({ total: 10, pending: 4, inflight: 2, sent: 3, failed: 1, unknown: 1, skipped: 0 })).toBe(false);
+    expect(countsAreConserved({ total: 10, pending: 1, inflight: 2, sent: 9, failed: 0, unknown: 0, skipped: 0 })).toBe(false);
+  });
+});
+
+describe('fullJitterBackoff', () => {
+  it('stays between zero and a doubling ceiling capped at the maximum', () => {
+    expect(fullJitterBackoff(1, 1000, 60_000, () => 0.999)).toBe(999);
+    expect(fullJitterBackoff(3, 1000, 60_000, () => 0.5)).toBe(2000);
+    expect(fullJitterBackoff(30, 1000, 60_000, () => 0.5)).toBe(30_000);
+    expect(fullJitterBackoff(2, 1000, 60_000, () => 0)).toBe(0);
+  });
+});
+
+describe('Semaphore', () => {
+  it('grants what is free and queues the rest in order', async () => {
+    const s = new Semaphore(3);
+    expect(await s.acquire(2)).toBe(2);
+    expect(await s.acquire(5)).toBe(1);
+    const waiting = s.acquire(4);
+    const order: number[] = [];
+    void waiting.then((n) => order.push(n));
+    s.release(2);
+    expect(await waiting).toBe(2);
+    expect(order).toEqual([2]);
+    expect(s.free).toBe(0);
+  });
+});
+
+describe('parseRetryAfter', () => {
+  it('reads seconds and HTTP dates', () => {
+    expect(parseRetryAfter('2')).toBe(2000);
+    expect(parseRetryAfter('0.5')).toBe(500);
+    expect(parseRetryAfter(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+    expect(parseRetryAfter('soon')).toBeUndefined();
+    expect(parseRetryAfter('999999')).toBe(3_600_000);
+  });
+});
