@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DelayedError, WaitingError, Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -78,6 +78,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
   if (roles.api) requireAdminToken(config);
   const log = createLogger(config.logLevel, { role: [roles.api && 'api', roles.worker && 'worker'].filter(Boolean).join('+') });
   const closers: Array<() => Promise<unknown>> = [];
+  let stopWorker: (() => Promise<void>) | null = null;
   const closeAll = async () => {
     for (const close of closers.reverse()) await close().catch((err) => log.warn({ err: (err as Error).message }, 'error while closing'));
   };
@@ -96,16 +97,18 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     const providers = new Providers(config.providers);
     closers.push(() => providers.close());
 
-    const workerRedis = await openRedis(config, createWorkerRedis, log);
-    closers.push(() => workerRedis.quit());
-    const { warning } = await checkRedis(workerRedis, config.redisUrl);
+    // Each role has its own connection: request handlers fail fast, workers wait Redis out.
+    const workerRedis = roles.worker ? await openRedis(config, createWorkerRedis, log) : null;
+    if (workerRedis) closers.push(() => workerRedis.quit());
+    const apiRedis = roles.api ? await openRedis(config, createApiRedis, log) : null;
+    if (apiRedis) closers.push(() => apiRedis.quit());
+    const { warning } = await checkRedis((workerRedis ?? apiRedis)!, config.redisUrl);
     if (warning) log.warn({ redis: safeUrl(config.redisUrl) }, warning);
 
     let url: string | null = null;
     let adminToken: string | null = null;
-    let stopWorker: (() => Promise<void>) | null = null;
 
-    if (roles.worker) {
+    if (workerRedis) {
       const s = storage(workerRedis, config);
       closers.push(() => s.queue.close());
       const limiter = new RedisPermitLimiter(workerRedis, s.keys, s.scripts);
@@ -164,9 +167,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     }
 
     let server: Server | null = null;
-    if (roles.api) {
-      const apiRedis = await openRedis(config, createApiRedis, log);
-      closers.push(() => apiRedis.quit());
+    if (apiRedis) {
       const s = storage(apiRedis, config);
       closers.push(() => s.queue.close());
       adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
@@ -185,10 +186,15 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
         launchCampaign: new LaunchCampaign(s.store, s.ledger, s.pump, events),
         queries: new CampaignQueries(s.store, s.ledger),
       });
-      server = await new Promise<Server>((resolve, reject) => {
-        const srv = app.listen(config.port, config.host, () => resolve(srv));
+      const srv = createServer(app);
+      await new Promise<void>((resolve, reject) => {
         srv.once('error', reject);
+        srv.listen(config.port, config.host, () => {
+          srv.off('error', reject);
+          resolve();
+        });
       });
+      server = srv;
       const address = server.address() as AddressInfo;
       url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
       log.info({ url, board: `${url}/admin/queues` }, 'API listening');
@@ -214,6 +220,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
       },
     };
   } catch (err) {
+    await stopWorker?.();
     await closeAll();
     throw err;
   }
@@ -233,11 +240,9 @@ export async function runMain(roles: Roles): Promise<void> {
       process.stderr.write(`pushq: invalid configuration: ${err.message}\n`);
       process.exit(2);
     }
-    if (err instanceof RedisStartupError) {
-      process.stderr.write(`pushq: ${err.message}\n`);
-      process.exit(1);
-    }
-    throw err;
+    const message = err instanceof RedisStartupError ? err.message : `cannot start: ${(err as Error).message}`;
+    process.stderr.write(`pushq: ${message}\n`);
+    process.exit(1);
   }
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -1,16 +1,9 @@
-import type { Campaign, CampaignStatus, Message } from '../domain/campaign.js';
+import type { Campaign } from '../domain/campaign.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { RunState } from './ports.js';
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
-export interface CampaignView {
-  id: string;
-  name: string;
-  provider: string;
-  message: Message;
-  status: CampaignStatus;
-  createdAt: string;
-  updatedAt: string;
+export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'status' | 'createdAt' | 'updatedAt'> {
   recipientCount: number;
   counts: RunCounts;
   latestRun: RunView | null;

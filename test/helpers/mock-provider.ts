@@ -42,6 +42,18 @@ export interface WireBody {
   message: { title: string; body: string; data: Record<string, unknown> };
 }
 
+/** Most of `times` (ms) within any window of `ms`, closed at both ends: the strict reading of a cap. */
+export function maxInWindow(times: readonly number[], ms = 1000): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let start = 0;
+  for (let end = 0; end < sorted.length; end += 1) {
+    while (sorted[end]! - sorted[start]! > ms) start += 1;
+    best = Math.max(best, end - start + 1);
+  }
+  return best;
+}
+
 export class MockProvider {
   readonly arrivals: Arrival[] = [];
   readonly bodies: WireBody[] = [];
@@ -122,16 +134,9 @@ export class MockProvider {
     return this.arrivals.filter((a) => a.status === status).length;
   }
 
-  /** Most arrivals in any window of `ms` (closed at both ends: strict). */
+  /** Most arrivals in any window of `ms`. */
   maxWindow(ms = 1000, from = 0): number {
-    const times = this.arrivals.filter((a) => a.at >= from).map((a) => a.at).sort((a, b) => a - b);
-    let best = 0;
-    let start = 0;
-    for (let end = 0; end < times.length; end += 1) {
-      while (times[end]! - times[start]! > ms) start += 1;
-      best = Math.max(best, end - start + 1);
-    }
-    return best;
+    return maxInWindow(this.arrivals.filter((a) => a.at >= from).map((a) => a.at), ms);
   }
 
   reset(): void {

@@ -21,6 +21,15 @@ afterEach(async () => {
   }
 });
 
+/** A fresh campaign of `size` recipients with its run started; `ref` is its first page. */
+async function runningPage(size: number) {
+  const h = harness();
+  const campaignId = await h.createCampaign(ids(size));
+  const runId = await h.startRun(campaignId);
+  const ref: PageRef = { campaignId, runId, page: 0 };
+  return { h, campaignId, runId, ref };
+}
+
 const sent = (index: number): ConfirmEntry => ({ index, op: 's', delayMs: 0, code: '', message: '' });
 
 async function states(h: ReturnType<typeof redisHarness>, ref: PageRef, size: number): Promise<RecipientStateName[]> {
@@ -68,10 +77,7 @@ describe('create-run', () => {
 
 describe('claim and confirm', () => {
   it('moves recipients through every transition and keeps the counts', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(10));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(10);
     const acquired = await h.ledger.acquirePage(ref, 'A', LEASE);
     expect(acquired.kind).toBe('ok');
 
@@ -103,10 +109,7 @@ describe('claim and confirm', () => {
   });
 
   it('lets 50 concurrent claimers with their own tokens win a recipient exactly once', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(5));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(5);
     const connections = Array.from({ length: 10 }, () => new Redis(TEST_REDIS_URL));
     try {
       const wins = await Promise.all(
@@ -127,10 +130,7 @@ describe('claim and confirm', () => {
   });
 
   it('answers a resent claim with the same recipients and counts them once', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(5));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(5);
     await h.ledger.acquirePage(ref, 'A', LEASE);
     const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, [1])));
     for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempts: 1 }] });
@@ -138,10 +138,7 @@ describe('claim and confirm', () => {
   });
 
   it('refuses claims and confirms from a worker that does not hold the page', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(5));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(5);
     await h.ledger.acquirePage(ref, 'A', LEASE);
     await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
     const busy = await h.ledger.acquirePage(ref, 'B', LEASE);
@@ -152,10 +149,7 @@ describe('claim and confirm', () => {
   });
 
   it('marks the in-flight recipients of an expired lease unknown and fences the old holder', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(4));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(4);
     await h.ledger.acquirePage(ref, 'A', 300);
     await h.ledger.claim(ref, 'A', 300, [0, 1]);
     await h.ledger.confirm(ref, 'A', 300, 5, [sent(0)]);
@@ -179,10 +173,7 @@ describe('claim and confirm', () => {
   });
 
   it('fails a recipient once its attempts are spent', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(1));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(1);
     await h.ledger.acquirePage(ref, 'A', LEASE);
     const transient: ConfirmEntry = { index: 0, op: 't', delayMs: 0, code: 'HTTP_500', message: 'oops' };
     await h.ledger.claim(ref, 'A', LEASE, [0]);
@@ -193,10 +184,7 @@ describe('claim and confirm', () => {
   });
 
   it('ignores a confirm for a recipient that is not in flight (a resent confirm)', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(2));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(2);
     await h.ledger.acquirePage(ref, 'A', LEASE);
     await h.ledger.claim(ref, 'A', LEASE, [0]);
     expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0)])).toMatchObject({ applied: 1 });
@@ -205,10 +193,7 @@ describe('claim and confirm', () => {
   });
 
   it('stops claims once the run is no longer running', async () => {
-    const h = harness();
-    const campaignId = await h.createCampaign(ids(2));
-    const runId = await h.startRun(campaignId);
-    const ref = { campaignId, runId, page: 0 };
+    const { h, campaignId, runId, ref } = await runningPage(2);
     await h.ledger.acquirePage(ref, 'A', LEASE);
     await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'status', 'paused');
     expect(await h.ledger.claim(ref, 'A', LEASE, [0])).toEqual({ kind: 'inactive', status: 'paused' });

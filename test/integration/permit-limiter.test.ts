@@ -6,6 +6,7 @@ import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
 import type { ProviderLimits } from '../../src/app/ports.js';
+import { maxInWindow } from '../helpers/mock-provider.js';
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -34,18 +35,6 @@ afterEach(async () => {
   for (const p of prefixes.splice(0)) await deletePrefix(cleaner, p);
   cleaner.disconnect();
 });
-
-/** Most timestamps within any closed window of `ms`. */
-function maxWindow(times: number[], ms = 1000): number {
-  const sorted = [...times].sort((a, b) => a - b);
-  let best = 0;
-  let start = 0;
-  for (let end = 0; end < sorted.length; end += 1) {
-    while (sorted[end]! - sorted[start]! > ms) start += 1;
-    best = Math.max(best, end - start + 1);
-  }
-  return best;
-}
 
 async function serverTime(redis: Redis): Promise<number> {
   const [s, us] = await redis.time();
@@ -85,7 +74,7 @@ describe('the permit limiter', () => {
     await Promise.all(clients.flatMap(({ limiter }) => Array.from({ length: 8 }, () => sender(limiter))));
     expect(arrivals).toHaveLength(total);
     expect(waited).toBeGreaterThan(0);
-    const busiest = maxWindow(arrivals);
+    const busiest = maxInWindow(arrivals);
     expect(busiest).toBeLessThanOrEqual(limits.tps);
     // The cap was actually reached, so the check above tested something.
     expect(busiest).toBeGreaterThan(limits.tps / 2);
