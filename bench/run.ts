@@ -145,7 +145,10 @@ async function memory(): Promise<void> {
     const before = await usedMemory(redis);
     const campaign = await s.client.createCampaign({ provider: 'sim', recipients: ids });
     const stored = await usedMemory(redis);
+    const launchedAt = performance.now();
     await s.client.launch(campaign.id);
+    await waitFor(async () => (await s.client.campaign(campaign.id)).counts.sent > 0, { intervalMs: 5 });
+    const firstSendMs = performance.now() - launchedAt;
     await waitFor(async () => (await s.client.campaign(campaign.id)).status === 'completed', { timeoutMs: 600_000, intervalMs: 100 });
     // Completed send jobs are kept for an hour (Bull Board); they are not per-recipient state.
     const done = await usedMemory(redis);
@@ -155,6 +158,7 @@ async function memory(): Promise<void> {
       { what: 'ledger of the completed run (records, counts, job bookkeeping)', 'bytes/recipient': perRecipient(done - stored) },
       { what: 'total beyond the ids', 'bytes/recipient': perRecipient(done - before - ownBytes) },
     ]);
+    console.log(`\nlaunch → first recipient sent (seen through the API): ${firstSendMs.toFixed(0)} ms for ${n.toLocaleString('en')} recipients`);
   } finally {
     redis.disconnect();
     await s.stop();

@@ -21,6 +21,13 @@ const common = {
   maxAttempts: z.number().int().min(1).max(100).default(5),
   retryBaseMs: z.number().int().min(1).max(3_600_000).default(1000),
   retryMaxMs: z.number().int().min(1).max(86_400_000).default(60_000),
+  breaker: z
+    .strictObject({
+      failures: z.number().int().min(1).max(100_000).default(20),
+      coolDownMs: z.number().int().min(100).max(3_600_000).default(5000),
+      maxCoolDownMs: z.number().int().min(100).max(86_400_000).default(60_000),
+    })
+    .prefault({}),
 };
 
 const httpProvider = z.object({
@@ -56,6 +63,16 @@ const providersSchema = z
       seen.add(p.name);
     });
   });
+
+/** The limits every provider type hands to the rate limiter. */
+export function providerLimits(config: ProviderConfig) {
+  return { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs, breaker: config.breaker };
+}
+
+/** The retry policy every provider type hands to the ledger. */
+export function retryPolicy(config: ProviderConfig) {
+  return { maxAttempts: config.maxAttempts, baseMs: config.retryBaseMs, maxMs: config.retryMaxMs };
+}
 
 export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name: 'sim', type: 'sim', tps: 200 })];
 

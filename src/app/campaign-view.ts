@@ -3,7 +3,7 @@ import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { RunState } from './ports.js';
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
-export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'status' | 'createdAt' | 'updatedAt'> {
+export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'status' | 'createdAt' | 'updatedAt'> {
   recipientCount: number;
   counts: RunCounts;
   latestRun: RunView | null;
@@ -37,6 +37,7 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     name: campaign.name,
     provider: campaign.provider,
     message: campaign.message,
+    priority: campaign.priority,
     status: campaign.status,
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,

@@ -1,4 +1,4 @@
-import { planLayout, type Message } from '../domain/campaign.js';
+import { planLayout, type CampaignPriority, type Message } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
@@ -9,6 +9,7 @@ export interface CreateCampaignInput {
   name: string;
   provider: string;
   message: Message;
+  priority: CampaignPriority;
   /** Inline recipients; without them the campaign waits in draft for an upload. */
   recipients?: readonly unknown[];
   /** What an unusable recipient does: skipped and reported, or the whole request refused. */
@@ -43,7 +44,7 @@ export class CreateCampaign {
     const createdAt = Date.now();
     const id = newId(createdAt);
     const layout = planLayout(collector.recipients.length, this.pageSize);
-    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, createdAt, layout }, collector.recipients);
+    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority, createdAt, layout }, collector.recipients);
     const campaign = await this.store.get(id);
     if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
     return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };

@@ -3,7 +3,7 @@
  * undici, express) implement these; tests of the use cases run them against
  * the real adapters on a real Redis.
  */
-import type { Campaign, CampaignStatus, Message, RecipientLayout, RunStatus } from '../domain/campaign.js';
+import type { Campaign, CampaignPriority, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
 import type { SendOutcome } from '../domain/send-outcome.js';
@@ -15,6 +15,7 @@ export interface NewCampaign {
   name: string;
   provider: string;
   message: Message;
+  priority: CampaignPriority;
   createdAt: number;
   layout: RecipientLayout;
 }
@@ -60,6 +61,7 @@ export interface RunState {
   cursor: number;
   /** Enqueue generation: bumped when pages are enqueued again, so job ids stay fresh. */
   gen: number;
+  priorityClass: PriorityClass;
 }
 
 export type CreateRunResult =
@@ -132,12 +134,25 @@ export interface PageJob {
   gen: number;
 }
 
+export interface PageQueueOptions {
+  /** Jobs of a higher class (0 highest) are taken from the queue first. */
+  priorityClass: PriorityClass;
+}
+
 export interface PageQueue {
   /** Idempotent: a job id is derived from (campaign, run, page, gen). */
-  enqueuePages(jobs: readonly PageJob[]): Promise<void>;
+  enqueuePages(jobs: readonly PageJob[], options: PageQueueOptions): Promise<void>;
 }
 
 // ── providers and the limiter ───────────────────────────────────────────────
+
+export interface BreakerPolicy {
+  /** Consecutive transient failures (all workers together) that open the circuit. */
+  failures: number;
+  /** First cool-down before a probe; doubles after each failed probe up to maxCoolDownMs. */
+  coolDownMs: number;
+  maxCoolDownMs: number;
+}
 
 export interface ProviderLimits {
   name: string;
@@ -145,6 +160,7 @@ export interface ProviderLimits {
   tps: number;
   /** Longest a single request may take. */
   timeoutMs: number;
+  breaker: BreakerPolicy;
 }
 
 export interface SendRequest {
@@ -180,18 +196,40 @@ export interface ProviderRegistry {
 export interface Permit {
   readonly provider: string;
   readonly id: string;
+  /** The local pool (provider and priority class) the permit came from. */
+  readonly pool: string;
   /** performance.now() after which the permit must not be used for a new request. */
   readonly usableUntil: number;
 }
 
+/** What a completed request says about the provider's health (feeds the circuit breaker). */
+export type PermitOutcome = 'healthy' | 'failed' | 'neutral';
+
+export interface ProviderState {
+  name: string;
+  tps: number;
+  /** Share of tps the limiter paces at now: below 1 after 429s, climbing back. */
+  rate: number;
+  pausedUntil: string | null;
+  breaker: 'closed' | 'open' | 'half-open';
+  /** When an open circuit lets a probe through. */
+  openUntil: string | null;
+  consecutiveFailures: number;
+}
+
 export interface RateLimiter {
-  /** Waits until at least one permit is free, then returns between 1 and `want`. */
-  acquire(limits: ProviderLimits, want: number): Promise<Permit[]>;
-  /** The request that used the permit has completed (with any outcome) just now. */
-  complete(permit: Permit): void;
+  /**
+   * Waits until at least one permit is free, then returns between 1 and
+   * `want`. Priority class 0 is served first; a class waits while a higher
+   * one is left wanting.
+   */
+  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass): Promise<Permit[]>;
+  /** The request that used the permit has completed just now. */
+  complete(permit: Permit, outcome: PermitOutcome): void;
   /** The permit was never used for a request. */
   giveBack(permit: Permit): void;
-  /** The provider asked us to slow down: hold all its permits for a while. */
+  /** The provider asked us to slow down: hold all its permits for a while and halve the pace. */
   pause(provider: string, delayMs: number): Promise<void>;
+  state(limits: ProviderLimits): Promise<ProviderState>;
   close(): Promise<void>;
 }

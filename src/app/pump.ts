@@ -29,7 +29,7 @@ export class RunPump {
       if (to <= from) return 0;
       const jobs = [];
       for (let page = from; page < to; page += 1) jobs.push({ campaignId, runId, page, gen: run.gen });
-      await this.queue.enqueuePages(jobs);
+      await this.queue.enqueuePages(jobs, { priorityClass: run.priorityClass });
       const moved = await this.ledger.advanceCursor(campaignId, runId, from, to);
       if (moved === 'ok') return to - from;
       if (moved === 'inactive') return 0;

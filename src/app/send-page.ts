@@ -4,7 +4,7 @@ import { idempotencyKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
-import type { Campaign } from '../domain/campaign.js';
+import { priorityClass, type Campaign } from '../domain/campaign.js';
 import type { AppEvents, Logger } from './events.js';
 import type { RunPump } from './pump.js';
 import type { Semaphore } from './semaphore.js';
@@ -15,6 +15,7 @@ import type {
   PageJob,
   PageRef,
   Permit,
+  PermitOutcome,
   ProviderRegistry,
   PushProvider,
   RateLimiter,
@@ -154,6 +155,13 @@ function confirmEntry(index: number, attempts: number, outcome: SendOutcome, ret
   }
 }
 
+/** What an answer says about the provider's health, for its circuit breaker. */
+function permitOutcome(outcome: SendOutcome): PermitOutcome {
+  if (outcome.kind === 'sent' || outcome.kind === 'permanent') return 'healthy';
+  if (outcome.kind === 'transient') return 'failed';
+  return 'neutral';
+}
+
 /**
  * Sends one page of a run: the heart of a worker.
  *
@@ -261,7 +269,9 @@ export class SendPage {
         try {
           slots = await unlessStopped(sendSlots.acquire(want), stop, (n) => sendSlots.release(n));
           try {
-            permits = await unlessStopped(limiter.acquire(provider.limits, slots), stop, (ps) => ps.forEach((p) => limiter.giveBack(p)));
+            permits = await unlessStopped(limiter.acquire(provider.limits, slots, priorityClass(campaign.priority)), stop, (ps) =>
+              ps.forEach((p) => limiter.giveBack(p)),
+            );
           } catch (err) {
             sendSlots.release(slots);
             throw err;
@@ -330,9 +340,8 @@ export class SendPage {
       } catch (err) {
         // A provider adapter that throws has a bug; the request may have gone out, so retry with the same key.
         outcome = { kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) };
-      } finally {
-        limiter.complete(permit);
       }
+      limiter.complete(permit, permitOutcome(outcome));
     }
     events.emit('send:done', {
       provider: provider.name,

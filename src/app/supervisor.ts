@@ -62,7 +62,10 @@ export class Supervisor {
     const kicked = await this.ledger.kickStalled(campaignId, runId, this.options.stallMs);
     if (kicked && kicked.pages.length > 0) {
       this.log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
-      await this.queue.enqueuePages(kicked.pages.map((page) => ({ campaignId, runId, page, gen: kicked.gen })));
+      await this.queue.enqueuePages(
+        kicked.pages.map((page) => ({ campaignId, runId, page, gen: kicked.gen })),
+        { priorityClass: run.priorityClass },
+      );
     }
     await this.pump.fill(campaignId, runId);
   }

@@ -28,6 +28,19 @@ const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
   edit: ['draft', 'scheduled'],
 };
 
+/**
+ * Who goes first when campaigns share a provider: `high` (transactional:
+ * receipts, one-time codes) before `normal` before `low` (bulk marketing).
+ * Within a class, runs take turns page by page.
+ */
+export const CAMPAIGN_PRIORITIES = ['high', 'normal', 'low'] as const;
+export type CampaignPriority = (typeof CAMPAIGN_PRIORITIES)[number];
+export type PriorityClass = 0 | 1 | 2;
+
+export function priorityClass(priority: CampaignPriority): PriorityClass {
+  return CAMPAIGN_PRIORITIES.indexOf(priority) as PriorityClass;
+}
+
 /** A one-off campaign has exactly one run, and this is its id. */
 export const ONE_OFF_RUN_ID = 'main';
 
@@ -52,6 +65,7 @@ export interface Campaign {
   name: string;
   provider: string;
   message: Message;
+  priority: CampaignPriority;
   status: CampaignStatus;
   createdAt: string;
   updatedAt: string;

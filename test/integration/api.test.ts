@@ -94,6 +94,14 @@ describe('REST API', () => {
       expect(paths).toEqual(expect.arrayContaining(['body.name', 'body.message.title', 'body.message.body', 'body']));
     });
 
+    it('refuses a body over the limit with 413 and points to the upload endpoint', async () => {
+      const huge = JSON.stringify({ name: 'x', provider: 'mock', message: { title: 't', body: 'b' }, recipients: ['y'.repeat(17 * 1024 * 1024)] });
+      const res = await api.request('POST', '/api/campaigns', huge);
+      expect(res.status).toBe(413);
+      expect(res.body.error.code).toBe('PAYLOAD_TOO_LARGE');
+      expect(res.body.error.message).toMatch(/PUT \/api\/campaigns\/:id\/recipients/);
+    });
+
     it('refuses an unknown provider with 422 and lists the known ones', async () => {
       const res = await api.request('POST', '/api/campaigns', { name: 'x', provider: 'nope', message: { title: 't', body: 'b' } });
       expect(res.status).toBe(422);

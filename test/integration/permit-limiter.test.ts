@@ -5,7 +5,9 @@ import { Redis } from 'ioredis';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
-import type { ProviderLimits } from '../../src/app/ports.js';
+import type { Permit, ProviderLimits } from '../../src/app/ports.js';
+
+const breaker = { failures: 20, coolDownMs: 5000, maxCoolDownMs: 60_000 };
 import { maxInWindow } from '../helpers/mock-provider.js';
 import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
@@ -44,7 +46,7 @@ async function serverTime(redis: Redis): Promise<number> {
 describe('the permit limiter', () => {
   it('never lets more than tps requests arrive in any sliding second, across clients', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'capped', tps: 40, timeoutMs: 2000 };
+    const limits: ProviderLimits = { name: 'capped', tps: 40, timeoutMs: 2000, breaker };
     const clients = [limiterOn(p), limiterOn(p), limiterOn(p)];
     const arrivals: number[] = [];
     const total = 140;
@@ -55,7 +57,7 @@ describe('the permit limiter', () => {
     const sender = async (limiter: RedisPermitLimiter) => {
       while (started < total) {
         const before = performance.now();
-        const permits = await limiter.acquire(limits, 1 + Math.floor(Math.random() * 4));
+        const permits = await limiter.acquire(limits, 1 + Math.floor(Math.random() * 4), 1);
         if (performance.now() - before > 50) waited += 1;
         await Promise.all(
           permits.map(async (permit) => {
@@ -66,7 +68,7 @@ describe('the permit limiter', () => {
             await sleep(arriveAfter);
             arrivals.push(performance.now());
             await sleep(latency - arriveAfter);
-            limiter.complete(permit);
+            limiter.complete(permit, 'healthy');
           }),
         );
       }
@@ -84,45 +86,46 @@ describe('the permit limiter', () => {
     const p = prefix();
     const { redis, limiter } = limiterOn(p);
     const other = limiterOn(p).limiter;
-    const limits: ProviderLimits = { name: 'paused', tps: 100, timeoutMs: 1000 };
-    const first = await limiter.acquire(limits, 1);
+    const limits: ProviderLimits = { name: 'paused', tps: 100, timeoutMs: 1000, breaker };
+    const first = await limiter.acquire(limits, 1, 1);
     first.forEach((permit) => limiter.giveBack(permit));
     await limiter.pause('paused', 600);
     const pausedUntil = Number(await redis.hget(new Keys(p).limiter('paused').config, 'pausedUntil'));
-    const permits = await other.acquire(limits, 1);
+    const permits = await other.acquire(limits, 1, 1);
     expect(await serverTime(redis)).toBeGreaterThanOrEqual(pausedUntil);
     expect(permits).toHaveLength(1);
   });
 
   it('takes permits back from a holder that died, one second after its lease ended', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100 };
+    const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100, breaker };
     const dying = limiterOn(p, { leaseSlackMs: 200 });
-    const held = await dying.limiter.acquire(limits, 2);
+    const heldAt = await serverTime(dying.redis);
+    // Grants are paced (one per 500 ms at 2 TPS): take both permits.
+    const held = [...(await dying.limiter.acquire(limits, 2, 1)), ...(await dying.limiter.acquire(limits, 2, 1))];
     expect(held).toHaveLength(2);
     // The holder vanishes without returning anything.
     dying.redis.disconnect();
     opened.splice(opened.indexOf(dying), 1);
-    const heldAt = await serverTime(limiterOn(p).redis);
     const survivor = limiterOn(p).limiter;
-    const permits = await waitFor(() => survivor.acquire(limits, 2), { timeoutMs: 10_000, what: 'recovered permits' });
+    const permits = await waitFor(() => survivor.acquire(limits, 2, 1), { timeoutMs: 10_000, what: 'recovered permits' });
     expect(permits.length).toBeGreaterThan(0);
     // Lease (100 + 200 ms) plus the one-second rest, by the server's clock.
-    expect(await serverTime(opened[opened.length - 1]!.redis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000 - 5);
+    expect(await serverTime(opened[opened.length - 1]!.redis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000);
   });
 
   it('gives unused permits back at once', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'unused', tps: 3, timeoutMs: 1000 };
+    const limits: ProviderLimits = { name: 'unused', tps: 3, timeoutMs: 1000, breaker };
     const a = limiterOn(p, { flushDelayMs: 5 });
     const b = limiterOn(p);
-    const permits = await a.limiter.acquire(limits, 3);
-    expect(permits).toHaveLength(3);
+    const permits: Permit[] = [];
+    while (permits.length < 3) permits.push(...(await a.limiter.acquire(limits, 3, 1)));
     permits.forEach((permit) => a.limiter.giveBack(permit));
     const started = await serverTime(b.redis);
-    const again = await b.limiter.acquire(limits, 3);
+    const again = await b.limiter.acquire(limits, 3, 1);
     expect(again.length).toBeGreaterThan(0);
-    // Never used, so no one-second rest.
+    // Never used, so no one-second rest: only the pacing (one per 333 ms) applies.
     expect(await serverTime(b.redis)).toBeLessThan(started + 1000);
   });
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CAMPAIGN_PRIORITIES } from '../../domain/campaign.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 
 /**
@@ -16,6 +17,7 @@ export const createCampaignBody = z.strictObject({
   name: z.string().trim().min(1).max(200),
   provider: z.string().min(1).max(64),
   message: messageSchema,
+  priority: z.enum(CAMPAIGN_PRIORITIES).default('normal'),
   recipients: z.array(z.unknown()).optional(),
 });
 

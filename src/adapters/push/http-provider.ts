@@ -1,7 +1,7 @@
 import { Pool, errors as undiciErrors } from 'undici';
 import type { Readable } from 'node:stream';
 import type { PushProvider, SendRequest } from '../../app/ports.js';
-import type { HttpProviderConfig } from '../../config.js';
+import { providerLimits, retryPolicy, type HttpProviderConfig } from '../../config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
 
 const MAX_ERROR_BODY = 500;
@@ -50,8 +50,8 @@ export class HttpProvider implements PushProvider {
 
   constructor(private readonly config: HttpProviderConfig) {
     this.name = config.name;
-    this.limits = { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs };
-    this.retry = { maxAttempts: config.maxAttempts, baseMs: config.retryBaseMs, maxMs: config.retryMaxMs };
+    this.limits = providerLimits(config);
+    this.retry = retryPolicy(config);
     const url = new URL(config.url);
     this.path = `${url.pathname}${url.search}`;
     this.pool = new Pool(url.origin, {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PushProvider } from '../../app/ports.js';
-import type { SimProviderConfig } from '../../config.js';
+import { providerLimits, retryPolicy, type SimProviderConfig } from '../../config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 
 /**
@@ -19,8 +19,8 @@ export class SimProvider implements PushProvider {
     private readonly random: () => number = Math.random,
   ) {
     this.name = config.name;
-    this.limits = { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs };
-    this.retry = { maxAttempts: config.maxAttempts, baseMs: config.retryBaseMs, maxMs: config.retryMaxMs };
+    this.limits = providerLimits(config);
+    this.retry = retryPolicy(config);
   }
 
   async send(): Promise<SendOutcome> {

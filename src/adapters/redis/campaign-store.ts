@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { CampaignPage, CampaignStore, NewCampaign } from '../../app/ports.js';
-import type { Campaign, CampaignStatus, Message } from '../../domain/campaign.js';
+import type { Campaign, CampaignPriority, CampaignStatus, Message } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { Keys } from './keys.js';
 
@@ -21,6 +21,7 @@ function parseCampaign(hash: Record<string, string>): Campaign | null {
     name: hash.name ?? '',
     provider: hash.provider ?? '',
     message: JSON.parse(hash.message ?? '{}') as Message,
+    priority: (hash.priority ?? 'normal') as CampaignPriority,
     status: hash.status as CampaignStatus,
     createdAt: new Date(Number(hash.createdAt)).toISOString(),
     updatedAt: new Date(Number(hash.updatedAt)).toISOString(),
@@ -54,6 +55,7 @@ export class RedisCampaignStore implements CampaignStore {
       name: campaign.name,
       provider: campaign.provider,
       message: JSON.stringify(campaign.message),
+      priority: campaign.priority,
       status: 'draft',
       createdAt: campaign.createdAt,
       updatedAt: campaign.createdAt,

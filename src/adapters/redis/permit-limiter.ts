@@ -1,15 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
-import type { Permit, ProviderLimits, RateLimiter } from '../../app/ports.js';
+import type { Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter } from '../../app/ports.js';
+import type { PriorityClass } from '../../domain/campaign.js';
 import type { Keys } from './keys.js';
 import type { Scripts } from './scripts.js';
 
 /**
- * Client side of the global permit limiter (lua/permit-lease.lua has the rule
- * and why it holds at the provider). Each process keeps a small local pool:
- * permits are leased in batches and returned in batches, so the limiter costs
- * well under one Redis round trip per send, and a process with no demand
- * makes no calls at all.
+ * Client side of the global permit limiter (lua/permit-lease.lua has the rules
+ * and why the cap holds at the provider). Each process keeps a small local
+ * pool per provider and priority class: permits are leased and handed back in
+ * batches, so the limiter costs well under one Redis round trip per send, and
+ * a process with no demand makes no calls at all.
  *
  * Local clocks only ever measure elapsed time (performance.now()); every
  * shared instant is the Redis server's, so skew between machines cannot break
@@ -20,9 +21,9 @@ export interface PermitLimiterOptions {
   maxBatch?: number;
   /** Extra ms a permit rests beyond one second, against ms rounding at either end. */
   marginMs?: number;
-  /** Shortest pause between two lease calls of one provider while waiting. */
+  /** Shortest pause between two lease calls of one pool while waiting. */
   minIntervalMs?: number;
-  /** Longest a waiter sleeps before asking again when no free time is known. */
+  /** Longest a waiter sleeps before asking again. */
   maxWaitMs?: number;
   /** How soon completed permits are handed back when nobody is waiting. */
   flushDelayMs?: number;
@@ -36,15 +37,23 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
+const OUTCOME_CODE: Record<PermitOutcome, string> = { healthy: 's', failed: 't', neutral: 'n' };
+
 interface Pool {
+  key: string;
   limits: ProviderLimits;
+  priorityClass: PriorityClass;
   free: Permit[];
-  completed: Array<{ id: string; at: number }>;
+  completed: Array<{ id: string; at: number; outcome: string }>;
   unused: string[];
   waiters: Waiter[];
   running: boolean;
   timer: NodeJS.Timeout | null;
   wake: (() => void) | null;
+}
+
+function iso(ms: number): string | null {
+  return ms > 0 ? new Date(ms).toISOString() : null;
 }
 
 export class RedisPermitLimiter implements RateLimiter {
@@ -69,9 +78,9 @@ export class RedisPermitLimiter implements RateLimiter {
     };
   }
 
-  acquire(limits: ProviderLimits, want: number): Promise<Permit[]> {
+  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass): Promise<Permit[]> {
     if (this.closed) return Promise.reject(new Error('rate limiter is closed'));
-    const pool = this.pool(limits);
+    const pool = this.pool(limits, priorityClass);
     const local = this.takeLocal(pool, want);
     if (local.length > 0) return Promise.resolve(local);
     return new Promise<Permit[]>((resolve, reject) => {
@@ -80,15 +89,15 @@ export class RedisPermitLimiter implements RateLimiter {
     });
   }
 
-  complete(permit: Permit): void {
-    const pool = this.pools.get(permit.provider);
+  complete(permit: Permit, outcome: PermitOutcome): void {
+    const pool = this.pools.get(permit.pool);
     if (!pool) return;
-    pool.completed.push({ id: permit.id, at: performance.now() });
+    pool.completed.push({ id: permit.id, at: performance.now(), outcome: OUTCOME_CODE[outcome] });
     this.scheduleFlush(pool);
   }
 
   giveBack(permit: Permit): void {
-    const pool = this.pools.get(permit.provider);
+    const pool = this.pools.get(permit.pool);
     if (!pool) return;
     pool.free.push(permit);
     this.serveWaiters(pool, []);
@@ -97,6 +106,23 @@ export class RedisPermitLimiter implements RateLimiter {
 
   async pause(provider: string, delayMs: number): Promise<void> {
     await this.scripts.run('permit-pause', [this.keys.limiter(provider).config], [Math.max(0, Math.round(delayMs))]);
+  }
+
+  async state(limits: ProviderLimits): Promise<ProviderState> {
+    const [hash, time] = await Promise.all([this.redis.hgetall(this.keys.limiter(limits.name).config), this.redis.time()]);
+    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const n = (field: string) => Number(hash[field] ?? 0);
+    const pausedUntil = n('pausedUntil') > now ? n('pausedUntil') : 0;
+    const breaker = hash.breaker === 'open' && n('openUntil') <= now ? 'half' : (hash.breaker ?? 'closed');
+    return {
+      name: limits.name,
+      tps: limits.tps,
+      rate: hash.rate === undefined ? 1 : Math.round(Number(hash.rate) * 1000) / 1000,
+      pausedUntil: iso(pausedUntil),
+      breaker: breaker === 'half' ? 'half-open' : (breaker as 'open' | 'closed'),
+      openUntil: breaker === 'open' ? iso(n('openUntil')) : null,
+      consecutiveFailures: n('streak'),
+    };
   }
 
   async close(): Promise<void> {
@@ -109,11 +135,12 @@ export class RedisPermitLimiter implements RateLimiter {
     }
   }
 
-  private pool(limits: ProviderLimits): Pool {
-    let pool = this.pools.get(limits.name);
+  private pool(limits: ProviderLimits, priorityClass: PriorityClass): Pool {
+    const key = `${limits.name}|${priorityClass}`;
+    let pool = this.pools.get(key);
     if (!pool) {
-      pool = { limits, free: [], completed: [], unused: [], waiters: [], running: false, timer: null, wake: null };
-      this.pools.set(limits.name, pool);
+      pool = { key, limits, priorityClass, free: [], completed: [], unused: [], waiters: [], running: false, timer: null, wake: null };
+      this.pools.set(key, pool);
     }
     pool.limits = limits;
     return pool;
@@ -168,9 +195,9 @@ export class RedisPermitLimiter implements RateLimiter {
           this.opts.maxBatch,
           pool.waiters.reduce((sum, w) => sum + w.want, 0),
         );
-        const { nextFreeIn } = await this.lease(pool, demand);
+        const { retryIn } = await this.lease(pool, demand);
         if (pool.waiters.length === 0) break;
-        const delay = nextFreeIn < 0 ? this.opts.maxWaitMs : Math.min(this.opts.maxWaitMs, Math.max(this.opts.minIntervalMs, nextFreeIn));
+        const delay = retryIn < 0 ? this.opts.maxWaitMs : Math.min(this.opts.maxWaitMs, Math.max(this.opts.minIntervalMs, retryIn));
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           pool.wake = () => {
@@ -189,22 +216,27 @@ export class RedisPermitLimiter implements RateLimiter {
   }
 
   /** One round trip: hand back completed and unused permits, lease up to `want`. */
-  private async lease(pool: Pool, want: number): Promise<{ nextFreeIn: number }> {
+  private async lease(pool: Pool, want: number): Promise<{ retryIn: number }> {
     const completed = pool.completed.splice(0);
     const unused = pool.unused.splice(0);
     const sentAt = performance.now();
+    const { limits } = pool;
     const args: Array<string | number> = [
-      pool.limits.tps,
+      limits.tps,
       want,
-      pool.limits.timeoutMs + this.opts.leaseSlackMs,
+      limits.timeoutMs + this.opts.leaseSlackMs,
       1000 + this.opts.marginMs,
+      pool.priorityClass,
+      limits.breaker.failures,
+      limits.breaker.coolDownMs,
+      limits.breaker.maxCoolDownMs,
       completed.length,
     ];
     // "ms since completion" measured before the call is at most the true
     // elapsed time when the script runs, so the permit never frees early.
-    for (const c of completed) args.push(c.id, Math.max(0, Math.floor(sentAt - c.at)));
+    for (const c of completed) args.push(c.id, Math.max(0, Math.floor(sentAt - c.at)), c.outcome);
     args.push(...unused);
-    const k = this.keys.limiter(pool.limits.name);
+    const k = this.keys.limiter(limits.name);
     let reply: Array<string | number>;
     try {
       reply = (await this.scripts.run('permit-lease', [k.free, k.held, k.config], args)) as Array<string | number>;
@@ -215,11 +247,11 @@ export class RedisPermitLimiter implements RateLimiter {
       throw err;
     }
     const serverNow = Number(reply[0]);
-    const nextFree = Number(reply[1]);
+    const retryAt = Number(reply[1]);
     // The lease ends `leaseMs` after the script ran, which is after `sentAt`.
-    const usableUntil = sentAt + pool.limits.timeoutMs + this.opts.leaseSlackMs;
-    const fresh = reply.slice(2).map((id) => ({ provider: pool.limits.name, id: String(id), usableUntil }));
+    const usableUntil = sentAt + limits.timeoutMs + this.opts.leaseSlackMs;
+    const fresh = reply.slice(2).map((id) => ({ provider: limits.name, pool: pool.key, id: String(id), usableUntil }));
     this.serveWaiters(pool, fresh);
-    return { nextFreeIn: nextFree < 0 ? -1 : nextFree - serverNow };
+    return { retryIn: retryAt < 0 ? -1 : retryAt - serverNow };
   }
 }

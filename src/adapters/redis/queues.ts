@@ -1,6 +1,6 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import { z } from 'zod';
-import type { PageJob, PageQueue } from '../../app/ports.js';
+import type { PageJob, PageQueue, PageQueueOptions } from '../../app/ports.js';
 
 /**
  * The job catalog: every queue, job name and payload schema in one place.
@@ -54,13 +54,14 @@ export function createSendQueue(connection: ConnectionOptions, prefix: string): 
 export class BullPageQueue implements PageQueue {
   constructor(private readonly queue: Queue) {}
 
-  async enqueuePages(jobs: readonly PageJob[]): Promise<void> {
+  async enqueuePages(jobs: readonly PageJob[], options: PageQueueOptions): Promise<void> {
     if (jobs.length === 0) return;
     await this.queue.addBulk(
       jobs.map((job) => ({
         name: JOBS.sendPage.name,
         data: JOBS.sendPage.schema.parse(job),
-        opts: { jobId: pageJobId(job) },
+        // BullMQ: 1 is the highest priority; within one priority jobs stay in order.
+        opts: { jobId: pageJobId(job), priority: options.priorityClass + 1 },
       })),
     );
   }

@@ -11,7 +11,7 @@ import type {
   ReleaseResult,
   RunState,
 } from '../../app/ports.js';
-import type { CampaignStatus, RunStatus } from '../../domain/campaign.js';
+import type { CampaignStatus, PriorityClass, RunStatus } from '../../domain/campaign.js';
 import { decodeRecord, RECORD_BYTES } from '../../domain/ledger.js';
 import type { Keys } from './keys.js';
 import type { Scripts } from './scripts.js';
@@ -49,6 +49,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     pageSize: num(hash.pageSize),
     cursor: num(hash.cursor),
     gen: num(hash.gen),
+    priorityClass: num(hash.priorityClass) as PriorityClass,
   };
 }
 

@@ -1,22 +1,52 @@
--- The global rate limiter of one provider: `tps` permits, each usable by one
--- request at a time and free again only one second after that request
--- completed. Since a request reaches the provider before it completes, two
--- requests on the same permit arrive more than a second apart, so no sliding
--- second at the provider sees more than `tps` requests — whatever the delay
--- between grant and arrival. All times are this server's clock (TIME).
--- One call returns permits, leases new ones, and recovers the permits of
--- holders that died (free one second after their lease ended).
--- KEYS: 1 free zset (id → free at), 2 held zset (id → lease end), 3 config hash
--- ARGV: 1 tps, 2 permits wanted, 3 lease ms, 4 window ms (1000 + margin),
---       5 count of completed permits, then (id, ms since it completed) pairs,
---       then ids leased but never used
--- Returns {nowMs, nextFreeMs or -1, id, id, …}
+-- The global rate limiter of one provider (all workers, all machines).
+--
+-- Cap. `tps` permits; a permit serves one request at a time and is free again
+-- only one second (plus a margin) after that request completed. A request
+-- reaches the provider before it completes, so two requests on one permit
+-- arrive more than a second apart and no sliding second at the provider sees
+-- more than `tps` of them, whatever the delay between grant and arrival.
+--
+-- Shape. Grants are paced (GCRA) at tps × rate per second with a short burst,
+-- so load arrives evenly instead of all permits at once every second; `rate`
+-- is cut in half by a 429 and climbs back by 0.1 per clean second (AIMD).
+--
+-- Health. Consecutive transient failures open a circuit breaker: no grants
+-- until a cool-down ends, then one probe; a good probe closes it, a bad one
+-- opens it again for twice as long.
+--
+-- Priority. A call of priority class p (0 highest) gets nothing while a
+-- higher class was left wanting in the last `yield` ms.
+--
+-- All times are this server's clock (TIME): skew between machines is harmless.
+-- KEYS: 1 free zset (id → free at), 2 held zset (id → lease end), 3 state hash
+-- ARGV: 1 tps, 2 wanted, 3 lease ms, 4 window ms (1000 + margin), 5 priority class,
+--       6 breaker failures, 7 breaker cool-down ms, 8 breaker max cool-down ms,
+--       9 count of completed permits, then (id, ms since completion, outcome) triples
+--       (outcome: s healthy answer, t transient failure, n neither), then unused ids
+-- Returns {nowMs, retryAtMs or -1, id, id, …}
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tps, want, leaseMs, windowMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local class = tonumber(ARGV[5])
+local failuresToOpen, coolDownMs, maxCoolDownMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local YIELD_MS, BURST_MS = 100, 20
 
-local capacity = tonumber(redis.call('HGET', KEYS[3], 'tps') or '0')
+local state = {}
+do
+  local raw = redis.call('HGETALL', KEYS[3])
+  for i = 1, #raw, 2 do state[raw[i]] = raw[i + 1] end
+end
+local function num(field, default) return tonumber(state[field] or '') or default end
+local changed = {}
+local function set(field, value)
+  state[field] = value
+  changed[#changed + 1] = field
+  changed[#changed + 1] = value
+end
+
+-- Capacity follows the configured tps; permits above a lowered cap retire as they come back.
+local capacity = num('tps', 0)
 if capacity < tps then
   local batch = {}
   for id = capacity, tps - 1 do
@@ -25,11 +55,10 @@ if capacity < tps then
     if #batch >= 2000 then redis.call('ZADD', KEYS[1], unpack(batch)); batch = {} end
   end
   if #batch > 0 then redis.call('ZADD', KEYS[1], unpack(batch)) end
-  redis.call('HSET', KEYS[3], 'tps', tps)
+  set('tps', tps)
 elseif capacity > tps then
-  -- Permits above the new cap are retired as they come back.
   for id = tps, capacity - 1 do redis.call('ZREM', KEYS[1], id) end
-  redis.call('HSET', KEYS[3], 'tps', tps)
+  set('tps', tps)
 end
 
 local function giveBack(id, freeAt)
@@ -38,32 +67,117 @@ local function giveBack(id, freeAt)
   end
 end
 
-local completed = tonumber(ARGV[5])
-local i = 6
-for _ = 1, completed do
-  giveBack(ARGV[i], now - tonumber(ARGV[i + 1]) + windowMs)
-  i = i + 2
+local breaker = state.breaker or 'closed'
+local function open(coolDown)
+  breaker = 'open'
+  set('breaker', 'open')
+  set('coolDown', coolDown)
+  set('openUntil', now + coolDown)
+  set('probe', '')
 end
-for j = i, #ARGV do giveBack(ARGV[j], now) end
 
+local completed = tonumber(ARGV[9])
+local i = 10
+local streak = num('streak', 0)
+for _ = 1, completed do
+  local id, ago, outcome = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
+  giveBack(id, now - ago + windowMs)
+  local probe = breaker == 'half' and state.probe == id
+  if outcome == 's' then
+    streak = 0
+    if probe then
+      breaker = 'closed'
+      set('breaker', 'closed')
+      set('coolDown', coolDownMs)
+      set('probe', '')
+    end
+  elseif outcome == 't' then
+    streak = streak + 1
+    if probe then
+      open(math.min(maxCoolDownMs, num('coolDown', coolDownMs) * 2))
+    elseif breaker == 'closed' and streak >= failuresToOpen then
+      open(coolDownMs)
+    end
+  end
+  i = i + 3
+end
+if streak ~= num('streak', 0) then set('streak', streak) end
+for j = i, #ARGV do
+  giveBack(ARGV[j], now)
+  if state.probe == ARGV[j] then set('probe', '') end
+end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
-for j = 1, #expired, 2 do giveBack(expired[j], tonumber(expired[j + 1]) + windowMs) end
+for j = 1, #expired, 2 do
+  giveBack(expired[j], tonumber(expired[j + 1]) + windowMs)
+  -- A probe whose holder died says nothing: let another one go.
+  if state.probe == expired[j] then set('probe', '') end
+end
 
-local out = { now, -1 }
-local pausedUntil = tonumber(redis.call('HGET', KEYS[3], 'pausedUntil') or '0')
-if pausedUntil > now then
-  out[2] = pausedUntil
+-- Additive increase: +0.1 of tps per second since the last 429 (after a one-second hold).
+local rate = num('rate', 1)
+if rate < 1 then
+  local from = math.max(num('rateAt', now), num('penaltyAt', 0) + 1000)
+  if now > from then
+    rate = math.min(1, rate + 0.1 * (now - from) / 1000)
+    set('rate', rate)
+    set('rateAt', now)
+  end
+end
+
+local function reply(retryAt, ids)
+  if #changed > 0 then redis.call('HSET', KEYS[3], unpack(changed)) end
+  local out = { now, retryAt }
+  for _, id in ipairs(ids or {}) do out[#out + 1] = id end
   return out
 end
 
-if want > 0 then
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, want)
+local pausedUntil = num('pausedUntil', 0)
+if pausedUntil > now then return reply(pausedUntil) end
+
+if breaker == 'open' then
+  if now < num('openUntil', 0) then return reply(num('openUntil', now)) end
+  breaker = 'half'
+  set('breaker', 'half')
+  set('probe', '')
+end
+if breaker == 'half' then
+  if (state.probe or '') ~= '' then return reply(now + YIELD_MS) end
+  want = math.min(want, 1)
+end
+
+for higher = 0, class - 1 do
+  if now - num('demand' .. higher, 0) < YIELD_MS then return reply(now + YIELD_MS / 2) end
+end
+
+if want <= 0 then return reply(-1) end
+
+local interval = 1000 / (tps * rate)
+local burst = math.max(BURST_MS, interval)
+local tat = math.max(num('paceAt', now), now)
+-- (ms timestamps near 2^41 carry float error of ~0.0002 ms: the 0.01 ms of
+-- slack keeps rounding from turning one whole grant into none)
+local allowed = math.floor((now + burst - tat + 0.01) / interval)
+local ids = {}
+if allowed > 0 then
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, math.min(want, allowed))
   for _, id in ipairs(ids) do
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZADD', KEYS[2], now + leaseMs, id)
-    out[#out + 1] = id
+  end
+  if #ids > 0 then
+    tat = tat + #ids * interval
+    set('paceAt', tat)
+    if breaker == 'half' then set('probe', ids[1]) end
   end
 end
+if #ids < want then set('demand' .. class, now) end
+
+-- When asking again can get more: pacing allows one more and a permit is free.
+local retryAt = tat - burst + interval
 local nextFree = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if nextFree[2] then out[2] = tonumber(nextFree[2]) end
-return out
+if nextFree[2] then
+  retryAt = math.max(retryAt, tonumber(nextFree[2]))
+else
+  retryAt = -1
+end
+return reply(math.ceil(retryAt), ids)

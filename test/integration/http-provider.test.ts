@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HttpProvider } from '../../src/adapters/push/http-provider.js';
+import { providerSchema, type HttpProviderConfig } from '../../src/config.js';
+import type { SendRequest } from '../../src/app/ports.js';
+import { startMockProvider, type MockProvider } from '../helpers/mock-provider.js';
+import { freePort } from '../helpers/redis-server.js';
+
+const request: SendRequest = {
+  idempotencyKey: '6f1c1a52-0c1e-8e1a-9b1c-0123456789ab',
+  campaignId: 'c1',
+  runId: 'main',
+  recipient: { id: 'r1', phone: '010-0000-0000' },
+  message: { title: 'T', body: 'B', data: { deep: { link: '/x' } } },
+};
+
+function provider(url: string, extra: Record<string, unknown> = {}): HttpProvider {
+  return new HttpProvider(providerSchema.parse({ name: 'p', type: 'http', url, tps: 100, timeoutMs: 300, ...extra }) as HttpProviderConfig);
+}
+
+describe('the http provider against a real server on loopback', () => {
+  let mock: MockProvider;
+  let p: HttpProvider;
+  let reply: { status: number; body?: string; headers?: Record<string, string>; delayMs?: number } = { status: 200 };
+
+  beforeAll(async () => {
+    mock = await startMockProvider({ respond: () => reply });
+    p = provider(mock.url, { headers: { 'x-api-key': 'k' } });
+  });
+  afterAll(async () => {
+    await p.close();
+    await mock.close();
+  });
+
+  it('posts the contract wire format with the idempotency key in header and body', async () => {
+    reply = { status: 202 };
+    expect(await p.send(request)).toEqual({ kind: 'sent' });
+    const headers = mock.headers.at(-1)!;
+    expect(headers['idempotency-key']).toBe(request.idempotencyKey);
+    expect(headers['content-type']).toBe('application/json');
+    expect(headers['x-api-key']).toBe('k');
+    expect(mock.bodies.at(-1)).toEqual(request);
+  });
+
+  it('classifies answers: 429 rate limited with Retry-After, other 4xx permanent, 5xx transient', async () => {
+    reply = { status: 429, headers: { 'retry-after': '3' }, body: 'slow down' };
+    expect(await p.send(request)).toEqual({ kind: 'rate-limited', code: 'HTTP_429', message: 'slow down', retryAfterMs: 3000 });
+    reply = { status: 404, body: '{"error":"UNREGISTERED"}' };
+    expect(await p.send(request)).toEqual({ kind: 'permanent', code: 'HTTP_404', message: '{"error":"UNREGISTERED"}' });
+    reply = { status: 503, body: '' };
+    expect(await p.send(request)).toEqual({ kind: 'transient', code: 'HTTP_503', message: 'HTTP 503' });
+    reply = { status: 400, body: 'x'.repeat(5000) };
+    const long = await p.send(request);
+    expect(long.kind).toBe('permanent');
+    expect((long as { message: string }).message.length).toBe(500);
+  });
+
+  it('treats a timeout as transient', async () => {
+    reply = { status: 200, delayMs: 1000 };
+    expect(await p.send(request)).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+  });
+
+  it('treats a refused connection as transient', async () => {
+    const closed = provider(`http://127.0.0.1:${await freePort()}/send`);
+    try {
+      expect(await closed.send(request)).toMatchObject({ kind: 'transient', code: 'ECONNREFUSED' });
+    } finally {
+      await closed.close();
+    }
+  });
+});
