@@ -1,25 +1,31 @@
 /**
  * `npm run bench [-- section …]`: measurements that do not belong in tests.
- * Every row of a table is measured in the same run on the same machine, and
- * ratios are printed beside absolute figures (this machine is shared and noisy).
+ * Every row of a table is measured in the same run, on the same machine,
+ * against the same loopback mock provider; ratios sit beside absolute
+ * figures because this machine is shared and noisy.
  *
- * Sections: throughput (end to end, ledger on, sim and http providers vs the
- * raw HTTP ceiling), memory (Redis bytes per recipient for 100k recipients).
+ * Sections:
+ *   limiter     pushq vs naive BullMQ, BullMQ's limiter and Bottleneck at caps
+ *               200 / 1,000 / 5,000: rate, busiest sliding second, 429s, duplicates
+ *   throughput  uncapped sends/s with the ledger on, vs naive BullMQ and the raw HTTP ceiling
+ *   memory      Redis bytes per recipient, pushq vs one BullMQ job per recipient
  */
+import { spawn } from 'node:child_process';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { Pool } from 'undici';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Pool } from 'undici';
 import { ApiClient } from '../test/helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../test/helpers/fixtures.js';
-import { startMockProvider } from '../test/helpers/mock-provider.js';
-import { startApiProcess, startWorkerProcess, type PushqProcess } from '../test/helpers/processes.js';
+import { startMockProvider, type MockProvider } from '../test/helpers/mock-provider.js';
+import { PushqProcess, REPO_ROOT, startApiProcess, startWorkerProcess } from '../test/helpers/processes.js';
 import { startOwnRedis, type OwnRedis } from '../test/helpers/redis-server.js';
 import { waitFor } from '../test/helpers/wait.js';
 
 type Row = Record<string, string | number>;
 
-function table(title: string, rows: Row[]): void {
+function table(title: string, rows: Row[], note?: string): void {
   const columns = Object.keys(rows[0] ?? {});
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => String(r[c]).length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
@@ -27,57 +33,149 @@ function table(title: string, rows: Row[]): void {
   console.log(line(columns));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(columns.map((c) => String(r[c]))));
+  if (note) console.log(`\n${note}`);
 }
 
-async function usedMemory(redis: Redis): Promise<number> {
-  const info = await redis.info('memory');
-  return Number(/^used_memory:(\d+)/m.exec(info)![1]);
-}
+const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
-interface Stack {
-  redis: OwnRedis;
-  api: PushqProcess;
-  workers: PushqProcess[];
-  client: ApiClient;
+// ── the systems under test ──────────────────────────────────────────────────
+
+interface System {
+  /** Sends `n` recipients to the mock; resolves when they are all out or `deadlineMs` passed. */
+  run(n: number, deadlineMs: number): Promise<void>;
   stop(): Promise<void>;
+  redisUrl: string;
 }
 
-async function stack(providers: unknown[], workers: number, extraEnv: Record<string, string> = {}): Promise<Stack> {
+async function pushq(mock: MockProvider, tps: number, workers: number, extraEnv: Record<string, string> = {}): Promise<System & { client: ApiClient }> {
   const redis = await startOwnRedis(['--appendonly', 'no']);
   const env = {
     REDIS_URL: redis.url,
     ADMIN_TOKEN: TEST_TOKEN,
-    LOG_LEVEL: 'warn',
-    PROVIDERS_FILE: providersFile(providers),
+    PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps, timeoutMs: 5000 }]),
     ...extraEnv,
   };
-  const { process: api, url } = await startApiProcess({ ...env, LOG_LEVEL: 'info' });
-  const started = await Promise.all(Array.from({ length: workers }, () => startWorkerProcess({ ...env, LOG_LEVEL: 'info' })));
+  const { process: api, url } = await startApiProcess(env);
+  const started = await Promise.all(Array.from({ length: workers }, () => startWorkerProcess(env)));
+  const client = new ApiClient(url, TEST_TOKEN);
   return {
-    redis,
-    api,
-    workers: started,
-    client: new ApiClient(url, TEST_TOKEN),
+    client,
+    redisUrl: redis.url,
+    async run(n, deadlineMs) {
+      const recipients = Array.from({ length: n }, (_, i) => `user-${i}`);
+      const campaign = await client.createCampaign({ provider: 'mock', recipients });
+      await client.launch(campaign.id);
+      await waitFor(async () => (await client.campaign(campaign.id)).status === 'completed', { timeoutMs: deadlineMs, intervalMs: 50 }).catch(() => undefined);
+    },
     async stop() {
-      await Promise.all([api, ...started].map((p) => p.kill('SIGTERM')));
+      await Promise.all([api, ...started].map((p) => p.kill('SIGKILL')));
       await redis.kill();
     },
   };
 }
 
-async function runCampaign(client: ApiClient, provider: string, recipients: unknown[]): Promise<{ seconds: number; counts: Record<string, number> }> {
-  const campaign = await client.createCampaign({ provider, recipients });
-  const started = performance.now();
-  await client.launch(campaign.id);
-  const done = await waitFor(
-    async () => {
-      const c = await client.campaign(campaign.id);
-      return c.status === 'completed' ? c : undefined;
+async function peer(mock: MockProvider, mode: string, cap: number, processes: number): Promise<System> {
+  const redis: OwnRedis = await startOwnRedis(['--appendonly', 'no']);
+  const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const queue = new Queue('peer', { connection });
+  const procs: PushqProcess[] = [];
+  return {
+    redisUrl: redis.url,
+    async run(n, deadlineMs) {
+      // All the work is queued first: one job per recipient.
+      for (let i = 0; i < n; i += 1000) {
+        await queue.addBulk(
+          Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ name: 'send', data: { campaignId: 'peer', recipientId: `user-${i + j}` } })),
+        );
+      }
+      const env = { ...process.env, PEER_MODE: mode, PEER_CAP: String(cap), PEER_PROCESSES: String(processes), REDIS_URL: redis.url, MOCK_URL: mock.url };
+      for (let i = 0; i < processes; i += 1) {
+        const p = new PushqProcess(spawn(process.execPath, ['--import', 'tsx', 'bench/peer-worker.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+        procs.push(p);
+      }
+      await Promise.all(procs.map((p) => p.waitForOutput(/peer ready/)));
+      await waitFor(async () => (await queue.count()) === 0 && (await queue.getActiveCount()) === 0, { timeoutMs: deadlineMs, intervalMs: 50 }).catch(() => undefined);
     },
-    { timeoutMs: 600_000, intervalMs: 50, what: 'campaign completion' },
-  );
-  return { seconds: (performance.now() - started) / 1000, counts: done.counts };
+    async stop() {
+      await Promise.all(procs.map((p) => p.kill('SIGKILL')));
+      await queue.close();
+      connection.disconnect();
+      await redis.kill();
+    },
+  };
 }
+
+// ── measurement at the provider ─────────────────────────────────────────────
+
+interface Measured {
+  rate: number;
+  busiest: number;
+  status429: number;
+  duplicates: number;
+}
+
+/** Average rate over the steady part (first second of ramp-up left out), busiest sliding second, 429s, duplicates. */
+function measure(mock: MockProvider, steadyMs: number): Measured {
+  const times = mock.arrivals.map((a) => a.at).sort((a, b) => a - b);
+  const first = times[0] ?? 0;
+  const from = first + 1000;
+  const to = Math.min(from + steadyMs, times[times.length - 1] ?? 0);
+  const inWindow = times.filter((t) => t >= from && t < to).length;
+  return {
+    rate: to > from ? (inWindow * 1000) / (to - from) : 0,
+    busiest: mock.maxWindow(1000),
+    status429: mock.count(429),
+    duplicates: mock.duplicates(),
+  };
+}
+
+async function capped(name: string, make: (mock: MockProvider) => Promise<System>, cap: number, seconds: number): Promise<Row> {
+  const mock = await startMockProvider({ cap, retryAfterSeconds: 1 });
+  mock.keepBodies = false;
+  process.stderr.write(`bench: ${name} at ${cap}/s… `);
+  const system = await make(mock);
+  try {
+    await system.run(cap * (seconds + 1), (seconds + 6) * 1000);
+  } finally {
+    await system.stop();
+    await mock.close();
+  }
+  const m = measure(mock, seconds * 1000);
+  process.stderr.write(`${fmt(m.rate)}/s\n`);
+  return {
+    system: name,
+    cap: fmt(cap),
+    'avg rate/s': fmt(m.rate),
+    utilisation: `${((100 * m.rate) / cap).toFixed(1)} %`,
+    'busiest 1 s': fmt(m.busiest),
+    'busiest/cap': (m.busiest / cap).toFixed(2),
+    '429s': fmt(m.status429),
+    duplicates: m.duplicates,
+  };
+}
+
+async function limiter(): Promise<void> {
+  const caps = (process.env.BENCH_CAPS ?? '200,1000,5000').split(',').map(Number);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+  const rows: Row[] = [];
+  for (const cap of caps) {
+    for (const workers of [3, 1, 6]) {
+      rows.push(await capped(`pushq, ${workers} worker${workers > 1 ? 's' : ''}`, (mock) => pushq(mock, cap, workers), cap, seconds));
+    }
+    rows.push(await capped('naive BullMQ (local pacing), 3 procs', (mock) => peer(mock, 'naive', cap, 3), cap, seconds));
+    rows.push(await capped("BullMQ's limiter, 3 procs", (mock) => peer(mock, 'bullmq', cap, 3), cap, seconds));
+    rows.push(await capped('Bottleneck minTime (Redis), 3 procs', (mock) => peer(mock, 'bottleneck', cap, 3), cap, seconds));
+    rows.push(await capped('Bottleneck reservoir (Redis), 3 procs', (mock) => peer(mock, 'reservoir', cap, 3), cap, seconds));
+    for (const row of rows.slice(-7)) console.log(JSON.stringify(row));
+  }
+  table(
+    `Rate limiting at the provider (${cpus().length} cores; ${seconds} s of steady sending per row; the mock answers 429 above the cap in any sliding second)`,
+    rows,
+    'utilisation = average rate / cap while work is waiting; busiest 1 s = most requests the provider saw in any sliding second.',
+  );
+}
+
+// ── throughput and memory ──────────────────────────────────────────────────
 
 async function rawCeiling(url: string, seconds: number, concurrency: number): Promise<number> {
   const target = new URL(url);
@@ -99,73 +197,112 @@ async function rawCeiling(url: string, seconds: number, concurrency: number): Pr
   return rate;
 }
 
+/** Sends/s as the provider saw them: deliveries over the time from first to last arrival. */
+async function timed(mock: MockProvider, system: System, n: number): Promise<number> {
+  try {
+    await system.run(n, 600_000);
+    const times = mock.arrivals.map((a) => a.at);
+    return mock.deliveries().size / ((Math.max(...times) - Math.min(...times)) / 1000);
+  } finally {
+    await system.stop();
+  }
+}
+
 async function throughput(): Promise<void> {
-  const n = Number(process.env.BENCH_RECIPIENTS ?? 30_000);
-  const workers = Number(process.env.BENCH_WORKERS ?? 2);
-  const recipients = Array.from({ length: n }, (_, i) => `user-${i}`);
+  const n = Number(process.env.BENCH_RECIPIENTS ?? 60_000);
   const mock = await startMockProvider();
   mock.keepBodies = false;
-  const raw = await rawCeiling(mock.url, 5, 128);
-  mock.reset();
-  const rows: Row[] = [{ what: `raw ceiling: undici Pool → mock, no queue, no ledger`, 'sends/s': Math.round(raw), 'vs raw': '1.00' }];
-  const s = await stack(
-    [
-      { name: 'mock', type: 'http', url: mock.url, tps: 100_000, timeoutMs: 5000 },
-      { name: 'sim', type: 'sim', tps: 100_000, latencyMs: 5 },
-    ],
-    workers,
-  );
   try {
-    for (const provider of ['sim', 'mock']) {
-      const { seconds, counts } = await runCampaign(s.client, provider, recipients);
-      const rate = counts.sent! / seconds;
-      rows.push({
-        what: `pushq end to end, ${provider === 'sim' ? 'sim provider (5 ms latency)' : 'http provider → mock'}, ${workers} workers`,
-        'sends/s': Math.round(rate),
-        'vs raw': (rate / raw).toFixed(2),
-      });
-      if (provider === 'mock' && mock.duplicates() !== 0) throw new Error(`duplicates at the provider: ${mock.duplicates()}`);
-    }
+    const raw = await rawCeiling(mock.url, 5, 128);
+    mock.reset();
+    const ours = await timed(mock, await pushq(mock, 100_000, 2), n);
+    if (mock.duplicates() !== 0) throw new Error(`pushq sent duplicates: ${mock.duplicates()}`);
+    mock.reset();
+    const naive = await timed(mock, await peer(mock, 'none', 100_000, 2), n);
+    mock.reset();
+    const sim = await pushq(mock, 100_000, 2, { PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 5 }]) });
+    const started = performance.now();
+    await sim.run(n, 600_000);
+    // No provider to watch: launch to completion (a slight underestimate).
+    const simRate = n / ((performance.now() - started) / 1000);
+    await sim.stop();
+    table(`Uncapped throughput: ${fmt(n)} recipients, 2 worker processes, ${cpus().length} cores`, [
+      { what: 'raw ceiling: undici Pool → mock, no queue, no ledger', 'sends/s': fmt(raw), 'vs raw': '1.00', 'vs naive': (raw / naive).toFixed(2) },
+      { what: 'naive BullMQ: one job per recipient, global fetch', 'sends/s': fmt(naive), 'vs raw': (naive / raw).toFixed(2), 'vs naive': '1.00' },
+      { what: 'pushq, http provider → mock, ledger on', 'sends/s': fmt(ours), 'vs raw': (ours / raw).toFixed(2), 'vs naive': (ours / naive).toFixed(2) },
+      { what: 'pushq, sim provider (5 ms latency), ledger on', 'sends/s': fmt(simRate), 'vs raw': (simRate / raw).toFixed(2), 'vs naive': (simRate / naive).toFixed(2) },
+    ]);
   } finally {
-    await s.stop();
     await mock.close();
   }
-  table(`Throughput: ${n.toLocaleString('en')} recipients, provider cap 100,000 TPS, ${cpus().length} cores`, rows);
+}
+
+async function usedMemory(url: string): Promise<number> {
+  const redis = new Redis(url);
+  try {
+    return Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))![1]);
+  } finally {
+    redis.disconnect();
+  }
 }
 
 async function memory(): Promise<void> {
   const n = Number(process.env.BENCH_MEMORY_RECIPIENTS ?? 100_000);
-  const s = await stack([{ name: 'sim', type: 'sim', tps: 100_000, latencyMs: 1 }], 2);
-  const redis = new Redis(s.redis.url);
+  const ids = Array.from({ length: n }, (_, i) => `user-${String(i).padStart(7, '0')}`);
+  const ownBytes = ids.reduce((sum, id) => sum + Buffer.byteLength(id), 0);
+  const mock = await startMockProvider();
+  mock.keepBodies = false;
+  const ours = await pushq(mock, 100_000, 2);
+  let firstSendMs = 0;
+  let queued = 0;
+  let ledger = 0;
   try {
-    const ids = Array.from({ length: n }, (_, i) => `user-${String(i).padStart(7, '0')}`);
-    const ownBytes = ids.reduce((sum, id) => sum + Buffer.byteLength(id), 0);
-    // Warm up: a first campaign creates the queue and script structures every campaign shares.
-    await runCampaign(s.client, 'sim', ['warm-up']);
-    const before = await usedMemory(redis);
-    const campaign = await s.client.createCampaign({ provider: 'sim', recipients: ids });
-    const stored = await usedMemory(redis);
+    // Warm-up: a first campaign creates the structures every campaign shares (queue, limiter).
+    await ours.run(1, 30_000);
+    const before = await usedMemory(ours.redisUrl);
+    const campaign = await ours.client.createCampaign({ provider: 'mock', recipients: ids });
+    const stored = await usedMemory(ours.redisUrl);
     const launchedAt = performance.now();
-    await s.client.launch(campaign.id);
-    await waitFor(async () => (await s.client.campaign(campaign.id)).counts.sent > 0, { intervalMs: 5 });
-    const firstSendMs = performance.now() - launchedAt;
-    await waitFor(async () => (await s.client.campaign(campaign.id)).status === 'completed', { timeoutMs: 600_000, intervalMs: 100 });
-    // Completed send jobs are kept for an hour (Bull Board); they are not per-recipient state.
-    const done = await usedMemory(redis);
-    const perRecipient = (bytes: number) => (bytes / n).toFixed(1);
-    table(`Redis memory, ${n.toLocaleString('en')} recipients (ids of ${ids[0]!.length} bytes), INFO used_memory`, [
-      { what: 'recipients stored (pages + id index), beyond the ids themselves', 'bytes/recipient': perRecipient(stored - before - ownBytes) },
-      { what: 'ledger of the completed run (records, counts, job bookkeeping)', 'bytes/recipient': perRecipient(done - stored) },
-      { what: 'total beyond the ids', 'bytes/recipient': perRecipient(done - before - ownBytes) },
-    ]);
-    console.log(`\nlaunch → first recipient sent (seen through the API): ${firstSendMs.toFixed(0)} ms for ${n.toLocaleString('en')} recipients`);
+    await ours.client.launch(campaign.id);
+    await waitFor(() => mock.arrivals.some((a) => a.campaignId === campaign.id), { intervalMs: 1 });
+    firstSendMs = performance.now() - launchedAt;
+    await waitFor(async () => (await ours.client.campaign(campaign.id)).status === 'completed', { timeoutMs: 600_000, intervalMs: 100 });
+    const done = await usedMemory(ours.redisUrl);
+    queued = stored - before - ownBytes;
+    ledger = done - stored;
   } finally {
-    redis.disconnect();
-    await s.stop();
+    await ours.stop();
+    await mock.close();
   }
+  const naive = await startOwnRedis(['--appendonly', 'no']);
+  const connection = new Redis(naive.url, { maxRetriesPerRequest: null });
+  const queue = new Queue('peer', { connection });
+  let naiveBytes = 0;
+  try {
+    await queue.add('warm-up', {});
+    const before = await usedMemory(naive.url);
+    for (let i = 0; i < n; i += 1000) {
+      await queue.addBulk(ids.slice(i, i + 1000).map((id) => ({ name: 'send', data: { campaignId: 'c', recipientId: id } })));
+    }
+    naiveBytes = (await usedMemory(naive.url)) - before - ownBytes;
+  } finally {
+    await queue.close();
+    connection.disconnect();
+    await naive.kill();
+  }
+  const per = (bytes: number) => (bytes / n).toFixed(1);
+  table(
+    `Redis memory per recipient, ${fmt(n)} recipients with ${ids[0]!.length}-byte ids, beyond the ids (INFO used_memory)`,
+    [
+      { what: 'pushq: recipients stored (pages + id index)', 'bytes/recipient': per(queued) },
+      { what: 'pushq: ledger of the completed run', 'bytes/recipient': per(ledger) },
+      { what: 'pushq: total', 'bytes/recipient': per(queued + ledger) },
+      { what: 'naive BullMQ: one waiting job per recipient', 'bytes/recipient': per(naiveBytes) },
+    ],
+    `launch → first request at the provider: ${firstSendMs.toFixed(0)} ms for ${fmt(n)} recipients`,
+  );
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { throughput, memory };
-
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

@@ -88,7 +88,7 @@ const envSchema = z.object({
   /** Recipients per send job. */
   PAGE_SIZE: int(1, 10_000).default(500),
   /** Pages of one run queued at once; the rest are enqueued as pages finish. */
-  RUN_WINDOW: int(1, 10_000).default(8),
+  RUN_WINDOW: int(1, 10_000).default(32),
   /** Send jobs (pages) one worker process works on at once. */
   WORKER_CONCURRENCY: int(1, 1000).default(8),
   /** Requests one worker process may have in flight at once, across providers. */

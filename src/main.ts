@@ -8,6 +8,7 @@ import { CampaignQueries } from './app/campaign-queries.js';
 import { CreateCampaign } from './app/create-campaign.js';
 import { AppEvents, type Logger } from './app/events.js';
 import { LaunchCampaign } from './app/launch-campaign.js';
+import { ProviderQueries } from './app/provider-queries.js';
 import { RunPump } from './app/pump.js';
 import { Semaphore } from './app/semaphore.js';
 import { SendPage, type PageResult } from './app/send-page.js';
@@ -93,7 +94,6 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     }
 
     const events = new AppEvents();
-    const metrics = createMetrics(events);
     const providers = new Providers(config.providers);
     closers.push(() => providers.close());
 
@@ -104,6 +104,10 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     if (apiRedis) closers.push(() => apiRedis.quit());
     const { warning } = await checkRedis((workerRedis ?? apiRedis)!, config.redisUrl);
     if (warning) log.warn({ redis: safeUrl(config.redisUrl) }, warning);
+    // Reading provider state needs no lease loop: any limiter over any connection will do.
+    const stateRedis = (apiRedis ?? workerRedis)!;
+    const providerQueries = new ProviderQueries(providers, new RedisPermitLimiter(stateRedis, new Keys(config.prefix), new Scripts(stateRedis)));
+    const metrics = createMetrics(events, () => providerQueries.list());
 
     let url: string | null = null;
     let adminToken: string | null = null;
@@ -123,7 +127,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
         sendSlots: new Semaphore(config.sendConcurrency),
         events,
         log,
-        options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 5 },
+        options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
       });
       const worker = new Worker(
         QUEUES.send,
@@ -185,6 +189,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
         createCampaign: new CreateCampaign(s.store, providers, config.pageSize),
         launchCampaign: new LaunchCampaign(s.store, s.ledger, s.pump, events),
         queries: new CampaignQueries(s.store, s.ledger),
+        providers: providerQueries,
       });
       const srv = createServer(app);
       await new Promise<void>((resolve, reject) => {

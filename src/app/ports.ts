@@ -111,7 +111,8 @@ export interface Ledger {
   releasePage(ref: PageRef, token: string, size: number): Promise<ReleaseResult>;
   /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
   advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
-  openPageCount(campaignId: string, runId: string): Promise<number>;
+  /** Pages in their first pass (`open`), and of those, how many a worker holds right now (`active`). */
+  pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }>;
   readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry>;
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
   listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
@@ -198,6 +199,8 @@ export interface Permit {
   readonly id: string;
   /** The local pool (provider and priority class) the permit came from. */
   readonly pool: string;
+  /** performance.now() before which the request must not start (the permit is still resting). */
+  readonly notBefore: number;
   /** performance.now() after which the permit must not be used for a new request. */
   readonly usableUntil: number;
 }
@@ -221,9 +224,10 @@ export interface RateLimiter {
   /**
    * Waits until at least one permit is free, then returns between 1 and
    * `want`. Priority class 0 is served first; a class waits while a higher
-   * one is left wanting.
+   * one is left wanting. Within a class, callers of different `flow`s (runs)
+   * are served in turn, however many callers each flow has.
    */
-  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass): Promise<Permit[]>;
+  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow?: string): Promise<Permit[]>;
   /** The request that used the permit has completed just now. */
   complete(permit: Permit, outcome: PermitOutcome): void;
   /** The permit was never used for a request. */

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fullJitterBackoff } from '../domain/backoff.js';
 import { idempotencyKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
@@ -195,6 +196,8 @@ export class SendPage {
       log.warn({ count: acquired.markedUnknown }, 'took over a page from a lost worker; its in-flight recipients are now unknown');
       events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
     }
+    // This page left the queue: let the run's next one in line.
+    this.deps.pump.fill(ref.campaignId, ref.runId).catch((err) => log.warn({ err: describeError(err) }, 'could not enqueue the next page'));
 
     const campaign = await campaigns.get(ref.campaignId);
     const provider = campaign ? providers.get(campaign.provider) : undefined;
@@ -269,7 +272,7 @@ export class SendPage {
         try {
           slots = await unlessStopped(sendSlots.acquire(want), stop, (n) => sendSlots.release(n));
           try {
-            permits = await unlessStopped(limiter.acquire(provider.limits, slots, priorityClass(campaign.priority)), stop, (ps) =>
+            permits = await unlessStopped(limiter.acquire(provider.limits, slots, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), stop, (ps) =>
               ps.forEach((p) => limiter.giveBack(p)),
             );
           } catch (err) {
@@ -323,6 +326,8 @@ export class SendPage {
     const { limiter, events, log } = this.deps;
     const recipient = recipientRecord(stored);
     let outcome: SendOutcome;
+    // A permit may be handed out a few ms before it is free: its request waits for that moment.
+    while (performance.now() < permit.notBefore) await sleep(Math.ceil(permit.notBefore - performance.now()));
     const started = performance.now();
     if (started + provider.limits.timeoutMs > permit.usableUntil) {
       // The permit could expire while the request is out: never send on it.

@@ -208,7 +208,7 @@ describe('release and the fan-out cursor', () => {
     const runId = await h.startRun(campaignId);
     expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('ok');
     expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('moved');
-    expect(await h.ledger.openPageCount(campaignId, runId)).toBe(2);
+    expect(await h.ledger.pageCounts(campaignId, runId)).toEqual({ open: 2, active: 0 });
     const ref = { campaignId, runId, page: 1 };
     await h.ledger.acquirePage(ref, 'A', LEASE);
     await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
@@ -217,7 +217,7 @@ describe('release and the fan-out cursor', () => {
     expect(left.pending).toBe(99);
     expect(left.inflight).toBe(0);
     expect(left.nextDueIn).toBe(0);
-    expect(await h.ledger.openPageCount(campaignId, runId)).toBe(1);
+    expect(await h.ledger.pageCounts(campaignId, runId)).toEqual({ open: 1, active: 0 });
     expect(await h.redis.sismember(h.keys.campaign(campaignId).run(runId).unfinished, '1')).toBe(1);
   });
 });

@@ -4,6 +4,7 @@ import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.j
 import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { LaunchCampaign } from '../../app/launch-campaign.js';
+import type { ProviderQueries } from '../../app/provider-queries.js';
 import { validationError } from './errors.js';
 import { campaignIdParam, createCampaignBody, createCampaignQuery, listQuery } from './schemas.js';
 
@@ -11,6 +12,7 @@ export interface CampaignRouteDeps {
   createCampaign: CreateCampaign;
   launchCampaign: LaunchCampaign;
   queries: CampaignQueries;
+  providers: ProviderQueries;
   maxBodyBytes: number;
 }
 
@@ -76,6 +78,14 @@ export function campaignRoutes(deps: CampaignRouteDeps): Router {
   router.get('/campaigns/:id/failures', async (req, res) => {
     const query = parse(listQuery, req.query, 'query');
     res.json(await deps.queries.failures(campaignId(req), query.limit, query.cursor));
+  });
+
+  router.get('/providers', async (_req, res) => {
+    res.json({ items: await deps.providers.list() });
+  });
+
+  router.get('/providers/:name', async (req, res) => {
+    res.json(await deps.providers.get(String(req.params.name)));
   });
 
   router.put('/campaigns/:id/recipients', notYet('uploading recipients'));

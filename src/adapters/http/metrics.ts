@@ -1,12 +1,19 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AppEvents } from '../../app/events.js';
+import type { ProviderState } from '../../app/ports.js';
 
 /**
  * Prometheus metrics of this process. Labels stay bounded: provider names and
  * outcome kinds, never campaign or recipient ids (per-campaign progress is in
  * the API).
  */
-export function createMetrics(events: AppEvents): Registry {
+const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
+
+/**
+ * `providerStates` reads the limiter state every worker shares (Redis), so an
+ * API process reports breaker and pace even though it sends nothing itself.
+ */
+export function createMetrics(events: AppEvents, providerStates?: () => Promise<ProviderState[]>): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'pushq_process_' });
   const sends = new Counter({
@@ -28,6 +35,42 @@ export function createMetrics(events: AppEvents): Registry {
     help: 'Recipients marked unknown because their worker was lost mid-send.',
     registers: [registry],
   });
+  if (providerStates) {
+    const read = async (set: (state: ProviderState) => void) => {
+      try {
+        for (const state of await providerStates()) set(state);
+      } catch {
+        // Redis away: the gauges keep their last values; /readyz says why.
+      }
+    };
+    new Gauge({
+      name: 'pushq_provider_breaker_state',
+      help: 'Circuit breaker of each provider: 0 closed, 1 half-open (probing), 2 open.',
+      labelNames: ['provider'],
+      registers: [registry],
+      async collect() {
+        await read((s) => this.set({ provider: s.name }, BREAKER_VALUE[s.breaker]));
+      },
+    });
+    new Gauge({
+      name: 'pushq_provider_rate_ratio',
+      help: 'Share of its tps each provider is paced at (below 1 after 429s, climbing back).',
+      labelNames: ['provider'],
+      registers: [registry],
+      async collect() {
+        await read((s) => this.set({ provider: s.name }, s.rate));
+      },
+    });
+    new Gauge({
+      name: 'pushq_provider_tps',
+      help: 'Configured cap of each provider in requests per sliding second.',
+      labelNames: ['provider'],
+      registers: [registry],
+      async collect() {
+        await read((s) => this.set({ provider: s.name }, s.tps));
+      },
+    });
+  }
   events.on('send:done', (e) => {
     sends.inc({ provider: e.provider, outcome: e.outcome });
     latency.observe({ provider: e.provider }, e.durationMs / 1000);

@@ -82,7 +82,6 @@ export class HttpProvider implements PushProvider {
           'idempotency-key': request.idempotencyKey,
         },
         body,
-        signal: AbortSignal.timeout(this.config.timeoutMs),
       });
       const status = res.statusCode;
       if (status >= 200 && status < 300) {

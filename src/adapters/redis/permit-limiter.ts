@@ -29,6 +29,13 @@ export interface PermitLimiterOptions {
   flushDelayMs?: number;
   /** Permits a process holds beyond a request timeout before Redis takes them back. */
   leaseSlackMs?: number;
+  /** How long before it is free a permit may be granted (the caller waits out the rest). */
+  leadMs?: number;
+}
+
+/** A permit with the server time it is (or was) free at, to hand it back unused without shortening its rest. */
+interface LeasedPermit extends Permit {
+  readonly freeAt: number;
 }
 
 interface Waiter {
@@ -43,10 +50,12 @@ interface Pool {
   key: string;
   limits: ProviderLimits;
   priorityClass: PriorityClass;
-  free: Permit[];
+  free: LeasedPermit[];
   completed: Array<{ id: string; at: number; outcome: string }>;
-  unused: string[];
-  waiters: Waiter[];
+  unused: LeasedPermit[];
+  /** Waiters by flow, flows in the order they are served next (round robin). */
+  waiters: Map<string, Waiter[]>;
+  demand: number;
   running: boolean;
   timer: NodeJS.Timeout | null;
   wake: (() => void) | null;
@@ -70,21 +79,30 @@ export class RedisPermitLimiter implements RateLimiter {
     this.opts = {
       maxBatch: 500,
       marginMs: 2,
-      minIntervalMs: 2,
+      // Waking more often than this only splits the same permits into more calls;
+      // the lead (longer) keeps a late wake from costing rate.
+      minIntervalMs: 8,
       maxWaitMs: 50,
       flushDelayMs: 20,
       leaseSlackMs: 10_000,
+      leadMs: 25,
       ...options,
     };
   }
 
-  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass): Promise<Permit[]> {
+  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow = ''): Promise<Permit[]> {
     if (this.closed) return Promise.reject(new Error('rate limiter is closed'));
     const pool = this.pool(limits, priorityClass);
-    const local = this.takeLocal(pool, want);
-    if (local.length > 0) return Promise.resolve(local);
+    if (pool.demand === 0) {
+      const local = this.takeLocal(pool, want);
+      if (local.length > 0) return Promise.resolve(local);
+    }
     return new Promise<Permit[]>((resolve, reject) => {
-      pool.waiters.push({ want: Math.max(1, want), resolve, reject });
+      let queue = pool.waiters.get(flow);
+      if (!queue) pool.waiters.set(flow, (queue = []));
+      const waiter = { want: Math.max(1, want), resolve, reject };
+      queue.push(waiter);
+      pool.demand += waiter.want;
       void this.run(pool);
     });
   }
@@ -99,7 +117,7 @@ export class RedisPermitLimiter implements RateLimiter {
   giveBack(permit: Permit): void {
     const pool = this.pools.get(permit.pool);
     if (!pool) return;
-    pool.free.push(permit);
+    pool.free.push(permit as LeasedPermit);
     this.serveWaiters(pool, []);
     this.scheduleFlush(pool);
   }
@@ -129,8 +147,8 @@ export class RedisPermitLimiter implements RateLimiter {
     this.closed = true;
     for (const pool of this.pools.values()) {
       if (pool.timer) clearTimeout(pool.timer);
-      for (const waiter of pool.waiters.splice(0)) waiter.reject(new Error('rate limiter is closed'));
-      pool.unused.push(...pool.free.splice(0).map((p) => p.id));
+      this.rejectAll(pool, new Error('rate limiter is closed'));
+      pool.unused.push(...pool.free.splice(0));
       if (pool.completed.length > 0 || pool.unused.length > 0) await this.lease(pool, 0).catch(() => undefined);
     }
   }
@@ -139,7 +157,7 @@ export class RedisPermitLimiter implements RateLimiter {
     const key = `${limits.name}|${priorityClass}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = { key, limits, priorityClass, free: [], completed: [], unused: [], waiters: [], running: false, timer: null, wake: null };
+      pool = { key, limits, priorityClass, free: [], completed: [], unused: [], waiters: new Map(), demand: 0, running: false, timer: null, wake: null };
       this.pools.set(key, pool);
     }
     pool.limits = limits;
@@ -149,23 +167,37 @@ export class RedisPermitLimiter implements RateLimiter {
   /** Permits already leased by this process that are still safe to use. */
   private takeLocal(pool: Pool, want: number): Permit[] {
     const out: Permit[] = [];
-    const latestStart = performance.now() + pool.limits.timeoutMs;
+    const now = performance.now();
     while (out.length < want && pool.free.length > 0) {
       const permit = pool.free.shift()!;
-      if (permit.usableUntil > latestStart) out.push(permit);
-      else pool.unused.push(permit.id);
+      if (permit.usableUntil > Math.max(now, permit.notBefore) + pool.limits.timeoutMs) out.push(permit);
+      else pool.unused.push(permit);
     }
     return out;
   }
 
-  private serveWaiters(pool: Pool, fresh: Permit[]): void {
+  /** Hands out what is in the pool, one waiter per flow in turn. */
+  private serveWaiters(pool: Pool, fresh: LeasedPermit[]): void {
     pool.free.push(...fresh);
-    while (pool.waiters.length > 0) {
-      const permits = this.takeLocal(pool, pool.waiters[0]!.want);
+    for (const [flow, queue] of pool.waiters) {
+      if (pool.free.length === 0) break;
+      const waiter = queue[0]!;
+      const permits = this.takeLocal(pool, waiter.want);
       if (permits.length === 0) break;
-      pool.waiters.shift()!.resolve(permits);
+      queue.shift();
+      pool.demand -= waiter.want;
+      // Served: this flow goes to the back of the line.
+      pool.waiters.delete(flow);
+      if (queue.length > 0) pool.waiters.set(flow, queue);
+      waiter.resolve(permits);
     }
     pool.wake?.();
+  }
+
+  private rejectAll(pool: Pool, err: unknown): void {
+    for (const queue of pool.waiters.values()) for (const waiter of queue) waiter.reject(err);
+    pool.waiters.clear();
+    pool.demand = 0;
   }
 
   private scheduleFlush(pool: Pool): void {
@@ -173,7 +205,7 @@ export class RedisPermitLimiter implements RateLimiter {
     pool.timer = setTimeout(() => {
       pool.timer = null;
       // Permits nobody asked for within the delay go back to everyone.
-      pool.unused.push(...pool.free.splice(0).map((p) => p.id));
+      pool.unused.push(...pool.free.splice(0));
       void this.run(pool);
     }, this.opts.flushDelayMs);
     pool.timer.unref();
@@ -190,13 +222,9 @@ export class RedisPermitLimiter implements RateLimiter {
       pool.timer = null;
     }
     try {
-      while (!this.closed && (pool.waiters.length > 0 || pool.completed.length > 0 || pool.unused.length > 0)) {
-        const demand = Math.min(
-          this.opts.maxBatch,
-          pool.waiters.reduce((sum, w) => sum + w.want, 0),
-        );
-        const { retryIn } = await this.lease(pool, demand);
-        if (pool.waiters.length === 0) break;
+      while (!this.closed && (pool.demand > 0 || pool.completed.length > 0 || pool.unused.length > 0)) {
+        const { retryIn } = await this.lease(pool, Math.min(this.opts.maxBatch, pool.demand));
+        if (pool.demand === 0) break;
         const delay = retryIn < 0 ? this.opts.maxWaitMs : Math.min(this.opts.maxWaitMs, Math.max(this.opts.minIntervalMs, retryIn));
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
@@ -208,7 +236,7 @@ export class RedisPermitLimiter implements RateLimiter {
         pool.wake = null;
       }
     } catch (err) {
-      for (const waiter of pool.waiters.splice(0)) waiter.reject(err);
+      this.rejectAll(pool, err);
     } finally {
       pool.running = false;
       if (pool.free.length > 0 || pool.completed.length > 0) this.scheduleFlush(pool);
@@ -230,12 +258,13 @@ export class RedisPermitLimiter implements RateLimiter {
       limits.breaker.failures,
       limits.breaker.coolDownMs,
       limits.breaker.maxCoolDownMs,
+      this.opts.leadMs,
       completed.length,
     ];
     // "ms since completion" measured before the call is at most the true
     // elapsed time when the script runs, so the permit never frees early.
     for (const c of completed) args.push(c.id, Math.max(0, Math.floor(sentAt - c.at)), c.outcome);
-    args.push(...unused);
+    for (const u of unused) args.push(u.id, u.freeAt);
     const k = this.keys.limiter(limits.name);
     let reply: Array<string | number>;
     try {
@@ -246,11 +275,20 @@ export class RedisPermitLimiter implements RateLimiter {
       pool.unused.unshift(...unused);
       throw err;
     }
+    const receivedAt = performance.now();
     const serverNow = Number(reply[0]);
     const retryAt = Number(reply[1]);
     // The lease ends `leaseMs` after the script ran, which is after `sentAt`.
     const usableUntil = sentAt + limits.timeoutMs + this.opts.leaseSlackMs;
-    const fresh = reply.slice(2).map((id) => ({ provider: limits.name, pool: pool.key, id: String(id), usableUntil }));
+    const fresh: LeasedPermit[] = [];
+    for (let i = 2; i < reply.length; i += 2) {
+      const freeAt = Number(reply[i + 1]);
+      // The server's clock read at least `serverNow` when the reply left, so at
+      // local time receivedAt + d it reads at least serverNow + d: waiting until
+      // then never starts a request before the permit is free.
+      const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
+      fresh.push({ provider: limits.name, pool: pool.key, id: String(reply[i]), freeAt, notBefore, usableUntil });
+    }
     this.serveWaiters(pool, fresh);
     return { retryIn: retryAt < 0 ? -1 : retryAt - serverNow };
   }

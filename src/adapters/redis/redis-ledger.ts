@@ -157,8 +157,10 @@ export class RedisLedger implements Ledger {
     return reply[0] as 'ok' | 'moved' | 'inactive';
   }
 
-  openPageCount(campaignId: string, runId: string): Promise<number> {
-    return this.redis.scard(this.keys.campaign(campaignId).run(runId).open);
+  async pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    const [open, active] = await Promise.all([this.redis.scard(run.open), this.redis.zcard(run.leases)]);
+    return { open, active };
   }
 
   async readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry> {

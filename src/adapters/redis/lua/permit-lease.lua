@@ -6,6 +6,11 @@
 -- arrive more than a second apart and no sliding second at the provider sees
 -- more than `tps` of them, whatever the delay between grant and arrival.
 --
+-- Lead. A permit may be granted up to `lead` ms before it is free, with the
+-- time it becomes free: the worker claims its recipient meanwhile and sends
+-- no earlier than that time, so the claim's round trip is not lost from the
+-- permit's cycle.
+--
 -- Shape. Grants are paced (GCRA) at tps × rate per second with a short burst,
 -- so load arrives evenly instead of all permits at once every second; `rate`
 -- is cut in half by a 429 and climbs back by 0.1 per clean second (AIMD).
@@ -20,16 +25,18 @@
 -- All times are this server's clock (TIME): skew between machines is harmless.
 -- KEYS: 1 free zset (id → free at), 2 held zset (id → lease end), 3 state hash
 -- ARGV: 1 tps, 2 wanted, 3 lease ms, 4 window ms (1000 + margin), 5 priority class,
---       6 breaker failures, 7 breaker cool-down ms, 8 breaker max cool-down ms,
---       9 count of completed permits, then (id, ms since completion, outcome) triples
---       (outcome: s healthy answer, t transient failure, n neither), then unused ids
--- Returns {nowMs, retryAtMs or -1, id, id, …}
+--       6 breaker failures, 7 breaker cool-down ms, 8 breaker max cool-down ms, 9 lead ms,
+--       10 count of completed permits, then (id, ms since completion, outcome) triples
+--       (outcome: s healthy answer, t transient failure, n neither),
+--       then (id, free at) pairs of permits leased but never used
+-- Returns {nowMs, retryAtMs or -1, id, freeAtMs, id, freeAtMs, …}
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tps, want, leaseMs, windowMs = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local class = tonumber(ARGV[5])
 local failuresToOpen, coolDownMs, maxCoolDownMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local lead = tonumber(ARGV[9])
 local YIELD_MS, BURST_MS = 100, 20
 
 local state = {}
@@ -76,8 +83,8 @@ local function open(coolDown)
   set('probe', '')
 end
 
-local completed = tonumber(ARGV[9])
-local i = 10
+local completed = tonumber(ARGV[10])
+local i = 11
 local streak = num('streak', 0)
 for _ = 1, completed do
   local id, ago, outcome = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
@@ -102,8 +109,9 @@ for _ = 1, completed do
   i = i + 3
 end
 if streak ~= num('streak', 0) then set('streak', streak) end
-for j = i, #ARGV do
-  giveBack(ARGV[j], now)
+for j = i, #ARGV, 2 do
+  -- Never used, so no rest: free again when it was due to be free anyway.
+  giveBack(ARGV[j], math.max(now, tonumber(ARGV[j + 1])))
   if state.probe == ARGV[j] then set('probe', '') end
 end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
@@ -127,7 +135,7 @@ end
 local function reply(retryAt, ids)
   if #changed > 0 then redis.call('HSET', KEYS[3], unpack(changed)) end
   local out = { now, retryAt }
-  for _, id in ipairs(ids or {}) do out[#out + 1] = id end
+  for _, v in ipairs(ids or {}) do out[#out + 1] = v end
   return out
 end
 
@@ -157,27 +165,28 @@ local tat = math.max(num('paceAt', now), now)
 -- (ms timestamps near 2^41 carry float error of ~0.0002 ms: the 0.01 ms of
 -- slack keeps rounding from turning one whole grant into none)
 local allowed = math.floor((now + burst - tat + 0.01) / interval)
-local ids = {}
+local granted = {}
 if allowed > 0 then
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, math.min(want, allowed))
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', KEYS[1], id)
-    redis.call('ZADD', KEYS[2], now + leaseMs, id)
+  granted = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now + lead, 'WITHSCORES', 'LIMIT', 0, math.min(want, allowed))
+  for j = 1, #granted, 2 do
+    redis.call('ZREM', KEYS[1], granted[j])
+    redis.call('ZADD', KEYS[2], now + leaseMs, granted[j])
   end
-  if #ids > 0 then
-    tat = tat + #ids * interval
+  local count = #granted / 2
+  if count > 0 then
+    tat = tat + count * interval
     set('paceAt', tat)
-    if breaker == 'half' then set('probe', ids[1]) end
+    if breaker == 'half' then set('probe', granted[1]) end
   end
 end
-if #ids < want then set('demand' .. class, now) end
+if #granted / 2 < want then set('demand' .. class, now) end
 
--- When asking again can get more: pacing allows one more and a permit is free.
+-- When asking again can get more: pacing allows one more and a permit is (nearly) free.
 local retryAt = tat - burst + interval
 local nextFree = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if nextFree[2] then
-  retryAt = math.max(retryAt, tonumber(nextFree[2]))
+  retryAt = math.max(retryAt, tonumber(nextFree[2]) - lead)
 else
   retryAt = -1
 end
-return reply(math.ceil(retryAt), ids)
+return reply(math.ceil(retryAt), granted)
