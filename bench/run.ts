@@ -18,7 +18,7 @@ import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { ApiClient } from '../test/helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../test/helpers/fixtures.js';
-import { startMockProvider, type MockProvider } from '../test/helpers/mock-provider.js';
+import { deliveries, duplicates, maxInWindow, type Arrival } from '../test/helpers/mock-provider.js';
 import { PushqProcess, REPO_ROOT, startApiProcess, startWorkerProcess } from '../test/helpers/processes.js';
 import { startOwnRedis, type OwnRedis } from '../test/helpers/redis-server.js';
 import { waitFor } from '../test/helpers/wait.js';
@@ -38,16 +38,46 @@ function table(title: string, rows: Row[], note?: string): void {
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en');
 
+// ── the provider ─────────────────────────────────────────────────────────────
+
+/** The loopback mock provider (test/helpers/mock-provider.ts) in a process of its own. */
+class RemoteMock {
+  private constructor(
+    private readonly process: PushqProcess,
+    readonly url: string,
+  ) {}
+
+  static async start(cap?: number): Promise<RemoteMock> {
+    const env = { ...process.env, ...(cap ? { MOCK_CAP: String(cap) } : {}) };
+    const proc = new PushqProcess(spawn(process.execPath, ['--import', 'tsx', 'bench/mock-server.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const [, url] = await proc.waitForOutput(/mock (\S+)\n/);
+    return new RemoteMock(proc, url!);
+  }
+
+  async arrivals(): Promise<Arrival[]> {
+    return (await fetch(new URL('/__arrivals', this.url))).json() as Promise<Arrival[]>;
+  }
+
+  async count(): Promise<number> {
+    return ((await (await fetch(new URL('/__count', this.url))).json()) as { count: number }).count;
+  }
+
+  async close(): Promise<void> {
+    await this.process.kill('SIGKILL');
+  }
+}
+
 // ── the systems under test ──────────────────────────────────────────────────
 
 interface System {
   /** Sends `n` recipients to the mock; resolves when they are all out or `deadlineMs` passed. */
   run(n: number, deadlineMs: number): Promise<void>;
-  stop(): Promise<void>;
+  /** Stops everything; pushq reports the limiter's Redis calls. */
+  stop(): Promise<{ limiterCalls?: number }>;
   redisUrl: string;
 }
 
-async function pushq(mock: MockProvider, tps: number, workers: number, extraEnv: Record<string, string> = {}): Promise<System & { client: ApiClient }> {
+async function pushq(mock: { url: string }, tps: number, workers: number, extraEnv: Record<string, string> = {}): Promise<System & { client: ApiClient }> {
   const redis = await startOwnRedis(['--appendonly', 'no']);
   const env = {
     REDIS_URL: redis.url,
@@ -68,13 +98,17 @@ async function pushq(mock: MockProvider, tps: number, workers: number, extraEnv:
       await waitFor(async () => (await client.campaign(campaign.id)).status === 'completed', { timeoutMs: deadlineMs, intervalMs: 50 }).catch(() => undefined);
     },
     async stop() {
-      await Promise.all([api, ...started].map((p) => p.kill('SIGKILL')));
+      // SIGTERM: each worker logs its limiter totals on the way out.
+      await Promise.all(started.map((p) => p.kill('SIGTERM')));
+      await api.kill('SIGKILL');
       await redis.kill();
+      const limiterCalls = started.reduce((sum, p) => sum + Number(/"limiterCalls":(\d+)/.exec(p.output)?.[1] ?? NaN), 0);
+      return { limiterCalls };
     },
   };
 }
 
-async function peer(mock: MockProvider, mode: string, cap: number, processes: number): Promise<System> {
+async function peer(mock: { url: string }, mode: string, cap: number, processes: number): Promise<System> {
   const redis: OwnRedis = await startOwnRedis(['--appendonly', 'no']);
   const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
   const queue = new Queue('peer', { connection });
@@ -101,6 +135,7 @@ async function peer(mock: MockProvider, mode: string, cap: number, processes: nu
       await queue.close();
       connection.disconnect();
       await redis.kill();
+      return {};
     },
   };
 }
@@ -114,33 +149,51 @@ interface Measured {
   duplicates: number;
 }
 
-/** Average rate over the steady part (first second of ramp-up left out), busiest sliding second, 429s, duplicates. */
-function measure(mock: MockProvider, steadyMs: number): Measured {
-  const times = mock.arrivals.map((a) => a.at).sort((a, b) => a - b);
+/** Leading time left out of the average: fresh processes warming up (JIT, connections, the first pages). */
+const RAMP_MS = 2000;
+
+/** Average rate over the steady part (ramp-up left out), busiest sliding second (all of it), 429s, duplicates. */
+function measure(arrivals: Arrival[], steadyMs: number): Measured {
+  const times = arrivals.map((a) => a.at).sort((a, b) => a - b);
   const first = times[0] ?? 0;
-  const from = first + 1000;
+  const from = first + RAMP_MS;
   const to = Math.min(from + steadyMs, times[times.length - 1] ?? 0);
   const inWindow = times.filter((t) => t >= from && t < to).length;
   return {
     rate: to > from ? (inWindow * 1000) / (to - from) : 0,
-    busiest: mock.maxWindow(1000),
-    status429: mock.count(429),
-    duplicates: mock.duplicates(),
+    busiest: maxInWindow(times, 1000),
+    status429: arrivals.filter((a) => a.status === 429).length,
+    duplicates: duplicates(arrivals),
   };
 }
 
-async function capped(name: string, make: (mock: MockProvider) => Promise<System>, cap: number, seconds: number): Promise<Row> {
-  const mock = await startMockProvider({ cap, retryAfterSeconds: 1 });
-  mock.keepBodies = false;
+/** A number from INFO: `field` is the text right before it (`used_memory:`, `cmdstat_evalsha:calls=`). */
+async function redisInfo(url: string, section: string, field: string): Promise<number> {
+  const redis = new Redis(url);
+  try {
+    return Number(new RegExp(`^${field}(\\d+)`, 'm').exec(await redis.info(section))?.[1] ?? 0);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function capped(name: string, make: (mock: RemoteMock) => Promise<System>, cap: number, seconds: number): Promise<Row> {
+  const mock = await RemoteMock.start(cap);
   process.stderr.write(`bench: ${name} at ${cap}/s… `);
   const system = await make(mock);
+  let scriptCalls = 0;
+  let limiterCalls: number | undefined;
+  let arrivals: Arrival[] = [];
   try {
-    await system.run(cap * (seconds + 1), (seconds + 6) * 1000);
+    const before = await redisInfo(system.redisUrl, 'commandstats', 'cmdstat_evalsha:calls=');
+    await system.run(cap * (seconds + RAMP_MS / 1000 + 1), (seconds + 8) * 1000);
+    scriptCalls = (await redisInfo(system.redisUrl, 'commandstats', 'cmdstat_evalsha:calls=')) - before;
+    arrivals = await mock.arrivals();
   } finally {
-    await system.stop();
+    limiterCalls = (await system.stop()).limiterCalls;
     await mock.close();
   }
-  const m = measure(mock, seconds * 1000);
+  const m = measure(arrivals, seconds * 1000);
   process.stderr.write(`${fmt(m.rate)}/s\n`);
   return {
     system: name,
@@ -151,6 +204,8 @@ async function capped(name: string, make: (mock: MockProvider) => Promise<System
     'busiest/cap': (m.busiest / cap).toFixed(2),
     '429s': fmt(m.status429),
     duplicates: m.duplicates,
+    'Lua calls/send': (scriptCalls / Math.max(1, arrivals.length)).toFixed(2),
+    'limiter calls/send': limiterCalls === undefined ? 'n/a' : (limiterCalls / Math.max(1, arrivals.length)).toFixed(3),
   };
 }
 
@@ -198,29 +253,36 @@ async function rawCeiling(url: string, seconds: number, concurrency: number): Pr
 }
 
 /** Sends/s as the provider saw them: deliveries over the time from first to last arrival. */
-async function timed(mock: MockProvider, system: System, n: number): Promise<number> {
+async function timed(make: (mock: RemoteMock) => Promise<System>, n: number): Promise<{ rate: number; duplicates: number }> {
+  const mock = await RemoteMock.start();
+  const system = await make(mock);
   try {
     await system.run(n, 600_000);
-    const times = mock.arrivals.map((a) => a.at);
-    return mock.deliveries().size / ((Math.max(...times) - Math.min(...times)) / 1000);
+    const arrivals = await mock.arrivals();
+    let first = Infinity;
+    let last = 0;
+    for (const a of arrivals) {
+      first = Math.min(first, a.at);
+      last = Math.max(last, a.at);
+    }
+    return { rate: deliveries(arrivals).size / ((last - first) / 1000), duplicates: duplicates(arrivals) };
   } finally {
     await system.stop();
+    await mock.close();
   }
 }
 
 async function throughput(): Promise<void> {
   const n = Number(process.env.BENCH_RECIPIENTS ?? 60_000);
-  const mock = await startMockProvider();
-  mock.keepBodies = false;
-  try {
-    const raw = await rawCeiling(mock.url, 5, 128);
-    mock.reset();
-    const ours = await timed(mock, await pushq(mock, 100_000, 2), n);
-    if (mock.duplicates() !== 0) throw new Error(`pushq sent duplicates: ${mock.duplicates()}`);
-    mock.reset();
-    const naive = await timed(mock, await peer(mock, 'none', 100_000, 2), n);
-    mock.reset();
-    const sim = await pushq(mock, 100_000, 2, { PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 5 }]) });
+  const rawMock = await RemoteMock.start();
+  const raw = await rawCeiling(rawMock.url, 5, 128).finally(() => rawMock.close());
+  const ours = await timed((mock) => pushq(mock, 100_000, 2), n);
+  if (ours.duplicates !== 0) throw new Error(`pushq sent duplicates: ${ours.duplicates}`);
+  const naive = (await timed((mock) => peer(mock, 'none', 100_000, 2), n)).rate;
+  {
+    const sim = await pushq({ url: 'http://127.0.0.1:9/unused' }, 100_000, 2, {
+      PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 5 }]),
+    });
     const started = performance.now();
     await sim.run(n, 600_000);
     // No provider to watch: launch to completion (a slight underestimate).
@@ -229,20 +291,28 @@ async function throughput(): Promise<void> {
     table(`Uncapped throughput: ${fmt(n)} recipients, 2 worker processes, ${cpus().length} cores`, [
       { what: 'raw ceiling: undici Pool → mock, no queue, no ledger', 'sends/s': fmt(raw), 'vs raw': '1.00', 'vs naive': (raw / naive).toFixed(2) },
       { what: 'naive BullMQ: one job per recipient, global fetch', 'sends/s': fmt(naive), 'vs raw': (naive / raw).toFixed(2), 'vs naive': '1.00' },
-      { what: 'pushq, http provider → mock, ledger on', 'sends/s': fmt(ours), 'vs raw': (ours / raw).toFixed(2), 'vs naive': (ours / naive).toFixed(2) },
+      { what: 'pushq, http provider → mock, ledger on', 'sends/s': fmt(ours.rate), 'vs raw': (ours.rate / raw).toFixed(2), 'vs naive': (ours.rate / naive).toFixed(2) },
       { what: 'pushq, sim provider (5 ms latency), ledger on', 'sends/s': fmt(simRate), 'vs raw': (simRate / raw).toFixed(2), 'vs naive': (simRate / naive).toFixed(2) },
     ]);
-  } finally {
-    await mock.close();
   }
 }
 
-async function usedMemory(url: string): Promise<number> {
-  const redis = new Redis(url);
+const usedMemory = (url: string) => redisInfo(url, 'memory', 'used_memory:');
+
+/** What workers with nothing to do cost Redis: commands per second, measured over 10 s. */
+async function idle(): Promise<void> {
+  const mock = await RemoteMock.start();
+  const system = await pushq(mock, 1000, 3);
   try {
-    return Number(/^used_memory:(\d+)/m.exec(await redis.info('memory'))![1]);
+    await system.run(100, 30_000);
+    const before = await redisInfo(system.redisUrl, 'stats', 'total_commands_processed:');
+    const started = performance.now();
+    await waitFor(() => performance.now() - started >= 10_000, { timeoutMs: 11_000, intervalMs: 100 });
+    const perSecond = ((await redisInfo(system.redisUrl, 'stats', 'total_commands_processed:')) - before - 1) / 10;
+    table('Idle cost: 3 worker processes and the API with nothing to send', [{ what: 'Redis commands per second, all processes', value: perSecond.toFixed(1) }]);
   } finally {
-    redis.disconnect();
+    await system.stop();
+    await mock.close();
   }
 }
 
@@ -250,8 +320,7 @@ async function memory(): Promise<void> {
   const n = Number(process.env.BENCH_MEMORY_RECIPIENTS ?? 100_000);
   const ids = Array.from({ length: n }, (_, i) => `user-${String(i).padStart(7, '0')}`);
   const ownBytes = ids.reduce((sum, id) => sum + Buffer.byteLength(id), 0);
-  const mock = await startMockProvider();
-  mock.keepBodies = false;
+  const mock = await RemoteMock.start();
   const ours = await pushq(mock, 100_000, 2);
   let firstSendMs = 0;
   let queued = 0;
@@ -264,7 +333,8 @@ async function memory(): Promise<void> {
     const stored = await usedMemory(ours.redisUrl);
     const launchedAt = performance.now();
     await ours.client.launch(campaign.id);
-    await waitFor(() => mock.arrivals.some((a) => a.campaignId === campaign.id), { intervalMs: 1 });
+    const warmUp = await mock.count();
+    await waitFor(async () => (await mock.count()) > warmUp, { intervalMs: 1 });
     firstSendMs = performance.now() - launchedAt;
     await waitFor(async () => (await ours.client.campaign(campaign.id)).status === 'completed', { timeoutMs: 600_000, intervalMs: 100 });
     const done = await usedMemory(ours.redisUrl);
@@ -303,6 +373,6 @@ async function memory(): Promise<void> {
   );
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory };
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

@@ -166,6 +166,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
       stopWorker = async () => {
         stopping.abort();
         await Promise.all([worker.close(), supervisor.stop()]);
+        log.info({ limiterCalls: limiter.stats.calls, permitsGranted: limiter.stats.granted }, 'limiter totals');
       };
       log.info({ concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names() }, 'worker started');
     }

@@ -1,12 +1,13 @@
 import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fullJitterBackoff } from '../domain/backoff.js';
 import { idempotencyKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
 import { priorityClass, type Campaign } from '../domain/campaign.js';
+import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
 import type { AppEvents, Logger } from './events.js';
+import { sleepUntil, StopRequested, unlessStopped } from './waiting.js';
 import type { RunPump } from './pump.js';
 import type { Semaphore } from './semaphore.js';
 import type {
@@ -37,14 +38,9 @@ export type PageResult =
   /** The page lease was lost mid-way: another worker owns the page now. */
   | { kind: 'fenced' };
 
-export interface SendPageOptions {
-  leaseMs: number;
+export interface SendPageOptions extends ConfirmBufferOptions {
   /** Most recipients claimed by one ledger call. */
   claimBatch: number;
-  /** Most outcomes recorded by one ledger call. */
-  confirmBatch: number;
-  /** Longest an outcome waits to be recorded with others. */
-  confirmDelayMs: number;
 }
 
 export interface SendPageDeps {
@@ -60,82 +56,8 @@ export interface SendPageDeps {
   options: SendPageOptions;
 }
 
-class StopRequested extends Error {}
-
-/** Resolves with `promise`, or rejects with StopRequested when `stop` fires first; `late` gets a value that arrives after. */
-function unlessStopped<T>(promise: Promise<T>, stop: AbortSignal, late: (value: T) => void): Promise<T> {
-  if (stop.aborted) {
-    void promise.then(late, () => undefined);
-    return Promise.reject(new StopRequested());
-  }
-  return new Promise<T>((resolve, reject) => {
-    let settled = false;
-    const onStop = () => {
-      settled = true;
-      reject(new StopRequested());
-    };
-    stop.addEventListener('abort', onStop, { once: true });
-    promise.then(
-      (value) => {
-        stop.removeEventListener('abort', onStop);
-        if (settled) late(value);
-        else resolve(value);
-      },
-      (err) => {
-        stop.removeEventListener('abort', onStop);
-        if (!settled) reject(err);
-      },
-    );
-  });
-}
-
-/**
- * Outcomes of one page, recorded a batch at a time. Every batch is checked
- * against the page lease, so a worker that lost its page records nothing.
- */
-class ConfirmBuffer {
-  private entries: ConfirmEntry[] = [];
-  private timer: NodeJS.Timeout | null = null;
-  private chain: Promise<void> = Promise.resolve();
-  fenced = false;
-  runCompleted = false;
-  failure: unknown = null;
-
-  constructor(
-    private readonly ledger: Ledger,
-    private readonly ref: PageRef,
-    private readonly token: string,
-    private readonly maxAttempts: number,
-    private readonly options: SendPageOptions,
-  ) {}
-
-  add(entry: ConfirmEntry): void {
-    this.entries.push(entry);
-    if (this.entries.length >= this.options.confirmBatch) void this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.options.confirmDelayMs);
-  }
-
-  flush(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = null;
-    }
-    const batch = this.entries;
-    this.entries = [];
-    if (batch.length > 0) {
-      this.chain = this.chain.then(async () => {
-        try {
-          const result = await this.ledger.confirm(this.ref, this.token, this.options.leaseMs, this.maxAttempts, batch);
-          if (result.kind === 'fenced') this.fenced = true;
-          else if (result.runCompleted) this.runCompleted = true;
-        } catch (err) {
-          this.failure ??= err;
-        }
-      });
-    }
-    return this.chain;
-  }
-}
+/** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
+const CLAIM_AHEAD_MS = 5;
 
 function confirmEntry(index: number, attempts: number, outcome: SendOutcome, retry: RetryPolicy): ConfirmEntry {
   switch (outcome.kind) {
@@ -287,6 +209,9 @@ export class SendPage {
           throw err;
         }
         if (slots > permits.length) sendSlots.release(slots - permits.length);
+        // Permits may come a little ahead of their time: claim just before the
+        // first may be used, so recipients are in flight as briefly as possible.
+        await sleepUntil(Math.min(...permits.map((p) => p.notBefore)) - CLAIM_AHEAD_MS);
         const batch = due.slice(next, next + permits.length);
         next += batch.length;
         const claim = await ledger.claim(ref, token, options.leaseMs, batch);
@@ -327,7 +252,7 @@ export class SendPage {
     const recipient = recipientRecord(stored);
     let outcome: SendOutcome;
     // A permit may be handed out a few ms before it is free: its request waits for that moment.
-    while (performance.now() < permit.notBefore) await sleep(Math.ceil(permit.notBefore - performance.now()));
+    await sleepUntil(permit.notBefore);
     const started = performance.now();
     if (started + provider.limits.timeoutMs > permit.usableUntil) {
       // The permit could expire while the request is out: never send on it.

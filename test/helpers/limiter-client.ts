@@ -3,13 +3,12 @@
  * key in the multi-process limiter test. Env: REDIS_URL, QUEUE_PREFIX, TPS,
  * TARGET_URL, COUNT (requests this process makes), CONCURRENCY.
  */
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter } from '../../src/adapters/redis/permit-limiter.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
+import { sleepUntil } from '../../src/app/waiting.js';
 
 const redis = new Redis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
 const limiter = new RedisPermitLimiter(redis, new Keys(process.env.QUEUE_PREFIX!), new Scripts(redis));
@@ -23,7 +22,7 @@ async function loop(): Promise<void> {
       permits.map(async (permit) => {
         if (left <= 0) return limiter.giveBack(permit);
         left -= 1;
-        while (performance.now() < permit.notBefore) await sleep(Math.ceil(permit.notBefore - performance.now()));
+        await sleepUntil(permit.notBefore);
         const res = await request(process.env.TARGET_URL!, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },

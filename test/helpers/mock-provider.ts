@@ -32,6 +32,8 @@ export interface MockProviderOptions {
   latencyMs?: number;
   /** Decide the reply for a request; undefined falls back to 200 (or 429 over the cap). */
   respond?: (body: WireBody, arrival: Arrival) => Reply | undefined;
+  /** Serve GET /__arrivals (the evidence as JSON), for a mock running in a process of its own. */
+  control?: boolean;
 }
 
 export interface WireBody {
@@ -40,6 +42,24 @@ export interface WireBody {
   runId: string;
   recipient: { id: string } & Record<string, unknown>;
   message: { title: string; body: string; data: Record<string, unknown> };
+}
+
+/** 2xx answers per (campaign, run, recipient). */
+export function deliveries(arrivals: readonly Arrival[]): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const a of arrivals) {
+    if (a.status < 200 || a.status >= 300) continue;
+    const key = `${a.campaignId}|${a.runId}|${a.recipientId}`;
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return counts;
+}
+
+/** Recipients that got a 2xx more than once in the same run. */
+export function duplicates(arrivals: readonly Arrival[]): number {
+  let n = 0;
+  for (const count of deliveries(arrivals).values()) if (count > 1) n += count - 1;
+  return n;
 }
 
 /** Most of `times` (ms) within any window of `ms`, closed at both ends: the strict reading of a cap. */
@@ -112,22 +132,12 @@ export class MockProvider {
     else send();
   }
 
-  /** 2xx answers per (campaign, run, recipient). */
   deliveries(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const a of this.arrivals) {
-      if (a.status < 200 || a.status >= 300) continue;
-      const key = `${a.campaignId}|${a.runId}|${a.recipientId}`;
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-    }
-    return counts;
+    return deliveries(this.arrivals);
   }
 
-  /** Recipients that got a 2xx more than once in the same run. */
   duplicates(): number {
-    let n = 0;
-    for (const count of this.deliveries().values()) if (count > 1) n += count - 1;
-    return n;
+    return duplicates(this.arrivals);
   }
 
   count(status: number): number {
@@ -156,6 +166,11 @@ export class MockProvider {
 export async function startMockProvider(options: MockProviderOptions = {}): Promise<MockProvider> {
   let provider: MockProvider | undefined;
   const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
+    if (options.control && req.url?.startsWith('/__')) {
+      const body = req.url === '/__arrivals' ? provider!.arrivals : { count: provider!.arrivals.length };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => provider!.handle(req, res, Buffer.concat(chunks).toString('utf8')));

@@ -138,7 +138,7 @@ describe('claim and confirm', () => {
   });
 
   it('refuses claims and confirms from a worker that does not hold the page', async () => {
-    const { h, campaignId, runId, ref } = await runningPage(5);
+    const { h, ref } = await runningPage(5);
     await h.ledger.acquirePage(ref, 'A', LEASE);
     await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
     const busy = await h.ledger.acquirePage(ref, 'B', LEASE);

@@ -5,6 +5,7 @@ import { Redis } from 'ioredis';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
+import { sleepUntil } from '../../src/app/waiting.js';
 import type { Permit, ProviderLimits } from '../../src/app/ports.js';
 
 const breaker = { failures: 20, coolDownMs: 5000, maxCoolDownMs: 60_000 };
@@ -64,7 +65,7 @@ describe('the permit limiter', () => {
             if (started >= total) return limiter.giveBack(permit);
             started += 1;
             // As a worker does: a permit granted early is used no earlier than its time.
-            while (performance.now() < permit.notBefore) await sleep(Math.ceil(permit.notBefore - performance.now()));
+            await sleepUntil(permit.notBefore);
             const latency = Math.random() * 120;
             const arriveAfter = Math.random() * latency;
             await sleep(arriveAfter);
@@ -103,9 +104,10 @@ describe('the permit limiter', () => {
     const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100, breaker };
     const dying = limiterOn(p, { leaseSlackMs: 200 });
     const heldAt = await serverTime(dying.redis);
-    // Grants are paced (one per 500 ms at 2 TPS): take both permits.
-    const held = [...(await dying.limiter.acquire(limits, 2, 1)), ...(await dying.limiter.acquire(limits, 2, 1))];
-    expect(held).toHaveLength(2);
+    // Grants are paced: it may take more than one call to hold both permits.
+    const held: Permit[] = [];
+    while (held.length < 2) held.push(...(await dying.limiter.acquire(limits, 2 - held.length, 1)));
+    expect(new Set(held.map((p) => p.id)).size).toBe(2);
     // The holder vanishes without returning anything.
     dying.redis.disconnect();
     opened.splice(opened.indexOf(dying), 1);
@@ -114,7 +116,7 @@ describe('the permit limiter', () => {
     expect(permits.length).toBeGreaterThan(0);
     // Granted up to a few ms early; usable from notBefore on.
     const notBefore = Math.max(...permits.map((p) => p.notBefore));
-    while (performance.now() < notBefore) await sleep(Math.ceil(notBefore - performance.now()));
+    await sleepUntil(notBefore);
     // Lease (100 + 200 ms) plus the one-second rest, by the server's clock.
     expect(await serverTime(opened[opened.length - 1]!.redis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000);
   });

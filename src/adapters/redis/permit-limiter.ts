@@ -56,6 +56,8 @@ interface Pool {
   /** Waiters by flow, flows in the order they are served next (round robin). */
   waiters: Map<string, Waiter[]>;
   demand: number;
+  /** Consecutive lease calls that got nothing: each one doubles the wait (up to maxWaitMs). */
+  emptyStreak: number;
   running: boolean;
   timer: NodeJS.Timeout | null;
   wake: (() => void) | null;
@@ -66,6 +68,8 @@ function iso(ms: number): string | null {
 }
 
 export class RedisPermitLimiter implements RateLimiter {
+  /** Round trips to Redis and permits granted so far: the limiter's cost per send. */
+  readonly stats = { calls: 0, granted: 0 };
   private readonly pools = new Map<string, Pool>();
   private readonly opts: Required<PermitLimiterOptions>;
   private closed = false;
@@ -85,7 +89,7 @@ export class RedisPermitLimiter implements RateLimiter {
       maxWaitMs: 50,
       flushDelayMs: 20,
       leaseSlackMs: 10_000,
-      leadMs: 25,
+      leadMs: 50,
       ...options,
     };
   }
@@ -157,7 +161,7 @@ export class RedisPermitLimiter implements RateLimiter {
     const key = `${limits.name}|${priorityClass}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = { key, limits, priorityClass, free: [], completed: [], unused: [], waiters: new Map(), demand: 0, running: false, timer: null, wake: null };
+      pool = { key, limits, priorityClass, free: [], completed: [], unused: [], waiters: new Map(), demand: 0, emptyStreak: 0, running: false, timer: null, wake: null };
       this.pools.set(key, pool);
     }
     pool.limits = limits;
@@ -223,9 +227,14 @@ export class RedisPermitLimiter implements RateLimiter {
     }
     try {
       while (!this.closed && (pool.demand > 0 || pool.completed.length > 0 || pool.unused.length > 0)) {
-        const { retryIn } = await this.lease(pool, Math.min(this.opts.maxBatch, pool.demand));
+        const { retryIn, granted } = await this.lease(pool, Math.min(this.opts.maxBatch, pool.demand));
         if (pool.demand === 0) break;
-        const delay = retryIn < 0 ? this.opts.maxWaitMs : Math.min(this.opts.maxWaitMs, Math.max(this.opts.minIntervalMs, retryIn));
+        // Processes that keep coming back empty-handed back off (never longer
+        // than the lead, which covers a wake that late), so many waiting
+        // processes do not turn into many Redis calls per permit.
+        pool.emptyStreak = granted > 0 ? 0 : pool.emptyStreak + 1;
+        const floor = Math.min(this.opts.leadMs, this.opts.minIntervalMs * 2 ** Math.min(pool.emptyStreak, 6));
+        const delay = retryIn < 0 ? this.opts.maxWaitMs : Math.min(this.opts.maxWaitMs, Math.max(floor, retryIn));
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, delay);
           pool.wake = () => {
@@ -244,7 +253,7 @@ export class RedisPermitLimiter implements RateLimiter {
   }
 
   /** One round trip: hand back completed and unused permits, lease up to `want`. */
-  private async lease(pool: Pool, want: number): Promise<{ retryIn: number }> {
+  private async lease(pool: Pool, want: number): Promise<{ retryIn: number; granted: number }> {
     const completed = pool.completed.splice(0);
     const unused = pool.unused.splice(0);
     const sentAt = performance.now();
@@ -267,6 +276,7 @@ export class RedisPermitLimiter implements RateLimiter {
     for (const u of unused) args.push(u.id, u.freeAt);
     const k = this.keys.limiter(limits.name);
     let reply: Array<string | number>;
+    this.stats.calls += 1;
     try {
       reply = (await this.scripts.run('permit-lease', [k.free, k.held, k.config], args)) as Array<string | number>;
     } catch (err) {
@@ -282,14 +292,15 @@ export class RedisPermitLimiter implements RateLimiter {
     const usableUntil = sentAt + limits.timeoutMs + this.opts.leaseSlackMs;
     const fresh: LeasedPermit[] = [];
     for (let i = 2; i < reply.length; i += 2) {
-      const freeAt = Number(reply[i + 1]);
+      const freeAt = Number(reply[i + 1]); // its start: free, and allowed by the pace
       // The server's clock read at least `serverNow` when the reply left, so at
       // local time receivedAt + d it reads at least serverNow + d: waiting until
       // then never starts a request before the permit is free.
       const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
       fresh.push({ provider: limits.name, pool: pool.key, id: String(reply[i]), freeAt, notBefore, usableUntil });
     }
+    this.stats.granted += fresh.length;
     this.serveWaiters(pool, fresh);
-    return { retryIn: retryAt < 0 ? -1 : retryAt - serverNow };
+    return { retryIn: retryAt < 0 ? -1 : retryAt - serverNow, granted: fresh.length };
   }
 }

@@ -6,14 +6,15 @@
 -- arrive more than a second apart and no sliding second at the provider sees
 -- more than `tps` of them, whatever the delay between grant and arrival.
 --
--- Lead. A permit may be granted up to `lead` ms before it is free, with the
--- time it becomes free: the worker claims its recipient meanwhile and sends
--- no earlier than that time, so the claim's round trip is not lost from the
--- permit's cycle.
+-- Shape. Requests are paced (GCRA) at tps × rate per second with a short
+-- burst, so load arrives evenly instead of all permits at once every second;
+-- `rate` is cut in half by a 429 and climbs back by 0.1 per clean second (AIMD).
 --
--- Shape. Grants are paced (GCRA) at tps × rate per second with a short burst,
--- so load arrives evenly instead of all permits at once every second; `rate`
--- is cut in half by a 429 and climbs back by 0.1 per clean second (AIMD).
+-- Lead. Each permit is granted with a start time: the later of when it is
+-- free and when the pace allows it. A grant may come up to `lead` ms before
+-- its start; the worker claims its recipient meanwhile and sends no earlier
+-- than the start, so neither the claim's round trip nor a late wake-up is
+-- lost from the permit's cycle or the pace.
 --
 -- Health. Consecutive transient failures open a circuit breaker: no grants
 -- until a cool-down ends, then one probe; a good probe closes it, a bad one
@@ -29,7 +30,7 @@
 --       10 count of completed permits, then (id, ms since completion, outcome) triples
 --       (outcome: s healthy answer, t transient failure, n neither),
 --       then (id, free at) pairs of permits leased but never used
--- Returns {nowMs, retryAtMs or -1, id, freeAtMs, id, freeAtMs, …}
+-- Returns {nowMs, retryAtMs or -1, id, startMs, id, startMs, …}
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -161,32 +162,30 @@ if want <= 0 then return reply(-1) end
 
 local interval = 1000 / (tps * rate)
 local burst = math.max(BURST_MS, interval)
-local tat = math.max(num('paceAt', now), now)
--- (ms timestamps near 2^41 carry float error of ~0.0002 ms: the 0.01 ms of
--- slack keeps rounding from turning one whole grant into none)
-local allowed = math.floor((now + burst - tat + 0.01) / interval)
+-- TAT of GCRA: a request may start at TAT - burst at the earliest.
+local tat = num('paceAt', 0)
+local horizon = now + lead
+local candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', horizon, 'WITHSCORES', 'LIMIT', 0, want)
 local granted = {}
-if allowed > 0 then
-  granted = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now + lead, 'WITHSCORES', 'LIMIT', 0, math.min(want, allowed))
-  for j = 1, #granted, 2 do
-    redis.call('ZREM', KEYS[1], granted[j])
-    redis.call('ZADD', KEYS[2], now + leaseMs, granted[j])
-  end
-  local count = #granted / 2
-  if count > 0 then
-    tat = tat + count * interval
-    set('paceAt', tat)
-    if breaker == 'half' then set('probe', granted[1]) end
-  end
+for j = 1, #candidates, 2 do
+  -- (ms timestamps near 2^41 carry float error of ~0.0002 ms: ceil after a
+  -- 0.01 ms allowance keeps rounding from pushing a start past the horizon)
+  local start = math.ceil(math.max(now, tonumber(candidates[j + 1]), tat - burst) - 0.01)
+  if start > horizon then break end
+  redis.call('ZREM', KEYS[1], candidates[j])
+  redis.call('ZADD', KEYS[2], now + leaseMs, candidates[j])
+  granted[#granted + 1] = candidates[j]
+  granted[#granted + 1] = start
+  tat = math.max(tat, start) + interval
+end
+if #granted > 0 then
+  set('paceAt', tat)
+  if breaker == 'half' then set('probe', granted[1]) end
 end
 if #granted / 2 < want then set('demand' .. class, now) end
 
--- When asking again can get more: pacing allows one more and a permit is (nearly) free.
-local retryAt = tat - burst + interval
+-- When asking again can get more: the pace allows one more and a permit is (nearly) free.
+local retryAt = -1
 local nextFree = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if nextFree[2] then
-  retryAt = math.max(retryAt, tonumber(nextFree[2]) - lead)
-else
-  retryAt = -1
-end
+if nextFree[2] then retryAt = math.max(tat - burst, tonumber(nextFree[2])) - lead end
 return reply(math.ceil(retryAt), granted)
