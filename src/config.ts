@@ -102,6 +102,8 @@ const envSchema = z.object({
   /** A running run with no ledger change for this long has its pages enqueued again. */
   STALL_MS: int(1000, 86_400_000).default(60_000),
   MAX_BODY_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
+  /** An occurrence missed (every process down) by more than this is skipped, not run late. */
+  SCHEDULE_GRACE_MS: int(0, 30 * 86_400_000).default(3_600_000),
 });
 
 export interface Config {
@@ -126,6 +128,7 @@ export interface Config {
   supervisorIntervalMs: number;
   stallMs: number;
   maxBodyBytes: number;
+  scheduleGraceMs: number;
 }
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -190,5 +193,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     supervisorIntervalMs: e.SUPERVISOR_INTERVAL_MS,
     stallMs: e.STALL_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
+    scheduleGraceMs: e.SCHEDULE_GRACE_MS,
   };
 }

@@ -1,31 +1,18 @@
-import { randomBytes } from 'node:crypto';
-import { hostname } from 'node:os';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { DelayedError, WaitingError, Worker, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CampaignQueries } from './app/campaign-queries.js';
-import { CreateCampaign } from './app/create-campaign.js';
 import { AppEvents, type Logger } from './app/events.js';
-import { LaunchCampaign } from './app/launch-campaign.js';
 import { ProviderQueries } from './app/provider-queries.js';
-import { RunPump } from './app/pump.js';
-import { Semaphore } from './app/semaphore.js';
-import { SendPage, type PageResult } from './app/send-page.js';
-import { Supervisor } from './app/supervisor.js';
-import { createHttpApp } from './adapters/http/app.js';
 import { createMetrics } from './adapters/http/metrics.js';
 import { Providers } from './adapters/push/registry.js';
-import { RedisCampaignStore } from './adapters/redis/campaign-store.js';
 import { checkRedis, connect, createApiRedis, createWorkerRedis, RedisStartupError, safeUrl } from './adapters/redis/connection.js';
 import { startRedisIfAbsent } from './adapters/redis/embedded.js';
 import { Keys } from './adapters/redis/keys.js';
 import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
-import { BullPageQueue, createSendQueue, jobBackoff, JOBS, QUEUES } from './adapters/redis/queues.js';
-import { RedisLedger } from './adapters/redis/redis-ledger.js';
 import { Scripts } from './adapters/redis/scripts.js';
+import { startApiRole } from './api-role.js';
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, requireAdminToken, type Config } from './config.js';
 import { createLogger } from './logger.js';
+import { storage } from './wiring.js';
+import { startWorkerRole } from './worker-role.js';
 
 /**
  * Wiring: builds the adapters from the configuration and hands them to the
@@ -46,17 +33,6 @@ export interface RunningProcess {
   events: AppEvents;
   /** Graceful: stop taking work, finish and record what is in flight, close. */
   stop(): Promise<void>;
-}
-
-/** Adapters over one Redis connection. */
-function storage(redis: Redis, config: Config) {
-  const keys = new Keys(config.prefix);
-  const scripts = new Scripts(redis);
-  const ledger = new RedisLedger(redis, keys, scripts);
-  const store = new RedisCampaignStore(redis, keys);
-  const queue = createSendQueue(redis, config.prefix);
-  const pump = new RunPump(ledger, new BullPageQueue(queue), config.runWindow);
-  return { keys, scripts, ledger, store, queue, pageQueue: new BullPageQueue(queue), pump };
 }
 
 async function openRedis(config: Config, create: (url: string) => Redis, log: Logger): Promise<Redis> {
@@ -111,99 +87,20 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
 
     let url: string | null = null;
     let adminToken: string | null = null;
-
     if (workerRedis) {
-      const s = storage(workerRedis, config);
-      closers.push(() => s.queue.close());
-      const limiter = new RedisPermitLimiter(workerRedis, s.keys, s.scripts);
-      closers.push(() => limiter.close());
-      const stopping = new AbortController();
-      const sendPage = new SendPage({
-        campaigns: s.store,
-        ledger: s.ledger,
-        limiter,
-        providers,
-        pump: s.pump,
-        sendSlots: new Semaphore(config.sendConcurrency),
-        events,
-        log,
-        options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
-      });
-      const worker = new Worker(
-        QUEUES.send,
-        async (job, token) => {
-          const result: PageResult = await sendPage.run(JOBS.sendPage.schema.parse(job.data), token!, stopping.signal);
-          if (result.kind === 'later' || result.kind === 'busy') {
-            await job.moveToDelayed(Date.now() + Math.max(result.kind === 'later' ? 50 : 100, result.delayMs), token);
-            throw new DelayedError();
-          }
-          if (result.kind === 'stopped') {
-            await job.moveToWait(token);
-            throw new WaitingError();
-          }
-          return result;
-        },
-        {
-          // Shown in Bull Board as the job's processedBy.
-          name: `${hostname()}:${process.pid}`,
-          connection: workerRedis,
-          prefix: config.prefix,
-          concurrency: config.workerConcurrency,
-          lockDuration: config.stalledIntervalMs,
-          stalledInterval: config.stalledIntervalMs,
-          // A stalled page is picked up again however often its workers die: the ledger makes that safe.
-          maxStalledCount: 1_000_000,
-          settings: { backoffStrategy: jobBackoff },
-        },
-      );
-      worker.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message }, 'send job failed; it will be retried'));
-      worker.on('error', (err) => log.warn({ err: err.message }, 'send worker error'));
-      const supervisor = new Supervisor(s.ledger, s.pageQueue, s.pump, events, log, {
-        intervalMs: config.supervisorIntervalMs,
-        stallMs: config.stallMs,
-      });
-      supervisor.start();
-      stopWorker = async () => {
-        stopping.abort();
-        await Promise.all([worker.close(), supervisor.stop()]);
-        log.info({ limiterCalls: limiter.stats.calls, permitsGranted: limiter.stats.granted }, 'limiter totals');
-      };
-      log.info({ concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names() }, 'worker started');
+      const s = storage(workerRedis, config, events);
+      closers.push(() => s.close());
+      const worker = startWorkerRole({ redis: workerRedis, config, storage: s, providers, events, log });
+      stopWorker = () => worker.stop();
     }
-
-    let server: Server | null = null;
+    let stopApi: (() => Promise<void>) | null = null;
     if (apiRedis) {
-      const s = storage(apiRedis, config);
-      closers.push(() => s.queue.close());
-      adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
-      if (!config.adminToken) {
-        process.stdout.write(`ADMIN_TOKEN is not set; generated one for this process (set ADMIN_TOKEN to keep it): ${adminToken}\n`);
-      }
-      const queues: Queue[] = [s.queue];
-      const app = createHttpApp({
-        adminToken,
-        queues,
-        metrics,
-        ping: () => apiRedis.ping(),
-        log,
-        maxBodyBytes: config.maxBodyBytes,
-        createCampaign: new CreateCampaign(s.store, providers, config.pageSize),
-        launchCampaign: new LaunchCampaign(s.store, s.ledger, s.pump, events),
-        queries: new CampaignQueries(s.store, s.ledger),
-        providers: providerQueries,
-      });
-      const srv = createServer(app);
-      await new Promise<void>((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(config.port, config.host, () => {
-          srv.off('error', reject);
-          resolve();
-        });
-      });
-      server = srv;
-      const address = server.address() as AddressInfo;
-      url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
-      log.info({ url, board: `${url}/admin/queues` }, 'API listening');
+      const s = storage(apiRedis, config, events);
+      closers.push(() => s.close());
+      const api = await startApiRole({ redis: apiRedis, config, storage: s, providers, providerQueries, metrics, log });
+      url = api.url;
+      adminToken = api.adminToken;
+      stopApi = () => api.stop();
     }
 
     let stopped: Promise<void> | null = null;
@@ -215,8 +112,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
       stop() {
         stopped ??= (async () => {
           log.info({}, 'stopping: no new work; finishing what is in flight');
-          const closing = server ? new Promise<void>((resolve) => server!.close(() => resolve())) : Promise.resolve();
-          server?.closeIdleConnections();
+          const closing = stopApi?.();
           await stopWorker?.();
           await closing;
           await closeAll();

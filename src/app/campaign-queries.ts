@@ -1,8 +1,9 @@
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
 import type { Campaign } from '../domain/campaign.js';
-import { campaignView, iso, type CampaignView } from './campaign-view.js';
-import type { CampaignStore, Ledger, RunState } from './ports.js';
+import type { RunCounts } from '../domain/ledger.js';
+import { campaignView, iso, runView, type CampaignView, type RunView } from './campaign-view.js';
+import type { CampaignStore, Ledger, OccurrenceEntry, RunState } from './ports.js';
 
 export interface RecipientEntryView {
   recipient: RecipientRecord;
@@ -13,6 +14,11 @@ export interface RecipientEntryView {
   /** For pending: when the next attempt is due; otherwise: when the state last changed. */
   updatedAt: string | null;
   runStartedAt: string | null;
+  reason?: string;
+}
+
+export interface RunDetailView extends RunView {
+  counts: RunCounts;
 }
 
 export interface FailureView {
@@ -58,22 +64,27 @@ export class CampaignQueries {
 
   async recipient(campaignId: string, id: string): Promise<RecipientEntryView> {
     const { campaign, run } = await this.load(campaignId);
-    const position = await this.store.findPosition(campaign, id);
+    // The latest run's own version of the list (the list may have been replaced since).
+    const layout = run ? run.recipients : campaign.recipients;
+    const position = await this.store.findPosition(campaignId, layout, id);
     if (position === null) {
       throw new DomainError(ErrorCodes.RECIPIENT_NOT_FOUND, `campaign ${campaignId} has no recipient ${JSON.stringify(id)}`);
     }
-    const { pageSize } = campaign.recipients;
-    const stored = (await this.store.readPage(campaignId, Math.floor(position / pageSize)))[position % pageSize];
+    const { pageSize } = layout;
+    const stored = (await this.store.readPage(campaignId, layout.version, Math.floor(position / pageSize)))[position % pageSize];
     if (stored === undefined || recipientId(stored) !== id) throw new Error(`recipient index of campaign ${campaignId} is inconsistent`);
     if (!run) {
       return { recipient: recipientRecord(stored), runId: null, state: 'pending', attempts: 0, lastError: null, updatedAt: null, runStartedAt: null };
     }
     const entry = await this.ledger.readEntry(campaignId, run.id, position, pageSize);
     const { record } = entry;
+    // Cancelling a run settles its pending recipients in the counts at once; their records say why.
+    const cancelled = run.status === 'cancelled' && record.state === 'pending';
     return {
       recipient: recipientRecord(stored),
       runId: run.id,
-      state: record.state,
+      state: cancelled ? 'skipped' : record.state,
+      ...(cancelled ? { reason: 'cancelled' } : {}),
       attempts: record.attempts,
       lastError: entry.lastError ? { ...entry.lastError, at: iso(entry.lastError.at) } : null,
       updatedAt: record.attempts > 0 || record.state !== 'pending' ? iso(run.createdAt + record.at) : null,
@@ -81,19 +92,29 @@ export class CampaignQueries {
     };
   }
 
+  /** Runs newest first with their counts, and the latest occurrences of the schedule. */
+  async runs(campaignId: string, limit: number): Promise<{ items: RunDetailView[]; occurrences: OccurrenceEntry[] }> {
+    const campaign = await this.store.get(campaignId);
+    if (!campaign) throw campaignNotFound(campaignId);
+    const ids = await this.store.runIds(campaignId, limit);
+    const runs = await Promise.all(ids.map((id) => this.ledger.getRun(campaignId, id)));
+    const items = runs.filter((r): r is RunState => r !== null).map((r) => ({ ...runView(r), counts: r.counts }));
+    return { items, occurrences: await this.store.occurrences(campaignId, limit) };
+  }
+
   async failures(campaignId: string, limit: number, cursor?: string): Promise<Paged<FailureView>> {
-    const { campaign, run } = await this.load(campaignId);
+    const { run } = await this.load(campaignId);
     if (!run) return { items: [], nextCursor: null };
     const after = cursor === undefined ? -1 : Number(cursor);
     if (!Number.isInteger(after) || after < -1) throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
     const positions = await this.ledger.listBad(campaignId, run.id, after, limit + 1);
     const shown = positions.slice(0, limit);
-    const { pageSize } = campaign.recipients;
+    const { pageSize, version } = run.recipients;
     const pages = new Map<number, Promise<Awaited<ReturnType<CampaignStore['readPage']>>>>();
     const items = await Promise.all(
       shown.map(async (position) => {
         const pageNo = Math.floor(position / pageSize);
-        if (!pages.has(pageNo)) pages.set(pageNo, this.store.readPage(campaignId, pageNo));
+        if (!pages.has(pageNo)) pages.set(pageNo, this.store.readPage(campaignId, version, pageNo));
         const [page, entry] = await Promise.all([pages.get(pageNo)!, this.ledger.readEntry(campaignId, run.id, position, pageSize)]);
         return {
           recipientId: recipientId(page[position % pageSize]!),

@@ -1,4 +1,5 @@
 import type { Campaign } from '../domain/campaign.js';
+import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { RunState } from './ports.js';
 
@@ -7,6 +8,7 @@ export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' 
   recipientCount: number;
   counts: RunCounts;
   latestRun: RunView | null;
+  schedule: ScheduleView | null;
 }
 
 export interface RunView {
@@ -44,5 +46,6 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     recipientCount: campaign.recipients.total,
     counts: run ? run.counts : emptyCounts(campaign.recipients.total),
     latestRun: run ? runView(run) : null,
+    schedule: campaign.schedule ? scheduleView(campaign.schedule, Date.now()) : null,
   };
 }

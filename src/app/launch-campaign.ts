@@ -1,31 +1,32 @@
 import { invalidState, ONE_OFF_RUN_ID, sourceStatesFor } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
-import type { AppEvents } from './events.js';
-import type { CampaignStore, Ledger } from './ports.js';
-import type { RunPump } from './pump.js';
+import type { Logger } from './events.js';
+import type { CampaignStore, Ledger, Lifecycle, Scheduler } from './ports.js';
+import type { RunStarter } from './run-starter.js';
 
 /**
- * Starts the one run of a one-off campaign. The state check and the run's
- * creation are one atomic step in the ledger, so concurrent launches create
- * exactly one run and the losers get 409.
+ * Runs a one-off campaign now (also one scheduled `at` a later time: its
+ * schedule is dropped). Concurrent launches make exactly one run; a campaign
+ * that ran already gets 409 with what to do instead.
  */
 export class LaunchCampaign {
   constructor(
     private readonly store: CampaignStore,
     private readonly ledger: Ledger,
-    private readonly pump: RunPump,
-    private readonly events: AppEvents,
+    private readonly starter: RunStarter,
+    private readonly lifecycle: Lifecycle,
+    private readonly scheduler: Scheduler,
+    private readonly log: Logger,
   ) {}
 
   async execute(campaignId: string): Promise<CampaignView> {
     const campaign = await this.store.get(campaignId);
     if (!campaign) throw campaignNotFound(campaignId);
-    const runId = ONE_OFF_RUN_ID;
-    // Listed as active before it exists, so the supervisor always finds a run
-    // whose first pages could not be enqueued (it drops entries with no run).
-    await this.ledger.markActive(campaignId, runId);
-    const created = await this.ledger.createRun(campaignId, runId, {
+    if (campaign.schedule?.kind === 'cron' && campaign.status !== 'draft') {
+      throw invalidState(campaignId, campaign.status, 'launch', 'A recurring (cron) campaign runs at its occurrences; reschedule or cancel it instead.');
+    }
+    const created = await this.starter.start(campaignId, ONE_OFF_RUN_ID, {
       allowedFrom: sourceStatesFor('launch'),
       statusAfter: 'completed',
       trigger: 'launch',
@@ -39,10 +40,12 @@ export class LaunchCampaign {
       }
       throw invalidState(campaignId, created.status ?? campaign.status, 'launch');
     }
-    await this.pump.fill(campaignId, runId);
-    const run = await this.ledger.getRun(campaignId, runId);
-    this.events.emit('run:started', { campaignId, runId, total: run?.counts.total ?? 0 });
-    const updated = await this.store.get(campaignId);
+    if (campaign.schedule) {
+      // Its one run has started. Should the `at` occurrence still fire, it finds the run made and does nothing.
+      await this.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
+      await this.scheduler.remove(campaignId).catch((err) => this.log.warn({ campaignId, err: (err as Error).message }, 'could not remove the schedule'));
+    }
+    const [updated, run] = await Promise.all([this.store.get(campaignId), this.ledger.getRun(campaignId, ONE_OFF_RUN_ID)]);
     return campaignView(updated ?? campaign, run);
   }
 }

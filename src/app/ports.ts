@@ -4,6 +4,7 @@
  * the real adapters on a real Redis.
  */
 import type { Campaign, CampaignPriority, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
+import type { ScheduleSpec } from '../domain/schedule.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
 import type { SendOutcome } from '../domain/send-outcome.js';
@@ -26,15 +27,60 @@ export interface CampaignPage {
   nextCursor: string | null;
 }
 
+export interface OccurrenceEntry {
+  /** The occurrence (ISO). */
+  at: string;
+  outcome: 'ran' | 'skipped';
+  /** Why it was skipped: misfire, previous-run-active, paused, no-recipients, … */
+  reason?: string;
+  runId?: string;
+  /** When the occurrence was handled (ISO). */
+  handledAt: string;
+}
+
 export interface CampaignStore {
-  /** Writes the campaign and all its recipients atomically: all or nothing. */
-  create(campaign: NewCampaign, recipients: readonly StoredRecipient[]): Promise<void>;
+  /** Writes the campaign and all its recipients atomically: all or nothing (null: the list is in place already). */
+  create(campaign: NewCampaign, recipients: readonly StoredRecipient[] | null): Promise<void>;
   get(id: string): Promise<Campaign | null>;
   /** Newest first. */
   list(limit: number, cursor?: string): Promise<CampaignPage>;
-  readPage(campaignId: string, page: number): Promise<StoredRecipient[]>;
-  /** Position of a recipient in the campaign's list, or null. */
-  findPosition(campaign: Campaign, recipientId: string): Promise<number | null>;
+  readPage(campaignId: string, version: number, page: number): Promise<StoredRecipient[]>;
+  /** Position of a recipient in one version of the campaign's list, or null. */
+  findPosition(campaignId: string, layout: RecipientLayout, recipientId: string): Promise<number | null>;
+  /** Writes a new version of the list beside the current one; `Lifecycle.swapRecipients` makes it current. */
+  stageRecipients(campaignId: string, recipients: readonly StoredRecipient[], pageSize: number): Promise<RecipientLayout>;
+  dropRecipients(campaignId: string, layout: RecipientLayout): Promise<void>;
+  /** Copies the current list of `from` as version 1 of campaign `toId`. */
+  copyRecipients(from: Campaign, toId: string): Promise<void>;
+  recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void>;
+  /** Newest first. */
+  occurrences(campaignId: string, limit: number): Promise<OccurrenceEntry[]>;
+  /** Newest first. */
+  runIds(campaignId: string, limit: number): Promise<string[]>;
+}
+
+// ── lifecycle: status changes, each one atomic step ─────────────────────────
+
+export type Transition<T = object> =
+  | ({ ok: true; status: CampaignStatus } & T)
+  | { ok: false; reason: 'missing' | 'state' | 'moved'; status?: CampaignStatus; message?: string };
+
+export interface Lifecycle {
+  /** Sets (null: clears) the schedule; `expectVersion` makes a clear apply only to that schedule. */
+  setSchedule(campaignId: string, spec: ScheduleSpec | null, expectVersion?: number): Promise<Transition<{ version: number }>>;
+  pause(campaignId: string, latestRunId: string | null): Promise<Transition>;
+  /** `idleStatus`: where a campaign paused between runs goes back to (scheduled, or draft when nothing is due). */
+  resume(campaignId: string, latestRunId: string | null, idleStatus: 'scheduled' | 'draft'): Promise<Transition<{ gen?: number; pages?: number[] }>>;
+  cancel(campaignId: string, latestRunId: string | null): Promise<Transition>;
+  edit(campaignId: string, fields: Record<string, string>): Promise<Transition>;
+  /** Makes a staged list current; `dropVersion` is the old version when no run reads it any more. */
+  swapRecipients(campaignId: string, latestRunId: string | null, layout: RecipientLayout): Promise<Transition<{ dropVersion: number | null }>>;
+}
+
+export interface Scheduler {
+  /** Creates or replaces the campaign's one schedule (BullMQ job scheduler). */
+  set(campaignId: string, spec: ScheduleSpec, version: number): Promise<void>;
+  remove(campaignId: string): Promise<void>;
 }
 
 // ── runs and the ledger ─────────────────────────────────────────────────────
@@ -62,6 +108,8 @@ export interface RunState {
   /** Enqueue generation: bumped when pages are enqueued again, so job ids stay fresh. */
   gen: number;
   priorityClass: PriorityClass;
+  /** The version of the recipient list this run sends to, and its layout. */
+  recipients: RecipientLayout;
 }
 
 export type CreateRunResult =
@@ -69,7 +117,7 @@ export type CreateRunResult =
   | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };
 
 export type AcquireResult =
-  | { kind: 'ok'; records: Buffer; now: number; runCreatedAt: number; markedUnknown: number }
+  | { kind: 'ok'; records: Buffer; now: number; runCreatedAt: number; recipientsVersion: number; markedUnknown: number }
   | { kind: 'busy'; delayMs: number }
   | { kind: 'inactive'; status: string; markedUnknown: number }
   | { kind: 'missing' };
@@ -120,6 +168,9 @@ export interface Ledger {
   kickStalled(campaignId: string, runId: string, stallMs: number): Promise<{ gen: number; pages: number[] } | null>;
   /** True when this caller holds `name` for the next `ttlMs` (one supervisor at a time). */
   tryLock(name: string, ttlMs: number): Promise<boolean>;
+  /** Takes `name` for `ttlMs`, waiting up to `waitMs` for another holder; returns the token to unlock with, or null. */
+  lock(name: string, ttlMs: number, waitMs: number): Promise<string | null>;
+  unlock(name: string, token: string): Promise<void>;
   /** Runs not finished yet, across all campaigns. */
   activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
   markActive(campaignId: string, runId: string): Promise<void>;

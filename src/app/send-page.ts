@@ -123,7 +123,7 @@ export class SendPage {
 
     const campaign = await campaigns.get(ref.campaignId);
     const provider = campaign ? providers.get(campaign.provider) : undefined;
-    const recipients = await campaigns.readPage(ref.campaignId, ref.page);
+    const recipients = await campaigns.readPage(ref.campaignId, acquired.recipientsVersion, ref.page);
     if (!campaign || !provider) {
       await ledger.releasePage(ref, token, recipients.length);
       throw new Error(`campaign ${ref.campaignId} uses provider ${JSON.stringify(campaign?.provider)}, which is not configured in this worker`);

@@ -1,18 +1,25 @@
 import { DomainError, ErrorCodes } from './errors.js';
 import type { RunCounts } from './ledger.js';
+import type { ScheduleSpec } from './schedule.js';
 
 /**
  * Campaign lifecycle.
  *
- *   draft ──launch──▶ running ──(last recipient final)──▶ completed
- *     │                 │  ▲
- *     └─schedule─▶ scheduled ──(occurrence)──▶ running
- *                       pause│  │resume
- *                          paused
+ *              launch                      last recipient final (one-off)
+ *   draft ───────────────────▶ running ──────────────────────────▶ completed
+ *     │ schedule                ▲  │ ▲                                 │
+ *     ▼        occurrence       │  │ │ last recipient final (cron)     │ retry-failed
+ *   scheduled ──────────────────┘  │ └── scheduled ◀─┘                 ▼
+ *     │ ▲ pause / resume     pause │ ▲ resume                        running
+ *     ▼ │                          ▼ │
+ *   paused (no occurrence)     paused (sending stopped)
+ *
  *   draft | scheduled | running | paused ──cancel──▶ cancelled
  *
- * The allowed-action table below is the one place these rules live; the Lua
- * scripts that change a status receive the allowed source states from it.
+ * A one-off campaign (launched, or scheduled `at`) has one run; a cron
+ * campaign has one run per occurrence and goes back to `scheduled` after each.
+ * The table below is the one place these rules live; the Lua scripts that
+ * change a status receive the allowed source states from it.
  */
 export const CAMPAIGN_STATUSES = ['draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled'] as const;
 export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
@@ -20,12 +27,18 @@ export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
 export const RUN_STATUSES = ['running', 'paused', 'completed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
-export type CampaignAction = 'launch' | 'upload' | 'edit';
+export type CampaignAction = 'launch' | 'schedule' | 'pause' | 'resume' | 'cancel' | 'edit' | 'upload' | 'clone';
 
 const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
   launch: ['draft', 'scheduled'],
-  upload: ['draft', 'scheduled'],
+  // A cron campaign may be rescheduled while one of its runs is sending.
+  schedule: ['draft', 'scheduled', 'running', 'paused'],
+  pause: ['scheduled', 'running'],
+  resume: ['paused'],
+  cancel: ['draft', 'scheduled', 'running', 'paused'],
   edit: ['draft', 'scheduled'],
+  upload: ['draft', 'scheduled'],
+  clone: ['draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled'],
 };
 
 /**
@@ -58,6 +71,8 @@ export interface RecipientLayout {
   pages: number;
   /** Buckets of the id → position index. */
   buckets: number;
+  /** Bumped each time the list is replaced; runs remember the version they sent. */
+  version: number;
 }
 
 export interface Campaign {
@@ -71,6 +86,9 @@ export interface Campaign {
   updatedAt: string;
   recipients: RecipientLayout;
   latestRunId: string | null;
+  schedule: ScheduleSpec | null;
+  /** Bumped by every schedule change: an occurrence of an older schedule is ignored. */
+  scheduleVersion: number;
 }
 
 export interface Run {
@@ -90,11 +108,11 @@ export function allowedActions(status: CampaignStatus): CampaignAction[] {
   return (Object.keys(ALLOWED) as CampaignAction[]).filter((action) => ALLOWED[action].includes(status));
 }
 
-export function invalidState(campaignId: string, status: CampaignStatus, action: string): DomainError {
+export function invalidState(campaignId: string, status: CampaignStatus, action: string, reason?: string): DomainError {
   const allowed = allowedActions(status);
-  let hint = '';
-  if (action === 'launch' && (status === 'completed' || status === 'running' || status === 'paused')) {
-    hint = ' A one-off campaign runs once: use retry-failed to resend its failures, or clone it to send the same message again.';
+  let hint = reason ? ` ${reason}` : '';
+  if ((action === 'launch' || action === 'schedule') && (status === 'completed' || status === 'running' || status === 'paused')) {
+    hint += ' A one-off campaign runs once: use retry-failed to resend its failures, or clone it to send the same message again.';
   }
   return new DomainError(
     ErrorCodes.INVALID_STATE,
@@ -104,10 +122,11 @@ export function invalidState(campaignId: string, status: CampaignStatus, action:
 }
 
 /** Split `total` recipients into pages and index buckets. */
-export function planLayout(total: number, pageSize: number): RecipientLayout {
+export function planLayout(total: number, pageSize: number, version = 1): RecipientLayout {
   return {
     total,
     pageSize,
+    version,
     pages: Math.ceil(total / pageSize),
     // ~64 ids per bucket keeps each bucket a compact listpack in Redis
     // (hash-max-listpack-entries defaults to 128).

@@ -1,16 +1,20 @@
 import express, { Router, type Request, type RequestHandler } from 'express';
 import type { z } from 'zod';
 import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
+import type { CampaignLifecycle } from '../../app/campaign-lifecycle.js';
 import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { LaunchCampaign } from '../../app/launch-campaign.js';
 import type { ProviderQueries } from '../../app/provider-queries.js';
+import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
 import { validationError } from './errors.js';
-import { campaignIdParam, createCampaignBody, createCampaignQuery, listQuery } from './schemas.js';
+import { campaignIdParam, cloneBody, createCampaignBody, createCampaignQuery, listQuery, patchCampaignBody, scheduleBody } from './schemas.js';
 
 export interface CampaignRouteDeps {
   createCampaign: CreateCampaign;
   launchCampaign: LaunchCampaign;
+  scheduleCampaign: ScheduleCampaign;
+  lifecycle: CampaignLifecycle;
   queries: CampaignQueries;
   providers: ProviderQueries;
   maxBodyBytes: number;
@@ -71,6 +75,43 @@ export function campaignRoutes(deps: CampaignRouteDeps): Router {
     res.json(await deps.launchCampaign.execute(campaignId(req)));
   });
 
+  router.patch('/campaigns/:id', ...json, async (req, res) => {
+    const id = campaignId(req);
+    const query = parse(createCampaignQuery, req.query, 'query');
+    const body = parse(patchCampaignBody, req.body ?? {}, 'body');
+    const result = await deps.lifecycle.edit(id, { ...body, invalid: query.invalid });
+    res.json({ ...result.campaign, ingest: result.recipients });
+  });
+
+  router.post('/campaigns/:id/schedule', ...json, async (req, res) => {
+    const id = campaignId(req);
+    res.json(await deps.scheduleCampaign.execute(id, parse(scheduleBody, req.body ?? {}, 'body')));
+  });
+
+  router.post('/campaigns/:id/pause', ...json, async (req, res) => {
+    res.json(await deps.lifecycle.pause(campaignId(req)));
+  });
+
+  router.post('/campaigns/:id/resume', ...json, async (req, res) => {
+    res.json(await deps.lifecycle.resume(campaignId(req)));
+  });
+
+  router.post('/campaigns/:id/cancel', ...json, async (req, res) => {
+    res.json(await deps.lifecycle.cancel(campaignId(req)));
+  });
+
+  router.post('/campaigns/:id/clone', ...json, async (req, res) => {
+    const id = campaignId(req);
+    const body = parse(cloneBody, req.body ?? {}, 'body');
+    const clone = await deps.lifecycle.clone(id, body.name);
+    res.status(201).location(`/api/campaigns/${clone.id}`).json(clone);
+  });
+
+  router.get('/campaigns/:id/runs', async (req, res) => {
+    const query = parse(listQuery, req.query, 'query');
+    res.json(await deps.queries.runs(campaignId(req), query.limit));
+  });
+
   router.get('/campaigns/:id/recipients/:recipientId', async (req, res) => {
     res.json(await deps.queries.recipient(campaignId(req), String(req.params.recipientId)));
   });
@@ -89,10 +130,6 @@ export function campaignRoutes(deps: CampaignRouteDeps): Router {
   });
 
   router.put('/campaigns/:id/recipients', notYet('uploading recipients'));
-  router.post('/campaigns/:id/schedule', notYet('scheduling'));
-  router.post('/campaigns/:id/pause', notYet('pausing'));
-  router.post('/campaigns/:id/resume', notYet('resuming'));
-  router.post('/campaigns/:id/cancel', notYet('cancelling'));
   router.post('/campaigns/:id/retry-failed', notYet('retry-failed'));
   return router;
 }

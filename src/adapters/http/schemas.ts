@@ -30,4 +30,19 @@ export const listQuery = z.object({
   cursor: z.string().min(1).max(64).optional(),
 });
 
+export const scheduleBody = z.strictObject({
+  at: z.string().optional(),
+  cron: z.string().min(1).max(200).optional(),
+  timezone: z.string().min(1).max(64).optional(),
+});
+
+export const patchCampaignBody = z.strictObject({
+  name: z.string().trim().min(1).max(200).optional(),
+  message: messageSchema.optional(),
+  priority: z.enum(CAMPAIGN_PRIORITIES).optional(),
+  recipients: z.array(z.unknown()).optional(),
+});
+
+export const cloneBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
+
 export const campaignIdParam = z.object({ id: z.string().regex(CAMPAIGN_ID_PATTERN) });

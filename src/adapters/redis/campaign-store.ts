@@ -1,8 +1,9 @@
-import type { Redis } from 'ioredis';
-import type { CampaignPage, CampaignStore, NewCampaign } from '../../app/ports.js';
-import type { Campaign, CampaignPriority, CampaignStatus, Message } from '../../domain/campaign.js';
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry } from '../../app/ports.js';
+import { planLayout, type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
-import type { Keys } from './keys.js';
+import type { ScheduleSpec } from '../../domain/schedule.js';
+import type { CampaignKeys, Keys } from './keys.js';
 
 /** FNV-1a over the UTF-8 bytes: picks an id's index bucket. Persisted layout: never change it. */
 export function bucketOf(id: string, buckets: number): number {
@@ -30,15 +31,24 @@ function parseCampaign(hash: Record<string, string>): Campaign | null {
       pageSize: Number(hash.pageSize),
       pages: Number(hash.pages),
       buckets: Number(hash.buckets),
+      version: Number(hash.rv ?? 1),
     },
     latestRunId: hash.latestRun || null,
+    schedule: hash.schedule ? (JSON.parse(hash.schedule) as ScheduleSpec) : null,
+    scheduleVersion: Number(hash.scheduleVersion ?? 0),
   };
 }
 
+function layoutFields(layout: RecipientLayout): Record<string, number> {
+  return { total: layout.total, pageSize: layout.pageSize, pages: layout.pages, buckets: layout.buckets, rv: layout.version };
+}
+
 /**
- * Campaigns and their recipient lists. Recipients are stored in pages (one
- * JSON string per page: the unit a send job reads) plus an id → position
- * index split into small hashes so each stays a compact listpack.
+ * Campaigns and their recipient lists. A list is stored in pages (one JSON
+ * string per page: the unit a send job reads) plus an id → position index
+ * split into small hashes so each stays a compact listpack. Lists are
+ * versioned: a replacement is written beside the current one and swapped in
+ * by one Lua step (lifecycle), so no reader ever sees half of one.
  */
 export class RedisCampaignStore implements CampaignStore {
   constructor(
@@ -46,9 +56,29 @@ export class RedisCampaignStore implements CampaignStore {
     private readonly keys: Keys,
   ) {}
 
-  async create(campaign: NewCampaign, recipients: readonly StoredRecipient[]): Promise<void> {
+  private writeList(tx: ChainableCommander, k: CampaignKeys, layout: RecipientLayout, recipients: readonly StoredRecipient[]): void {
+    for (let page = 0; page < layout.pages; page += 1) {
+      tx.set(k.page(layout.version, page), JSON.stringify(recipients.slice(page * layout.pageSize, (page + 1) * layout.pageSize)));
+    }
+    const buckets = new Map<number, Array<string | number>>();
+    recipients.forEach((recipient, position) => {
+      const id = recipientId(recipient);
+      const bucket = bucketOf(id, layout.buckets);
+      let fields = buckets.get(bucket);
+      if (!fields) buckets.set(bucket, (fields = []));
+      fields.push(id, position);
+    });
+    for (const [bucket, fields] of buckets) tx.hset(k.bucket(layout.version, bucket), ...fields);
+  }
+
+  private async exec(tx: ChainableCommander): Promise<void> {
+    const results = await tx.exec();
+    const failure = results?.find(([err]) => err);
+    if (!results || failure) throw failure?.[0] ?? new Error('campaign write was aborted');
+  }
+
+  async create(campaign: NewCampaign, recipients: readonly StoredRecipient[] | null): Promise<void> {
     const k = this.keys.campaign(campaign.id);
-    const { layout } = campaign;
     const tx = this.redis.multi();
     tx.hset(k.meta(), {
       id: campaign.id,
@@ -59,31 +89,55 @@ export class RedisCampaignStore implements CampaignStore {
       status: 'draft',
       createdAt: campaign.createdAt,
       updatedAt: campaign.createdAt,
-      total: layout.total,
-      pageSize: layout.pageSize,
-      pages: layout.pages,
-      buckets: layout.buckets,
+      ...layoutFields(campaign.layout),
+      rvSeq: campaign.layout.version,
       latestRun: '',
+      schedule: '',
+      scheduleVersion: 0,
     });
-    for (let page = 0; page < layout.pages; page += 1) {
-      tx.set(k.page(page), JSON.stringify(recipients.slice(page * layout.pageSize, (page + 1) * layout.pageSize)));
-    }
-    const buckets = new Map<number, Array<string | number>>();
-    recipients.forEach((recipient, position) => {
-      const id = recipientId(recipient);
-      const bucket = bucketOf(id, layout.buckets);
-      let fields = buckets.get(bucket);
-      if (!fields) buckets.set(bucket, (fields = []));
-      fields.push(id, position);
-    });
-    for (const [bucket, fields] of buckets) tx.hset(k.bucket(bucket), ...fields);
-    const results = await tx.exec();
-    const failure = results?.find(([err]) => err);
-    if (!results || failure) throw failure?.[0] ?? new Error('campaign write was aborted');
+    if (recipients) this.writeList(tx, k, campaign.layout, recipients);
+    await this.exec(tx);
     // The index lives outside the campaign's hash slot, so it is written after
     // the campaign itself: a crash in between leaves a campaign that is
     // reachable by id but not listed, never a listed campaign with no data.
     await this.redis.zadd(this.keys.campaignIndex(), 0, campaign.id);
+  }
+
+  async stageRecipients(campaignId: string, recipients: readonly StoredRecipient[], pageSize: number): Promise<RecipientLayout> {
+    const k = this.keys.campaign(campaignId);
+    const version = await this.redis.hincrby(k.meta(), 'rvSeq', 1);
+    const layout = planLayout(recipients.length, pageSize, version);
+    const tx = this.redis.multi();
+    this.writeList(tx, k, layout, recipients);
+    await this.exec(tx);
+    return layout;
+  }
+
+  async dropRecipients(campaignId: string, layout: RecipientLayout): Promise<void> {
+    const k = this.keys.campaign(campaignId);
+    const names: string[] = [];
+    for (let page = 0; page < layout.pages; page += 1) names.push(k.page(layout.version, page));
+    for (let bucket = 0; bucket < layout.buckets; bucket += 1) names.push(k.bucket(layout.version, bucket));
+    for (let i = 0; i < names.length; i += 1000) await this.redis.unlink(...names.slice(i, i + 1000));
+  }
+
+  async copyRecipients(from: Campaign, toId: string): Promise<void> {
+    const source = this.keys.campaign(from.id);
+    const target = this.keys.campaign(toId);
+    const { version } = from.recipients;
+    const names: Array<[string, string]> = [];
+    for (let page = 0; page < from.recipients.pages; page += 1) names.push([source.page(version, page), target.page(1, page)]);
+    for (let bucket = 0; bucket < from.recipients.buckets; bucket += 1) names.push([source.bucket(version, bucket), target.bucket(1, bucket)]);
+    // DUMP/RESTORE key by key: the two campaigns live in different hash slots.
+    for (let i = 0; i < names.length; i += 500) {
+      const chunk = names.slice(i, i + 500);
+      const dumps = await Promise.all(chunk.map(([name]) => this.redis.dumpBuffer(name)));
+      const tx = this.redis.multi();
+      chunk.forEach(([, to], j) => {
+        if (dumps[j]) tx.restore(to, 0, dumps[j]!, 'REPLACE');
+      });
+      await this.exec(tx);
+    }
   }
 
   async get(id: string): Promise<Campaign | null> {
@@ -105,15 +159,29 @@ export class RedisCampaignStore implements CampaignStore {
     return { items, nextCursor: ids.length > limit ? (pageIds[pageIds.length - 1] ?? null) : null };
   }
 
-  async readPage(campaignId: string, page: number): Promise<StoredRecipient[]> {
-    const raw = await this.redis.get(this.keys.campaign(campaignId).page(page));
-    if (raw === null) throw new Error(`page ${page} of campaign ${campaignId} is missing`);
+  async readPage(campaignId: string, version: number, page: number): Promise<StoredRecipient[]> {
+    const raw = await this.redis.get(this.keys.campaign(campaignId).page(version, page));
+    if (raw === null) throw new Error(`page ${page} of version ${version} of campaign ${campaignId} is missing`);
     return JSON.parse(raw) as StoredRecipient[];
   }
 
-  async findPosition(campaign: Campaign, id: string): Promise<number | null> {
-    const bucket = bucketOf(id, campaign.recipients.buckets);
-    const position = await this.redis.hget(this.keys.campaign(campaign.id).bucket(bucket), id);
+  async findPosition(campaignId: string, layout: RecipientLayout, id: string): Promise<number | null> {
+    const bucket = bucketOf(id, layout.buckets);
+    const position = await this.redis.hget(this.keys.campaign(campaignId).bucket(layout.version, bucket), id);
     return position === null ? null : Number(position);
+  }
+
+  async recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void> {
+    const key = this.keys.campaign(campaignId).occurrences();
+    await this.redis.multi().lpush(key, JSON.stringify(entry)).ltrim(key, 0, 99).exec();
+  }
+
+  async occurrences(campaignId: string, limit: number): Promise<OccurrenceEntry[]> {
+    const raw = await this.redis.lrange(this.keys.campaign(campaignId).occurrences(), 0, limit - 1);
+    return raw.map((entry) => JSON.parse(entry) as OccurrenceEntry);
+  }
+
+  async runIds(campaignId: string, limit: number): Promise<string[]> {
+    return this.redis.zrevrange(this.keys.campaign(campaignId).runs(), 0, limit - 1);
   }
 }

@@ -49,14 +49,19 @@ export class CampaignKeys {
     return `${this.base}:meta`;
   }
 
-  /** JSON array of the recipients of one page (bare ids as strings). */
-  page(page: number): string {
-    return `${this.base}:pg:${page}`;
+  /** JSON array of the recipients of one page of one version of the list (bare ids as strings). */
+  page(version: number, page: number): string {
+    return `${this.base}:pg:${version}:${page}`;
   }
 
   /** Hash: recipient id → position, one of `buckets` by hash of the id. */
-  bucket(bucket: number): string {
-    return `${this.base}:ix:${bucket}`;
+  bucket(version: number, bucket: number): string {
+    return `${this.base}:ix:${version}:${bucket}`;
+  }
+
+  /** List of the latest occurrences of the schedule (ran or skipped, and why), newest first. */
+  occurrences(): string {
+    return `${this.base}:occ`;
   }
 
   runs(): string {

@@ -1,6 +1,7 @@
-import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import { Queue, type ConnectionOptions, type JobsOptions, type RepeatStrategy } from 'bullmq';
 import { z } from 'zod';
-import type { PageJob, PageQueue, PageQueueOptions } from '../../app/ports.js';
+import type { PageJob, PageQueue, PageQueueOptions, Scheduler } from '../../app/ports.js';
+import { nextOccurrence, schedulerPattern, specFromPattern, type ScheduleSpec } from '../../domain/schedule.js';
 
 /**
  * The job catalog: every queue, job name and payload schema in one place.
@@ -13,6 +14,7 @@ import type { PageJob, PageQueue, PageQueueOptions } from '../../app/ports.js';
  */
 export const QUEUES = {
   send: 'send',
+  schedule: 'schedule',
 } as const;
 
 export const JOBS = {
@@ -24,6 +26,15 @@ export const JOBS = {
       runId: z.string().min(1),
       page: z.number().int().min(0),
       gen: z.number().int().min(1),
+    }),
+  },
+  /** Produced by a campaign's job scheduler at each occurrence; the occurrence is job.opts.prevMillis. */
+  occurrence: {
+    queue: QUEUES.schedule,
+    name: 'occurrence',
+    schema: z.object({
+      campaignId: z.string().min(1),
+      version: z.number().int().min(1),
     }),
   },
 } as const;
@@ -64,5 +75,40 @@ export class BullPageQueue implements PageQueue {
         opts: { jobId: pageJobId(job), priority: options.priorityClass + 1 },
       })),
     );
+  }
+}
+
+// ── schedules ───────────────────────────────────────────────────────────────
+
+/**
+ * Next occurrence of a BullMQ job scheduler: cron patterns through cron-parser
+ * (the DST rule is in domain/schedule.ts), one-time `at` schedules by their
+ * own pattern. Queue (first occurrence) and Worker (each next one) both use it.
+ */
+export const repeatStrategy: RepeatStrategy = (millis, opts) => nextOccurrence(specFromPattern(opts.pattern ?? '', opts.tz), millis) ?? undefined;
+
+export function createScheduleQueue(connection: ConnectionOptions, prefix: string): Queue {
+  return new Queue(QUEUES.schedule, {
+    connection,
+    prefix,
+    settings: { repeatStrategy },
+    defaultJobOptions: { removeOnComplete: { age: 7 * 24 * 3600, count: 1000 }, removeOnFail: { age: 7 * 24 * 3600 } },
+  });
+}
+
+/** One BullMQ job scheduler per campaign, keyed by its id: an upsert replaces the old schedule in one step. */
+export class BullScheduler implements Scheduler {
+  constructor(private readonly queue: Queue) {}
+
+  async set(campaignId: string, spec: ScheduleSpec, version: number): Promise<void> {
+    await this.queue.upsertJobScheduler(campaignId, { ...schedulerPattern(spec), ...(spec.kind === 'at' ? { limit: 1 } : {}) }, {
+      name: JOBS.occurrence.name,
+      data: JOBS.occurrence.schema.parse({ campaignId, version }),
+      opts: { attempts: 20, backoff: { type: 'pushq' } },
+    });
+  }
+
+  async remove(campaignId: string): Promise<void> {
+    await this.queue.removeJobScheduler(campaignId);
   }
 }

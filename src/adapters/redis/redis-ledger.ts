@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type {
   AcquireResult,
@@ -50,6 +52,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     cursor: num(hash.cursor),
     gen: num(hash.gen),
     priorityClass: num(hash.priorityClass) as PriorityClass,
+    recipients: { total: num(hash.total), pageSize: num(hash.pageSize), pages: num(hash.pages), buckets: num(hash.buckets), version: num(hash.rv) },
   };
 }
 
@@ -101,7 +104,8 @@ export class RedisLedger implements Ledger {
           records: reply[1] as Buffer,
           now: Number(text(reply[2])),
           runCreatedAt: Number(text(reply[3])),
-          markedUnknown: Number(reply[4]),
+          recipientsVersion: Number(text(reply[4])),
+          markedUnknown: Number(reply[5]),
         };
       case 'busy':
         return { kind, delayMs: Number(reply[1]) };
@@ -189,6 +193,20 @@ export class RedisLedger implements Ledger {
 
   async tryLock(name: string, ttlMs: number): Promise<boolean> {
     return (await this.redis.set(`${this.keys.prefix}:lock:${name}`, '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async lock(name: string, ttlMs: number, waitMs: number): Promise<string | null> {
+    const token = randomUUID();
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      if ((await this.redis.set(`${this.keys.prefix}:lock:${name}`, token, 'PX', ttlMs, 'NX')) === 'OK') return token;
+      if (Date.now() > deadline) return null;
+      await sleep(10 + Math.random() * 20);
+    }
+  }
+
+  async unlock(name: string, token: string): Promise<void> {
+    await this.scripts.run('unlock', [`${this.keys.prefix}:lock:${name}`], [token]);
   }
 
   async activeRuns(): Promise<Array<{ campaignId: string; runId: string }>> {

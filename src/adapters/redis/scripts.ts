@@ -14,6 +14,13 @@ const SCRIPT_KEYS = {
   'release-page': 6,
   'advance-cursor': 3,
   'kick-run': 4,
+  'set-schedule': 1,
+  pause: 2,
+  resume: 4,
+  cancel: 2,
+  'edit-campaign': 1,
+  'swap-recipients': 2,
+  unlock: 1,
   'permit-lease': 3,
   'permit-pause': 1,
 } as const;

@@ -4,7 +4,7 @@
 -- flight become `unknown`.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
 -- ARGV: 1 page, 2 token, 3 lease ms
--- Returns {'ok', records, nowMs, runCreatedAtMs, unknownMarked}
+-- Returns {'ok', records, nowMs, runCreatedAtMs, recipientsVersion, unknownMarked}
 --      or {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'missing'}
 -- @include ledger
 
@@ -31,4 +31,5 @@ if runStatus ~= 'running' then
 end
 
 writeLease(KEYS[3], KEYS[4], ARGV[1], token, now + tonumber(ARGV[3]))
-return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(now), redis.call('HGET', KEYS[1], 'createdAt'), marked }
+local run = redis.call('HMGET', KEYS[1], 'createdAt', 'rv')
+return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(now), run[1], run[2], marked }

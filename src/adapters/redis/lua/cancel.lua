@@ -1,0 +1,27 @@
+-- Cancels a campaign: its schedule goes, and a run in progress ends
+-- `cancelled`: every recipient still pending is counted skipped at once
+-- (their records say pending; a cancelled run reads them as skipped), the
+-- ones in flight finish and are recorded as usual.
+-- KEYS: 1 campaign meta, 2 latest run hash (any key when there is none)
+-- ARGV: 1 allowed states (csv), 2 latest run id as the caller read it
+-- Returns {'ok', 'cancelled'} | {'state', status} | {'moved'} | {'missing'}
+-- @include campaign
+
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return { 'missing' } end
+if not allowed(status, ARGV[1]) then return { 'state', status } end
+if not latestIs(KEYS[1], ARGV[2]) then return { 'moved' } end
+local now = nowMs()
+if ARGV[2] ~= '' then
+  local run = redis.call('HMGET', KEYS[2], 'status', 'pending', 'inflight')
+  if run[1] == 'running' or run[1] == 'paused' then
+    local waiting = tonumber(run[2]) - tonumber(run[3])
+    redis.call('HINCRBY', KEYS[2], 'skipped', waiting)
+    redis.call('HINCRBY', KEYS[2], 'pending', -waiting)
+    redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancelledAt', now)
+  end
+end
+redis.call('HINCRBY', KEYS[1], 'scheduleVersion', 1)
+redis.call('HSET', KEYS[1], 'status', 'cancelled', 'schedule', '', 'updatedAt', now)
+redis.call('HDEL', KEYS[1], 'pausedFrom')
+return { 'ok', 'cancelled' }

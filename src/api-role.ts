@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import { CampaignLifecycle } from './app/campaign-lifecycle.js';
+import { CampaignQueries } from './app/campaign-queries.js';
+import { CreateCampaign } from './app/create-campaign.js';
+import type { Logger } from './app/events.js';
+import { LaunchCampaign } from './app/launch-campaign.js';
+import type { ProviderRegistry } from './app/ports.js';
+import type { ProviderQueries } from './app/provider-queries.js';
+import { ScheduleCampaign } from './app/schedule-campaign.js';
+import { createHttpApp } from './adapters/http/app.js';
+import type { Config } from './config.js';
+import type { Storage } from './wiring.js';
+
+/** The API role: REST, Bull Board, metrics and health on one HTTP server. */
+export async function startApiRole(deps: {
+  redis: Redis;
+  config: Config;
+  storage: Storage;
+  providers: ProviderRegistry;
+  providerQueries: ProviderQueries;
+  metrics: Registry;
+  log: Logger;
+}): Promise<{ url: string; adminToken: string; stop(): Promise<void> }> {
+  const { redis, config, storage: s, providers, log } = deps;
+  const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
+  if (!config.adminToken) {
+    process.stdout.write(`ADMIN_TOKEN is not set; generated one for this process (set ADMIN_TOKEN to keep it): ${adminToken}\n`);
+  }
+  const app = createHttpApp({
+    adminToken,
+    queues: [s.sendQueue, s.scheduleQueue],
+    metrics: deps.metrics,
+    ping: () => redis.ping(),
+    log,
+    maxBodyBytes: config.maxBodyBytes,
+    createCampaign: new CreateCampaign(s.store, providers, config.pageSize),
+    launchCampaign: new LaunchCampaign(s.store, s.ledger, s.starter, s.lifecycle, s.scheduler, log),
+    scheduleCampaign: new ScheduleCampaign(s.store, s.ledger, s.lifecycle, s.scheduler),
+    lifecycle: new CampaignLifecycle(s.store, s.ledger, s.lifecycle, s.scheduler, s.pageQueue, s.pump, config.pageSize, log),
+    queries: new CampaignQueries(s.store, s.ledger),
+    providers: deps.providerQueries,
+  });
+  const server: Server = createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${address.port}`;
+  log.info({ url, board: `${url}/admin/queues` }, 'API listening');
+  return {
+    url,
+    adminToken,
+    stop() {
+      const closing = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,139 @@
+import { invalidState, planLayout, type Campaign, type CampaignPriority, type Message } from '../domain/campaign.js';
+import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
+import { newId } from '../domain/ids.js';
+import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import { nextOccurrence } from '../domain/schedule.js';
+import { campaignView, type CampaignView } from './campaign-view.js';
+import type { Logger } from './events.js';
+import type { CampaignStore, Ledger, Lifecycle, PageQueue, Scheduler, Transition } from './ports.js';
+import type { RunPump } from './pump.js';
+
+export interface CampaignPatch {
+  name?: string;
+  message?: Message;
+  priority?: CampaignPriority;
+  /** Replaces the whole list (inline); the change is all or nothing. */
+  recipients?: readonly unknown[];
+  invalid: 'skip' | 'reject';
+}
+
+/**
+ * Pause, resume, cancel, edit and clone. Each status change is one atomic
+ * ledger step that checks the state it starts from, so racing calls and
+ * workers can never half-apply one; what follows it (enqueueing the pages of
+ * a resumed run, removing a schedule) is idempotent.
+ */
+export class CampaignLifecycle {
+  constructor(
+    private readonly store: CampaignStore,
+    private readonly ledger: Ledger,
+    private readonly lifecycle: Lifecycle,
+    private readonly scheduler: Scheduler,
+    private readonly queue: PageQueue,
+    private readonly pump: RunPump,
+    private readonly pageSize: number,
+    private readonly log: Logger,
+  ) {}
+
+  private async load(id: string): Promise<Campaign> {
+    const campaign = await this.store.get(id);
+    if (!campaign) throw campaignNotFound(id);
+    return campaign;
+  }
+
+  /** Runs a transition against the latest run, again if a run started in between. */
+  private async apply<T>(id: string, action: string, step: (campaign: Campaign) => Promise<Transition<T>>): Promise<Transition<T> & { ok: true }> {
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const campaign = await this.load(id);
+      const result = await step(campaign);
+      if (result.ok) return result;
+      if (result.reason === 'missing') throw campaignNotFound(id);
+      if (result.reason === 'state') throw invalidState(id, result.status ?? campaign.status, action, result.message);
+    }
+    throw new DomainError(ErrorCodes.INVALID_STATE, `campaign ${id} kept changing; try again`);
+  }
+
+  async view(id: string): Promise<CampaignView> {
+    const campaign = await this.load(id);
+    return campaignView(campaign, campaign.latestRunId ? await this.ledger.getRun(id, campaign.latestRunId) : null);
+  }
+
+  async pause(id: string): Promise<CampaignView> {
+    await this.apply(id, 'pause', (c) => this.lifecycle.pause(id, c.latestRunId));
+    return this.view(id);
+  }
+
+  async resume(id: string): Promise<CampaignView> {
+    let runId: string | null = null;
+    const result = await this.apply(id, 'resume', (c) => {
+      runId = c.latestRunId;
+      const due = c.schedule !== null && nextOccurrence(c.schedule, Date.now()) !== null;
+      return this.lifecycle.resume(id, c.latestRunId, due ? 'scheduled' : 'draft');
+    });
+    if (runId && result.gen !== undefined) {
+      // The paused run goes on: its unfinished pages again, under a new generation of job ids.
+      const run = await this.ledger.getRun(id, runId);
+      await this.ledger.markActive(id, runId);
+      if (result.pages && result.pages.length > 0) {
+        await this.queue.enqueuePages(
+          result.pages.map((page) => ({ campaignId: id, runId: runId!, page, gen: result.gen! })),
+          { priorityClass: run?.priorityClass ?? 1 },
+        );
+      }
+      await this.pump.fill(id, runId);
+    }
+    return this.view(id);
+  }
+
+  async cancel(id: string): Promise<CampaignView> {
+    await this.apply(id, 'cancel', (c) => this.lifecycle.cancel(id, c.latestRunId));
+    await this.scheduler.remove(id).catch((err) => this.log.warn({ campaignId: id, err: (err as Error).message }, 'could not remove the schedule'));
+    return this.view(id);
+  }
+
+  async edit(id: string, patch: CampaignPatch): Promise<{ campaign: CampaignView; recipients: IngestSummary | null }> {
+    const fields: Record<string, string> = {};
+    if (patch.name !== undefined) fields.name = patch.name;
+    if (patch.message !== undefined) fields.message = JSON.stringify(patch.message);
+    if (patch.priority !== undefined) fields.priority = patch.priority;
+    let summary: IngestSummary | null = null;
+    if (patch.recipients) {
+      const collector = new RecipientCollector();
+      for (const r of patch.recipients) collector.add(r);
+      summary = collector.summary();
+      if (patch.invalid === 'reject' && summary.invalid > 0) {
+        throw new DomainError(ErrorCodes.VALIDATION_FAILED, `${summary.invalid} recipient(s) are invalid; nothing was changed`, summary);
+      }
+      // Refuse early when the state forbids it, before writing a whole list for nothing.
+      const campaign = await this.load(id);
+      if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(id, campaign.status, 'edit');
+      const staged = await this.store.stageRecipients(id, collector.recipients, this.pageSize);
+      let swapped = false;
+      try {
+        const result = await this.apply(id, 'edit', (c) => this.lifecycle.swapRecipients(id, c.latestRunId, staged));
+        swapped = true;
+        if (result.dropVersion !== null) {
+          await this.store.dropRecipients(id, { ...campaign.recipients, version: result.dropVersion });
+        }
+      } finally {
+        if (!swapped) await this.store.dropRecipients(id, staged);
+      }
+    }
+    if (Object.keys(fields).length > 0) await this.apply(id, 'edit', () => this.lifecycle.edit(id, fields));
+    return { campaign: await this.view(id), recipients: summary };
+  }
+
+  /** A new draft with the same message, provider, priority and recipients: the honest way to send it again. */
+  async clone(id: string, name?: string): Promise<CampaignView> {
+    const source = await this.load(id);
+    const createdAt = Date.now();
+    const cloneId = newId(createdAt);
+    await this.store.copyRecipients(source, cloneId);
+    const layout = planLayout(source.recipients.total, source.recipients.pageSize);
+    await this.store.create(
+      { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority, createdAt, layout },
+      null,
+    );
+    return this.view(cloneId);
+  }
+}

@@ -1,0 +1,79 @@
+import { ONE_OFF_RUN_ID } from '../domain/campaign.js';
+import { occurrencesBetween, runIdForOccurrence } from '../domain/schedule.js';
+import type { Logger } from './events.js';
+import type { CampaignStore, Lifecycle, OccurrenceEntry, Scheduler } from './ports.js';
+import type { RunStarter } from './run-starter.js';
+
+export type OccurrenceOutcome = 'ran' | 'skipped' | 'stale' | 'duplicate' | 'gone';
+
+/**
+ * What a worker does when a campaign's schedule fires (a job of its BullMQ
+ * job scheduler), possibly late because every process was down:
+ * - an occurrence of an older schedule (rescheduled since) is ignored;
+ * - occurrences missed by more than the grace period are recorded as skipped
+ *   (misfire); of the missed ones, the latest within the grace period runs;
+ * - a cron occurrence makes the run keyed by its time, so the same occurrence
+ *   fired twice (two workers, a restart, a clock step) makes one run;
+ * - an occurrence while the previous run still sends, or while the campaign
+ *   is paused, is skipped and recorded: runs never overlap.
+ */
+export class FireOccurrence {
+  constructor(
+    private readonly store: CampaignStore,
+    private readonly lifecycle: Lifecycle,
+    private readonly scheduler: Scheduler,
+    private readonly starter: RunStarter,
+    private readonly graceMs: number,
+    private readonly log: Logger,
+  ) {}
+
+  async execute(campaignId: string, version: number, occurrence: number, now: number = Date.now()): Promise<OccurrenceOutcome> {
+    const campaign = await this.store.get(campaignId);
+    if (!campaign || campaign.status === 'cancelled') {
+      await this.scheduler.remove(campaignId);
+      return 'gone';
+    }
+    const spec = campaign.schedule;
+    if (!spec || campaign.scheduleVersion !== version) {
+      this.log.info({ campaignId, version, current: campaign.scheduleVersion }, 'occurrence of an older schedule: ignored');
+      return 'stale';
+    }
+    const record = (at: number, outcome: OccurrenceEntry['outcome'], extra: { reason?: string; runId?: string } = {}) =>
+      this.store.recordOccurrence(campaignId, { at: new Date(at).toISOString(), outcome, ...extra, handledAt: new Date(now).toISOString() });
+
+    const missed = spec.kind === 'cron' ? [occurrence, ...occurrencesBetween(spec, occurrence, now)] : [occurrence];
+    const latest = missed[missed.length - 1]!;
+    for (const at of missed) {
+      if (at !== latest || now - at > this.graceMs) await record(at, 'skipped', { reason: 'misfire' });
+    }
+    if (now - latest > this.graceMs) {
+      this.log.warn({ campaignId, occurrences: missed.length }, 'missed the occurrence by more than the grace period: skipped');
+      if (spec.kind === 'at') await this.lifecycle.setSchedule(campaignId, null, version);
+      return 'skipped';
+    }
+
+    const runId = spec.kind === 'at' ? ONE_OFF_RUN_ID : runIdForOccurrence(latest);
+    const created = await this.starter.start(campaignId, runId, {
+      allowedFrom: ['scheduled'],
+      statusAfter: spec.kind === 'at' ? 'completed' : 'scheduled',
+      trigger: 'schedule',
+    });
+    if (created.ok) {
+      await record(latest, 'ran', { runId });
+      this.log.info({ campaignId, runId }, 'scheduled run started');
+      return 'ran';
+    }
+    if (created.reason === 'exists') return 'duplicate';
+    const reason =
+      created.reason === 'empty'
+        ? 'no-recipients'
+        : created.status === 'paused'
+          ? 'paused'
+          : created.status === 'running'
+            ? 'previous-run-active'
+            : `campaign-${created.status ?? created.reason}`;
+    await record(latest, 'skipped', { reason });
+    this.log.info({ campaignId, reason }, 'occurrence skipped');
+    return 'skipped';
+  }
+}

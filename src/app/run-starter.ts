@@ -1,0 +1,36 @@
+import type { CampaignStatus } from '../domain/campaign.js';
+import type { AppEvents } from './events.js';
+import type { CreateRunResult, Ledger } from './ports.js';
+import type { RunPump } from './pump.js';
+
+/**
+ * Starts a run: the state check and the run's creation are one atomic ledger
+ * step (so concurrent starts make one run, and a run id that exists is never
+ * made again), then its first pages are enqueued.
+ */
+export class RunStarter {
+  constructor(
+    private readonly ledger: Ledger,
+    private readonly pump: RunPump,
+    private readonly events: AppEvents,
+  ) {}
+
+  async start(
+    campaignId: string,
+    runId: string,
+    opts: { allowedFrom: readonly CampaignStatus[]; statusAfter: CampaignStatus; trigger: string },
+  ): Promise<CreateRunResult> {
+    // Listed as active before it exists, so the supervisor always finds a run
+    // whose first pages could not be enqueued (it drops entries with no run).
+    await this.ledger.markActive(campaignId, runId);
+    const created = await this.ledger.createRun(campaignId, runId, opts);
+    if (!created.ok) {
+      if (created.reason !== 'exists') await this.ledger.markInactive(campaignId, runId);
+      return created;
+    }
+    await this.pump.fill(campaignId, runId);
+    const run = await this.ledger.getRun(campaignId, runId);
+    this.events.emit('run:started', { campaignId, runId, total: run?.counts.total ?? 0 });
+    return created;
+  }
+}
