@@ -1,5 +1,5 @@
 import { ONE_OFF_RUN_ID } from '../domain/campaign.js';
-import { occurrencesBetween, runIdForOccurrence } from '../domain/schedule.js';
+import { nextOccurrence, occurrencesBetween, runIdForOccurrence } from '../domain/schedule.js';
 import type { Logger } from './events.js';
 import type { CampaignStore, Lifecycle, OccurrenceEntry, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
@@ -9,7 +9,8 @@ export type OccurrenceOutcome = 'ran' | 'skipped' | 'stale' | 'duplicate' | 'gon
 /**
  * What a worker does when a campaign's schedule fires (a job of its BullMQ
  * job scheduler), possibly late because every process was down:
- * - an occurrence of an older schedule (rescheduled since) is ignored;
+ * - an occurrence that is not one of the current schedule (rescheduled since)
+ *   is ignored; one that is (rescheduled to the same times) runs;
  * - occurrences missed by more than the grace period are recorded as skipped
  *   (misfire); of the missed ones, the latest within the grace period runs;
  * - a cron occurrence makes the run keyed by its time, so the same occurrence
@@ -34,7 +35,7 @@ export class FireOccurrence {
       return 'gone';
     }
     const spec = campaign.schedule;
-    if (!spec || campaign.scheduleVersion !== version) {
+    if (!spec || nextOccurrence(spec, occurrence - 1) !== occurrence) {
       this.log.info({ campaignId, version, current: campaign.scheduleVersion }, 'occurrence of an older schedule: ignored');
       return 'stale';
     }
@@ -48,7 +49,7 @@ export class FireOccurrence {
     }
     if (now - latest > this.graceMs) {
       this.log.warn({ campaignId, occurrences: missed.length }, 'missed the occurrence by more than the grace period: skipped');
-      if (spec.kind === 'at') await this.lifecycle.setSchedule(campaignId, null, version);
+      if (spec.kind === 'at') await this.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
       return 'skipped';
     }
 

@@ -1,10 +1,9 @@
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiClient } from '../helpers/api-client.js';
-import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
-import { startMockProvider, type MockProvider } from '../helpers/mock-provider.js';
-import { startApiProcess, startWorkerProcess, type PushqProcess } from '../helpers/processes.js';
-import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import type { ApiClient } from '../helpers/api-client.js';
+import type { MockProvider } from '../helpers/mock-provider.js';
+import { testRedis } from '../helpers/redis.js';
+import { startStack, type Stack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -13,33 +12,17 @@ import { waitFor } from '../helpers/wait.js';
  * arrives exactly once, with its idempotency key, and the counts add up.
  */
 describe('a campaign end to end across processes', () => {
-  const prefix = uniquePrefix('e2e');
+  let stack: Stack;
   let mock: MockProvider;
-  let api: PushqProcess;
-  let workers: PushqProcess[] = [];
   let client: ApiClient;
 
   beforeAll(async () => {
-    mock = await startMockProvider();
-    const env = {
-      REDIS_URL: TEST_REDIS_URL,
-      QUEUE_PREFIX: prefix,
-      ADMIN_TOKEN: TEST_TOKEN,
-      PAGE_SIZE: '100',
-      PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: 5000, timeoutMs: 5000 }]),
-    };
-    const started = await startApiProcess(env);
-    api = started.process;
-    client = new ApiClient(started.url, TEST_TOKEN);
-    workers = await Promise.all([startWorkerProcess(env), startWorkerProcess(env)]);
+    stack = await startStack({ workers: 2, provider: { tps: 5000 }, env: { PAGE_SIZE: '100' } });
+    ({ mock, client } = stack);
   });
 
   afterAll(async () => {
-    await Promise.all([api, ...workers].filter(Boolean).map((p) => p.kill('SIGKILL')));
-    await mock?.close();
-    const redis = testRedis();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
+    await stack?.stop();
   });
 
   it('sends every recipient exactly once and reports counts that add up', async () => {
@@ -89,7 +72,7 @@ describe('a campaign end to end across processes', () => {
 
     // Both worker processes did part of the work (50 pages of 100).
     const connection = testRedis();
-    const queue = new Queue('send', { connection, prefix });
+    const queue = new Queue('send', { connection, prefix: stack.prefix });
     try {
       const jobs = await queue.getJobs(['completed']);
       expect(jobs.length).toBeGreaterThanOrEqual(50);

@@ -1,10 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ApiClient } from '../helpers/api-client.js';
-import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
-import { startMockProvider, type MockProvider } from '../helpers/mock-provider.js';
-import { startApiProcess, startWorkerProcess, type PushqProcess } from '../helpers/processes.js';
+import type { ApiClient } from '../helpers/api-client.js';
+import type { MockProvider } from '../helpers/mock-provider.js';
 import { startOwnRedis, type OwnRedis } from '../helpers/redis-server.js';
-import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { launchCampaign, range, startStack, waitForStatus } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -18,49 +16,20 @@ afterEach(async () => {
 });
 
 async function setup(options: { redisUrl?: string; tps: number; latencyMs: number; workers: number }) {
-  const prefix = uniquePrefix('crash');
-  const mock = await startMockProvider({ latencyMs: options.latencyMs });
-  cleanups.push(() => mock.close());
-  const env = {
-    REDIS_URL: options.redisUrl ?? TEST_REDIS_URL,
-    QUEUE_PREFIX: prefix,
-    ADMIN_TOKEN: TEST_TOKEN,
-    PAGE_SIZE: '100',
+  const stack = await startStack({
+    workers: options.workers,
+    redisUrl: options.redisUrl,
+    mock: { latencyMs: options.latencyMs },
+    provider: { tps: options.tps },
     // Short leases so a lost worker's pages come back within seconds.
-    LEASE_MS: '2000',
-    STALLED_INTERVAL_MS: '2000',
-    SUPERVISOR_INTERVAL_MS: '1000',
-    STALL_MS: '5000',
-    PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: options.tps, timeoutMs: 3000 }]),
-  };
-  const { process: api, url } = await startApiProcess(env);
-  const workers: PushqProcess[] = await Promise.all(Array.from({ length: options.workers }, () => startWorkerProcess(env)));
-  cleanups.push(async () => {
-    await Promise.all([api, ...workers].map((p) => p.kill('SIGKILL')));
-    if (!options.redisUrl) {
-      const redis = testRedis();
-      await deletePrefix(redis, prefix);
-      redis.disconnect();
-    }
+    env: { PAGE_SIZE: '100', LEASE_MS: '2000', STALLED_INTERVAL_MS: '2000', SUPERVISOR_INTERVAL_MS: '1000', STALL_MS: '5000' },
   });
-  return { mock, env, api, workers, client: new ApiClient(url, TEST_TOKEN) };
+  cleanups.push(() => stack.stop());
+  return stack;
 }
 
-async function launch(client: ApiClient, n: number): Promise<string> {
-  const campaign = await client.createCampaign({ recipients: Array.from({ length: n }, (_, i) => `u${i}`) });
-  await client.launch(campaign.id);
-  return campaign.id;
-}
-
-async function completed(client: ApiClient, id: string, timeoutMs = 90_000) {
-  return waitFor(
-    async () => {
-      const c = await client.campaign(id);
-      return c.status === 'completed' ? c : undefined;
-    },
-    { timeoutMs, intervalMs: 200, what: `campaign ${id} to complete` },
-  );
-}
+const launch = (client: ApiClient, n: number) => launchCampaign(client, range(n, 'u'));
+const completed = (client: ApiClient, id: string) => waitForStatus(client, id, 'completed', 90_000);
 
 function delivered(mock: MockProvider): number {
   return mock.deliveries().size;
@@ -68,12 +37,12 @@ function delivered(mock: MockProvider): number {
 
 describe('crash safety', () => {
   it('loses nothing and sends nothing twice when a worker is SIGKILLed mid-run', async () => {
-    const { mock, workers, client, env } = await setup({ tps: 400, latencyMs: 40, workers: 2 });
+    const { mock, workers, client, addWorker } = await setup({ tps: 400, latencyMs: 40, workers: 2 });
     const id = await launch(client, 3000);
     await waitFor(() => delivered(mock) >= 600, { what: '600 deliveries' });
     await workers[0]!.kill('SIGKILL');
     // A replacement arrives later, as in a real deployment.
-    workers.push(await startWorkerProcess(env));
+    await addWorker();
     const done = await completed(client, id);
     const { counts } = done;
     console.info(`SIGKILL test: kills 1, sent ${counts.sent}, unknown ${counts.unknown}, delivered ${delivered(mock)}, duplicates ${mock.duplicates()}`);

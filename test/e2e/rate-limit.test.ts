@@ -1,69 +1,30 @@
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ApiClient } from '../helpers/api-client.js';
-import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
-import { startMockProvider, type MockProviderOptions } from '../helpers/mock-provider.js';
-import { startApiProcess, startWorkerProcess, type PushqProcess } from '../helpers/processes.js';
-import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
  * The provider pushes back (429, outages) and campaigns share it: real
  * processes against a loopback provider, judged at the provider.
  */
-const cleanups: Array<() => Promise<unknown>> = [];
+const stacks: Stack[] = [];
 afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  for (const stack of stacks.splice(0)) await stack.stop();
 });
 
-async function setup(options: { mock: MockProviderOptions; provider: Record<string, unknown>; workers: number; env?: Record<string, string> }) {
-  const prefix = uniquePrefix('rate');
-  const mock = await startMockProvider(options.mock);
-  mock.keepBodies = false;
-  cleanups.push(() => mock.close());
-  const env = {
-    REDIS_URL: TEST_REDIS_URL,
-    QUEUE_PREFIX: prefix,
-    ADMIN_TOKEN: TEST_TOKEN,
-    PAGE_SIZE: '50',
-    PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, timeoutMs: 3000, ...options.provider }]),
-    ...options.env,
-  };
-  const { process: api, url } = await startApiProcess(env);
-  const workers: PushqProcess[] = await Promise.all(Array.from({ length: options.workers }, () => startWorkerProcess(env)));
-  cleanups.push(async () => {
-    await Promise.all([api, ...workers].map((p) => p.kill('SIGKILL')));
-    const redis = testRedis();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
-  return { mock, client: new ApiClient(url, TEST_TOKEN) };
+async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
+  const stack = await startStack({ ...options, env: { PAGE_SIZE: '50', ...options.env } });
+  stack.mock.keepBodies = false;
+  stacks.push(stack);
+  return stack;
 }
 
 async function launch(client: ApiClient, ids: string[], priority?: string): Promise<string> {
-  const res = await client.request('POST', '/api/campaigns', {
-    name: 'c',
-    provider: 'mock',
-    message: { title: 't', body: 'b' },
-    recipients: ids,
-    ...(priority ? { priority } : {}),
-  });
-  expect(res.status).toBe(201);
-  await client.launch(res.body.id);
-  return res.body.id;
+  return launchCampaign(client, ids, priority ? { priority } : {});
 }
 
-const range = (n: number, label: string) => Array.from({ length: n }, (_, i) => `${label}${i}`);
-
-async function completed(client: ApiClient, id: string) {
-  return waitFor(
-    async () => {
-      const c = await client.campaign(id);
-      return c.status === 'completed' ? c : undefined;
-    },
-    { timeoutMs: 60_000, intervalMs: 100, what: `campaign ${id} to complete` },
-  );
-}
+const completed = (client: ApiClient, id: string) => waitForStatus(client, id, 'completed');
 
 describe('a provider that pushes back', () => {
   it('slows every worker down on 429 and retries without spending attempts', async () => {

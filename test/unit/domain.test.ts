@@ -17,12 +17,12 @@ describe('campaign rules', () => {
     expect(err.code).toBe('INVALID_STATE');
     expect(err.message).toMatch(/retry-failed/);
     expect(err.message).toMatch(/clone/);
-    expect(err.details).toEqual({ status: 'completed', allowedActions: [] });
+    expect(err.details).toEqual({ status: 'completed', allowedActions: ['clone'] });
   });
 
   it('splits recipients into pages and small index buckets', () => {
-    expect(planLayout(0, 500)).toEqual({ total: 0, pageSize: 500, pages: 0, buckets: 1 });
-    expect(planLayout(1001, 500)).toEqual({ total: 1001, pageSize: 500, pages: 3, buckets: 16 });
+    expect(planLayout(0, 500)).toEqual({ total: 0, pageSize: 500, pages: 0, buckets: 1, version: 1 });
+    expect(planLayout(1001, 500, 4)).toEqual({ total: 1001, pageSize: 500, pages: 3, buckets: 16, version: 4 });
   });
 });
 
