@@ -10,8 +10,10 @@ import type { Logger } from './app/events.js';
 import { LaunchCampaign } from './app/launch-campaign.js';
 import type { ProviderRegistry } from './app/ports.js';
 import type { ProviderQueries } from './app/provider-queries.js';
+import { RetryFailed } from './app/retry-failed.js';
 import { ScheduleCampaign } from './app/schedule-campaign.js';
 import { createHttpApp } from './adapters/http/app.js';
+import { redisFacts } from './adapters/redis/connection.js';
 import type { Config } from './config.js';
 import type { Storage } from './wiring.js';
 
@@ -34,7 +36,17 @@ export async function startApiRole(deps: {
     adminToken,
     queues: [s.sendQueue, s.scheduleQueue],
     metrics: deps.metrics,
-    ping: () => redis.ping(),
+    readiness: async () => {
+      const facts = await redisFacts(redis);
+      const warnings: string[] = [];
+      if (!facts.aof && !facts.rdb) warnings.push('Redis persists nothing: a Redis restart loses every ledger');
+      const evicts = facts.maxmemoryPolicy !== 'noeviction';
+      if (evicts) warnings.push(`maxmemory-policy is ${facts.maxmemoryPolicy}: evicted ledger keys mean duplicate sends`);
+      return {
+        ready: !evicts,
+        details: { redis: { reachable: true, version: facts.version, maxmemoryPolicy: facts.maxmemoryPolicy, persistence: { aof: facts.aof, rdb: facts.rdb } }, warnings },
+      };
+    },
     log,
     maxBodyBytes: config.maxBodyBytes,
     createCampaign: new CreateCampaign(s.store, providers, config.pageSize),
@@ -42,6 +54,7 @@ export async function startApiRole(deps: {
     scheduleCampaign: new ScheduleCampaign(s.store, s.ledger, s.lifecycle, s.scheduler),
     lifecycle: new CampaignLifecycle(s.store, s.ledger, s.lifecycle, s.scheduler, s.pageQueue, s.pump, config.pageSize, log),
     queries: new CampaignQueries(s.store, s.ledger),
+    retryFailed: new RetryFailed(s.store, s.ledger, s.starter, config.pageSize),
     providers: deps.providerQueries,
   });
   const server: Server = createServer(app);

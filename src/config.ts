@@ -21,6 +21,12 @@ const common = {
   maxAttempts: z.number().int().min(1).max(100).default(5),
   retryBaseMs: z.number().int().min(1).max(3_600_000).default(1000),
   retryMaxMs: z.number().int().min(1).max(86_400_000).default(60_000),
+  /**
+   * A send whose fate is unknown (its worker died mid-request): `report` it as
+   * unknown, or `resend` it with the same idempotency key (only for a
+   * provider that honours the key).
+   */
+  inDoubt: z.enum(['report', 'resend']).default('report'),
   breaker: z
     .strictObject({
       failures: z.number().int().min(1).max(100_000).default(20),
@@ -38,6 +44,8 @@ const httpProvider = z.object({
   /** Keep-alive connections to the provider per worker process. */
   connections: z.number().int().min(1).max(1024).default(64),
   headers: z.record(z.string(), z.string()).default({}),
+  /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
+  retryTimeouts: z.boolean().default(true),
 });
 
 const simProvider = z.object({
@@ -71,7 +79,13 @@ export function providerLimits(config: ProviderConfig) {
 
 /** The retry policy every provider type hands to the ledger. */
 export function retryPolicy(config: ProviderConfig) {
-  return { maxAttempts: config.maxAttempts, baseMs: config.retryBaseMs, maxMs: config.retryMaxMs };
+  return {
+    maxAttempts: config.maxAttempts,
+    baseMs: config.retryBaseMs,
+    maxMs: config.retryMaxMs,
+    inDoubt: config.inDoubt,
+    retryTimeouts: config.type === 'http' ? config.retryTimeouts : true,
+  };
 }
 
 export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name: 'sim', type: 'sim', tps: 200 })];
@@ -101,6 +115,8 @@ const envSchema = z.object({
   SUPERVISOR_INTERVAL_MS: int(100, 3_600_000).default(5000),
   /** A running run with no ledger change for this long has its pages enqueued again. */
   STALL_MS: int(1000, 86_400_000).default(60_000),
+  /** … and one with none for this long raises the stuck-run alarm (log, metric, API). */
+  STUCK_MS: int(1000, 86_400_000).default(300_000),
   MAX_BODY_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   /** An occurrence missed (every process down) by more than this is skipped, not run late. */
   SCHEDULE_GRACE_MS: int(0, 30 * 86_400_000).default(3_600_000),
@@ -127,6 +143,7 @@ export interface Config {
   shutdownTimeoutMs: number;
   supervisorIntervalMs: number;
   stallMs: number;
+  stuckMs: number;
   maxBodyBytes: number;
   scheduleGraceMs: number;
 }
@@ -192,6 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     supervisorIntervalMs: e.SUPERVISOR_INTERVAL_MS,
     stallMs: e.STALL_MS,
+    stuckMs: e.STUCK_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     scheduleGraceMs: e.SCHEDULE_GRACE_MS,
   };

@@ -7,6 +7,7 @@ import { checkRedis, connect, createApiRedis, createWorkerRedis, RedisStartupErr
 import { startRedisIfAbsent } from './adapters/redis/embedded.js';
 import { Keys } from './adapters/redis/keys.js';
 import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
+import { RedisLedger } from './adapters/redis/redis-ledger.js';
 import { Scripts } from './adapters/redis/scripts.js';
 import { startApiRole } from './api-role.js';
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, requireAdminToken, type Config } from './config.js';
@@ -82,8 +83,16 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     if (warning) log.warn({ redis: safeUrl(config.redisUrl) }, warning);
     // Reading provider state needs no lease loop: any limiter over any connection will do.
     const stateRedis = (apiRedis ?? workerRedis)!;
-    const providerQueries = new ProviderQueries(providers, new RedisPermitLimiter(stateRedis, new Keys(config.prefix), new Scripts(stateRedis)));
-    const metrics = createMetrics(events, () => providerQueries.list());
+    const keys = new Keys(config.prefix);
+    const providerQueries = new ProviderQueries(providers, new RedisPermitLimiter(stateRedis, keys, new Scripts(stateRedis)));
+    const ledger = new RedisLedger(stateRedis, keys, new Scripts(stateRedis));
+    const metrics = createMetrics(events, {
+      providerStates: () => providerQueries.list(),
+      activeRuns: async () => {
+        const runs = await Promise.all((await ledger.activeRuns()).map((r) => ledger.getRun(r.campaignId, r.runId)));
+        return runs.filter((r): r is NonNullable<typeof r> => r !== null);
+      },
+    });
 
     let url: string | null = null;
     let adminToken: string | null = null;

@@ -85,10 +85,10 @@ export function startWorkerRole(deps: {
   scheduled.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message }, 'schedule job failed; it will be retried'));
   scheduled.on('error', (err) => log.warn({ err: err.message }, 'schedule worker error'));
 
-  const supervisor = new Supervisor(s.ledger, s.pageQueue, s.pump, events, log, {
-    intervalMs: config.supervisorIntervalMs,
-    stallMs: config.stallMs,
-  });
+  const supervisor = new Supervisor(
+    { ledger: s.ledger, store: s.store, providers, queue: s.pageQueue, pump: s.pump, events, log },
+    { intervalMs: config.supervisorIntervalMs, stallMs: config.stallMs, stuckMs: config.stuckMs },
+  );
   supervisor.start();
   log.info({ concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names() }, 'worker started');
 

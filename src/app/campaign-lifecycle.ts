@@ -12,6 +12,7 @@ export interface CampaignPatch {
   name?: string;
   message?: Message;
   priority?: CampaignPriority;
+  maxAttempts?: number;
   /** Replaces the whole list (inline); the change is all or nothing. */
   recipients?: readonly unknown[];
   invalid: 'skip' | 'reject';
@@ -96,6 +97,7 @@ export class CampaignLifecycle {
     if (patch.name !== undefined) fields.name = patch.name;
     if (patch.message !== undefined) fields.message = JSON.stringify(patch.message);
     if (patch.priority !== undefined) fields.priority = patch.priority;
+    if (patch.maxAttempts !== undefined) fields.maxAttempts = String(patch.maxAttempts);
     let summary: IngestSummary | null = null;
     if (patch.recipients) {
       const collector = new RecipientCollector();
@@ -131,7 +133,7 @@ export class CampaignLifecycle {
     await this.store.copyRecipients(source, cloneId);
     const layout = planLayout(source.recipients.total, source.recipients.pageSize);
     await this.store.create(
-      { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority, createdAt, layout },
+      { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority, maxAttempts: source.maxAttempts, createdAt, layout },
       null,
     );
     return this.view(cloneId);

@@ -4,7 +4,7 @@ import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { RunState } from './ports.js';
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
-export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'status' | 'createdAt' | 'updatedAt'> {
+export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'status' | 'createdAt' | 'updatedAt'> {
   recipientCount: number;
   counts: RunCounts;
   latestRun: RunView | null;
@@ -17,6 +17,8 @@ export interface RunView {
   trigger: string;
   createdAt: string;
   completedAt: string | null;
+  /** The stuck-run alarm: recipients pending and no progress for a long time. */
+  stuck: boolean;
 }
 
 export function iso(ms: number): string {
@@ -30,6 +32,7 @@ export function runView(run: RunState): RunView {
     trigger: run.trigger,
     createdAt: iso(run.createdAt),
     completedAt: run.completedAt === null ? null : iso(run.completedAt),
+    stuck: run.stuckSince !== null && run.status === 'running',
   };
 }
 
@@ -40,6 +43,7 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     provider: campaign.provider,
     message: campaign.message,
     priority: campaign.priority,
+    maxAttempts: campaign.maxAttempts,
     status: campaign.status,
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,

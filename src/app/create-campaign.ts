@@ -10,6 +10,7 @@ export interface CreateCampaignInput {
   provider: string;
   message: Message;
   priority: CampaignPriority;
+  maxAttempts?: number;
   /** Inline recipients; without them the campaign waits in draft for an upload. */
   recipients?: readonly unknown[];
   /** What an unusable recipient does: skipped and reported, or the whole request refused. */
@@ -44,7 +45,7 @@ export class CreateCampaign {
     const createdAt = Date.now();
     const id = newId(createdAt);
     const layout = planLayout(collector.recipients.length, this.pageSize);
-    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority, createdAt, layout }, collector.recipients);
+    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority, maxAttempts: input.maxAttempts ?? null, createdAt, layout }, collector.recipients);
     const campaign = await this.store.get(id);
     if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
     return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };

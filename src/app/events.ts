@@ -10,6 +10,7 @@ export interface AppEventMap {
   'page:released': { campaignId: string; runId: string; page: number; pending: number };
   'run:started': { campaignId: string; runId: string; total: number };
   'run:completed': { campaignId: string; runId: string };
+  'run:counts-mismatch': { campaignId: string; runId: string };
   'lease:fenced': { campaignId: string; runId: string; page: number };
   'recipients:unknown': { campaignId: string; runId: string; page: number; count: number };
 }

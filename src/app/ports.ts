@@ -17,6 +17,7 @@ export interface NewCampaign {
   provider: string;
   message: Message;
   priority: CampaignPriority;
+  maxAttempts: number | null;
   createdAt: number;
   layout: RecipientLayout;
 }
@@ -110,6 +111,17 @@ export interface RunState {
   priorityClass: PriorityClass;
   /** The version of the recipient list this run sends to, and its layout. */
   recipients: RecipientLayout;
+  /** Since when the supervisor has seen no progress although recipients are pending (the stuck-run alarm). */
+  stuckSince: number | null;
+}
+
+export interface CreateRunOptions {
+  allowedFrom: readonly CampaignStatus[];
+  /** The campaign's status once the run completes; null: the status it had when the run started. */
+  statusAfter: CampaignStatus | null;
+  trigger: string;
+  /** A list of its own (a retry run's); by default the campaign's current list. */
+  recipients?: RecipientLayout;
 }
 
 export type CreateRunResult =
@@ -151,9 +163,12 @@ export interface LedgerEntry {
 }
 
 export interface Ledger {
-  createRun(campaignId: string, runId: string, opts: { allowedFrom: readonly CampaignStatus[]; statusAfter: CampaignStatus; trigger: string }): Promise<CreateRunResult>;
+  createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult>;
   getRun(campaignId: string, runId: string): Promise<RunState | null>;
-  acquirePage(ref: PageRef, token: string, leaseMs: number): Promise<AcquireResult>;
+  /** `inDoubt`: what becomes of recipients a lost worker had in flight (see lua/includes/ledger.lua). */
+  acquirePage(ref: PageRef, token: string, leaseMs: number, inDoubt: InDoubtPolicy): Promise<AcquireResult>;
+  /** Settles pages whose lease ran out, and completes the run when nothing is pending. */
+  expireLeases(campaignId: string, runId: string, inDoubt: InDoubtPolicy): Promise<{ pages: number; settled: number; completed: boolean }>;
   claim(ref: PageRef, token: string, leaseMs: number, indexes: readonly number[]): Promise<ClaimResult>;
   confirm(ref: PageRef, token: string, leaseMs: number, maxAttempts: number, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
   releasePage(ref: PageRef, token: string, size: number): Promise<ReleaseResult>;
@@ -171,6 +186,8 @@ export interface Ledger {
   /** Takes `name` for `ttlMs`, waiting up to `waitMs` for another holder; returns the token to unlock with, or null. */
   lock(name: string, ttlMs: number, waitMs: number): Promise<string | null>;
   unlock(name: string, token: string): Promise<void>;
+  serverTime(): Promise<number>;
+  markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void>;
   /** Runs not finished yet, across all campaigns. */
   activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
   markActive(campaignId: string, runId: string): Promise<void>;
@@ -232,12 +249,18 @@ export interface PushProvider {
   close(): Promise<void>;
 }
 
+/** What becomes of a send whose fate is unknown: reported as `unknown`, or resent with the same idempotency key. */
+export type InDoubtPolicy = 'report' | 'resend';
+
 export interface RetryPolicy {
   /** Attempts per recipient before a transient failure becomes final. */
   maxAttempts: number;
   /** Backoff ceiling of the first retry; doubles per attempt up to maxMs (full jitter). */
   baseMs: number;
   maxMs: number;
+  inDoubt: InDoubtPolicy;
+  /** A timeout is retried (transient) rather than treated as in doubt. */
+  retryTimeouts: boolean;
 }
 
 export interface ProviderRegistry {

@@ -1,6 +1,5 @@
-import type { CampaignStatus } from '../domain/campaign.js';
 import type { AppEvents } from './events.js';
-import type { CreateRunResult, Ledger } from './ports.js';
+import type { CreateRunOptions, CreateRunResult, Ledger } from './ports.js';
 import type { RunPump } from './pump.js';
 
 /**
@@ -15,11 +14,7 @@ export class RunStarter {
     private readonly events: AppEvents,
   ) {}
 
-  async start(
-    campaignId: string,
-    runId: string,
-    opts: { allowedFrom: readonly CampaignStatus[]; statusAfter: CampaignStatus; trigger: string },
-  ): Promise<CreateRunResult> {
+  async start(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     // Listed as active before it exists, so the supervisor always finds a run
     // whose first pages could not be enqueued (it drops entries with no run).
     await this.ledger.markActive(campaignId, runId);

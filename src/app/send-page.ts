@@ -59,7 +59,8 @@ export interface SendPageDeps {
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
 
-function confirmEntry(index: number, attempts: number, outcome: SendOutcome, retry: RetryPolicy): ConfirmEntry {
+/** What the ledger records for an answer: the one place outcomes become ledger operations. */
+export function confirmEntry(index: number, attempts: number, outcome: SendOutcome, retry: RetryPolicy): ConfirmEntry {
   switch (outcome.kind) {
     case 'sent':
       return { index, op: 's', delayMs: 0, code: '', message: '' };
@@ -67,6 +68,11 @@ function confirmEntry(index: number, attempts: number, outcome: SendOutcome, ret
       return { index, op: 'f', delayMs: 0, code: outcome.code, message: outcome.message };
     case 'transient':
       return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
+    case 'in-doubt':
+      if (retry.retryTimeouts || retry.inDoubt === 'resend') {
+        return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
+      }
+      return { index, op: 'u', delayMs: 0, code: outcome.code, message: outcome.message };
     case 'rate-limited':
       return { index, op: 'r', delayMs: outcome.retryAfterMs ?? 1000, code: outcome.code, message: outcome.message };
     case 'not-sent':
@@ -81,7 +87,7 @@ function confirmEntry(index: number, attempts: number, outcome: SendOutcome, ret
 /** What an answer says about the provider's health, for its circuit breaker. */
 function permitOutcome(outcome: SendOutcome): PermitOutcome {
   if (outcome.kind === 'sent' || outcome.kind === 'permanent') return 'healthy';
-  if (outcome.kind === 'transient') return 'failed';
+  if (outcome.kind === 'transient' || outcome.kind === 'in-doubt') return 'failed';
   return 'neutral';
 }
 
@@ -105,7 +111,13 @@ export class SendPage {
     const ref: PageRef = { campaignId: job.campaignId, runId: job.runId, page: job.page };
     const log = this.deps.log.child({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page });
 
-    const acquired = await ledger.acquirePage(ref, token, options.leaseMs);
+    const campaign = await campaigns.get(ref.campaignId);
+    const provider = campaign ? providers.get(campaign.provider) : undefined;
+    if (!campaign || !provider) {
+      // Leave the page alone (its lease, if any, runs out by itself); retried with backoff, loudly.
+      throw new Error(`campaign ${ref.campaignId} uses provider ${JSON.stringify(campaign?.provider)}, which is not configured in this worker`);
+    }
+    const acquired = await ledger.acquirePage(ref, token, options.leaseMs, provider.retry.inDoubt);
     if (acquired.kind !== 'ok') {
       if (acquired.kind === 'inactive' && acquired.markedUnknown > 0) {
         events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
@@ -121,13 +133,7 @@ export class SendPage {
     // This page left the queue: let the run's next one in line.
     this.deps.pump.fill(ref.campaignId, ref.runId).catch((err) => log.warn({ err: describeError(err) }, 'could not enqueue the next page'));
 
-    const campaign = await campaigns.get(ref.campaignId);
-    const provider = campaign ? providers.get(campaign.provider) : undefined;
     const recipients = await campaigns.readPage(ref.campaignId, acquired.recipientsVersion, ref.page);
-    if (!campaign || !provider) {
-      await ledger.releasePage(ref, token, recipients.length);
-      throw new Error(`campaign ${ref.campaignId} uses provider ${JSON.stringify(campaign?.provider)}, which is not configured in this worker`);
-    }
 
     const elapsed = acquired.now - acquired.runCreatedAt;
     const due: number[] = [];
@@ -136,7 +142,7 @@ export class SendPage {
       if (record.state === 'pending' && record.at <= elapsed) due.push(index);
     }
 
-    const confirms = new ConfirmBuffer(ledger, ref, token, provider.retry.maxAttempts, options);
+    const confirms = new ConfirmBuffer(ledger, ref, token, campaign.maxAttempts ?? provider.retry.maxAttempts, options);
     const halted = await this.sendDue(ref, token, campaign, provider, recipients, due, confirms, stop, log);
     await confirms.flush();
     if (confirms.failure) throw confirms.failure;

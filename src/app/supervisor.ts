@@ -1,29 +1,46 @@
+import { countsAreConserved } from '../domain/ledger.js';
 import { describeError } from '../domain/send-outcome.js';
 import type { AppEvents, Logger } from './events.js';
-import type { Ledger, PageQueue } from './ports.js';
+import type { CampaignStore, Ledger, PageQueue, ProviderRegistry, RunState } from './ports.js';
 import type { RunPump } from './pump.js';
 
+export interface SupervisorOptions {
+  intervalMs: number;
+  /** A running run with no ledger change for this long gets its unfinished pages enqueued again. */
+  stallMs: number;
+  /** … and for this long is reported stuck (log, metric, API). */
+  stuckMs: number;
+}
+
 /**
- * Housekeeping on a timer (like pg-boss's maintenance loop), run by every
- * worker process but by one at a time (a short Redis lock):
- * - forgets finished runs in the active list;
- * - tops up each running run's fan-out window (heals a launch whose first
- *   enqueue failed);
- * - re-enqueues the unfinished pages of a run that made no progress for
- *   `stallMs` (lost jobs, dead workers). Re-running a page is harmless: the
- *   ledger only lets pending recipients be claimed.
+ * Reconciliation on a timer (like pg-boss's maintenance loop), run by every
+ * worker process but by one at a time (a short Redis lock). For each run that
+ * is not finished:
+ * - settles pages whose worker lease ran out (in-flight recipients become
+ *   `unknown`, or pending again with `inDoubt: resend`), and completes the
+ *   run once nothing is pending or in flight — never before;
+ * - checks that its counts add up, and says so loudly when they do not;
+ * - tops up its fan-out window (heals a launch whose first enqueue failed);
+ * - re-enqueues its unfinished pages after `stallMs` without progress (lost
+ *   jobs, dead workers): re-running a page is harmless, the ledger only lets
+ *   pending recipients be claimed;
+ * - raises the stuck-run alarm after `stuckMs` without progress.
  */
 export class Supervisor {
   private timer: NodeJS.Timeout | null = null;
   private ticking: Promise<void> | null = null;
 
   constructor(
-    private readonly ledger: Ledger,
-    private readonly queue: PageQueue,
-    private readonly pump: RunPump,
-    private readonly events: AppEvents,
-    private readonly log: Logger,
-    private readonly options: { intervalMs: number; stallMs: number },
+    private readonly deps: {
+      ledger: Ledger;
+      store: CampaignStore;
+      providers: ProviderRegistry;
+      queue: PageQueue;
+      pump: RunPump;
+      events: AppEvents;
+      log: Logger;
+    },
+    private readonly options: SupervisorOptions,
   ) {}
 
   start(): void {
@@ -41,32 +58,65 @@ export class Supervisor {
   }
 
   async tick(): Promise<void> {
+    const { ledger, log } = this.deps;
     try {
-      if (!(await this.ledger.tryLock('supervisor', Math.max(100, this.options.intervalMs - 50)))) return;
-      for (const { campaignId, runId } of await this.ledger.activeRuns()) {
-        await this.checkRun(campaignId, runId);
+      if (!(await ledger.tryLock('supervisor', Math.max(100, this.options.intervalMs - 50)))) return;
+      for (const { campaignId, runId } of await ledger.activeRuns()) {
+        await this.checkRun(campaignId, runId).catch((err) => log.warn({ campaignId, runId, err: describeError(err) }, 'supervisor could not check a run'));
       }
     } catch (err) {
-      this.log.warn({ err: describeError(err) }, 'supervisor tick failed; will try again');
+      log.warn({ err: describeError(err) }, 'supervisor tick failed; will try again');
     }
   }
 
   private async checkRun(campaignId: string, runId: string): Promise<void> {
-    const run = await this.ledger.getRun(campaignId, runId);
+    const { ledger, store, providers, queue, pump, events, log } = this.deps;
+    let run = await ledger.getRun(campaignId, runId);
+    if (run && (run.status === 'running' || run.status === 'paused')) {
+      const campaign = await store.get(campaignId);
+      const inDoubt = (campaign && providers.get(campaign.provider)?.retry.inDoubt) ?? 'report';
+      const expired = await ledger.expireLeases(campaignId, runId, inDoubt);
+      if (expired.pages > 0) {
+        log.warn({ campaignId, runId, pages: expired.pages, recipients: expired.settled, inDoubt }, 'settled pages whose worker stopped renewing its lease');
+        events.emit('recipients:unknown', { campaignId, runId, page: -1, count: inDoubt === 'report' ? expired.settled : 0 });
+      }
+      if (expired.pages > 0 || expired.completed) run = await ledger.getRun(campaignId, runId);
+    }
     if (!run || run.status === 'completed' || run.status === 'cancelled') {
-      await this.ledger.markInactive(campaignId, runId);
-      if (run?.status === 'completed') this.events.emit('run:completed', { campaignId, runId });
+      await ledger.markInactive(campaignId, runId);
+      if (run?.status === 'completed') events.emit('run:completed', { campaignId, runId });
       return;
     }
+    this.checkCounts(run);
     if (run.status !== 'running') return;
-    const kicked = await this.ledger.kickStalled(campaignId, runId, this.options.stallMs);
+    const kicked = await ledger.kickStalled(campaignId, runId, this.options.stallMs);
     if (kicked && kicked.pages.length > 0) {
-      this.log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
-      await this.queue.enqueuePages(
+      log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
+      await queue.enqueuePages(
         kicked.pages.map((page) => ({ campaignId, runId, page, gen: kicked.gen })),
         { priorityClass: run.priorityClass },
       );
     }
-    await this.pump.fill(campaignId, runId);
+    await pump.fill(campaignId, runId);
+    await this.checkProgress(run);
+  }
+
+  private checkCounts(run: RunState): void {
+    if (countsAreConserved(run.counts)) return;
+    this.deps.log.error({ campaignId: run.campaignId, runId: run.id, counts: run.counts }, 'ledger counts of a run do not add up');
+    this.deps.events.emit('run:counts-mismatch', { campaignId: run.campaignId, runId: run.id });
+  }
+
+  private async checkProgress(run: RunState): Promise<void> {
+    const idle = (await this.deps.ledger.serverTime()) - run.activeAt;
+    const stuck = run.counts.pending > 0 && idle > this.options.stuckMs;
+    if (stuck === (run.stuckSince !== null)) return;
+    await this.deps.ledger.markStuck(run.campaignId, run.id, stuck);
+    if (stuck) {
+      this.deps.log.error(
+        { campaignId: run.campaignId, runId: run.id, idleMs: idle, pending: run.counts.pending },
+        'stuck run: recipients are pending but nothing has changed for a long time (workers down? provider circuit open?)',
+      );
+    }
   }
 }

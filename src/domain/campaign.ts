@@ -81,6 +81,8 @@ export interface Campaign {
   provider: string;
   message: Message;
   priority: CampaignPriority;
+  /** Overrides the provider's attempts per recipient; null: the provider's. */
+  maxAttempts: number | null;
   status: CampaignStatus;
   createdAt: string;
   updatedAt: string;

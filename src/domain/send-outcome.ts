@@ -9,8 +9,10 @@ export type SendOutcome =
   | { kind: 'rate-limited'; code: string; message: string; retryAfterMs?: number }
   /** The provider will never accept this one (bad token, bad request). */
   | { kind: 'permanent'; code: string; message: string }
-  /** Worth another attempt after a backoff (5xx, connection error, timeout). */
+  /** Worth another attempt after a backoff (5xx, connection error). */
   | { kind: 'transient'; code: string; message: string }
+  /** No answer in time: the provider may or may not have it (retried, or reported, by the provider's policy). */
+  | { kind: 'in-doubt'; code: string; message: string }
   /** Certainly never left this process: try again at once, no attempt spent. */
   | { kind: 'not-sent'; code: string; message: string };
 

@@ -76,7 +76,11 @@ describe('REST API', () => {
       expect((await fetch(`${app.url}/healthz`)).status).toBe(200);
       const ready = await fetch(`${app.url}/readyz`);
       expect(ready.status).toBe(200);
-      expect(await ready.json()).toEqual({ status: 'ready', redis: 'ok' });
+      expect(await ready.json()).toMatchObject({
+        status: 'ready',
+        redis: { reachable: true, maxmemoryPolicy: 'noeviction', persistence: { aof: expect.any(Boolean), rdb: expect.any(Boolean) } },
+        warnings: expect.any(Array),
+      });
       const metrics = await fetch(`${app.url}/metrics`);
       expect(await metrics.text()).toContain('pushq_sends_total');
     });

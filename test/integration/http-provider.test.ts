@@ -54,9 +54,9 @@ describe('the http provider against a real server on loopback', () => {
     expect((long as { message: string }).message.length).toBe(500);
   });
 
-  it('treats a timeout as transient', async () => {
+  it('treats a timeout as in doubt (the provider may have it)', async () => {
     reply = { status: 200, delayMs: 1000 };
-    expect(await p.send(request)).toMatchObject({ kind: 'transient', code: 'TIMEOUT' });
+    expect(await p.send(request)).toMatchObject({ kind: 'in-doubt', code: 'TIMEOUT' });
   });
 
   it('treats a refused connection as transient', async () => {

@@ -78,7 +78,7 @@ describe('create-run', () => {
 describe('claim and confirm', () => {
   it('moves recipients through every transition and keeps the counts', async () => {
     const { h, campaignId, runId, ref } = await runningPage(10);
-    const acquired = await h.ledger.acquirePage(ref, 'A', LEASE);
+    const acquired = await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     expect(acquired.kind).toBe('ok');
 
     const claim = await h.ledger.claim(ref, 'A', LEASE, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
@@ -116,7 +116,7 @@ describe('claim and confirm', () => {
         Array.from({ length: 50 }, async (_, i) => {
           const ledger = redisHarness('ledger', { redis: connections[i % 10]!, prefix: h.prefix }).ledger;
           const token = `worker-${i}`;
-          const acquired = await ledger.acquirePage(ref, token, LEASE);
+          const acquired = await ledger.acquirePage(ref, token, LEASE, 'report');
           if (acquired.kind !== 'ok') return 0;
           const claim = await ledger.claim(ref, token, LEASE, [0]);
           return claim.kind === 'ok' ? claim.claimed.length : 0;
@@ -131,7 +131,7 @@ describe('claim and confirm', () => {
 
   it('answers a resent claim with the same recipients and counts them once', async () => {
     const { h, campaignId, runId, ref } = await runningPage(5);
-    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, [1])));
     for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempts: 1 }] });
     expect((await h.ledger.getRun(campaignId, runId))?.counts.inflight).toBe(1);
@@ -139,9 +139,9 @@ describe('claim and confirm', () => {
 
   it('refuses claims and confirms from a worker that does not hold the page', async () => {
     const { h, ref } = await runningPage(5);
-    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
-    const busy = await h.ledger.acquirePage(ref, 'B', LEASE);
+    const busy = await h.ledger.acquirePage(ref, 'B', LEASE, 'report');
     expect(busy.kind).toBe('busy');
     expect(await h.ledger.claim(ref, 'B', LEASE, [2])).toEqual({ kind: 'fenced' });
     expect(await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(0)])).toEqual({ kind: 'fenced' });
@@ -150,12 +150,12 @@ describe('claim and confirm', () => {
 
   it('marks the in-flight recipients of an expired lease unknown and fences the old holder', async () => {
     const { h, campaignId, runId, ref } = await runningPage(4);
-    await h.ledger.acquirePage(ref, 'A', 300);
+    await h.ledger.acquirePage(ref, 'A', 300, 'report');
     await h.ledger.claim(ref, 'A', 300, [0, 1]);
     await h.ledger.confirm(ref, 'A', 300, 5, [sent(0)]);
     // Worker A "dies". Once its lease ends, B takes the page over.
     const takeover = await waitFor(async () => {
-      const r = await h.ledger.acquirePage(ref, 'B', LEASE);
+      const r = await h.ledger.acquirePage(ref, 'B', LEASE, 'report');
       return r.kind === 'ok' ? r : undefined;
     });
     expect(takeover.markedUnknown).toBe(1);
@@ -174,7 +174,7 @@ describe('claim and confirm', () => {
 
   it('fails a recipient once its attempts are spent', async () => {
     const { h, campaignId, runId, ref } = await runningPage(1);
-    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     const transient: ConfirmEntry = { index: 0, op: 't', delayMs: 0, code: 'HTTP_500', message: 'oops' };
     await h.ledger.claim(ref, 'A', LEASE, [0]);
     expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: false });
@@ -185,7 +185,7 @@ describe('claim and confirm', () => {
 
   it('ignores a confirm for a recipient that is not in flight (a resent confirm)', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
-    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     await h.ledger.claim(ref, 'A', LEASE, [0]);
     expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0)])).toMatchObject({ applied: 1 });
     expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), sent(1)])).toMatchObject({ applied: 0 });
@@ -194,10 +194,10 @@ describe('claim and confirm', () => {
 
   it('stops claims once the run is no longer running', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
-    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'status', 'paused');
     expect(await h.ledger.claim(ref, 'A', LEASE, [0])).toEqual({ kind: 'inactive', status: 'paused' });
-    expect(await h.ledger.acquirePage(ref, 'B', LEASE)).toMatchObject({ kind: 'busy' });
+    expect(await h.ledger.acquirePage(ref, 'B', LEASE, 'report')).toMatchObject({ kind: 'busy' });
   });
 });
 
@@ -210,7 +210,7 @@ describe('release and the fan-out cursor', () => {
     expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('moved');
     expect(await h.ledger.pageCounts(campaignId, runId)).toEqual({ open: 2, active: 0 });
     const ref = { campaignId, runId, page: 1 };
-    await h.ledger.acquirePage(ref, 'A', LEASE);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
     await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), { index: 1, op: 'r', delayMs: 5000, code: 'HTTP_429', message: '' }]);
     const left = await h.ledger.releasePage(ref, 'A', 100);
@@ -236,7 +236,7 @@ describe('counts under random transitions', () => {
     };
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
     let holder = 'T0';
-    await h.ledger.acquirePage(ref, holder, LEASE);
+    await h.ledger.acquirePage(ref, holder, LEASE, 'report');
     for (let step = 0; step < 300; step += 1) {
       const action = random();
       const token = random() < 0.9 ? holder : 'stranger';
@@ -250,7 +250,7 @@ describe('counts under random transitions', () => {
         // The holder "dies": its lease is cut short and another worker takes over.
         await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), `${holder}|0`);
         holder = `T${step}`;
-        await h.ledger.acquirePage(ref, holder, LEASE);
+        await h.ledger.acquirePage(ref, holder, LEASE, 'report');
       }
       const run = (await h.ledger.getRun(campaignId, runId))!;
       expect(countsAreConserved(run.counts), JSON.stringify(run.counts)).toBe(true);

@@ -4,6 +4,7 @@ import { allowedActions, invalidState, planLayout } from '../../src/domain/campa
 import { countsAreConserved, decodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
 import { Semaphore } from '../../src/app/semaphore.js';
 import { parseRetryAfter } from '../../src/adapters/push/http-provider.js';
+import { confirmEntry } from '../../src/app/send-page.js';
 
 describe('campaign rules', () => {
   it('allows launch only from draft or scheduled', () => {
@@ -78,5 +79,24 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter(undefined)).toBeUndefined();
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter('999999')).toBe(3_600_000);
+  });
+});
+
+describe('confirmEntry', () => {
+  const retry = { maxAttempts: 5, baseMs: 100, maxMs: 1000, inDoubt: 'report' as const, retryTimeouts: true };
+  const timeout = { kind: 'in-doubt' as const, code: 'TIMEOUT', message: 'slow' };
+
+  it('maps each answer to one ledger operation', () => {
+    expect(confirmEntry(1, 1, { kind: 'sent' }, retry).op).toBe('s');
+    expect(confirmEntry(1, 1, { kind: 'permanent', code: 'HTTP_400', message: 'x' }, retry)).toMatchObject({ op: 'f', code: 'HTTP_400' });
+    expect(confirmEntry(1, 1, { kind: 'transient', code: 'HTTP_503', message: 'x' }, retry).op).toBe('t');
+    expect(confirmEntry(1, 1, { kind: 'rate-limited', code: 'HTTP_429', message: 'x', retryAfterMs: 2000 }, retry)).toMatchObject({ op: 'r', delayMs: 2000 });
+    expect(confirmEntry(1, 1, { kind: 'not-sent', code: 'X', message: 'x' }, retry)).toMatchObject({ op: 'r', delayMs: 0 });
+  });
+
+  it('retries a timeout under the contract, or reports it when the provider does not retry timeouts', () => {
+    expect(confirmEntry(1, 1, timeout, retry).op).toBe('t');
+    expect(confirmEntry(1, 1, timeout, { ...retry, retryTimeouts: false }).op).toBe('u');
+    expect(confirmEntry(1, 1, timeout, { ...retry, retryTimeouts: false, inDoubt: 'resend' }).op).toBe('t');
   });
 });

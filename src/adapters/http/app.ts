@@ -13,8 +13,8 @@ export interface HttpAppDeps extends CampaignRouteDeps {
   adminToken: string;
   queues: Queue[];
   metrics: Registry;
-  /** Resolves when Redis answers; rejects otherwise. */
-  ping(): Promise<unknown>;
+  /** What /readyz reports: ready, with details; rejects when Redis does not answer. */
+  readiness(): Promise<{ ready: boolean; details: Record<string, unknown> }>;
   log: Logger;
 }
 
@@ -31,10 +31,10 @@ export function createHttpApp(deps: HttpAppDeps): Express {
 
   app.get('/readyz', async (_req, res) => {
     try {
-      await deps.ping();
-      res.json({ status: 'ready', redis: 'ok' });
+      const { ready, details } = await deps.readiness();
+      res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', ...details });
     } catch (err) {
-      res.status(503).json({ status: 'unavailable', redis: (err as Error).message });
+      res.status(503).json({ status: 'unavailable', redis: { reachable: false, error: (err as Error).message } });
     }
   });
 

@@ -6,6 +6,7 @@ import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { LaunchCampaign } from '../../app/launch-campaign.js';
 import type { ProviderQueries } from '../../app/provider-queries.js';
+import type { RetryFailed } from '../../app/retry-failed.js';
 import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
 import { validationError } from './errors.js';
 import { campaignIdParam, cloneBody, createCampaignBody, createCampaignQuery, listQuery, patchCampaignBody, scheduleBody } from './schemas.js';
@@ -15,6 +16,7 @@ export interface CampaignRouteDeps {
   launchCampaign: LaunchCampaign;
   scheduleCampaign: ScheduleCampaign;
   lifecycle: CampaignLifecycle;
+  retryFailed: RetryFailed;
   queries: CampaignQueries;
   providers: ProviderQueries;
   maxBodyBytes: number;
@@ -44,6 +46,12 @@ const requireJson: RequestHandler = (req, _res, next) => {
   }
   next();
 };
+
+/** RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
+function csvField(value: string | number): string {
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
 
 function notYet(what: string): RequestHandler {
   return () => {
@@ -116,6 +124,26 @@ export function campaignRoutes(deps: CampaignRouteDeps): Router {
     res.json(await deps.queries.recipient(campaignId(req), String(req.params.recipientId)));
   });
 
+  router.post('/campaigns/:id/retry-failed', ...json, async (req, res) => {
+    res.json(await deps.retryFailed.execute(campaignId(req)));
+  });
+
+  // The whole failure list as CSV, for a spreadsheet or the source system.
+  router.get('/campaigns/:id/failures.csv', async (req, res) => {
+    const id = campaignId(req);
+    let page = await deps.queries.failures(id, 1000);
+    res.type('text/csv; charset=utf-8').attachment(`${id}-failures.csv`);
+    res.write('recipientId,state,attempts,errorCode,errorMessage,at\n');
+    for (;;) {
+      for (const f of page.items) {
+        res.write(`${[f.recipientId, f.state, f.attempts, f.error?.code ?? '', f.error?.message ?? '', f.at ?? ''].map(csvField).join(',')}\n`);
+      }
+      if (!page.nextCursor) break;
+      page = await deps.queries.failures(id, 1000, page.nextCursor);
+    }
+    res.end();
+  });
+
   router.get('/campaigns/:id/failures', async (req, res) => {
     const query = parse(listQuery, req.query, 'query');
     res.json(await deps.queries.failures(campaignId(req), query.limit, query.cursor));
@@ -130,6 +158,5 @@ export function campaignRoutes(deps: CampaignRouteDeps): Router {
   });
 
   router.put('/campaigns/:id/recipients', notYet('uploading recipients'));
-  router.post('/campaigns/:id/retry-failed', notYet('retry-failed'));
   return router;
 }

@@ -35,13 +35,15 @@ export function validationError(error: z.ZodError, where: 'body' | 'query' | 'pa
 
 /** Redis refusing or unreachable: a clear 503, never a 500 with internals. */
 function isStoreUnavailable(err: unknown): boolean {
-  const e = err as { name?: string; message?: string; code?: string };
+  const e = err as { name?: string; message?: string; code?: string; previousErrors?: unknown[] };
   const message = e.message ?? '';
   return (
     e.name === 'MaxRetriesPerRequestError' ||
     /enableOfflineQueue|Connection is closed|Stream isn't writeable/i.test(message) ||
     /^(OOM|READONLY|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|BUSY)\b/.test(message) ||
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code ?? '')
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(e.code ?? '') ||
+    // A transaction Redis refused whole (EXECABORT) because of one of the above.
+    (Array.isArray(e.previousErrors) && e.previousErrors.some(isStoreUnavailable))
   );
 }
 

@@ -1,6 +1,6 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AppEvents } from '../../app/events.js';
-import type { ProviderState } from '../../app/ports.js';
+import type { ProviderState, RunState } from '../../app/ports.js';
 
 /**
  * Prometheus metrics of this process. Labels stay bounded: provider names and
@@ -10,10 +10,14 @@ import type { ProviderState } from '../../app/ports.js';
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /**
- * `providerStates` reads the limiter state every worker shares (Redis), so an
- * API process reports breaker and pace even though it sends nothing itself.
+ * The sources read state every process shares (Redis), so an API process
+ * reports breakers, pace and stuck runs even though it sends nothing itself.
  */
-export function createMetrics(events: AppEvents, providerStates?: () => Promise<ProviderState[]>): Registry {
+export function createMetrics(
+  events: AppEvents,
+  sources: { providerStates?: () => Promise<ProviderState[]>; activeRuns?: () => Promise<RunState[]> } = {},
+): Registry {
+  const { providerStates, activeRuns } = sources;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'pushq_process_' });
   const sends = new Counter({
@@ -71,6 +75,30 @@ export function createMetrics(events: AppEvents, providerStates?: () => Promise<
       },
     });
   }
+  if (activeRuns) {
+    new Gauge({
+      name: 'pushq_runs_active',
+      help: 'Runs not finished yet, by status, and how many of them raise the stuck-run alarm.',
+      labelNames: ['status'],
+      registers: [registry],
+      async collect() {
+        try {
+          const runs = await activeRuns();
+          this.reset();
+          for (const status of ['running', 'paused']) this.set({ status }, runs.filter((r) => r.status === status).length);
+          this.set({ status: 'stuck' }, runs.filter((r) => r.stuckSince !== null && r.status === 'running').length);
+        } catch {
+          // Redis away: /readyz says so.
+        }
+      },
+    });
+  }
+  const mismatches = new Counter({
+    name: 'pushq_run_counts_mismatch_total',
+    help: 'Times the supervisor found the counts of a run not adding up (should stay 0).',
+    registers: [registry],
+  });
+  events.on('run:counts-mismatch', () => mismatches.inc());
   events.on('send:done', (e) => {
     sends.inc({ provider: e.provider, outcome: e.outcome });
     latency.observe({ provider: e.provider }, e.durationMs / 1000);

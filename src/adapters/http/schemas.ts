@@ -18,6 +18,8 @@ export const createCampaignBody = z.strictObject({
   provider: z.string().min(1).max(64),
   message: messageSchema,
   priority: z.enum(CAMPAIGN_PRIORITIES).default('normal'),
+  /** Attempts per recipient, overriding the provider's `maxAttempts`. */
+  maxAttempts: z.number().int().min(1).max(100).optional(),
   recipients: z.array(z.unknown()).optional(),
 });
 
@@ -40,6 +42,7 @@ export const patchCampaignBody = z.strictObject({
   name: z.string().trim().min(1).max(200).optional(),
   message: messageSchema.optional(),
   priority: z.enum(CAMPAIGN_PRIORITIES).optional(),
+  maxAttempts: z.number().int().min(1).max(100).optional(),
   recipients: z.array(z.unknown()).optional(),
 });
 

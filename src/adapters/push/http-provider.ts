@@ -29,7 +29,7 @@ async function readText(body: Readable & { dump(): Promise<void> }, limit: numbe
 function classifyError(err: unknown): SendOutcome {
   const code = (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR';
   if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || (err as Error).name === 'TimeoutError') {
-    return { kind: 'transient', code: 'TIMEOUT', message: `no complete answer from the provider in time (${code})` };
+    return { kind: 'in-doubt', code: 'TIMEOUT', message: `no complete answer from the provider in time (${code})` };
   }
   return { kind: 'transient', code: code === 'UND_ERR_SOCKET' ? 'CONNECTION_LOST' : code, message: describeError(err) };
 }

@@ -73,7 +73,9 @@ export class CampaignKeys {
     return {
       run: base,
       records: (page: number) => `${base}:st:${page}`,
+      recordsPrefix: `${base}:st:`,
       lease: (page: number) => `${base}:lease:${page}`,
+      leasePrefix: `${base}:lease:`,
       leases: `${base}:leases`,
       errors: `${base}:err`,
       bad: `${base}:bad`,
@@ -88,8 +90,11 @@ export interface RunKeys {
   run: string;
   /** String of fixed-width ledger records for one page (see domain/ledger.ts). */
   records(page: number): string;
+  /** `records(page)` is this followed by the page number (for scripts that walk pages). */
+  recordsPrefix: string;
   /** `token|expiryMs` of the worker that owns a page right now. */
   lease(page: number): string;
+  leasePrefix: string;
   /** Zset page → lease expiry, for finding abandoned pages. */
   leases: string;
   /** Hash position → last error of that recipient. */

@@ -6,7 +6,9 @@ import type {
   ClaimResult,
   ConfirmEntry,
   ConfirmResult,
+  CreateRunOptions,
   CreateRunResult,
+  InDoubtPolicy,
   Ledger,
   LedgerEntry,
   PageRef,
@@ -53,6 +55,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     gen: num(hash.gen),
     priorityClass: num(hash.priorityClass) as PriorityClass,
     recipients: { total: num(hash.total), pageSize: num(hash.pageSize), pages: num(hash.pages), buckets: num(hash.buckets), version: num(hash.rv) },
+    stuckSince: hash.stuckSince ? num(hash.stuckSince) : null,
   };
 }
 
@@ -69,16 +72,19 @@ export class RedisLedger implements Ledger {
     return { campaign, run };
   }
 
-  async createRun(
-    campaignId: string,
-    runId: string,
-    opts: { allowedFrom: readonly CampaignStatus[]; statusAfter: CampaignStatus; trigger: string },
-  ): Promise<CreateRunResult> {
+  async createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     const campaign = this.keys.campaign(campaignId);
+    const list = opts.recipients;
     const reply = (await this.scripts.run(
       'create-run',
       [campaign.meta(), campaign.run(runId).run, campaign.runs()],
-      [runId, opts.allowedFrom.join(','), opts.statusAfter, opts.trigger],
+      [
+        runId,
+        opts.allowedFrom.join(','),
+        opts.statusAfter ?? '',
+        opts.trigger,
+        ...(list ? [list.version, list.total, list.pages, list.pageSize, list.buckets] : []),
+      ],
     )) as string[];
     if (reply[0] === 'ok') return { ok: true, createdAt: Number(reply[1]) };
     return { ok: false, reason: reply[0] as 'missing' | 'state' | 'exists' | 'empty', status: reply[1] as CampaignStatus | undefined };
@@ -89,12 +95,12 @@ export class RedisLedger implements Ledger {
     return parseRun(campaignId, hash);
   }
 
-  async acquirePage(ref: PageRef, token: string, leaseMs: number): Promise<AcquireResult> {
+  async acquirePage(ref: PageRef, token: string, leaseMs: number, inDoubt: InDoubtPolicy): Promise<AcquireResult> {
     const { campaign, run } = this.pageKeys(ref);
     const reply = (await this.scripts.runBuffer(
       'acquire-page',
       [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, run.bad, campaign.meta()],
-      [ref.page, token, leaseMs],
+      [ref.page, token, leaseMs, inDoubt],
     )) as Reply;
     const kind = text(reply[0]);
     switch (kind) {
@@ -114,6 +120,17 @@ export class RedisLedger implements Ledger {
       default:
         return { kind: 'missing' };
     }
+  }
+
+  async expireLeases(campaignId: string, runId: string, inDoubt: InDoubtPolicy): Promise<{ pages: number; settled: number; completed: boolean }> {
+    const campaign = this.keys.campaign(campaignId);
+    const run = campaign.run(runId);
+    const reply = (await this.scripts.run(
+      'expire-leases',
+      [run.run, run.leases, run.errors, run.bad, campaign.meta()],
+      [inDoubt, run.recordsPrefix, run.leasePrefix],
+    )) as number[];
+    return { pages: Number(reply[0]), settled: Number(reply[1]), completed: Number(reply[2]) === 1 };
   }
 
   async claim(ref: PageRef, token: string, leaseMs: number, indexes: readonly number[]): Promise<ClaimResult> {
@@ -207,6 +224,17 @@ export class RedisLedger implements Ledger {
 
   async unlock(name: string, token: string): Promise<void> {
     await this.scripts.run('unlock', [`${this.keys.prefix}:lock:${name}`], [token]);
+  }
+
+  async serverTime(): Promise<number> {
+    const [seconds, micros] = await this.redis.time();
+    return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+  }
+
+  async markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void> {
+    const key = this.keys.campaign(campaignId).run(runId).run;
+    if (stuck) await this.redis.hset(key, 'stuckSince', await this.serverTime());
+    else await this.redis.hdel(key, 'stuckSince');
   }
 
   async activeRuns(): Promise<Array<{ campaignId: string; runId: string }>> {

@@ -14,6 +14,7 @@ const SCRIPT_KEYS = {
   'release-page': 6,
   'advance-cursor': 3,
   'kick-run': 4,
+  'expire-leases': 5,
   'set-schedule': 1,
   pause: 2,
   resume: 4,

@@ -3,7 +3,7 @@
 -- worker that died (expired) is taken over, and the recipients it had in
 -- flight become `unknown`.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
--- ARGV: 1 page, 2 token, 3 lease ms
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy of the provider ('report' | 'resend')
 -- Returns {'ok', records, nowMs, runCreatedAtMs, recipientsVersion, unknownMarked}
 --      or {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'missing'}
 -- @include ledger
@@ -17,7 +17,7 @@ local holder, expiry = readLease(KEYS[3])
 local marked = 0
 if holder and holder ~= token then
   if expiry > now then return { 'busy', expiry - now } end
-  marked = expireInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, now)
+  marked = expireInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, now, ARGV[4])
   if marked > 0 then completeIfDone(KEYS[1], KEYS[7], now) end
   runStatus = redis.call('HGET', KEYS[1], 'status')
 end

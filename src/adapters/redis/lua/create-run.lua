@@ -1,27 +1,36 @@
 -- Creates a run of a campaign if the campaign is in one of the allowed states,
--- and moves the campaign to `running`. Atomic, so concurrent launches make
--- exactly one run.
+-- and moves the campaign to `running`. Atomic, so concurrent starts make
+-- exactly one run, and a run id that exists is never made again.
 -- KEYS: 1 campaign meta, 2 run hash, 3 runs zset
 -- ARGV: 1 runId, 2 allowed campaign states (comma separated),
---       3 campaign status after the run completes, 4 trigger
+--       3 campaign status after the run completes ('' : the status it had), 4 trigger,
+--       5.. optional list version the run sends to instead of the current one:
+--       version, total, pages, page size, buckets (a retry run's own list)
+-- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'missing'}
 -- @include ledger
 
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return { 'missing' } end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return { 'state', status } end
 if redis.call('EXISTS', KEYS[2]) == 1 then return { 'exists', status } end
-local layout = redis.call('HMGET', KEYS[1], 'total', 'pages', 'pageSize', 'priority', 'buckets', 'rv')
+local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets')
+local list = { rv = meta[2], total = meta[3], pages = meta[4], pageSize = meta[5], buckets = meta[6] }
+if ARGV[5] then
+  list = { rv = ARGV[5], total = ARGV[6], pages = ARGV[7], pageSize = ARGV[8], buckets = ARGV[9] }
+end
 local PRIORITY_CLASS = { high = 0, normal = 1, low = 2 }
-local total = tonumber(layout[1])
+local total = tonumber(list.total)
 if total == 0 then return { 'empty', status } end
 
 local now = nowMs()
+local after = ARGV[3]
+if after == '' then after = status end
 redis.call('HSET', KEYS[2],
-  'id', ARGV[1], 'status', 'running', 'trigger', ARGV[4], 'after', ARGV[3],
+  'id', ARGV[1], 'status', 'running', 'trigger', ARGV[4], 'after', after,
   'createdAt', now, 'activeAt', now,
   'total', total, 'pending', total, 'inflight', 0, 'sent', 0, 'failed', 0, 'unknown', 0, 'skipped', 0,
-  'pages', layout[2], 'pageSize', layout[3], 'buckets', layout[5], 'rv', layout[6], 'cursor', 0, 'gen', 1,
-  'priorityClass', PRIORITY_CLASS[layout[4] or 'normal'] or 1)
+  'pages', list.pages, 'pageSize', list.pageSize, 'buckets', list.buckets, 'rv', list.rv, 'cursor', 0, 'gen', 1,
+  'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1)
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now)
 return { 'ok', tostring(now) }

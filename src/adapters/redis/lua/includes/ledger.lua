@@ -37,31 +37,43 @@ local function recordError(errorsKey, position, code, message, attempts, now)
   redis.call('HSET', errorsKey, position, cjson.encode({ code = code, message = message, attempts = attempts, at = now }))
 end
 
--- Marks every in-flight record of a page `unknown`: its sender lost the page
--- while a request may have been on the wire, so it must never be sent again
--- silently. Returns how many were marked.
-local function expireInflight(runKey, recordsKey, errorsKey, badKey, page, now)
+-- Settles the in-flight records of a page whose sender lost it while a
+-- request may have been on the wire. `inDoubt` 'report' (the default) marks
+-- them `unknown`: never sent again silently. 'resend' (for a provider that
+-- honours the idempotency key) makes them pending again, due now, to be sent
+-- with the same key. Returns how many were settled.
+local function expireInflight(runKey, recordsKey, errorsKey, badKey, page, now, inDoubt)
   local raw = redis.call('GET', recordsKey)
   if not raw then return 0 end
   local epoch = tonumber(redis.call('HGET', runKey, 'createdAt'))
   local pageSize = tonumber(redis.call('HGET', runKey, 'pageSize'))
+  local resend = inDoubt == 'resend'
   local marked = 0
   for index = 0, math.floor(#raw / RECORD) - 1 do
     local state, attempts, reason = struct.unpack('>BBH', raw, index * RECORD + 1)
     if state == INFLIGHT then
-      writeRecord(recordsKey, index, UNKNOWN, attempts, reason, now - epoch)
       local position = page * pageSize + index
-      recordError(errorsKey, position, 'LEASE_EXPIRED',
-        'the worker sending this recipient stopped before it heard back from the provider; it may or may not have been delivered',
-        attempts, now)
-      redis.call('ZADD', badKey, position, position)
+      if resend then
+        writeRecord(recordsKey, index, PENDING, attempts, reason, now - epoch)
+        recordError(errorsKey, position, 'LEASE_EXPIRED',
+          'the worker sending this recipient stopped before it heard back from the provider; sending again with the same idempotency key',
+          attempts, now)
+      else
+        writeRecord(recordsKey, index, UNKNOWN, attempts, reason, now - epoch)
+        recordError(errorsKey, position, 'LEASE_EXPIRED',
+          'the worker sending this recipient stopped before it heard back from the provider; it may or may not have been delivered',
+          attempts, now)
+        redis.call('ZADD', badKey, position, position)
+      end
       marked = marked + 1
     end
   end
   if marked > 0 then
-    redis.call('HINCRBY', runKey, 'pending', -marked)
     redis.call('HINCRBY', runKey, 'inflight', -marked)
-    redis.call('HINCRBY', runKey, 'unknown', marked)
+    if not resend then
+      redis.call('HINCRBY', runKey, 'pending', -marked)
+      redis.call('HINCRBY', runKey, 'unknown', marked)
+    end
   end
   return marked
 end

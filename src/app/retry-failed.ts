@@ -1,0 +1,83 @@
+import { invalidState } from '../domain/campaign.js';
+import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
+import type { StoredRecipient } from '../domain/recipient.js';
+import { campaignView, type CampaignView } from './campaign-view.js';
+import type { CampaignStore, Ledger, RunState } from './ports.js';
+import type { RunStarter } from './run-starter.js';
+
+/** The id of the retry of a run: main → main-r1 → main-r2 … (one id per source run, so racing calls make one run). */
+export function retryRunId(sourceRunId: string): string {
+  const match = /^(.*)-r(\d+)$/.exec(sourceRunId);
+  return match ? `${match[1]}-r${Number(match[2]) + 1}` : `${sourceRunId}-r1`;
+}
+
+/**
+ * Sends again to exactly the recipients that ended `failed` in the latest run,
+ * and to no one else: a new run over a list of just those (with its own run
+ * id, so its own idempotency keys). `unknown` ones are not retried: they may
+ * have been delivered. The run id is derived from the run it retries, so
+ * repeated or concurrent calls make one retry run.
+ */
+export class RetryFailed {
+  constructor(
+    private readonly store: CampaignStore,
+    private readonly ledger: Ledger,
+    private readonly starter: RunStarter,
+    private readonly pageSize: number,
+  ) {}
+
+  async execute(campaignId: string): Promise<CampaignView> {
+    const campaign = await this.store.get(campaignId);
+    if (!campaign) throw campaignNotFound(campaignId);
+    const source = campaign.latestRunId ? await this.ledger.getRun(campaignId, campaign.latestRunId) : null;
+    if (!source || (campaign.status !== 'completed' && campaign.status !== 'scheduled')) {
+      throw invalidState(campaignId, campaign.status, 'retry-failed', 'Retry-failed needs a finished run.');
+    }
+    if (source.counts.failed === 0) {
+      throw new DomainError(ErrorCodes.INVALID_STATE, `the latest run (${source.id}) of campaign ${campaignId} has no failed recipients`, {
+        status: campaign.status,
+        runId: source.id,
+      });
+    }
+    const failed = await this.failedRecipients(campaignId, source);
+    const staged = await this.store.stageRecipients(campaignId, failed, this.pageSize);
+    const runId = retryRunId(source.id);
+    const created = await this.starter.start(campaignId, runId, {
+      allowedFrom: ['completed', 'scheduled'],
+      statusAfter: null,
+      trigger: `retry-failed:${source.id}`,
+      recipients: staged,
+    });
+    if (!created.ok) {
+      await this.store.dropRecipients(campaignId, staged);
+      if (created.reason === 'missing') throw campaignNotFound(campaignId);
+      throw invalidState(campaignId, created.status ?? campaign.status, 'retry-failed', created.reason === 'exists' ? `Run ${runId} was made already.` : undefined);
+    }
+    const [updated, run] = await Promise.all([this.store.get(campaignId), this.ledger.getRun(campaignId, runId)]);
+    return campaignView(updated ?? campaign, run);
+  }
+
+  /** The failed recipients of a run, in list order, read page by page. */
+  private async failedRecipients(campaignId: string, run: RunState): Promise<StoredRecipient[]> {
+    const { pageSize, version } = run.recipients;
+    const out: StoredRecipient[] = [];
+    const pages = new Map<number, StoredRecipient[]>();
+    let after = -1;
+    for (;;) {
+      const positions = await this.ledger.listBad(campaignId, run.id, after, 1000);
+      if (positions.length === 0) break;
+      const entries = await Promise.all(positions.map((position) => this.ledger.readEntry(campaignId, run.id, position, pageSize)));
+      for (const [i, position] of positions.entries()) {
+        // Unknown ones may have been delivered: never resent here.
+        if (entries[i]!.record.state !== 'failed') continue;
+        const page = Math.floor(position / pageSize);
+        if (!pages.has(page)) pages.set(page, await this.store.readPage(campaignId, version, page));
+        out.push(pages.get(page)![position % pageSize]!);
+      }
+      after = positions[positions.length - 1]!;
+      pages.clear();
+    }
+    if (out.length === 0) throw new Error(`run ${run.id} counts failed recipients but none is listed`);
+    return out;
+  }
+}

@@ -1,0 +1,99 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AppEvents } from '../../src/app/events.js';
+import type { ProviderRegistry } from '../../src/app/ports.js';
+import { RunPump } from '../../src/app/pump.js';
+import { Supervisor } from '../../src/app/supervisor.js';
+import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
+import { createLogger } from '../../src/logger.js';
+import { ids, redisHarness } from '../helpers/harness.js';
+import { deletePrefix } from '../helpers/redis.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function setup(inDoubt: 'report' | 'resend') {
+  const h = redisHarness('sup');
+  const queue = createSendQueue(h.redis, h.prefix);
+  const pageQueue = new BullPageQueue(queue);
+  const pump = new RunPump(h.ledger, pageQueue, 4);
+  const events = new AppEvents();
+  const providers = { get: () => ({ retry: { inDoubt } }), names: () => ['sim'] } as unknown as ProviderRegistry;
+  const supervisor = new Supervisor(
+    { ledger: h.ledger, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
+    { intervalMs: 1000, stallMs: 60_000, stuckMs: 1000 },
+  );
+  cleanups.push(async () => {
+    await queue.close();
+    await deletePrefix(h.redis, h.prefix);
+    h.redis.disconnect();
+  });
+  return { h, supervisor, events };
+}
+
+/** A run whose page 0 a worker took and then vanished with two recipients in flight. */
+async function abandonedPage(h: ReturnType<typeof redisHarness>, size: number) {
+  const campaignId = await h.createCampaign(ids(size), 100);
+  const runId = await h.startRun(campaignId);
+  await h.ledger.markActive(campaignId, runId);
+  const ref = { campaignId, runId, page: 0 };
+  await h.ledger.acquirePage(ref, 'gone', 60_000, 'report');
+  await h.ledger.claim(ref, 'gone', 60_000, [0, 1]);
+  // Its lease ran out long ago.
+  await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), 'gone|1');
+  await h.redis.zadd(h.keys.campaign(campaignId).run(runId).leases, 1, '0');
+  return { campaignId, runId, ref };
+}
+
+describe('the supervisor', () => {
+  it('reports the in-flight recipients of an abandoned page as unknown, and completes a run with nothing left', async () => {
+    const { h, supervisor } = setup('report');
+    const { campaignId, runId, ref } = await abandonedPage(h, 2);
+    await supervisor.tick();
+    const run = await h.ledger.getRun(campaignId, runId);
+    expect(run?.counts).toMatchObject({ total: 2, pending: 0, inflight: 0, unknown: 2 });
+    expect(run?.status).toBe('completed');
+    expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
+    expect(await h.ledger.activeRuns()).toEqual([]);
+    // The lost worker comes back: fenced.
+    expect(await h.ledger.confirm(ref, 'gone', 60_000, 5, [{ index: 0, op: 's', delayMs: 0, code: '', message: '' }])).toEqual({ kind: 'fenced' });
+  });
+
+  it('makes them pending again, with their attempt kept, when the provider resends in-doubt sends', async () => {
+    const { h, supervisor } = setup('resend');
+    const { campaignId, runId } = await abandonedPage(h, 3);
+    await supervisor.tick();
+    const run = await h.ledger.getRun(campaignId, runId);
+    expect(run?.counts).toMatchObject({ total: 3, pending: 3, inflight: 0, unknown: 0 });
+    expect(run?.status).toBe('running');
+    expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).record).toMatchObject({ state: 'pending', attempts: 1 });
+  });
+
+  it('raises the stuck-run alarm when pending recipients see no progress', async () => {
+    const { h, supervisor } = setup('report');
+    const campaignId = await h.createCampaign(ids(5), 100);
+    const runId = await h.startRun(campaignId);
+    await h.ledger.markActive(campaignId, runId);
+    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', 1, 'kickedAt', Date.now());
+    await supervisor.tick();
+    expect((await h.ledger.getRun(campaignId, runId))?.stuckSince).not.toBeNull();
+    // Progress again: the alarm clears.
+    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', await h.ledger.serverTime());
+    await h.redis.del(`${h.prefix}:lock:supervisor`);
+    await supervisor.tick();
+    expect((await h.ledger.getRun(campaignId, runId))?.stuckSince).toBeNull();
+  });
+
+  it('says loudly when the counts of a run do not add up', async () => {
+    const { h, supervisor, events } = setup('report');
+    const campaignId = await h.createCampaign(ids(5), 100);
+    const runId = await h.startRun(campaignId);
+    await h.ledger.markActive(campaignId, runId);
+    await h.redis.hincrby(h.keys.campaign(campaignId).run(runId).run, 'sent', 1);
+    const seen: string[] = [];
+    events.on('run:counts-mismatch', (e) => seen.push(e.runId));
+    await supervisor.tick();
+    expect(seen).toEqual([runId]);
+  });
+});
