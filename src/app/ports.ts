@@ -3,7 +3,7 @@
  * undici, express) implement these; tests of the use cases run them against
  * the real adapters on a real Redis.
  */
-import type { Campaign, CampaignPriority, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
+import type { Campaign, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
 import type { ScheduleSpec } from '../domain/schedule.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
@@ -11,13 +11,7 @@ import type { SendOutcome } from '../domain/send-outcome.js';
 
 // ── campaigns ────────────────────────────────────────────────────────────────
 
-export interface NewCampaign {
-  id: string;
-  name: string;
-  provider: string;
-  message: Message;
-  priority: CampaignPriority;
-  maxAttempts: number | null;
+export interface NewCampaign extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts'> {
   createdAt: number;
   layout: RecipientLayout;
 }
