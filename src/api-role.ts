@@ -12,6 +12,7 @@ import type { ProviderRegistry } from './app/ports.js';
 import type { ProviderQueries } from './app/provider-queries.js';
 import { RetryFailed } from './app/retry-failed.js';
 import { ScheduleCampaign } from './app/schedule-campaign.js';
+import { UploadRecipients } from './app/upload-recipients.js';
 import { createHttpApp } from './adapters/http/app.js';
 import { redisFacts } from './adapters/redis/connection.js';
 import type { Config } from './config.js';
@@ -32,6 +33,7 @@ export async function startApiRole(deps: {
   if (!config.adminToken) {
     process.stdout.write(`ADMIN_TOKEN is not set; generated one for this process (set ADMIN_TOKEN to keep it): ${adminToken}\n`);
   }
+  const lifecycle = new CampaignLifecycle(s.store, s.ledger, s.lifecycle, s.scheduler, s.pageQueue, s.pump, config.pageSize, log);
   const app = createHttpApp({
     adminToken,
     queues: [s.sendQueue, s.scheduleQueue],
@@ -52,9 +54,10 @@ export async function startApiRole(deps: {
     createCampaign: new CreateCampaign(s.store, providers, config.pageSize),
     launchCampaign: new LaunchCampaign(s.store, s.ledger, s.starter, s.lifecycle, s.scheduler, log),
     scheduleCampaign: new ScheduleCampaign(s.store, s.ledger, s.lifecycle, s.scheduler),
-    lifecycle: new CampaignLifecycle(s.store, s.ledger, s.lifecycle, s.scheduler, s.pageQueue, s.pump, config.pageSize, log),
+    lifecycle,
     queries: new CampaignQueries(s.store, s.ledger),
     retryFailed: new RetryFailed(s.store, s.ledger, s.starter, config.pageSize),
+    upload: new UploadRecipients(s.store, s.ledger, lifecycle),
     providers: deps.providerQueries,
   });
   const server: Server = createServer(app);

@@ -117,6 +117,8 @@ const envSchema = z.object({
   STALL_MS: int(1000, 86_400_000).default(60_000),
   /** … and one with none for this long raises the stuck-run alarm (log, metric, API). */
   STUCK_MS: int(1000, 86_400_000).default(300_000),
+  /** An upload with nothing received for this long is abandoned: its staged rows are dropped. */
+  STAGING_TTL_MS: int(1000, 86_400_000).default(600_000),
   MAX_BODY_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   /** An occurrence missed (every process down) by more than this is skipped, not run late. */
   SCHEDULE_GRACE_MS: int(0, 30 * 86_400_000).default(3_600_000),
@@ -144,6 +146,7 @@ export interface Config {
   supervisorIntervalMs: number;
   stallMs: number;
   stuckMs: number;
+  stagingTtlMs: number;
   maxBodyBytes: number;
   scheduleGraceMs: number;
 }
@@ -210,6 +213,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     supervisorIntervalMs: e.SUPERVISOR_INTERVAL_MS,
     stallMs: e.STALL_MS,
     stuckMs: e.STUCK_MS,
+    stagingTtlMs: e.STAGING_TTL_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     scheduleGraceMs: e.SCHEDULE_GRACE_MS,
   };

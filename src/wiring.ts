@@ -15,7 +15,7 @@ export function storage(redis: Redis, config: Config, events: AppEvents) {
   const keys = new Keys(config.prefix);
   const scripts = new Scripts(redis);
   const ledger = new RedisLedger(redis, keys, scripts);
-  const store = new RedisCampaignStore(redis, keys);
+  const store = new RedisCampaignStore(redis, keys, scripts);
   const lifecycle = new RedisLifecycle(keys, scripts);
   const sendQueue = createSendQueue(redis, config.prefix);
   const scheduleQueue = createScheduleQueue(redis, config.prefix);

@@ -87,7 +87,7 @@ export function startWorkerRole(deps: {
 
   const supervisor = new Supervisor(
     { ledger: s.ledger, store: s.store, providers, queue: s.pageQueue, pump: s.pump, events, log },
-    { intervalMs: config.supervisorIntervalMs, stallMs: config.stallMs, stuckMs: config.stuckMs },
+    { intervalMs: config.supervisorIntervalMs, stallMs: config.stallMs, stuckMs: config.stuckMs, stagingTtlMs: config.stagingTtlMs },
   );
   supervisor.start();
   log.info({ concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names() }, 'worker started');

@@ -1,11 +1,11 @@
-import { invalidState, planLayout, type Campaign, type CampaignPriority, type Message } from '../domain/campaign.js';
+import { invalidState, planLayout, type Campaign, type CampaignPriority, type Message, type RecipientLayout } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
 import type { Logger } from './events.js';
-import type { CampaignStore, Ledger, Lifecycle, PageQueue, Scheduler, Transition } from './ports.js';
+import type { CampaignStore, Ledger, Lifecycle, PageQueue, Scheduler, Staging, Transition } from './ports.js';
 import type { RunPump } from './pump.js';
 
 export interface CampaignPatch {
@@ -109,20 +109,32 @@ export class CampaignLifecycle {
       // Refuse early when the state forbids it, before writing a whole list for nothing.
       const campaign = await this.load(id);
       if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(id, campaign.status, 'edit');
-      const staged = await this.store.stageRecipients(id, collector.recipients, this.pageSize);
-      let swapped = false;
-      try {
-        const result = await this.apply(id, 'edit', (c) => this.lifecycle.swapRecipients(id, c.latestRunId, staged));
-        swapped = true;
-        if (result.dropVersion !== null) {
-          await this.store.dropRecipients(id, { ...campaign.recipients, version: result.dropVersion });
-        }
-      } finally {
-        if (!swapped) await this.store.dropRecipients(id, staged);
-      }
+      await this.replaceList(campaign, collector.recipients.length, async (staging) => {
+        await staging.add(collector.recipients);
+      });
     }
     if (Object.keys(fields).length > 0) await this.apply(id, 'edit', () => this.lifecycle.edit(id, fields));
     return { campaign: await this.view(id), recipients: summary };
+  }
+
+  /**
+   * Stages a new list (`fill` adds its rows), then swaps it in as one Lua
+   * step — or drops it whole, if filling failed or the state forbids it.
+   */
+  async replaceList(campaign: Campaign, expectedRows: number, fill: (staging: Staging) => Promise<void>): Promise<RecipientLayout> {
+    const staging = await this.store.beginStaging(campaign.id, expectedRows, this.pageSize);
+    let live = false;
+    try {
+      await fill(staging);
+      const layout = await staging.finish();
+      const result = await this.apply(campaign.id, 'upload', (c) => this.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout));
+      live = true;
+      await staging.commit();
+      if (result.dropVersion !== null) await this.store.dropRecipients(campaign.id, { ...campaign.recipients, version: result.dropVersion });
+      return layout;
+    } finally {
+      if (!live) await staging.abort();
+    }
   }
 
   /** A new draft with the same message, provider, priority and recipients: the honest way to send it again. */

@@ -42,8 +42,14 @@ export interface CampaignStore {
   readPage(campaignId: string, version: number, page: number): Promise<StoredRecipient[]>;
   /** Position of a recipient in one version of the campaign's list, or null. */
   findPosition(campaignId: string, layout: RecipientLayout, recipientId: string): Promise<number | null>;
-  /** Writes a new version of the list beside the current one; `Lifecycle.swapRecipients` makes it current. */
-  stageRecipients(campaignId: string, recipients: readonly StoredRecipient[], pageSize: number): Promise<RecipientLayout>;
+  /**
+   * Starts writing a new version of the list beside the current one (an
+   * upload, an edit, a retry run's list); `Lifecycle.swapRecipients` or a run
+   * makes it live. `expectedRows` sizes its index; a guess is fine.
+   */
+  beginStaging(campaignId: string, expectedRows: number, pageSize: number): Promise<Staging>;
+  /** Drops lists being staged whose writer vanished more than `olderThanMs` ago. */
+  dropAbandonedStagings(olderThanMs: number): Promise<number>;
   dropRecipients(campaignId: string, layout: RecipientLayout): Promise<void>;
   /** Copies the current list of `from` as version 1 of campaign `toId`. */
   copyRecipients(from: Campaign, toId: string): Promise<void>;
@@ -52,6 +58,18 @@ export interface CampaignStore {
   occurrences(campaignId: string, limit: number): Promise<OccurrenceEntry[]>;
   /** Newest first. */
   runIds(campaignId: string, limit: number): Promise<string[]>;
+}
+
+export interface Staging {
+  readonly version: number;
+  /** Adds rows in order; answers for each whether it was new (true) or a duplicate of an earlier one. */
+  add(rows: readonly StoredRecipient[]): Promise<boolean[]>;
+  /** Writes what is left and answers the layout of the staged list. */
+  finish(): Promise<RecipientLayout>;
+  /** The list is live now: stop tracking it as staged. */
+  commit(): Promise<void>;
+  /** Drops everything staged. */
+  abort(): Promise<void>;
 }
 
 // ── lifecycle: status changes, each one atomic step ─────────────────────────

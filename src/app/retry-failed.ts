@@ -40,7 +40,9 @@ export class RetryFailed {
       });
     }
     const failed = await this.failedRecipients(campaignId, source);
-    const staged = await this.store.stageRecipients(campaignId, failed, this.pageSize);
+    const staging = await this.store.beginStaging(campaignId, failed.length, this.pageSize);
+    await staging.add(failed);
+    const staged = await staging.finish();
     const runId = retryRunId(source.id);
     const created = await this.starter.start(campaignId, runId, {
       allowedFrom: ['completed', 'scheduled'],
@@ -48,8 +50,9 @@ export class RetryFailed {
       trigger: `retry-failed:${source.id}`,
       recipients: staged,
     });
-    if (!created.ok) {
-      await this.store.dropRecipients(campaignId, staged);
+    if (created.ok) await staging.commit();
+    else {
+      await staging.abort();
       if (created.reason === 'missing') throw campaignNotFound(campaignId);
       throw invalidState(campaignId, created.status ?? campaign.status, 'retry-failed', created.reason === 'exists' ? `Run ${runId} was made already.` : undefined);
     }

@@ -10,6 +10,8 @@ export interface SupervisorOptions {
   stallMs: number;
   /** … and for this long is reported stuck (log, metric, API). */
   stuckMs: number;
+  /** A recipient list being uploaded with nothing written for this long is dropped (its writer is gone). */
+  stagingTtlMs: number;
 }
 
 /**
@@ -25,6 +27,7 @@ export interface SupervisorOptions {
  *   jobs, dead workers): re-running a page is harmless, the ledger only lets
  *   pending recipients be claimed;
  * - raises the stuck-run alarm after `stuckMs` without progress.
+ * It also drops recipient lists whose upload was abandoned half-way.
  */
 export class Supervisor {
   private timer: NodeJS.Timeout | null = null;
@@ -64,6 +67,8 @@ export class Supervisor {
       for (const { campaignId, runId } of await ledger.activeRuns()) {
         await this.checkRun(campaignId, runId).catch((err) => log.warn({ campaignId, runId, err: describeError(err) }, 'supervisor could not check a run'));
       }
+      const dropped = await this.deps.store.dropAbandonedStagings(this.options.stagingTtlMs);
+      if (dropped > 0) log.warn({ dropped }, 'dropped recipient uploads abandoned half-way');
     } catch (err) {
       log.warn({ err: describeError(err) }, 'supervisor tick failed; will try again');
     }

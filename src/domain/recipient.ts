@@ -69,40 +69,52 @@ export interface IngestSummary {
 }
 
 /**
- * Accumulates recipients in input order: first occurrence of an id wins,
- * later ones count as duplicates, unusable rows count as invalid.
+ * Counts rows as they go by, in input order: accepted, duplicate (an id seen
+ * before: the first one wins), invalid (with the first few row numbers and
+ * reasons). It keeps no recipient: callers decide where they go.
  */
-export class RecipientCollector {
-  private readonly seen = new Set<string>();
-  readonly recipients: StoredRecipient[] = [];
-  private duplicate = 0;
-  private invalid = 0;
+export class IngestTally {
+  accepted = 0;
+  duplicate = 0;
+  invalid = 0;
+  rows = 0;
   private readonly invalidRows: InvalidRow[] = [];
-  private rows = 0;
 
-  add(input: unknown): void {
+  /** Checks the next row; answers the recipient, or null when the row is unusable. */
+  check(input: unknown): StoredRecipient | null {
     this.rows += 1;
     const check = checkRecipient(input);
-    if (!check.ok) {
-      this.invalid += 1;
-      if (this.invalidRows.length < MAX_INVALID_EXAMPLES) this.invalidRows.push({ row: this.rows, reason: check.reason });
-      return;
-    }
-    const id = recipientId(check.recipient);
-    if (this.seen.has(id)) {
-      this.duplicate += 1;
-      return;
-    }
-    this.seen.add(id);
-    this.recipients.push(check.recipient);
+    if (check.ok) return check.recipient;
+    this.invalid += 1;
+    if (this.invalidRows.length < MAX_INVALID_EXAMPLES) this.invalidRows.push({ row: this.rows, reason: check.reason });
+    return null;
   }
 
   summary(): IngestSummary {
-    return {
-      accepted: this.recipients.length,
-      duplicate: this.duplicate,
-      invalid: this.invalid,
-      invalidRows: [...this.invalidRows],
-    };
+    return { accepted: this.accepted, duplicate: this.duplicate, invalid: this.invalid, invalidRows: [...this.invalidRows] };
+  }
+}
+
+/** Collects a list in memory (inline recipients), deduplicated, first one wins. */
+export class RecipientCollector {
+  private readonly seen = new Set<string>();
+  private readonly tally = new IngestTally();
+  readonly recipients: StoredRecipient[] = [];
+
+  add(input: unknown): void {
+    const recipient = this.tally.check(input);
+    if (recipient === null) return;
+    const id = recipientId(recipient);
+    if (this.seen.has(id)) {
+      this.tally.duplicate += 1;
+      return;
+    }
+    this.seen.add(id);
+    this.tally.accepted += 1;
+    this.recipients.push(recipient);
+  }
+
+  summary(): IngestSummary {
+    return this.tally.summary();
   }
 }

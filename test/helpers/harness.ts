@@ -15,7 +15,7 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
   const keys = new Keys(prefix);
   const scripts = new Scripts(redis);
   const ledger = new RedisLedger(redis, keys, scripts);
-  const store = new RedisCampaignStore(redis, keys);
+  const store = new RedisCampaignStore(redis, keys, scripts);
 
   async function createCampaign(recipients: StoredRecipient[], pageSize = 100, provider = 'sim') {
     const id = newId();

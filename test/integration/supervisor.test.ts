@@ -22,7 +22,7 @@ function setup(inDoubt: 'report' | 'resend') {
   const providers = { get: () => ({ retry: { inDoubt } }), names: () => ['sim'] } as unknown as ProviderRegistry;
   const supervisor = new Supervisor(
     { ledger: h.ledger, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
-    { intervalMs: 1000, stallMs: 60_000, stuckMs: 1000 },
+    { intervalMs: 1000, stallMs: 60_000, stuckMs: 1000, stagingTtlMs: 60_000 },
   );
   cleanups.push(async () => {
     await queue.close();

@@ -7,9 +7,11 @@ import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { LaunchCampaign } from '../../app/launch-campaign.js';
 import type { ProviderQueries } from '../../app/provider-queries.js';
 import type { RetryFailed } from '../../app/retry-failed.js';
+import type { UploadRecipients } from '../../app/upload-recipients.js';
 import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
 import { validationError } from './errors.js';
-import { campaignIdParam, cloneBody, createCampaignBody, createCampaignQuery, listQuery, patchCampaignBody, scheduleBody } from './schemas.js';
+import { campaignIdParam, cloneBody, createCampaignBody, createCampaignQuery, listQuery, patchCampaignBody, scheduleBody, uploadHeaders } from './schemas.js';
+import { uploadSource } from './upload-source.js';
 
 export interface CampaignRouteDeps {
   createCampaign: CreateCampaign;
@@ -17,12 +19,13 @@ export interface CampaignRouteDeps {
   scheduleCampaign: ScheduleCampaign;
   lifecycle: CampaignLifecycle;
   retryFailed: RetryFailed;
+  upload: UploadRecipients;
   queries: CampaignQueries;
   providers: ProviderQueries;
   maxBodyBytes: number;
 }
 
-function parse<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query' | 'params'): z.infer<S> {
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query' | 'params' | 'headers'): z.infer<S> {
   const result = schema.safeParse(value);
   if (!result.success) throw validationError(result.error, where);
   return result.data;
@@ -51,12 +54,6 @@ const requireJson: RequestHandler = (req, _res, next) => {
 function csvField(value: string | number): string {
   const text = String(value);
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-function notYet(what: string): RequestHandler {
-  return () => {
-    throw new DomainError(ErrorCodes.NOT_IMPLEMENTED, `${what} is not available in this version of pushq yet`);
-  };
 }
 
 export function campaignRoutes(deps: CampaignRouteDeps): Router {
@@ -157,6 +154,23 @@ export function campaignRoutes(deps: CampaignRouteDeps): Router {
     res.json(await deps.providers.get(String(req.params.name)));
   });
 
-  router.put('/campaigns/:id/recipients', notYet('uploading recipients'));
+  router.put('/campaigns/:id/recipients', async (req, res) => {
+    const id = campaignId(req);
+    const format = req.is(['text/csv', 'application/x-ndjson', 'application/ndjson']);
+    if (!format) {
+      throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `upload text/csv or application/x-ndjson, not ${req.headers['content-type'] ?? 'nothing'}`);
+    }
+    const query = parse(createCampaignQuery, req.query, 'query');
+    const headers = parse(uploadHeaders, req.headers, 'headers');
+    const length = Number(req.headers['content-length'] ?? 0);
+    const result = await deps.upload.execute(id, uploadSource(req, format === 'text/csv' ? 'csv' : 'ndjson'), {
+      expectedCount: headers['x-recipient-count'],
+      expectedSha256: headers['x-content-sha256'],
+      // About 16 bytes a row when nothing better is known: it only sizes the index.
+      sizeHint: headers['x-recipient-count'] ?? (length > 0 ? Math.ceil(length / 16) : 100_000),
+      invalid: query.invalid,
+    });
+    res.json(result);
+  });
   return router;
 }

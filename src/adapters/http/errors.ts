@@ -18,6 +18,7 @@ const STATUS: Record<ErrorCode, number> = {
   NO_RECIPIENTS: 409,
   ALREADY_RAN: 409,
   PAYLOAD_TOO_LARGE: 413,
+  INTEGRITY_FAILED: 422,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_IMPLEMENTED: 501,
   STORE_UNAVAILABLE: 503,
@@ -28,7 +29,7 @@ export function sendError(res: Response, code: ErrorCode, message: string, detai
   res.status(STATUS[code]).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
 }
 
-export function validationError(error: z.ZodError, where: 'body' | 'query' | 'params'): DomainError {
+export function validationError(error: z.ZodError, where: 'body' | 'query' | 'params' | 'headers'): DomainError {
   const issues = error.issues.map((i) => ({ path: [where, ...i.path.map(String)].join('.'), message: i.message }));
   return new DomainError(ErrorCodes.VALIDATION_FAILED, `request ${where} is invalid: ${issues[0]?.path}: ${issues[0]?.message}`, { issues });
 }

@@ -1,9 +1,11 @@
 import type { ChainableCommander, Redis } from 'ioredis';
-import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry } from '../../app/ports.js';
-import { planLayout, type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
+import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
+import { type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import type { CampaignKeys, Keys } from './keys.js';
+import { dropAbandonedStagings, RedisStaging } from './redis-staging.js';
+import type { Scripts } from './scripts.js';
 
 /** FNV-1a over the UTF-8 bytes: picks an id's index bucket. Persisted layout: never change it. */
 export function bucketOf(id: string, buckets: number): number {
@@ -55,6 +57,7 @@ export class RedisCampaignStore implements CampaignStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
+    private readonly scripts: Scripts,
   ) {}
 
   private writeList(tx: ChainableCommander, k: CampaignKeys, layout: RecipientLayout, recipients: readonly StoredRecipient[]): void {
@@ -105,14 +108,12 @@ export class RedisCampaignStore implements CampaignStore {
     await this.redis.zadd(this.keys.campaignIndex(), 0, campaign.id);
   }
 
-  async stageRecipients(campaignId: string, recipients: readonly StoredRecipient[], pageSize: number): Promise<RecipientLayout> {
-    const k = this.keys.campaign(campaignId);
-    const version = await this.redis.hincrby(k.meta(), 'rvSeq', 1);
-    const layout = planLayout(recipients.length, pageSize, version);
-    const tx = this.redis.multi();
-    this.writeList(tx, k, layout, recipients);
-    await this.exec(tx);
-    return layout;
+  beginStaging(campaignId: string, expectedRows: number, pageSize: number): Promise<Staging> {
+    return RedisStaging.begin(this.redis, this.keys, this.scripts, campaignId, expectedRows, pageSize);
+  }
+
+  dropAbandonedStagings(olderThanMs: number): Promise<number> {
+    return dropAbandonedStagings(this.redis, this.keys, olderThanMs);
   }
 
   async dropRecipients(campaignId: string, layout: RecipientLayout): Promise<void> {

@@ -20,8 +20,9 @@ export class Keys {
     return `${this.prefix}:active-runs`;
   }
 
-  supervisorLock(): string {
-    return `${this.prefix}:supervisor-lock`;
+  /** Uploads under way, as `<campaignId>|<version>` scored by start: the supervisor drops abandoned ones. */
+  stagings(): string {
+    return `${this.prefix}:stagings`;
   }
 
   campaign(campaignId: string): CampaignKeys {
@@ -56,7 +57,16 @@ export class CampaignKeys {
 
   /** Hash: recipient id → position, one of `buckets` by hash of the id. */
   bucket(version: number, bucket: number): string {
-    return `${this.base}:ix:${version}:${bucket}`;
+    return `${this.bucketPrefix(version)}${bucket}`;
+  }
+
+  bucketPrefix(version: number): string {
+    return `${this.base}:ix:${version}:`;
+  }
+
+  /** Hash: progress of a list being uploaded (accepted rows, pages written, buckets). */
+  staging(version: number): string {
+    return `${this.base}:stage:${version}`;
   }
 
   /** List of the latest occurrences of the schedule (ran or skipped, and why), newest first. */

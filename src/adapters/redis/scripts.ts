@@ -22,6 +22,7 @@ const SCRIPT_KEYS = {
   'edit-campaign': 1,
   'swap-recipients': 2,
   unlock: 1,
+  'stage-rows': 1,
   'permit-lease': 3,
   'permit-pause': 1,
 } as const;

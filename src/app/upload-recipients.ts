@@ -1,0 +1,107 @@
+import { invalidState } from '../domain/campaign.js';
+import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
+import { IngestTally, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
+import type { CampaignLifecycle } from './campaign-lifecycle.js';
+import { campaignView, type CampaignView } from './campaign-view.js';
+import type { CampaignStore, Ledger } from './ports.js';
+
+/** An upload as it arrives: rows parsed on the fly, and what the bytes were once they are all in. */
+export interface UploadSource {
+  /** Parsed rows in order; throws DomainError(MALFORMED_REQUEST) on a syntax error or a cut body. */
+  rows: AsyncIterable<unknown>;
+  /** Known once `rows` is exhausted. */
+  digest(): { bytes: number; sha256: string };
+}
+
+export interface UploadOptions {
+  /** X-Recipient-Count: data rows, a CSV header not counted. */
+  expectedCount?: number;
+  /** X-Content-SHA256: hex of the exact body bytes. */
+  expectedSha256?: string;
+  /** A guess of the row count, to size the index. */
+  sizeHint: number;
+  invalid: 'skip' | 'reject';
+}
+
+export interface UploadResult extends IngestSummary {
+  rows: number;
+  bytes: number;
+  sha256: string;
+  campaign: CampaignView;
+}
+
+const CHUNK = 1000;
+
+/**
+ * Replaces a campaign's recipient list with an upload, streamed: rows are
+ * checked and deduplicated as they arrive and staged beside the current list
+ * (memory stays one chunk and one page whatever the size). Only when the body
+ * is whole and matches what the sender declared (row count, SHA-256) is the
+ * new list swapped in, in one Lua step; on any doubt — a cut body, a syntax
+ * error, a mismatch — the campaign keeps nothing of it and the staged data is
+ * dropped. The lesson of a half-written batch file taken for a whole one.
+ */
+export class UploadRecipients {
+  constructor(
+    private readonly store: CampaignStore,
+    private readonly ledger: Ledger,
+    private readonly lifecycle: CampaignLifecycle,
+  ) {}
+
+  async execute(campaignId: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> {
+    const campaign = await this.store.get(campaignId);
+    if (!campaign) throw campaignNotFound(campaignId);
+    if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(campaignId, campaign.status, 'upload');
+    const tally = new IngestTally();
+    let digest = { bytes: 0, sha256: '' };
+    await this.lifecycle.replaceList(campaign, options.sizeHint, async (staging) => {
+      let chunk: StoredRecipient[] = [];
+      const flush = async () => {
+        const fresh = await staging.add(chunk);
+        for (const isNew of fresh) {
+          if (isNew) tally.accepted += 1;
+          else tally.duplicate += 1;
+        }
+        chunk = [];
+      };
+      for await (const row of source.rows) {
+        const recipient = tally.check(row);
+        if (recipient === null) {
+          if (options.invalid === 'reject') {
+            throw new DomainError(ErrorCodes.VALIDATION_FAILED, `row ${tally.rows} is invalid and ?invalid=reject was asked: nothing was kept`, tally.summary());
+          }
+          continue;
+        }
+        chunk.push(recipient);
+        if (chunk.length >= CHUNK) await flush();
+      }
+      await flush();
+      digest = source.digest();
+      this.checkIntegrity(tally, digest, options);
+      if (tally.accepted === 0) {
+        throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'the upload holds no usable recipient: nothing was kept', tally.summary());
+      }
+    });
+    const updated = await this.store.get(campaignId);
+    const run = updated?.latestRunId ? await this.ledger.getRun(campaignId, updated.latestRunId) : null;
+    return { ...tally.summary(), rows: tally.rows, ...digest, campaign: campaignView(updated ?? campaign, run) };
+  }
+
+  private checkIntegrity(tally: IngestTally, digest: { bytes: number; sha256: string }, options: UploadOptions): void {
+    const problems: string[] = [];
+    if (options.expectedCount !== undefined && options.expectedCount !== tally.rows) {
+      problems.push(`X-Recipient-Count says ${options.expectedCount} rows, the body has ${tally.rows}`);
+    }
+    if (options.expectedSha256 !== undefined && options.expectedSha256.toLowerCase() !== digest.sha256) {
+      problems.push(`X-Content-SHA256 says ${options.expectedSha256.toLowerCase()}, the body hashes to ${digest.sha256}`);
+    }
+    if (problems.length > 0) {
+      throw new DomainError(ErrorCodes.INTEGRITY_FAILED, `the upload is not what was announced (${problems.join('; ')}): nothing was kept`, {
+        rows: tally.rows,
+        bytes: digest.bytes,
+        sha256: digest.sha256,
+        problems,
+      });
+    }
+  }
+}
