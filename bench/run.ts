@@ -9,13 +9,18 @@
  *               200 / 1,000 / 5,000: rate, busiest sliding second, 429s, duplicates
  *   throughput  uncapped sends/s with the ledger on, vs naive BullMQ and the raw HTTP ceiling
  *   memory      Redis bytes per recipient, pushq vs one BullMQ job per recipient
+ *   idle        what idle workers cost Redis
+ *   ingest      a 1M-row CSV upload: time, API memory, Redis bytes per recipient
  */
 import { spawn } from 'node:child_process';
-import { cpus } from 'node:os';
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { cpus, tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { Pool } from 'undici';
+import { Pool, request } from 'undici';
 import { ApiClient } from '../test/helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../test/helpers/fixtures.js';
 import { deliveries, duplicates, maxInWindow, type Arrival } from '../test/helpers/mock-provider.js';
@@ -77,7 +82,7 @@ interface System {
   redisUrl: string;
 }
 
-async function pushq(mock: { url: string }, tps: number, workers: number, extraEnv: Record<string, string> = {}): Promise<System & { client: ApiClient }> {
+async function pushq(mock: { url: string }, tps: number, workers: number, extraEnv: Record<string, string> = {}): Promise<System & { client: ApiClient; apiPid: number }> {
   const redis = await startOwnRedis(['--appendonly', 'no']);
   const env = {
     REDIS_URL: redis.url,
@@ -90,6 +95,7 @@ async function pushq(mock: { url: string }, tps: number, workers: number, extraE
   const client = new ApiClient(url, TEST_TOKEN);
   return {
     client,
+    apiPid: api.proc.pid!,
     redisUrl: redis.url,
     async run(n, deadlineMs) {
       const recipients = Array.from({ length: n }, (_, i) => `user-${i}`);
@@ -373,6 +379,72 @@ async function memory(): Promise<void> {
   );
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle };
+/** Peak resident memory of a process (VmHWM), in MB. */
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return Number(/^VmHWM:\s+(\d+) kB/m.exec(status)![1]) / 1024;
+}
+
+/** A 1M-row CSV upload, streamed: time, the API's peak memory, Redis bytes per recipient, first send after launch. */
+async function ingest(): Promise<void> {
+  const n = Number(process.env.BENCH_INGEST_ROWS ?? 1_000_000);
+  const dir = mkdtempSync(join(tmpdir(), 'pushq-ingest-'));
+  const file = join(dir, 'recipients.csv');
+  const out = createWriteStream(file);
+  const hash = createHash('sha256');
+  const write = (text: string) => {
+    hash.update(text);
+    return out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
+  };
+  await write('id,phone,name\n');
+  for (let i = 0; i < n; i += 1) await write(`user-${String(i).padStart(7, '0')},010-${String(i % 10_000).padStart(4, '0')}-${String(i % 9973).padStart(4, '0')},"Kim, ${i % 1000}"\n`);
+  await new Promise<void>((resolve) => out.end(resolve));
+  const bytes = statSync(file).size;
+  const mock = await RemoteMock.start();
+  const stack = await pushq(mock, 100_000, 2, { PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 1 }]) });
+  try {
+    const campaignId = (await stack.client.createCampaign({ provider: 'mock' })).id;
+    const before = await usedMemory(stack.redisUrl);
+    const started = performance.now();
+    const res = await request(`${stack.client.baseUrl}/api/campaigns/${campaignId}/recipients`, {
+      method: 'PUT',
+      headers: {
+        authorization: `Bearer ${TEST_TOKEN}`,
+        'content-type': 'text/csv',
+        'content-length': String(bytes),
+        'x-recipient-count': String(n),
+        'x-content-sha256': hash.digest('hex'),
+      },
+      body: createReadStream(file),
+    });
+    const answer = (await res.body.json()) as { accepted: number };
+    const seconds = (performance.now() - started) / 1000;
+    if (res.statusCode !== 200 || answer.accepted !== n) throw new Error(`upload failed: ${res.statusCode} ${JSON.stringify(answer)}`);
+    const apiPeak = peakRssMb(stack.apiPid);
+    const stored = await usedMemory(stack.redisUrl);
+    const launchedAt = performance.now();
+    await stack.client.launch(campaignId);
+    await waitFor(async () => (await stack.client.campaign(campaignId)).counts.sent > 0, { intervalMs: 2 });
+    const firstSendMs = performance.now() - launchedAt;
+    await waitFor(async () => (await stack.client.campaign(campaignId)).status === 'completed', { timeoutMs: 900_000, intervalMs: 500 });
+    const done = await usedMemory(stack.redisUrl);
+    // Its own fields: what the upload carried per recipient, minus the CSV's commas and quotes.
+    const ownBytes = bytes - 'id,phone,name\n'.length - n * 5;
+    table(`Ingest: ${fmt(n)}-row CSV (${(bytes / 1e6).toFixed(1)} MB) streamed to PUT …/recipients with count and SHA-256`, [
+      { what: 'upload + validation + dedup + commit', value: `${seconds.toFixed(1)} s (${fmt(n / seconds)} rows/s, ${(bytes / 1e6 / seconds).toFixed(1)} MB/s)` },
+      { what: 'API process peak RSS (VmHWM), whole life', value: `${apiPeak.toFixed(0)} MB` },
+      { what: 'Redis: list stored, beyond the recipients\' own fields', value: `${((stored - before - ownBytes) / n).toFixed(1)} B/recipient` },
+      { what: 'Redis: ledger of the completed run', value: `${((done - stored) / n).toFixed(1)} B/recipient` },
+      { what: 'Redis: total beyond the recipients\' own fields', value: `${((done - before - ownBytes) / n).toFixed(1)} B/recipient` },
+      { what: 'launch → first recipient sent (seen through the API)', value: `${firstSendMs.toFixed(0)} ms` },
+    ]);
+  } finally {
+    await stack.stop();
+    await mock.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

@@ -4,6 +4,7 @@ import { type Campaign, type CampaignPriority, type CampaignStatus, type Message
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import type { CampaignKeys, Keys } from './keys.js';
+import { decodePage, encodePage } from './page-codec.js';
 import { dropAbandonedStagings, RedisStaging } from './redis-staging.js';
 import type { Scripts } from './scripts.js';
 
@@ -62,7 +63,7 @@ export class RedisCampaignStore implements CampaignStore {
 
   private writeList(tx: ChainableCommander, k: CampaignKeys, layout: RecipientLayout, recipients: readonly StoredRecipient[]): void {
     for (let page = 0; page < layout.pages; page += 1) {
-      tx.set(k.page(layout.version, page), JSON.stringify(recipients.slice(page * layout.pageSize, (page + 1) * layout.pageSize)));
+      tx.set(k.page(layout.version, page), encodePage(recipients.slice(page * layout.pageSize, (page + 1) * layout.pageSize)));
     }
     const buckets = new Map<number, Array<string | number>>();
     recipients.forEach((recipient, position) => {
@@ -165,7 +166,7 @@ export class RedisCampaignStore implements CampaignStore {
   async readPage(campaignId: string, version: number, page: number): Promise<StoredRecipient[]> {
     const raw = await this.redis.get(this.keys.campaign(campaignId).page(version, page));
     if (raw === null) throw new Error(`page ${page} of version ${version} of campaign ${campaignId} is missing`);
-    return JSON.parse(raw) as StoredRecipient[];
+    return decodePage(raw);
   }
 
   async findPosition(campaignId: string, layout: RecipientLayout, id: string): Promise<number | null> {

@@ -4,6 +4,7 @@ import type { RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import { bucketOf } from './campaign-store.js';
 import type { CampaignKeys, Keys } from './keys.js';
+import { encodePage } from './page-codec.js';
 import type { Scripts } from './scripts.js';
 
 /**
@@ -64,7 +65,7 @@ export class RedisStaging implements Staging {
     const page = this.pagesWritten;
     await this.redis
       .multi()
-      .set(this.k.page(this.version, page), JSON.stringify(this.page))
+      .set(this.k.page(this.version, page), encodePage(this.page))
       .hset(this.k.staging(this.version), 'pages', page + 1)
       .exec();
     // Still alive: the supervisor drops only stagings idle for a while.

@@ -31,5 +31,12 @@ if runStatus ~= 'running' then
 end
 
 writeLease(KEYS[3], KEYS[4], ARGV[1], token, now + tonumber(ARGV[3]))
+-- First touch of the page in this run: allocate its records at their final
+-- size, so writes never grow (and over-allocate) the string.
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  local layout = redis.call('HMGET', KEYS[1], 'pageSize', 'total')
+  local size = math.min(tonumber(layout[1]), tonumber(layout[2]) - page * tonumber(layout[1]))
+  if size > 0 then redis.call('SET', KEYS[2], string.rep('\0', size * RECORD)) end
+end
 local run = redis.call('HMGET', KEYS[1], 'createdAt', 'rv')
 return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(now), run[1], run[2], marked }
