@@ -1,0 +1,122 @@
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Api, CliError } from './api.js';
+import { bar, duration, Progress } from './progress.js';
+import { upload } from './upload.js';
+
+const USAGE = `pushq — the command line of the pushq API
+
+  pushq create --name N --provider P --title T --body B [--data JSON] [--priority high|normal|low] [--file F]
+  pushq upload <campaign> <file.csv|file.ndjson> [--format csv|ndjson] [--invalid reject]
+  pushq launch|pause|resume|cancel|retry-failed <campaign>
+  pushq schedule <campaign> --at ISO-8601 | --cron "0 0 9 * * *" [--timezone Asia/Seoul]
+  pushq status <campaign>        the campaign as JSON
+  pushq watch <campaign>         live progress until the run ends
+  pushq list
+
+Options: --url (or PUSHQ_URL, default http://127.0.0.1:3000), --token (or PUSHQ_TOKEN, or ADMIN_TOKEN).
+An upload computes the row count and SHA-256 of the file first; the server refuses it whole if they do not match.`;
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    url: { type: 'string' },
+    token: { type: 'string' },
+    name: { type: 'string' },
+    provider: { type: 'string' },
+    title: { type: 'string' },
+    body: { type: 'string' },
+    data: { type: 'string' },
+    priority: { type: 'string' },
+    file: { type: 'string' },
+    format: { type: 'string' },
+    invalid: { type: 'string' },
+    at: { type: 'string' },
+    cron: { type: 'string' },
+    timezone: { type: 'string' },
+    interval: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+});
+
+const print = (value: unknown): void => {
+  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+};
+
+function need(value: string | undefined, what: string): string {
+  if (!value) throw new CliError(`missing ${what} (pushq help)`);
+  return value;
+}
+
+/** Polls the campaign and draws its latest run: bar, counts, rate, ETA. Answers the final campaign. */
+async function watch(api: Api, id: string, intervalMs: number): Promise<any> {
+  const progress = new Progress();
+  let previous: { at: number; done: number } | null = null;
+  let rate = 0;
+  for (;;) {
+    const campaign = await api.call('GET', `/api/campaigns/${id}`);
+    const c = campaign.counts;
+    const done = c.sent + c.failed + c.unknown + c.skipped;
+    const now = Date.now();
+    if (previous && now > previous.at) rate = ((done - previous.done) * 1000) / (now - previous.at);
+    previous = { at: now, done };
+    const line = `${campaign.status.padEnd(9)} ${bar(c.total ? done / c.total : 0)} ${done.toLocaleString('en')}/${c.total.toLocaleString('en')}  sent ${c.sent} failed ${c.failed} unknown ${c.unknown} skipped ${c.skipped}  ${rate.toFixed(0)}/s  ETA ${rate > 0 ? duration(c.pending / rate) : '?'}`;
+    const running = campaign.status === 'running' || (campaign.latestRun?.status === 'running' && campaign.status !== 'cancelled');
+    if (!running && campaign.status !== 'paused') {
+      progress.done(line);
+      return campaign;
+    }
+    progress.update(line);
+    await sleep(intervalMs);
+  }
+}
+
+async function main(): Promise<void> {
+  const [command, id, file] = positionals;
+  if (values.help || !command || command === 'help') return print(USAGE);
+  const token = values.token ?? process.env.PUSHQ_TOKEN ?? process.env.ADMIN_TOKEN;
+  const api = new Api(values.url ?? process.env.PUSHQ_URL ?? 'http://127.0.0.1:3000', need(token, 'the API token (--token or PUSHQ_TOKEN)'));
+  switch (command) {
+    case 'create': {
+      const created = await api.call('POST', '/api/campaigns', {
+        name: need(values.name, '--name'),
+        provider: need(values.provider, '--provider'),
+        message: { title: need(values.title, '--title'), body: need(values.body, '--body'), data: values.data ? JSON.parse(values.data) : {} },
+        ...(values.priority ? { priority: values.priority } : {}),
+      });
+      if (values.file) print(await upload(api, created.id, values.file, { format: values.format, invalid: values.invalid }));
+      return print(created.id);
+    }
+    case 'upload':
+      return print(await upload(api, need(id, 'the campaign id'), need(file, 'the file'), { format: values.format, invalid: values.invalid }));
+    case 'launch':
+    case 'pause':
+    case 'resume':
+    case 'cancel':
+    case 'retry-failed':
+      return print(await api.call('POST', `/api/campaigns/${need(id, 'the campaign id')}/${command}`));
+    case 'schedule':
+      return print(
+        await api.call(
+          'POST',
+          `/api/campaigns/${need(id, 'the campaign id')}/schedule`,
+          values.at ? { at: values.at } : { cron: need(values.cron, '--at or --cron'), ...(values.timezone ? { timezone: values.timezone } : {}) },
+        ),
+      );
+    case 'status':
+      return print(await api.call('GET', `/api/campaigns/${need(id, 'the campaign id')}`));
+    case 'watch': {
+      const final = await watch(api, need(id, 'the campaign id'), Number(values.interval ?? 1000));
+      return print(`${final.id}: ${final.status}`);
+    }
+    case 'list':
+      return print((await api.call('GET', '/api/campaigns?limit=100')).items.map((c: any) => `${c.id}  ${c.status.padEnd(9)}  ${c.name}`).join('\n'));
+    default:
+      throw new CliError(`unknown command ${JSON.stringify(command)} (pushq help)`);
+  }
+}
+
+main().catch((err: Error) => {
+  process.stderr.write(`pushq: ${err.message}\n`);
+  process.exit(1);
+});
