@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
@@ -9,14 +10,18 @@ import { CreateCampaign } from './app/create-campaign.js';
 import type { Logger } from './app/events.js';
 import { LaunchCampaign } from './app/launch-campaign.js';
 import type { ProviderRegistry } from './app/ports.js';
-import type { ProviderQueries } from './app/provider-queries.js';
+import { ProviderQueries } from './app/provider-queries.js';
 import { RetryFailed } from './app/retry-failed.js';
 import { ScheduleCampaign } from './app/schedule-campaign.js';
 import { UploadRecipients } from './app/upload-recipients.js';
 import { createHttpApp } from './adapters/http/app.js';
+import { createSharedMetrics, recentWorkers, renderMetrics } from './adapters/http/metrics.js';
+import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
 import { redisFacts } from './adapters/redis/connection.js';
 import type { Config } from './config.js';
 import type { Storage } from './wiring.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** The API role: REST, Bull Board, metrics and health on one HTTP server. */
 export async function startApiRole(deps: {
@@ -24,11 +29,23 @@ export async function startApiRole(deps: {
   config: Config;
   storage: Storage;
   providers: ProviderRegistry;
-  providerQueries: ProviderQueries;
+  /** What this process counts (in a process that is also a worker, its sends too). */
   metrics: Registry;
+  /** This process, as workers are named in Redis. */
+  instance: string;
   log: Logger;
 }): Promise<{ url: string; adminToken: string; stop(): Promise<void> }> {
   const { redis, config, storage: s, providers, log } = deps;
+  // Reading provider state needs no lease loop: a limiter over this connection will do.
+  const providerQueries = new ProviderQueries(providers, new RedisPermitLimiter(redis, s.keys, s.scripts));
+  const shared = createSharedMetrics({
+    providerStates: () => providerQueries.list(),
+    activeRuns: async () => {
+      const runs = await Promise.all((await s.ledger.activeRuns()).map((r) => s.ledger.getRun(r.campaignId, r.runId)));
+      return runs.filter((r): r is NonNullable<typeof r> => r !== null);
+    },
+    queues: [s.sendQueue, s.scheduleQueue],
+  });
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   if (!config.adminToken) {
     process.stdout.write(`ADMIN_TOKEN is not set; generated one for this process (set ADMIN_TOKEN to keep it): ${adminToken}\n`);
@@ -37,16 +54,23 @@ export async function startApiRole(deps: {
   const app = createHttpApp({
     adminToken,
     queues: [s.sendQueue, s.scheduleQueue],
-    metrics: deps.metrics,
+    metrics: () => renderMetrics(deps.metrics, shared, redis, s.keys, deps.instance),
+    viewerToken: config.viewerToken,
+    version: VERSION,
     readiness: async () => {
-      const facts = await redisFacts(redis);
+      const [facts, workers] = await Promise.all([redisFacts(redis), recentWorkers(redis, s.keys)]);
       const warnings: string[] = [];
+      if (workers.length === 0) warnings.push('no worker process seen in the last 30 s: nothing is being sent');
       if (!facts.aof && !facts.rdb) warnings.push('Redis persists nothing: a Redis restart loses every ledger');
       const evicts = facts.maxmemoryPolicy !== 'noeviction';
       if (evicts) warnings.push(`maxmemory-policy is ${facts.maxmemoryPolicy}: evicted ledger keys mean duplicate sends`);
       return {
         ready: !evicts,
-        details: { redis: { reachable: true, version: facts.version, maxmemoryPolicy: facts.maxmemoryPolicy, persistence: { aof: facts.aof, rdb: facts.rdb } }, warnings },
+        details: {
+          redis: { reachable: true, version: facts.version, maxmemoryPolicy: facts.maxmemoryPolicy, persistence: { aof: facts.aof, rdb: facts.rdb } },
+          workers: { seen: workers.length },
+          warnings,
+        },
       };
     },
     log,
@@ -58,7 +82,7 @@ export async function startApiRole(deps: {
     queries: new CampaignQueries(s.store, s.ledger),
     retryFailed: new RetryFailed(s.store, s.ledger, s.starter, config.pageSize),
     upload: new UploadRecipients(s.store, s.ledger, lifecycle),
-    providers: deps.providerQueries,
+    providers: providerQueries,
   });
   const server: Server = createServer(app);
   await new Promise<void>((resolve, reject) => {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { DEFAULT_REDACT_FIELDS } from './logger.js';
 
 /**
  * The whole configuration of a process: one zod schema over the environment,
@@ -97,8 +98,12 @@ const envSchema = z.object({
   PORT: int(0, 65_535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_TOKEN: z.string().min(1).optional(),
+  /** Read-only access: the API's reads, Bull Board and the progress page; every change answers 403. */
+  VIEWER_TOKEN: z.string().min(1).optional(),
   PROVIDERS_FILE: z.string().min(1).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Recipient fields never written to a log line (comma-separated); the default covers device tokens and phone numbers. */
+  LOG_REDACT_FIELDS: z.string().optional(),
   /** Recipients per send job. */
   PAGE_SIZE: int(1, 10_000).default(500),
   /** Pages of one run queued at once; the rest are enqueued as pages finish. */
@@ -134,8 +139,10 @@ export interface Config {
   port: number;
   host: string;
   adminToken: string | undefined;
+  viewerToken: string | undefined;
   providers: ProviderConfig[];
   logLevel: string;
+  redactFields: string[];
   pageSize: number;
   runWindow: number;
   workerConcurrency: number;
@@ -201,8 +208,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     adminToken: e.ADMIN_TOKEN,
+    viewerToken: e.VIEWER_TOKEN,
     providers: e.PROVIDERS_FILE ? loadProviders(e.PROVIDERS_FILE) : DEFAULT_PROVIDERS,
     logLevel: e.LOG_LEVEL,
+    redactFields: e.LOG_REDACT_FIELDS
+      ? e.LOG_REDACT_FIELDS.split(',').map((f) => f.trim()).filter(Boolean)
+      : DEFAULT_REDACT_FIELDS,
     pageSize: e.PAGE_SIZE,
     runWindow: e.RUN_WINDOW,
     workerConcurrency: e.WORKER_CONCURRENCY,

@@ -1,14 +1,10 @@
 import type { Redis } from 'ioredis';
 import { AppEvents, type Logger } from './app/events.js';
-import { ProviderQueries } from './app/provider-queries.js';
-import { createMetrics } from './adapters/http/metrics.js';
+import { hostname } from 'node:os';
+import { createProcessMetrics } from './adapters/http/metrics.js';
 import { Providers } from './adapters/push/registry.js';
 import { checkRedis, connect, createApiRedis, createWorkerRedis, RedisStartupError, safeUrl } from './adapters/redis/connection.js';
 import { startRedisIfAbsent } from './adapters/redis/embedded.js';
-import { Keys } from './adapters/redis/keys.js';
-import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
-import { RedisLedger } from './adapters/redis/redis-ledger.js';
-import { Scripts } from './adapters/redis/scripts.js';
 import { startApiRole } from './api-role.js';
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, requireAdminToken, type Config } from './config.js';
 import { createLogger } from './logger.js';
@@ -54,7 +50,7 @@ async function openRedis(config: Config, create: (url: string) => Redis, log: Lo
 export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env): Promise<RunningProcess> {
   const config = loadConfig(env);
   if (roles.api) requireAdminToken(config);
-  const log = createLogger(config.logLevel, { role: [roles.api && 'api', roles.worker && 'worker'].filter(Boolean).join('+') });
+  const log = createLogger(config.logLevel, { role: [roles.api && 'api', roles.worker && 'worker'].filter(Boolean).join('+') }, config.redactFields);
   const closers: Array<() => Promise<unknown>> = [];
   let stopWorker: (() => Promise<void>) | null = null;
   const closeAll = async () => {
@@ -81,32 +77,22 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     if (apiRedis) closers.push(() => apiRedis.quit());
     const { warning } = await checkRedis((workerRedis ?? apiRedis)!, config.redisUrl);
     if (warning) log.warn({ redis: safeUrl(config.redisUrl) }, warning);
-    // Reading provider state needs no lease loop: any limiter over any connection will do.
-    const stateRedis = (apiRedis ?? workerRedis)!;
-    const keys = new Keys(config.prefix);
-    const providerQueries = new ProviderQueries(providers, new RedisPermitLimiter(stateRedis, keys, new Scripts(stateRedis)));
-    const ledger = new RedisLedger(stateRedis, keys, new Scripts(stateRedis));
-    const metrics = createMetrics(events, {
-      providerStates: () => providerQueries.list(),
-      activeRuns: async () => {
-        const runs = await Promise.all((await ledger.activeRuns()).map((r) => ledger.getRun(r.campaignId, r.runId)));
-        return runs.filter((r): r is NonNullable<typeof r> => r !== null);
-      },
-    });
+    const metrics = createProcessMetrics(events);
+    const instance = `${hostname()}:${process.pid}`;
 
     let url: string | null = null;
     let adminToken: string | null = null;
     if (workerRedis) {
       const s = storage(workerRedis, config, events);
       closers.push(() => s.close());
-      const worker = startWorkerRole({ redis: workerRedis, config, storage: s, providers, events, log });
+      const worker = startWorkerRole({ redis: workerRedis, config, storage: s, providers, events, metrics, instance, log });
       stopWorker = () => worker.stop();
     }
     let stopApi: (() => Promise<void>) | null = null;
     if (apiRedis) {
       const s = storage(apiRedis, config, events);
       closers.push(() => s.close());
-      const api = await startApiRole({ redis: apiRedis, config, storage: s, providers, providerQueries, metrics, log });
+      const api = await startApiRole({ redis: apiRedis, config, storage: s, providers, metrics, instance, log });
       url = api.url;
       adminToken = api.adminToken;
       stopApi = () => api.stop();

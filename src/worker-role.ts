@@ -1,4 +1,3 @@
-import { hostname } from 'node:os';
 import { DelayedError, WaitingError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { AppEvents, Logger } from './app/events.js';
@@ -7,6 +6,8 @@ import type { ProviderRegistry } from './app/ports.js';
 import { Semaphore } from './app/semaphore.js';
 import { SendPage, type PageResult } from './app/send-page.js';
 import { Supervisor } from './app/supervisor.js';
+import type { Registry } from 'prom-client';
+import { MetricsPusher } from './adapters/http/metrics.js';
 import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
 import { jobBackoff, JOBS, QUEUES, repeatStrategy } from './adapters/redis/queues.js';
 import type { Config } from './config.js';
@@ -23,12 +24,17 @@ export function startWorkerRole(deps: {
   storage: Storage;
   providers: ProviderRegistry;
   events: AppEvents;
+  /** This process's metrics, pushed into Redis for the API to serve. */
+  metrics: Registry;
+  instance: string;
   log: Logger;
 }): { stop(): Promise<void> } {
   const { redis, config, storage: s, providers, events, log } = deps;
+  const pusher = new MetricsPusher(redis, s.keys, deps.metrics, deps.instance);
+  pusher.start();
   const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts);
   const stopping = new AbortController();
-  const name = `${hostname()}:${process.pid}`;
+  const name = deps.instance;
   const sendPage = new SendPage({
     campaigns: s.store,
     ledger: s.ledger,
@@ -97,6 +103,7 @@ export function startWorkerRole(deps: {
       stopping.abort();
       await Promise.all([sender.close(), scheduled.close(), supervisor.stop()]);
       await limiter.close();
+      await pusher.stop();
       log.info({ limiterCalls: limiter.stats.calls, permitsGranted: limiter.stats.granted }, 'limiter totals');
     },
   };

@@ -7,6 +7,8 @@ import type { SendOutcomeKind } from '../domain/send-outcome.js';
  */
 export interface AppEventMap {
   'send:done': { provider: string; outcome: SendOutcomeKind; code?: string; durationMs: number };
+  'limiter:waited': { provider: string; ms: number };
+  'ledger:transitions': { to: 'claimed' | 'sent' | 'failed' | 'retry' | 'requeued' | 'unknown'; count: number };
   'page:released': { campaignId: string; runId: string; page: number; pending: number };
   'run:started': { campaignId: string; runId: string; total: number };
   'run:completed': { campaignId: string; runId: string };

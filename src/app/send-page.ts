@@ -59,6 +59,8 @@ export interface SendPageDeps {
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
 
+const TRANSITION = { s: 'sent', f: 'failed', t: 'retry', r: 'requeued', u: 'unknown' } as const;
+
 /** What the ledger records for an answer: the one place outcomes become ledger operations. */
 export function confirmEntry(index: number, attempts: number, outcome: SendOutcome, retry: RetryPolicy): ConfirmEntry {
   switch (outcome.kind) {
@@ -199,6 +201,7 @@ export class SendPage {
         let permits: Permit[];
         try {
           slots = await unlessStopped(sendSlots.acquire(want), stop, (n) => sendSlots.release(n));
+          const waitStarted = performance.now();
           try {
             permits = await unlessStopped(limiter.acquire(provider.limits, slots, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), stop, (ps) =>
               ps.forEach((p) => limiter.giveBack(p)),
@@ -207,6 +210,7 @@ export class SendPage {
             sendSlots.release(slots);
             throw err;
           }
+          this.deps.events.emit('limiter:waited', { provider: provider.name, ms: performance.now() - waitStarted });
         } catch (err) {
           if (err instanceof StopRequested) {
             halted = 'stopped';
@@ -227,6 +231,7 @@ export class SendPage {
           halted = claim.kind === 'fenced' ? 'fenced' : claim.status;
           break;
         }
+        if (claim.claimed.length > 0) this.deps.events.emit('ledger:transitions', { to: 'claimed', count: claim.claimed.length });
         for (const p of permits.slice(claim.claimed.length)) limiter.giveBack(p);
         sendSlots.release(permits.length - claim.claimed.length);
         claim.claimed.forEach(({ index, attempts }, i) => {
@@ -285,9 +290,15 @@ export class SendPage {
       code: outcome.kind === 'sent' ? undefined : outcome.code,
       durationMs: performance.now() - started,
     });
+    if (outcome.kind !== 'sent') {
+      // Debug only, one line per answer that was not a plain success; the logger redacts tokens and phone numbers.
+      log.debug({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page, recipient, outcome }, 'provider did not accept a send');
+    }
     if (outcome.kind === 'rate-limited') {
       limiter.pause(provider.name, outcome.retryAfterMs ?? 1000).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
     }
-    confirms.add(confirmEntry(index, attempts, outcome, provider.retry));
+    const entry = confirmEntry(index, attempts, outcome, provider.retry);
+    confirms.add(entry);
+    events.emit('ledger:transitions', { to: TRANSITION[entry.op], count: 1 });
   }
 }

@@ -21,6 +21,7 @@ const STATUS: Record<ErrorCode, number> = {
   INTEGRITY_FAILED: 422,
   UNSUPPORTED_MEDIA_TYPE: 415,
   NOT_IMPLEMENTED: 501,
+  TOO_MANY_REQUESTS: 429,
   STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
@@ -65,6 +66,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
       return sendError(res, ErrorCodes.UNSUPPORTED_MEDIA_TYPE, (err as Error).message);
     }
     if (type === 'request.aborted') return;
+    // Express's own client errors (a path that does not decode, …): a 400 with no internals.
+    const status = (err as { status?: number }).status;
+    if (err instanceof URIError || (status !== undefined && status >= 400 && status < 500)) {
+      return sendError(res, ErrorCodes.MALFORMED_REQUEST, 'the request is malformed (its path or headers do not decode)');
+    }
     const errorId = randomUUID();
     if (isStoreUnavailable(err)) {
       log.warn({ errorId, err: (err as Error).message, method: req.method, path: req.path }, 'store unavailable');

@@ -1,28 +1,30 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
 import type { AppEvents } from '../../app/events.js';
 import type { ProviderState, RunState } from '../../app/ports.js';
+import type { Keys } from '../redis/keys.js';
 
 /**
- * Prometheus metrics of this process. Labels stay bounded: provider names and
- * outcome kinds, never campaign or recipient ids (per-campaign progress is in
- * the API).
+ * Prometheus metrics. Labels stay bounded: provider names, outcome kinds,
+ * queue names and job states, never campaign or recipient ids (per-campaign
+ * progress is in the API).
+ *
+ * Where they come from: each process counts what it does (sends, ledger
+ * transitions, limiter waits). Worker processes push a snapshot of theirs
+ * into Redis every few seconds; the API's /metrics serves its own, the
+ * workers' (summed), and gauges read from Redis at scrape time (providers,
+ * runs, queues). One scrape target covers the whole deployment.
  */
 const BREAKER_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const;
 
-/**
- * The sources read state every process shares (Redis), so an API process
- * reports breakers, pace and stuck runs even though it sends nothing itself.
- */
-export function createMetrics(
-  events: AppEvents,
-  sources: { providerStates?: () => Promise<ProviderState[]>; activeRuns?: () => Promise<RunState[]> } = {},
-): Registry {
-  const { providerStates, activeRuns } = sources;
+/** What a process counts about its own work. */
+export function createProcessMetrics(events: AppEvents): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'pushq_process_' });
   const sends = new Counter({
     name: 'pushq_sends_total',
-    help: 'Requests made to providers, by provider and outcome (sent, rate-limited, permanent, transient, not-sent).',
+    help: 'Requests made to providers, by provider and outcome (sent, rate-limited, permanent, transient, in-doubt, not-sent). 429s are outcome="rate-limited".',
     labelNames: ['provider', 'outcome'],
     registers: [registry],
   });
@@ -33,77 +35,155 @@ export function createMetrics(
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
+  const waits = new Histogram({
+    name: 'pushq_limiter_wait_seconds',
+    help: 'Time a page waited for rate-limit permits before it could send.',
+    labelNames: ['provider'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [registry],
+  });
+  const transitions = new Counter({
+    name: 'pushq_ledger_transitions_total',
+    help: 'Recipient state changes recorded by this process: claimed, sent, failed, retry, requeued, unknown.',
+    labelNames: ['to'],
+    registers: [registry],
+  });
   const runs = new Counter({ name: 'pushq_runs_completed_total', help: 'Runs that completed.', registers: [registry] });
   const unknown = new Counter({
     name: 'pushq_recipients_unknown_total',
     help: 'Recipients marked unknown because their worker was lost mid-send.',
     registers: [registry],
   });
-  if (providerStates) {
-    const read = async (set: (state: ProviderState) => void) => {
-      try {
-        for (const state of await providerStates()) set(state);
-      } catch {
-        // Redis away: the gauges keep their last values; /readyz says why.
-      }
-    };
-    new Gauge({
-      name: 'pushq_provider_breaker_state',
-      help: 'Circuit breaker of each provider: 0 closed, 1 half-open (probing), 2 open.',
-      labelNames: ['provider'],
-      registers: [registry],
-      async collect() {
-        await read((s) => this.set({ provider: s.name }, BREAKER_VALUE[s.breaker]));
-      },
-    });
-    new Gauge({
-      name: 'pushq_provider_rate_ratio',
-      help: 'Share of its tps each provider is paced at (below 1 after 429s, climbing back).',
-      labelNames: ['provider'],
-      registers: [registry],
-      async collect() {
-        await read((s) => this.set({ provider: s.name }, s.rate));
-      },
-    });
-    new Gauge({
-      name: 'pushq_provider_tps',
-      help: 'Configured cap of each provider in requests per sliding second.',
-      labelNames: ['provider'],
-      registers: [registry],
-      async collect() {
-        await read((s) => this.set({ provider: s.name }, s.tps));
-      },
-    });
-  }
-  if (activeRuns) {
-    new Gauge({
-      name: 'pushq_runs_active',
-      help: 'Runs not finished yet, by status, and how many of them raise the stuck-run alarm.',
-      labelNames: ['status'],
-      registers: [registry],
-      async collect() {
-        try {
-          const runs = await activeRuns();
-          this.reset();
-          for (const status of ['running', 'paused']) this.set({ status }, runs.filter((r) => r.status === status).length);
-          this.set({ status: 'stuck' }, runs.filter((r) => r.stuckSince !== null && r.status === 'running').length);
-        } catch {
-          // Redis away: /readyz says so.
-        }
-      },
-    });
-  }
   const mismatches = new Counter({
     name: 'pushq_run_counts_mismatch_total',
     help: 'Times the supervisor found the counts of a run not adding up (should stay 0).',
     registers: [registry],
   });
-  events.on('run:counts-mismatch', () => mismatches.inc());
   events.on('send:done', (e) => {
     sends.inc({ provider: e.provider, outcome: e.outcome });
     latency.observe({ provider: e.provider }, e.durationMs / 1000);
   });
+  events.on('limiter:waited', (e) => waits.observe({ provider: e.provider }, e.ms / 1000));
+  events.on('ledger:transitions', (e) => transitions.inc({ to: e.to }, e.count));
   events.on('run:completed', () => runs.inc());
-  events.on('recipients:unknown', (e) => unknown.inc(e.count));
+  events.on('recipients:unknown', (e) => {
+    if (e.count > 0) {
+      unknown.inc(e.count);
+      transitions.inc({ to: 'unknown' }, e.count);
+    }
+  });
+  events.on('run:counts-mismatch', () => mismatches.inc());
   return registry;
+}
+
+export interface SharedSources {
+  providerStates(): Promise<ProviderState[]>;
+  activeRuns(): Promise<RunState[]>;
+  queues: Queue[];
+}
+
+/** Gauges read from Redis at scrape time: the same for every process that serves them. */
+export function createSharedMetrics(sources: SharedSources): Registry {
+  const registry = new Registry();
+  const quietly = async (read: () => Promise<void>) => {
+    try {
+      await read();
+    } catch {
+      // Redis away: /readyz says so; the gauges keep their last values.
+    }
+  };
+  const providerGauge = (name: string, help: string, value: (s: ProviderState) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['provider'],
+      registers: [registry],
+      async collect() {
+        await quietly(async () => {
+          for (const state of await sources.providerStates()) this.set({ provider: state.name }, value(state));
+        });
+      },
+    });
+  providerGauge('pushq_provider_breaker_state', 'Circuit breaker of each provider: 0 closed, 1 half-open (probing), 2 open.', (s) => BREAKER_VALUE[s.breaker]);
+  providerGauge('pushq_provider_rate_ratio', 'Share of its tps each provider is paced at (below 1 after 429s, climbing back).', (s) => s.rate);
+  providerGauge('pushq_provider_tps', 'Configured cap of each provider in requests per sliding second.', (s) => s.tps);
+  new Gauge({
+    name: 'pushq_runs_active',
+    help: 'Runs not finished yet, by status, and how many of them raise the stuck-run alarm.',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      await quietly(async () => {
+        const runs = await sources.activeRuns();
+        this.reset();
+        for (const status of ['running', 'paused']) this.set({ status }, runs.filter((r) => r.status === status).length);
+        this.set({ status: 'stuck' }, runs.filter((r) => r.stuckSince !== null && r.status === 'running').length);
+      });
+    },
+  });
+  new Gauge({
+    name: 'pushq_queue_jobs',
+    help: 'BullMQ jobs by queue and state (send jobs are pages of recipients).',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      await quietly(async () => {
+        for (const queue of sources.queues) {
+          const counts = await queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed', 'completed');
+          for (const [state, n] of Object.entries(counts)) this.set({ queue: queue.name, state }, n);
+        }
+      });
+    },
+  });
+  return registry;
+}
+
+const SNAPSHOT_TTL_MS = 30_000;
+
+/** A worker process pushes its metrics into Redis for the API to serve (and to count it as alive). */
+export class MetricsPusher {
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: Keys,
+    private readonly registry: Registry,
+    private readonly instance: string,
+    private readonly intervalMs = 5000,
+  ) {}
+
+  start(): void {
+    const push = () => void this.push().catch(() => undefined);
+    push();
+    this.timer = setInterval(push, this.intervalMs);
+    this.timer.unref();
+  }
+
+  async push(): Promise<void> {
+    const snapshot = JSON.stringify(await this.registry.getMetricsAsJSON());
+    await this.redis.set(`${this.keys.prefix}:metrics:${this.instance}`, snapshot, 'PX', SNAPSHOT_TTL_MS);
+    await this.redis.zadd(this.keys.workers(), Date.now(), this.instance);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    await this.push().catch(() => undefined);
+  }
+}
+
+/** Worker instances that pushed a snapshot in the last half minute. */
+export async function recentWorkers(redis: Redis, keys: Keys): Promise<string[]> {
+  await redis.zremrangebyscore(keys.workers(), '-inf', Date.now() - 10 * SNAPSHOT_TTL_MS);
+  return redis.zrangebyscore(keys.workers(), Date.now() - SNAPSHOT_TTL_MS, '+inf');
+}
+
+/** This process's metrics, the workers' (summed across them), and the shared gauges, as Prometheus text. */
+export async function renderMetrics(own: Registry, shared: Registry, redis: Redis, keys: Keys, self: string): Promise<{ contentType: string; text: string }> {
+  // This process's own snapshot is in `own` already (a process that is API and worker at once).
+  const instances = (await recentWorkers(redis, keys).catch(() => [])).filter((i) => i !== self);
+  const snapshots = instances.length > 0 ? await redis.mget(instances.map((i) => `${keys.prefix}:metrics:${i}`)).catch(() => []) : [];
+  const workers = snapshots.filter((s): s is string => s !== null).map((s) => JSON.parse(s) as Array<MetricObjectWithValues<MetricValue<string>>>);
+  const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
+  const text = `${await merged.metrics()}\n${await shared.metrics()}`;
+  return { contentType: own.contentType, text };
 }

@@ -23,14 +23,18 @@ export const createCampaignBody = z.strictObject({
   recipients: z.array(z.unknown()).optional(),
 });
 
-export const createCampaignQuery = z.object({
+/** `invalid`: an unusable recipient is skipped and reported, or the whole request refused. */
+export const ingestQuery = z.strictObject({
   invalid: z.enum(['skip', 'reject']).default('skip'),
 });
 
-export const listQuery = z.object({
+export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().min(1).max(64).optional(),
 });
+
+/** Routes that take no query parameters refuse unknown ones, as they refuse unknown fields. */
+export const noQuery = z.strictObject({});
 
 export const scheduleBody = z.strictObject({
   at: z.string().optional(),

@@ -20,6 +20,11 @@ export class Keys {
     return `${this.prefix}:active-runs`;
   }
 
+  /** Worker instances, scored by their last metrics snapshot: who is alive. */
+  workers(): string {
+    return `${this.prefix}:workers`;
+  }
+
   /** Uploads under way, as `<campaignId>|<version>` scored by start: the supervisor drops abandoned ones. */
   stagings(): string {
     return `${this.prefix}:stagings`;

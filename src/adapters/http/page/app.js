@@ -1,0 +1,100 @@
+// The campaign progress page: polls the API (through /admin/campaigns, under the
+// same browser credentials as this page) and draws each campaign's latest run.
+'use strict';
+const previous = new Map();
+const rows = document.getElementById('campaigns');
+let role = 'viewer';
+
+function text(tag, value, className) {
+  const el = document.createElement(tag);
+  el.textContent = value;
+  if (className) el.className = className;
+  return el;
+}
+
+function duration(seconds) {
+  if (!Number.isFinite(seconds) || seconds < 0) return '–';
+  if (seconds < 60) return Math.round(seconds) + ' s';
+  if (seconds < 3600) return Math.floor(seconds / 60) + ' min ' + Math.round(seconds % 60) + ' s';
+  return Math.floor(seconds / 3600) + ' h ' + Math.floor((seconds % 3600) / 60) + ' min';
+}
+
+async function act(id, action) {
+  const res = await fetch('campaigns/' + encodeURIComponent(id) + '/' + action, { method: 'POST' });
+  if (!res.ok) {
+    const body = await res.json().catch(() => ({}));
+    showError((body.error && body.error.message) || res.statusText);
+  }
+  await refresh();
+}
+
+function showError(message) {
+  const el = document.getElementById('error');
+  el.textContent = message || '';
+  el.hidden = !message;
+}
+
+function render(campaign, now) {
+  const c = campaign.counts;
+  const done = c.sent + c.failed + c.unknown + c.skipped;
+  const before = previous.get(campaign.id);
+  let rate = before && before.rate !== undefined ? before.rate : 0;
+  if (before && now > before.at && done !== before.done) rate = ((done - before.done) * 1000) / (now - before.at);
+  if (campaign.status !== 'running') rate = 0;
+  previous.set(campaign.id, { at: now, done, rate });
+
+  const tr = document.createElement('tr');
+  tr.dataset.testid = 'campaign';
+  tr.dataset.id = campaign.id;
+  tr.dataset.status = campaign.status;
+  const name = document.createElement('td');
+  name.append(text('div', campaign.name), text('div', campaign.id, 'id'));
+  tr.append(name, text('td', campaign.status, 'status-' + campaign.status));
+  const barCell = document.createElement('td');
+  const bar = document.createElement('div');
+  bar.className = 'bar';
+  bar.dataset.testid = 'bar';
+  bar.dataset.done = String(done);
+  for (const part of ['sent', 'failed', 'unknown', 'skipped']) {
+    const span = document.createElement('span');
+    span.className = part;
+    span.style.width = (c.total ? (100 * c[part]) / c.total : 0) + '%';
+    bar.append(span);
+  }
+  barCell.append(bar);
+  tr.append(barCell);
+  tr.append(text('td', `${done}/${c.total} · sent ${c.sent} · failed ${c.failed} · unknown ${c.unknown} · skipped ${c.skipped}`));
+  tr.append(text('td', rate > 0 ? rate.toFixed(0) + '/s' : '–'));
+  tr.append(text('td', rate > 0 ? duration(c.pending / rate) : '–'));
+  const schedule = campaign.schedule;
+  tr.append(text('td', schedule ? (schedule.kind === 'cron' ? schedule.cron + ' (' + schedule.timezone + ')' : 'at ' + schedule.at) + (schedule.nextRunAt ? ' · next ' + schedule.nextRunAt : '') : '–'));
+  const actions = document.createElement('td');
+  if (role === 'admin') {
+    const allowed = { running: ['pause', 'cancel'], paused: ['resume', 'cancel'], scheduled: ['pause', 'cancel'], draft: ['cancel'] }[campaign.status] || [];
+    for (const action of allowed) {
+      const button = text('button', action);
+      button.dataset.testid = action;
+      button.addEventListener('click', () => act(campaign.id, action));
+      actions.append(button);
+    }
+  }
+  tr.append(actions);
+  return tr;
+}
+
+async function refresh() {
+  try {
+    const res = await fetch('campaigns/data');
+    if (!res.ok) throw new Error(res.status + ' ' + res.statusText);
+    const data = await res.json();
+    role = data.role;
+    document.getElementById('role').textContent = role === 'admin' ? 'signed in as admin' : 'signed in as viewer (read only)';
+    const now = Date.now();
+    rows.replaceChildren(...data.campaigns.map((campaign) => render(campaign, now)));
+  } catch (err) {
+    showError('cannot load campaigns: ' + err.message);
+  }
+}
+
+refresh();
+setInterval(refresh, 1000);

@@ -1,0 +1,268 @@
+import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import { z } from 'zod';
+import type { CampaignLifecycle } from '../../app/campaign-lifecycle.js';
+import type { CampaignQueries } from '../../app/campaign-queries.js';
+import type { CreateCampaign } from '../../app/create-campaign.js';
+import type { LaunchCampaign } from '../../app/launch-campaign.js';
+import type { ProviderQueries } from '../../app/provider-queries.js';
+import type { RetryFailed } from '../../app/retry-failed.js';
+import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
+import type { UploadRecipients } from '../../app/upload-recipients.js';
+import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
+import { validationError } from './errors.js';
+import {
+  campaignIdParam,
+  cloneBody,
+  createCampaignBody,
+  ingestQuery,
+  listQuery,
+  noQuery,
+  patchCampaignBody,
+  scheduleBody,
+  uploadHeaders,
+} from './schemas.js';
+import { uploadSource } from './upload-source.js';
+
+export interface RouteDeps {
+  createCampaign: CreateCampaign;
+  launchCampaign: LaunchCampaign;
+  scheduleCampaign: ScheduleCampaign;
+  lifecycle: CampaignLifecycle;
+  retryFailed: RetryFailed;
+  upload: UploadRecipients;
+  queries: CampaignQueries;
+  providers: ProviderQueries;
+  maxBodyBytes: number;
+}
+
+/**
+ * One entry per route of the REST API: how it is validated, who may call it,
+ * and what it does. The router and the OpenAPI document are both built from
+ * this list, so the documentation cannot drift from what runs.
+ */
+export interface Route {
+  method: 'get' | 'post' | 'put' | 'patch';
+  /** Express path under /api. */
+  path: string;
+  summary: string;
+  /** Viewers (VIEWER_TOKEN) may call `read` routes only. */
+  access: 'read' | 'write';
+  query: z.ZodType;
+  /** A JSON body; `upload` routes take a raw stream instead. */
+  body?: z.ZodType;
+  upload?: { contentTypes: string[]; headers: z.ZodType };
+  status?: number;
+  /** What the route answers when it is not JSON. */
+  produces?: string;
+  handle(req: Request, res: Response, input: { query: any; body: any }): Promise<unknown>;
+}
+
+function parse<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query' | 'headers'): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (!result.success) throw validationError(result.error, where);
+  return result.data;
+}
+
+/** Ids that cannot be campaign ids are unknown ids: 404, like any other unknown id. */
+function campaignId(req: Request): string {
+  const result = campaignIdParam.safeParse(req.params);
+  if (!result.success) throw campaignNotFound(String(req.params.id));
+  return result.data.id;
+}
+
+function hasBody(req: Request): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+}
+
+/** RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
+function csvField(value: string | number): string {
+  const text = String(value);
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+export function apiRoutes(deps: RouteDeps): Route[] {
+  const action = (name: 'pause' | 'resume' | 'cancel', summary: string): Route => ({
+    method: 'post',
+    path: `/campaigns/:id/${name}`,
+    summary,
+    access: 'write',
+    query: noQuery,
+    handle: (req) => deps.lifecycle[name](campaignId(req)),
+  });
+  return [
+    {
+      method: 'post',
+      path: '/campaigns',
+      summary: 'Create a campaign (a draft), with inline recipients or none (upload them later)',
+      access: 'write',
+      query: ingestQuery,
+      body: createCampaignBody,
+      status: 201,
+      async handle(_req, res, { query, body }) {
+        const result = await deps.createCampaign.execute({ ...body, invalid: query.invalid });
+        res.location(`/api/campaigns/${result.campaign.id}`);
+        return { ...result.campaign, ingest: result.recipients };
+      },
+    },
+    {
+      method: 'get',
+      path: '/campaigns',
+      summary: 'List campaigns, newest first',
+      access: 'read',
+      query: listQuery,
+      handle: (_req, _res, { query }) => deps.queries.list(query.limit, query.cursor),
+    },
+    { method: 'get', path: '/campaigns/:id', summary: 'A campaign, its schedule, and the counts of its latest run', access: 'read', query: noQuery, handle: (req) => deps.queries.get(campaignId(req)) },
+    {
+      method: 'patch',
+      path: '/campaigns/:id',
+      summary: 'Change name, message, priority, maxAttempts, or replace the recipients (draft or scheduled only)',
+      access: 'write',
+      query: ingestQuery,
+      body: patchCampaignBody,
+      async handle(req, _res, { query, body }) {
+        const result = await deps.lifecycle.edit(campaignId(req), { ...body, invalid: query.invalid });
+        return { ...result.campaign, ingest: result.recipients };
+      },
+    },
+    {
+      method: 'put',
+      path: '/campaigns/:id/recipients',
+      summary: 'Replace the recipients with an upload (CSV or NDJSON, streamed; refused whole on any doubt)',
+      access: 'write',
+      query: ingestQuery,
+      upload: { contentTypes: ['text/csv', 'application/x-ndjson'], headers: uploadHeaders },
+      async handle(req, _res, { query }) {
+        const id = campaignId(req);
+        await deps.queries.get(id);
+        const format = req.is(['text/csv', 'application/x-ndjson', 'application/ndjson']);
+        if (!format) {
+          throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `upload text/csv or application/x-ndjson, not ${req.headers['content-type'] ?? 'nothing'}`);
+        }
+        const headers = parse(uploadHeaders, req.headers, 'headers');
+        const length = Number(req.headers['content-length'] ?? 0);
+        return deps.upload.execute(id, uploadSource(req, format === 'text/csv' ? 'csv' : 'ndjson'), {
+          expectedCount: headers['x-recipient-count'],
+          expectedSha256: headers['x-content-sha256'],
+          // About 16 bytes a row when nothing better is known: it only sizes the index.
+          sizeHint: headers['x-recipient-count'] ?? (length > 0 ? Math.ceil(length / 16) : 100_000),
+          invalid: query.invalid,
+        });
+      },
+    },
+    { method: 'post', path: '/campaigns/:id/launch', summary: 'Run a one-off campaign now', access: 'write', query: noQuery, handle: (req) => deps.launchCampaign.execute(campaignId(req)) },
+    {
+      method: 'post',
+      path: '/campaigns/:id/schedule',
+      summary: 'Schedule (or reschedule) a campaign: once at an instant, or at each occurrence of a cron expression',
+      access: 'write',
+      query: noQuery,
+      body: scheduleBody,
+      handle: (req, _res, { body }) => deps.scheduleCampaign.execute(campaignId(req), body),
+    },
+    action('pause', 'Pause: sending stops within a second at every worker; occurrences of a schedule pass'),
+    action('resume', 'Resume where it stopped'),
+    action('cancel', 'Cancel: the schedule goes, pending recipients are skipped, in-flight ones are recorded'),
+    {
+      method: 'post',
+      path: '/campaigns/:id/retry-failed',
+      summary: 'A new run of exactly the recipients that ended failed in the latest run',
+      access: 'write',
+      query: noQuery,
+      handle: (req) => deps.retryFailed.execute(campaignId(req)),
+    },
+    {
+      method: 'post',
+      path: '/campaigns/:id/clone',
+      summary: 'A new draft with the same message, provider, priority and recipients',
+      access: 'write',
+      query: noQuery,
+      body: cloneBody,
+      status: 201,
+      async handle(req, res, { body }) {
+        const clone = await deps.lifecycle.clone(campaignId(req), body.name);
+        res.location(`/api/campaigns/${clone.id}`);
+        return clone;
+      },
+    },
+    {
+      method: 'get',
+      path: '/campaigns/:id/runs',
+      summary: 'Runs newest first with their counts, and the latest occurrences of the schedule',
+      access: 'read',
+      query: listQuery,
+      handle: (req, _res, { query }) => deps.queries.runs(campaignId(req), query.limit),
+    },
+    {
+      method: 'get',
+      path: '/campaigns/:id/recipients/:recipientId',
+      summary: "A recipient and its ledger entry in the latest run: state, attempts, last error, times",
+      access: 'read',
+      query: noQuery,
+      handle: (req) => deps.queries.recipient(campaignId(req), String(req.params.recipientId)),
+    },
+    {
+      method: 'get',
+      path: '/campaigns/:id/failures',
+      summary: 'Recipients of the latest run that ended failed or unknown, with their last error',
+      access: 'read',
+      query: listQuery,
+      handle: (req, _res, { query }) => deps.queries.failures(campaignId(req), query.limit, query.cursor),
+    },
+    {
+      method: 'get',
+      path: '/campaigns/:id/failures.csv',
+      summary: 'All the failures of the latest run as CSV',
+      access: 'read',
+      query: noQuery,
+      produces: 'text/csv',
+      async handle(req, res) {
+        const id = campaignId(req);
+        let page = await deps.queries.failures(id, 1000);
+        res.type('text/csv; charset=utf-8').attachment(`${id}-failures.csv`);
+        res.write('recipientId,state,attempts,errorCode,errorMessage,at\n');
+        for (;;) {
+          for (const f of page.items) {
+            res.write(`${[f.recipientId, f.state, f.attempts, f.error?.code ?? '', f.error?.message ?? '', f.at ?? ''].map(csvField).join(',')}\n`);
+          }
+          if (!page.nextCursor) break;
+          page = await deps.queries.failures(id, 1000, page.nextCursor);
+        }
+        res.end();
+        return undefined;
+      },
+    },
+    { method: 'get', path: '/providers', summary: "Each provider's shared limiter state: pace, pause, circuit breaker", access: 'read', query: noQuery, handle: async () => ({ items: await deps.providers.list() }) },
+    { method: 'get', path: '/providers/:name', summary: "One provider's shared limiter state", access: 'read', query: noQuery, handle: (req) => deps.providers.get(String(req.params.name)) },
+  ];
+}
+
+/** A body that is not JSON is refused with 415 before anything reads it. */
+const requireJson: RequestHandler = (req, _res, next) => {
+  if (hasBody(req) && !req.is(['application/json', 'application/*+json'])) {
+    throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `expected Content-Type application/json, got ${req.headers['content-type'] ?? 'none'}`);
+  }
+  next();
+};
+
+/** Viewers read; only the admin token changes anything. */
+const guardWrites: RequestHandler = (req, _res, next) => {
+  if (req.res?.locals.role !== 'admin') throw new DomainError(ErrorCodes.FORBIDDEN, 'the viewer token can read, not change anything');
+  next();
+};
+
+export function apiRouter(routes: Route[], maxBodyBytes: number): Router {
+  const router = Router();
+  const json = [requireJson, express.json({ limit: maxBodyBytes })];
+  for (const route of routes) {
+    const guards = route.access === 'write' ? [guardWrites] : [];
+    const bodyParsers = route.upload || route.method === 'get' ? [] : json;
+    router[route.method](route.path, ...guards, ...bodyParsers, async (req, res) => {
+      const query = parse(route.query, req.query, 'query');
+      const body = route.body ? parse(route.body, req.body ?? {}, 'body') : undefined;
+      const result = await route.handle(req, res, { query, body });
+      if (result !== undefined) res.status(route.status ?? 200).json(result);
+    });
+  }
+  return router;
+}
