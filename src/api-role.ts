@@ -13,6 +13,7 @@ import type { ProviderRegistry } from './app/ports.js';
 import { ProviderQueries } from './app/provider-queries.js';
 import { RetryFailed } from './app/retry-failed.js';
 import { ScheduleCampaign } from './app/schedule-campaign.js';
+import { SuppressionLists } from './app/suppression-lists.js';
 import { UploadRecipients } from './app/upload-recipients.js';
 import { createHttpApp } from './adapters/http/app.js';
 import { createSharedMetrics, recentWorkers, renderMetrics } from './adapters/http/metrics.js';
@@ -83,6 +84,7 @@ export async function startApiRole(deps: {
     retryFailed: new RetryFailed(s.store, s.ledger, s.starter, config.pageSize),
     upload: new UploadRecipients(s.store, s.ledger, lifecycle),
     providers: providerQueries,
+    suppressions: new SuppressionLists(s.suppressions),
   });
   const server: Server = createServer(app);
   await new Promise<void>((resolve, reject) => {

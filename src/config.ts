@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { frequencyCapSchema } from './adapters/http/schemas.js';
+import type { FrequencyCap } from './domain/respect.js';
 import { DEFAULT_REDACT_FIELDS } from './logger.js';
 
 /**
@@ -127,6 +129,23 @@ const envSchema = z.object({
   MAX_BODY_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
   /** An occurrence missed (every process down) by more than this is skipped, not run late. */
   SCHEDULE_GRACE_MS: int(0, 30 * 86_400_000).default(3_600_000),
+  /**
+   * Frequency caps for campaigns without their own, as a JSON array, e.g.
+   * [{"max":2,"per":"24h","kinds":["advertising"]}]; the first whose kinds
+   * include the campaign's kind applies.
+   */
+  FREQUENCY_CAPS: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.array(frequencyCapSchema).max(20))
+    .default([]),
 });
 
 export interface Config {
@@ -156,6 +175,7 @@ export interface Config {
   stagingTtlMs: number;
   maxBodyBytes: number;
   scheduleGraceMs: number;
+  frequencyCaps: FrequencyCap[];
 }
 
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
@@ -227,5 +247,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     stagingTtlMs: e.STAGING_TTL_MS,
     maxBodyBytes: e.MAX_BODY_BYTES,
     scheduleGraceMs: e.SCHEDULE_GRACE_MS,
+    frequencyCaps: e.FREQUENCY_CAPS,
   };
 }

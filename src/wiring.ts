@@ -7,6 +7,7 @@ import { Keys } from './adapters/redis/keys.js';
 import { BullPageQueue, BullScheduler, createScheduleQueue, createSendQueue } from './adapters/redis/queues.js';
 import { RedisLedger } from './adapters/redis/redis-ledger.js';
 import { RedisLifecycle } from './adapters/redis/redis-lifecycle.js';
+import { RedisFrequencyCaps, RedisSuppressions } from './adapters/redis/redis-respect.js';
 import { Scripts } from './adapters/redis/scripts.js';
 import type { Config } from './config.js';
 
@@ -31,6 +32,8 @@ export function storage(redis: Redis, config: Config, events: AppEvents) {
     scheduleQueue,
     pageQueue,
     pump,
+    suppressions: new RedisSuppressions(redis, keys),
+    frequencyCaps: new RedisFrequencyCaps(keys, scripts),
     scheduler: new BullScheduler(scheduleQueue),
     starter: new RunStarter(ledger, pump, events),
     async close() {

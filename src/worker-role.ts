@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { AppEvents, Logger } from './app/events.js';
 import { FireOccurrence } from './app/fire-occurrence.js';
 import type { ProviderRegistry } from './app/ports.js';
+import { RecipientGate } from './app/recipient-gate.js';
 import { Semaphore } from './app/semaphore.js';
 import { SendPage, type PageResult } from './app/send-page.js';
 import { Supervisor } from './app/supervisor.js';
@@ -42,6 +43,8 @@ export function startWorkerRole(deps: {
     providers,
     pump: s.pump,
     sendSlots: new Semaphore(config.sendConcurrency),
+    gate: new RecipientGate(s.suppressions, s.frequencyCaps, config.frequencyCaps),
+    caps: s.frequencyCaps,
     events,
     log,
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },

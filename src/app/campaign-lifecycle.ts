@@ -2,6 +2,7 @@ import { invalidState, planLayout, type Campaign, type CampaignPriority, type Me
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
 import type { Logger } from './events.js';
@@ -13,6 +14,10 @@ export interface CampaignPatch {
   message?: Message;
   priority?: CampaignPriority;
   maxAttempts?: number;
+  kind?: string;
+  quietHours?: QuietHours | null;
+  suppressionLists?: string[];
+  frequencyCap?: FrequencyCap | null;
   /** Replaces the whole list (inline); the change is all or nothing. */
   recipients?: readonly unknown[];
   invalid: 'skip' | 'reject';
@@ -98,6 +103,10 @@ export class CampaignLifecycle {
     if (patch.message !== undefined) fields.message = JSON.stringify(patch.message);
     if (patch.priority !== undefined) fields.priority = patch.priority;
     if (patch.maxAttempts !== undefined) fields.maxAttempts = String(patch.maxAttempts);
+    if (patch.kind !== undefined) fields.kind = patch.kind;
+    if (patch.quietHours !== undefined) fields.quietHours = patch.quietHours ? JSON.stringify(patch.quietHours) : '';
+    if (patch.suppressionLists !== undefined) fields.suppressionLists = JSON.stringify(patch.suppressionLists);
+    if (patch.frequencyCap !== undefined) fields.frequencyCap = patch.frequencyCap ? JSON.stringify(patch.frequencyCap) : '';
     let summary: IngestSummary | null = null;
     if (patch.recipients) {
       const collector = new RecipientCollector();
@@ -145,7 +154,15 @@ export class CampaignLifecycle {
     await this.store.copyRecipients(source, cloneId);
     const layout = planLayout(source.recipients.total, source.recipients.pageSize);
     await this.store.create(
-      { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority, maxAttempts: source.maxAttempts, createdAt, layout },
+      { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority,
+        maxAttempts: source.maxAttempts,
+        kind: source.kind,
+        quietHours: source.quietHours,
+        suppressionLists: source.suppressionLists,
+        frequencyCap: source.frequencyCap,
+        createdAt,
+        layout,
+      },
       null,
     );
     return this.view(cloneId);

@@ -1,8 +1,8 @@
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
 import type { Campaign } from '../domain/campaign.js';
-import type { RunCounts } from '../domain/ledger.js';
-import { campaignView, iso, runView, type CampaignView, type RunView } from './campaign-view.js';
+import { reasonName } from '../domain/respect.js';
+import { campaignView, countsView, iso, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
 import type { CampaignStore, Ledger, OccurrenceEntry, RunState } from './ports.js';
 
 export interface RecipientEntryView {
@@ -14,11 +14,13 @@ export interface RecipientEntryView {
   /** For pending: when the next attempt is due; otherwise: when the state last changed. */
   updatedAt: string | null;
   runStartedAt: string | null;
+  /** Why it was skipped (`suppressed`, `frequency-cap`, `token-invalid`, `cancelled`) or, while pending, deferred (`quiet-hours`, until `updatedAt`). */
   reason?: string;
+  reasonDetail?: string;
 }
 
 export interface RunDetailView extends RunView {
-  counts: RunCounts;
+  counts: CountsView;
 }
 
 export interface FailureView {
@@ -78,16 +80,18 @@ export class CampaignQueries {
     }
     const entry = await this.ledger.readEntry(campaignId, run.id, position, pageSize);
     const { record } = entry;
-    // Cancelling a run settles its pending recipients in the counts at once; their records say why.
+    // Cancelling a run settles its pending recipients in the counts at once (their records stay pending).
     const cancelled = run.status === 'cancelled' && record.state === 'pending';
+    const reason = cancelled ? 'cancelled' : reasonName(record.reason);
     return {
       recipient: recipientRecord(stored),
       runId: run.id,
       state: cancelled ? 'skipped' : record.state,
-      ...(cancelled ? { reason: 'cancelled' } : {}),
+      ...(reason ? { reason } : {}),
+      ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
       attempts: record.attempts,
       lastError: entry.lastError ? { ...entry.lastError, at: iso(entry.lastError.at) } : null,
-      updatedAt: record.attempts > 0 || record.state !== 'pending' ? iso(run.createdAt + record.at) : null,
+      updatedAt: record.attempts > 0 || record.state !== 'pending' || record.reason !== 0 ? iso(run.createdAt + record.at) : null,
       runStartedAt: iso(run.createdAt),
     };
   }
@@ -98,7 +102,7 @@ export class CampaignQueries {
     if (!campaign) throw campaignNotFound(campaignId);
     const ids = await this.store.runIds(campaignId, limit);
     const runs = await Promise.all(ids.map((id) => this.ledger.getRun(campaignId, id)));
-    const items = runs.filter((r): r is RunState => r !== null).map((r) => ({ ...runView(r), counts: r.counts }));
+    const items = runs.filter((r): r is RunState => r !== null).map((r) => ({ ...runView(r), counts: countsView(r) }));
     return { items, occurrences: await this.store.occurrences(campaignId, limit) };
   }
 

@@ -1,12 +1,17 @@
 import type { Campaign } from '../domain/campaign.js';
 import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
+import type { ReasonName } from '../domain/respect.js';
 import type { RunState } from './ports.js';
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
-export interface CampaignView extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'status' | 'createdAt' | 'updatedAt'> {
+export interface CampaignView
+  extends Pick<
+    Campaign,
+    'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap' | 'status' | 'createdAt' | 'updatedAt'
+  > {
   recipientCount: number;
-  counts: RunCounts;
+  counts: CountsView;
   latestRun: RunView | null;
   schedule: ScheduleView | null;
 }
@@ -19,6 +24,21 @@ export interface RunView {
   completedAt: string | null;
   /** The stuck-run alarm: recipients pending and no progress for a long time. */
   stuck: boolean;
+}
+
+/**
+ * A run's counts as the API shows them: the ledger's, plus how many pending
+ * recipients wait for their quiet hours to end (and until when at the latest),
+ * and `skipped` broken down by reason.
+ */
+export interface CountsView extends RunCounts {
+  deferred: number;
+  deferredUntil: string | null;
+  skippedBy: Partial<Record<ReasonName, number>>;
+}
+
+export function countsView(run: RunState): CountsView {
+  return { ...run.counts, deferred: run.deferred, deferredUntil: run.deferredUntil === null ? null : iso(run.deferredUntil), skippedBy: run.skippedBy };
 }
 
 export function iso(ms: number): string {
@@ -44,11 +64,15 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     message: campaign.message,
     priority: campaign.priority,
     maxAttempts: campaign.maxAttempts,
+    kind: campaign.kind,
+    quietHours: campaign.quietHours,
+    suppressionLists: campaign.suppressionLists,
+    frequencyCap: campaign.frequencyCap,
     status: campaign.status,
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,
     recipientCount: campaign.recipients.total,
-    counts: run ? run.counts : emptyCounts(campaign.recipients.total),
+    counts: run ? countsView(run) : { ...emptyCounts(campaign.recipients.total), deferred: 0, deferredUntil: null, skippedBy: {} },
     latestRun: run ? runView(run) : null,
     schedule: campaign.schedule ? scheduleView(campaign.schedule, Date.now()) : null,
   };

@@ -2,6 +2,7 @@ import { planLayout, type CampaignPriority, type Message } from '../domain/campa
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
 
@@ -11,6 +12,10 @@ export interface CreateCampaignInput {
   message: Message;
   priority: CampaignPriority;
   maxAttempts?: number;
+  kind: string;
+  quietHours: QuietHours | null;
+  suppressionLists: string[];
+  frequencyCap: FrequencyCap | null;
   /** Inline recipients; without them the campaign waits in draft for an upload. */
   recipients?: readonly unknown[];
   /** What an unusable recipient does: skipped and reported, or the whole request refused. */
@@ -45,7 +50,15 @@ export class CreateCampaign {
     const createdAt = Date.now();
     const id = newId(createdAt);
     const layout = planLayout(collector.recipients.length, this.pageSize);
-    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority, maxAttempts: input.maxAttempts ?? null, createdAt, layout }, collector.recipients);
+    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority,
+        maxAttempts: input.maxAttempts ?? null,
+        kind: input.kind,
+        quietHours: input.quietHours,
+        suppressionLists: input.suppressionLists,
+        frequencyCap: input.frequencyCap,
+        createdAt,
+        layout,
+      }, collector.recipients);
     const campaign = await this.store.get(id);
     if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
     return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };

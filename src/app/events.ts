@@ -8,7 +8,9 @@ import type { SendOutcomeKind } from '../domain/send-outcome.js';
 export interface AppEventMap {
   'send:done': { provider: string; outcome: SendOutcomeKind; code?: string; durationMs: number };
   'limiter:waited': { provider: string; ms: number };
-  'ledger:transitions': { to: 'claimed' | 'sent' | 'failed' | 'retry' | 'requeued' | 'unknown'; count: number };
+  'ledger:transitions': { to: 'claimed' | 'sent' | 'failed' | 'retry' | 'requeued' | 'unknown' | 'skipped' | 'deferred'; count: number };
+  /** Recipients the gate kept from being sent now, by why (names of domain/respect.ts REASONS). */
+  'recipients:held': { outcome: 'skipped' | 'deferred'; reason: string; count: number };
   'page:released': { campaignId: string; runId: string; page: number; pending: number };
   'run:started': { campaignId: string; runId: string; total: number };
   'run:completed': { campaignId: string; runId: string };

@@ -4,6 +4,7 @@
  * the real adapters on a real Redis.
  */
 import type { Campaign, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
+import type { FrequencyCap, ReasonName } from '../domain/respect.js';
 import type { ScheduleSpec } from '../domain/schedule.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
@@ -11,7 +12,8 @@ import type { SendOutcome } from '../domain/send-outcome.js';
 
 // ── campaigns ────────────────────────────────────────────────────────────────
 
-export interface NewCampaign extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts'> {
+export interface NewCampaign
+  extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap'> {
   createdAt: number;
   layout: RecipientLayout;
 }
@@ -72,6 +74,31 @@ export interface Staging {
   abort(): Promise<void>;
 }
 
+// ── recipient respect ───────────────────────────────────────────────────────
+
+export interface Suppressions {
+  /** For each id, the first of `lists` that holds it, or undefined. */
+  find(lists: readonly string[], ids: readonly string[]): Promise<Array<string | undefined>>;
+  add(list: string, ids: readonly string[]): Promise<number>;
+  remove(list: string, ids: readonly string[]): Promise<number>;
+  members(list: string, cursor: string, limit: number): Promise<{ ids: string[]; nextCursor: string | null }>;
+  lists(): Promise<Array<{ name: string; size: number }>>;
+  clear(list: string): Promise<void>;
+  /**
+   * Replaces a list whole: `fill` adds the new ids (answering how many were
+   * new) beside the current list, which is swapped for them in one step once
+   * `fill` returns; if it throws, the list is left as it was.
+   */
+  replace(list: string, fill: (add: (ids: readonly string[]) => Promise<number>) => Promise<void>): Promise<number>;
+}
+
+export interface FrequencyCaps {
+  /** Counts one message for each id that fits the cap; answers per id whether it did. */
+  reserve(cap: FrequencyCap, ids: readonly string[]): Promise<boolean[]>;
+  /** Gives back messages reserved just now whose sends did not happen. */
+  release(cap: FrequencyCap, ids: readonly string[]): Promise<void>;
+}
+
 // ── lifecycle: status changes, each one atomic step ─────────────────────────
 
 export type Transition<T = object> =
@@ -125,6 +152,11 @@ export interface RunState {
   recipients: RecipientLayout;
   /** Since when the supervisor has seen no progress although recipients are pending (the stuck-run alarm). */
   stuckSince: number | null;
+  /** Pending recipients waiting for their quiet hours to end (a part of `pending`), and the latest such end. */
+  deferred: number;
+  deferredUntil: number | null;
+  /** `skipped` broken down by reason (names of domain/respect.ts REASONS). */
+  skippedBy: Partial<Record<ReasonName, number>>;
 }
 
 export interface CreateRunOptions {
@@ -150,6 +182,17 @@ export type ClaimResult =
   | { kind: 'ok'; claimed: Array<{ index: number; attempts: number }> }
   | { kind: 'fenced' }
   | { kind: 'inactive'; status: string };
+
+/** What the supervisor's stall check found: pages to enqueue again, or a run only waiting for parked recipients to be due. */
+export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { kind: 'parked'; wakesIn: number } | { kind: 'fresh' } | { kind: 'inactive' };
+
+export type ClaimDirective =
+  /** `counted`: just counted against a frequency cap (the record remembers, so a retry is not counted again). */
+  | { index: number; op: 'claim'; counted?: boolean }
+  /** Quiet hours: due again at `until` (epoch ms, read on the Redis clock like every ledger time). */
+  | { index: number; op: 'defer'; until: number }
+  /** Never sent in this run: `reason` is a code of domain/respect.ts REASONS. */
+  | { index: number; op: 'skip'; reason: number; detail: string };
 
 /** op: s sent, f failed, t transient (retry or fail when attempts are spent), r requeue, u unknown */
 export interface ConfirmEntry {
@@ -181,7 +224,8 @@ export interface Ledger {
   acquirePage(ref: PageRef, token: string, leaseMs: number, inDoubt: InDoubtPolicy): Promise<AcquireResult>;
   /** Settles pages whose lease ran out, and completes the run when nothing is pending. */
   expireLeases(campaignId: string, runId: string, inDoubt: InDoubtPolicy): Promise<{ pages: number; settled: number; completed: boolean }>;
-  claim(ref: PageRef, token: string, leaseMs: number, indexes: readonly number[]): Promise<ClaimResult>;
+  /** Claims, defers or skips recipients of a page in one step (see lua/claim.lua); answers the claimed ones. */
+  claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[]): Promise<ClaimResult>;
   confirm(ref: PageRef, token: string, leaseMs: number, maxAttempts: number, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
   releasePage(ref: PageRef, token: string, size: number): Promise<ReleaseResult>;
   /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
@@ -192,7 +236,7 @@ export interface Ledger {
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
   listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
   /** Supervisor remedy for a run with no progress for `stallMs`: see lua/kick-run.lua. */
-  kickStalled(campaignId: string, runId: string, stallMs: number): Promise<{ gen: number; pages: number[] } | null>;
+  kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult>;
   /** True when this caller holds `name` for the next `ttlMs` (one supervisor at a time). */
   tryLock(name: string, ttlMs: number): Promise<boolean>;
   /** Takes `name` for `ttlMs`, waiting up to `waitMs` for another holder; returns the token to unlock with, or null. */

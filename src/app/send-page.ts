@@ -3,16 +3,20 @@ import { fullJitterBackoff } from '../domain/backoff.js';
 import { idempotencyKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
+import { reasonName } from '../domain/respect.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
 import { priorityClass, type Campaign } from '../domain/campaign.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
 import type { AppEvents, Logger } from './events.js';
 import { sleepUntil, StopRequested, unlessStopped } from './waiting.js';
 import type { RunPump } from './pump.js';
+import type { RecipientGate } from './recipient-gate.js';
 import type { Semaphore } from './semaphore.js';
 import type {
   CampaignStore,
+  ClaimDirective,
   ConfirmEntry,
+  FrequencyCaps,
   Ledger,
   PageJob,
   PageRef,
@@ -51,6 +55,9 @@ export interface SendPageDeps {
   pump: RunPump;
   /** Requests this process may have in flight, shared by all pages. */
   sendSlots: Semaphore;
+  /** Quiet hours, suppression lists, frequency caps. */
+  gate: RecipientGate;
+  caps: FrequencyCaps;
   events: AppEvents;
   log: Logger;
   options: SendPageOptions;
@@ -58,6 +65,9 @@ export interface SendPageDeps {
 
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
+
+/** Recipients deferred per ledger call when a page starts inside quiet hours. */
+const PARK_BATCH = 1000;
 
 const TRANSITION = { s: 'sent', f: 'failed', t: 'retry', r: 'requeued', u: 'unknown' } as const;
 
@@ -144,8 +154,11 @@ export class SendPage {
       if (record.state === 'pending' && record.at <= elapsed) due.push(index);
     }
 
+    const parked = await this.parkQuiet(ref, token, campaign, recipients, due);
+
     const confirms = new ConfirmBuffer(ledger, ref, token, campaign.maxAttempts ?? provider.retry.maxAttempts, options);
-    const halted = await this.sendDue(ref, token, campaign, provider, recipients, due, confirms, stop, log);
+    const countedOf = (index: number) => decodeRecord(acquired.records, index).counted;
+    const halted = parked ?? (await this.sendDue(ref, token, campaign, provider, recipients, due, countedOf, confirms, stop, log));
     await confirms.flush();
     if (confirms.failure) throw confirms.failure;
 
@@ -168,6 +181,24 @@ export class SendPage {
     return { kind: 'later', delayMs: left.nextDueIn ?? 0 };
   }
 
+  /**
+   * Defers, before any rate-limit permit is asked for, the due recipients
+   * inside their quiet hours (their records wait for the window's end, and
+   * the page is parked until the earliest of them); removes them from `due`.
+   * Returns like sendDue why the page must stop, or null.
+   */
+  private async parkQuiet(ref: PageRef, token: string, campaign: Campaign, recipients: StoredRecipient[], due: number[]): Promise<string | null> {
+    const { deferred, open } = this.deps.gate.quietHours(campaign, recipients, due, Date.now());
+    if (deferred.length === 0) return null;
+    for (let i = 0; i < deferred.length; i += PARK_BATCH) {
+      const claim = await this.deps.ledger.claim(ref, token, this.deps.options.leaseMs, deferred.slice(i, i + PARK_BATCH));
+      if (claim.kind !== 'ok') return claim.kind === 'fenced' ? 'fenced' : claim.status;
+    }
+    this.countGated(deferred);
+    due.splice(0, due.length, ...open);
+    return null;
+  }
+
   /** Returns why sending stopped early ('fenced', a run status, 'stopped'), or null when all due ones were sent. */
   private async sendDue(
     ref: PageRef,
@@ -176,6 +207,7 @@ export class SendPage {
     provider: PushProvider,
     recipients: StoredRecipient[],
     due: number[],
+    countedOf: (index: number) => boolean,
     confirms: ConfirmBuffer,
     stop: AbortSignal,
     log: Logger,
@@ -224,7 +256,14 @@ export class SendPage {
         await sleepUntil(Math.min(...permits.map((p) => p.notBefore)) - CLAIM_AHEAD_MS);
         const batch = due.slice(next, next + permits.length);
         next += batch.length;
-        const claim = await ledger.claim(ref, token, options.leaseMs, batch);
+        const gate = await this.deps.gate.decide(campaign, provider.name, recipients, batch, countedOf, Date.now());
+        const claim = await ledger.claim(ref, token, options.leaseMs, gate.directives);
+        this.countGated(gate.directives);
+        if (gate.cap && gate.reserved.size > 0) {
+          const taken = new Set(claim.kind === 'ok' ? claim.claimed.map((c) => c.index) : []);
+          const unused = [...gate.reserved].filter(([index]) => !taken.has(index)).map(([, id]) => id);
+          if (unused.length > 0) await this.deps.caps.release(gate.cap, unused);
+        }
         if (claim.kind !== 'ok') {
           permits.forEach((p) => limiter.giveBack(p));
           sendSlots.release(permits.length);
@@ -247,6 +286,20 @@ export class SendPage {
       clearInterval(heartbeat);
     }
     return halted;
+  }
+
+  private countGated(directives: readonly ClaimDirective[]): void {
+    const held = new Map<string, number>();
+    for (const d of directives) {
+      if (d.op === 'claim') continue;
+      const key = d.op === 'skip' ? `skipped|${reasonName(d.reason)}` : 'deferred|quiet-hours';
+      held.set(key, (held.get(key) ?? 0) + 1);
+    }
+    for (const [key, count] of held) {
+      const [outcome, reason] = key.split('|') as ['skipped' | 'deferred', string];
+      this.deps.events.emit('ledger:transitions', { to: outcome, count });
+      this.deps.events.emit('recipients:held', { outcome, reason, count });
+    }
   }
 
   private async sendOne(

@@ -25,8 +25,10 @@ export interface SupervisorOptions {
  * - tops up its fan-out window (heals a launch whose first enqueue failed);
  * - re-enqueues its unfinished pages after `stallMs` without progress (lost
  *   jobs, dead workers): re-running a page is harmless, the ledger only lets
- *   pending recipients be claimed;
- * - raises the stuck-run alarm after `stuckMs` without progress.
+ *   pending recipients be claimed; a page parked until its recipients are
+ *   due (quiet hours, retry backoff) is left alone until then;
+ * - raises the stuck-run alarm after `stuckMs` without progress, unless all
+ *   it waits for is parked recipients.
  * It also drops recipient lists whose upload was abandoned half-way.
  */
 export class Supervisor {
@@ -95,7 +97,7 @@ export class Supervisor {
     this.checkCounts(run);
     if (run.status !== 'running') return;
     const kicked = await ledger.kickStalled(campaignId, runId, this.options.stallMs);
-    if (kicked && kicked.pages.length > 0) {
+    if (kicked.kind === 'kicked' && kicked.pages.length > 0) {
       log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
       await queue.enqueuePages(
         kicked.pages.map((page) => ({ campaignId, runId, page, gen: kicked.gen })),
@@ -103,7 +105,7 @@ export class Supervisor {
       );
     }
     await pump.fill(campaignId, runId);
-    await this.checkProgress(run);
+    await this.checkProgress(run, kicked.kind === 'parked');
   }
 
   private checkCounts(run: RunState): void {
@@ -112,9 +114,10 @@ export class Supervisor {
     this.deps.events.emit('run:counts-mismatch', { campaignId: run.campaignId, runId: run.id });
   }
 
-  private async checkProgress(run: RunState): Promise<void> {
+  /** `parked`: every recipient left waits for its time (quiet hours, backoff); quiet is not stuck then. */
+  private async checkProgress(run: RunState, parked: boolean): Promise<void> {
     const idle = (await this.deps.ledger.serverTime()) - run.activeAt;
-    const stuck = run.counts.pending > 0 && idle > this.options.stuckMs;
+    const stuck = run.counts.pending > 0 && idle > this.options.stuckMs && !parked;
     if (stuck === (run.stuckSince !== null)) return;
     await this.deps.ledger.markStuck(run.campaignId, run.id, stuck);
     if (stuck) {

@@ -55,29 +55,13 @@ export class UploadRecipients {
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
     await this.lifecycle.replaceList(campaign, options.sizeHint, async (staging) => {
-      let chunk: StoredRecipient[] = [];
-      const flush = async () => {
+      digest = await ingestUpload(source, tally, options, async (chunk) => {
         const fresh = await staging.add(chunk);
         for (const isNew of fresh) {
           if (isNew) tally.accepted += 1;
           else tally.duplicate += 1;
         }
-        chunk = [];
-      };
-      for await (const row of source.rows) {
-        const recipient = tally.check(row);
-        if (recipient === null) {
-          if (options.invalid === 'reject') {
-            throw new DomainError(ErrorCodes.VALIDATION_FAILED, `row ${tally.rows} is invalid and ?invalid=reject was asked: nothing was kept`, tally.summary());
-          }
-          continue;
-        }
-        chunk.push(recipient);
-        if (chunk.length >= CHUNK) await flush();
-      }
-      await flush();
-      digest = source.digest();
-      this.checkIntegrity(tally, digest, options);
+      });
       if (tally.accepted === 0) {
         throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'the upload holds no usable recipient: nothing was kept', tally.summary());
       }
@@ -86,22 +70,56 @@ export class UploadRecipients {
     const run = updated?.latestRunId ? await this.ledger.getRun(campaignId, updated.latestRunId) : null;
     return { ...tally.summary(), rows: tally.rows, ...digest, campaign: campaignView(updated ?? campaign, run) };
   }
+}
 
-  private checkIntegrity(tally: IngestTally, digest: { bytes: number; sha256: string }, options: UploadOptions): void {
-    const problems: string[] = [];
-    if (options.expectedCount !== undefined && options.expectedCount !== tally.rows) {
-      problems.push(`X-Recipient-Count says ${options.expectedCount} rows, the body has ${tally.rows}`);
+/**
+ * Reads an upload to its end: rows checked and counted in `tally`, usable
+ * ones handed to `store` a chunk at a time, then the body's digest checked
+ * against what its sender announced. Throws (nothing is to be kept) on an
+ * invalid row under `invalid: reject`, a cut or malformed body, a mismatch.
+ */
+export async function ingestUpload(
+  source: UploadSource,
+  tally: IngestTally,
+  options: Pick<UploadOptions, 'expectedCount' | 'expectedSha256' | 'invalid'>,
+  store: (chunk: StoredRecipient[]) => Promise<void>,
+): Promise<{ bytes: number; sha256: string }> {
+  let chunk: StoredRecipient[] = [];
+  for await (const row of source.rows) {
+    const recipient = tally.check(row);
+    if (recipient === null) {
+      if (options.invalid === 'reject') {
+        throw new DomainError(ErrorCodes.VALIDATION_FAILED, `row ${tally.rows} is invalid and ?invalid=reject was asked: nothing was kept`, tally.summary());
+      }
+      continue;
     }
-    if (options.expectedSha256 !== undefined && options.expectedSha256.toLowerCase() !== digest.sha256) {
-      problems.push(`X-Content-SHA256 says ${options.expectedSha256.toLowerCase()}, the body hashes to ${digest.sha256}`);
+    chunk.push(recipient);
+    if (chunk.length >= CHUNK) {
+      await store(chunk);
+      chunk = [];
     }
-    if (problems.length > 0) {
-      throw new DomainError(ErrorCodes.INTEGRITY_FAILED, `the upload is not what was announced (${problems.join('; ')}): nothing was kept`, {
-        rows: tally.rows,
-        bytes: digest.bytes,
-        sha256: digest.sha256,
-        problems,
-      });
-    }
+  }
+  await store(chunk);
+  const digest = source.digest();
+  checkUploadIntegrity(tally, digest, options);
+  return digest;
+}
+
+/** Refuses an upload whose row count or SHA-256 is not what its sender announced. */
+function checkUploadIntegrity(tally: IngestTally, digest: { bytes: number; sha256: string }, options: Pick<UploadOptions, 'expectedCount' | 'expectedSha256'>): void {
+  const problems: string[] = [];
+  if (options.expectedCount !== undefined && options.expectedCount !== tally.rows) {
+    problems.push(`X-Recipient-Count says ${options.expectedCount} rows, the body has ${tally.rows}`);
+  }
+  if (options.expectedSha256 !== undefined && options.expectedSha256.toLowerCase() !== digest.sha256) {
+    problems.push(`X-Content-SHA256 says ${options.expectedSha256.toLowerCase()}, the body hashes to ${digest.sha256}`);
+  }
+  if (problems.length > 0) {
+    throw new DomainError(ErrorCodes.INTEGRITY_FAILED, `the upload is not what was announced (${problems.join('; ')}): nothing was kept`, {
+      rows: tally.rows,
+      bytes: digest.bytes,
+      sha256: digest.sha256,
+      problems,
+    });
   }
 }

@@ -1,5 +1,6 @@
 import { DomainError, ErrorCodes } from './errors.js';
 import type { RunCounts } from './ledger.js';
+import type { FrequencyCap, QuietHours } from './respect.js';
 import type { ScheduleSpec } from './schedule.js';
 
 /**
@@ -83,6 +84,13 @@ export interface Campaign {
   priority: CampaignPriority;
   /** Overrides the provider's attempts per recipient; null: the provider's. */
   maxAttempts: number | null;
+  /** What it is, for caps and quiet hours: `transactional`, `advertising` (night-time rule), … */
+  kind: string;
+  quietHours: QuietHours | null;
+  /** Suppression lists whose members it never sends to. */
+  suppressionLists: string[];
+  /** Its own cap; null: the configured one for its kind, if any. */
+  frequencyCap: FrequencyCap | null;
   status: CampaignStatus;
   createdAt: string;
   updatedAt: string;

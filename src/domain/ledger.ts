@@ -18,8 +18,10 @@
  *
  *   byte 0     state (RecipientState)
  *   byte 1     attempts so far
- *   bytes 2-3  reason code (big-endian u16), 0 when none; reserved for skip
- *              reasons
+ *   bytes 2-3  big-endian u16: the low 15 bits a reason code (why skipped,
+ *              or deferred while pending: domain/respect.ts REASONS), 0 when
+ *              none; the top bit set once the recipient was counted against
+ *              a frequency cap in this run
  *   bytes 4-9  time in ms since the run began (big-endian u48): for pending,
  *              the earliest next attempt; otherwise the last transition
  *
@@ -43,7 +45,10 @@ export const RECORD_BYTES = 10;
 export interface LedgerRecord {
   state: RecipientStateName;
   attempts: number;
+  /** A domain/respect.ts REASONS code, 0 when none. */
   reason: number;
+  /** Counted against a frequency cap in this run already. */
+  counted: boolean;
   /** ms since the run began; see the layout above for its meaning per state. */
   at: number;
 }
@@ -56,11 +61,13 @@ export function stateName(code: number): RecipientStateName {
 
 export function decodeRecord(page: Buffer, index: number): LedgerRecord {
   const offset = index * RECORD_BYTES;
-  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, at: 0 };
+  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, counted: false, at: 0 };
+  const reason = page.readUInt16BE(offset + 2);
   return {
     state: stateName(page.readUInt8(offset)),
     attempts: page.readUInt8(offset + 1),
-    reason: page.readUInt16BE(offset + 2),
+    reason: reason & 0x7fff,
+    counted: (reason & 0x8000) !== 0,
     at: page.readUIntBE(offset + 4, 6),
   };
 }

@@ -20,7 +20,7 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
   async function createCampaign(recipients: StoredRecipient[], pageSize = 100, provider = 'sim') {
     const id = newId();
     const layout = planLayout(recipients.length, pageSize);
-    await store.create({ id, name: 'n', provider, message: { title: 't', body: 'b', data: {} }, priority: 'normal', maxAttempts: null, createdAt: Date.now(), layout }, recipients);
+    await store.create({ id, name: 'n', provider, message: { title: 't', body: 'b', data: {} }, priority: 'normal', maxAttempts: null, kind: 'transactional', quietHours: null, suppressionLists: ['global'], frequencyCap: null, createdAt: Date.now(), layout }, recipients);
     return id;
   }
 

@@ -1,7 +1,8 @@
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { countsAreConserved, decodeRecord, type RecipientStateName } from '../../src/domain/ledger.js';
-import type { ConfirmEntry, PageRef } from '../../src/app/ports.js';
+import type { ClaimDirective, ConfirmEntry, PageRef } from '../../src/app/ports.js';
+import { REASONS } from '../../src/domain/respect.js';
 import { ids, redisHarness } from '../helpers/harness.js';
 import { deletePrefix, TEST_REDIS_URL } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
@@ -29,6 +30,8 @@ async function runningPage(size: number) {
   const ref: PageRef = { campaignId, runId, page: 0 };
   return { h, campaignId, runId, ref };
 }
+
+const claims = (...indexes: number[]): ClaimDirective[] => indexes.map((index) => ({ index, op: 'claim' as const }));
 
 const sent = (index: number): ConfirmEntry => ({ index, op: 's', delayMs: 0, code: '', message: '' });
 
@@ -81,7 +84,7 @@ describe('claim and confirm', () => {
     const acquired = await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     expect(acquired.kind).toBe('ok');
 
-    const claim = await h.ledger.claim(ref, 'A', LEASE, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    const claim = await h.ledger.claim(ref, 'A', LEASE, claims(0, 1, 2, 3, 4, 5, 6, 7, 8));
     expect(claim).toEqual({ kind: 'ok', claimed: [0, 1, 2, 3, 4, 5, 6, 7, 8].map((index) => ({ index, attempts: 1 })) });
     expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 10, inflight: 9 });
 
@@ -99,7 +102,7 @@ describe('claim and confirm', () => {
     expect(await states(h, ref, 10)).toEqual(['sent', 'sent', 'failed', 'pending', 'pending', 'unknown', 'inflight', 'inflight', 'inflight', 'pending']);
 
     // A transient failure spent its attempt; a rate-limited one did not, and is not due for a minute.
-    const again = await h.ledger.claim(ref, 'A', LEASE, [3, 4, 9]);
+    const again = await h.ledger.claim(ref, 'A', LEASE, claims(3, 4, 9));
     expect(again).toEqual({ kind: 'ok', claimed: [{ index: 3, attempts: 2 }, { index: 9, attempts: 1 }] });
     const failedEntry = await h.ledger.readEntry(campaignId, runId, 2, 100);
     expect(failedEntry.record).toMatchObject({ state: 'failed', attempts: 1 });
@@ -118,7 +121,7 @@ describe('claim and confirm', () => {
           const token = `worker-${i}`;
           const acquired = await ledger.acquirePage(ref, token, LEASE, 'report');
           if (acquired.kind !== 'ok') return 0;
-          const claim = await ledger.claim(ref, token, LEASE, [0]);
+          const claim = await ledger.claim(ref, token, LEASE, claims(0));
           return claim.kind === 'ok' ? claim.claimed.length : 0;
         }),
       );
@@ -132,7 +135,7 @@ describe('claim and confirm', () => {
   it('answers a resent claim with the same recipients and counts them once', async () => {
     const { h, campaignId, runId, ref } = await runningPage(5);
     await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
-    const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, [1])));
+    const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, claims(1))));
     for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempts: 1 }] });
     expect((await h.ledger.getRun(campaignId, runId))?.counts.inflight).toBe(1);
   });
@@ -140,10 +143,10 @@ describe('claim and confirm', () => {
   it('refuses claims and confirms from a worker that does not hold the page', async () => {
     const { h, ref } = await runningPage(5);
     await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
-    await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
+    await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
     const busy = await h.ledger.acquirePage(ref, 'B', LEASE, 'report');
     expect(busy.kind).toBe('busy');
-    expect(await h.ledger.claim(ref, 'B', LEASE, [2])).toEqual({ kind: 'fenced' });
+    expect(await h.ledger.claim(ref, 'B', LEASE, claims(2))).toEqual({ kind: 'fenced' });
     expect(await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(0)])).toEqual({ kind: 'fenced' });
     expect(await states(h, ref, 3)).toEqual(['inflight', 'inflight', 'pending']);
   });
@@ -151,7 +154,7 @@ describe('claim and confirm', () => {
   it('marks the in-flight recipients of an expired lease unknown and fences the old holder', async () => {
     const { h, campaignId, runId, ref } = await runningPage(4);
     await h.ledger.acquirePage(ref, 'A', 300, 'report');
-    await h.ledger.claim(ref, 'A', 300, [0, 1]);
+    await h.ledger.claim(ref, 'A', 300, claims(0, 1));
     await h.ledger.confirm(ref, 'A', 300, 5, [sent(0)]);
     // Worker A "dies". Once its lease ends, B takes the page over.
     const takeover = await waitFor(async () => {
@@ -163,7 +166,7 @@ describe('claim and confirm', () => {
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
     // A comes back and reports its send: refused, the recipient stays unknown (never silently resent).
     expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(1)])).toEqual({ kind: 'fenced' });
-    expect(await h.ledger.claim(ref, 'B', LEASE, [1, 2, 3])).toEqual({ kind: 'ok', claimed: [{ index: 2, attempts: 1 }, { index: 3, attempts: 1 }] });
+    expect(await h.ledger.claim(ref, 'B', LEASE, claims(1, 2, 3))).toEqual({ kind: 'ok', claimed: [{ index: 2, attempts: 1 }, { index: 3, attempts: 1 }] });
     const result = await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(2), sent(3)]);
     expect(result).toMatchObject({ kind: 'ok', runCompleted: true });
     const run = await h.ledger.getRun(campaignId, runId);
@@ -176,9 +179,9 @@ describe('claim and confirm', () => {
     const { h, campaignId, runId, ref } = await runningPage(1);
     await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     const transient: ConfirmEntry = { index: 0, op: 't', delayMs: 0, code: 'HTTP_500', message: 'oops' };
-    await h.ledger.claim(ref, 'A', LEASE, [0]);
+    await h.ledger.claim(ref, 'A', LEASE, claims(0));
     expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: false });
-    await h.ledger.claim(ref, 'A', LEASE, [0]);
+    await h.ledger.claim(ref, 'A', LEASE, claims(0));
     expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: true });
     expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).record).toMatchObject({ state: 'failed', attempts: 2 });
   });
@@ -186,7 +189,7 @@ describe('claim and confirm', () => {
   it('ignores a confirm for a recipient that is not in flight (a resent confirm)', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
     await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
-    await h.ledger.claim(ref, 'A', LEASE, [0]);
+    await h.ledger.claim(ref, 'A', LEASE, claims(0));
     expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0)])).toMatchObject({ applied: 1 });
     expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), sent(1)])).toMatchObject({ applied: 0 });
     expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ sent: 1, pending: 1, inflight: 0 });
@@ -196,8 +199,83 @@ describe('claim and confirm', () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
     await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
     await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'status', 'paused');
-    expect(await h.ledger.claim(ref, 'A', LEASE, [0])).toEqual({ kind: 'inactive', status: 'paused' });
+    expect(await h.ledger.claim(ref, 'A', LEASE, claims(0))).toEqual({ kind: 'inactive', status: 'paused' });
     expect(await h.ledger.acquirePage(ref, 'B', LEASE, 'report')).toMatchObject({ kind: 'busy' });
+  });
+});
+
+describe('claims that defer and skip (recipient respect)', () => {
+  it('defers, skips with a reason and claims in one step, and keeps the breakdown', async () => {
+    const { h, campaignId, runId, ref } = await runningPage(6);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    const result = await h.ledger.claim(ref, 'A', LEASE, [
+      { index: 0, op: 'claim' },
+      { index: 1, op: 'defer', until: Date.now() + 60_000 },
+      { index: 2, op: 'defer', until: Date.now() + 30_000 },
+      { index: 3, op: 'skip', reason: REASONS.suppressed, detail: 'on suppression list global' },
+      { index: 4, op: 'skip', reason: REASONS['frequency-cap'], detail: 'frequency cap: at most 1 per 24h' },
+    ]);
+    expect(result).toEqual({ kind: 'ok', claimed: [{ index: 0, attempts: 1 }] });
+    let run = (await h.ledger.getRun(campaignId, runId))!;
+    expect(run.counts).toMatchObject({ total: 6, pending: 4, inflight: 1, skipped: 2 });
+    expect(run.deferred).toBe(2);
+    expect(run.deferredUntil! - run.createdAt).toBeGreaterThanOrEqual(60_000);
+    expect(run.skippedBy).toEqual({ suppressed: 1, 'frequency-cap': 1 });
+    const skipped = await h.ledger.readEntry(campaignId, runId, 3, 100);
+    expect(skipped.record).toMatchObject({ state: 'skipped', reason: REASONS.suppressed });
+    expect(skipped.lastError).toMatchObject({ code: 'SKIPPED', message: 'on suppression list global' });
+    expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).record).toMatchObject({ state: 'pending', reason: REASONS['quiet-hours'] });
+
+    // Not due yet: a claim does not take a deferred recipient; deferring again does not count it twice.
+    expect(await h.ledger.claim(ref, 'A', LEASE, claims(1))).toEqual({ kind: 'ok', claimed: [] });
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 1, op: 'defer', until: Date.now() }]);
+    expect((await h.ledger.getRun(campaignId, runId))!.deferred).toBe(2);
+    // Due now: claimed, and no longer deferred. A skip of a recipient in flight changes nothing.
+    expect(await h.ledger.claim(ref, 'A', LEASE, [...claims(1), { index: 0, op: 'skip', reason: REASONS.suppressed, detail: 'late' }])).toEqual({
+      kind: 'ok',
+      claimed: [{ index: 1, attempts: 1 }],
+    });
+    run = (await h.ledger.getRun(campaignId, runId))!;
+    expect(run.deferred).toBe(1);
+    expect(run.counts).toMatchObject({ pending: 4, inflight: 2, skipped: 2 });
+    // The page is parked until index 2 is due, not reported as due now.
+    await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), sent(1)]);
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 5, op: 'defer', until: Date.now() + 45_000 }]);
+    const left = await h.ledger.releasePage(ref, 'A', 6);
+    expect(left.pending).toBe(2);
+    expect(left.nextDueIn).toBeGreaterThan(25_000);
+    expect(await h.redis.zscore(h.keys.campaign(campaignId).run(runId).parked, '0')).not.toBeNull();
+  });
+
+  it('remembers a recipient was counted against a frequency cap through requeues, retries and deferrals', async () => {
+    const { h, campaignId, runId, ref } = await runningPage(2);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim', counted: true }, { index: 1, op: 'claim' }]);
+    const entry = async (index: number) => (await h.ledger.readEntry(campaignId, runId, index, 100)).record;
+    expect(await entry(0)).toMatchObject({ state: 'inflight', counted: true, reason: 0 });
+    expect(await entry(1)).toMatchObject({ state: 'inflight', counted: false });
+    // A 429 gives the attempt back: the record still says counted.
+    await h.ledger.confirm(ref, 'A', LEASE, 5, [{ index: 0, op: 'r', delayMs: 0, code: 'HTTP_429', message: '' }]);
+    expect(await entry(0)).toMatchObject({ state: 'pending', attempts: 0, counted: true });
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'defer', until: Date.now() }]);
+    expect(await entry(0)).toMatchObject({ state: 'pending', reason: REASONS['quiet-hours'], counted: true });
+    await h.ledger.claim(ref, 'A', LEASE, claims(0));
+    expect(await entry(0)).toMatchObject({ state: 'inflight', attempts: 1, reason: 0, counted: true });
+    expect((await h.ledger.getRun(campaignId, runId))!.deferred).toBe(0);
+  });
+
+  it('settles deferred recipients as skipped (cancelled) when the campaign is cancelled', async () => {
+    const { h, campaignId, runId, ref } = await runningPage(3);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'defer', until: Date.now() + 60_000 }, { index: 1, op: 'skip', reason: REASONS.suppressed, detail: 'x' }]);
+    await h.redis.hset(h.keys.campaign(campaignId).meta(), 'status', 'running', 'latestRunId', runId);
+    const { RedisLifecycle } = await import('../../src/adapters/redis/redis-lifecycle.js');
+    expect(await new RedisLifecycle(h.keys, h.scripts).cancel(campaignId, runId)).toMatchObject({ ok: true });
+    const run = (await h.ledger.getRun(campaignId, runId))!;
+    expect(run.counts).toMatchObject({ pending: 0, skipped: 3 });
+    expect(run.deferred).toBe(0);
+    expect(run.deferredUntil).toBeNull();
+    expect(run.skippedBy).toEqual({ suppressed: 1, cancelled: 2 });
   });
 });
 
@@ -211,7 +289,7 @@ describe('release and the fan-out cursor', () => {
     expect(await h.ledger.pageCounts(campaignId, runId)).toEqual({ open: 2, active: 0 });
     const ref = { campaignId, runId, page: 1 };
     await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
-    await h.ledger.claim(ref, 'A', LEASE, [0, 1]);
+    await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
     await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), { index: 1, op: 'r', delayMs: 5000, code: 'HTTP_429', message: '' }]);
     const left = await h.ledger.releasePage(ref, 'A', 100);
     expect(left.pending).toBe(99);
@@ -242,7 +320,13 @@ describe('counts under random transitions', () => {
       const token = random() < 0.9 ? holder : 'stranger';
       const indexes = Array.from({ length: 1 + Math.floor(random() * 5) }, () => Math.floor(random() * size));
       if (action < 0.45) {
-        await h.ledger.claim(ref, token, LEASE, indexes);
+        const directives = indexes.map((index): ClaimDirective => {
+          const kind = random();
+          if (kind < 0.7) return { index, op: 'claim' };
+          if (kind < 0.85) return { index, op: 'defer', until: Date.now() + (random() < 0.5 ? 0 : 10_000) };
+          return { index, op: 'skip', reason: pick([2, 3, 4]), detail: 'random' };
+        });
+        await h.ledger.claim(ref, token, LEASE, directives);
       } else if (action < 0.9) {
         const op = pick(['s', 'f', 't', 'r', 'u'] as const);
         await h.ledger.confirm(ref, token, LEASE, 3, indexes.map((index) => ({ index, op, delayMs: 0, code: 'C', message: 'm' })));
@@ -260,6 +344,10 @@ describe('counts under random transitions', () => {
         recount[state] += 1;
       }
       expect(run.counts).toEqual({ total: size, ...recount });
+      const raw = (await h.redis.getBuffer(h.keys.campaign(campaignId).run(runId).records(0))) ?? Buffer.alloc(0);
+      const records = Array.from({ length: size }, (_, i) => decodeRecord(raw, i));
+      expect(run.deferred).toBe(records.filter((r) => r.state === 'pending' && r.reason === REASONS['quiet-hours']).length);
+      expect(Object.values(run.skippedBy).reduce((a, b) => a + b, 0)).toBe(run.counts.skipped);
     }
   });
 });

@@ -39,7 +39,7 @@ async function abandonedPage(h: ReturnType<typeof redisHarness>, size: number) {
   await h.ledger.markActive(campaignId, runId);
   const ref = { campaignId, runId, page: 0 };
   await h.ledger.acquirePage(ref, 'gone', 60_000, 'report');
-  await h.ledger.claim(ref, 'gone', 60_000, [0, 1]);
+  await h.ledger.claim(ref, 'gone', 60_000, [{ index: 0, op: 'claim' }, { index: 1, op: 'claim' }]);
   // Its lease ran out long ago.
   await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), 'gone|1');
   await h.redis.zadd(h.keys.campaign(campaignId).run(runId).leases, 1, '0');
@@ -83,6 +83,29 @@ describe('the supervisor', () => {
     await h.redis.del(`${h.prefix}:lock:supervisor`);
     await supervisor.tick();
     expect((await h.ledger.getRun(campaignId, runId))?.stuckSince).toBeNull();
+  });
+
+  it('leaves a run alone whose pending recipients are all parked (quiet hours), and kicks it once they are due', async () => {
+    const { h, supervisor } = setup('report');
+    const campaignId = await h.createCampaign(ids(3), 100);
+    const runId = await h.startRun(campaignId);
+    await h.ledger.markActive(campaignId, runId);
+    await h.ledger.advanceCursor(campaignId, runId, 0, 1);
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'A', 60_000, 'report');
+    await h.ledger.claim(ref, 'A', 60_000, [0, 1, 2].map((index) => ({ index, op: 'defer' as const, until: Date.now() + 3_600_000 })));
+    await h.ledger.releasePage(ref, 'A', 3);
+    const run = h.keys.campaign(campaignId).run(runId);
+    // Long without progress, by the clock of the run.
+    await h.redis.hset(run.run, 'activeAt', 1, 'kickedAt', 1);
+    expect(await h.ledger.kickStalled(campaignId, runId, 60_000)).toMatchObject({ kind: 'parked' });
+    await supervisor.tick();
+    const parked = (await h.ledger.getRun(campaignId, runId))!;
+    expect(parked.stuckSince).toBeNull();
+    expect(parked.gen).toBe(1);
+    // The wake-up time passed a stall period ago and nothing ran: the page's job was lost. Kick it.
+    await h.redis.zadd(run.parked, 1, '0');
+    expect(await h.ledger.kickStalled(campaignId, runId, 60_000)).toEqual({ kind: 'kicked', gen: 2, pages: [0] });
   });
 
   it('says loudly when the counts of a run do not add up', async () => {

@@ -169,4 +169,48 @@ describe('PUT /api/campaigns/:id/recipients', () => {
     const late = await upload(id, '"z"\n', 'application/x-ndjson');
     expect(late.status).toBe(409);
   });
+
+  describe('suppression lists', () => {
+    async function uploadList(name: string, body: string, type: string, headers: Record<string, string> = {}) {
+      const res = await fetch(`${app.url}/api/suppressions/${encodeURIComponent(name)}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': type, ...headers },
+        body,
+      });
+      return { status: res.status, body: (await res.json()) as any };
+    }
+
+    it('are replaced by an upload under the same integrity rules, and managed id by id', async () => {
+      const csv = 'id,note\nb1,x\nb2,\nb1,again\n';
+      const refused = await uploadList('vip-optout', csv, 'text/csv', { 'x-recipient-count': '4' });
+      expect(refused.status).toBe(422);
+      expect(refused.body.error.code).toBe('INTEGRITY_FAILED');
+      expect((await api.request('GET', '/api/suppressions')).body.items.find((l: { name: string }) => l.name === 'vip-optout')).toBeUndefined();
+
+      const res = await uploadList('vip-optout', csv, 'text/csv', { 'x-recipient-count': '3', 'x-content-sha256': sha256(csv) });
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ name: 'vip-optout', size: 2, accepted: 2, duplicate: 1, rows: 3 });
+      expect((await api.request('GET', '/api/suppressions')).body.items).toContainEqual({ name: 'vip-optout', size: 2 });
+
+      // A cut or malformed body keeps the list as it was.
+      expect((await uploadList('vip-optout', '"c1"\n{"id":', 'application/x-ndjson')).status).toBe(400);
+      expect((await api.request('GET', '/api/suppressions/vip-optout/b1')).body).toEqual({ name: 'vip-optout', id: 'b1', suppressed: true });
+
+      expect((await api.request('POST', '/api/suppressions/vip-optout', { ids: ['b3', 'b1'] })).body).toEqual({ name: 'vip-optout', size: 3, added: 1 });
+      expect((await api.request('POST', '/api/suppressions/vip-optout/remove', { ids: ['b1'] })).body).toEqual({ name: 'vip-optout', size: 2, removed: 1 });
+      expect((await api.request('GET', '/api/suppressions/vip-optout/b1')).body.suppressed).toBe(false);
+      const members = await api.request('GET', '/api/suppressions/vip-optout?limit=1000');
+      expect(members.body.ids.sort()).toEqual(['b2', 'b3']);
+      expect(members.body.nextCursor).toBeNull();
+
+      expect((await api.request('DELETE', '/api/suppressions/vip-optout')).body).toEqual({ name: 'vip-optout', size: 0 });
+      expect((await api.request('GET', '/api/suppressions/vip-optout/b2')).body.suppressed).toBe(false);
+    });
+
+    it('refuses bad list names and bodies with 422', async () => {
+      expect((await api.request('POST', '/api/suppressions/Bad%20Name', { ids: ['a'] })).status).toBe(422);
+      expect((await api.request('POST', '/api/suppressions/ok', { ids: [] })).status).toBe(422);
+      expect((await api.request('POST', '/api/suppressions/ok', { id: 'a' })).status).toBe(422);
+    });
+  });
 });

@@ -25,6 +25,13 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ LOG_LEVEL: 'loud' })).toThrow(/^LOG_LEVEL /);
   });
 
+  it('reads frequency caps as JSON and refuses a malformed one', () => {
+    expect(loadConfig({}).frequencyCaps).toEqual([]);
+    expect(loadConfig({ FREQUENCY_CAPS: '[{"max":2,"per":"24h","kinds":["advertising"]}]' }).frequencyCaps).toEqual([{ max: 2, per: '24h', kinds: ['advertising'] }]);
+    expect(() => loadConfig({ FREQUENCY_CAPS: '[{"max":2' })).toThrow(/^FREQUENCY_CAPS is not valid JSON/);
+    expect(() => loadConfig({ FREQUENCY_CAPS: '[{"max":2,"per":"a day"}]' })).toThrow(/^FREQUENCY_CAPS .*duration/);
+  });
+
   it('requires an admin token in production where the API is served', () => {
     expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'production' }))).toThrow(/ADMIN_TOKEN must be set/);
     expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'x'.repeat(20) }))).not.toThrow();

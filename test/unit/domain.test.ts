@@ -32,12 +32,12 @@ describe('ledger records', () => {
     const page = Buffer.alloc(RECORD_BYTES * 2);
     page.writeUInt8(3, RECORD_BYTES);
     page.writeUInt8(4, RECORD_BYTES + 1);
-    page.writeUInt16BE(7, RECORD_BYTES + 2);
+    page.writeUInt16BE(0x8000 | 7, RECORD_BYTES + 2);
     page.writeUIntBE(123_456_789_012, RECORD_BYTES + 4, 6);
-    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, at: 0 });
-    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, at: 123_456_789_012 });
+    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, at: 0 });
+    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, counted: true, at: 123_456_789_012 });
     // Never written: pending.
-    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, at: 0 });
+    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, at: 0 });
   });
 
   it('checks the conservation of counts', () => {

@@ -44,8 +44,14 @@ export function createProcessMetrics(events: AppEvents): Registry {
   });
   const transitions = new Counter({
     name: 'pushq_ledger_transitions_total',
-    help: 'Recipient state changes recorded by this process: claimed, sent, failed, retry, requeued, unknown.',
+    help: 'Recipient state changes recorded by this process: claimed, sent, failed, retry, requeued, unknown, skipped, deferred.',
     labelNames: ['to'],
+    registers: [registry],
+  });
+  const respect = new Counter({
+    name: 'pushq_recipients_held_total',
+    help: 'Recipients not sent by recipient respect: skipped (suppressed, frequency-cap, token-invalid) or deferred (quiet-hours), by reason.',
+    labelNames: ['outcome', 'reason'],
     registers: [registry],
   });
   const runs = new Counter({ name: 'pushq_runs_completed_total', help: 'Runs that completed.', registers: [registry] });
@@ -65,6 +71,7 @@ export function createProcessMetrics(events: AppEvents): Registry {
   });
   events.on('limiter:waited', (e) => waits.observe({ provider: e.provider }, e.ms / 1000));
   events.on('ledger:transitions', (e) => transitions.inc({ to: e.to }, e.count));
+  events.on('recipients:held', (e) => respect.inc({ outcome: e.outcome, reason: e.reason }, e.count));
   events.on('run:completed', () => runs.inc());
   events.on('recipients:unknown', (e) => {
     if (e.count > 0) {

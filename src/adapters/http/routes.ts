@@ -7,6 +7,7 @@ import type { LaunchCampaign } from '../../app/launch-campaign.js';
 import type { ProviderQueries } from '../../app/provider-queries.js';
 import type { RetryFailed } from '../../app/retry-failed.js';
 import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
+import type { SuppressionLists } from '../../app/suppression-lists.js';
 import type { UploadRecipients } from '../../app/upload-recipients.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
 import { validationError } from './errors.js';
@@ -15,10 +16,13 @@ import {
   cloneBody,
   createCampaignBody,
   ingestQuery,
+  listNameParam,
   listQuery,
+  membersQuery,
   noQuery,
   patchCampaignBody,
   scheduleBody,
+  suppressionIdsBody,
   uploadHeaders,
 } from './schemas.js';
 import { uploadSource } from './upload-source.js';
@@ -32,6 +36,7 @@ export interface RouteDeps {
   upload: UploadRecipients;
   queries: CampaignQueries;
   providers: ProviderQueries;
+  suppressions: SuppressionLists;
   maxBodyBytes: number;
 }
 
@@ -41,7 +46,7 @@ export interface RouteDeps {
  * this list, so the documentation cannot drift from what runs.
  */
 export interface Route {
-  method: 'get' | 'post' | 'put' | 'patch';
+  method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** Express path under /api. */
   path: string;
   summary: string;
@@ -68,6 +73,17 @@ function campaignId(req: Request): string {
   const result = campaignIdParam.safeParse(req.params);
   if (!result.success) throw campaignNotFound(String(req.params.id));
   return result.data.id;
+}
+
+function listName(req: Request): string {
+  return parse(listNameParam, { list: req.params.list }, 'query').list;
+}
+
+/** The format of an upload from its Content-Type, or 415. */
+function uploadFormat(req: Request): 'csv' | 'ndjson' {
+  const format = req.is(['text/csv', 'application/x-ndjson', 'application/ndjson']);
+  if (!format) throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `upload text/csv or application/x-ndjson, not ${req.headers['content-type'] ?? 'nothing'}`);
+  return format === 'text/csv' ? 'csv' : 'ndjson';
 }
 
 function hasBody(req: Request): boolean {
@@ -135,13 +151,10 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       async handle(req, _res, { query }) {
         const id = campaignId(req);
         await deps.queries.get(id);
-        const format = req.is(['text/csv', 'application/x-ndjson', 'application/ndjson']);
-        if (!format) {
-          throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `upload text/csv or application/x-ndjson, not ${req.headers['content-type'] ?? 'nothing'}`);
-        }
+        const format = uploadFormat(req);
         const headers = parse(uploadHeaders, req.headers, 'headers');
         const length = Number(req.headers['content-length'] ?? 0);
-        return deps.upload.execute(id, uploadSource(req, format === 'text/csv' ? 'csv' : 'ndjson'), {
+        return deps.upload.execute(id, uploadSource(req, format), {
           expectedCount: headers['x-recipient-count'],
           expectedSha256: headers['x-content-sha256'],
           // About 16 bytes a row when nothing better is known: it only sizes the index.
@@ -232,6 +245,60 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         return undefined;
       },
     },
+    { method: 'get', path: '/suppressions', summary: 'Suppression lists and their sizes', access: 'read', query: noQuery, handle: () => deps.suppressions.lists() },
+    {
+      method: 'get',
+      path: '/suppressions/:list',
+      summary: 'The ids on a suppression list, a page at a time (the cursor is opaque; order is not stable)',
+      access: 'read',
+      query: membersQuery,
+      handle: (req, _res, { query }) => deps.suppressions.members(listName(req), query.limit, query.cursor),
+    },
+    {
+      method: 'get',
+      path: '/suppressions/:list/:recipientId',
+      summary: 'Whether one id is on a suppression list',
+      access: 'read',
+      query: noQuery,
+      handle: (req) => deps.suppressions.contains(listName(req), String(req.params.recipientId)),
+    },
+    {
+      method: 'post',
+      path: '/suppressions/:list',
+      summary: 'Add ids to a suppression list (created when new); checked at send time, so running campaigns stop sending to them',
+      access: 'write',
+      query: noQuery,
+      body: suppressionIdsBody,
+      handle: (req, _res, { body }) => deps.suppressions.add(listName(req), body.ids),
+    },
+    {
+      method: 'post',
+      path: '/suppressions/:list/remove',
+      summary: 'Remove ids from a suppression list',
+      access: 'write',
+      query: noQuery,
+      body: suppressionIdsBody,
+      handle: (req, _res, { body }) => deps.suppressions.remove(listName(req), body.ids),
+    },
+    {
+      method: 'put',
+      path: '/suppressions/:list',
+      summary: 'Replace a suppression list with an upload (CSV with an id column, or NDJSON; streamed; refused whole on any doubt)',
+      access: 'write',
+      query: ingestQuery,
+      upload: { contentTypes: ['text/csv', 'application/x-ndjson'], headers: uploadHeaders },
+      async handle(req, _res, { query }) {
+        const name = listName(req);
+        const format = uploadFormat(req);
+        const headers = parse(uploadHeaders, req.headers, 'headers');
+        return deps.suppressions.upload(name, uploadSource(req, format), {
+          expectedCount: headers['x-recipient-count'],
+          expectedSha256: headers['x-content-sha256'],
+          invalid: query.invalid,
+        });
+      },
+    },
+    { method: 'delete', path: '/suppressions/:list', summary: 'Empty a suppression list', access: 'write', query: noQuery, handle: (req) => deps.suppressions.clear(listName(req)) },
     { method: 'get', path: '/providers', summary: "Each provider's shared limiter state: pace, pause, circuit breaker", access: 'read', query: noQuery, handle: async () => ({ items: await deps.providers.list() }) },
     { method: 'get', path: '/providers/:name', summary: "One provider's shared limiter state", access: 'read', query: noQuery, handle: (req) => deps.providers.get(String(req.params.name)) },
   ];

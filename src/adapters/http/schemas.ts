@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import { CAMPAIGN_PRIORITIES } from '../../domain/campaign.js';
+import { parseDuration } from '../../domain/respect.js';
+import { isValidTimeZone } from '../../domain/schedule.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 
 /**
@@ -13,6 +15,31 @@ export const messageSchema = z.strictObject({
   data: z.record(z.string(), z.unknown()).default({}),
 });
 
+const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'a local time HH:MM or HH:MM:SS');
+const listName = z.string().regex(/^[a-z0-9][a-z0-9_:.-]{0,63}$/, 'lower-case letters, digits and _ : . - (1-64)');
+
+export const quietHoursSchema = z.strictObject({
+  start: timeOfDay,
+  end: timeOfDay,
+  /** For recipients without a valid `timezone` field of their own. */
+  timezone: z.string().refine(isValidTimeZone, 'an IANA time zone such as Asia/Seoul').default('UTC'),
+});
+
+export const frequencyCapSchema = z.strictObject({
+  max: z.number().int().min(1).max(10_000),
+  per: z.string().refine((v) => parseDuration(v) !== null, 'a duration such as 30m, 24h or 7d'),
+  /** Campaign kinds it counts and applies to; all kinds when empty. */
+  kinds: z.array(z.string().min(1).max(32)).max(20).default([]),
+});
+
+/** Recipient respect: kind, quiet hours, suppression lists, frequency cap. */
+const respectFields = {
+  kind: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lower-case letters, digits, _ and - (transactional, advertising, …)'),
+  quietHours: quietHoursSchema.nullable(),
+  suppressionLists: z.array(listName).max(20),
+  frequencyCap: frequencyCapSchema.nullable(),
+};
+
 export const createCampaignBody = z.strictObject({
   name: z.string().trim().min(1).max(200),
   provider: z.string().min(1).max(64),
@@ -20,6 +47,10 @@ export const createCampaignBody = z.strictObject({
   priority: z.enum(CAMPAIGN_PRIORITIES).default('normal'),
   /** Attempts per recipient, overriding the provider's `maxAttempts`. */
   maxAttempts: z.number().int().min(1).max(100).optional(),
+  kind: respectFields.kind.default('transactional'),
+  quietHours: respectFields.quietHours.default(null),
+  suppressionLists: respectFields.suppressionLists.default(['global']),
+  frequencyCap: respectFields.frequencyCap.default(null),
   recipients: z.array(z.unknown()).optional(),
 });
 
@@ -36,6 +67,11 @@ export const listQuery = z.strictObject({
 /** Routes that take no query parameters refuse unknown ones, as they refuse unknown fields. */
 export const noQuery = z.strictObject({});
 
+export const membersQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().min(1).max(64).optional(),
+});
+
 export const scheduleBody = z.strictObject({
   at: z.string().optional(),
   cron: z.string().min(1).max(200).optional(),
@@ -47,8 +83,15 @@ export const patchCampaignBody = z.strictObject({
   message: messageSchema.optional(),
   priority: z.enum(CAMPAIGN_PRIORITIES).optional(),
   maxAttempts: z.number().int().min(1).max(100).optional(),
+  kind: respectFields.kind.optional(),
+  quietHours: respectFields.quietHours.optional(),
+  suppressionLists: respectFields.suppressionLists.optional(),
+  frequencyCap: respectFields.frequencyCap.optional(),
   recipients: z.array(z.unknown()).optional(),
 });
+
+export const suppressionIdsBody = z.strictObject({ ids: z.array(z.string().min(1).max(256)).min(1).max(100_000) });
+export const listNameParam = z.object({ list: listName });
 
 export const cloneBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
 

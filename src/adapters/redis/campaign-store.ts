@@ -2,6 +2,7 @@ import type { ChainableCommander, Redis } from 'ioredis';
 import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
 import { type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
+import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import type { CampaignKeys, Keys } from './keys.js';
 import { decodePage, encodePage } from './page-codec.js';
@@ -27,6 +28,10 @@ function parseCampaign(hash: Record<string, string>): Campaign | null {
     message: JSON.parse(hash.message ?? '{}') as Message,
     priority: (hash.priority ?? 'normal') as CampaignPriority,
     maxAttempts: hash.maxAttempts ? Number(hash.maxAttempts) : null,
+    kind: hash.kind || 'transactional',
+    quietHours: hash.quietHours ? (JSON.parse(hash.quietHours) as QuietHours) : null,
+    suppressionLists: hash.suppressionLists ? (JSON.parse(hash.suppressionLists) as string[]) : ['global'],
+    frequencyCap: hash.frequencyCap ? (JSON.parse(hash.frequencyCap) as FrequencyCap) : null,
     status: hash.status as CampaignStatus,
     createdAt: new Date(Number(hash.createdAt)).toISOString(),
     updatedAt: new Date(Number(hash.updatedAt)).toISOString(),
@@ -92,6 +97,10 @@ export class RedisCampaignStore implements CampaignStore {
       message: JSON.stringify(campaign.message),
       priority: campaign.priority,
       maxAttempts: campaign.maxAttempts ?? '',
+      kind: campaign.kind,
+      quietHours: campaign.quietHours ? JSON.stringify(campaign.quietHours) : '',
+      suppressionLists: JSON.stringify(campaign.suppressionLists),
+      frequencyCap: campaign.frequencyCap ? JSON.stringify(campaign.frequencyCap) : '',
       status: 'draft',
       createdAt: campaign.createdAt,
       updatedAt: campaign.createdAt,

@@ -20,6 +20,24 @@ export class Keys {
     return `${this.prefix}:active-runs`;
   }
 
+  /** A suppression list: the set of recipient ids never to be sent to. */
+  suppression(name: string): string {
+    return `${this.prefix}:supp:{${name}}`;
+  }
+
+  suppressionLists(): string {
+    return `${this.prefix}:supp-lists`;
+  }
+
+  /**
+   * Frequency-cap counters of one recipient under one cap are
+   * `frequencyPrefix(shard, cap) + id`; a shard's keys share a hash tag, so
+   * one script can count a batch of them on a Redis Cluster.
+   */
+  frequencyPrefix(shard: number, cap: string): string {
+    return `${this.prefix}:{fc${shard}}:${cap}:`;
+  }
+
   /** Worker instances, scored by their last metrics snapshot: who is alive. */
   workers(): string {
     return `${this.prefix}:workers`;
@@ -96,6 +114,7 @@ export class CampaignKeys {
       bad: `${base}:bad`,
       open: `${base}:open`,
       unfinished: `${base}:unfinished`,
+      parked: `${base}:parked`,
     };
   }
 }
@@ -120,4 +139,6 @@ export interface RunKeys {
   open: string;
   /** Pages enqueued that still have a recipient that is not final. */
   unfinished: string;
+  /** Zset page → when its earliest pending recipient is due, for pages released with nothing due now (quiet hours, retry backoff). */
+  parked: string;
 }

@@ -3,12 +3,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import type {
   AcquireResult,
+  ClaimDirective,
   ClaimResult,
   ConfirmEntry,
   ConfirmResult,
   CreateRunOptions,
   CreateRunResult,
   InDoubtPolicy,
+  KickResult,
   Ledger,
   LedgerEntry,
   PageRef,
@@ -17,6 +19,7 @@ import type {
 } from '../../app/ports.js';
 import type { CampaignStatus, PriorityClass, RunStatus } from '../../domain/campaign.js';
 import { decodeRecord, RECORD_BYTES } from '../../domain/ledger.js';
+import { reasonName, type ReasonName } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
 import type { Scripts } from './scripts.js';
 
@@ -28,6 +31,16 @@ function text(value: unknown): string {
 
 function num(value: string | undefined): number {
   return value === undefined ? 0 : Number(value);
+}
+
+/** The run's `skip:<code>` counters (claim.lua, cancel.lua), by reason name. */
+function skippedBy(hash: Record<string, string>): Partial<Record<ReasonName, number>> {
+  const out: Partial<Record<ReasonName, number>> = {};
+  for (const [field, value] of Object.entries(hash)) {
+    const name = field.startsWith('skip:') ? reasonName(Number(field.slice(5))) : null;
+    if (name && num(value) > 0) out[name] = num(value);
+  }
+  return out;
 }
 
 export function parseRun(campaignId: string, hash: Record<string, string>): RunState | null {
@@ -56,6 +69,9 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     priorityClass: num(hash.priorityClass) as PriorityClass,
     recipients: { total: num(hash.total), pageSize: num(hash.pageSize), pages: num(hash.pages), buckets: num(hash.buckets), version: num(hash.rv) },
     stuckSince: hash.stuckSince ? num(hash.stuckSince) : null,
+    deferred: num(hash.deferred),
+    deferredUntil: hash.deferredUntil && num(hash.deferred) > 0 ? num(hash.deferredUntil) : null,
+    skippedBy: skippedBy(hash),
   };
 }
 
@@ -133,12 +149,18 @@ export class RedisLedger implements Ledger {
     return { pages: Number(reply[0]), settled: Number(reply[1]), completed: Number(reply[2]) === 1 };
   }
 
-  async claim(ref: PageRef, token: string, leaseMs: number, indexes: readonly number[]): Promise<ClaimResult> {
-    const { run } = this.pageKeys(ref);
+  async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[]): Promise<ClaimResult> {
+    const { campaign, run } = this.pageKeys(ref);
+    const args: Array<string | number> = [ref.page, token, leaseMs];
+    for (const d of directives) {
+      if (d.op === 'claim') args.push(d.index, 'c', d.counted ? 1 : 0, '');
+      else if (d.op === 'defer') args.push(d.index, 'd', Math.round(d.until), '');
+      else args.push(d.index, 'k', d.reason, d.detail);
+    }
     const reply = (await this.scripts.run(
       'claim',
-      [run.run, run.records(ref.page), run.lease(ref.page), run.leases],
-      [ref.page, token, leaseMs, ...indexes],
+      [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, campaign.meta()],
+      args,
     )) as Reply;
     const kind = text(reply[0]);
     if (kind === 'fenced') return { kind };
@@ -165,7 +187,7 @@ export class RedisLedger implements Ledger {
     const { run } = this.pageKeys(ref);
     const reply = (await this.scripts.run(
       'release-page',
-      [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.open, run.unfinished],
+      [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.open, run.unfinished, run.parked],
       [ref.page, token, size],
     )) as number[];
     const nextDue = Number(reply[2]);
@@ -201,11 +223,12 @@ export class RedisLedger implements Ledger {
     return members.map(Number);
   }
 
-  async kickStalled(campaignId: string, runId: string, stallMs: number): Promise<{ gen: number; pages: number[] } | null> {
+  async kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult> {
     const run = this.keys.campaign(campaignId).run(runId);
-    const reply = (await this.scripts.run('kick-run', [run.run, run.unfinished, run.open, run.leases], [stallMs])) as Array<string | number>;
-    if (reply[0] !== 'kicked') return null;
-    return { gen: Number(reply[1]), pages: reply.slice(2).map(Number) };
+    const reply = (await this.scripts.run('kick-run', [run.run, run.unfinished, run.open, run.leases, run.parked], [stallMs])) as Array<string | number>;
+    if (reply[0] === 'kicked') return { kind: 'kicked', gen: Number(reply[1]), pages: reply.slice(2).map(Number) };
+    if (reply[0] === 'parked') return { kind: 'parked', wakesIn: Number(reply[1]) };
+    return { kind: reply[0] === 'fresh' ? 'fresh' : 'inactive' };
   }
 
   async tryLock(name: string, ttlMs: number): Promise<boolean> {

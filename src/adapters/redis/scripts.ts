@@ -9,11 +9,11 @@ import type { Redis } from 'ioredis';
 const SCRIPT_KEYS = {
   'create-run': 3,
   'acquire-page': 7,
-  claim: 4,
+  claim: 6,
   confirm: 7,
-  'release-page': 6,
+  'release-page': 7,
   'advance-cursor': 3,
-  'kick-run': 4,
+  'kick-run': 5,
   'expire-leases': 5,
   'set-schedule': 1,
   pause: 2,
@@ -22,6 +22,8 @@ const SCRIPT_KEYS = {
   'edit-campaign': 1,
   'swap-recipients': 2,
   unlock: 1,
+  /** As many keys as recipients in the batch. */
+  'frequency-cap': 'any',
   'stage-rows': 1,
   'permit-lease': 3,
   'permit-pause': 1,
@@ -53,7 +55,9 @@ export class Scripts {
   constructor(private readonly redis: Redis) {
     for (const name of Object.keys(SCRIPT_KEYS) as ScriptName[]) {
       if (typeof (redis as unknown as Record<string, unknown>)[commandName(name)] === 'function') continue;
-      redis.defineCommand(commandName(name), { numberOfKeys: SCRIPT_KEYS[name], lua: scriptSource(name) });
+      const keys = SCRIPT_KEYS[name];
+      // Without numberOfKeys, ioredis takes the key count as the first argument.
+      redis.defineCommand(commandName(name), keys === 'any' ? { lua: scriptSource(name) } : { numberOfKeys: keys, lua: scriptSource(name) });
     }
   }
 
@@ -68,8 +72,10 @@ export class Scripts {
   }
 
   private call(method: string, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
-    if (keys.length !== SCRIPT_KEYS[name]) throw new Error(`script ${name} takes ${SCRIPT_KEYS[name]} keys, got ${keys.length}`);
+    const expected = SCRIPT_KEYS[name];
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[method]!;
+    if (expected === 'any') return fn.call(this.redis, keys.length, ...keys, ...args);
+    if (keys.length !== expected) throw new Error(`script ${name} takes ${expected} keys, got ${keys.length}`);
     return fn.call(this.redis, ...keys, ...args);
   }
 }

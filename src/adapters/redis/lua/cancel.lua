@@ -17,6 +17,8 @@ if ARGV[2] ~= '' then
   if run[1] == 'running' or run[1] == 'paused' then
     local waiting = tonumber(run[2]) - tonumber(run[3])
     redis.call('HINCRBY', KEYS[2], 'skipped', waiting)
+    redis.call('HINCRBY', KEYS[2], 'skip:5', waiting) -- REASONS.cancelled
+    redis.call('HSET', KEYS[2], 'deferred', 0)
     redis.call('HINCRBY', KEYS[2], 'pending', -waiting)
     redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancelledAt', now)
   end

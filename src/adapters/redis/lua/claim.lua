@@ -1,36 +1,71 @@
--- Claims recipients of a page for sending: pending (and due) → inflight, one
--- attempt spent. Only the lease holder may claim, and only while the run is
--- running, so a pause stops every worker at its next claim.
--- A record already in flight under this lease is returned as claimed again:
--- that is a claim whose reply was lost and that the client resent.
--- KEYS: 1 run, 2 records, 3 lease, 4 leases
--- ARGV: 1 page, 2 token, 3 lease ms, 4.. indexes within the page
--- Returns {'ok', index, attempts, index, attempts, …} | {'fenced'} | {'inactive', status}
+-- Takes recipients of a page for sending, in one step with what decides they
+-- must not be sent now. Per recipient, one directive:
+--   c  claim: pending (and due) → inflight, one attempt spent; `a` '1' when
+--      the recipient was just counted against a frequency cap;
+--   d  defer (quiet hours): stays pending, due again at `a` (epoch ms); counted as deferred;
+--   k  skip: pending → skipped for good, reason code `a`, detail `b`
+--      (suppressed, frequency cap, invalid token).
+-- Only the lease holder may do any of it, and only while the run is running,
+-- so a pause stops every worker at its next claim. A record already in flight
+-- under this lease is answered as claimed again to a `c`: a claim whose reply
+-- was lost and that the client resent. Directives for recipients in any
+-- other state are ignored.
+-- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta
+-- ARGV: 1 page, 2 token, 3 lease ms, then (index, directive, a, b) per recipient
+-- Returns {'ok', index, attempts, index, attempts, …} (the claimed) | {'fenced'} | {'inactive', status}
 -- @include ledger
 
+local QUIET = 1
 local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
-local run = redis.call('HMGET', KEYS[1], 'status', 'createdAt')
+local run = redis.call('HMGET', KEYS[1], 'status', 'createdAt', 'pageSize')
 if run[1] ~= 'running' then return { 'inactive', run[1] or 'missing' } end
 
 local now = nowMs()
 local elapsed = now - tonumber(run[2])
+local pageSize = tonumber(run[3])
 local out = { 'ok' }
-local claimed = 0
-for i = 4, #ARGV do
-  local index = tonumber(ARGV[i])
+local claimed, deferred, skipped, latestWake = 0, 0, 0, 0
+for i = 4, #ARGV, 4 do
+  local index, op = tonumber(ARGV[i]), ARGV[i + 1]
   local state, attempts, reason, at = readRecord(KEYS[2], index)
-  if state == PENDING and at <= elapsed then
+  if state == INFLIGHT and op == 'c' then
+    out[#out + 1] = index
+    out[#out + 1] = attempts
+  elseif state == PENDING and op == 'c' and at <= elapsed then
     attempts = math.min(attempts + 1, 255)
-    writeRecord(KEYS[2], index, INFLIGHT, attempts, reason, elapsed)
+    if reasonCode(reason) == QUIET then deferred = deferred - 1 end
+    local flag = (counted(reason) or ARGV[i + 2] == '1') and COUNTED or 0
+    writeRecord(KEYS[2], index, INFLIGHT, attempts, flag, elapsed)
     claimed = claimed + 1
     out[#out + 1] = index
     out[#out + 1] = attempts
-  elseif state == INFLIGHT then
-    out[#out + 1] = index
-    out[#out + 1] = attempts
+  elseif state == PENDING and op == 'd' then
+    local wake = math.max(elapsed, tonumber(ARGV[i + 2]) - tonumber(run[2]))
+    if reasonCode(reason) ~= QUIET then deferred = deferred + 1 end
+    writeRecord(KEYS[2], index, PENDING, attempts, QUIET + (counted(reason) and COUNTED or 0), wake)
+    if wake > latestWake then latestWake = wake end
+  elseif state == PENDING and op == 'k' then
+    local code = tonumber(ARGV[i + 2])
+    if reasonCode(reason) == QUIET then deferred = deferred - 1 end
+    writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
+    recordError(KEYS[5], tonumber(ARGV[1]) * pageSize + index, 'SKIPPED', ARGV[i + 3], attempts, now)
+    redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
+    skipped = skipped + 1
   end
 end
 if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', claimed) end
+if deferred ~= 0 then redis.call('HINCRBY', KEYS[1], 'deferred', deferred) end
+if latestWake > 0 then
+  local current = tonumber(redis.call('HGET', KEYS[1], 'deferredUntil') or '0')
+  local wakeAt = latestWake + tonumber(run[2])
+  if wakeAt > current then redis.call('HSET', KEYS[1], 'deferredUntil', wakeAt) end
+end
+if skipped > 0 then
+  redis.call('HINCRBY', KEYS[1], 'pending', -skipped)
+  redis.call('HINCRBY', KEYS[1], 'skipped', skipped)
+  redis.call('HSET', KEYS[1], 'activeAt', now)
+  completeIfDone(KEYS[1], KEYS[6], now)
+end
 writeLease(KEYS[3], KEYS[4], ARGV[1], ARGV[2], now + tonumber(ARGV[3]))
 return out

@@ -1,6 +1,12 @@
 -- Shared by the ledger scripts. Layout of a record: see src/domain/ledger.ts.
 local RECORD = 10
 local PENDING, INFLIGHT, SENT, FAILED, UNKNOWN, SKIPPED = 0, 1, 2, 3, 4, 5
+-- The reason field: a code (REASONS of src/domain/respect.ts) in the low 15
+-- bits; the top bit says the recipient was counted against a frequency cap in
+-- this run (kept through retries, so it is never counted twice).
+local COUNTED = 32768
+local function reasonCode(reason) return reason % COUNTED end
+local function counted(reason) return reason >= COUNTED end
 
 local function nowMs()
   local t = redis.call('TIME')

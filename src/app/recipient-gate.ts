@@ -1,0 +1,86 @@
+import { recipientId, recipientRecord, type StoredRecipient } from '../domain/recipient.js';
+import { capApplies, quietHoursFor, quietUntil, REASONS, zoneFor, type FrequencyCap } from '../domain/respect.js';
+import type { Campaign } from '../domain/campaign.js';
+import type { ClaimDirective, FrequencyCaps, Suppressions } from './ports.js';
+
+/** The suppression list of recipients whose token a provider reported invalid. */
+export function tokenInvalidList(provider: string): string {
+  return `token-invalid:${provider}`;
+}
+
+export interface GateDecision {
+  directives: ClaimDirective[];
+  /** Recipients counted against the frequency cap just now: give back those the claim did not take. */
+  reserved: Map<number, string>;
+  cap: FrequencyCap | null;
+}
+
+/**
+ * Decides, right before a batch is claimed, who may not be sent now: quiet
+ * hours defer, suppression lists and the frequency cap skip. Checked at send
+ * time (not at launch), so an id suppressed mid-run is still not sent.
+ */
+export class RecipientGate {
+  constructor(
+    private readonly suppressions: Suppressions,
+    private readonly caps: FrequencyCaps,
+    /** Caps from the configuration; a campaign's own cap wins. */
+    private readonly configuredCaps: readonly FrequencyCap[],
+  ) {}
+
+  capFor(campaign: Campaign): FrequencyCap | null {
+    const cap = campaign.frequencyCap ?? this.configuredCaps.find((c) => capApplies(c, campaign.kind)) ?? null;
+    return capApplies(cap, campaign.kind) ? cap : null;
+  }
+
+  /** Splits recipients into those inside their quiet hours (deferred to the window's end) and the others. */
+  quietHours(campaign: Campaign, page: readonly StoredRecipient[], indexes: readonly number[], now: number): { deferred: ClaimDirective[]; open: number[] } {
+    const deferred: ClaimDirective[] = [];
+    const open: number[] = [];
+    // Recipients of a page share a handful of zones: one answer per zone and window.
+    const known = new Map<string, number>();
+    for (const index of indexes) {
+      const recipient = recipientRecord(page[index]!);
+      const hours = quietHoursFor(campaign, recipient);
+      let at = now;
+      if (hours) {
+        const zone = zoneFor(hours, recipient);
+        const key = `${hours.start}|${hours.end}|${zone}`;
+        at = known.get(key) ?? quietUntil(hours, zone, now);
+        known.set(key, at);
+      }
+      if (at > now) deferred.push({ index, op: 'defer', until: at });
+      else open.push(index);
+    }
+    return { deferred, open };
+  }
+
+  async decide(campaign: Campaign, provider: string, page: readonly StoredRecipient[], batch: readonly number[], countedOf: (index: number) => boolean, now: number): Promise<GateDecision> {
+    // Checked again here: a window may have begun since the page started.
+    const { deferred: directives, open } = this.quietHours(campaign, page, batch, now);
+    const lists = [...campaign.suppressionLists, tokenInvalidList(provider)];
+    const found = await this.suppressions.find(lists, open.map((i) => recipientId(page[i]!)));
+    const allowed: number[] = [];
+    open.forEach((index, i) => {
+      const list = found[i];
+      if (list === undefined) allowed.push(index);
+      else if (list.startsWith('token-invalid:')) directives.push({ index, op: 'skip', reason: REASONS['token-invalid'], detail: `the provider reported its token invalid (list ${list})` });
+      else directives.push({ index, op: 'skip', reason: REASONS.suppressed, detail: `on suppression list ${list}` });
+    });
+    const reserved = new Map<number, string>();
+    const cap = this.capFor(campaign);
+    // A retry of a recipient was counted at its first attempt already (its ledger record says so).
+    const first = cap ? allowed.filter((i) => !countedOf(i)) : [];
+    const fits = cap ? await this.caps.reserve(cap, first.map((i) => recipientId(page[i]!))) : [];
+    const over = new Set<number>();
+    first.forEach((index, i) => {
+      if (fits[i]) reserved.set(index, recipientId(page[index]!));
+      else over.add(index);
+    });
+    for (const index of allowed) {
+      if (over.has(index)) directives.push({ index, op: 'skip', reason: REASONS['frequency-cap'], detail: `frequency cap: at most ${cap!.max} per ${cap!.per}` });
+      else directives.push({ index, op: 'claim', counted: reserved.has(index) });
+    }
+    return { directives, reserved, cap };
+  }
+}

@@ -1,0 +1,93 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { RedisFrequencyCaps, RedisSuppressions } from '../../src/adapters/redis/redis-respect.js';
+import { Keys } from '../../src/adapters/redis/keys.js';
+import { Scripts } from '../../src/adapters/redis/scripts.js';
+import type { FrequencyCap } from '../../src/domain/respect.js';
+import { ids } from '../helpers/harness.js';
+import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+const connections: Redis[] = [];
+const prefixes: string[] = [];
+afterEach(async () => {
+  const redis = testRedis();
+  for (const prefix of prefixes.splice(0)) await deletePrefix(redis, prefix);
+  redis.disconnect();
+  for (const c of connections.splice(0)) c.disconnect();
+});
+
+function adapters(prefix = uniquePrefix('respect')) {
+  prefixes.push(prefix);
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  connections.push(redis);
+  const keys = new Keys(prefix);
+  const scripts = new Scripts(redis);
+  return { redis, keys, prefix, caps: new RedisFrequencyCaps(keys, scripts), suppressions: new RedisSuppressions(redis, keys) };
+}
+
+const daily = (max: number): FrequencyCap => ({ max, per: '24h', kinds: [] });
+
+describe('frequency caps', () => {
+  it('counts each recipient up to the cap, and gives back what was not sent', async () => {
+    const { caps } = adapters();
+    expect(await caps.reserve(daily(2), ['a', 'b'])).toEqual([true, true]);
+    expect(await caps.reserve(daily(2), ['a'])).toEqual([true]);
+    expect(await caps.reserve(daily(2), ['a', 'b', 'c'])).toEqual([false, true, true]);
+    await caps.release(daily(2), ['a']);
+    expect(await caps.reserve(daily(2), ['a', 'a'])).toEqual([true, false]);
+    // A cap of another window counts on its own; one of the same window and kinds shares the count.
+    expect(await caps.reserve({ max: 1, per: '1h', kinds: [] }, ['a'])).toEqual([true]);
+    expect(await caps.reserve(daily(3), ['a'])).toEqual([true]);
+  });
+
+  it('lets exactly one of many racing campaigns through per recipient under a cap of 1', async () => {
+    const prefix = uniquePrefix('respect');
+    const racers = Array.from({ length: 8 }, () => adapters(prefix));
+    const audience = ids(500, 'u');
+    const answers = await Promise.all(racers.map(({ caps }) => caps.reserve(daily(1), audience)));
+    for (let i = 0; i < audience.length; i += 1) expect(answers.filter((a) => a[i]).length).toBe(1);
+  });
+
+  it('forgets sends once they leave the window (counted in 24 buckets of it)', async () => {
+    const { caps, redis, keys } = adapters();
+    const cap: FrequencyCap = { max: 1, per: '2s', kinds: [] };
+    expect(await caps.reserve(cap, ['a'])).toEqual([true]);
+    expect(await caps.reserve(cap, ['a'])).toEqual([false]);
+    const started = Date.now();
+    await waitFor(async () => (await caps.reserve(cap, ['a']))[0], { timeoutMs: 5000, intervalMs: 100, what: 'the send to leave the window' });
+    expect(Date.now() - started).toBeGreaterThan(1500);
+    // Counters expire by themselves: nothing grows with the recipients ever capped.
+    const counters = await redis.keys(`${keys.prefix}:{fc*`);
+    expect(counters.length).toBe(1);
+    expect(await redis.pttl(counters[0]!)).toBeLessThanOrEqual(2200);
+  });
+});
+
+describe('suppression lists', () => {
+  it('finds the first list that holds each id', async () => {
+    const { suppressions } = adapters();
+    await suppressions.add('global', ['a', 'b']);
+    await suppressions.add('token-invalid:fcm', ['b', 'c']);
+    expect(await suppressions.find(['global', 'token-invalid:fcm'], ['a', 'b', 'c', 'd'])).toEqual(['global', 'global', 'token-invalid:fcm', undefined]);
+    expect(await suppressions.lists()).toEqual([
+      { name: 'global', size: 2 },
+      { name: 'token-invalid:fcm', size: 2 },
+    ]);
+    expect(await suppressions.remove('global', ['a', 'zz'])).toBe(1);
+  });
+
+  it('replaces a list whole, and keeps the old one when filling fails', async () => {
+    const { suppressions } = adapters();
+    await suppressions.add('global', ['old']);
+    await expect(
+      suppressions.replace('global', async (add) => {
+        await add(['n1', 'n2']);
+        throw new Error('the upload was cut');
+      }),
+    ).rejects.toThrow('the upload was cut');
+    expect(await suppressions.find(['global'], ['old', 'n1'])).toEqual(['global', undefined]);
+    expect(await suppressions.replace('global', async (add) => void (await add(['n1', 'n2', 'n1'])))).toBe(2);
+    expect(await suppressions.find(['global'], ['old', 'n1'])).toEqual([undefined, 'global']);
+  });
+});
