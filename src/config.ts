@@ -59,10 +59,141 @@ const simProvider = z.object({
   timeoutMs: z.number().int().min(1).max(300_000).default(5000),
 });
 
-export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider]);
+/**
+ * A secret (key, service account) comes from a file or an environment
+ * variable, named in the providers file — never the secret itself, so the
+ * providers file can be shared and logged. It is read once at start and kept
+ * in memory only: never logged, never written to Redis.
+ */
+function secretFields<K extends string>(name: K) {
+  return {
+    [`${name}File`]: z.string().min(1).optional(),
+    [`${name}Env`]: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+      .optional(),
+  } as { [P in `${K}File` | `${K}Env`]: z.ZodOptional<z.ZodString> };
+}
+
+function oneSecret(name: string) {
+  return (value: Record<string, unknown>, ctx: z.RefinementCtx) => {
+    const given = [value[`${name}File`], value[`${name}Env`]].filter((v) => v !== undefined).length;
+    if (given !== 1) ctx.addIssue({ code: 'custom', message: `give exactly one of ${name}File or ${name}Env`, path: [`${name}File`] });
+  };
+}
+
+/** Recipient field holding the device token (FCM, APNs) or phone number (alimtalk). */
+const fieldName = z.string().min(1).max(64);
+
+const fcmProvider = z
+  .object({
+    ...common,
+    type: z.literal('fcm'),
+    ...secretFields('serviceAccount'),
+    /** Defaults to the service account's project_id. */
+    projectId: z.string().min(1).optional(),
+    baseUrl: z.url({ protocol: /^https?$/ }).default('https://fcm.googleapis.com'),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    connections: z.number().int().min(1).max(1024).default(64),
+    tokenField: fieldName.default('token'),
+    /** Merged into every `message` (e.g. {"android": {"priority": "high"}}). */
+    messageDefaults: z.record(z.string(), z.unknown()).default({}),
+    /** FCM has no idempotency: a timeout is in doubt (reported) unless this says to resend. */
+    retryTimeouts: z.boolean().default(false),
+  })
+  .superRefine(oneSecret('serviceAccount'));
+
+const APNS_HOSTS = { production: 'https://api.push.apple.com', development: 'https://api.sandbox.push.apple.com' } as const;
+
+const apnsProvider = z
+  .object({
+    ...common,
+    type: z.literal('apns'),
+    /** The .p8 signing key (provider-token auth). */
+    ...secretFields('key'),
+    keyId: z.string().regex(/^[A-Z0-9]{10}$/, '10 upper-case letters or digits'),
+    teamId: z.string().regex(/^[A-Z0-9]{10}$/, '10 upper-case letters or digits'),
+    /** The app's bundle id (apns-topic). */
+    topic: z.string().min(1),
+    environment: z.enum(['production', 'development']).default('production'),
+    /** Overrides the environment's host (tests, proxies). */
+    baseUrl: z.url({ protocol: /^https$/ }).optional(),
+    /** PEM file of a CA to trust besides the system ones (a test server, a TLS-inspecting proxy). */
+    caFile: z.string().min(1).optional(),
+    pushType: z.enum(['alert', 'background', 'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', 'location', 'pushtotalk']).default('alert'),
+    priority: z.union([z.literal(10), z.literal(5), z.literal(1)]).default(10),
+    /** apns-expiration: seconds the push may wait for an offline device; 0 delivers once or never. */
+    expirationSeconds: z.number().int().min(0).max(30 * 86_400).default(0),
+    /** Apple wants the provider token refreshed no more often than every 20 minutes, and at least every 60. */
+    tokenTtlMinutes: z.number().int().min(20).max(50).default(40),
+    tokenField: fieldName.default('token'),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    /** APNs does not deduplicate by apns-id: a timeout is in doubt (reported) unless this says to resend. */
+    retryTimeouts: z.boolean().default(false),
+  })
+  .superRefine(oneSecret('key'));
+
+const alimtalkProvider = z
+  .object({
+    ...common,
+    type: z.literal('alimtalk'),
+    baseUrl: z.url({ protocol: /^https?$/ }).default('https://api-alimtalk.cloud.toast.com'),
+    appKey: z.string().min(1),
+    /** X-Secret-Key. */
+    ...secretFields('secretKey'),
+    senderKey: z.string().min(1),
+    /** A campaign's `message.data.templateCode` overrides it. */
+    templateCode: z.string().min(1).max(20),
+    phoneField: fieldName.default('phone'),
+    /** Recipient fields passed as template parameters; all its other text fields when omitted. */
+    templateParameters: z.array(fieldName).optional(),
+    /** Recipients per request (the API takes up to 1,000). */
+    batchSize: z.number().int().min(1).max(1000).default(1),
+    /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
+    countBy: z.enum(['request', 'message']).default('message'),
+    /** Per-recipient result codes that mean the phone number can never receive: its id goes on token-invalid:<name>. */
+    invalidRecipientCodes: z.array(z.number().int()).default([]),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    connections: z.number().int().min(1).max(1024).default(64),
+    /**
+     * The API refuses a key it saw in the last 10 minutes, so a timed-out
+     * request is safely retried with its key — when the retry carries the
+     * same recipients, i.e. without batching. Defaults to batchSize == 1.
+     */
+    retryTimeouts: z.boolean().optional(),
+  })
+  .superRefine(oneSecret('secretKey'));
+
+export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider, fcmProvider, apnsProvider, alimtalkProvider]);
 export type ProviderConfig = z.infer<typeof providerSchema>;
 export type HttpProviderConfig = z.infer<typeof httpProvider>;
 export type SimProviderConfig = z.infer<typeof simProvider>;
+export type FcmProviderConfig = z.infer<typeof fcmProvider>;
+export type ApnsProviderConfig = z.infer<typeof apnsProvider>;
+export type AlimtalkProviderConfig = z.infer<typeof alimtalkProvider>;
+
+export function apnsBaseUrl(config: ApnsProviderConfig): string {
+  return config.baseUrl ?? APNS_HOSTS[config.environment];
+}
+
+/** Reads a provider's secret from the file or environment variable its config names. */
+export function readSecret(config: ProviderConfig & Record<string, unknown>, name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const file = config[`${name}File`] as string | undefined;
+  const variable = config[`${name}Env`] as string | undefined;
+  let value: string | undefined;
+  if (file !== undefined) {
+    try {
+      value = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`provider ${config.name}: ${name}File ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  } else {
+    value = env[variable!];
+    if (value === undefined || value === '') throw new ConfigError(`provider ${config.name}: environment variable ${variable} (${name}Env) is not set`);
+  }
+  if (value.trim() === '') throw new ConfigError(`provider ${config.name}: its ${name} is empty`);
+  return value.trim();
+}
 
 const providersSchema = z
   .array(providerSchema)
@@ -80,6 +211,17 @@ export function providerLimits(config: ProviderConfig) {
   return { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs, breaker: config.breaker };
 }
 
+function retryTimeouts(config: ProviderConfig): boolean {
+  switch (config.type) {
+    case 'sim':
+      return true;
+    case 'alimtalk':
+      return config.retryTimeouts ?? config.batchSize === 1;
+    default:
+      return config.retryTimeouts;
+  }
+}
+
 /** The retry policy every provider type hands to the ledger. */
 export function retryPolicy(config: ProviderConfig) {
   return {
@@ -87,7 +229,7 @@ export function retryPolicy(config: ProviderConfig) {
     baseMs: config.retryBaseMs,
     maxMs: config.retryMaxMs,
     inDoubt: config.inDoubt,
-    retryTimeouts: config.type === 'http' ? config.retryTimeouts : true,
+    retryTimeouts: retryTimeouts(config),
   };
 }
 

@@ -67,7 +67,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     }
 
     const events = new AppEvents();
-    const providers = new Providers(config.providers);
+    const providers = new Providers(config.providers, { connect: roles.worker });
     closers.push(() => providers.close());
 
     // Each role has its own connection: request handlers fail fast, workers wait Redis out.

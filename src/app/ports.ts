@@ -301,8 +301,24 @@ export interface PushProvider {
   readonly type: string;
   readonly limits: ProviderLimits;
   readonly retry: RetryPolicy;
+  /** A provider whose requests carry several recipients: how many, and whether `tps` counts requests or messages. */
+  readonly batch?: BatchPolicy;
+  /**
+   * The device token or phone number a recipient is reached at, for
+   * providers that report it invalid: what goes on (and is checked against)
+   * `token-invalid:<name>`, so a recipient who comes back with a new token is
+   * sent again.
+   */
+  address?(recipient: SendRequest['recipient']): string | undefined;
   send(request: SendRequest): Promise<SendOutcome>;
+  /** One request for all of `requests` (at most `batch.size`): one outcome each, in order. */
+  sendBatch?(requests: readonly SendRequest[]): Promise<SendOutcome[]>;
   close(): Promise<void>;
+}
+
+export interface BatchPolicy {
+  size: number;
+  countBy: 'request' | 'message';
 }
 
 /** What becomes of a send whose fate is unknown: reported as `unknown`, or resent with the same idempotency key. */

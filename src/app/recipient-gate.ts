@@ -1,9 +1,9 @@
 import { recipientId, recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { capApplies, quietHoursFor, quietUntil, REASONS, zoneFor, type FrequencyCap } from '../domain/respect.js';
 import type { Campaign } from '../domain/campaign.js';
-import type { ClaimDirective, FrequencyCaps, Suppressions } from './ports.js';
+import type { ClaimDirective, FrequencyCaps, PushProvider, Suppressions } from './ports.js';
 
-/** The suppression list of recipients whose token a provider reported invalid. */
+/** The list of device tokens (phone numbers) a provider reported invalid. */
 export function tokenInvalidList(provider: string): string {
   return `token-invalid:${provider}`;
 }
@@ -33,6 +33,11 @@ export class RecipientGate {
     return capApplies(cap, campaign.kind) ? cap : null;
   }
 
+  /** Puts tokens (phone numbers) `provider` reported invalid on its token-invalid list. */
+  async markTokensInvalid(provider: string, addresses: readonly string[]): Promise<void> {
+    await this.suppressions.add(tokenInvalidList(provider), addresses);
+  }
+
   /** Splits recipients into those inside their quiet hours (deferred to the window's end) and the others. */
   quietHours(campaign: Campaign, page: readonly StoredRecipient[], indexes: readonly number[], now: number): { deferred: ClaimDirective[]; open: number[] } {
     const deferred: ClaimDirective[] = [];
@@ -55,17 +60,33 @@ export class RecipientGate {
     return { deferred, open };
   }
 
-  async decide(campaign: Campaign, provider: string, page: readonly StoredRecipient[], batch: readonly number[], countedOf: (index: number) => boolean, now: number): Promise<GateDecision> {
+  /** Who of `open` is on a campaign suppression list (by id) or has a token the provider reported invalid (by token). */
+  private async suppressed(campaign: Campaign, provider: PushProvider, page: readonly StoredRecipient[], open: readonly number[]): Promise<Array<ClaimDirective | undefined>> {
+    const tokenList = tokenInvalidList(provider.name);
+    const addresses = provider.address ? open.map((i) => provider.address!(recipientRecord(page[i]!))) : [];
+    const withAddress = open.flatMap((_, i) => (addresses[i] ? [i] : []));
+    const [byId, byToken] = await Promise.all([
+      this.suppressions.find(campaign.suppressionLists, open.map((i) => recipientId(page[i]!))),
+      this.suppressions.find([tokenList], withAddress.map((i) => addresses[i]!)),
+    ]);
+    const invalid = new Set(withAddress.filter((_, k) => byToken[k] !== undefined));
+    return open.map((index, i) => {
+      const list = byId[i];
+      if (list !== undefined) return { index, op: 'skip', reason: REASONS.suppressed, detail: `on suppression list ${list}` };
+      if (invalid.has(i)) return { index, op: 'skip', reason: REASONS['token-invalid'], detail: `${provider.name} reported this token invalid (list ${tokenList})` };
+      return undefined;
+    });
+  }
+
+  async decide(campaign: Campaign, provider: PushProvider, page: readonly StoredRecipient[], batch: readonly number[], countedOf: (index: number) => boolean, now: number): Promise<GateDecision> {
     // Checked again here: a window may have begun since the page started.
     const { deferred: directives, open } = this.quietHours(campaign, page, batch, now);
-    const lists = [...campaign.suppressionLists, tokenInvalidList(provider)];
-    const found = await this.suppressions.find(lists, open.map((i) => recipientId(page[i]!)));
+    const skips = await this.suppressed(campaign, provider, page, open);
     const allowed: number[] = [];
     open.forEach((index, i) => {
-      const list = found[i];
-      if (list === undefined) allowed.push(index);
-      else if (list.startsWith('token-invalid:')) directives.push({ index, op: 'skip', reason: REASONS['token-invalid'], detail: `the provider reported its token invalid (list ${list})` });
-      else directives.push({ index, op: 'skip', reason: REASONS.suppressed, detail: `on suppression list ${list}` });
+      const skip = skips[i];
+      if (skip) directives.push(skip);
+      else allowed.push(index);
     });
     const reserved = new Map<number, string>();
     const cap = this.capFor(campaign);

@@ -24,6 +24,7 @@ import type {
   PermitOutcome,
   ProviderRegistry,
   PushProvider,
+  SendRequest,
   RateLimiter,
   RetryPolicy,
 } from './ports.js';
@@ -66,6 +67,13 @@ export interface SendPageDeps {
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
 
+/**
+ * Longest a batching provider's request waits for its batch to fill with
+ * permits (less when the cap fills a batch sooner). Waiting holds permits
+ * unused, which costs a little of the cap; bigger batches save requests.
+ */
+const MAX_BATCH_LINGER_MS = 100;
+
 /** Recipients deferred per ledger call when a page starts inside quiet hours. */
 const PARK_BATCH = 1000;
 
@@ -81,7 +89,7 @@ export function confirmEntry(index: number, attempts: number, outcome: SendOutco
     case 'transient':
       return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
     case 'in-doubt':
-      if (retry.retryTimeouts || retry.inDoubt === 'resend') {
+      if (!outcome.final && (retry.retryTimeouts || retry.inDoubt === 'resend')) {
         return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
       }
       return { index, op: 'u', delayMs: 0, code: outcome.code, message: outcome.message };
@@ -101,6 +109,28 @@ function permitOutcome(outcome: SendOutcome): PermitOutcome {
   if (outcome.kind === 'sent' || outcome.kind === 'permanent') return 'healthy';
   if (outcome.kind === 'transient' || outcome.kind === 'in-doubt') return 'failed';
   return 'neutral';
+}
+
+/** The same for a request that carried several recipients. */
+function requestOutcome(outcomes: readonly SendOutcome[]): PermitOutcome {
+  const each = outcomes.map(permitOutcome);
+  if (each.includes('failed')) return 'failed';
+  return each.includes('healthy') ? 'healthy' : 'neutral';
+}
+
+/** One page being sent: what every step of it needs. */
+interface PageWork {
+  ref: PageRef;
+  token: string;
+  campaign: Campaign;
+  provider: PushProvider;
+  recipients: StoredRecipient[];
+  /** Whether a recipient was counted against a frequency cap in this run already (its ledger record says). */
+  countedOf(index: number): boolean;
+  confirms: ConfirmBuffer;
+  /** Recipients whose token the provider reported invalid, for its token-invalid list. */
+  invalidTokens: string[];
+  log: Logger;
 }
 
 /**
@@ -156,10 +186,24 @@ export class SendPage {
 
     const parked = await this.parkQuiet(ref, token, campaign, recipients, due);
 
-    const confirms = new ConfirmBuffer(ledger, ref, token, campaign.maxAttempts ?? provider.retry.maxAttempts, options);
-    const countedOf = (index: number) => decodeRecord(acquired.records, index).counted;
-    const halted = parked ?? (await this.sendDue(ref, token, campaign, provider, recipients, due, countedOf, confirms, stop, log));
+    const work: PageWork = {
+      ref,
+      token,
+      campaign,
+      provider,
+      recipients,
+      countedOf: (index) => decodeRecord(acquired.records, index).counted,
+      confirms: new ConfirmBuffer(ledger, ref, token, campaign.maxAttempts ?? provider.retry.maxAttempts, options),
+      invalidTokens: [],
+      log,
+    };
+    const halted = parked ?? (await this.sendDue(work, due, stop));
+    const { confirms } = work;
     await confirms.flush();
+    if (work.invalidTokens.length > 0) {
+      // Later campaigns skip them (reason token-invalid); losing this on a crash only costs one more refused send.
+      await this.deps.gate.markTokensInvalid(provider.name, work.invalidTokens).catch((err) => log.warn({ err: describeError(err) }, 'could not record invalid tokens'));
+    }
     if (confirms.failure) throw confirms.failure;
 
     const left = await ledger.releasePage(ref, token, recipients.length);
@@ -200,19 +244,12 @@ export class SendPage {
   }
 
   /** Returns why sending stopped early ('fenced', a run status, 'stopped'), or null when all due ones were sent. */
-  private async sendDue(
-    ref: PageRef,
-    token: string,
-    campaign: Campaign,
-    provider: PushProvider,
-    recipients: StoredRecipient[],
-    due: number[],
-    countedOf: (index: number) => boolean,
-    confirms: ConfirmBuffer,
-    stop: AbortSignal,
-    log: Logger,
-  ): Promise<string | null> {
+  private async sendDue(work: PageWork, due: number[], stop: AbortSignal): Promise<string | null> {
     const { ledger, limiter, sendSlots, options } = this.deps;
+    const { ref, token, campaign, provider, recipients, confirms, log } = work;
+    // Recipients per request, and whether the limiter counts requests or messages.
+    const perRequest = provider.batch?.size ?? 1;
+    const permitPerMessage = !provider.batch || provider.batch.countBy === 'message';
     const inflight = new Set<Promise<void>>();
     let halted: string | null = null;
     const heartbeat = setInterval(() => {
@@ -228,20 +265,23 @@ export class SendPage {
     try {
       let next = 0;
       while (next < due.length && halted === null && !confirms.fenced) {
-        const want = Math.min(due.length - next, options.claimBatch);
+        const want = Math.min(due.length - next, Math.max(options.claimBatch, perRequest));
         let slots: number;
         let permits: Permit[];
         try {
-          slots = await unlessStopped(sendSlots.acquire(want), stop, (n) => sendSlots.release(n));
+          // Send slots count requests in flight; permits count what the provider's cap counts.
+          slots = await unlessStopped(sendSlots.acquire(Math.ceil(want / perRequest)), stop, (n) => sendSlots.release(n));
           const waitStarted = performance.now();
           try {
-            permits = await unlessStopped(limiter.acquire(provider.limits, slots, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), stop, (ps) =>
+            const wanted = permitPerMessage ? Math.min(want, slots * perRequest) : slots;
+            permits = await unlessStopped(limiter.acquire(provider.limits, wanted, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), stop, (ps) =>
               ps.forEach((p) => limiter.giveBack(p)),
             );
           } catch (err) {
             sendSlots.release(slots);
             throw err;
           }
+          if (perRequest > 1 && permitPerMessage) permits = await this.fillBatch(work, permits, Math.min(want, perRequest), stop);
           this.deps.events.emit('limiter:waited', { provider: provider.name, ms: performance.now() - waitStarted });
         } catch (err) {
           if (err instanceof StopRequested) {
@@ -250,13 +290,15 @@ export class SendPage {
           }
           throw err;
         }
-        if (slots > permits.length) sendSlots.release(slots - permits.length);
+        const capacity = Math.min(due.length - next, permitPerMessage ? permits.length : permits.length * perRequest);
+        const requests = Math.ceil(capacity / perRequest);
+        if (slots > requests) sendSlots.release(slots - requests);
         // Permits may come a little ahead of their time: claim just before the
         // first may be used, so recipients are in flight as briefly as possible.
         await sleepUntil(Math.min(...permits.map((p) => p.notBefore)) - CLAIM_AHEAD_MS);
-        const batch = due.slice(next, next + permits.length);
+        const batch = due.slice(next, next + capacity);
         next += batch.length;
-        const gate = await this.deps.gate.decide(campaign, provider.name, recipients, batch, countedOf, Date.now());
+        const gate = await this.deps.gate.decide(campaign, provider, recipients, batch, work.countedOf, Date.now());
         const claim = await ledger.claim(ref, token, options.leaseMs, gate.directives);
         this.countGated(gate.directives);
         if (gate.cap && gate.reserved.size > 0) {
@@ -266,26 +308,56 @@ export class SendPage {
         }
         if (claim.kind !== 'ok') {
           permits.forEach((p) => limiter.giveBack(p));
-          sendSlots.release(permits.length);
+          sendSlots.release(requests);
           halted = claim.kind === 'fenced' ? 'fenced' : claim.status;
           break;
         }
         if (claim.claimed.length > 0) this.deps.events.emit('ledger:transitions', { to: 'claimed', count: claim.claimed.length });
-        for (const p of permits.slice(claim.claimed.length)) limiter.giveBack(p);
-        sendSlots.release(permits.length - claim.claimed.length);
-        claim.claimed.forEach(({ index, attempts }, i) => {
-          const task = this.sendOne(ref, campaign, provider, recipients[index]!, index, attempts, permits[i]!, confirms).finally(() => {
+        const groups: Array<typeof claim.claimed> = [];
+        for (let i = 0; i < claim.claimed.length; i += perRequest) groups.push(claim.claimed.slice(i, i + perRequest));
+        const used = permitPerMessage ? claim.claimed.length : groups.length;
+        for (const p of permits.slice(used)) limiter.giveBack(p);
+        sendSlots.release(requests - groups.length);
+        let offset = 0;
+        for (const group of groups) {
+          const share = permitPerMessage ? permits.slice(offset, offset + group.length) : [permits[offset]!];
+          offset += share.length;
+          const task = this.sendGroup(work, group, share).finally(() => {
             inflight.delete(task);
             sendSlots.release(1);
           });
           inflight.add(task);
-        });
+        }
       }
       await Promise.all(inflight);
     } finally {
       clearInterval(heartbeat);
     }
     return halted;
+  }
+
+  /**
+   * A batching provider that counts messages: permits come as the window
+   * frees them, a few at a time. Waits about as long as the cap takes to
+   * fill a batch (at most MAX_BATCH_LINGER_MS), so requests carry many
+   * recipients rather than a handful each.
+   */
+  private async fillBatch(work: PageWork, permits: Permit[], target: number, stop: AbortSignal): Promise<Permit[]> {
+    const { limiter } = this.deps;
+    const { provider, campaign, ref } = work;
+    const lingerMs = Math.min(MAX_BATCH_LINGER_MS, Math.ceil((target * 1000) / provider.limits.tps));
+    const linger = AbortSignal.any([stop, AbortSignal.timeout(lingerMs)]);
+    const giveBack = (ps: Permit[]) => ps.forEach((p) => limiter.giveBack(p));
+    while (permits.length < target && !linger.aborted) {
+      try {
+        permits.push(...(await unlessStopped(limiter.acquire(provider.limits, target - permits.length, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), linger, giveBack)));
+      } catch (err) {
+        if (err instanceof StopRequested) break;
+        giveBack(permits);
+        throw err;
+      }
+    }
+    return permits;
   }
 
   private countGated(directives: readonly ClaimDirective[]): void {
@@ -302,56 +374,57 @@ export class SendPage {
     }
   }
 
-  private async sendOne(
-    ref: PageRef,
-    campaign: Campaign,
-    provider: PushProvider,
-    stored: StoredRecipient,
-    index: number,
-    attempts: number,
-    permit: Permit,
-    confirms: ConfirmBuffer,
-  ): Promise<void> {
+  /**
+   * One request to the provider for `group` (one recipient, or several for a
+   * batching provider) on its permits (one per recipient, or one for the
+   * request), then one ledger entry per recipient.
+   */
+  private async sendGroup(work: PageWork, group: ReadonlyArray<{ index: number; attempts: number }>, permits: Permit[]): Promise<void> {
     const { limiter, events, log } = this.deps;
-    const recipient = recipientRecord(stored);
-    let outcome: SendOutcome;
-    // A permit may be handed out a few ms before it is free: its request waits for that moment.
-    await sleepUntil(permit.notBefore);
+    const { ref, campaign, provider, recipients, confirms } = work;
+    const requests: SendRequest[] = group.map(({ index }) => {
+      const recipient = recipientRecord(recipients[index]!);
+      return { idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id), campaignId: ref.campaignId, runId: ref.runId, recipient, message: campaign.message };
+    });
+    let outcomes: SendOutcome[];
+    // A permit may be handed out a few ms before it is free: the request waits for the last of its permits.
+    await sleepUntil(Math.max(...permits.map((p) => p.notBefore)));
     const started = performance.now();
-    if (started + provider.limits.timeoutMs > permit.usableUntil) {
-      // The permit could expire while the request is out: never send on it.
-      limiter.giveBack(permit);
-      outcome = { kind: 'not-sent', code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' };
+    if (started + provider.limits.timeoutMs > Math.min(...permits.map((p) => p.usableUntil))) {
+      // A permit could expire while the request is out: never send on it.
+      permits.forEach((p) => limiter.giveBack(p));
+      outcomes = requests.map(() => ({ kind: 'not-sent', code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' }));
     } else {
       try {
-        outcome = await provider.send({
-          idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id),
-          campaignId: ref.campaignId,
-          runId: ref.runId,
-          recipient,
-          message: campaign.message,
-        });
+        outcomes = requests.length > 1 && provider.sendBatch ? await provider.sendBatch(requests) : [await provider.send(requests[0]!)];
+        if (outcomes.length !== requests.length) throw new Error(`provider ${provider.name} answered ${outcomes.length} outcomes for ${requests.length} recipients`);
       } catch (err) {
         // A provider adapter that throws has a bug; the request may have gone out, so retry with the same key.
-        outcome = { kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) };
+        outcomes = requests.map(() => ({ kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) }));
       }
-      limiter.complete(permit, permitOutcome(outcome));
+      if (permits.length === outcomes.length) permits.forEach((p, i) => limiter.complete(p, permitOutcome(outcomes[i]!)));
+      else limiter.complete(permits[0]!, requestOutcome(outcomes));
     }
-    events.emit('send:done', {
-      provider: provider.name,
-      outcome: outcome.kind,
-      code: outcome.kind === 'sent' ? undefined : outcome.code,
-      durationMs: performance.now() - started,
+    const durationMs = performance.now() - started;
+    let pauseFor: number | null = null;
+    group.forEach(({ index, attempts }, i) => {
+      const outcome = outcomes[i]!;
+      events.emit('send:done', { provider: provider.name, outcome: outcome.kind, code: outcome.kind === 'sent' ? undefined : outcome.code, durationMs });
+      if (outcome.kind !== 'sent') {
+        // Debug only, one line per answer that was not a plain success; the logger redacts tokens and phone numbers.
+        log.debug({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page, recipient: requests[i]!.recipient, outcome }, 'provider did not accept a send');
+      }
+      if (outcome.kind === 'rate-limited') pauseFor = Math.max(pauseFor ?? 0, outcome.retryAfterMs ?? 1000);
+      if (outcome.kind === 'permanent' && outcome.tokenInvalid) {
+        const address = provider.address?.(requests[i]!.recipient);
+        if (address) work.invalidTokens.push(address);
+      }
+      const entry = confirmEntry(index, attempts, outcome, provider.retry);
+      confirms.add(entry);
+      events.emit('ledger:transitions', { to: TRANSITION[entry.op], count: 1 });
     });
-    if (outcome.kind !== 'sent') {
-      // Debug only, one line per answer that was not a plain success; the logger redacts tokens and phone numbers.
-      log.debug({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page, recipient, outcome }, 'provider did not accept a send');
+    if (pauseFor !== null) {
+      limiter.pause(provider.name, pauseFor).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
     }
-    if (outcome.kind === 'rate-limited') {
-      limiter.pause(provider.name, outcome.retryAfterMs ?? 1000).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
-    }
-    const entry = confirmEntry(index, attempts, outcome, provider.retry);
-    confirms.add(entry);
-    events.emit('ledger:transitions', { to: TRANSITION[entry.op], count: 1 });
   }
 }

@@ -7,12 +7,20 @@ export type SendOutcome =
   | { kind: 'sent' }
   /** The provider refused for rate: retry later without spending an attempt. */
   | { kind: 'rate-limited'; code: string; message: string; retryAfterMs?: number }
-  /** The provider will never accept this one (bad token, bad request). */
-  | { kind: 'permanent'; code: string; message: string }
+  /**
+   * The provider will never accept this one (bad request, bad token).
+   * `tokenInvalid`: the device token or number itself is dead (unregistered,
+   * malformed): the recipient goes on the provider's token-invalid list.
+   */
+  | { kind: 'permanent'; code: string; message: string; tokenInvalid?: boolean }
   /** Worth another attempt after a backoff (5xx, connection error). */
   | { kind: 'transient'; code: string; message: string }
-  /** No answer in time: the provider may or may not have it (retried, or reported, by the provider's policy). */
-  | { kind: 'in-doubt'; code: string; message: string }
+  /**
+   * No answer in time: the provider may or may not have it (retried, or
+   * reported, by the provider's policy). `final`: reported whatever the
+   * policy (the provider refused a replay of a request it may have acted on).
+   */
+  | { kind: 'in-doubt'; code: string; message: string; final?: boolean }
   /** Certainly never left this process: try again at once, no attempt spent. */
   | { kind: 'not-sent'; code: string; message: string };
 

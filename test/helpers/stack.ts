@@ -24,6 +24,8 @@ export async function startStack(options: {
   workers: number;
   mock?: MockProviderOptions;
   provider?: Record<string, unknown>;
+  /** More providers, after `mock`. */
+  providers?: Array<Record<string, unknown>>;
   env?: Record<string, string>;
   redisUrl?: string;
 }): Promise<Stack> {
@@ -33,7 +35,7 @@ export async function startStack(options: {
     REDIS_URL: options.redisUrl ?? TEST_REDIS_URL,
     QUEUE_PREFIX: prefix,
     ADMIN_TOKEN: TEST_TOKEN,
-    PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: 1000, timeoutMs: 3000, ...options.provider }]),
+    PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: 1000, timeoutMs: 3000, ...options.provider }, ...(options.providers ?? [])]),
     ...options.env,
   };
   const { process: api, url } = await startApiProcess(env);

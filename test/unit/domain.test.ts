@@ -3,7 +3,7 @@ import { fullJitterBackoff } from '../../src/domain/backoff.js';
 import { allowedActions, invalidState, planLayout } from '../../src/domain/campaign.js';
 import { countsAreConserved, decodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
 import { Semaphore } from '../../src/app/semaphore.js';
-import { parseRetryAfter } from '../../src/adapters/push/http-provider.js';
+import { parseRetryAfter } from '../../src/adapters/push/http-support.js';
 import { confirmEntry } from '../../src/app/send-page.js';
 
 describe('campaign rules', () => {

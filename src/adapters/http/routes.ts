@@ -245,7 +245,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         return undefined;
       },
     },
-    { method: 'get', path: '/suppressions', summary: 'Suppression lists and their sizes', access: 'read', query: noQuery, handle: () => deps.suppressions.lists() },
+    { method: 'get', path: '/suppressions', summary: 'Suppression lists and their sizes (token-invalid:<provider> lists hold the device tokens or phone numbers that provider reported invalid)', access: 'read', query: noQuery, handle: () => deps.suppressions.lists() },
     {
       method: 'get',
       path: '/suppressions/:list',
@@ -257,7 +257,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
     {
       method: 'get',
       path: '/suppressions/:list/:recipientId',
-      summary: 'Whether one id is on a suppression list',
+      summary: 'Whether one id (a token, on a token-invalid list) is on a suppression list',
       access: 'read',
       query: noQuery,
       handle: (req) => deps.suppressions.contains(listName(req), String(req.params.recipientId)),

@@ -1,38 +1,8 @@
-import { Pool, errors as undiciErrors } from 'undici';
-import type { Readable } from 'node:stream';
+import type { Pool } from 'undici';
 import type { PushProvider, SendRequest } from '../../app/ports.js';
 import { providerLimits, retryPolicy, type HttpProviderConfig } from '../../config.js';
-import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
-
-const MAX_ERROR_BODY = 500;
-const MAX_RETRY_AFTER_MS = 3_600_000;
-
-/** Retry-After in seconds or as an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, now: number = Date.now()): number | undefined {
-  const raw = Array.isArray(value) ? value[0] : value;
-  if (!raw) return undefined;
-  const ms = /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) * 1000 : Date.parse(raw) - now;
-  if (!Number.isFinite(ms)) return undefined;
-  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, Math.round(ms)));
-}
-
-async function readText(body: Readable & { dump(): Promise<void> }, limit: number): Promise<string> {
-  let out = '';
-  for await (const chunk of body) {
-    out += String(chunk);
-    if (out.length >= limit) break;
-  }
-  await body.dump().catch(() => undefined);
-  return out.slice(0, limit).trim();
-}
-
-function classifyError(err: unknown): SendOutcome {
-  const code = (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR';
-  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || (err as Error).name === 'TimeoutError') {
-    return { kind: 'in-doubt', code: 'TIMEOUT', message: `no complete answer from the provider in time (${code})` };
-  }
-  return { kind: 'transient', code: code === 'UND_ERR_SOCKET' ? 'CONNECTION_LOST' : code, message: describeError(err) };
-}
+import type { SendOutcome } from '../../domain/send-outcome.js';
+import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
 
 /**
  * The contract's `http` provider: one JSON POST per recipient, with the
@@ -54,14 +24,7 @@ export class HttpProvider implements PushProvider {
     this.retry = retryPolicy(config);
     const url = new URL(config.url);
     this.path = `${url.pathname}${url.search}`;
-    this.pool = new Pool(url.origin, {
-      connections: config.connections,
-      pipelining: 1,
-      keepAliveTimeout: 30_000,
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
-      connectTimeout: Math.min(config.timeoutMs, 10_000),
-    });
+    this.pool = providerPool(url.origin, config);
   }
 
   async send(request: SendRequest): Promise<SendOutcome> {
@@ -96,7 +59,7 @@ export class HttpProvider implements PushProvider {
       if (status >= 400 && status < 500) return { kind: 'permanent', code: `HTTP_${status}`, message };
       return { kind: 'transient', code: `HTTP_${status}`, message };
     } catch (err) {
-      return classifyError(err);
+      return classifyRequestError(err);
     }
   }
 

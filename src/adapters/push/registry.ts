@@ -1,5 +1,9 @@
 import type { ProviderRegistry, PushProvider } from '../../app/ports.js';
-import type { ProviderConfig } from '../../config.js';
+import { providerLimits, retryPolicy, type ProviderConfig } from '../../config.js';
+import type { SendOutcome } from '../../domain/send-outcome.js';
+import { AlimtalkProvider } from './alimtalk-provider.js';
+import { ApnsProvider } from './apns-provider.js';
+import { FcmProvider } from './fcm-provider.js';
 import { HttpProvider } from './http-provider.js';
 import { SimProvider } from './sim-provider.js';
 
@@ -9,15 +13,44 @@ type Factory<T extends ProviderConfig['type']> = (config: Extract<ProviderConfig
 const FACTORIES: { [T in ProviderConfig['type']]: Factory<T> } = {
   http: (config) => new HttpProvider(config),
   sim: (config) => new SimProvider(config),
+  fcm: (config) => new FcmProvider(config),
+  apns: (config) => new ApnsProvider(config),
+  alimtalk: (config) => new AlimtalkProvider(config),
 };
+
+/**
+ * A provider as a process that does not send knows it (the API: names,
+ * limits, retry policy): no connection, and no secret read — API machines
+ * need not hold provider keys.
+ */
+class DescribedProvider implements PushProvider {
+  readonly name: string;
+  readonly type: string;
+  readonly limits;
+  readonly retry;
+
+  constructor(config: ProviderConfig) {
+    this.name = config.name;
+    this.type = config.type;
+    this.limits = providerLimits(config);
+    this.retry = retryPolicy(config);
+  }
+
+  send(): Promise<SendOutcome> {
+    return Promise.reject(new Error(`provider ${this.name} is not connected in this process (it runs no worker)`));
+  }
+
+  async close(): Promise<void> {}
+}
 
 export class Providers implements ProviderRegistry {
   private readonly byName = new Map<string, PushProvider>();
 
-  constructor(configs: readonly ProviderConfig[]) {
+  /** `connect`: build the senders (workers); otherwise only describe the providers (API). */
+  constructor(configs: readonly ProviderConfig[], options: { connect: boolean } = { connect: true }) {
     for (const config of configs) {
       const factory = FACTORIES[config.type] as Factory<typeof config.type>;
-      this.byName.set(config.name, factory(config));
+      this.byName.set(config.name, options.connect ? factory(config) : new DescribedProvider(config));
     }
   }
 

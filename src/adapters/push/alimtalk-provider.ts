@@ -1,0 +1,173 @@
+import { createHash } from 'node:crypto';
+import type { Pool } from 'undici';
+import type { BatchPolicy, PushProvider, SendRequest } from '../../app/ports.js';
+import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from '../../config.js';
+import type { SendOutcome } from '../../domain/send-outcome.js';
+import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
+
+/** Fields of a recipient that are about delivery, never template text. */
+const NOT_PARAMETERS = new Set(['id', 'timezone', 'nightAdConsent', 'token']);
+
+interface AlimtalkResponse {
+  header?: { resultCode?: number; resultMessage?: string; isSuccessful?: boolean };
+  message?: { requestId?: string; sendResults?: Array<{ recipientSeq?: number; recipientNo?: string; resultCode?: number; resultMessage?: string; recipientGroupingKey?: string }> };
+}
+
+/** Request-level result codes that are about our account, not the recipients: retried, and they open the circuit. */
+const ACCOUNT_CODES = new Set([-1000, -1001, -1006, -1017, -1027]);
+/** The API saw this X-NC-API-IDEMPOTENCY-KEY in the last 10 minutes: the first request may have gone out. */
+const REPLAYED = -1005;
+
+/** A key the same for the same recipients of the same run, whatever their order. */
+export function batchIdempotencyKey(requests: readonly SendRequest[]): string {
+  if (requests.length === 1) return requests[0]!.idempotencyKey;
+  const hash = createHash('sha256');
+  for (const key of requests.map((r) => r.idempotencyKey).sort()) hash.update(key).update('\n');
+  const hex = hash.digest('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
+ * A KakaoTalk AlimTalk sender in the shape of NHN Cloud's KakaoTalk
+ * Bizmessage API v2.3: POST /alimtalk/v2.3/appkeys/{appKey}/messages with
+ * X-Secret-Key, a sender key and template code, and per recipient its phone
+ * number (recipient field `phoneField`) and template parameters taken from
+ * its fields. `batchSize` > 1 puts that many recipients in one request (the
+ * API takes 1,000); the limiter counts requests or messages (`countBy`), as
+ * the provider's contract does.
+ *
+ * The answer is judged per recipient from the body's sendResults, not from
+ * the HTTP status: resultCode 0 sent, another failed (token-invalid when
+ * listed in `invalidRecipientCodes`). A request-level failure applies to all
+ * its recipients: account problems (bad app key or secret, blocked sender,
+ * daily volume) transient; -1005 (key replayed within 10 minutes) in doubt
+ * and reported; others failed. HTTP 429 rate limited; 5xx, connection errors
+ * transient; timeouts in doubt.
+ */
+export class AlimtalkProvider implements PushProvider {
+  readonly type = 'alimtalk';
+  readonly name: string;
+  readonly limits;
+  readonly retry;
+  readonly batch: BatchPolicy | undefined;
+  private readonly pool: Pool;
+  private readonly path: string;
+  /** ES-private: never serialised or logged with the provider. */
+  readonly #secretKey: string;
+  private readonly invalidCodes: Set<number>;
+
+  constructor(private readonly config: AlimtalkProviderConfig) {
+    this.name = config.name;
+    this.limits = providerLimits(config);
+    this.retry = retryPolicy(config);
+    this.batch = config.batchSize > 1 ? { size: config.batchSize, countBy: config.countBy } : undefined;
+    this.#secretKey = readSecret(config, 'secretKey');
+    const url = new URL(config.baseUrl);
+    this.path = `${url.pathname.replace(/\/$/, '')}/alimtalk/v2.3/appkeys/${encodeURIComponent(config.appKey)}/messages`;
+    this.pool = providerPool(url.origin, config);
+    this.invalidCodes = new Set(config.invalidRecipientCodes);
+  }
+
+  address(recipient: SendRequest['recipient']): string | undefined {
+    return recipientAddress(recipient, this.config.phoneField);
+  }
+
+  async send(request: SendRequest): Promise<SendOutcome> {
+    return (await this.sendBatch([request]))[0]!;
+  }
+
+  async sendBatch(requests: readonly SendRequest[]): Promise<SendOutcome[]> {
+    const outcomes: Array<SendOutcome | undefined> = requests.map((r) => (this.address(r.recipient) ? undefined : noAddress('NO_PHONE', this.config.phoneField)));
+    const sendable = requests.filter((_, i) => outcomes[i] === undefined);
+    if (sendable.length > 0) {
+      const answers = await this.post(sendable);
+      let next = 0;
+      outcomes.forEach((o, i) => {
+        if (o === undefined) outcomes[i] = answers[next++];
+      });
+    }
+    return outcomes as SendOutcome[];
+  }
+
+  private templateParameters(recipient: SendRequest['recipient']): Record<string, string> {
+    const names = this.config.templateParameters ?? Object.keys(recipient).filter((k) => !NOT_PARAMETERS.has(k) && k !== this.config.phoneField);
+    const out: Record<string, string> = {};
+    for (const name of names) {
+      const value = recipient[name];
+      if (value === undefined || value === null || typeof value === 'object') continue;
+      out[name] = String(value);
+    }
+    return out;
+  }
+
+  private async post(requests: readonly SendRequest[]): Promise<SendOutcome[]> {
+    const all = (outcome: SendOutcome) => requests.map(() => outcome);
+    const data = requests[0]!.message.data;
+    const body = JSON.stringify({
+      senderKey: this.config.senderKey,
+      templateCode: typeof data.templateCode === 'string' ? data.templateCode : this.config.templateCode,
+      recipientList: requests.map((r) => ({
+        recipientNo: r.recipient[this.config.phoneField],
+        templateParameter: this.templateParameters(r.recipient),
+        recipientGroupingKey: r.idempotencyKey,
+      })),
+    });
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: this.path,
+        headers: {
+          'content-type': 'application/json;charset=UTF-8',
+          'x-secret-key': this.#secretKey,
+          'x-nc-api-idempotency-key': batchIdempotencyKey(requests),
+        },
+        body,
+      });
+      const text = await readText(res.body, 1_000_000);
+      const status = res.statusCode;
+      if (status === 429) return all({ kind: 'rate-limited', code: 'HTTP_429', message: text.slice(0, MAX_ERROR_BODY) || 'HTTP 429', retryAfterMs: parseRetryAfter(res.headers['retry-after']) });
+      const answer = parseJson(text) as AlimtalkResponse | undefined;
+      if (status >= 500) return all({ kind: 'transient', code: `HTTP_${status}`, message: text.slice(0, MAX_ERROR_BODY) || `HTTP ${status}` });
+      if (!answer?.header) {
+        const kind = status >= 200 && status < 300 ? 'in-doubt' : 'permanent';
+        return all({ kind, code: `HTTP_${status}`, message: `unreadable answer: ${text.slice(0, 200)}`, ...(kind === 'in-doubt' ? { final: true } : {}) } as SendOutcome);
+      }
+      return this.judge(requests, answer, status);
+    } catch (err) {
+      return all(classifyRequestError(err));
+    }
+  }
+
+  private judge(requests: readonly SendRequest[], answer: AlimtalkResponse, status: number): SendOutcome[] {
+    const header = answer.header!;
+    const code = header.resultCode ?? status;
+    const message = header.resultMessage ?? `HTTP ${status}`;
+    if (!header.isSuccessful) {
+      const outcome: SendOutcome =
+        code === REPLAYED
+          ? { kind: 'in-doubt', code: 'IDEMPOTENT_REPLAY', message: `${message} (a request with this key went out before)`, final: true }
+          : ACCOUNT_CODES.has(code)
+            ? { kind: 'transient', code: `ALIMTALK_${code}`, message }
+            : { kind: 'permanent', code: `ALIMTALK_${code}`, message };
+      return requests.map(() => outcome);
+    }
+    const results = answer.message?.sendResults ?? [];
+    return requests.map((request, i) => {
+      const result = results.find((r) => r.recipientGroupingKey === request.idempotencyKey) ?? results.find((r) => r.recipientSeq === i + 1);
+      if (!result || typeof result.resultCode !== 'number') {
+        return { kind: 'in-doubt', code: 'NO_RESULT', message: 'the request was accepted without a result for this recipient', final: true };
+      }
+      if (result.resultCode === 0) return { kind: 'sent' };
+      return {
+        kind: 'permanent',
+        code: `ALIMTALK_${result.resultCode}`,
+        message: result.resultMessage ?? 'refused',
+        tokenInvalid: this.invalidCodes.has(result.resultCode),
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,73 @@
+import type { Readable } from 'node:stream';
+import { Pool, errors as undiciErrors } from 'undici';
+import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
+
+/** What HTTP providers keep of an error body: enough to explain, never a whole page. */
+export const MAX_ERROR_BODY = 500;
+const MAX_RETRY_AFTER_MS = 3_600_000;
+
+/** Retry-After in seconds or as an HTTP date; undefined when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now: number = Date.now()): number | undefined {
+  const raw = Array.isArray(value) ? value[0] : value;
+  if (!raw) return undefined;
+  const ms = /^\s*\d+(\.\d+)?\s*$/.test(raw) ? Number(raw) * 1000 : Date.parse(raw) - now;
+  if (!Number.isFinite(ms)) return undefined;
+  return Math.min(MAX_RETRY_AFTER_MS, Math.max(0, Math.round(ms)));
+}
+
+/** Reads at most `limit` characters of a body and discards the rest. */
+export async function readText(body: Readable & { dump(): Promise<void> }, limit: number = MAX_ERROR_BODY): Promise<string> {
+  let out = '';
+  for await (const chunk of body) {
+    out += String(chunk);
+    if (out.length >= limit) break;
+  }
+  await body.dump().catch(() => undefined);
+  return out.slice(0, limit).trim();
+}
+
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A request that failed without an answer. A timeout or a connection that
+ * broke after the request went out may have reached the provider: in doubt
+ * (resent only where the provider's retry policy says timeouts are safe to
+ * retry). A connection that was never made is worth a retry.
+ */
+export function classifyRequestError(err: unknown): SendOutcome {
+  const code = (err as { code?: string }).code ?? (err as Error).name ?? 'ERROR';
+  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || (err as Error).name === 'TimeoutError') {
+    return { kind: 'in-doubt', code: 'TIMEOUT', message: `no complete answer from the provider in time (${code})` };
+  }
+  if (code === 'UND_ERR_SOCKET') return { kind: 'in-doubt', code: 'CONNECTION_LOST', message: describeError(err) };
+  return { kind: 'transient', code, message: describeError(err) };
+}
+
+/** A recipient's device token or phone number: the non-empty string in `field`. */
+export function recipientAddress(recipient: Record<string, unknown>, field: string): string | undefined {
+  const value = recipient[field];
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+/** The answer for a recipient without one: nothing to send to, ever. */
+export function noAddress(code: 'NO_TOKEN' | 'NO_PHONE', field: string): SendOutcome {
+  return { kind: 'permanent', code, message: `the recipient has no ${field} field` };
+}
+
+/** A keep-alive connection pool to one origin, with the provider's timeouts. */
+export function providerPool(origin: string, options: { connections: number; timeoutMs: number }): Pool {
+  return new Pool(origin, {
+    connections: options.connections,
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+    connectTimeout: Math.min(options.timeoutMs, 10_000),
+  });
+}

@@ -1,0 +1,223 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeAlimtalk, type FakeAlimtalk } from '../helpers/fakes/fake-alimtalk.js';
+import { startFakeApns, type FakeApns } from '../helpers/fakes/fake-apns.js';
+import { startFakeFcm, type FakeFcm } from '../helpers/fakes/fake-fcm.js';
+import { ApiClient } from '../helpers/api-client.js';
+import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
+import { spawnPushq, startApiProcess } from '../helpers/processes.js';
+import { testRedis } from '../helpers/redis.js';
+import { launchCampaign, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+
+/**
+ * The real providers through real processes: an API and workers sending to
+ * local FCM, APNs and alimtalk servers that speak the wire protocols. What
+ * the providers report invalid is skipped by the next campaign; batches are
+ * limited by what the provider counts.
+ */
+const ALIMTALK_SECRET_ENV = 'PUSHQ_E2E_ALIMTALK_SECRET';
+let fcm: FakeFcm;
+let apns: FakeApns;
+let kakao: FakeAlimtalk;
+let secretsDir: string;
+const stacks: Stack[] = [];
+
+beforeAll(async () => {
+  [fcm, apns, kakao] = await Promise.all([startFakeFcm(), startFakeApns(), startFakeAlimtalk()]);
+  secretsDir = mkdtempSync(join(tmpdir(), 'pushq-secrets-'));
+  writeFileSync(join(secretsDir, 'service-account.json'), JSON.stringify(fcm.serviceAccount));
+  writeFileSync(join(secretsDir, 'AuthKey.p8'), apns.privateKeyPem);
+});
+afterEach(async () => {
+  for (const stack of stacks.splice(0)) await stack.stop();
+});
+afterAll(async () => {
+  await Promise.all([fcm.close(), apns.close(), kakao.close()]);
+});
+
+async function setup(providers: Array<Record<string, unknown>>, workers = 2): Promise<Stack> {
+  const stack = await startStack({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey } });
+  stacks.push(stack);
+  return stack;
+}
+
+const fcmProvider = (extra: Record<string, unknown> = {}) => ({
+  name: 'android',
+  type: 'fcm',
+  tps: 1000,
+  baseUrl: fcm.url,
+  serviceAccountFile: join(secretsDir, 'service-account.json'),
+  ...extra,
+});
+const apnsProvider = (extra: Record<string, unknown> = {}) => ({
+  name: 'ios',
+  type: 'apns',
+  tps: 1000,
+  keyFile: join(secretsDir, 'AuthKey.p8'),
+  keyId: apns.keyId,
+  teamId: apns.teamId,
+  topic: apns.topic,
+  baseUrl: apns.url,
+  caFile: apns.certFile,
+  ...extra,
+});
+const alimtalkProvider = (extra: Record<string, unknown> = {}) => ({
+  name: 'kakao',
+  type: 'alimtalk',
+  tps: 200,
+  baseUrl: kakao.url,
+  appKey: kakao.appKey,
+  secretKeyEnv: ALIMTALK_SECRET_ENV,
+  senderKey: kakao.senderKey,
+  templateCode: 'WELCOME01',
+  invalidRecipientCodes: [-3029],
+  ...extra,
+});
+
+async function recipientView(stack: Stack, campaignId: string, recipientId: string) {
+  return (await stack.client.request('GET', `/api/campaigns/${campaignId}/recipients/${recipientId}`)).body;
+}
+
+describe('invalid tokens', () => {
+  it('FCM and APNs tokens reported invalid are skipped by the next campaign until cleared; a new token is sent', async () => {
+    const stack = await setup([fcmProvider(), apnsProvider()]);
+    const { client } = stack;
+    // 300 Android recipients: 20 unregistered, 10 malformed, 5 with a payload FCM refuses (not the token's fault).
+    const android = Array.from({ length: 300 }, (_, i) => ({
+      id: `a${i}`,
+      token: i < 20 ? `unregistered-${i}` : i < 30 ? `malformed-${i}` : i < 35 ? `badpayload-${i}` : `device-${i}`,
+    }));
+    const ios = Array.from({ length: 100 }, (_, i) => ({ id: `i${i}`, token: i < 10 ? `gone${i}` : i < 15 ? `bad${i}` : `iphone${i}` }));
+    const first = await launchCampaign(client, android, { provider: 'android' });
+    const firstIos = await launchCampaign(client, ios, { provider: 'ios' });
+    expect((await waitForStatus(client, first, 'completed')).counts).toMatchObject({ total: 300, sent: 265, failed: 35, skipped: 0 });
+    expect((await waitForStatus(client, firstIos, 'completed')).counts).toMatchObject({ total: 100, sent: 85, failed: 15, skipped: 0 });
+    expect(await recipientView(stack, first, 'a3')).toMatchObject({ state: 'failed', lastError: { code: 'UNREGISTERED' } });
+
+    const listed = (await client.request('GET', '/api/suppressions/token-invalid:android?limit=1000')).body;
+    expect(listed.size).toBe(30);
+    expect(new Set(listed.ids)).toEqual(new Set(android.slice(0, 30).map((r) => r.token)));
+    expect((await client.request('GET', '/api/suppressions/token-invalid:ios')).body.size).toBe(15);
+    const lists = (await client.request('GET', '/api/suppressions')).body.items;
+    expect(lists).toEqual(expect.arrayContaining([{ name: 'token-invalid:android', size: 30 }, { name: 'token-invalid:ios', size: 15 }]));
+
+    // The next campaign: a0 has reinstalled the app (a new token); the other 29 dead tokens are skipped unsent.
+    const sendsBefore = fcm.sends.length;
+    const next = android.map((r) => (r.id === 'a0' ? { id: 'a0', token: 'device-fresh-a0' } : r));
+    const second = await launchCampaign(client, next, { provider: 'android' });
+    expect((await waitForStatus(client, second, 'completed')).counts).toMatchObject({ total: 300, sent: 266, failed: 5, skipped: 29, skippedBy: { 'token-invalid': 29 } });
+    const sentAgain = fcm.sends.slice(sendsBefore).map((s) => s.message.token);
+    expect(sentAgain.filter((t) => t.startsWith('unregistered') || t.startsWith('malformed'))).toEqual([]);
+    expect(sentAgain).toContain('device-fresh-a0');
+    expect(await recipientView(stack, second, 'a3')).toMatchObject({ state: 'skipped', reason: 'token-invalid' });
+
+    // APNs the same; and the operator clears one token and then the whole list.
+    const removed = await client.request('POST', '/api/suppressions/token-invalid:ios/remove', { ids: ['gone0'] });
+    expect(removed.body).toMatchObject({ removed: 1, size: 14 });
+    const pushesBefore = apns.pushes.length;
+    const secondIos = await launchCampaign(client, ios, { provider: 'ios' });
+    expect((await waitForStatus(client, secondIos, 'completed')).counts).toMatchObject({ total: 100, sent: 85, failed: 1, skipped: 14 });
+    expect(apns.pushes.slice(pushesBefore).filter((p) => p.deviceToken.startsWith('gone') || p.deviceToken.startsWith('bad')).map((p) => p.deviceToken)).toEqual(['gone0']);
+
+    expect((await client.request('DELETE', '/api/suppressions/token-invalid:android')).status).toBe(200);
+    const third = await launchCampaign(client, android.slice(0, 30), { provider: 'android' });
+    expect((await waitForStatus(client, third, 'completed')).counts).toMatchObject({ total: 30, failed: 30, skipped: 0 });
+  });
+});
+
+describe('secrets', () => {
+  it('are read by workers from files and env, never by the API, and never reach Redis', async () => {
+    const stack = await setup([fcmProvider(), apnsProvider(), alimtalkProvider()], 1);
+    const id = await launchCampaign(stack.client, [{ id: 'k1', phone: '01012345678', name: 'Kim' }], { provider: 'kakao' });
+    expect((await waitForStatus(stack.client, id, 'completed')).counts).toMatchObject({ sent: 1 });
+    const redis = testRedis();
+    try {
+      const keys = await redis.keys(`${stack.prefix}*`);
+      expect(keys.length).toBeGreaterThan(0);
+      const secrets = [kakao.secretKey, fcm.serviceAccount.private_key!.split('\n')[1]!, readFileSync(join(secretsDir, 'AuthKey.p8'), 'utf8').split('\n')[1]!];
+      for (const key of keys) {
+        const type = await redis.type(key);
+        const dump =
+          type === 'string'
+            ? await redis.getBuffer(key)
+            : type === 'hash'
+              ? JSON.stringify(await redis.hgetall(key))
+              : type === 'list'
+                ? JSON.stringify(await redis.lrange(key, 0, -1))
+                : type === 'set'
+                  ? JSON.stringify(await redis.smembers(key))
+                  : type === 'zset'
+                    ? JSON.stringify(await redis.zrange(key, 0, -1))
+                    : '';
+        for (const secret of secrets) expect(String(dump).includes(secret), `${key} holds a secret`).toBe(false);
+      }
+    } finally {
+      redis.disconnect();
+    }
+    const providers = (await stack.client.request('GET', '/api/providers')).body;
+    expect(JSON.stringify(providers)).not.toContain(kakao.secretKey);
+
+    // An API-only process needs none of them: no secret env, no key files on this machine.
+    const { [ALIMTALK_SECRET_ENV]: _secret, ...withoutSecret } = stack.env;
+    const missing = join(secretsDir, 'not-here');
+    const bare = [fcmProvider({ serviceAccountFile: `${missing}.json` }), apnsProvider({ keyFile: `${missing}.p8` }), alimtalkProvider()];
+    const api = await startApiProcess({ ...withoutSecret, PROVIDERS_FILE: providersFile(bare) });
+    try {
+      const names = (await new ApiClient(api.url, TEST_TOKEN).request('GET', '/api/providers')).body.items.map((p: { name: string }) => p.name);
+      expect(names).toEqual(expect.arrayContaining(['android', 'ios', 'kakao']));
+    } finally {
+      await api.process.kill('SIGKILL');
+    }
+    // A worker without them refuses to start, naming what is missing.
+    const worker = spawnPushq('worker', { ...withoutSecret, PROVIDERS_FILE: providersFile(bare) });
+    const exit = await worker.exited;
+    expect(exit.code).not.toBe(0);
+    expect(worker.output).toMatch(/provider android/);
+  });
+});
+
+describe('alimtalk batches', () => {
+  it('carry several recipients per request while the limiter counts messages, as the provider does', async () => {
+    const stack = await setup([alimtalkProvider({ tps: 200, batchSize: 50, countBy: 'message' })]);
+    const requestsBefore = kakao.requests.length;
+    const deliveriesBefore = kakao.deliveries.length;
+    const recipients = Array.from({ length: 1200 }, (_, i) => ({ id: `k${i}`, phone: i % 100 === 7 ? `0100000${i}` : `0105${String(i).padStart(7, '0')}`, name: `n${i}` }));
+    const started = Date.now();
+    const id = await launchCampaign(stack.client, recipients, { provider: 'kakao' });
+    const done = await waitForStatus(stack.client, id, 'completed');
+    const elapsed = Date.now() - started;
+    expect(done.counts).toMatchObject({ total: 1200, sent: 1188, failed: 12 });
+    const requests = kakao.requests.slice(requestsBefore);
+    // Batches, not one request per recipient: permits come a few at a time, so batches are partly full.
+    expect(requests.length).toBeLessThanOrEqual(1200 / 5);
+    expect(Math.max(...requests.map((r) => r.recipients))).toBeLessThanOrEqual(50);
+    // The provider's measure: never more than 200 messages in a sliding second.
+    expect(kakao.busiestSecond('message', requestsBefore)).toBeLessThanOrEqual(200);
+    // 1,200 messages at 200/s cannot finish in much under 5 s (the first second's worth goes at once).
+    expect(elapsed).toBeGreaterThanOrEqual(4500);
+    const delivered = kakao.deliveries.slice(deliveriesBefore);
+    expect(delivered).toHaveLength(1188);
+    expect(new Set(delivered.map((d) => d.recipientGroupingKey)).size).toBe(1188);
+    expect(delivered[0]!.templateParameter).toEqual({ name: expect.stringMatching(/^n\d+$/) });
+    // The invalid numbers are on the list for next time.
+    expect((await stack.client.request('GET', '/api/suppressions/token-invalid:kakao')).body.size).toBe(12);
+  });
+
+  it('go out full when the limiter counts requests', async () => {
+    const stack = await setup([alimtalkProvider({ name: 'kakao-bulk', tps: 4, batchSize: 50, countBy: 'request' })]);
+    const requestsBefore = kakao.requests.length;
+    const recipients = Array.from({ length: 600 }, (_, i) => ({ id: `b${i}`, phone: `0106${String(i).padStart(7, '0')}` }));
+    const started = Date.now();
+    const id = await launchCampaign(stack.client, recipients, { provider: 'kakao-bulk' });
+    expect((await waitForStatus(stack.client, id, 'completed')).counts).toMatchObject({ total: 600, sent: 600 });
+    const requests = kakao.requests.slice(requestsBefore);
+    // 600 recipients in 12 requests of 50 (a page boundary could split one).
+    expect(requests.length).toBeLessThanOrEqual(13);
+    expect(requests.reduce((n, r) => n + r.recipients, 0)).toBe(600);
+    expect(kakao.busiestSecond('request', requestsBefore)).toBeLessThanOrEqual(4);
+    // 12 requests at 4 per second: the last cannot leave before 2 s.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+  });
+});
