@@ -11,6 +11,8 @@
  *   memory      Redis bytes per recipient, pushq vs one BullMQ job per recipient
  *   idle        what idle workers cost Redis
  *   ingest      a 1M-row CSV upload: time, API memory, Redis bytes per recipient
+ *   scale       sends/s for 1, 2, 4 worker processes on one Redis and on a
+ *               3-master Redis Cluster; CPU per send of workers and Redis
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -25,6 +27,7 @@ import { ApiClient } from '../test/helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../test/helpers/fixtures.js';
 import { deliveries, duplicates, maxInWindow, type Arrival } from '../test/helpers/mock-provider.js';
 import { PushqProcess, REPO_ROOT, startApiProcess, startWorkerProcess } from '../test/helpers/processes.js';
+import { startRedisCluster } from '../test/helpers/redis-cluster.js';
 import { startOwnRedis, type OwnRedis } from '../test/helpers/redis-server.js';
 import { waitFor } from '../test/helpers/wait.js';
 
@@ -82,8 +85,14 @@ interface System {
   redisUrl: string;
 }
 
-async function pushq(mock: { url: string }, tps: number, workers: number, extraEnv: Record<string, string> = {}): Promise<System & { client: ApiClient; apiPid: number }> {
-  const redis = await startOwnRedis(['--appendonly', 'no']);
+async function pushq(
+  mock: { url: string },
+  tps: number,
+  workers: number,
+  extraEnv: Record<string, string> = {},
+  ownRedis?: { url: string; kill(): Promise<void> },
+): Promise<System & { client: ApiClient; apiPid: number; workerPids: number[] }> {
+  const redis = ownRedis ?? (await startOwnRedis(['--appendonly', 'no']));
   const env = {
     REDIS_URL: redis.url,
     ADMIN_TOKEN: TEST_TOKEN,
@@ -96,6 +105,7 @@ async function pushq(mock: { url: string }, tps: number, workers: number, extraE
   return {
     client,
     apiPid: api.proc.pid!,
+    workerPids: started.map((p) => p.proc.pid!),
     redisUrl: redis.url,
     async run(n, deadlineMs) {
       const recipients = Array.from({ length: n }, (_, i) => `user-${i}`);
@@ -447,6 +457,84 @@ async function ingest(): Promise<void> {
   }
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest };
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU seconds Redis servers have used so far (INFO cpu), summed over `ports`. */
+async function redisCpu(ports: readonly number[]): Promise<number> {
+  let total = 0;
+  for (const port of ports) {
+    const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
+    try {
+      const info = await redis.info('cpu');
+      total += Number(/^used_cpu_user:([\d.]+)/m.exec(info)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(info)?.[1] ?? 0);
+    } finally {
+      redis.disconnect();
+    }
+  }
+  return total;
+}
+
+/**
+ * How throughput grows with worker processes, on one Redis and on a
+ * 3-master cluster (6 send shards), ledger on, cap out of reach, loopback
+ * mock. CPU per send tells where it bends: the machine has few cores, and
+ * workers, Redis and the mock share them.
+ */
+async function scale(): Promise<void> {
+  const n = Number(process.env.BENCH_SCALE_RECIPIENTS ?? 40_000);
+  const rows: Row[] = [];
+  for (const topology of ['one Redis', '3-master cluster'] as const) {
+    for (const workers of [1, 2, 4]) {
+      let ports: number[];
+      let own: { url: string; kill(): Promise<void> };
+      if (topology === 'one Redis') {
+        const single = await startOwnRedis(['--appendonly', 'no']);
+        ports = [Number(new URL(single.url).port)];
+        own = single;
+      } else {
+        const cluster = await startRedisCluster({ masters: 3 });
+        ports = cluster.nodes.map((node) => node.port);
+        own = { url: cluster.url, kill: () => cluster.stop() };
+      }
+      const mock = await RemoteMock.start();
+      const system = await pushq(mock, 100_000, workers, topology === 'one Redis' ? {} : { SEND_SHARDS: '6' }, own);
+      try {
+        const cpuBefore = system.workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+        const redisBefore = await redisCpu(ports);
+        await system.run(n, 600_000);
+        const workerCpu = system.workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpuBefore;
+        const redisUsed = (await redisCpu(ports)) - redisBefore;
+        const arrivals = await mock.arrivals();
+        const first = Math.min(...arrivals.map((a) => a.at));
+        const last = Math.max(...arrivals.map((a) => a.at));
+        const rate = deliveries(arrivals).size / ((last - first) / 1000);
+        const dup = duplicates(arrivals);
+        if (dup !== 0) throw new Error(`pushq sent duplicates on ${topology} with ${workers} workers: ${dup}`);
+        rows.push({
+          topology,
+          workers,
+          'sends/s': fmt(rate),
+          'vs 1 worker, one Redis': rows.length === 0 ? '1.00' : (rate / Number(String(rows[0]!['sends/s']).replace(/,/g, ''))).toFixed(2),
+          'worker CPU µs/send': ((workerCpu / n) * 1e6).toFixed(0),
+          'Redis CPU µs/send': ((redisUsed / n) * 1e6).toFixed(0),
+        });
+      } finally {
+        await system.stop();
+        await mock.close();
+      }
+    }
+  }
+  table(`Scaling: ${fmt(n)} recipients, ledger on, no cap in reach, ${cpus().length} cores shared by workers, Redis and the mock`, rows);
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

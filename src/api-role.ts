@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './adapters/redis/connection.js';
 import type { Registry } from 'prom-client';
 import { CampaignLifecycle } from './app/campaign-lifecycle.js';
 import { CampaignQueries } from './app/campaign-queries.js';
@@ -18,7 +18,7 @@ import { UploadRecipients } from './app/upload-recipients.js';
 import { createHttpApp } from './adapters/http/app.js';
 import { createSharedMetrics, recentWorkers, renderMetrics } from './adapters/http/metrics.js';
 import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
-import { redisFacts } from './adapters/redis/connection.js';
+import { weakestFacts } from './adapters/redis/connection.js';
 import type { Config } from './config.js';
 import type { Storage } from './wiring.js';
 
@@ -26,7 +26,7 @@ const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.
 
 /** The API role: REST, Bull Board, metrics and health on one HTTP server. */
 export async function startApiRole(deps: {
-  redis: Redis;
+  redis: RedisClient;
   config: Config;
   storage: Storage;
   providers: ProviderRegistry;
@@ -45,7 +45,7 @@ export async function startApiRole(deps: {
       const runs = await Promise.all((await s.ledger.activeRuns()).map((r) => s.ledger.getRun(r.campaignId, r.runId)));
       return runs.filter((r): r is NonNullable<typeof r> => r !== null);
     },
-    queues: [s.sendQueue, s.scheduleQueue],
+    queues: [...s.sendQueues, s.scheduleQueue],
   });
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url');
   if (!config.adminToken) {
@@ -54,12 +54,12 @@ export async function startApiRole(deps: {
   const lifecycle = new CampaignLifecycle(s.store, s.ledger, s.lifecycle, s.scheduler, s.pageQueue, s.pump, config.pageSize, log);
   const app = createHttpApp({
     adminToken,
-    queues: [s.sendQueue, s.scheduleQueue],
+    queues: [...s.sendQueues, s.scheduleQueue],
     metrics: () => renderMetrics(deps.metrics, shared, redis, s.keys, deps.instance),
     viewerToken: config.viewerToken,
     version: VERSION,
     readiness: async () => {
-      const [facts, workers] = await Promise.all([redisFacts(redis), recentWorkers(redis, s.keys)]);
+      const [facts, workers] = await Promise.all([weakestFacts(redis), recentWorkers(redis, s.keys)]);
       const warnings: string[] = [];
       if (workers.length === 0) warnings.push('no worker process seen in the last 30 s: nothing is being sent');
       if (!facts.aof && !facts.rdb) warnings.push('Redis persists nothing: a Redis restart loses every ledger');
@@ -68,7 +68,7 @@ export async function startApiRole(deps: {
       return {
         ready: !evicts,
         details: {
-          redis: { reachable: true, version: facts.version, maxmemoryPolicy: facts.maxmemoryPolicy, persistence: { aof: facts.aof, rdb: facts.rdb } },
+          redis: { reachable: true, ...(facts.masters > 1 ? { clusterMasters: facts.masters } : {}), version: facts.version, maxmemoryPolicy: facts.maxmemoryPolicy, persistence: { aof: facts.aof, rdb: facts.rdb } },
           workers: { seen: workers.length },
           warnings,
         },

@@ -237,7 +237,8 @@ export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name:
 
 const envSchema = z.object({
   NODE_ENV: z.string().default('development'),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').optional(),
+  /** A standalone Redis, or `redis-cluster://host1:port1,host2:port2` for a Redis Cluster. */
+  REDIS_URL: z.string().regex(/^rediss?(-cluster)?:\/\//, 'must start with redis://, rediss:// or redis-cluster://').optional(),
   QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, ".", "-" and "_" only (1-64)').default('pushq'),
   PORT: int(0, 65_535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
@@ -252,6 +253,10 @@ const envSchema = z.object({
   PAGE_SIZE: int(1, 10_000).default(500),
   /** Pages of one run queued at once; the rest are enqueued as pages finish. */
   RUN_WINDOW: int(1, 10_000).default(32),
+  /** Send queues pages are spread over (each its own hash tag: on a Redis Cluster, its own slot). The same in every process. */
+  SEND_SHARDS: int(1, 256).default(1),
+  /** Replicas that must acknowledge a claim (Redis WAIT) before its recipients are sent: set 1 with replicas, for failover. */
+  REDIS_WAIT_REPLICAS: int(0, 16).default(0),
   /** Send jobs (pages) one worker process works on at once. */
   WORKER_CONCURRENCY: int(1, 1000).default(8),
   /** Requests one worker process may have in flight at once, across providers. */
@@ -297,6 +302,10 @@ export interface Config {
   /** True when REDIS_URL was not given (the one-machine default may start its own Redis). */
   redisUrlDefaulted: boolean;
   prefix: string;
+  /** REDIS_URL names a Redis Cluster. */
+  cluster: boolean;
+  sendShards: number;
+  waitReplicas: number;
   port: number;
   host: string;
   adminToken: string | undefined;
@@ -367,6 +376,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL ?? DEFAULT_REDIS_URL,
     redisUrlDefaulted: e.REDIS_URL === undefined,
     prefix: e.QUEUE_PREFIX,
+    cluster: /^rediss?-cluster:/.test(e.REDIS_URL ?? ''),
+    sendShards: e.SEND_SHARDS,
+    waitReplicas: e.REDIS_WAIT_REPLICAS,
     port: e.PORT,
     host: e.HOST,
     adminToken: e.ADMIN_TOKEN,

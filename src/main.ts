@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './adapters/redis/connection.js';
 import { AppEvents, type Logger } from './app/events.js';
 import { hostname } from 'node:os';
 import { createProcessMetrics } from './adapters/http/metrics.js';
@@ -32,7 +32,7 @@ export interface RunningProcess {
   stop(): Promise<void>;
 }
 
-async function openRedis(config: Config, create: (url: string) => Redis, log: Logger): Promise<Redis> {
+async function openRedis(config: Config, create: (url: string) => RedisClient, log: Logger): Promise<RedisClient> {
   const redis = create(config.redisUrl);
   await connect(redis, config.redisUrl);
   let reported = false;

@@ -1,5 +1,5 @@
 import { DelayedError, WaitingError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './adapters/redis/connection.js';
 import type { AppEvents, Logger } from './app/events.js';
 import { FireOccurrence } from './app/fire-occurrence.js';
 import type { ProviderRegistry } from './app/ports.js';
@@ -10,7 +10,7 @@ import { Supervisor } from './app/supervisor.js';
 import type { Registry } from 'prom-client';
 import { MetricsPusher } from './adapters/http/metrics.js';
 import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
-import { jobBackoff, JOBS, QUEUES, repeatStrategy } from './adapters/redis/queues.js';
+import { jobBackoff, JOBS, repeatStrategy } from './adapters/redis/queues.js';
 import type { Config } from './config.js';
 import type { Storage } from './wiring.js';
 
@@ -20,7 +20,7 @@ import type { Storage } from './wiring.js';
  * and are recorded, unfinished pages go back to the queue for other workers.
  */
 export function startWorkerRole(deps: {
-  redis: Redis;
+  redis: RedisClient;
   config: Config;
   storage: Storage;
   providers: ProviderRegistry;
@@ -50,8 +50,10 @@ export function startWorkerRole(deps: {
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
   });
 
-  const sender = new Worker(
-    QUEUES.send,
+  // One BullMQ worker per send shard; the process's page concurrency is shared out among them.
+  const perShard = Math.max(1, Math.ceil(config.workerConcurrency / s.layout.send.length));
+  const senders = s.layout.send.map((queueName) => new Worker(
+    queueName,
     async (job, token) => {
       const result: PageResult = await sendPage.run(JOBS.sendPage.schema.parse(job.data), token!, stopping.signal);
       if (result.kind === 'later' || result.kind === 'busy') {
@@ -69,20 +71,22 @@ export function startWorkerRole(deps: {
       name,
       connection: redis,
       prefix: config.prefix,
-      concurrency: config.workerConcurrency,
+      concurrency: perShard,
       lockDuration: config.stalledIntervalMs,
       stalledInterval: config.stalledIntervalMs,
       // A stalled page is picked up again however often its workers die: the ledger makes that safe.
       maxStalledCount: 1_000_000,
       settings: { backoffStrategy: jobBackoff },
     },
-  );
-  sender.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message }, 'send job failed; it will be retried'));
-  sender.on('error', (err) => log.warn({ err: err.message }, 'send worker error'));
+  ));
+  for (const sender of senders) {
+    sender.on('failed', (job, err) => log.warn({ jobId: job?.id, err: err.message }, 'send job failed; it will be retried'));
+    sender.on('error', (err) => log.warn({ err: err.message }, 'send worker error'));
+  }
 
   const fire = new FireOccurrence(s.store, s.lifecycle, s.scheduler, s.starter, config.scheduleGraceMs, log);
   const scheduled = new Worker(
-    QUEUES.schedule,
+    s.layout.schedule,
     async (job) => {
       const data = JOBS.occurrence.schema.parse(job.data);
       // BullMQ's scheduler stamps each job with the occurrence it stands for.
@@ -104,7 +108,7 @@ export function startWorkerRole(deps: {
   return {
     async stop() {
       stopping.abort();
-      await Promise.all([sender.close(), scheduled.close(), supervisor.stop()]);
+      await Promise.all([...senders.map((w) => w.close()), scheduled.close(), supervisor.stop()]);
       await limiter.close();
       await pusher.stop();
       log.info({ limiterCalls: limiter.stats.calls, permitsGranted: limiter.stats.granted }, 'limiter totals');

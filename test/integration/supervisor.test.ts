@@ -16,7 +16,7 @@ afterEach(async () => {
 function setup(inDoubt: 'report' | 'resend') {
   const h = redisHarness('sup');
   const queue = createSendQueue(h.redis, h.prefix);
-  const pageQueue = new BullPageQueue(queue);
+  const pageQueue = new BullPageQueue([queue]);
   const pump = new RunPump(h.ledger, pageQueue, 4);
   const events = new AppEvents();
   const providers = { get: () => ({ retry: { inDoubt } }), names: () => ['sim'] } as unknown as ProviderRegistry;

@@ -1,6 +1,6 @@
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import type { AppEvents } from '../../app/events.js';
 import type { ProviderState, RunState } from '../../app/ports.js';
 import type { Keys } from '../redis/keys.js';
@@ -152,7 +152,7 @@ export class MetricsPusher {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly registry: Registry,
     private readonly instance: string,
@@ -179,16 +179,16 @@ export class MetricsPusher {
 }
 
 /** Worker instances that pushed a snapshot in the last half minute. */
-export async function recentWorkers(redis: Redis, keys: Keys): Promise<string[]> {
+export async function recentWorkers(redis: RedisClient, keys: Keys): Promise<string[]> {
   await redis.zremrangebyscore(keys.workers(), '-inf', Date.now() - 10 * SNAPSHOT_TTL_MS);
   return redis.zrangebyscore(keys.workers(), Date.now() - SNAPSHOT_TTL_MS, '+inf');
 }
 
 /** This process's metrics, the workers' (summed across them), and the shared gauges, as Prometheus text. */
-export async function renderMetrics(own: Registry, shared: Registry, redis: Redis, keys: Keys, self: string): Promise<{ contentType: string; text: string }> {
+export async function renderMetrics(own: Registry, shared: Registry, redis: RedisClient, keys: Keys, self: string): Promise<{ contentType: string; text: string }> {
   // This process's own snapshot is in `own` already (a process that is API and worker at once).
   const instances = (await recentWorkers(redis, keys).catch(() => [])).filter((i) => i !== self);
-  const snapshots = instances.length > 0 ? await redis.mget(instances.map((i) => `${keys.prefix}:metrics:${i}`)).catch(() => []) : [];
+  const snapshots = instances.length > 0 ? await Promise.all(instances.map((i) => redis.get(`${keys.prefix}:metrics:${i}`))).catch(() => []) : [];
   const workers = snapshots.filter((s): s is string => s !== null).map((s) => JSON.parse(s) as Array<MetricObjectWithValues<MetricValue<string>>>);
   const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
   const text = `${await merged.metrics()}\n${await shared.metrics()}`;

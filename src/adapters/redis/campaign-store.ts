@@ -1,4 +1,5 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
 import { type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
@@ -61,7 +62,7 @@ function layoutFields(layout: RecipientLayout): Record<string, number> {
  */
 export class RedisCampaignStore implements CampaignStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly scripts: Scripts,
   ) {}
@@ -160,13 +161,11 @@ export class RedisCampaignStore implements CampaignStore {
   async list(limit: number, cursor?: string): Promise<CampaignPage> {
     const ids = await this.redis.zrevrangebylex(this.keys.campaignIndex(), cursor ? `(${cursor}` : '+', '-', 'LIMIT', 0, limit + 1);
     const pageIds = ids.slice(0, limit);
-    const pipeline = this.redis.pipeline();
-    for (const id of pageIds) pipeline.hgetall(this.keys.campaign(id).meta());
-    const replies = (await pipeline.exec()) ?? [];
+    // One command per campaign, not a pipeline: on a cluster each lives in its own slot.
+    const hashes = await Promise.all(pageIds.map((id) => this.redis.hgetall(this.keys.campaign(id).meta())));
     const items: Campaign[] = [];
-    for (const [err, hash] of replies) {
-      if (err) throw err;
-      const campaign = parseCampaign(hash as Record<string, string>);
+    for (const hash of hashes) {
+      const campaign = parseCampaign(hash);
       if (campaign) items.push(campaign);
     }
     return { items, nextCursor: ids.length > limit ? (pageIds[pageIds.length - 1] ?? null) : null };

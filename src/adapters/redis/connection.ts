@@ -1,4 +1,5 @@
-import { Redis } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
+import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 
 /**
  * Redis connections and the checks a process makes before it does anything:
@@ -13,8 +14,78 @@ export class RedisStartupError extends Error {
   }
 }
 
+/** A standalone Redis, or a Redis Cluster: every adapter takes either. */
+export type RedisClient = Redis | Cluster;
+
+export interface ClusterTarget {
+  nodes: Array<{ host: string; port: number }>;
+  username?: string;
+  password?: string;
+  tls: boolean;
+}
+
+const CLUSTER_URL = /^(rediss?)-cluster:\/\/(?:([^:@/]*)(?::([^@/]*))?@)?([^/?#]+)\/?$/;
+
+/**
+ * `redis-cluster://[user:password@]host1:port1,host2:port2` (or
+ * `rediss-cluster://` for TLS) names a Redis Cluster by some of its nodes;
+ * anything else is a standalone Redis URL. Null for standalone.
+ */
+export function clusterTarget(url: string): ClusterTarget | null {
+  const match = CLUSTER_URL.exec(url);
+  if (!match) return null;
+  const nodes = match[4]!.split(',').map((hostPort) => {
+    const at = hostPort.lastIndexOf(':');
+    const host = at > 0 ? hostPort.slice(0, at) : hostPort;
+    const port = at > 0 ? Number(hostPort.slice(at + 1)) : 6379;
+    if (!host || !Number.isInteger(port) || port < 1 || port > 65535) throw new RedisStartupError(`REDIS_URL: "${hostPort}" is not host:port`);
+    return { host: host.replace(/^\[|\]$/g, ''), port };
+  });
+  return {
+    nodes,
+    ...(match[2] ? { username: decodeURIComponent(match[2]) } : {}),
+    ...(match[3] ? { password: decodeURIComponent(match[3]) } : {}),
+    tls: match[1] === 'rediss',
+  };
+}
+
+export function isCluster(redis: RedisClient): redis is Cluster {
+  return redis instanceof Cluster;
+}
+
+/** The connection to the master that holds `key` (the client itself when standalone). */
+function masterOf(redis: RedisClient, key: string): Redis {
+  if (!isCluster(redis)) return redis;
+  const slot = calculateSlot(key);
+  const owner = (redis as unknown as { slots: Array<string[] | undefined> }).slots[slot]?.[0];
+  const node = redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+  if (!node) throw new Error(`no master known for slot ${slot} yet`);
+  return node;
+}
+
+const connectedReplicas = new WeakMap<Redis, { count: number; at: number }>();
+
+/**
+ * WAIT on the master that holds `key` until `replicas` of its replicas — or
+ * all it has connected, when fewer (a master promoted by a failover has none
+ * until one rejoins) — acknowledged every write this connection made there.
+ * Answers whether they did within `timeoutMs`.
+ */
+export async function waitForReplicas(redis: RedisClient, key: string, replicas: number, timeoutMs: number): Promise<boolean> {
+  const node = masterOf(redis, key);
+  let known = connectedReplicas.get(node);
+  if (!known || performance.now() - known.at > 1000) {
+    const count = Number(/^connected_slaves:(\d+)/m.exec(await node.info('replication'))?.[1] ?? 0);
+    connectedReplicas.set(node, (known = { count, at: performance.now() }));
+  }
+  const want = Math.min(replicas, known.count);
+  if (want === 0) return true;
+  return (await node.wait(want, timeoutMs)) >= want;
+}
+
 /** The URL with any password hidden, for messages. */
 export function safeUrl(url: string): string {
+  if (CLUSTER_URL.test(url)) return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@').replace(/\/$/, '');
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
@@ -30,19 +101,43 @@ const reconnect = (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 200
  * For request handlers: a command fails at once while Redis is away (the API
  * answers 503 and changes nothing) instead of waiting in a queue.
  */
-export function createApiRedis(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, retryStrategy: reconnect, lazyConnect: true });
+export function createApiRedis(url: string): RedisClient {
+  return createRedis(url, { maxRetriesPerRequest: 1, enableOfflineQueue: false });
 }
 
 /**
  * For workers and BullMQ: commands wait through a disconnection and go out
  * once Redis is back (BullMQ requires maxRetriesPerRequest: null).
  */
-export function createWorkerRedis(url: string): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true, retryStrategy: reconnect, lazyConnect: true });
+export function createWorkerRedis(url: string): RedisClient {
+  return createRedis(url, { maxRetriesPerRequest: null, enableOfflineQueue: true });
 }
 
-export async function connect(redis: Redis, url: string, timeoutMs = 5000): Promise<void> {
+function createRedis(url: string, options: { maxRetriesPerRequest: number | null; enableOfflineQueue: boolean }): RedisClient {
+  const cluster = clusterTarget(url);
+  if (!cluster) return new Redis(url, { ...options, retryStrategy: reconnect, lazyConnect: true });
+  const redisOptions: RedisOptions = {
+    ...options,
+    ...(cluster.username ? { username: cluster.username } : {}),
+    ...(cluster.password ? { password: cluster.password } : {}),
+    ...(cluster.tls ? { tls: {} } : {}),
+  };
+  const clusterOptions: ClusterOptions = {
+    redisOptions,
+    enableOfflineQueue: options.enableOfflineQueue,
+    clusterRetryStrategy: reconnect,
+    lazyConnect: true,
+    // A failover moves slots: follow MOVED/ASK and refresh the slot map rather than fail.
+    retryDelayOnFailover: 200,
+    retryDelayOnClusterDown: 300,
+    retryDelayOnTryAgain: 100,
+    slotsRefreshTimeout: 2000,
+    ...(options.maxRetriesPerRequest === null ? { maxRedirections: 64 } : {}),
+  };
+  return new Cluster(cluster.nodes, clusterOptions);
+}
+
+export async function connect(redis: RedisClient, url: string, timeoutMs = 5000): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   let firstError: Error | undefined;
   const onError = (err: Error) => {
@@ -69,7 +164,10 @@ export async function connect(redis: Redis, url: string, timeoutMs = 5000): Prom
 
 /** Answers PING within the timeout, or false; never retries. */
 export async function answersPing(url: string, timeoutMs = 1000): Promise<boolean> {
-  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: timeoutMs });
+  const cluster = clusterTarget(url);
+  const probe: RedisClient = cluster
+    ? new Cluster(cluster.nodes.slice(0, 1), { lazyConnect: true, clusterRetryStrategy: () => null, redisOptions: { maxRetriesPerRequest: 0, connectTimeout: timeoutMs } })
+    : new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: timeoutMs });
   probe.on('error', () => undefined);
   try {
     await probe.connect();
@@ -110,9 +208,26 @@ export async function redisFacts(redis: Redis): Promise<RedisFacts> {
   };
 }
 
-/** Refuses a Redis that may evict keys; returns a warning when it persists nothing. */
-export async function checkRedis(redis: Redis, url: string): Promise<{ facts: RedisFacts; warning: string | null }> {
-  const facts = await redisFacts(redis);
+/** The facts of a standalone Redis, or of a cluster's weakest master (evicting first, then not persisting). */
+export async function weakestFacts(redis: RedisClient): Promise<RedisFacts & { masters: number }> {
+  const nodes = isCluster(redis) ? redis.nodes('master') : [redis];
+  if (nodes.length === 0) throw new Error('the Redis Cluster has no reachable master');
+  const all = await Promise.all(nodes.map((node) => redisFacts(node)));
+  const weakest = all.find((f) => f.maxmemoryPolicy !== 'noeviction') ?? all.find((f) => !f.aof && !f.rdb) ?? all[0]!;
+  return { ...weakest, masters: nodes.length };
+}
+
+/**
+ * Refuses a Redis that may evict keys; returns a warning when it persists
+ * nothing. On a cluster every master is checked.
+ */
+export async function checkRedis(redis: RedisClient, url: string): Promise<{ facts: RedisFacts; warning: string | null }> {
+  let facts: RedisFacts;
+  try {
+    facts = await weakestFacts(redis);
+  } catch (err) {
+    throw new RedisStartupError(`Redis at ${safeUrl(url)}: ${(err as Error).message}`);
+  }
   if (facts.maxmemoryPolicy !== 'noeviction') {
     throw new RedisStartupError(
       `Redis at ${safeUrl(url)} has maxmemory-policy ${facts.maxmemoryPolicy}; pushq needs noeviction, because an evicted ledger key would let a recipient be sent twice. Run \`CONFIG SET maxmemory-policy noeviction\` (and put it in redis.conf).`,

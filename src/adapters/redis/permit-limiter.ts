@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter } from '../../app/ports.js';
 import type { PriorityClass } from '../../domain/campaign.js';
 import type { Keys } from './keys.js';
@@ -75,7 +75,7 @@ export class RedisPermitLimiter implements RateLimiter {
   private closed = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly scripts: Scripts,
     options: PermitLimiterOptions = {},

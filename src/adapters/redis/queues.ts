@@ -17,6 +17,31 @@ export const QUEUES = {
   schedule: 'schedule',
 } as const;
 
+export interface QueueLayout {
+  /** Send queues; a page goes to one of them by `shardOf`. */
+  send: string[];
+  schedule: string;
+}
+
+/**
+ * Queue names. BullMQ's keys are `<prefix>:<queue>:…` and its scripts touch
+ * several keys of one queue, so on a Redis Cluster every queue name carries a
+ * hash tag (`{send-0}`, `{schedule}`), and each send shard lands on a slot of
+ * its own — on the cluster's masters in turn as shards are added. One
+ * standalone shard keeps the plain names.
+ */
+export function queueLayout(shards: number, cluster: boolean): QueueLayout {
+  if (shards === 1 && !cluster) return { send: [QUEUES.send], schedule: QUEUES.schedule };
+  return { send: Array.from({ length: shards }, (_, i) => `{${QUEUES.send}-${i}}`), schedule: `{${QUEUES.schedule}}` };
+}
+
+/** The send shard of a page: a campaign's pages go round the shards from a place its id picks. */
+export function shardOf(job: Pick<PageJob, 'campaignId' | 'page'>, shards: number): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < job.campaignId.length; i++) hash = Math.imul(hash ^ job.campaignId.charCodeAt(i), 0x01000193);
+  return ((hash >>> 0) + job.page) % shards;
+}
+
 export const JOBS = {
   sendPage: {
     queue: QUEUES.send,
@@ -58,22 +83,31 @@ const SEND_JOB_OPTIONS: JobsOptions = {
   removeOnFail: { age: 7 * 24 * 3600 },
 };
 
-export function createSendQueue(connection: ConnectionOptions, prefix: string): Queue {
-  return new Queue(QUEUES.send, { connection, prefix, defaultJobOptions: SEND_JOB_OPTIONS });
+export function createSendQueue(connection: ConnectionOptions, prefix: string, name: string = QUEUES.send): Queue {
+  return new Queue(name, { connection, prefix, defaultJobOptions: SEND_JOB_OPTIONS });
 }
 
 export class BullPageQueue implements PageQueue {
-  constructor(private readonly queue: Queue) {}
+  constructor(private readonly queues: readonly Queue[]) {}
 
   async enqueuePages(jobs: readonly PageJob[], options: PageQueueOptions): Promise<void> {
     if (jobs.length === 0) return;
-    await this.queue.addBulk(
-      jobs.map((job) => ({
-        name: JOBS.sendPage.name,
-        data: JOBS.sendPage.schema.parse(job),
-        // BullMQ: 1 is the highest priority; within one priority jobs stay in order.
-        opts: { jobId: pageJobId(job), priority: options.priorityClass + 1 },
-      })),
+    const byShard = new Map<number, PageJob[]>();
+    for (const job of jobs) {
+      const shard = shardOf(job, this.queues.length);
+      byShard.set(shard, [...(byShard.get(shard) ?? []), job]);
+    }
+    await Promise.all(
+      [...byShard].map(([shard, shardJobs]) =>
+        this.queues[shard]!.addBulk(
+          shardJobs.map((job) => ({
+            name: JOBS.sendPage.name,
+            data: JOBS.sendPage.schema.parse(job),
+            // BullMQ: 1 is the highest priority; within one priority jobs stay in order.
+            opts: { jobId: pageJobId(job), priority: options.priorityClass + 1 },
+          })),
+        ),
+      ),
     );
   }
 }
@@ -87,8 +121,8 @@ export class BullPageQueue implements PageQueue {
  */
 export const repeatStrategy: RepeatStrategy = (millis, opts) => nextOccurrence(specFromPattern(opts.pattern ?? '', opts.tz), millis) ?? undefined;
 
-export function createScheduleQueue(connection: ConnectionOptions, prefix: string): Queue {
-  return new Queue(QUEUES.schedule, {
+export function createScheduleQueue(connection: ConnectionOptions, prefix: string, name: string = QUEUES.schedule): Queue {
+  return new Queue(name, {
     connection,
     prefix,
     settings: { repeatStrategy },

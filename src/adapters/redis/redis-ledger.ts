@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Redis } from 'ioredis';
+import { waitForReplicas, type RedisClient } from './connection.js';
 import type {
   AcquireResult,
   ClaimDirective,
@@ -75,12 +75,31 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
   };
 }
 
+export interface LedgerDurability {
+  /** Replicas that must hold a claim before its recipients are sent (Redis WAIT); 0: none. */
+  waitReplicas: number;
+}
+
 export class RedisLedger implements Ledger {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly scripts: Scripts,
+    private readonly durability: LedgerDurability = { waitReplicas: 0 },
   ) {}
+
+  /**
+   * A claim is the promise that its recipients may be sent once. If the
+   * master dies before a replica has it, the promoted replica would see them
+   * pending and send them again; so, with replicas, nothing claimed is sent
+   * until `waitReplicas` of the connected replicas acknowledged it. Answers
+   * false when they did not within a third of the lease.
+   */
+  private async replicated(key: string, leaseMs: number): Promise<boolean> {
+    const want = this.durability.waitReplicas;
+    if (want === 0) return true;
+    return waitForReplicas(this.redis, key, want, Math.max(100, Math.floor(leaseMs / 3)));
+  }
 
   private pageKeys(ref: PageRef) {
     const campaign = this.keys.campaign(ref.campaignId);
@@ -167,6 +186,11 @@ export class RedisLedger implements Ledger {
     if (kind === 'inactive') return { kind, status: text(reply[1]) };
     const claimed: Array<{ index: number; attempts: number }> = [];
     for (let i = 1; i < reply.length; i += 2) claimed.push({ index: Number(reply[i]), attempts: Number(reply[i + 1]) });
+    if (claimed.length > 0 && !(await this.replicated(run.run, leaseMs))) {
+      // Not sent, and now known not to be: back to pending (if this write is lost too, the lease ends them unknown).
+      await this.confirm(ref, token, leaseMs, Number.MAX_SAFE_INTEGER, claimed.map((c) => ({ index: c.index, op: 'r', delayMs: 1000, code: 'NOT_REPLICATED', message: 'no replica acknowledged the claim in time; not sent' })));
+      return { kind: 'ok', claimed: [] };
+    }
     return { kind: 'ok', claimed };
   }
 

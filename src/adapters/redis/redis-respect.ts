@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { FrequencyCaps, Suppressions } from '../../app/ports.js';
 import { CAP_BUCKETS, capIdentity, parseDuration, type FrequencyCap } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
@@ -8,7 +8,7 @@ import type { Scripts } from './scripts.js';
 /** Named suppression lists: one Redis set each, consulted at send time. */
 export class RedisSuppressions implements Suppressions {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
   ) {}
 

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 import type { Staging } from '../../app/ports.js';
 import type { RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
@@ -21,7 +21,7 @@ export class RedisStaging implements Staging {
   private readonly k: CampaignKeys;
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly keys: Keys,
     private readonly scripts: Scripts,
     private readonly campaignId: string,
@@ -33,7 +33,7 @@ export class RedisStaging implements Staging {
   }
 
   /** `expectedRows` sizes the index (about 64 ids per bucket); a guess is fine. */
-  static async begin(redis: Redis, keys: Keys, scripts: Scripts, campaignId: string, expectedRows: number, pageSize: number): Promise<RedisStaging> {
+  static async begin(redis: RedisClient, keys: Keys, scripts: Scripts, campaignId: string, expectedRows: number, pageSize: number): Promise<RedisStaging> {
     const k = keys.campaign(campaignId);
     const version = await redis.hincrby(k.meta(), 'rvSeq', 1);
     const buckets = Math.max(1, Math.ceil(expectedRows / 64));
@@ -91,7 +91,7 @@ export class RedisStaging implements Staging {
 }
 
 /** Deletes a staged list (as far as it got) and its bookkeeping. */
-export async function dropStaged(redis: Redis, keys: Keys, campaignId: string, version: number): Promise<void> {
+export async function dropStaged(redis: RedisClient, keys: Keys, campaignId: string, version: number): Promise<void> {
   const k = keys.campaign(campaignId);
   const state = await redis.hgetall(k.staging(version));
   const names: string[] = [k.staging(version)];
@@ -106,7 +106,7 @@ export async function dropStaged(redis: Redis, keys: Keys, campaignId: string, v
  * committed), unless the list is in use after all (a swap that ran but
  * whose bookkeeping did not). Returns how many were dropped.
  */
-export async function dropAbandonedStagings(redis: Redis, keys: Keys, olderThanMs: number): Promise<number> {
+export async function dropAbandonedStagings(redis: RedisClient, keys: Keys, olderThanMs: number): Promise<number> {
   const stale = await redis.zrangebyscore(keys.stagings(), '-inf', Date.now() - olderThanMs, 'LIMIT', 0, 100);
   let dropped = 0;
   for (const member of stale) {

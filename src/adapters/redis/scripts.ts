@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
+import type { RedisClient } from './connection.js';
 
 /**
  * The Lua scripts of the product, loaded by name from ./lua. Each transition
@@ -51,8 +52,21 @@ function commandName(name: ScriptName): string {
   return `pushq_${name.replace(/-/g, '_')}`;
 }
 
+/**
+ * Every script touches keys of one Redis Cluster slot (their hash tags say
+ * which). Checked on every call, on a standalone Redis too, so a key that
+ * would raise CROSSSLOT on a cluster fails the test suite, not production.
+ */
+export function assertOneSlot(name: string, keys: readonly string[]): void {
+  if (keys.length < 2) return;
+  const slot = calculateSlot(keys[0]!);
+  for (const key of keys) {
+    if (calculateSlot(key) !== slot) throw new Error(`script ${name} would touch keys of several cluster slots (${keys[0]} and ${key}): give them one hash tag`);
+  }
+}
+
 export class Scripts {
-  constructor(private readonly redis: Redis) {
+  constructor(private readonly redis: RedisClient) {
     for (const name of Object.keys(SCRIPT_KEYS) as ScriptName[]) {
       if (typeof (redis as unknown as Record<string, unknown>)[commandName(name)] === 'function') continue;
       const keys = SCRIPT_KEYS[name];
@@ -72,6 +86,7 @@ export class Scripts {
   }
 
   private call(method: string, name: ScriptName, keys: readonly string[], args: readonly Arg[]): Promise<unknown> {
+    assertOneSlot(name, keys);
     const expected = SCRIPT_KEYS[name];
     const fn = (this.redis as unknown as Record<string, ScriptFn>)[method]!;
     if (expected === 'any') return fn.call(this.redis, keys.length, ...keys, ...args);
