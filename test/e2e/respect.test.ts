@@ -39,7 +39,14 @@ describe('quiet hours', () => {
     const id = await launchCampaign(client, recipients, { quietHours });
 
     await waitFor(() => mock.arrivals.filter((a) => a.recipientId.startsWith('la')).length === 200, { timeoutMs: 8000, what: 'the recipients outside quiet hours' });
-    const held = await client.campaign(id);
+    // Their answers reach the ledger a moment after the provider saw them.
+    const held = await waitFor(
+      async () => {
+        const c = await client.campaign(id);
+        return c.counts.sent === 200 ? c : undefined;
+      },
+      { timeoutMs: 5000, intervalMs: 100, what: 'the 200 sends outside quiet hours to be recorded' },
+    );
     expect(Date.now()).toBeLessThan(end);
     expect(mock.arrivals.filter((a) => a.recipientId.startsWith('seoul'))).toEqual([]);
     expect(held.status).toBe('running');
