@@ -4,7 +4,7 @@ import { newId } from '../domain/ids.js';
 import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { nextOccurrence } from '../domain/schedule.js';
-import { campaignView, type CampaignView } from './campaign-view.js';
+import { currentView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { Logger } from './events.js';
 import type { CampaignStore, Ledger, Lifecycle, PageQueue, Scheduler, Staging, Transition } from './ports.js';
 import type { RunPump } from './pump.js';
@@ -41,16 +41,10 @@ export class CampaignLifecycle {
     private readonly log: Logger,
   ) {}
 
-  private async load(id: string): Promise<Campaign> {
-    const campaign = await this.store.get(id);
-    if (!campaign) throw campaignNotFound(id);
-    return campaign;
-  }
-
   /** Runs a transition against the latest run, again if a run started in between. */
   private async apply<T>(id: string, action: string, step: (campaign: Campaign) => Promise<Transition<T>>): Promise<Transition<T> & { ok: true }> {
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      const campaign = await this.load(id);
+      const campaign = await requireCampaign(this.store, id);
       const result = await step(campaign);
       if (result.ok) return result;
       if (result.reason === 'missing') throw campaignNotFound(id);
@@ -59,9 +53,8 @@ export class CampaignLifecycle {
     throw new DomainError(ErrorCodes.INVALID_STATE, `campaign ${id} kept changing; try again`);
   }
 
-  async view(id: string): Promise<CampaignView> {
-    const campaign = await this.load(id);
-    return campaignView(campaign, campaign.latestRunId ? await this.ledger.getRun(id, campaign.latestRunId) : null);
+  view(id: string): Promise<CampaignView> {
+    return currentView(this.store, this.ledger, id);
   }
 
   async pause(id: string): Promise<CampaignView> {
@@ -116,7 +109,7 @@ export class CampaignLifecycle {
         throw new DomainError(ErrorCodes.VALIDATION_FAILED, `${summary.invalid} recipient(s) are invalid; nothing was changed`, summary);
       }
       // Refuse early when the state forbids it, before writing a whole list for nothing.
-      const campaign = await this.load(id);
+      const campaign = await requireCampaign(this.store, id);
       if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(id, campaign.status, 'edit');
       await this.replaceList(campaign, collector.recipients.length, async (staging) => {
         await staging.add(collector.recipients);
@@ -148,7 +141,7 @@ export class CampaignLifecycle {
 
   /** A new draft with the same message, provider, priority and recipients: the honest way to send it again. */
   async clone(id: string, name?: string): Promise<CampaignView> {
-    const source = await this.load(id);
+    const source = await requireCampaign(this.store, id);
     const createdAt = Date.now();
     const cloneId = newId(createdAt);
     await this.store.copyRecipients(source, cloneId);

@@ -1,8 +1,8 @@
-import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
+import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
-import { campaignView, countsView, iso, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
+import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
 import type { CampaignStore, Ledger, OccurrenceEntry, RunState } from './ports.js';
 
 export interface RecipientEntryView {
@@ -43,10 +43,8 @@ export class CampaignQueries {
   ) {}
 
   private async load(id: string): Promise<{ campaign: Campaign; run: RunState | null }> {
-    const campaign = await this.store.get(id);
-    if (!campaign) throw campaignNotFound(id);
-    const run = campaign.latestRunId ? await this.ledger.getRun(id, campaign.latestRunId) : null;
-    return { campaign, run };
+    const campaign = await requireCampaign(this.store, id);
+    return { campaign, run: await latestRun(this.ledger, campaign) };
   }
 
   async get(id: string): Promise<CampaignView> {
@@ -57,9 +55,7 @@ export class CampaignQueries {
   async list(limit: number, cursor?: string): Promise<Paged<CampaignView>> {
     const page = await this.store.list(limit, cursor);
     const items = await Promise.all(
-      page.items.map(async (campaign) =>
-        campaignView(campaign, campaign.latestRunId ? await this.ledger.getRun(campaign.id, campaign.latestRunId) : null),
-      ),
+      page.items.map(async (campaign) => campaignView(campaign, await latestRun(this.ledger, campaign))),
     );
     return { items, nextCursor: page.nextCursor };
   }
@@ -98,8 +94,7 @@ export class CampaignQueries {
 
   /** Runs newest first with their counts, and the latest occurrences of the schedule. */
   async runs(campaignId: string, limit: number): Promise<{ items: RunDetailView[]; occurrences: OccurrenceEntry[] }> {
-    const campaign = await this.store.get(campaignId);
-    if (!campaign) throw campaignNotFound(campaignId);
+    await requireCampaign(this.store, campaignId);
     const ids = await this.store.runIds(campaignId, limit);
     const runs = await Promise.all(ids.map((id) => this.ledger.getRun(campaignId, id)));
     const items = runs.filter((r): r is RunState => r !== null).map((r) => ({ ...runView(r), counts: countsView(r) }));

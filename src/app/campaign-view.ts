@@ -2,7 +2,26 @@ import type { Campaign } from '../domain/campaign.js';
 import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { ReasonName } from '../domain/respect.js';
-import type { RunState } from './ports.js';
+import { campaignNotFound } from '../domain/errors.js';
+import type { CampaignStore, Ledger, RunState } from './ports.js';
+
+/** The campaign with id `id`, or CAMPAIGN_NOT_FOUND. */
+export async function requireCampaign(store: Pick<CampaignStore, 'get'>, id: string): Promise<Campaign> {
+  const campaign = await store.get(id);
+  if (!campaign) throw campaignNotFound(id);
+  return campaign;
+}
+
+/** The campaign's latest run, when it has one. */
+export function latestRun(ledger: Pick<Ledger, 'getRun'>, campaign: Campaign): Promise<RunState | null> {
+  return campaign.latestRunId ? ledger.getRun(campaign.id, campaign.latestRunId) : Promise.resolve(null);
+}
+
+/** A campaign as the API shows it, read now. */
+export async function currentView(store: Pick<CampaignStore, 'get'>, ledger: Pick<Ledger, 'getRun'>, id: string): Promise<CampaignView> {
+  const campaign = await requireCampaign(store, id);
+  return campaignView(campaign, await latestRun(ledger, campaign));
+}
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
 export interface CampaignView

@@ -1,6 +1,6 @@
 import { invalidState, ONE_OFF_RUN_ID, sourceStatesFor } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
-import { campaignView, type CampaignView } from './campaign-view.js';
+import { campaignView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { Logger } from './events.js';
 import type { CampaignStore, Ledger, Lifecycle, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
@@ -21,8 +21,7 @@ export class LaunchCampaign {
   ) {}
 
   async execute(campaignId: string): Promise<CampaignView> {
-    const campaign = await this.store.get(campaignId);
-    if (!campaign) throw campaignNotFound(campaignId);
+    const campaign = await requireCampaign(this.store, campaignId);
     if (campaign.schedule?.kind === 'cron' && campaign.status !== 'draft') {
       throw invalidState(campaignId, campaign.status, 'launch', 'A recurring (cron) campaign runs at its occurrences; reschedule or cancel it instead.');
     }

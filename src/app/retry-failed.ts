@@ -1,7 +1,7 @@
 import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import type { StoredRecipient } from '../domain/recipient.js';
-import { campaignView, type CampaignView } from './campaign-view.js';
+import { campaignView, latestRun, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Ledger, RunState } from './ports.js';
 import type { RunStarter } from './run-starter.js';
 
@@ -27,9 +27,8 @@ export class RetryFailed {
   ) {}
 
   async execute(campaignId: string): Promise<CampaignView> {
-    const campaign = await this.store.get(campaignId);
-    if (!campaign) throw campaignNotFound(campaignId);
-    const source = campaign.latestRunId ? await this.ledger.getRun(campaignId, campaign.latestRunId) : null;
+    const campaign = await requireCampaign(this.store, campaignId);
+    const source = await latestRun(this.ledger, campaign);
     if (!source || (campaign.status !== 'completed' && campaign.status !== 'scheduled')) {
       throw invalidState(campaignId, campaign.status, 'retry-failed', 'Retry-failed needs a finished run.');
     }

@@ -1,7 +1,7 @@
 import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { parseSchedule } from '../domain/schedule.js';
-import { campaignView, type CampaignView } from './campaign-view.js';
+import { currentView, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Ledger, Lifecycle, Scheduler } from './ports.js';
 
 /**
@@ -34,8 +34,6 @@ export class ScheduleCampaign {
     } finally {
       await this.ledger.unlock(lockName, token);
     }
-    const campaign = await this.store.get(campaignId);
-    if (!campaign) throw campaignNotFound(campaignId);
-    return campaignView(campaign, campaign.latestRunId ? await this.ledger.getRun(campaignId, campaign.latestRunId) : null);
+    return currentView(this.store, this.ledger, campaignId);
   }
 }

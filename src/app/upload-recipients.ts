@@ -1,8 +1,8 @@
 import { invalidState } from '../domain/campaign.js';
-import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
+import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { IngestTally, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
 import type { CampaignLifecycle } from './campaign-lifecycle.js';
-import { campaignView, type CampaignView } from './campaign-view.js';
+import { campaignView, latestRun, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Ledger } from './ports.js';
 
 /** An upload as it arrives: rows parsed on the fly, and what the bytes were once they are all in. */
@@ -49,8 +49,7 @@ export class UploadRecipients {
   ) {}
 
   async execute(campaignId: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> {
-    const campaign = await this.store.get(campaignId);
-    if (!campaign) throw campaignNotFound(campaignId);
+    const campaign = await requireCampaign(this.store, campaignId);
     if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(campaignId, campaign.status, 'upload');
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
@@ -67,7 +66,7 @@ export class UploadRecipients {
       }
     });
     const updated = await this.store.get(campaignId);
-    const run = updated?.latestRunId ? await this.ledger.getRun(campaignId, updated.latestRunId) : null;
+    const run = updated ? await latestRun(this.ledger, updated) : null;
     return { ...tally.summary(), rows: tally.rows, ...digest, campaign: campaignView(updated ?? campaign, run) };
   }
 }

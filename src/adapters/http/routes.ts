@@ -86,6 +86,13 @@ function uploadFormat(req: Request): 'csv' | 'ndjson' {
   return format === 'text/csv' ? 'csv' : 'ndjson';
 }
 
+/** An upload's streamed body, and the count and SHA-256 its headers announce. */
+function upload(req: Request) {
+  const format = uploadFormat(req);
+  const headers = parse(uploadHeaders, req.headers, 'headers');
+  return { source: uploadSource(req, format), expectedCount: headers['x-recipient-count'], expectedSha256: headers['x-content-sha256'] };
+}
+
 function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
@@ -151,14 +158,13 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       async handle(req, _res, { query }) {
         const id = campaignId(req);
         await deps.queries.get(id);
-        const format = uploadFormat(req);
-        const headers = parse(uploadHeaders, req.headers, 'headers');
+        const { source, expectedCount, expectedSha256 } = upload(req);
         const length = Number(req.headers['content-length'] ?? 0);
-        return deps.upload.execute(id, uploadSource(req, format), {
-          expectedCount: headers['x-recipient-count'],
-          expectedSha256: headers['x-content-sha256'],
+        return deps.upload.execute(id, source, {
+          expectedCount,
+          expectedSha256,
           // About 16 bytes a row when nothing better is known: it only sizes the index.
-          sizeHint: headers['x-recipient-count'] ?? (length > 0 ? Math.ceil(length / 16) : 100_000),
+          sizeHint: expectedCount ?? (length > 0 ? Math.ceil(length / 16) : 100_000),
           invalid: query.invalid,
         });
       },
@@ -289,13 +295,8 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       upload: { contentTypes: ['text/csv', 'application/x-ndjson'], headers: uploadHeaders },
       async handle(req, _res, { query }) {
         const name = listName(req);
-        const format = uploadFormat(req);
-        const headers = parse(uploadHeaders, req.headers, 'headers');
-        return deps.suppressions.upload(name, uploadSource(req, format), {
-          expectedCount: headers['x-recipient-count'],
-          expectedSha256: headers['x-content-sha256'],
-          invalid: query.invalid,
-        });
+        const { source, expectedCount, expectedSha256 } = upload(req);
+        return deps.suppressions.upload(name, source, { expectedCount, expectedSha256, invalid: query.invalid });
       },
     },
     { method: 'delete', path: '/suppressions/:list', summary: 'Empty a suppression list', access: 'write', query: noQuery, handle: (req) => deps.suppressions.clear(listName(req)) },
