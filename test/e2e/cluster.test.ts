@@ -2,7 +2,7 @@ import { Cluster } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { maxInWindow } from '../helpers/mock-provider.js';
 import { redisClusterAvailable, startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js';
-import { launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { FAST_RECOVERY, launchCampaign, range, stacksPerTest, waitForStatus, type Stack, type StackOptions } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -13,23 +13,17 @@ import { waitFor } from '../helpers/wait.js';
 const available = redisClusterAvailable();
 if (!available) console.warn('Redis Cluster tests skipped: redis-server and redis-cli are needed on PATH (apt-get install redis-server)');
 
-const FAST_RECOVERY = { PAGE_SIZE: '100', LEASE_MS: '2000', STALLED_INTERVAL_MS: '2000', SUPERVISOR_INTERVAL_MS: '1000', STALL_MS: '5000' };
 const SHARDS = 6;
 
 describe.skipIf(!available)('on a Redis Cluster', () => {
   let cluster: RedisCluster | null = null;
-  const stacks: Stack[] = [];
   afterEach(async () => {
-    for (const stack of stacks.splice(0)) await stack.stop();
     await cluster?.stop();
     cluster = null;
   });
-
-  async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
-    const stack = await startStack({ ...options, redisUrl: cluster!.url, env: { SEND_SHARDS: String(SHARDS), ...options.env } });
-    stacks.push(stack);
-    return stack;
-  }
+  // Registered after the cluster's: vitest runs after-hooks last-registered first, so stacks stop before their cluster.
+  const start = stacksPerTest();
+  const setup = (options: StackOptions) => start({ ...options, redisUrl: cluster!.url, env: { SEND_SHARDS: String(SHARDS), ...options.env } });
 
   /** Completed send jobs per master port, from each shard queue's completed set. */
   async function completedByMaster(stack: Stack): Promise<Map<number, number>> {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startOwnRedis } from '../helpers/redis-server.js';
-import { createCampaign, launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { createCampaign, FAST_RECOVERY, launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -19,8 +19,6 @@ async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> 
   return stack;
 }
 
-// Short leases and stall checks, so lost pages come back within seconds.
-const FAST_RECOVERY = { PAGE_SIZE: '100', LEASE_MS: '2000', STALLED_INTERVAL_MS: '2000', SUPERVISOR_INTERVAL_MS: '1000', STALL_MS: '5000' };
 
 describe('failures at the provider', () => {
   it('fails permanent 4xx at once, lists and exports them, and retry-failed sends to exactly them', async () => {

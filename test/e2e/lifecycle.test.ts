@@ -1,25 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import { Queue } from 'bullmq';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ApiClient } from '../helpers/api-client.js';
 import { testRedis } from '../helpers/redis.js';
-import { createCampaign, launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { createCampaign, launchCampaign, range, stacksPerTest, waitForStatus, type Stack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
  * Scheduling and the campaign lifecycle with real processes: runs judged at
  * the provider, every race made to happen for real.
  */
-const stacks: Stack[] = [];
-afterEach(async () => {
-  for (const stack of stacks.splice(0)) await stack.stop();
-});
-
-async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
-  const stack = await startStack(options);
-  stacks.push(stack);
-  return stack;
-}
+const setup = stacksPerTest();
 
 async function schedulers(stack: Stack) {
   const connection = testRedis();

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeAlimtalk, type FakeAlimtalk } from '../helpers/fakes/fake-alimtalk.js';
 import { startFakeApns, type FakeApns } from '../helpers/fakes/fake-apns.js';
 import { startFakeFcm, type FakeFcm } from '../helpers/fakes/fake-fcm.js';
@@ -9,7 +9,7 @@ import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { spawnPushq, startApiProcess } from '../helpers/processes.js';
 import { testRedis } from '../helpers/redis.js';
-import { launchCampaign, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { launchCampaign, stacksPerTest, waitForStatus, type Stack } from '../helpers/stack.js';
 
 /**
  * The real providers through real processes: an API and workers sending to
@@ -22,7 +22,7 @@ let fcm: FakeFcm;
 let apns: FakeApns;
 let kakao: FakeAlimtalk;
 let secretsDir: string;
-const stacks: Stack[] = [];
+const start = stacksPerTest();
 
 beforeAll(async () => {
   [fcm, apns, kakao] = await Promise.all([startFakeFcm(), startFakeApns(), startFakeAlimtalk()]);
@@ -30,17 +30,12 @@ beforeAll(async () => {
   writeFileSync(join(secretsDir, 'service-account.json'), JSON.stringify(fcm.serviceAccount));
   writeFileSync(join(secretsDir, 'AuthKey.p8'), apns.privateKeyPem);
 });
-afterEach(async () => {
-  for (const stack of stacks.splice(0)) await stack.stop();
-});
 afterAll(async () => {
   await Promise.all([fcm.close(), apns.close(), kakao.close()]);
 });
 
 async function setup(providers: Array<Record<string, unknown>>, workers = 2): Promise<Stack> {
-  const stack = await startStack({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey } });
-  stacks.push(stack);
-  return stack;
+  return start({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey } });
 }
 
 const fcmProvider = (extra: Record<string, unknown> = {}) => ({

@@ -1,22 +1,18 @@
 import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ApiClient } from '../helpers/api-client.js';
-import { launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { launchCampaign, range, stacksPerTest, waitForStatus, type Stack, type StackOptions } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
  * The provider pushes back (429, outages) and campaigns share it: real
  * processes against a loopback provider, judged at the provider.
  */
-const stacks: Stack[] = [];
-afterEach(async () => {
-  for (const stack of stacks.splice(0)) await stack.stop();
-});
+const start = stacksPerTest();
 
-async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
-  const stack = await startStack({ ...options, env: { PAGE_SIZE: '50', ...options.env } });
+async function setup(options: StackOptions): Promise<Stack> {
+  const stack = await start({ ...options, env: { PAGE_SIZE: '50', ...options.env } });
   stack.mock.keepBodies = false;
-  stacks.push(stack);
   return stack;
 }
 

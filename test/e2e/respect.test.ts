@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createCampaign, launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { describe, expect, it } from 'vitest';
+import { createCampaign, launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -8,16 +8,7 @@ import { waitFor } from '../helpers/wait.js';
  * hold recipients back and release them when their window ends, suppression
  * stops sends mid-run, and a frequency cap holds across racing campaigns.
  */
-const stacks: Stack[] = [];
-afterEach(async () => {
-  for (const stack of stacks.splice(0)) await stack.stop();
-});
-
-async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
-  const stack = await startStack(options);
-  stacks.push(stack);
-  return stack;
-}
+const setup = stacksPerTest();
 
 /** "HH:MM:SS" of an instant on the wall clock of `zone`. */
 function wallClock(instant: number, zone: string): string {

@@ -1,3 +1,4 @@
+import { afterEach } from 'vitest';
 import { ApiClient } from './api-client.js';
 import { providersFile, TEST_TOKEN } from './fixtures.js';
 import { startMockProvider, type MockProvider, type MockProviderOptions } from './mock-provider.js';
@@ -63,6 +64,27 @@ export async function startStack(options: {
     },
   };
 }
+
+export type StackOptions = Parameters<typeof startStack>[0];
+
+/**
+ * A `startStack` whose stacks are all stopped after each test of the file
+ * (or suite) that calls this.
+ */
+export function stacksPerTest(): (options: StackOptions) => Promise<Stack> {
+  const stacks: Stack[] = [];
+  afterEach(async () => {
+    for (const stack of stacks.splice(0)) await stack.stop();
+  });
+  return async (options) => {
+    const stack = await startStack(options);
+    stacks.push(stack);
+    return stack;
+  };
+}
+
+/** Short leases and stall checks, so pages a dead worker held come back within seconds. */
+export const FAST_RECOVERY = { PAGE_SIZE: '100', LEASE_MS: '2000', STALLED_INTERVAL_MS: '2000', SUPERVISOR_INTERVAL_MS: '1000', STALL_MS: '5000' };
 
 export const range = (n: number, label: string) => Array.from({ length: n }, (_, i) => `${label}${i}`);
 

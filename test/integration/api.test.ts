@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { start, type RunningProcess } from '../../src/main.js';
+import type { RunningProcess } from '../../src/main.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startMockProvider, type MockProvider } from '../helpers/mock-provider.js';
-import { deletePrefix, keysWithPrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, keysWithPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -21,21 +22,13 @@ describe('REST API', () => {
     mock = await startMockProvider({
       respond: (body) => (body.recipient.id.startsWith('bad') ? { status: 400, body: 'unregistered token' } : undefined),
     });
-    app = await start(
-      { api: true, worker: true, embeddedRedis: false },
-      {
-        REDIS_URL: TEST_REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        ADMIN_TOKEN: TEST_TOKEN,
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        PAGE_SIZE: '7',
-        PROVIDERS_FILE: providersFile([
-          { name: 'mock', type: 'http', url: mock.url, tps: 2000, timeoutMs: 2000 },
-          { name: 'sim', type: 'sim', tps: 10, latencyMs: 1 },
-        ]),
-      },
-    );
+    app = await startInProcess(prefix, {
+      PAGE_SIZE: '7',
+      PROVIDERS_FILE: providersFile([
+        { name: 'mock', type: 'http', url: mock.url, tps: 2000, timeoutMs: 2000 },
+        { name: 'sim', type: 'sim', tps: 10, latencyMs: 1 },
+      ]),
+    });
     api = new ApiClient(app.url!, TEST_TOKEN);
   });
 

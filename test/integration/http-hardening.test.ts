@@ -1,9 +1,10 @@
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { start, type RunningProcess } from '../../src/main.js';
+import type { RunningProcess } from '../../src/main.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
-import { deletePrefix, keysWithPrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, keysWithPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
 
 const VIEWER = 'viewer-token-for-tests';
 
@@ -31,18 +32,10 @@ describe('every route', () => {
   const concrete = (path: string) => path.replace('{id}', campaignId).replace('{recipientId}', 'r1').replace('{name}', 'sim').replace('{list}', 'global');
 
   beforeAll(async () => {
-    app = await start(
-      { api: true, worker: false, embeddedRedis: false },
-      {
-        REDIS_URL: TEST_REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        ADMIN_TOKEN: TEST_TOKEN,
-        VIEWER_TOKEN: VIEWER,
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        MAX_BODY_BYTES: '65536',
-        PROVIDERS_FILE: providersFile([{ name: 'sim', type: 'sim', tps: 100 }]),
-      },
+    app = await startInProcess(
+      prefix,
+      { VIEWER_TOKEN: VIEWER, MAX_BODY_BYTES: '65536', PROVIDERS_FILE: providersFile([{ name: 'sim', type: 'sim', tps: 100 }]) },
+      { worker: false },
     );
     admin = new ApiClient(app.url!, TEST_TOKEN);
     viewer = new ApiClient(app.url!, VIEWER);

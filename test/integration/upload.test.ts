@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { start, type RunningProcess } from '../../src/main.js';
+import type { RunningProcess } from '../../src/main.js';
+import { startInProcess } from '../helpers/in-process.js';
 import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startMockProvider, type MockProvider } from '../helpers/mock-provider.js';
-import { deletePrefix, keysWithPrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, keysWithPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -21,18 +22,10 @@ describe('PUT /api/campaigns/:id/recipients', () => {
 
   beforeAll(async () => {
     mock = await startMockProvider();
-    app = await start(
-      { api: true, worker: true, embeddedRedis: false },
-      {
-        REDIS_URL: TEST_REDIS_URL,
-        QUEUE_PREFIX: prefix,
-        ADMIN_TOKEN: TEST_TOKEN,
-        PORT: '0',
-        LOG_LEVEL: 'silent',
-        PAGE_SIZE: '100',
-        PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: 5000, timeoutMs: 2000 }]),
-      },
-    );
+    app = await startInProcess(prefix, {
+      PAGE_SIZE: '100',
+      PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: 5000, timeoutMs: 2000 }]),
+    });
     api = new ApiClient(app.url!, TEST_TOKEN);
   });
 
