@@ -72,6 +72,16 @@ export function decodeRecord(page: Buffer, index: number): LedgerRecord {
   };
 }
 
+/** The inverse of decodeRecord: the 10 bytes the Lua scripts write for `record`. */
+export function encodeRecord(record: LedgerRecord): Buffer {
+  const out = Buffer.alloc(RECORD_BYTES);
+  out.writeUInt8(STATE_NAMES.indexOf(record.state), 0);
+  out.writeUInt8(record.attempts, 1);
+  out.writeUInt16BE((record.reason & 0x7fff) | (record.counted ? 0x8000 : 0), 2);
+  out.writeUIntBE(record.at, 4, 6);
+  return out;
+}
+
 export function isFinal(state: RecipientStateName): boolean {
   return state !== 'pending' && state !== 'inflight';
 }

@@ -122,6 +122,19 @@ describe('invalid tokens', () => {
   });
 });
 
+describe('rate limits that are about one device', () => {
+  it('retries a device APNs says gets too many pushes like a transient failure, without pausing or slowing the provider', async () => {
+    const stack = await setup([apnsProvider({ retryBaseMs: 20, retryMaxMs: 50, maxAttempts: 3 })]);
+    const recipients = Array.from({ length: 60 }, (_, i) => ({ id: `d${i}`, token: i === 0 ? 'toomany-0' : `iphone-d${i}` }));
+    const id = await launchCampaign(stack.client, recipients, { provider: 'ios' });
+    const done = await waitForStatus(stack.client, id, 'completed', 30_000);
+    expect(done.counts).toMatchObject({ total: 60, sent: 59, failed: 1 });
+    expect(await recipientView(stack, id, 'd0')).toMatchObject({ state: 'failed', attempts: 3, lastError: { code: 'TooManyRequests' } });
+    const provider = (await stack.client.request('GET', '/api/providers/ios')).body;
+    expect(provider).toMatchObject({ rate: 1, pausedUntil: null, breaker: 'closed' });
+  });
+});
+
 describe('secrets', () => {
   it('are read by workers from files and env, never by the API, and never reach Redis', async () => {
     const stack = await setup([fcmProvider(), apnsProvider(), alimtalkProvider()], 1);

@@ -6,6 +6,8 @@ import { Scripts } from '../../src/adapters/redis/scripts.js';
 import { planLayout, sourceStatesFor } from '../../src/domain/campaign.js';
 import { newId } from '../../src/domain/ids.js';
 import type { StoredRecipient } from '../../src/domain/recipient.js';
+import { decodeRecord, encodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
+import type { PageRef } from '../../src/app/ports.js';
 import { testRedis, uniquePrefix } from './redis.js';
 
 /** Real Redis adapters under a fresh prefix, for integration tests. */
@@ -30,7 +32,30 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
     return runId;
   }
 
-  return { redis, prefix, keys, scripts, ledger, store, createCampaign, startRun };
+  /**
+   * The state a failover leaves when the promoted replica never got a claim:
+   * the record is pending again with its attempt not spent, the run's
+   * in-flight count as before the claim; the lease still names the holder.
+   */
+  async function forgetClaim(ref: PageRef, index: number) {
+    const run = keys.campaign(ref.campaignId).run(ref.runId);
+    const raw = (await redis.getrangeBuffer(run.records(ref.page), index * RECORD_BYTES, index * RECORD_BYTES + RECORD_BYTES - 1));
+    const record = decodeRecord(raw, 0);
+    if (record.state !== 'inflight') throw new Error(`forgetClaim: record ${index} is ${record.state}, not inflight`);
+    await redis.setrange(run.records(ref.page), index * RECORD_BYTES, encodeRecord({ ...record, state: 'pending', attempts: record.attempts - 1 }));
+    await redis.hincrby(run.run, 'inflight', -1);
+  }
+
+  /** The page's holder died: its lease ended long ago (the state a SIGKILL leaves once the lease runs out). */
+  async function abandonLease(ref: PageRef) {
+    const run = keys.campaign(ref.campaignId).run(ref.runId);
+    const lease = await redis.get(run.lease(ref.page));
+    if (!lease) return;
+    await redis.set(run.lease(ref.page), `${lease.slice(0, lease.indexOf('|'))}|1`);
+    await redis.zadd(run.leases, 1, String(ref.page));
+  }
+
+  return { redis, prefix, keys, scripts, ledger, store, createCampaign, startRun, forgetClaim, abandonLease };
 }
 
 export function ids(n: number, label = 'r'): string[] {

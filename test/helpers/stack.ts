@@ -17,7 +17,8 @@ export interface Stack {
   env: Record<string, string>;
   api: PushqProcess;
   workers: PushqProcess[];
-  addWorker(): Promise<PushqProcess>;
+  /** One more worker process; `env` overrides the stack's (e.g. a REDIS_URL through a proxy). */
+  addWorker(env?: Record<string, string>): Promise<PushqProcess>;
   stop(): Promise<void>;
 }
 
@@ -48,8 +49,8 @@ export async function startStack(options: {
     env,
     api,
     workers,
-    async addWorker() {
-      const worker = await startWorkerProcess(env);
+    async addWorker(extra = {}) {
+      const worker = await startWorkerProcess({ ...env, ...extra });
       workers.push(worker);
       return worker;
     },

@@ -89,18 +89,27 @@ describe('the APNs provider against a local HTTP/2 TLS server', () => {
     expect(await wrongTeam.send(send('device1'))).toMatchObject({ kind: 'transient', code: 'InvalidProviderToken' });
   });
 
-  it('signs a new provider token and tries once more when APNs says the token expired', async () => {
+  it('signs a new provider token when APNs says the token expired, and makes one request per send (the send goes again on a permit of its own)', async () => {
     const provider = apns();
     expect((await provider.send(send('device-a'))).kind).toBe('sent');
     const old = fake.pushes.at(-1)!.jwt;
     // Apple now says the token in use expired.
     fake.expired.add(old);
-    const before = fake.refused.filter((r) => r === 'ExpiredProviderToken').length;
+    const requests = () => fake.pushes.length + fake.refused.length;
+    const before = requests();
     const outcomes = await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))]);
-    expect(outcomes).toEqual([{ kind: 'sent' }, { kind: 'sent' }]);
-    expect(fake.refused.filter((r) => r === 'ExpiredProviderToken').length - before).toBe(2);
+    expect(requests() - before, 'requests made by two sends').toBe(2);
+    expect(outcomes).toMatchObject([{ kind: 'not-sent', code: 'ExpiredProviderToken' }, { kind: 'not-sent', code: 'ExpiredProviderToken' }]);
+    expect(await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))])).toEqual([{ kind: 'sent' }, { kind: 'sent' }]);
     expect(fake.pushes.at(-1)!.jwt).not.toBe(old);
     expect(provider.jwt.signed).toBe(2);
+  });
+
+  it('tells a device that gets too many pushes (429 TooManyRequests) from a provider that is overloaded', async () => {
+    const provider = apns();
+    // One device: retried later like a transient failure, without slowing the provider for everyone.
+    expect(await provider.send(send('toomany-1'))).toMatchObject({ kind: 'rate-limited', code: 'TooManyRequests', scope: 'recipient' });
+    expect(await provider.send(send('busy-1'))).toMatchObject({ kind: 'rate-limited', scope: 'provider' });
   });
 
   it('opens a new session after GOAWAY and loses or repeats nothing', async () => {

@@ -80,6 +80,17 @@ describe('the FCM HTTP v1 provider against a local FCM and token endpoint', () =
     expect(fake.sends.at(-1)!.bearer).toBe(fake.issued.at(-1));
   });
 
+  it('makes one request per send, so a permit carries one request: a rejected token is renewed and the send goes again on a permit of its own', async () => {
+    expect((await provider.send(send('device-r1'))).kind).toBe('sent');
+    fake.revokeAll();
+    const before = fake.requests;
+    const outcome = await provider.send(send('device-r2'));
+    expect(fake.requests - before, 'requests made by one send').toBe(1);
+    // Not the recipient's fault, and fixed now: again at once, without spending an attempt.
+    expect(outcome).toMatchObject({ kind: 'not-sent' });
+    expect(await provider.send(send('device-r2'))).toEqual({ kind: 'sent' });
+  });
+
   it('refreshes the token before it expires', async () => {
     fake.expiresIn = 3;
     try {

@@ -41,6 +41,21 @@ describe('frequency caps', () => {
     expect(await caps.reserve(daily(3), ['a'])).toEqual([true]);
   });
 
+  it('gives a message back to the bucket it was counted in, across a bucket boundary', async () => {
+    const { caps, redis } = adapters();
+    // 24 buckets of one second each.
+    const cap: FrequencyCap = { max: 1, per: '24s', kinds: [] };
+    // Start early in a bucket, by the Redis clock, so the reserve lands in it.
+    const bucketOf = async () => Math.floor(Number((await redis.time())[0]) * 1000 / 1000);
+    const reservedIn = await bucketOf();
+    const reservation = await caps.reserve(cap, ['a']);
+    expect(reservation).toEqual([true]);
+    await waitFor(async () => (await bucketOf()) > reservedIn, { what: 'the next bucket' });
+    // The send did not happen after all: the message is given back.
+    await caps.release(cap, ['a']);
+    expect(await caps.reserve(cap, ['a'])).toEqual([true]);
+  });
+
   it('lets exactly one of many racing campaigns through per recipient under a cap of 1', async () => {
     const prefix = uniquePrefix('respect');
     const racers = Array.from({ length: 8 }, () => adapters(prefix));

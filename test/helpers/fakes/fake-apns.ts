@@ -123,6 +123,8 @@ function answer(deviceToken: string): [number, string?] {
   if (deviceToken.startsWith('gone')) return [410, 'Unregistered'];
   if (deviceToken.startsWith('bad')) return [400, 'BadDeviceToken'];
   if (deviceToken.startsWith('othertopic')) return [400, 'DeviceTokenNotForTopic'];
+  // Apple's one 429 about a device: too many pushes to this token in a row.
+  if (deviceToken.startsWith('toomany')) return [429, 'TooManyRequests'];
   if (deviceToken.startsWith('busy')) return [429, 'TooManyProviderRequests'];
   if (deviceToken.startsWith('down')) return [503, 'ServiceUnavailable'];
   if (deviceToken.startsWith('oops')) return [500, 'InternalServerError'];

@@ -21,6 +21,8 @@ export class FakeFcm {
   /** Access tokens issued, in order. */
   readonly issued: string[] = [];
   readonly refusedAssertions: string[] = [];
+  /** Every messages:send request, answered or refused. */
+  requests = 0;
   /** Seconds the next access tokens live. */
   expiresIn = 3600;
   private readonly live = new Map<string, number>();
@@ -69,6 +71,7 @@ export class FakeFcm {
     }
     const match = /^\/v1\/projects\/([^/]+)\/messages:send$/.exec(req.url ?? '');
     if (req.method !== 'POST' || !match) return json(404, { error: { code: 404, status: 'NOT_FOUND', message: 'no such method' } });
+    this.requests += 1;
     const bearer = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
     const until = this.live.get(bearer);
     if (until === undefined || until < Date.now()) {

@@ -1,0 +1,140 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { AppEvents } from '../../src/app/events.js';
+import type { ClaimDirective, ConfirmEntry, PageRef, ProviderRegistry } from '../../src/app/ports.js';
+import { RunPump } from '../../src/app/pump.js';
+import { Supervisor } from '../../src/app/supervisor.js';
+import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
+import { RedisLifecycle } from '../../src/adapters/redis/redis-lifecycle.js';
+import { decodeRecord } from '../../src/domain/ledger.js';
+import { createLogger } from '../../src/logger.js';
+import { ids, redisHarness } from '../helpers/harness.js';
+import { deletePrefix } from '../helpers/redis.js';
+
+/**
+ * The ledger when something was lost on the way: a confirm that never
+ * landed, a claim a failover forgot, a worker that keeps dying on the same
+ * recipient, a cancel while requests are on the wire. Every run must reach a
+ * final state, and nothing that may have gone out is sent again.
+ */
+const LEASE = 1000;
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
+  const h = redisHarness('ledgerfault');
+  const queue = createSendQueue(h.redis, h.prefix);
+  const pageQueue = new BullPageQueue([queue]);
+  const pump = new RunPump(h.ledger, pageQueue, 4);
+  const providers = { get: () => ({ retry: { inDoubt, maxAttempts } }), names: () => ['sim'] } as unknown as ProviderRegistry;
+  const supervisor = new Supervisor(
+    { ledger: h.ledger, store: h.store, providers, queue: pageQueue, pump, events: new AppEvents(), log: createLogger('silent') },
+    { intervalMs: 100, stallMs: 60_000, stuckMs: 60_000, stagingTtlMs: 60_000 },
+  );
+  cleanups.push(async () => {
+    await queue.close();
+    await deletePrefix(h.redis, h.prefix);
+    h.redis.disconnect();
+  });
+  return { h, supervisor, lifecycle: new RedisLifecycle(h.keys, h.scripts) };
+}
+
+async function runningPage(h: ReturnType<typeof redisHarness>, size: number) {
+  const campaignId = await h.createCampaign(ids(size), 100);
+  const runId = await h.startRun(campaignId);
+  await h.ledger.markActive(campaignId, runId);
+  await h.ledger.advanceCursor(campaignId, runId, 0, 1);
+  const ref: PageRef = { campaignId, runId, page: 0 };
+  return { campaignId, runId, ref };
+}
+
+const claims = (...indexes: number[]): ClaimDirective[] => indexes.map((index) => ({ index, op: 'claim' as const }));
+const entry = (index: number, op: ConfirmEntry['op']): ConfirmEntry => ({ index, op, delayMs: 0, code: op === 's' ? '' : 'X', message: '' });
+
+/** Ticks the supervisor for up to `ms` (lock released between ticks), until `done`. */
+async function tickFor(s: ReturnType<typeof setup>, ms: number, done: () => Promise<boolean>): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    await s.h.redis.del(`${s.h.prefix}:lock:supervisor`);
+    await s.supervisor.tick();
+    if (await done()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return done();
+}
+
+async function stateOf(h: ReturnType<typeof redisHarness>, ref: PageRef, index: number) {
+  const raw = (await h.redis.getBuffer(h.keys.campaign(ref.campaignId).run(ref.runId).records(ref.page))) ?? Buffer.alloc(0);
+  return decodeRecord(raw, index);
+}
+
+describe('records in flight without a live lease', () => {
+  it('settles a recipient whose confirm never landed once its page is released, and completes the run', async () => {
+    const s = setup('report');
+    const { h } = s;
+    const { campaignId, runId, ref } = await runningPage(h, 2);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
+    // Recipient 1's confirm is lost (a failover, an AOF everysec crash): only 0 lands.
+    await h.ledger.confirm(ref, 'A', LEASE, 5, [entry(0, 's')]);
+    await h.ledger.releasePage(ref, 'A', 2);
+    const settled = await tickFor(s, 3 * LEASE, async () => (await h.ledger.getRun(campaignId, runId))?.status === 'completed');
+    const run = await h.ledger.getRun(campaignId, runId);
+    expect(run?.counts, 'counts once a lease period is over').toMatchObject({ pending: 0, inflight: 0, sent: 1, unknown: 1 });
+    expect(settled).toBe(true);
+    expect((await stateOf(h, ref, 1)).state).toBe('unknown');
+  });
+});
+
+describe('a claim lost after the send went out', () => {
+  it('lets the lease holder’s confirm land, so the recipient is never sent again', async () => {
+    const { h } = setup();
+    const { campaignId, runId, ref } = await runningPage(h, 2);
+    await h.ledger.acquirePage(ref, 'A', LEASE * 30, 'report');
+    await h.ledger.claim(ref, 'A', LEASE * 30, claims(0));
+    // A failover promotes a replica that never got the claim: recipient 0 is pending again, the lease still A's.
+    await h.forgetClaim(ref, 0);
+    await h.ledger.confirm(ref, 'A', LEASE * 30, 5, [entry(0, 's')]);
+    expect((await stateOf(h, ref, 0)).state).toBe('sent');
+    expect(await h.ledger.claim(ref, 'A', LEASE * 30, claims(0))).toEqual({ kind: 'ok', claimed: [] });
+    expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 1, inflight: 0, sent: 1 });
+  });
+});
+
+describe('in-doubt resends', () => {
+  it('stop at the attempt limit: a recipient whose worker keeps dying ends unknown, not pending for ever', async () => {
+    const s = setup('resend', 2);
+    const { h } = s;
+    const { campaignId, runId, ref } = await runningPage(h, 1);
+    for (const token of ['A', 'B', 'C']) {
+      const acquired = await h.ledger.acquirePage(ref, token, LEASE, 'resend');
+      if (acquired.kind !== 'ok') break;
+      await h.ledger.claim(ref, token, LEASE, claims(0));
+      // The worker dies with the request on the wire.
+      await h.abandonLease(ref);
+    }
+    await tickFor(s, 3 * LEASE, async () => (await h.ledger.getRun(campaignId, runId))?.status === 'completed');
+    const record = await stateOf(h, ref, 0);
+    expect(record.attempts).toBeLessThanOrEqual(2);
+    expect(record.state).toBe('unknown');
+  });
+});
+
+describe('cancel while requests are on the wire', () => {
+  it('counts nothing pending in a cancelled run once its in-flight recipients come back or their worker is gone', async () => {
+    const s = setup('report');
+    const { h, lifecycle } = s;
+    const { campaignId, runId, ref } = await runningPage(h, 4);
+    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.claim(ref, 'A', LEASE, claims(0, 1, 2));
+    expect(await lifecycle.cancel(campaignId, runId)).toMatchObject({ ok: true });
+    // 0 comes back transient (would be retried), 1 rate limited (would be requeued); 2's worker dies.
+    await h.ledger.confirm(ref, 'A', LEASE, 5, [entry(0, 't'), entry(1, 'r')]);
+    await h.abandonLease(ref);
+    await tickFor(s, 3 * LEASE, async () => (await h.ledger.getRun(campaignId, runId))?.counts.pending === 0);
+    const run = await h.ledger.getRun(campaignId, runId);
+    expect(run?.status).toBe('cancelled');
+    expect(run?.counts).toMatchObject({ total: 4, pending: 0, inflight: 0, unknown: 1, skipped: 3 });
+  });
+});

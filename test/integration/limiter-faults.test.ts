@@ -1,0 +1,122 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { Keys } from '../../src/adapters/redis/keys.js';
+import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
+import { Scripts } from '../../src/adapters/redis/scripts.js';
+import { sleepUntil } from '../../src/app/waiting.js';
+import type { Permit, ProviderLimits } from '../../src/app/ports.js';
+import { maxInWindow } from '../helpers/mock-provider.js';
+import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
+
+/**
+ * The limiter under the faults a fleet of workers meets: a circuit probe
+ * that says nothing, a permit handed back after its lease ended and it was
+ * granted again, processes that disagree about a provider's tps during a
+ * rolling config change.
+ */
+const opened: Array<{ redis: Redis; limiter: RedisPermitLimiter }> = [];
+const prefixes: string[] = [];
+
+function limiterOn(prefix: string, options: PermitLimiterOptions = {}) {
+  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const limiter = new RedisPermitLimiter(redis, new Keys(prefix), new Scripts(redis), options);
+  opened.push({ redis, limiter });
+  return limiter;
+}
+
+function prefix(): string {
+  const p = uniquePrefix('limfault');
+  prefixes.push(p);
+  return p;
+}
+
+afterEach(async () => {
+  for (const { redis, limiter } of opened.splice(0)) {
+    await limiter.close();
+    redis.disconnect();
+  }
+  const cleaner = new Redis(TEST_REDIS_URL);
+  for (const p of prefixes.splice(0)) await deletePrefix(cleaner, p);
+  cleaner.disconnect();
+});
+
+/** Resolves with what `promise` gives within `ms`, or with 'timeout'. */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  return Promise.race([promise, sleep(ms).then(() => 'timeout' as const)]);
+}
+
+describe('the circuit breaker', () => {
+  it('lets another probe through when a half-open probe answers neither good nor bad (a 429, a refused stream)', async () => {
+    const limits: ProviderLimits = { name: 'flaky', tps: 50, timeoutMs: 1000, breaker: { failures: 2, coolDownMs: 300, maxCoolDownMs: 1000 } };
+    const limiter = limiterOn(prefix(), { flushDelayMs: 1 });
+    // Two transient failures in a row open the circuit.
+    for (let i = 0; i < 2; i += 1) {
+      const [permit] = await limiter.acquire(limits, 1, 1);
+      limiter.complete(permit!, 'failed');
+    }
+    const state = await waitFor(async () => ((await limiter.state(limits)).breaker === 'open' ? 'open' : undefined), { what: 'the circuit to open' });
+    expect(state).toBe('open');
+    // After the cool-down, one probe; it is rate limited (neutral).
+    const [probe] = await limiter.acquire(limits, 1, 1);
+    limiter.complete(probe!, 'neutral');
+    // The provider must get another probe; it never sent again before.
+    const next = await within(limiter.acquire(limits, 1, 1), 5000);
+    expect(next, 'a permit after a neutral probe').not.toBe('timeout');
+  });
+});
+
+describe('permit identity', () => {
+  it('never frees a permit that was granted again after its lease ended, when the first holder hands it back late', async () => {
+    const p = prefix();
+    const limits = (timeoutMs: number): ProviderLimits => ({ name: 'one', tps: 1, timeoutMs, breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 } });
+    // A: a worker cut off from Redis longer than its permit lease (timeout + slack).
+    const a = limiterOn(p, { leaseSlackMs: 100, flushDelayMs: 1 });
+    const [late] = await a.acquire(limits(100), 1, 1);
+    // B gets the same slot once A's lease ran out and the permit rested, and holds it.
+    const b = limiterOn(p, { flushDelayMs: 1 });
+    const [held] = await waitFor(() => b.acquire(limits(5000), 1, 1), { timeoutMs: 10_000, what: 'the permit again' });
+    expect(held!.id).toBe(late!.id);
+    // A comes back and reports its request completed.
+    a.complete(late!, 'healthy');
+    // C must not get a permit while B holds the only one (tps 1).
+    const c = limiterOn(p, { flushDelayMs: 1 });
+    const got = await within(c.acquire(limits(5000), 1, 1), 2500);
+    expect(got, 'a second holder of a tps-1 provider').toBe('timeout');
+    b.giveBack(held!);
+  });
+
+  it('keeps the cap through a rolling tps change (processes configured with different tps for one provider)', async () => {
+    const p = prefix();
+    const breaker = { failures: 1000, coolDownMs: 1000, maxCoolDownMs: 1000 };
+    const oldConfig: ProviderLimits = { name: 'rolling', tps: 8, timeoutMs: 2000, breaker };
+    const newConfig: ProviderLimits = { name: 'rolling', tps: 4, timeoutMs: 2000, breaker };
+    const arrivals: number[] = [];
+    const started = performance.now();
+    const sender = async (limiter: RedisPermitLimiter, limits: ProviderLimits) => {
+      while (performance.now() - started < 6000) {
+        const permits = await limiter.acquire(limits, 2, 1);
+        await Promise.all(
+          permits.map(async (permit: Permit) => {
+            await sleepUntil(permit.notBefore);
+            arrivals.push(performance.now());
+            await sleep(20);
+            limiter.complete(permit, 'healthy');
+          }),
+        );
+      }
+    };
+    await Promise.all([
+      ...Array.from({ length: 4 }, () => sender(limiterOn(p), oldConfig)),
+      ...Array.from({ length: 4 }, () => sender(limiterOn(p), newConfig)),
+    ]);
+    // The lower value holds as soon as a process that has it asks (a cap is lowered because the provider's is):
+    // after the first second, whichever value a process has, no sliding second sees more than the lower one.
+    const settled = arrivals.filter((at) => at - started >= 1000);
+    expect(maxInWindow(settled)).toBeLessThanOrEqual(newConfig.tps);
+    // The cap was reached, so the check tested something.
+    expect(maxInWindow(settled)).toBeGreaterThanOrEqual(newConfig.tps - 1);
+  });
+});
