@@ -22,6 +22,8 @@ const common = {
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", starting with a letter or digit'),
   tps: z.number().int().min(1).max(100_000),
   maxAttempts: z.number().int().min(1).max(100).default(5),
+  /** Times a recipient may be handed back unsent at the provider's word (429, a refused stream, renewed credentials) before it fails. */
+  maxRequeues: z.number().int().min(1).max(1000).default(50),
   retryBaseMs: z.number().int().min(1).max(3_600_000).default(1000),
   retryMaxMs: z.number().int().min(1).max(86_400_000).default(60_000),
   /**
@@ -226,6 +228,7 @@ function retryTimeouts(config: ProviderConfig): boolean {
 export function retryPolicy(config: ProviderConfig) {
   return {
     maxAttempts: config.maxAttempts,
+    maxRequeues: config.maxRequeues,
     baseMs: config.retryBaseMs,
     maxMs: config.retryMaxMs,
     inDoubt: config.inDoubt,
@@ -257,18 +260,25 @@ const envSchema = z.object({
   SEND_SHARDS: int(1, 256).default(1),
   /** Replicas that must acknowledge a claim (Redis WAIT) before its recipients are sent: set 1 with replicas, for failover. */
   REDIS_WAIT_REPLICAS: int(0, 16).default(0),
+  /**
+   * `strict`: nothing is sent while fewer than REDIS_WAIT_REPLICAS replicas acknowledge claims (a failover can never resend);
+   * `available`: wait only for the replicas connected now, so sending goes on, unprotected, while they are gone.
+   */
+  REDIS_WAIT_MODE: z.enum(['strict', 'available']).default('strict'),
+  /** Longest a claim waits for its replicas; then its recipients go back to pending, unsent. */
+  REDIS_WAIT_TIMEOUT_MS: int(10, 10_000).default(500),
   /** Send jobs (pages) one worker process works on at once. */
   WORKER_CONCURRENCY: int(1, 1000).default(8),
   /** Requests one worker process may have in flight at once, across providers. */
   SEND_CONCURRENCY: int(1, 100_000).default(256),
   /** How long a worker owns a page without renewing before others take it over. */
-  LEASE_MS: int(1000, 3_600_000).default(30_000),
+  LEASE_MS: int(1000, 3_600_000).default(3000),
   /** BullMQ lock duration and stalled-check interval of send jobs. */
-  STALLED_INTERVAL_MS: int(1000, 3_600_000).default(30_000),
+  STALLED_INTERVAL_MS: int(1000, 3_600_000).default(5000),
   SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(10_000),
-  SUPERVISOR_INTERVAL_MS: int(100, 3_600_000).default(5000),
+  SUPERVISOR_INTERVAL_MS: int(100, 3_600_000).default(1000),
   /** A running run with no ledger change for this long has its pages enqueued again. */
-  STALL_MS: int(1000, 86_400_000).default(60_000),
+  STALL_MS: int(1000, 86_400_000).default(30_000),
   /** … and one with none for this long raises the stuck-run alarm (log, metric, API). */
   STUCK_MS: int(1000, 86_400_000).default(300_000),
   /** An upload with nothing received for this long is abandoned: its staged rows are dropped. */
@@ -306,6 +316,8 @@ export interface Config {
   cluster: boolean;
   sendShards: number;
   waitReplicas: number;
+  waitMode: 'strict' | 'available';
+  waitTimeoutMs: number;
   port: number;
   host: string;
   adminToken: string | undefined;
@@ -379,6 +391,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     cluster: /^rediss?-cluster:/.test(e.REDIS_URL ?? ''),
     sendShards: e.SEND_SHARDS,
     waitReplicas: e.REDIS_WAIT_REPLICAS,
+    waitMode: e.REDIS_WAIT_MODE,
+    waitTimeoutMs: e.REDIS_WAIT_TIMEOUT_MS,
     port: e.PORT,
     host: e.HOST,
     adminToken: e.ADMIN_TOKEN,

@@ -6,7 +6,7 @@ import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { currentView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { Logger } from './events.js';
-import type { CampaignStore, Ledger, Lifecycle, PageQueue, Scheduler, Staging, Transition } from './ports.js';
+import type { CampaignStore, Lifecycle, PageQueue, Runs, Scheduler, Staging, Transition } from './ports.js';
 import type { RunPump } from './pump.js';
 
 export interface CampaignPatch {
@@ -31,20 +31,22 @@ export interface CampaignPatch {
  */
 export class CampaignLifecycle {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly ledger: Ledger,
-    private readonly lifecycle: Lifecycle,
-    private readonly scheduler: Scheduler,
-    private readonly queue: PageQueue,
-    private readonly pump: RunPump,
-    private readonly pageSize: number,
-    private readonly log: Logger,
+    private readonly deps: {
+      store: CampaignStore;
+      runs: Pick<Runs, 'getRun' | 'markActive'>;
+      lifecycle: Lifecycle;
+      scheduler: Scheduler;
+      queue: PageQueue;
+      pump: RunPump;
+      pageSize: number;
+      log: Logger;
+    },
   ) {}
 
   /** Runs a transition against the latest run, again if a run started in between. */
   private async apply<T>(id: string, action: string, step: (campaign: Campaign) => Promise<Transition<T>>): Promise<Transition<T> & { ok: true }> {
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      const campaign = await requireCampaign(this.store, id);
+      const campaign = await requireCampaign(this.deps.store, id);
       const result = await step(campaign);
       if (result.ok) return result;
       if (result.reason === 'missing') throw campaignNotFound(id);
@@ -54,11 +56,11 @@ export class CampaignLifecycle {
   }
 
   view(id: string): Promise<CampaignView> {
-    return currentView(this.store, this.ledger, id);
+    return currentView(this.deps.store, this.deps.runs, id);
   }
 
   async pause(id: string): Promise<CampaignView> {
-    await this.apply(id, 'pause', (c) => this.lifecycle.pause(id, c.latestRunId));
+    await this.apply(id, 'pause', (c) => this.deps.lifecycle.pause(id, c.latestRunId));
     return this.view(id);
   }
 
@@ -67,26 +69,26 @@ export class CampaignLifecycle {
     const result = await this.apply(id, 'resume', (c) => {
       runId = c.latestRunId;
       const due = c.schedule !== null && nextOccurrence(c.schedule, Date.now()) !== null;
-      return this.lifecycle.resume(id, c.latestRunId, due ? 'scheduled' : 'draft');
+      return this.deps.lifecycle.resume(id, c.latestRunId, due ? 'scheduled' : 'draft');
     });
     if (runId && result.gen !== undefined) {
       // The paused run goes on: its unfinished pages again, under a new generation of job ids.
-      const run = await this.ledger.getRun(id, runId);
-      await this.ledger.markActive(id, runId);
+      const run = await this.deps.runs.getRun(id, runId);
+      await this.deps.runs.markActive(id, runId);
       if (result.pages && result.pages.length > 0) {
-        await this.queue.enqueuePages(
+        await this.deps.queue.enqueuePages(
           result.pages.map((page) => ({ campaignId: id, runId: runId!, page, gen: result.gen! })),
           { priorityClass: run?.priorityClass ?? 1 },
         );
       }
-      await this.pump.fill(id, runId);
+      await this.deps.pump.fill(id, runId);
     }
     return this.view(id);
   }
 
   async cancel(id: string): Promise<CampaignView> {
-    await this.apply(id, 'cancel', (c) => this.lifecycle.cancel(id, c.latestRunId));
-    await this.scheduler.remove(id).catch((err) => this.log.warn({ campaignId: id, err: (err as Error).message }, 'could not remove the schedule'));
+    await this.apply(id, 'cancel', (c) => this.deps.lifecycle.cancel(id, c.latestRunId));
+    await this.deps.scheduler.remove(id).catch((err) => this.deps.log.warn({ campaignId: id, err: (err as Error).message }, 'could not remove the schedule'));
     return this.view(id);
   }
 
@@ -109,13 +111,13 @@ export class CampaignLifecycle {
         throw new DomainError(ErrorCodes.VALIDATION_FAILED, `${summary.invalid} recipient(s) are invalid; nothing was changed`, summary);
       }
       // Refuse early when the state forbids it, before writing a whole list for nothing.
-      const campaign = await requireCampaign(this.store, id);
+      const campaign = await requireCampaign(this.deps.store, id);
       if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(id, campaign.status, 'edit');
       await this.replaceList(campaign, collector.recipients.length, async (staging) => {
         await staging.add(collector.recipients);
       });
     }
-    if (Object.keys(fields).length > 0) await this.apply(id, 'edit', () => this.lifecycle.edit(id, fields));
+    if (Object.keys(fields).length > 0) await this.apply(id, 'edit', () => this.deps.lifecycle.edit(id, fields));
     return { campaign: await this.view(id), recipients: summary };
   }
 
@@ -124,15 +126,15 @@ export class CampaignLifecycle {
    * step — or drops it whole, if filling failed or the state forbids it.
    */
   async replaceList(campaign: Campaign, expectedRows: number, fill: (staging: Staging) => Promise<void>): Promise<RecipientLayout> {
-    const staging = await this.store.beginStaging(campaign.id, expectedRows, this.pageSize);
+    const staging = await this.deps.store.beginStaging(campaign.id, expectedRows, this.deps.pageSize);
     let live = false;
     try {
       await fill(staging);
       const layout = await staging.finish();
-      const result = await this.apply(campaign.id, 'upload', (c) => this.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout));
+      const result = await this.apply(campaign.id, 'upload', (c) => this.deps.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout));
       live = true;
       await staging.commit();
-      if (result.dropVersion !== null) await this.store.dropRecipients(campaign.id, { ...campaign.recipients, version: result.dropVersion });
+      if (result.dropVersion !== null) await this.deps.store.dropRecipients(campaign.id, { ...campaign.recipients, version: result.dropVersion });
       return layout;
     } finally {
       if (!live) await staging.abort();
@@ -141,12 +143,12 @@ export class CampaignLifecycle {
 
   /** A new draft with the same message, provider, priority and recipients: the honest way to send it again. */
   async clone(id: string, name?: string): Promise<CampaignView> {
-    const source = await requireCampaign(this.store, id);
+    const source = await requireCampaign(this.deps.store, id);
     const createdAt = Date.now();
     const cloneId = newId(createdAt);
-    await this.store.copyRecipients(source, cloneId);
+    await this.deps.store.copyRecipients(source, cloneId);
     const layout = planLayout(source.recipients.total, source.recipients.pageSize);
-    await this.store.create(
+    await this.deps.store.create(
       { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority,
         maxAttempts: source.maxAttempts,
         kind: source.kind,

@@ -3,7 +3,7 @@ import { recipientId, recipientRecord, type RecipientRecord } from '../domain/re
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
-import type { CampaignStore, Ledger, OccurrenceEntry, RunState } from './ports.js';
+import type { CampaignStore, Ledger, OccurrenceEntry, Runs, RunState } from './ports.js';
 
 export interface RecipientEntryView {
   recipient: RecipientRecord;
@@ -38,13 +38,16 @@ export interface Paged<T> {
 
 export class CampaignQueries {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly ledger: Ledger,
+    private readonly deps: {
+      store: CampaignStore;
+      runs: Pick<Runs, 'getRun'>;
+      ledger: Pick<Ledger, 'readEntry' | 'listBad'>;
+    },
   ) {}
 
   private async load(id: string): Promise<{ campaign: Campaign; run: RunState | null }> {
-    const campaign = await requireCampaign(this.store, id);
-    return { campaign, run: await latestRun(this.ledger, campaign) };
+    const campaign = await requireCampaign(this.deps.store, id);
+    return { campaign, run: await latestRun(this.deps.runs, campaign) };
   }
 
   async get(id: string): Promise<CampaignView> {
@@ -53,9 +56,9 @@ export class CampaignQueries {
   }
 
   async list(limit: number, cursor?: string): Promise<Paged<CampaignView>> {
-    const page = await this.store.list(limit, cursor);
+    const page = await this.deps.store.list(limit, cursor);
     const items = await Promise.all(
-      page.items.map(async (campaign) => campaignView(campaign, await latestRun(this.ledger, campaign))),
+      page.items.map(async (campaign) => campaignView(campaign, await latestRun(this.deps.runs, campaign))),
     );
     return { items, nextCursor: page.nextCursor };
   }
@@ -64,17 +67,17 @@ export class CampaignQueries {
     const { campaign, run } = await this.load(campaignId);
     // The latest run's own version of the list (the list may have been replaced since).
     const layout = run ? run.recipients : campaign.recipients;
-    const position = await this.store.findPosition(campaignId, layout, id);
+    const position = await this.deps.store.findPosition(campaignId, layout, id);
     if (position === null) {
       throw new DomainError(ErrorCodes.RECIPIENT_NOT_FOUND, `campaign ${campaignId} has no recipient ${JSON.stringify(id)}`);
     }
     const { pageSize } = layout;
-    const stored = (await this.store.readPage(campaignId, layout.version, Math.floor(position / pageSize)))[position % pageSize];
+    const stored = (await this.deps.store.readPage(campaignId, layout.version, Math.floor(position / pageSize)))[position % pageSize];
     if (stored === undefined || recipientId(stored) !== id) throw new Error(`recipient index of campaign ${campaignId} is inconsistent`);
     if (!run) {
       return { recipient: recipientRecord(stored), runId: null, state: 'pending', attempts: 0, lastError: null, updatedAt: null, runStartedAt: null };
     }
-    const entry = await this.ledger.readEntry(campaignId, run.id, position, pageSize);
+    const entry = await this.deps.ledger.readEntry(campaignId, run.id, position, pageSize);
     const { record } = entry;
     // Cancelling a run settles its pending recipients in the counts at once (their records stay pending).
     const cancelled = run.status === 'cancelled' && record.state === 'pending';
@@ -94,11 +97,11 @@ export class CampaignQueries {
 
   /** Runs newest first with their counts, and the latest occurrences of the schedule. */
   async runs(campaignId: string, limit: number): Promise<{ items: RunDetailView[]; occurrences: OccurrenceEntry[] }> {
-    await requireCampaign(this.store, campaignId);
-    const ids = await this.store.runIds(campaignId, limit);
-    const runs = await Promise.all(ids.map((id) => this.ledger.getRun(campaignId, id)));
+    await requireCampaign(this.deps.store, campaignId);
+    const ids = await this.deps.store.runIds(campaignId, limit);
+    const runs = await Promise.all(ids.map((id) => this.deps.runs.getRun(campaignId, id)));
     const items = runs.filter((r): r is RunState => r !== null).map((r) => ({ ...runView(r), counts: countsView(r) }));
-    return { items, occurrences: await this.store.occurrences(campaignId, limit) };
+    return { items, occurrences: await this.deps.store.occurrences(campaignId, limit) };
   }
 
   async failures(campaignId: string, limit: number, cursor?: string): Promise<Paged<FailureView>> {
@@ -106,15 +109,15 @@ export class CampaignQueries {
     if (!run) return { items: [], nextCursor: null };
     const after = cursor === undefined ? -1 : Number(cursor);
     if (!Number.isInteger(after) || after < -1) throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
-    const positions = await this.ledger.listBad(campaignId, run.id, after, limit + 1);
+    const positions = await this.deps.ledger.listBad(campaignId, run.id, after, limit + 1);
     const shown = positions.slice(0, limit);
     const { pageSize, version } = run.recipients;
     const pages = new Map<number, Promise<Awaited<ReturnType<CampaignStore['readPage']>>>>();
     const items = await Promise.all(
       shown.map(async (position) => {
         const pageNo = Math.floor(position / pageSize);
-        if (!pages.has(pageNo)) pages.set(pageNo, this.store.readPage(campaignId, version, pageNo));
-        const [page, entry] = await Promise.all([pages.get(pageNo)!, this.ledger.readEntry(campaignId, run.id, position, pageSize)]);
+        if (!pages.has(pageNo)) pages.set(pageNo, this.deps.store.readPage(campaignId, version, pageNo));
+        const [page, entry] = await Promise.all([pages.get(pageNo)!, this.deps.ledger.readEntry(campaignId, run.id, position, pageSize)]);
         return {
           recipientId: recipientId(page[position % pageSize]!),
           state: entry.record.state as 'failed' | 'unknown',

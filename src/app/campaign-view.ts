@@ -3,7 +3,7 @@ import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { ReasonName } from '../domain/respect.js';
 import { campaignNotFound } from '../domain/errors.js';
-import type { CampaignStore, Ledger, RunState } from './ports.js';
+import type { CampaignStore, Runs, RunState } from './ports.js';
 
 /** The campaign with id `id`, or CAMPAIGN_NOT_FOUND. */
 export async function requireCampaign(store: Pick<CampaignStore, 'get'>, id: string): Promise<Campaign> {
@@ -13,12 +13,12 @@ export async function requireCampaign(store: Pick<CampaignStore, 'get'>, id: str
 }
 
 /** The campaign's latest run, when it has one. */
-export function latestRun(ledger: Pick<Ledger, 'getRun'>, campaign: Campaign): Promise<RunState | null> {
+export function latestRun(ledger: Pick<Runs, 'getRun'>, campaign: Campaign): Promise<RunState | null> {
   return campaign.latestRunId ? ledger.getRun(campaign.id, campaign.latestRunId) : Promise.resolve(null);
 }
 
 /** A campaign as the API shows it, read now. */
-export async function currentView(store: Pick<CampaignStore, 'get'>, ledger: Pick<Ledger, 'getRun'>, id: string): Promise<CampaignView> {
+export async function currentView(store: Pick<CampaignStore, 'get'>, ledger: Pick<Runs, 'getRun'>, id: string): Promise<CampaignView> {
   const campaign = await requireCampaign(store, id);
   return campaignView(campaign, await latestRun(ledger, campaign));
 }

@@ -1,4 +1,6 @@
-import type { ConfirmEntry, Ledger, PageRef } from './ports.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ConfirmEntry, ConfirmPolicy, Ledger, PageRef } from './ports.js';
+import type { HeldPage } from './lease-renewer.js';
 
 export interface ConfirmBufferOptions {
   leaseMs: number;
@@ -10,7 +12,10 @@ export interface ConfirmBufferOptions {
 
 /**
  * Outcomes of one page, recorded a batch at a time. Every batch is checked
- * against the page lease, so a worker that lost its page records nothing.
+ * against the page lease, so a worker that lost its page records nothing; a
+ * batch that lands renews the lease. A batch Redis refuses (out of memory, a
+ * failover) is tried once more before the page gives up: what is not
+ * recorded is settled by the in-doubt policy once the lease is gone.
  */
 export class ConfirmBuffer {
   private entries: ConfirmEntry[] = [];
@@ -21,12 +26,15 @@ export class ConfirmBuffer {
   failure: unknown = null;
 
   constructor(
-    private readonly ledger: Ledger,
-    private readonly ref: PageRef,
-    private readonly token: string,
-    private readonly maxAttempts: number,
+    private readonly ledger: Pick<Ledger, 'confirm'>,
+    private readonly page: HeldPage,
+    private readonly policy: ConfirmPolicy,
     private readonly options: ConfirmBufferOptions,
   ) {}
+
+  get ref(): PageRef {
+    return this.page.ref;
+  }
 
   add(entry: ConfirmEntry): void {
     this.entries.push(entry);
@@ -41,17 +49,30 @@ export class ConfirmBuffer {
     }
     const batch = this.entries;
     this.entries = [];
-    if (batch.length > 0) {
-      this.chain = this.chain.then(async () => {
-        try {
-          const result = await this.ledger.confirm(this.ref, this.token, this.options.leaseMs, this.maxAttempts, batch);
-          if (result.kind === 'fenced') this.fenced = true;
-          else if (result.runCompleted) this.runCompleted = true;
-        } catch (err) {
-          this.failure ??= err;
-        }
-      });
-    }
+    if (batch.length > 0) this.chain = this.chain.then(() => this.record(batch));
     return this.chain;
+  }
+
+  private async record(batch: ConfirmEntry[]): Promise<void> {
+    for (let attempt = 0; ; attempt += 1) {
+      const sentAt = performance.now();
+      try {
+        const result = await this.ledger.confirm(this.page.ref, this.page.token, this.options.leaseMs, this.policy, batch);
+        if (result.kind === 'fenced') {
+          this.fenced = true;
+          this.page.halt ??= { kind: 'fenced' };
+        } else {
+          this.page.renewed(sentAt);
+          if (result.runCompleted) this.runCompleted = true;
+        }
+        return;
+      } catch (err) {
+        if (attempt >= 1) {
+          this.failure ??= err;
+          return;
+        }
+        await sleep(200);
+      }
+    }
   }
 }

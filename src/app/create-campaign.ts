@@ -29,16 +29,18 @@ export interface CreateCampaignResult {
 
 export class CreateCampaign {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly providers: ProviderRegistry,
-    private readonly pageSize: number,
+    private readonly deps: {
+      store: CampaignStore;
+      providers: ProviderRegistry;
+      pageSize: number;
+    },
   ) {}
 
   async execute(input: CreateCampaignInput): Promise<CreateCampaignResult> {
-    if (!this.providers.get(input.provider)) {
+    if (!this.deps.providers.get(input.provider)) {
       throw new DomainError(ErrorCodes.UNKNOWN_PROVIDER, `provider ${JSON.stringify(input.provider)} is not configured`, {
         path: ['provider'],
-        known: this.providers.names(),
+        known: this.deps.providers.names(),
       });
     }
     const collector = new RecipientCollector();
@@ -49,8 +51,8 @@ export class CreateCampaign {
     }
     const createdAt = Date.now();
     const id = newId(createdAt);
-    const layout = planLayout(collector.recipients.length, this.pageSize);
-    await this.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority,
+    const layout = planLayout(collector.recipients.length, this.deps.pageSize);
+    await this.deps.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority,
         maxAttempts: input.maxAttempts ?? null,
         kind: input.kind,
         quietHours: input.quietHours,
@@ -59,7 +61,7 @@ export class CreateCampaign {
         createdAt,
         layout,
       }, collector.recipients);
-    const campaign = await this.store.get(id);
+    const campaign = await this.deps.store.get(id);
     if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
     return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };
   }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { SendOutcomeKind } from '../domain/send-outcome.js';
+import type { RecordOutcome } from '../domain/send-rules.js';
 
 /**
  * What the use cases report as they work. Metrics, logs and tests subscribe
@@ -8,26 +9,49 @@ import type { SendOutcomeKind } from '../domain/send-outcome.js';
 export interface AppEventMap {
   'send:done': { provider: string; outcome: SendOutcomeKind; code?: string; durationMs: number };
   'limiter:waited': { provider: string; ms: number };
-  'ledger:transitions': { to: 'claimed' | 'sent' | 'failed' | 'retry' | 'requeued' | 'unknown' | 'skipped' | 'deferred'; count: number };
+  'ledger:transitions': { to: 'claimed' | RecordOutcome | 'skipped' | 'deferred'; count: number };
   /** Recipients the gate kept from being sent now, by why (names of domain/respect.ts REASONS). */
   'recipients:held': { outcome: 'skipped' | 'deferred'; reason: string; count: number };
+  /** Claims too few replicas acknowledged in time (REDIS_WAIT_REPLICAS): their recipients went back to pending, unsent. */
+  'claims:unreplicated': { count: number };
   'page:released': { campaignId: string; runId: string; page: number; pending: number };
   'run:started': { campaignId: string; runId: string; total: number };
   'run:completed': { campaignId: string; runId: string };
   'run:counts-mismatch': { campaignId: string; runId: string };
   'lease:fenced': { campaignId: string; runId: string; page: number };
+  /** Pages whose worker stopped renewing their leases, settled and handed to other workers (the supervisor). */
+  'lease:expired': { campaignId: string; runId: string; pages: number };
   'recipients:unknown': { campaignId: string; runId: string; page: number; count: number };
+  'worker:start': { instance: string };
+  'worker:stop': { instance: string };
+  /** Graceful shutdown: no new work taken (`begin`), in-flight work finished and recorded (`done`). */
+  'shutdown:begin': { instance: string };
+  'shutdown:done': { instance: string };
 }
 
+/**
+ * A typed event map. A listener that throws is reported (to `onListenerError`)
+ * and never reaches the code that emitted: a broken metric cannot break a send.
+ */
 export class AppEvents {
   private readonly emitter = new EventEmitter();
 
-  constructor() {
+  constructor(private readonly onListenerError: (event: string, err: unknown) => void = (event, err) => process.emitWarning(`listener of ${event} threw: ${String(err)}`)) {
     this.emitter.setMaxListeners(100);
   }
 
   emit<K extends keyof AppEventMap>(event: K, payload: AppEventMap[K]): void {
-    this.emitter.emit(event, payload);
+    for (const listener of this.emitter.listeners(event)) {
+      try {
+        (listener as (payload: AppEventMap[K]) => void)(payload);
+      } catch (err) {
+        try {
+          this.onListenerError(event, err);
+        } catch {
+          // Nothing left to tell.
+        }
+      }
+    }
   }
 
   on<K extends keyof AppEventMap>(event: K, listener: (payload: AppEventMap[K]) => void): () => void {

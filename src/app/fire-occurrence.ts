@@ -20,48 +20,50 @@ export type OccurrenceOutcome = 'ran' | 'skipped' | 'stale' | 'duplicate' | 'gon
  */
 export class FireOccurrence {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly lifecycle: Lifecycle,
-    private readonly scheduler: Scheduler,
-    private readonly starter: RunStarter,
-    private readonly graceMs: number,
-    private readonly log: Logger,
+    private readonly deps: {
+      store: CampaignStore;
+      lifecycle: Lifecycle;
+      scheduler: Scheduler;
+      starter: RunStarter;
+      graceMs: number;
+      log: Logger;
+    },
   ) {}
 
   async execute(campaignId: string, version: number, occurrence: number, now: number = Date.now()): Promise<OccurrenceOutcome> {
-    const campaign = await this.store.get(campaignId);
+    const campaign = await this.deps.store.get(campaignId);
     if (!campaign || campaign.status === 'cancelled') {
-      await this.scheduler.remove(campaignId);
+      await this.deps.scheduler.remove(campaignId);
       return 'gone';
     }
     const spec = campaign.schedule;
     if (!spec || nextOccurrence(spec, occurrence - 1) !== occurrence) {
-      this.log.info({ campaignId, version, current: campaign.scheduleVersion }, 'occurrence of an older schedule: ignored');
+      this.deps.log.info({ campaignId, version, current: campaign.scheduleVersion }, 'occurrence of an older schedule: ignored');
       return 'stale';
     }
     const record = (at: number, outcome: OccurrenceEntry['outcome'], extra: { reason?: string; runId?: string } = {}) =>
-      this.store.recordOccurrence(campaignId, { at: new Date(at).toISOString(), outcome, ...extra, handledAt: new Date(now).toISOString() });
+      this.deps.store.recordOccurrence(campaignId, { at: new Date(at).toISOString(), outcome, ...extra, handledAt: new Date(now).toISOString() });
 
     const missed = spec.kind === 'cron' ? [occurrence, ...occurrencesBetween(spec, occurrence, now)] : [occurrence];
     const latest = missed[missed.length - 1]!;
     for (const at of missed) {
-      if (at !== latest || now - at > this.graceMs) await record(at, 'skipped', { reason: 'misfire' });
+      if (at !== latest || now - at > this.deps.graceMs) await record(at, 'skipped', { reason: 'misfire' });
     }
-    if (now - latest > this.graceMs) {
-      this.log.warn({ campaignId, occurrences: missed.length }, 'missed the occurrence by more than the grace period: skipped');
-      if (spec.kind === 'at') await this.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
+    if (now - latest > this.deps.graceMs) {
+      this.deps.log.warn({ campaignId, occurrences: missed.length }, 'missed the occurrence by more than the grace period: skipped');
+      if (spec.kind === 'at') await this.deps.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
       return 'skipped';
     }
 
     const runId = spec.kind === 'at' ? ONE_OFF_RUN_ID : runIdForOccurrence(latest);
-    const created = await this.starter.start(campaignId, runId, {
+    const created = await this.deps.starter.start(campaignId, runId, {
       allowedFrom: ['scheduled'],
       statusAfter: spec.kind === 'at' ? 'completed' : 'scheduled',
       trigger: 'schedule',
     });
     if (created.ok) {
       await record(latest, 'ran', { runId });
-      this.log.info({ campaignId, runId }, 'scheduled run started');
+      this.deps.log.info({ campaignId, runId }, 'scheduled run started');
       return 'ran';
     }
     if (created.reason === 'exists') return 'duplicate';
@@ -74,7 +76,7 @@ export class FireOccurrence {
             ? 'previous-run-active'
             : `campaign-${created.status ?? created.reason}`;
     await record(latest, 'skipped', { reason });
-    this.log.info({ campaignId, reason }, 'occurrence skipped');
+    this.deps.log.info({ campaignId, reason }, 'occurrence skipped');
     return 'skipped';
   }
 }

@@ -2,7 +2,7 @@ import { invalidState, ONE_OFF_RUN_ID, sourceStatesFor } from '../domain/campaig
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { campaignView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { Logger } from './events.js';
-import type { CampaignStore, Ledger, Lifecycle, Scheduler } from './ports.js';
+import type { CampaignStore, Lifecycle, Runs, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
 
 /**
@@ -12,20 +12,22 @@ import type { RunStarter } from './run-starter.js';
  */
 export class LaunchCampaign {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly ledger: Ledger,
-    private readonly starter: RunStarter,
-    private readonly lifecycle: Lifecycle,
-    private readonly scheduler: Scheduler,
-    private readonly log: Logger,
+    private readonly deps: {
+      store: CampaignStore;
+      runs: Pick<Runs, 'getRun'>;
+      starter: RunStarter;
+      lifecycle: Lifecycle;
+      scheduler: Scheduler;
+      log: Logger;
+    },
   ) {}
 
   async execute(campaignId: string): Promise<CampaignView> {
-    const campaign = await requireCampaign(this.store, campaignId);
+    const campaign = await requireCampaign(this.deps.store, campaignId);
     if (campaign.schedule?.kind === 'cron' && campaign.status !== 'draft') {
       throw invalidState(campaignId, campaign.status, 'launch', 'A recurring (cron) campaign runs at its occurrences; reschedule or cancel it instead.');
     }
-    const created = await this.starter.start(campaignId, ONE_OFF_RUN_ID, {
+    const created = await this.deps.starter.start(campaignId, ONE_OFF_RUN_ID, {
       allowedFrom: sourceStatesFor('launch'),
       statusAfter: 'completed',
       trigger: 'launch',
@@ -41,10 +43,10 @@ export class LaunchCampaign {
     }
     if (campaign.schedule) {
       // Its one run has started. Should the `at` occurrence still fire, it finds the run made and does nothing.
-      await this.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
-      await this.scheduler.remove(campaignId).catch((err) => this.log.warn({ campaignId, err: (err as Error).message }, 'could not remove the schedule'));
+      await this.deps.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
+      await this.deps.scheduler.remove(campaignId).catch((err) => this.deps.log.warn({ campaignId, err: (err as Error).message }, 'could not remove the schedule'));
     }
-    const [updated, run] = await Promise.all([this.store.get(campaignId), this.ledger.getRun(campaignId, ONE_OFF_RUN_ID)]);
+    const [updated, run] = await Promise.all([this.deps.store.get(campaignId), this.deps.runs.getRun(campaignId, ONE_OFF_RUN_ID)]);
     return campaignView(updated ?? campaign, run);
   }
 }

@@ -9,6 +9,9 @@ import type { ScheduleSpec } from '../domain/schedule.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
 import type { SendOutcome } from '../domain/send-outcome.js';
+import type { InDoubtPolicy, ProviderHealth, RecordOutcome, RetryRules } from '../domain/send-rules.js';
+
+export type { InDoubtPolicy } from '../domain/send-rules.js';
 
 // ── campaigns ────────────────────────────────────────────────────────────────
 
@@ -92,11 +95,17 @@ export interface Suppressions {
   replace(list: string, fill: (add: (ids: readonly string[]) => Promise<number>) => Promise<void>): Promise<number>;
 }
 
+/** A message counted against a frequency cap: the recipient, and the bucket it was counted in. */
+export interface CapReservation {
+  id: string;
+  bucket: number;
+}
+
 export interface FrequencyCaps {
-  /** Counts one message for each id that fits the cap; answers per id whether it did. */
-  reserve(cap: FrequencyCap, ids: readonly string[]): Promise<boolean[]>;
-  /** Gives back messages reserved just now whose sends did not happen. */
-  release(cap: FrequencyCap, ids: readonly string[]): Promise<void>;
+  /** Counts one message for each id that fits the cap; answers per id its reservation, or null when over the cap. */
+  reserve(cap: FrequencyCap, ids: readonly string[]): Promise<Array<CapReservation | null>>;
+  /** Gives back messages reserved whose sends did not happen, each to the bucket it was counted in. */
+  release(cap: FrequencyCap, reservations: readonly CapReservation[]): Promise<void>;
 }
 
 // ── lifecycle: status changes, each one atomic step ─────────────────────────
@@ -123,7 +132,7 @@ export interface Scheduler {
   remove(campaignId: string): Promise<void>;
 }
 
-// ── runs and the ledger ─────────────────────────────────────────────────────
+// ── runs ────────────────────────────────────────────────────────────────────
 
 export interface PageRef {
   campaignId: string;
@@ -172,19 +181,79 @@ export type CreateRunResult =
   | { ok: true; createdAt: number }
   | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };
 
-export type AcquireResult =
-  | { kind: 'ok'; records: Buffer; now: number; runCreatedAt: number; recipientsVersion: number; markedUnknown: number }
-  | { kind: 'busy'; delayMs: number }
-  | { kind: 'inactive'; status: string; markedUnknown: number }
-  | { kind: 'missing' };
-
-export type ClaimResult =
-  | { kind: 'ok'; claimed: Array<{ index: number; attempts: number }> }
-  | { kind: 'fenced' }
-  | { kind: 'inactive'; status: string };
-
 /** What the supervisor's stall check found: pages to enqueue again, or a run only waiting for parked recipients to be due. */
 export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { kind: 'parked'; wakesIn: number } | { kind: 'fresh' } | { kind: 'inactive' };
+
+/** The registry of runs: their state, their fan-out cursor, and which are not finished yet. */
+export interface Runs {
+  createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult>;
+  getRun(campaignId: string, runId: string): Promise<RunState | null>;
+  /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
+  advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
+  /** Pages in their first pass (`open`), and of those, how many a worker holds right now (`active`). */
+  pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }>;
+  /** Supervisor remedy for a run with no progress for `stallMs`: see lua/kick-run.lua. */
+  kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult>;
+  markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void>;
+  /** Runs not finished yet, across all campaigns. */
+  activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
+  markActive(campaignId: string, runId: string): Promise<void>;
+  markInactive(campaignId: string, runId: string): Promise<void>;
+}
+
+/** Named locks with a time to live (one supervisor at a time, one reschedule of a campaign at a time). */
+export interface Locks {
+  /** True when this caller holds `name` for the next `ttlMs`. */
+  tryLock(name: string, ttlMs: number): Promise<boolean>;
+  /** Takes `name` for `ttlMs`, waiting up to `waitMs` for another holder; returns the token to unlock with, or null. */
+  lock(name: string, ttlMs: number, waitMs: number): Promise<string | null>;
+  unlock(name: string, token: string): Promise<void>;
+}
+
+/** The one clock every process agrees on (the Redis server's). */
+export interface Clock {
+  serverTime(): Promise<number>;
+}
+
+// ── the ledger: one recipient's fate in one run ─────────────────────────────
+
+/**
+ * How the ledger settles recipients that were in flight when nobody was left
+ * to hear the answer (their worker died, or its confirm was lost): by the
+ * provider's in-doubt policy, resent only while attempts are left.
+ */
+export interface SettlePolicy {
+  inDoubt: InDoubtPolicy;
+  maxAttempts: number;
+}
+
+/** How many times a recipient may be tried (transient failures) and handed back unsent at the provider's word (429s, refused streams). */
+export interface ConfirmPolicy {
+  maxAttempts: number;
+  maxRequeues: number;
+}
+
+export type AcquireResult =
+  /** `elapsed`: ms since the run began, the time axis of the records (domain/ledger.ts). */
+  | { kind: 'ok'; records: Buffer; elapsed: number; recipientsVersion: number; markedUnknown: number }
+  | { kind: 'busy'; delayMs: number }
+  | { kind: 'inactive'; status: string; markedUnknown: number }
+  /** A newer job of this page exists (it was enqueued again after a takeover): this one has nothing to do. */
+  | { kind: 'superseded' }
+  | { kind: 'missing' };
+
+/** A recipient claimed for sending, with the number of this attempt. */
+export interface Claimed {
+  index: number;
+  attempt: number;
+}
+
+export type ClaimResult =
+  | { kind: 'ok'; claimed: Claimed[] }
+  | { kind: 'fenced' }
+  | { kind: 'inactive'; status: string }
+  /** Not enough replicas acknowledged the claim in time: nobody was claimed (REDIS_WAIT_REPLICAS). */
+  | { kind: 'unreplicated'; count: number };
 
 export type ClaimDirective =
   /** `counted`: just counted against a frequency cap (the record remembers, so a retry is not counted again). */
@@ -194,10 +263,14 @@ export type ClaimDirective =
   /** Never sent in this run: `reason` is a code of domain/respect.ts REASONS. */
   | { index: number; op: 'skip'; reason: number; detail: string };
 
-/** op: s sent, f failed, t transient (retry or fail when attempts are spent), r requeue, u unknown */
+/** What became of one claimed recipient (see domain/send-rules.ts RecordOutcome). */
+export type ConfirmOutcome = RecordOutcome;
+
 export interface ConfirmEntry {
   index: number;
-  op: 's' | 'f' | 't' | 'r' | 'u';
+  /** The attempt as claimed: lets the ledger tell a lost claim from a confirm it already applied. */
+  attempt: number;
+  outcome: ConfirmOutcome;
   delayMs: number;
   code: string;
   message: string;
@@ -205,49 +278,58 @@ export interface ConfirmEntry {
 
 export type ConfirmResult = { kind: 'ok'; runCompleted: boolean; applied: number } | { kind: 'fenced' };
 
+/** A page lease this process holds. */
+export interface HeldLease {
+  ref: PageRef;
+  token: string;
+}
+
+/** Per held lease: still this process's (and the run's status when it is not running any more), or taken over by another. */
+export type LeaseRenewal = { kind: 'renewed' } | { kind: 'inactive'; status: string } | { kind: 'fenced' };
+
 export interface ReleaseResult {
   pending: number;
   inflight: number;
   /** Ms until the earliest pending recipient is due (0: now), or null when none is pending. */
   nextDueIn: number | null;
+  /** Recipients left in flight with nobody to confirm them, now unknown. */
+  markedUnknown: number;
+}
+
+export interface ExpireResult {
+  /** Pages whose lease had run out. */
+  pages: number[];
+  /** Recipients in flight on expired leases that became unknown, or pending again (`resend`). */
+  unknown: number;
+  resent: number;
+  completed: boolean;
+  /** Pages to enqueue again at once (the run is running), under generation `gen`. */
+  requeue: { gen: number; pages: number[] } | null;
 }
 
 export interface LedgerEntry {
   record: LedgerRecord;
-  lastError: { code: string; message: string; attempts: number; at: number } | null;
+  lastError: { code: string; message: string; attempts: number; at: number; requeues?: number } | null;
 }
 
+/**
+ * The per-recipient ledger: who may be sent, who was. Every method is one
+ * atomic step on the page it names, fenced by the page lease.
+ */
 export interface Ledger {
-  createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult>;
-  getRun(campaignId: string, runId: string): Promise<RunState | null>;
-  /** `inDoubt`: what becomes of recipients a lost worker had in flight (see lua/includes/ledger.lua). */
-  acquirePage(ref: PageRef, token: string, leaseMs: number, inDoubt: InDoubtPolicy): Promise<AcquireResult>;
-  /** Settles pages whose lease ran out, and completes the run when nothing is pending. */
-  expireLeases(campaignId: string, runId: string, inDoubt: InDoubtPolicy): Promise<{ pages: number; settled: number; completed: boolean }>;
-  /** Claims, defers or skips recipients of a page in one step (see lua/claim.lua); answers the claimed ones. */
+  acquirePage(ref: PageRef, token: string, options: { leaseMs: number; gen: number; settle: SettlePolicy }): Promise<AcquireResult>;
+  /** Claims, defers or skips recipients of a page in one step (see lua/claim.lua); answers the claimed ones. Renews the lease. */
   claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[]): Promise<ClaimResult>;
-  confirm(ref: PageRef, token: string, leaseMs: number, maxAttempts: number, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
-  releasePage(ref: PageRef, token: string, size: number): Promise<ReleaseResult>;
-  /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
-  advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
-  /** Pages in their first pass (`open`), and of those, how many a worker holds right now (`active`). */
-  pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }>;
+  /** Records outcomes of claimed recipients (see lua/confirm.lua). Renews the lease. */
+  confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
+  /** Renews every lease in one batch (one call per run). */
+  renewLeases(leases: readonly HeldLease[], leaseMs: number): Promise<LeaseRenewal[]>;
+  releasePage(ref: PageRef, token: string, size: number, settle: SettlePolicy): Promise<ReleaseResult>;
+  /** Settles pages whose lease ran out, and completes the run when nothing is pending. */
+  expireLeases(campaignId: string, runId: string, settle: SettlePolicy): Promise<ExpireResult>;
   readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry>;
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
   listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
-  /** Supervisor remedy for a run with no progress for `stallMs`: see lua/kick-run.lua. */
-  kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult>;
-  /** True when this caller holds `name` for the next `ttlMs` (one supervisor at a time). */
-  tryLock(name: string, ttlMs: number): Promise<boolean>;
-  /** Takes `name` for `ttlMs`, waiting up to `waitMs` for another holder; returns the token to unlock with, or null. */
-  lock(name: string, ttlMs: number, waitMs: number): Promise<string | null>;
-  unlock(name: string, token: string): Promise<void>;
-  serverTime(): Promise<number>;
-  markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void>;
-  /** Runs not finished yet, across all campaigns. */
-  activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
-  markActive(campaignId: string, runId: string): Promise<void>;
-  markInactive(campaignId: string, runId: string): Promise<void>;
 }
 
 // ── queues ──────────────────────────────────────────────────────────────────
@@ -321,18 +403,12 @@ export interface BatchPolicy {
   countBy: 'request' | 'message';
 }
 
-/** What becomes of a send whose fate is unknown: reported as `unknown`, or resent with the same idempotency key. */
-export type InDoubtPolicy = 'report' | 'resend';
-
-export interface RetryPolicy {
+/** A provider's retry rules: how answers settle (domain/send-rules.ts), and how often one recipient may be tried. */
+export interface RetryPolicy extends RetryRules {
   /** Attempts per recipient before a transient failure becomes final. */
   maxAttempts: number;
-  /** Backoff ceiling of the first retry; doubles per attempt up to maxMs (full jitter). */
-  baseMs: number;
-  maxMs: number;
-  inDoubt: InDoubtPolicy;
-  /** A timeout is retried (transient) rather than treated as in doubt. */
-  retryTimeouts: boolean;
+  /** Times a recipient may be handed back unsent at the provider's word (429, a refused stream) before it fails. */
+  maxRequeues: number;
 }
 
 export interface ProviderRegistry {
@@ -352,7 +428,7 @@ export interface Permit {
 }
 
 /** What a completed request says about the provider's health (feeds the circuit breaker). */
-export type PermitOutcome = 'healthy' | 'failed' | 'neutral';
+export type PermitOutcome = ProviderHealth;
 
 export interface ProviderState {
   name: string;

@@ -9,17 +9,19 @@ export interface ProviderView extends ProviderState {
 /** The shared state of each provider's limiter: pace after 429s, pause, circuit breaker. */
 export class ProviderQueries {
   constructor(
-    private readonly providers: ProviderRegistry,
-    private readonly limiter: RateLimiter,
+    private readonly deps: {
+      providers: ProviderRegistry;
+      limiter: RateLimiter;
+    },
   ) {}
 
   async list(): Promise<ProviderView[]> {
-    return Promise.all(this.providers.names().map((name) => this.get(name)));
+    return Promise.all(this.deps.providers.names().map((name) => this.get(name)));
   }
 
   async get(name: string): Promise<ProviderView> {
-    const provider = this.providers.get(name);
+    const provider = this.deps.providers.get(name);
     if (!provider) throw new DomainError(ErrorCodes.NOT_FOUND, `provider ${JSON.stringify(name)} is not configured`);
-    return { ...(await this.limiter.state(provider.limits)), type: provider.type, maxAttempts: provider.retry.maxAttempts };
+    return { ...(await this.deps.limiter.state(provider.limits)), type: provider.type, maxAttempts: provider.retry.maxAttempts };
   }
 }

@@ -1,4 +1,4 @@
-import type { Ledger, PageQueue } from './ports.js';
+import type { PageQueue, Runs } from './ports.js';
 
 /**
  * Feeds a run's pages to the send queue: a run keeps at most `maxWaiting`
@@ -14,26 +14,34 @@ import type { Ledger, PageQueue } from './ports.js';
  */
 export class RunPump {
   constructor(
-    private readonly ledger: Ledger,
-    private readonly queue: PageQueue,
-    private readonly window: number,
-    private readonly maxWaiting = 2,
+    private readonly deps: {
+      runs: Runs;
+      queue: PageQueue;
+      /** Most pages of one run in their first pass at once (RUN_WINDOW). */
+      window: number;
+      /** Most of them waiting in the queue, not yet taken by a worker. */
+      maxWaiting?: number;
+    },
   ) {}
+
+  private get maxWaiting(): number {
+    return this.deps.maxWaiting ?? 2;
+  }
 
   /** Enqueues the pages the window has room for; returns how many. */
   async fill(campaignId: string, runId: string): Promise<number> {
     for (let attempt = 0; attempt < 5; attempt += 1) {
-      const run = await this.ledger.getRun(campaignId, runId);
+      const run = await this.deps.runs.getRun(campaignId, runId);
       if (!run || run.status !== 'running' || run.cursor >= run.pages) return 0;
-      const { open, active } = await this.ledger.pageCounts(campaignId, runId);
-      const room = Math.min(this.window - open, this.maxWaiting - Math.max(0, open - active));
+      const { open, active } = await this.deps.runs.pageCounts(campaignId, runId);
+      const room = Math.min(this.deps.window - open, this.maxWaiting - Math.max(0, open - active));
       const from = run.cursor;
       const to = Math.min(run.pages, from + Math.max(0, room));
       if (to <= from) return 0;
       const jobs = [];
       for (let page = from; page < to; page += 1) jobs.push({ campaignId, runId, page, gen: run.gen });
-      await this.queue.enqueuePages(jobs, { priorityClass: run.priorityClass });
-      const moved = await this.ledger.advanceCursor(campaignId, runId, from, to);
+      await this.deps.queue.enqueuePages(jobs, { priorityClass: run.priorityClass });
+      const moved = await this.deps.runs.advanceCursor(campaignId, runId, from, to);
       if (moved === 'ok') return to - from;
       if (moved === 'inactive') return 0;
       // Another pump moved the cursor first: look again.

@@ -1,7 +1,7 @@
 import { recipientId, recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { capApplies, quietHoursFor, quietUntil, REASONS, zoneFor, type FrequencyCap } from '../domain/respect.js';
 import type { Campaign } from '../domain/campaign.js';
-import type { ClaimDirective, FrequencyCaps, PushProvider, Suppressions } from './ports.js';
+import type { CapReservation, ClaimDirective, FrequencyCaps, PushProvider, Suppressions } from './ports.js';
 
 /** The list of device tokens (phone numbers) a provider reported invalid. */
 export function tokenInvalidList(provider: string): string {
@@ -10,8 +10,8 @@ export function tokenInvalidList(provider: string): string {
 
 export interface GateDecision {
   directives: ClaimDirective[];
-  /** Recipients counted against the frequency cap just now: give back those the claim did not take. */
-  reserved: Map<number, string>;
+  /** Recipients counted against the frequency cap just now (by index): give back those the claim did not take. */
+  reserved: Map<number, CapReservation>;
   cap: FrequencyCap | null;
 }
 
@@ -88,14 +88,15 @@ export class RecipientGate {
       if (skip) directives.push(skip);
       else allowed.push(index);
     });
-    const reserved = new Map<number, string>();
+    const reserved = new Map<number, CapReservation>();
     const cap = this.capFor(campaign);
     // A retry of a recipient was counted at its first attempt already (its ledger record says so).
     const first = cap ? allowed.filter((i) => !countedOf(i)) : [];
     const fits = cap ? await this.caps.reserve(cap, first.map((i) => recipientId(page[i]!))) : [];
     const over = new Set<number>();
     first.forEach((index, i) => {
-      if (fits[i]) reserved.set(index, recipientId(page[index]!));
+      const reservation = fits[i];
+      if (reservation) reserved.set(index, reservation);
       else over.add(index);
     });
     for (const index of allowed) {

@@ -2,7 +2,7 @@ import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import type { StoredRecipient } from '../domain/recipient.js';
 import { campaignView, latestRun, requireCampaign, type CampaignView } from './campaign-view.js';
-import type { CampaignStore, Ledger, RunState } from './ports.js';
+import type { CampaignStore, Ledger, Runs, RunState } from './ports.js';
 import type { RunStarter } from './run-starter.js';
 
 /** The id of the retry of a run: main → main-r1 → main-r2 … (one id per source run, so racing calls make one run). */
@@ -20,15 +20,18 @@ export function retryRunId(sourceRunId: string): string {
  */
 export class RetryFailed {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly ledger: Ledger,
-    private readonly starter: RunStarter,
-    private readonly pageSize: number,
+    private readonly deps: {
+      store: CampaignStore;
+      runs: Pick<Runs, 'getRun'>;
+      ledger: Pick<Ledger, 'readEntry' | 'listBad'>;
+      starter: RunStarter;
+      pageSize: number;
+    },
   ) {}
 
   async execute(campaignId: string): Promise<CampaignView> {
-    const campaign = await requireCampaign(this.store, campaignId);
-    const source = await latestRun(this.ledger, campaign);
+    const campaign = await requireCampaign(this.deps.store, campaignId);
+    const source = await latestRun(this.deps.runs, campaign);
     if (!source || (campaign.status !== 'completed' && campaign.status !== 'scheduled')) {
       throw invalidState(campaignId, campaign.status, 'retry-failed', 'Retry-failed needs a finished run.');
     }
@@ -39,11 +42,11 @@ export class RetryFailed {
       });
     }
     const failed = await this.failedRecipients(campaignId, source);
-    const staging = await this.store.beginStaging(campaignId, failed.length, this.pageSize);
+    const staging = await this.deps.store.beginStaging(campaignId, failed.length, this.deps.pageSize);
     await staging.add(failed);
     const staged = await staging.finish();
     const runId = retryRunId(source.id);
-    const created = await this.starter.start(campaignId, runId, {
+    const created = await this.deps.starter.start(campaignId, runId, {
       allowedFrom: ['completed', 'scheduled'],
       statusAfter: null,
       trigger: `retry-failed:${source.id}`,
@@ -55,7 +58,7 @@ export class RetryFailed {
       if (created.reason === 'missing') throw campaignNotFound(campaignId);
       throw invalidState(campaignId, created.status ?? campaign.status, 'retry-failed', created.reason === 'exists' ? `Run ${runId} was made already.` : undefined);
     }
-    const [updated, run] = await Promise.all([this.store.get(campaignId), this.ledger.getRun(campaignId, runId)]);
+    const [updated, run] = await Promise.all([this.deps.store.get(campaignId), this.deps.runs.getRun(campaignId, runId)]);
     return campaignView(updated ?? campaign, run);
   }
 
@@ -66,14 +69,14 @@ export class RetryFailed {
     const pages = new Map<number, StoredRecipient[]>();
     let after = -1;
     for (;;) {
-      const positions = await this.ledger.listBad(campaignId, run.id, after, 1000);
+      const positions = await this.deps.ledger.listBad(campaignId, run.id, after, 1000);
       if (positions.length === 0) break;
-      const entries = await Promise.all(positions.map((position) => this.ledger.readEntry(campaignId, run.id, position, pageSize)));
+      const entries = await Promise.all(positions.map((position) => this.deps.ledger.readEntry(campaignId, run.id, position, pageSize)));
       for (const [i, position] of positions.entries()) {
         // Unknown ones may have been delivered: never resent here.
         if (entries[i]!.record.state !== 'failed') continue;
         const page = Math.floor(position / pageSize);
-        if (!pages.has(page)) pages.set(page, await this.store.readPage(campaignId, version, page));
+        if (!pages.has(page)) pages.set(page, await this.deps.store.readPage(campaignId, version, page));
         out.push(pages.get(page)![position % pageSize]!);
       }
       after = positions[positions.length - 1]!;

@@ -1,5 +1,5 @@
 import type { AppEvents } from './events.js';
-import type { CreateRunOptions, CreateRunResult, Ledger } from './ports.js';
+import type { CreateRunOptions, CreateRunResult, Runs } from './ports.js';
 import type { RunPump } from './pump.js';
 
 /**
@@ -9,23 +9,25 @@ import type { RunPump } from './pump.js';
  */
 export class RunStarter {
   constructor(
-    private readonly ledger: Ledger,
-    private readonly pump: RunPump,
-    private readonly events: AppEvents,
+    private readonly deps: {
+      runs: Runs;
+      pump: RunPump;
+      events: AppEvents;
+    },
   ) {}
 
   async start(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     // Listed as active before it exists, so the supervisor always finds a run
     // whose first pages could not be enqueued (it drops entries with no run).
-    await this.ledger.markActive(campaignId, runId);
-    const created = await this.ledger.createRun(campaignId, runId, opts);
+    await this.deps.runs.markActive(campaignId, runId);
+    const created = await this.deps.runs.createRun(campaignId, runId, opts);
     if (!created.ok) {
-      if (created.reason !== 'exists') await this.ledger.markInactive(campaignId, runId);
+      if (created.reason !== 'exists') await this.deps.runs.markInactive(campaignId, runId);
       return created;
     }
-    await this.pump.fill(campaignId, runId);
-    const run = await this.ledger.getRun(campaignId, runId);
-    this.events.emit('run:started', { campaignId, runId, total: run?.counts.total ?? 0 });
+    await this.deps.pump.fill(campaignId, runId);
+    const run = await this.deps.runs.getRun(campaignId, runId);
+    this.deps.events.emit('run:started', { campaignId, runId, total: run?.counts.total ?? 0 });
     return created;
   }
 }

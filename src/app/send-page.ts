@@ -1,32 +1,33 @@
 import { performance } from 'node:perf_hooks';
-import { fullJitterBackoff } from '../domain/backoff.js';
 import { idempotencyKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { reasonName } from '../domain/respect.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
+import { healthOf, healthOfRequest, pushback, settlement, type Settlement } from '../domain/send-rules.js';
 import { priorityClass, type Campaign } from '../domain/campaign.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
 import type { AppEvents, Logger } from './events.js';
-import { sleepUntil, StopRequested, unlessStopped } from './waiting.js';
+import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
-import type { RecipientGate } from './recipient-gate.js';
-import type { Semaphore } from './semaphore.js';
+import type { GateDecision, RecipientGate } from './recipient-gate.js';
+import { StopRequested, sleepUntil } from './waiting.js';
+import type { Allotment, RequestShare, SendBudget } from './send-budget.js';
 import type {
+  AcquireResult,
   CampaignStore,
   ClaimDirective,
-  ConfirmEntry,
+  ClaimResult,
+  Claimed,
   FrequencyCaps,
   Ledger,
   PageJob,
   PageRef,
-  Permit,
-  PermitOutcome,
   ProviderRegistry,
   PushProvider,
+  Runs,
   SendRequest,
-  RateLimiter,
-  RetryPolicy,
+  SettlePolicy,
 } from './ports.js';
 
 export type PageResult =
@@ -41,7 +42,12 @@ export type PageResult =
   /** This process is stopping: hand the page to another worker. */
   | { kind: 'stopped' }
   /** The page lease was lost mid-way: another worker owns the page now. */
-  | { kind: 'fenced' };
+  | { kind: 'fenced' }
+  /** A newer job of this page exists (enqueued after a takeover): nothing to do. */
+  | { kind: 'superseded' };
+
+/** Why a pass over a page stopped before every due recipient was sent. */
+type Halt = LeaseHalt | { kind: 'stopped' } | { kind: 'unreplicated' };
 
 export interface SendPageOptions extends ConfirmBufferOptions {
   /** Most recipients claimed by one ledger call. */
@@ -49,13 +55,15 @@ export interface SendPageOptions extends ConfirmBufferOptions {
 }
 
 export interface SendPageDeps {
-  campaigns: CampaignStore;
+  campaigns: Pick<CampaignStore, 'get' | 'readPage'>;
   ledger: Ledger;
-  limiter: RateLimiter;
+  runs: Pick<Runs, 'markInactive'>;
+  /** Send slots and rate-limit permits: taken and returned in one place. */
+  budget: SendBudget;
+  /** Keeps this process's page leases alive. */
+  renewer: LeaseRenewer;
   providers: ProviderRegistry;
-  pump: RunPump;
-  /** Requests this process may have in flight, shared by all pages. */
-  sendSlots: Semaphore;
+  pump: Pick<RunPump, 'fill'>;
   /** Quiet hours, suppression lists, frequency caps. */
   gate: RecipientGate;
   caps: FrequencyCaps;
@@ -67,89 +75,50 @@ export interface SendPageDeps {
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
 
-/**
- * Longest a batching provider's request waits for its batch to fill with
- * permits (less when the cap fills a batch sooner). Waiting holds permits
- * unused, which costs a little of the cap; bigger batches save requests.
- */
-const MAX_BATCH_LINGER_MS = 100;
-
 /** Recipients deferred per ledger call when a page starts inside quiet hours. */
 const PARK_BATCH = 1000;
 
-const TRANSITION = { s: 'sent', f: 'failed', t: 'retry', r: 'requeued', u: 'unknown' } as const;
-
-/** What the ledger records for an answer: the one place outcomes become ledger operations. */
-export function confirmEntry(index: number, attempts: number, outcome: SendOutcome, retry: RetryPolicy): ConfirmEntry {
-  switch (outcome.kind) {
-    case 'sent':
-      return { index, op: 's', delayMs: 0, code: '', message: '' };
-    case 'permanent':
-      return { index, op: 'f', delayMs: 0, code: outcome.code, message: outcome.message };
-    case 'transient':
-      return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
-    case 'in-doubt':
-      if (!outcome.final && (retry.retryTimeouts || retry.inDoubt === 'resend')) {
-        return { index, op: 't', delayMs: fullJitterBackoff(attempts, retry.baseMs, retry.maxMs), code: outcome.code, message: outcome.message };
-      }
-      return { index, op: 'u', delayMs: 0, code: outcome.code, message: outcome.message };
-    case 'rate-limited':
-      return { index, op: 'r', delayMs: outcome.retryAfterMs ?? 1000, code: outcome.code, message: outcome.message };
-    case 'not-sent':
-      return { index, op: 'r', delayMs: 0, code: outcome.code, message: outcome.message };
-    default: {
-      const never: never = outcome;
-      throw new Error(`unhandled send outcome ${JSON.stringify(never)}`);
-    }
-  }
-}
-
-/** What an answer says about the provider's health, for its circuit breaker. */
-function permitOutcome(outcome: SendOutcome): PermitOutcome {
-  if (outcome.kind === 'sent' || outcome.kind === 'permanent') return 'healthy';
-  if (outcome.kind === 'transient' || outcome.kind === 'in-doubt') return 'failed';
-  return 'neutral';
-}
-
-/** The same for a request that carried several recipients. */
-function requestOutcome(outcomes: readonly SendOutcome[]): PermitOutcome {
-  const each = outcomes.map(permitOutcome);
-  if (each.includes('failed')) return 'failed';
-  return each.includes('healthy') ? 'healthy' : 'neutral';
-}
+/** A page whose claims no replica acknowledged comes back after this long at the earliest. */
+const UNREPLICATED_BACKOFF_MS = 1000;
 
 /** One page being sent: what every step of it needs. */
 interface PageWork {
+  page: HeldPage;
   ref: PageRef;
-  token: string;
   campaign: Campaign;
   provider: PushProvider;
+  settle: SettlePolicy;
   recipients: StoredRecipient[];
   /** Whether a recipient was counted against a frequency cap in this run already (its ledger record says). */
   countedOf(index: number): boolean;
   confirms: ConfirmBuffer;
   /** Recipients whose token the provider reported invalid, for its token-invalid list. */
   invalidTokens: string[];
+  /** The run, as the limiter's turn-taking knows it. */
+  flow: string;
   log: Logger;
 }
 
 /**
  * Sends one page of a run: the heart of a worker.
  *
- * 1. take the page lease (fencing token = the BullMQ job token);
- * 2. repeatedly: wait for send slots and rate-limit permits, then claim that
- *    many due recipients in one ledger call, and send them concurrently;
+ * 1. take the page lease (fencing token = the BullMQ job token) and hand it
+ *    to the lease renewer;
+ * 2. repeatedly: take send slots and rate-limit permits (the send budget),
+ *    then claim that many due recipients in one ledger call, and send them
+ *    concurrently;
  * 3. record outcomes in batches, each checked against the lease;
  * 4. release the page, report what is left, and let the next page of the run in.
  *
  * A recipient is claimed (in flight) only once its permit is in hand, so a
- * worker that dies while waiting for the limiter leaves nothing in doubt.
+ * worker that dies while waiting for the limiter leaves nothing in doubt;
+ * and no request starts once the lease may have been lost.
  */
 export class SendPage {
   constructor(private readonly deps: SendPageDeps) {}
 
   async run(job: PageJob, token: string, stop: AbortSignal): Promise<PageResult> {
-    const { ledger, campaigns, providers, events, options } = this.deps;
+    const { ledger, campaigns, providers, options, renewer } = this.deps;
     const ref: PageRef = { campaignId: job.campaignId, runId: job.runId, page: job.page };
     const log = this.deps.log.child({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page });
 
@@ -159,69 +128,111 @@ export class SendPage {
       // Leave the page alone (its lease, if any, runs out by itself); retried with backoff, loudly.
       throw new Error(`campaign ${ref.campaignId} uses provider ${JSON.stringify(campaign?.provider)}, which is not configured in this worker`);
     }
-    const acquired = await ledger.acquirePage(ref, token, options.leaseMs, provider.retry.inDoubt);
-    if (acquired.kind !== 'ok') {
-      if (acquired.kind === 'inactive' && acquired.markedUnknown > 0) {
-        events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
-      }
-      if (acquired.kind === 'missing') return { kind: 'inactive', status: 'missing' };
-      if (acquired.kind === 'busy') return { kind: 'busy', delayMs: acquired.delayMs };
-      return { kind: 'inactive', status: acquired.status };
-    }
+    const settle: SettlePolicy = { inDoubt: provider.retry.inDoubt, maxAttempts: campaign.maxAttempts ?? provider.retry.maxAttempts };
+    const acquiredAt = performance.now();
+    const acquired = await ledger.acquirePage(ref, token, { leaseMs: options.leaseMs, gen: job.gen, settle });
+    if (acquired.kind !== 'ok') return this.notAcquired(ref, acquired);
     if (acquired.markedUnknown > 0) {
       log.warn({ count: acquired.markedUnknown }, 'took over a page from a lost worker; its in-flight recipients are now unknown');
-      events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
+      this.deps.events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
     }
+    const page = renewer.hold(ref, token, acquiredAt);
+    try {
+      return await this.sendHeld(page, campaign, provider, settle, acquired, stop, log);
+    } finally {
+      renewer.drop(page);
+    }
+  }
+
+  private notAcquired(ref: PageRef, acquired: Exclude<AcquireResult, { kind: 'ok' }>): PageResult {
+    switch (acquired.kind) {
+      case 'busy':
+        return { kind: 'busy', delayMs: acquired.delayMs };
+      case 'superseded':
+        return { kind: 'superseded' };
+      case 'missing':
+        return { kind: 'inactive', status: 'missing' };
+      case 'inactive':
+        if (acquired.markedUnknown > 0) this.deps.events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
+        return { kind: 'inactive', status: acquired.status };
+    }
+  }
+
+  private async sendHeld(
+    page: HeldPage,
+    campaign: Campaign,
+    provider: PushProvider,
+    settle: SettlePolicy,
+    acquired: Extract<AcquireResult, { kind: 'ok' }>,
+    stop: AbortSignal,
+    log: Logger,
+  ): Promise<PageResult> {
+    const { ledger, events, options, pump } = this.deps;
+    const { ref } = page;
     // This page left the queue: let the run's next one in line.
-    this.deps.pump.fill(ref.campaignId, ref.runId).catch((err) => log.warn({ err: describeError(err) }, 'could not enqueue the next page'));
+    pump.fill(ref.campaignId, ref.runId).catch((err) => log.warn({ err: describeError(err) }, 'could not enqueue the next page'));
 
-    const recipients = await campaigns.readPage(ref.campaignId, acquired.recipientsVersion, ref.page);
-
-    const elapsed = acquired.now - acquired.runCreatedAt;
+    const recipients = await this.deps.campaigns.readPage(ref.campaignId, acquired.recipientsVersion, ref.page);
     const due: number[] = [];
     for (let index = 0; index < recipients.length; index += 1) {
       const record = decodeRecord(acquired.records, index);
-      if (record.state === 'pending' && record.at <= elapsed) due.push(index);
+      if (record.state === 'pending' && record.at <= acquired.elapsed) due.push(index);
     }
 
-    const parked = await this.parkQuiet(ref, token, campaign, recipients, due);
-
     const work: PageWork = {
+      page,
       ref,
-      token,
       campaign,
       provider,
+      settle,
       recipients,
       countedOf: (index) => decodeRecord(acquired.records, index).counted,
-      confirms: new ConfirmBuffer(ledger, ref, token, campaign.maxAttempts ?? provider.retry.maxAttempts, options),
+      confirms: new ConfirmBuffer(ledger, page, { maxAttempts: settle.maxAttempts, maxRequeues: provider.retry.maxRequeues }, options),
       invalidTokens: [],
+      flow: `${ref.campaignId}|${ref.runId}`,
       log,
     };
-    const halted = parked ?? (await this.sendDue(work, due, stop));
+    let halt: Halt | null;
+    try {
+      halt = (await this.parkQuiet(work, due)) ?? (await this.sendDue(work, due, stop));
+    } catch (err) {
+      // What was sent is recorded if it can be; the page goes back now (what nobody will confirm is settled by the in-doubt policy).
+      await work.confirms.flush();
+      await ledger.releasePage(ref, page.token, recipients.length, settle).catch(() => undefined);
+      throw err;
+    }
     const { confirms } = work;
     await confirms.flush();
     if (work.invalidTokens.length > 0) {
       // Later campaigns skip them (reason token-invalid); losing this on a crash only costs one more refused send.
       await this.deps.gate.markTokensInvalid(provider.name, work.invalidTokens).catch((err) => log.warn({ err: describeError(err) }, 'could not record invalid tokens'));
     }
-    if (confirms.failure) throw confirms.failure;
+    if (confirms.failure) {
+      await ledger.releasePage(ref, page.token, recipients.length, settle).catch(() => undefined);
+      throw confirms.failure;
+    }
 
-    const left = await ledger.releasePage(ref, token, recipients.length);
+    const left = await ledger.releasePage(ref, page.token, recipients.length, settle);
     events.emit('page:released', { ...ref, pending: left.pending });
+    if (left.markedUnknown > 0) {
+      log.warn({ count: left.markedUnknown }, 'recipients were left in flight with no confirm recorded; now unknown');
+      events.emit('recipients:unknown', { ...ref, count: left.markedUnknown });
+    }
     if (confirms.runCompleted) {
-      await ledger.markInactive(ref.campaignId, ref.runId);
+      await this.deps.runs.markInactive(ref.campaignId, ref.runId);
       events.emit('run:completed', { campaignId: ref.campaignId, runId: ref.runId });
       log.info({}, 'run completed');
     }
-    if (confirms.fenced || halted === 'fenced') {
+    if (confirms.fenced || halt?.kind === 'fenced') {
       events.emit('lease:fenced', ref);
       log.warn({}, 'lost the page lease; another worker owns the page now');
       return { kind: 'fenced' };
     }
-    if (halted !== null && halted !== 'stopped') return { kind: 'inactive', status: halted };
-    await this.deps.pump.fill(ref.campaignId, ref.runId);
+    if (halt?.kind === 'inactive') return { kind: 'inactive', status: halt.status };
+    await pump.fill(ref.campaignId, ref.runId);
     if (left.pending === 0) return { kind: 'done' };
-    if (halted === 'stopped' || stop.aborted) return { kind: 'stopped' };
+    if (halt?.kind === 'stopped' || stop.aborted) return { kind: 'stopped' };
+    if (halt?.kind === 'unreplicated') return { kind: 'later', delayMs: Math.max(left.nextDueIn ?? 0, UNREPLICATED_BACKOFF_MS) };
     return { kind: 'later', delayMs: left.nextDueIn ?? 0 };
   }
 
@@ -229,135 +240,116 @@ export class SendPage {
    * Defers, before any rate-limit permit is asked for, the due recipients
    * inside their quiet hours (their records wait for the window's end, and
    * the page is parked until the earliest of them); removes them from `due`.
-   * Returns like sendDue why the page must stop, or null.
    */
-  private async parkQuiet(ref: PageRef, token: string, campaign: Campaign, recipients: StoredRecipient[], due: number[]): Promise<string | null> {
-    const { deferred, open } = this.deps.gate.quietHours(campaign, recipients, due, Date.now());
+  private async parkQuiet(work: PageWork, due: number[]): Promise<Halt | null> {
+    const { deferred, open } = this.deps.gate.quietHours(work.campaign, work.recipients, due, Date.now());
     if (deferred.length === 0) return null;
     for (let i = 0; i < deferred.length; i += PARK_BATCH) {
-      const claim = await this.deps.ledger.claim(ref, token, this.deps.options.leaseMs, deferred.slice(i, i + PARK_BATCH));
-      if (claim.kind !== 'ok') return claim.kind === 'fenced' ? 'fenced' : claim.status;
+      const halt = this.halted(await this.claim(work, deferred.slice(i, i + PARK_BATCH)));
+      if (halt) return halt;
     }
     this.countGated(deferred);
     due.splice(0, due.length, ...open);
     return null;
   }
 
-  /** Returns why sending stopped early ('fenced', a run status, 'stopped'), or null when all due ones were sent. */
-  private async sendDue(work: PageWork, due: number[], stop: AbortSignal): Promise<string | null> {
-    const { ledger, limiter, sendSlots, options } = this.deps;
-    const { ref, token, campaign, provider, recipients, confirms, log } = work;
-    // Recipients per request, and whether the limiter counts requests or messages.
-    const perRequest = provider.batch?.size ?? 1;
-    const permitPerMessage = !provider.batch || provider.batch.countBy === 'message';
-    const inflight = new Set<Promise<void>>();
-    let halted: string | null = null;
-    const heartbeat = setInterval(() => {
-      ledger.claim(ref, token, options.leaseMs, []).then(
-        (r) => {
-          if (r.kind === 'fenced') halted ??= 'fenced';
-          else if (r.kind === 'inactive') halted ??= r.status;
-        },
-        (err) => log.warn({ err: describeError(err) }, 'page lease renewal failed'),
-      );
-    }, Math.max(250, Math.floor(options.leaseMs / 3)));
-
-    try {
-      let next = 0;
-      while (next < due.length && halted === null && !confirms.fenced) {
-        const want = Math.min(due.length - next, Math.max(options.claimBatch, perRequest));
-        let slots: number;
-        let permits: Permit[];
-        try {
-          // Send slots count requests in flight; permits count what the provider's cap counts.
-          slots = await unlessStopped(sendSlots.acquire(Math.ceil(want / perRequest)), stop, (n) => sendSlots.release(n));
-          const waitStarted = performance.now();
-          try {
-            const wanted = permitPerMessage ? Math.min(want, slots * perRequest) : slots;
-            permits = await unlessStopped(limiter.acquire(provider.limits, wanted, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), stop, (ps) =>
-              ps.forEach((p) => limiter.giveBack(p)),
-            );
-          } catch (err) {
-            sendSlots.release(slots);
-            throw err;
-          }
-          if (perRequest > 1 && permitPerMessage) permits = await this.fillBatch(work, permits, Math.min(want, perRequest), stop);
-          this.deps.events.emit('limiter:waited', { provider: provider.name, ms: performance.now() - waitStarted });
-        } catch (err) {
-          if (err instanceof StopRequested) {
-            halted = 'stopped';
-            break;
-          }
-          throw err;
-        }
-        const capacity = Math.min(due.length - next, permitPerMessage ? permits.length : permits.length * perRequest);
-        const requests = Math.ceil(capacity / perRequest);
-        if (slots > requests) sendSlots.release(slots - requests);
-        // Permits may come a little ahead of their time: claim just before the
-        // first may be used, so recipients are in flight as briefly as possible.
-        await sleepUntil(Math.min(...permits.map((p) => p.notBefore)) - CLAIM_AHEAD_MS);
-        const batch = due.slice(next, next + capacity);
-        next += batch.length;
-        const gate = await this.deps.gate.decide(campaign, provider, recipients, batch, work.countedOf, Date.now());
-        const claim = await ledger.claim(ref, token, options.leaseMs, gate.directives);
-        this.countGated(gate.directives);
-        if (gate.cap && gate.reserved.size > 0) {
-          const taken = new Set(claim.kind === 'ok' ? claim.claimed.map((c) => c.index) : []);
-          const unused = [...gate.reserved].filter(([index]) => !taken.has(index)).map(([, id]) => id);
-          if (unused.length > 0) await this.deps.caps.release(gate.cap, unused);
-        }
-        if (claim.kind !== 'ok') {
-          permits.forEach((p) => limiter.giveBack(p));
-          sendSlots.release(requests);
-          halted = claim.kind === 'fenced' ? 'fenced' : claim.status;
-          break;
-        }
-        if (claim.claimed.length > 0) this.deps.events.emit('ledger:transitions', { to: 'claimed', count: claim.claimed.length });
-        const groups: Array<typeof claim.claimed> = [];
-        for (let i = 0; i < claim.claimed.length; i += perRequest) groups.push(claim.claimed.slice(i, i + perRequest));
-        const used = permitPerMessage ? claim.claimed.length : groups.length;
-        for (const p of permits.slice(used)) limiter.giveBack(p);
-        sendSlots.release(requests - groups.length);
-        let offset = 0;
-        for (const group of groups) {
-          const share = permitPerMessage ? permits.slice(offset, offset + group.length) : [permits[offset]!];
-          offset += share.length;
-          const task = this.sendGroup(work, group, share).finally(() => {
-            inflight.delete(task);
-            sendSlots.release(1);
-          });
-          inflight.add(task);
-        }
-      }
-      await Promise.all(inflight);
-    } finally {
-      clearInterval(heartbeat);
-    }
-    return halted;
+  private async claim(work: PageWork, directives: readonly ClaimDirective[]): Promise<ClaimResult> {
+    const sentAt = performance.now();
+    const claim = await this.deps.ledger.claim(work.ref, work.page.token, this.deps.options.leaseMs, directives);
+    if (claim.kind === 'ok' || claim.kind === 'unreplicated') work.page.renewed(sentAt);
+    return claim;
   }
 
-  /**
-   * A batching provider that counts messages: permits come as the window
-   * frees them, a few at a time. Waits about as long as the cap takes to
-   * fill a batch (at most MAX_BATCH_LINGER_MS), so requests carry many
-   * recipients rather than a handful each.
-   */
-  private async fillBatch(work: PageWork, permits: Permit[], target: number, stop: AbortSignal): Promise<Permit[]> {
-    const { limiter } = this.deps;
-    const { provider, campaign, ref } = work;
-    const lingerMs = Math.min(MAX_BATCH_LINGER_MS, Math.ceil((target * 1000) / provider.limits.tps));
-    const linger = AbortSignal.any([stop, AbortSignal.timeout(lingerMs)]);
-    const giveBack = (ps: Permit[]) => ps.forEach((p) => limiter.giveBack(p));
-    while (permits.length < target && !linger.aborted) {
-      try {
-        permits.push(...(await unlessStopped(limiter.acquire(provider.limits, target - permits.length, priorityClass(campaign.priority), `${ref.campaignId}|${ref.runId}`), linger, giveBack)));
-      } catch (err) {
-        if (err instanceof StopRequested) break;
-        giveBack(permits);
-        throw err;
+  private halted(claim: ClaimResult): Halt | null {
+    if (claim.kind === 'fenced') return { kind: 'fenced' };
+    if (claim.kind === 'inactive') return { kind: 'inactive', status: claim.status };
+    if (claim.kind === 'unreplicated') return { kind: 'unreplicated' };
+    return null;
+  }
+
+  /** Returns why sending stopped early, or null when every due recipient was sent. */
+  private async sendDue(work: PageWork, due: readonly number[], stop: AbortSignal): Promise<Halt | null> {
+    const { budget, options } = this.deps;
+    const perRequest = work.provider.batch?.size ?? 1;
+    const inflight = new Set<Promise<void>>();
+    let halt: Halt | null = null;
+    try {
+      let next = 0;
+      while (next < due.length) {
+        halt = work.page.halt ?? (stop.aborted ? { kind: 'stopped' } : null);
+        if (halt) break;
+        let allotment: Allotment;
+        try {
+          allotment = await budget.allot(work.provider, priorityClass(work.campaign.priority), work.flow, Math.min(due.length - next, Math.max(options.claimBatch, perRequest)), stop);
+        } catch (err) {
+          if (!(err instanceof StopRequested)) throw err;
+          halt = { kind: 'stopped' };
+          break;
+        }
+        try {
+          const batch = due.slice(next, next + allotment.recipients);
+          next += batch.length;
+          halt = await this.claimAndSend(work, batch, allotment, inflight);
+        } finally {
+          allotment.release();
+        }
+        if (halt) break;
       }
+      await Promise.all(inflight);
+    } catch (err) {
+      await Promise.allSettled(inflight);
+      throw err;
     }
-    return permits;
+    return halt;
+  }
+
+  /** Claims `batch` (what the gate lets through) and starts one request per group of it on the allotment's slots and permits. */
+  private async claimAndSend(work: PageWork, batch: readonly number[], allotment: Allotment, inflight: Set<Promise<void>>): Promise<Halt | null> {
+    // Permits may come a little ahead of their time: claim just before the
+    // first may be used, so recipients are in flight as briefly as possible.
+    await sleepUntil(allotment.firstStart - CLAIM_AHEAD_MS);
+    if (!work.page.live) return work.page.halt ?? { kind: 'fenced' };
+    const gate = await this.deps.gate.decide(work.campaign, work.provider, work.recipients, batch, work.countedOf, Date.now());
+    let claim: ClaimResult | null = null;
+    try {
+      claim = await this.claim(work, gate.directives);
+    } finally {
+      await this.returnCapCounts(work, gate, claim);
+    }
+    const halt = this.halted(claim);
+    if (halt) {
+      if (halt.kind === 'unreplicated') this.unreplicated(work, claim.kind === 'unreplicated' ? claim.count : 0);
+      return halt;
+    }
+    if (claim.kind !== 'ok') return null;
+    this.countGated(gate.directives);
+    if (claim.claimed.length > 0) this.deps.events.emit('ledger:transitions', { to: 'claimed', count: claim.claimed.length });
+    const perRequest = work.provider.batch?.size ?? 1;
+    for (let i = 0; i < claim.claimed.length; i += perRequest) {
+      const group = claim.claimed.slice(i, i + perRequest);
+      const task: Promise<void> = this.sendGroup(work, group, allotment.take(group.length)).finally(() => inflight.delete(task));
+      inflight.add(task);
+    }
+    return null;
+  }
+
+  /** Frequency-cap counts taken for recipients the claim did not take go back (whatever became of the claim). */
+  private async returnCapCounts(work: PageWork, gate: GateDecision, claim: ClaimResult | null): Promise<void> {
+    if (!gate.cap || gate.reserved.size === 0) return;
+    const taken = new Set(claim?.kind === 'ok' ? claim.claimed.map((c) => c.index) : []);
+    const unused = [...gate.reserved].filter(([index]) => !taken.has(index)).map(([, reservation]) => reservation);
+    if (unused.length === 0) return;
+    await this.deps.caps.release(gate.cap, unused).catch((err) => work.log.warn({ err: describeError(err), count: unused.length }, 'could not give back frequency-cap counts (the cap errs towards sending less)'));
+  }
+
+  private lastUnreplicatedLog = 0;
+
+  private unreplicated(work: PageWork, count: number): void {
+    this.deps.events.emit('claims:unreplicated', { count });
+    const now = performance.now();
+    if (now - this.lastUnreplicatedLog < 5000) return;
+    this.lastUnreplicatedLog = now;
+    work.log.error({ count }, 'claims not replicated: too few replicas acknowledged them in time (REDIS_WAIT_REPLICAS); nothing is sent until they do');
   }
 
   private countGated(directives: readonly ClaimDirective[]): void {
@@ -376,55 +368,59 @@ export class SendPage {
 
   /**
    * One request to the provider for `group` (one recipient, or several for a
-   * batching provider) on its permits (one per recipient, or one for the
-   * request), then one ledger entry per recipient.
+   * batching provider) on its share of slots and permits, then one ledger
+   * entry per recipient. The share is returned on every path.
    */
-  private async sendGroup(work: PageWork, group: ReadonlyArray<{ index: number; attempts: number }>, permits: Permit[]): Promise<void> {
-    const { limiter, events, log } = this.deps;
-    const { ref, campaign, provider, recipients, confirms } = work;
+  private async sendGroup(work: PageWork, group: readonly Claimed[], share: RequestShare): Promise<void> {
+    const { events, limiter } = { events: this.deps.events, limiter: this.deps.budget.limiter };
+    const { ref, campaign, provider, log } = work;
     const requests: SendRequest[] = group.map(({ index }) => {
-      const recipient = recipientRecord(recipients[index]!);
+      const recipient = recipientRecord(work.recipients[index]!);
       return { idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id), campaignId: ref.campaignId, runId: ref.runId, recipient, message: campaign.message };
     });
-    let outcomes: SendOutcome[];
-    // A permit may be handed out a few ms before it is free: the request waits for the last of its permits.
-    await sleepUntil(Math.max(...permits.map((p) => p.notBefore)));
-    const started = performance.now();
-    if (started + provider.limits.timeoutMs > Math.min(...permits.map((p) => p.usableUntil))) {
-      // A permit could expire while the request is out: never send on it.
-      permits.forEach((p) => limiter.giveBack(p));
-      outcomes = requests.map(() => ({ kind: 'not-sent', code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' }));
-    } else {
-      try {
-        outcomes = requests.length > 1 && provider.sendBatch ? await provider.sendBatch(requests) : [await provider.send(requests[0]!)];
-        if (outcomes.length !== requests.length) throw new Error(`provider ${provider.name} answered ${outcomes.length} outcomes for ${requests.length} recipients`);
-      } catch (err) {
-        // A provider adapter that throws has a bug; the request may have gone out, so retry with the same key.
-        outcomes = requests.map(() => ({ kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) }));
+    let outcomes: SendOutcome[] | null = null;
+    let unsent: Settlement | null = null;
+    let durationMs = 0;
+    try {
+      // A permit may be handed out a few ms before it is free: the request waits for the last of its permits.
+      await sleepUntil(share.notBefore);
+      const started = performance.now();
+      if (!work.page.live) {
+        unsent = { outcome: 'unclaim', delayMs: 0, code: 'LEASE_UNCERTAIN', message: 'the page lease may have been lost; not sent' };
+      } else if (started + provider.limits.timeoutMs > share.usableUntil) {
+        // A permit could expire while the request is out: never send on it.
+        unsent = { outcome: 'unclaim', delayMs: 0, code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' };
+      } else {
+        try {
+          outcomes = requests.length > 1 && provider.sendBatch ? await provider.sendBatch(requests) : [await provider.send(requests[0]!)];
+          if (outcomes.length !== requests.length) throw new Error(`provider ${provider.name} answered ${outcomes.length} outcomes for ${requests.length} recipients`);
+        } catch (err) {
+          // A provider adapter that throws has a bug; the request may have gone out, so retry with the same key.
+          outcomes = requests.map(() => ({ kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) }));
+        }
+        durationMs = performance.now() - started;
+        share.complete(share.permits.length === outcomes.length ? outcomes.map(healthOf) : healthOfRequest(outcomes));
       }
-      if (permits.length === outcomes.length) permits.forEach((p, i) => limiter.complete(p, permitOutcome(outcomes[i]!)));
-      else limiter.complete(permits[0]!, requestOutcome(outcomes));
+    } finally {
+      // Completed above, or never used: given back (a no-op when completed).
+      share.giveBack();
     }
-    const durationMs = performance.now() - started;
-    let pauseFor: number | null = null;
-    group.forEach(({ index, attempts }, i) => {
-      const outcome = outcomes[i]!;
+    group.forEach(({ index, attempt }, i) => {
+      const outcome: SendOutcome = outcomes?.[i] ?? { kind: 'not-sent', code: unsent!.code, message: unsent!.message };
       events.emit('send:done', { provider: provider.name, outcome: outcome.kind, code: outcome.kind === 'sent' ? undefined : outcome.code, durationMs });
       if (outcome.kind !== 'sent') {
         // Debug only, one line per answer that was not a plain success; the logger redacts tokens and phone numbers.
-        log.debug({ campaignId: ref.campaignId, runId: ref.runId, page: ref.page, recipient: requests[i]!.recipient, outcome }, 'provider did not accept a send');
+        log.debug({ recipient: requests[i]!.recipient, outcome }, 'provider did not accept a send');
       }
-      if (outcome.kind === 'rate-limited') pauseFor = Math.max(pauseFor ?? 0, outcome.retryAfterMs ?? 1000);
       if (outcome.kind === 'permanent' && outcome.tokenInvalid) {
         const address = provider.address?.(requests[i]!.recipient);
         if (address) work.invalidTokens.push(address);
       }
-      const entry = confirmEntry(index, attempts, outcome, provider.retry);
-      confirms.add(entry);
-      events.emit('ledger:transitions', { to: TRANSITION[entry.op], count: 1 });
+      const settled = unsent ?? settlement(outcome, attempt, provider.retry);
+      work.confirms.add({ index, attempt, ...settled });
+      events.emit('ledger:transitions', { to: settled.outcome, count: 1 });
     });
-    if (pauseFor !== null) {
-      limiter.pause(provider.name, pauseFor).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
-    }
+    const pauseFor = outcomes ? pushback(outcomes) : null;
+    if (pauseFor !== null) limiter.pause(provider.name, pauseFor).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
   }
 }

@@ -1,7 +1,7 @@
 import { countsAreConserved } from '../domain/ledger.js';
 import { describeError } from '../domain/send-outcome.js';
 import type { AppEvents, Logger } from './events.js';
-import type { CampaignStore, Ledger, PageQueue, ProviderRegistry, RunState } from './ports.js';
+import type { CampaignStore, Clock, Ledger, Locks, PageQueue, ProviderRegistry, Runs, RunState, SettlePolicy } from './ports.js';
 import type { RunPump } from './pump.js';
 
 export interface SupervisorOptions {
@@ -19,14 +19,18 @@ export interface SupervisorOptions {
  * worker process but by one at a time (a short Redis lock). For each run that
  * is not finished:
  * - settles pages whose worker lease ran out (in-flight recipients become
- *   `unknown`, or pending again with `inDoubt: resend`), and completes the
- *   run once nothing is pending or in flight — never before;
+ *   `unknown`, or pending again with `inDoubt: resend` while attempts are
+ *   left) and, while the run is running, enqueues those pages again at once
+ *   under a new generation, so a dead worker's pages go on within a lease
+ *   period; completes the run once nothing is pending or in flight — never
+ *   before; a cancelled run is watched until its last request in flight is
+ *   settled;
  * - checks that its counts add up, and says so loudly when they do not;
  * - tops up its fan-out window (heals a launch whose first enqueue failed);
  * - re-enqueues its unfinished pages after `stallMs` without progress (lost
- *   jobs, dead workers): re-running a page is harmless, the ledger only lets
- *   pending recipients be claimed; a page parked until its recipients are
- *   due (quiet hours, retry backoff) is left alone until then;
+ *   jobs): re-running a page is harmless, the ledger only lets pending
+ *   recipients be claimed; a page parked until its recipients are due
+ *   (quiet hours, retry backoff) is left alone until then;
  * - raises the stuck-run alarm after `stuckMs` without progress, unless all
  *   it waits for is parked recipients.
  * It also drops recipient lists whose upload was abandoned half-way.
@@ -37,11 +41,14 @@ export class Supervisor {
 
   constructor(
     private readonly deps: {
-      ledger: Ledger;
-      store: CampaignStore;
+      ledger: Pick<Ledger, 'expireLeases'>;
+      runs: Runs;
+      locks: Pick<Locks, 'tryLock'>;
+      clock: Clock;
+      store: Pick<CampaignStore, 'get' | 'dropAbandonedStagings'>;
       providers: ProviderRegistry;
       queue: PageQueue;
-      pump: RunPump;
+      pump: Pick<RunPump, 'fill'>;
       events: AppEvents;
       log: Logger;
     },
@@ -63,10 +70,10 @@ export class Supervisor {
   }
 
   async tick(): Promise<void> {
-    const { ledger, log } = this.deps;
+    const { runs, locks, log } = this.deps;
     try {
-      if (!(await ledger.tryLock('supervisor', Math.max(100, this.options.intervalMs - 50)))) return;
-      for (const { campaignId, runId } of await ledger.activeRuns()) {
+      if (!(await locks.tryLock('supervisor', Math.max(100, this.options.intervalMs - 50)))) return;
+      for (const { campaignId, runId } of await runs.activeRuns()) {
         await this.checkRun(campaignId, runId).catch((err) => log.warn({ campaignId, runId, err: describeError(err) }, 'supervisor could not check a run'));
       }
       const dropped = await this.deps.store.dropAbandonedStagings(this.options.stagingTtlMs);
@@ -76,27 +83,39 @@ export class Supervisor {
     }
   }
 
+  /** The in-doubt policy and attempt limit of a run's campaign and provider. */
+  private async settlePolicy(campaignId: string): Promise<SettlePolicy> {
+    const campaign = await this.deps.store.get(campaignId);
+    const provider = campaign ? this.deps.providers.get(campaign.provider) : undefined;
+    return { inDoubt: provider?.retry.inDoubt ?? 'report', maxAttempts: campaign?.maxAttempts ?? provider?.retry.maxAttempts ?? 1 };
+  }
+
   private async checkRun(campaignId: string, runId: string): Promise<void> {
-    const { ledger, store, providers, queue, pump, events, log } = this.deps;
-    let run = await ledger.getRun(campaignId, runId);
-    if (run && (run.status === 'running' || run.status === 'paused')) {
-      const campaign = await store.get(campaignId);
-      const inDoubt = (campaign && providers.get(campaign.provider)?.retry.inDoubt) ?? 'report';
-      const expired = await ledger.expireLeases(campaignId, runId, inDoubt);
-      if (expired.pages > 0) {
-        log.warn({ campaignId, runId, pages: expired.pages, recipients: expired.settled, inDoubt }, 'settled pages whose worker stopped renewing its lease');
-        events.emit('recipients:unknown', { campaignId, runId, page: -1, count: inDoubt === 'report' ? expired.settled : 0 });
+    const { ledger, runs, queue, pump, events, log } = this.deps;
+    let run = await runs.getRun(campaignId, runId);
+    const settling = run && (run.status === 'running' || run.status === 'paused' || (run.status === 'cancelled' && run.counts.inflight > 0));
+    if (run && settling) {
+      const settle = await this.settlePolicy(campaignId);
+      const expired = await ledger.expireLeases(campaignId, runId, settle);
+      if (expired.pages.length > 0) {
+        log.warn({ campaignId, runId, pages: expired.pages.length, unknown: expired.unknown, resent: expired.resent, inDoubt: settle.inDoubt }, 'settled pages whose worker stopped renewing its lease');
+        events.emit('lease:expired', { campaignId, runId, pages: expired.pages.length });
+        if (expired.unknown > 0) events.emit('recipients:unknown', { campaignId, runId, page: -1, count: expired.unknown });
       }
-      if (expired.pages > 0 || expired.completed) run = await ledger.getRun(campaignId, runId);
+      if (expired.requeue) {
+        const { gen, pages } = expired.requeue;
+        await queue.enqueuePages(pages.map((page) => ({ campaignId, runId, page, gen })), { priorityClass: run.priorityClass });
+      }
+      if (expired.pages.length > 0 || expired.completed) run = await runs.getRun(campaignId, runId);
     }
-    if (!run || run.status === 'completed' || run.status === 'cancelled') {
-      await ledger.markInactive(campaignId, runId);
+    if (!run || run.status === 'completed' || (run.status === 'cancelled' && run.counts.inflight === 0)) {
+      await runs.markInactive(campaignId, runId);
       if (run?.status === 'completed') events.emit('run:completed', { campaignId, runId });
       return;
     }
     this.checkCounts(run);
     if (run.status !== 'running') return;
-    const kicked = await ledger.kickStalled(campaignId, runId, this.options.stallMs);
+    const kicked = await runs.kickStalled(campaignId, runId, this.options.stallMs);
     if (kicked.kind === 'kicked' && kicked.pages.length > 0) {
       log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
       await queue.enqueuePages(
@@ -116,14 +135,14 @@ export class Supervisor {
 
   /** `parked`: every recipient left waits for its time (quiet hours, backoff); quiet is not stuck then. */
   private async checkProgress(run: RunState, parked: boolean): Promise<void> {
-    const idle = (await this.deps.ledger.serverTime()) - run.activeAt;
+    const idle = (await this.deps.clock.serverTime()) - run.activeAt;
     const stuck = run.counts.pending > 0 && idle > this.options.stuckMs && !parked;
     if (stuck === (run.stuckSince !== null)) return;
-    await this.deps.ledger.markStuck(run.campaignId, run.id, stuck);
+    await this.deps.runs.markStuck(run.campaignId, run.id, stuck);
     if (stuck) {
       this.deps.log.error(
         { campaignId: run.campaignId, runId: run.id, idleMs: idle, pending: run.counts.pending },
-        'stuck run: recipients are pending but nothing has changed for a long time (workers down? provider circuit open?)',
+        'stuck run: recipients are pending but nothing has changed for a long time (workers down? provider circuit open? claims not replicated?)',
       );
     }
   }

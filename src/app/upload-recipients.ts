@@ -3,7 +3,7 @@ import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { IngestTally, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
 import type { CampaignLifecycle } from './campaign-lifecycle.js';
 import { campaignView, latestRun, requireCampaign, type CampaignView } from './campaign-view.js';
-import type { CampaignStore, Ledger } from './ports.js';
+import type { CampaignStore, Runs } from './ports.js';
 
 /** An upload as it arrives: rows parsed on the fly, and what the bytes were once they are all in. */
 export interface UploadSource {
@@ -43,17 +43,19 @@ const CHUNK = 1000;
  */
 export class UploadRecipients {
   constructor(
-    private readonly store: CampaignStore,
-    private readonly ledger: Ledger,
-    private readonly lifecycle: CampaignLifecycle,
+    private readonly deps: {
+      store: CampaignStore;
+      runs: Pick<Runs, 'getRun'>;
+      lifecycle: CampaignLifecycle;
+    },
   ) {}
 
   async execute(campaignId: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> {
-    const campaign = await requireCampaign(this.store, campaignId);
+    const campaign = await requireCampaign(this.deps.store, campaignId);
     if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(campaignId, campaign.status, 'upload');
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
-    await this.lifecycle.replaceList(campaign, options.sizeHint, async (staging) => {
+    await this.deps.lifecycle.replaceList(campaign, options.sizeHint, async (staging) => {
       digest = await ingestUpload(source, tally, options, async (chunk) => {
         const fresh = await staging.add(chunk);
         for (const isNew of fresh) {
@@ -65,8 +67,8 @@ export class UploadRecipients {
         throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'the upload holds no usable recipient: nothing was kept', tally.summary());
       }
     });
-    const updated = await this.store.get(campaignId);
-    const run = updated ? await latestRun(this.ledger, updated) : null;
+    const updated = await this.deps.store.get(campaignId);
+    const run = updated ? await latestRun(this.deps.runs, updated) : null;
     return { ...tally.summary(), rows: tally.rows, ...digest, campaign: campaignView(updated ?? campaign, run) };
   }
 }

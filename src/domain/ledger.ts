@@ -22,8 +22,10 @@
  *              or deferred while pending: domain/respect.ts REASONS), 0 when
  *              none; the top bit set once the recipient was counted against
  *              a frequency cap in this run
- *   bytes 4-9  time in ms since the run began (big-endian u48): for pending,
- *              the earliest next attempt; otherwise the last transition
+ *   bytes 4-9  time in ms since the run began (big-endian u48), on the
+ *              run's clock that never runs backwards (lua/includes/ledger.lua
+ *              runClocks): for pending, the earliest next attempt; otherwise
+ *              the last transition
  *
  * A record that was never written reads as zeros: pending, no attempts.
  */

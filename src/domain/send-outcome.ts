@@ -1,12 +1,17 @@
 /**
  * What a provider said about one send, classified once in the provider
  * adapter so every later decision (retry, report, slow down) is made on these
- * five kinds and never on raw status codes.
+ * six kinds (domain/send-rules.ts) and never on raw status codes.
  */
 export type SendOutcome =
   | { kind: 'sent' }
-  /** The provider refused for rate: retry later without spending an attempt. */
-  | { kind: 'rate-limited'; code: string; message: string; retryAfterMs?: number }
+  /**
+   * The provider refused for rate. `provider`: its limit for everyone — every
+   * worker holds off, and the recipient goes again later without spending an
+   * attempt. `recipient`: a limit on this one device (APNs TooManyRequests) —
+   * retried with a backoff like a transient failure, nobody else slowed.
+   */
+  | { kind: 'rate-limited'; scope: 'provider' | 'recipient'; code: string; message: string; retryAfterMs?: number }
   /**
    * The provider will never accept this one (bad request, bad token).
    * `tokenInvalid`: the device token or number itself is dead (unregistered,
@@ -21,7 +26,12 @@ export type SendOutcome =
    * policy (the provider refused a replay of a request it may have acted on).
    */
   | { kind: 'in-doubt'; code: string; message: string; final?: boolean }
-  /** Certainly never left this process: try again at once, no attempt spent. */
+  /**
+   * Not taken, for a reason that is neither the recipient's nor the
+   * provider's health and is fixed already (a stream refused before
+   * processing, credentials just renewed): again at once, no attempt spent
+   * (a bounded number of times), on a permit of its own.
+   */
   | { kind: 'not-sent'; code: string; message: string };
 
 export type SendOutcomeKind = SendOutcome['kind'];

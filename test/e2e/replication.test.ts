@@ -42,7 +42,7 @@ describe('with REDIS_WAIT_REPLICAS=1', () => {
 
   it('rides out a replica that is connected but acknowledges nothing: no lease lost, nobody unknown, pause within a second', async () => {
     const { master, replica } = await masterAndReplica();
-    const stack = await start({ workers: 2, redisUrl: master.url, mock: { latencyMs: 20 }, provider: { tps: 800 }, env: { REDIS_WAIT_REPLICAS: '1', LEASE_MS: '3000' } });
+    const stack = await start({ workers: 2, redisUrl: master.url, mock: { latencyMs: 20 }, provider: { tps: 800 }, env: { REDIS_WAIT_REPLICAS: '1' } });
     const { client, mock } = stack;
     mock.keepBodies = false;
     const id = await launchCampaign(client, range(8000, 'z'));

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import { RedisCampaignStore } from '../../src/adapters/redis/campaign-store.js';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisLedger } from '../../src/adapters/redis/redis-ledger.js';
+import { RedisLocks, RedisRuns } from '../../src/adapters/redis/redis-runs.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
 import { planLayout, sourceStatesFor } from '../../src/domain/campaign.js';
 import { newId } from '../../src/domain/ids.js';
@@ -17,6 +18,8 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
   const keys = new Keys(prefix);
   const scripts = new Scripts(redis);
   const ledger = new RedisLedger(redis, keys, scripts);
+  const runs = new RedisRuns(redis, keys, scripts);
+  const locks = new RedisLocks(redis, keys, scripts);
   const store = new RedisCampaignStore(redis, keys, scripts);
 
   async function createCampaign(recipients: StoredRecipient[], pageSize = 100, provider = 'sim') {
@@ -27,7 +30,7 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
   }
 
   async function startRun(campaignId: string, runId = 'main') {
-    const result = await ledger.createRun(campaignId, runId, { allowedFrom: sourceStatesFor('launch'), statusAfter: 'completed', trigger: 'test' });
+    const result = await runs.createRun(campaignId, runId, { allowedFrom: sourceStatesFor('launch'), statusAfter: 'completed', trigger: 'test' });
     if (!result.ok) throw new Error(`createRun: ${result.reason}`);
     return runId;
   }
@@ -55,9 +58,24 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
     await redis.zadd(run.leases, 1, String(ref.page));
   }
 
-  return { redis, prefix, keys, scripts, ledger, store, createCampaign, startRun, forgetClaim, abandonLease };
+  return { redis, prefix, keys, scripts, ledger, runs, locks, store, createCampaign, startRun, forgetClaim, abandonLease };
 }
 
 export function ids(n: number, label = 'r'): string[] {
   return Array.from({ length: n }, (_, i) => `${label}${i}`);
+}
+
+/** acquirePage's options as a test usually wants them. */
+export function acquireOptions(leaseMs: number, inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5, gen = 1) {
+  return { leaseMs, gen, settle: { inDoubt, maxAttempts } };
+}
+
+/** The settle policy of releasePage and expireLeases. */
+export function settlePolicy(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
+  return { inDoubt, maxAttempts };
+}
+
+/** confirm's policy: `maxAttempts`, and requeues bounded far away unless told. */
+export function confirmPolicy(maxAttempts = 5, maxRequeues = 50) {
+  return { maxAttempts, maxRequeues };
 }

@@ -1,4 +1,4 @@
-import { start, type RunningProcess } from '../../src/main.js';
+import { start, type RunningProcess } from '../../src/wiring/main.js';
 import { TEST_TOKEN } from './fixtures.js';
 import { TEST_REDIS_URL } from './redis.js';
 

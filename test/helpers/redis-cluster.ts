@@ -42,6 +42,8 @@ export interface RedisCluster {
   masterFor(key: string): Promise<ClusterMaster>;
   /** Kills one node (SIGKILL unless told) and waits for it to exit. */
   kill(port: number, signal?: NodeJS.Signals): Promise<void>;
+  /** Starts a killed node again with its cluster config: a master that lost its slots rejoins as a replica. */
+  restart(port: number): Promise<void>;
   /** Waits until every live node says cluster_state:ok, all slots ok, and all agree who serves which slots. */
   waitForHealthy(timeoutMs?: number): Promise<void>;
   /** Waits until every live replica has acknowledged everything its master had written when this was called. */
@@ -199,6 +201,7 @@ class ClusterNode {
       { stdio: 'ignore' },
     );
     this.child = child;
+    this.done = false;
     this.exited = new Promise((resolve) => {
       const finish = (): void => {
         this.done = true;
@@ -383,6 +386,16 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         const node = nodes.find((n) => n.port === port);
         if (!node) throw new Error(`no node of this cluster on port ${port}`);
         await node.kill(signal);
+      },
+      async restart(port: number) {
+        const node = nodes.find((n) => n.port === port);
+        if (!node) throw new Error(`no node of this cluster on port ${port}`);
+        if (node.alive) return;
+        try {
+          await node.start();
+        } catch (err) {
+          throw new Error(`${(err as Error).message}\n${node.log}`);
+        }
       },
       waitForHealthy,
       waitForReplicaSync,

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AlimtalkProvider, batchIdempotencyKey } from '../../src/adapters/push/alimtalk-provider.js';
 import type { SendRequest } from '../../src/app/ports.js';
 import { ConfigError, providerSchema, retryPolicy, type AlimtalkProviderConfig } from '../../src/config.js';
-import { confirmEntry } from '../../src/app/send-page.js';
+import { settlement } from '../../src/domain/send-rules.js';
 import { RECIPIENT_CODES, REPLAYED, startFakeAlimtalk, type FakeAlimtalk } from '../helpers/fakes/fake-alimtalk.js';
 
 const SECRET_ENV = 'PUSHQ_TEST_ALIMTALK_SECRET';
@@ -101,11 +101,11 @@ describe('the alimtalk provider against a local NHN-style Bizmessage API', () =>
     const first = await provider.send(r);
     expect(first).toMatchObject({ kind: 'in-doubt', code: 'CONNECTION_LOST' });
     // Unbatched, the key makes a retry safe: the ledger retries it.
-    expect(confirmEntry(0, 1, first, provider.retry).op).toBe('t');
+    expect(settlement(first, 1, provider.retry).outcome).toBe('retry');
     const second = await provider.send(r);
     expect(second).toMatchObject({ kind: 'in-doubt', code: 'IDEMPOTENT_REPLAY', final: true });
     // ...and the replay's answer is final: recorded unknown, never retried.
-    expect(confirmEntry(0, 2, second, provider.retry).op).toBe('u');
+    expect(settlement(second, 2, provider.retry).outcome).toBe('unknown');
     expect(fake.refused.at(-1)).toBe(REPLAYED);
     expect(fake.deliveredPerKey().get(r.idempotencyKey)).toBe(1);
     // Batched, a retry may carry other recipients under another key: timeouts stay in doubt.

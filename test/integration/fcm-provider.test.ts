@@ -70,14 +70,20 @@ describe('the FCM HTTP v1 provider against a local FCM and token endpoint', () =
     expect(await provider.send({ ...send('x'), recipient: { id: 'no-token' } })).toMatchObject({ kind: 'permanent', code: 'NO_TOKEN' });
   });
 
-  it('gets a new access token and tries once more when FCM rejects the current one', async () => {
+  it('gets one new access token when FCM rejects the current one, however many sends were refused, and fails over to transient when the new one is refused too', async () => {
     expect((await provider.send(send('device-a'))).kind).toBe('sent');
     const before = fake.issued.length;
     fake.revokeAll();
     const outcomes = await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))]);
-    expect(outcomes).toEqual([{ kind: 'sent' }, { kind: 'sent' }]);
+    expect(outcomes).toMatchObject([{ kind: 'not-sent', code: 'FCM_UNAUTHENTICATED' }, { kind: 'not-sent', code: 'FCM_UNAUTHENTICATED' }]);
     expect(fake.issued.length).toBe(before + 1);
+    expect(await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))])).toEqual([{ kind: 'sent' }, { kind: 'sent' }]);
     expect(fake.sends.at(-1)!.bearer).toBe(fake.issued.at(-1));
+    // Revoked again before any other send: the token minted to replace a refused one is refused too.
+    fake.revokeAll();
+    await provider.accessToken.renew(fake.issued.at(-1)!);
+    fake.revokeAll();
+    expect(await provider.send(send('device-d'))).toMatchObject({ kind: 'transient', code: 'FCM_AUTH' });
   });
 
   it('makes one request per send, so a permit carries one request: a rejected token is renewed and the send goes again on a permit of its own', async () => {

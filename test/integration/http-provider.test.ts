@@ -43,7 +43,7 @@ describe('the http provider against a real server on loopback', () => {
 
   it('classifies answers: 429 rate limited with Retry-After, other 4xx permanent, 5xx transient', async () => {
     reply = { status: 429, headers: { 'retry-after': '3' }, body: 'slow down' };
-    expect(await p.send(request)).toEqual({ kind: 'rate-limited', code: 'HTTP_429', message: 'slow down', retryAfterMs: 3000 });
+    expect(await p.send(request)).toEqual({ kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message: 'slow down', retryAfterMs: 3000 });
     reply = { status: 404, body: '{"error":"UNREGISTERED"}' };
     expect(await p.send(request)).toEqual({ kind: 'permanent', code: 'HTTP_404', message: '{"error":"UNREGISTERED"}' });
     reply = { status: 503, body: '' };

@@ -7,7 +7,7 @@ import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.
 import { RedisLifecycle } from '../../src/adapters/redis/redis-lifecycle.js';
 import { decodeRecord } from '../../src/domain/ledger.js';
 import { createLogger } from '../../src/logger.js';
-import { ids, redisHarness } from '../helpers/harness.js';
+import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
 import { deletePrefix } from '../helpers/redis.js';
 
 /**
@@ -26,10 +26,10 @@ function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
   const h = redisHarness('ledgerfault');
   const queue = createSendQueue(h.redis, h.prefix);
   const pageQueue = new BullPageQueue([queue]);
-  const pump = new RunPump(h.ledger, pageQueue, 4);
+  const pump = new RunPump({ runs: h.runs, queue: pageQueue, window: 4 });
   const providers = { get: () => ({ retry: { inDoubt, maxAttempts } }), names: () => ['sim'] } as unknown as ProviderRegistry;
   const supervisor = new Supervisor(
-    { ledger: h.ledger, store: h.store, providers, queue: pageQueue, pump, events: new AppEvents(), log: createLogger('silent') },
+    { ledger: h.ledger, runs: h.runs, locks: h.locks, clock: h.locks, store: h.store, providers, queue: pageQueue, pump, events: new AppEvents(), log: createLogger('silent') },
     { intervalMs: 100, stallMs: 60_000, stuckMs: 60_000, stagingTtlMs: 60_000 },
   );
   cleanups.push(async () => {
@@ -43,14 +43,14 @@ function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
 async function runningPage(h: ReturnType<typeof redisHarness>, size: number) {
   const campaignId = await h.createCampaign(ids(size), 100);
   const runId = await h.startRun(campaignId);
-  await h.ledger.markActive(campaignId, runId);
-  await h.ledger.advanceCursor(campaignId, runId, 0, 1);
+  await h.runs.markActive(campaignId, runId);
+  await h.runs.advanceCursor(campaignId, runId, 0, 1);
   const ref: PageRef = { campaignId, runId, page: 0 };
   return { campaignId, runId, ref };
 }
 
 const claims = (...indexes: number[]): ClaimDirective[] => indexes.map((index) => ({ index, op: 'claim' as const }));
-const entry = (index: number, op: ConfirmEntry['op']): ConfirmEntry => ({ index, op, delayMs: 0, code: op === 's' ? '' : 'X', message: '' });
+const entry = (index: number, outcome: ConfirmEntry['outcome'], attempt = 1): ConfirmEntry => ({ index, attempt, outcome, delayMs: 0, code: outcome === 'sent' ? '' : 'X', message: '' });
 
 /** Ticks the supervisor for up to `ms` (lock released between ticks), until `done`. */
 async function tickFor(s: ReturnType<typeof setup>, ms: number, done: () => Promise<boolean>): Promise<boolean> {
@@ -74,13 +74,13 @@ describe('records in flight without a live lease', () => {
     const s = setup('report');
     const { h } = s;
     const { campaignId, runId, ref } = await runningPage(h, 2);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
     // Recipient 1's confirm is lost (a failover, an AOF everysec crash): only 0 lands.
-    await h.ledger.confirm(ref, 'A', LEASE, 5, [entry(0, 's')]);
-    await h.ledger.releasePage(ref, 'A', 2);
-    const settled = await tickFor(s, 3 * LEASE, async () => (await h.ledger.getRun(campaignId, runId))?.status === 'completed');
-    const run = await h.ledger.getRun(campaignId, runId);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [entry(0, 'sent')]);
+    await h.ledger.releasePage(ref, 'A', 2, settlePolicy());
+    const settled = await tickFor(s, 3 * LEASE, async () => (await h.runs.getRun(campaignId, runId))?.status === 'completed');
+    const run = await h.runs.getRun(campaignId, runId);
     expect(run?.counts, 'counts once a lease period is over').toMatchObject({ pending: 0, inflight: 0, sent: 1, unknown: 1 });
     expect(settled).toBe(true);
     expect((await stateOf(h, ref, 1)).state).toBe('unknown');
@@ -91,14 +91,14 @@ describe('a claim lost after the send went out', () => {
   it('lets the lease holder’s confirm land, so the recipient is never sent again', async () => {
     const { h } = setup();
     const { campaignId, runId, ref } = await runningPage(h, 2);
-    await h.ledger.acquirePage(ref, 'A', LEASE * 30, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE * 30, 'report'));
     await h.ledger.claim(ref, 'A', LEASE * 30, claims(0));
     // A failover promotes a replica that never got the claim: recipient 0 is pending again, the lease still A's.
     await h.forgetClaim(ref, 0);
-    await h.ledger.confirm(ref, 'A', LEASE * 30, 5, [entry(0, 's')]);
+    await h.ledger.confirm(ref, 'A', LEASE * 30, confirmPolicy(5), [entry(0, 'sent')]);
     expect((await stateOf(h, ref, 0)).state).toBe('sent');
     expect(await h.ledger.claim(ref, 'A', LEASE * 30, claims(0))).toEqual({ kind: 'ok', claimed: [] });
-    expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 1, inflight: 0, sent: 1 });
+    expect((await h.runs.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 1, inflight: 0, sent: 1 });
   });
 });
 
@@ -108,13 +108,13 @@ describe('in-doubt resends', () => {
     const { h } = s;
     const { campaignId, runId, ref } = await runningPage(h, 1);
     for (const token of ['A', 'B', 'C']) {
-      const acquired = await h.ledger.acquirePage(ref, token, LEASE, 'resend');
+      const acquired = await h.ledger.acquirePage(ref, token, acquireOptions(LEASE, 'resend', 2));
       if (acquired.kind !== 'ok') break;
       await h.ledger.claim(ref, token, LEASE, claims(0));
       // The worker dies with the request on the wire.
       await h.abandonLease(ref);
     }
-    await tickFor(s, 3 * LEASE, async () => (await h.ledger.getRun(campaignId, runId))?.status === 'completed');
+    await tickFor(s, 3 * LEASE, async () => (await h.runs.getRun(campaignId, runId))?.status === 'completed');
     const record = await stateOf(h, ref, 0);
     expect(record.attempts).toBeLessThanOrEqual(2);
     expect(record.state).toBe('unknown');
@@ -126,14 +126,14 @@ describe('cancel while requests are on the wire', () => {
     const s = setup('report');
     const { h, lifecycle } = s;
     const { campaignId, runId, ref } = await runningPage(h, 4);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, claims(0, 1, 2));
     expect(await lifecycle.cancel(campaignId, runId)).toMatchObject({ ok: true });
     // 0 comes back transient (would be retried), 1 rate limited (would be requeued); 2's worker dies.
-    await h.ledger.confirm(ref, 'A', LEASE, 5, [entry(0, 't'), entry(1, 'r')]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [entry(0, 'retry'), entry(1, 'requeue')]);
     await h.abandonLease(ref);
-    await tickFor(s, 3 * LEASE, async () => (await h.ledger.getRun(campaignId, runId))?.counts.pending === 0);
-    const run = await h.ledger.getRun(campaignId, runId);
+    await tickFor(s, 3 * LEASE, async () => (await h.runs.getRun(campaignId, runId))?.counts.pending === 0);
+    const run = await h.runs.getRun(campaignId, runId);
     expect(run?.status).toBe('cancelled');
     expect(run?.counts).toMatchObject({ total: 4, pending: 0, inflight: 0, unknown: 1, skipped: 3 });
   });

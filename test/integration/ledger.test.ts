@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { countsAreConserved, decodeRecord, type RecipientStateName } from '../../src/domain/ledger.js';
 import type { ClaimDirective, ConfirmEntry, PageRef } from '../../src/app/ports.js';
 import { REASONS } from '../../src/domain/respect.js';
-import { ids, redisHarness } from '../helpers/harness.js';
+import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
 import { deletePrefix, TEST_REDIS_URL } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -33,7 +33,7 @@ async function runningPage(size: number) {
 
 const claims = (...indexes: number[]): ClaimDirective[] => indexes.map((index) => ({ index, op: 'claim' as const }));
 
-const sent = (index: number): ConfirmEntry => ({ index, op: 's', delayMs: 0, code: '', message: '' });
+const sent = (index: number): ConfirmEntry => ({ index, attempt: 1, outcome: 'sent', delayMs: 0, code: '', message: '' });
 
 async function states(h: ReturnType<typeof redisHarness>, ref: PageRef, size: number): Promise<RecipientStateName[]> {
   const raw = (await h.redis.getBuffer(h.keys.campaign(ref.campaignId).run(ref.runId).records(ref.page))) ?? Buffer.alloc(0);
@@ -48,7 +48,7 @@ describe('create-run', () => {
     try {
       const results = await Promise.all(
         Array.from({ length: 40 }, (_, i) =>
-          redisHarness('ledger', { redis: connections[i % 5]!, prefix: h.prefix }).ledger.createRun(campaignId, 'main', {
+          redisHarness('ledger', { redis: connections[i % 5]!, prefix: h.prefix }).runs.createRun(campaignId, 'main', {
             allowedFrom: ['draft', 'scheduled'],
             statusAfter: 'completed',
             trigger: 'launch',
@@ -60,7 +60,7 @@ describe('create-run', () => {
     } finally {
       connections.forEach((c) => c.disconnect());
     }
-    const run = await h.ledger.getRun(campaignId, 'main');
+    const run = await h.runs.getRun(campaignId, 'main');
     expect(run?.counts).toEqual({ total: 10, pending: 10, inflight: 0, sent: 0, failed: 0, unknown: 0, skipped: 0 });
     expect((await h.store.get(campaignId))?.status).toBe('running');
   });
@@ -69,11 +69,11 @@ describe('create-run', () => {
     const h = harness();
     const empty = await h.createCampaign([]);
     const opts = { allowedFrom: ['draft', 'scheduled', 'running'] as const, statusAfter: 'completed' as const, trigger: 't' };
-    expect(await h.ledger.createRun(empty, 'main', opts)).toEqual({ ok: false, reason: 'empty', status: 'draft' });
-    expect(await h.ledger.createRun('nope', 'main', opts)).toMatchObject({ ok: false, reason: 'missing' });
+    expect(await h.runs.createRun(empty, 'main', opts)).toEqual({ ok: false, reason: 'empty', status: 'draft' });
+    expect(await h.runs.createRun('nope', 'main', opts)).toMatchObject({ ok: false, reason: 'missing' });
     const campaignId = await h.createCampaign(ids(3));
-    expect((await h.ledger.createRun(campaignId, 'main', opts)).ok).toBe(true);
-    expect(await h.ledger.createRun(campaignId, 'main', opts)).toMatchObject({ ok: false, reason: 'exists' });
+    expect((await h.runs.createRun(campaignId, 'main', opts)).ok).toBe(true);
+    expect(await h.runs.createRun(campaignId, 'main', opts)).toMatchObject({ ok: false, reason: 'exists' });
   });
 });
 
@@ -81,29 +81,29 @@ describe('create-run', () => {
 describe('claim and confirm', () => {
   it('moves recipients through every transition and keeps the counts', async () => {
     const { h, campaignId, runId, ref } = await runningPage(10);
-    const acquired = await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    const acquired = await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     expect(acquired.kind).toBe('ok');
 
     const claim = await h.ledger.claim(ref, 'A', LEASE, claims(0, 1, 2, 3, 4, 5, 6, 7, 8));
-    expect(claim).toEqual({ kind: 'ok', claimed: [0, 1, 2, 3, 4, 5, 6, 7, 8].map((index) => ({ index, attempts: 1 })) });
-    expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 10, inflight: 9 });
+    expect(claim).toEqual({ kind: 'ok', claimed: [0, 1, 2, 3, 4, 5, 6, 7, 8].map((index) => ({ index, attempt: 1 })) });
+    expect((await h.runs.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 10, inflight: 9 });
 
-    const result = await h.ledger.confirm(ref, 'A', LEASE, 5, [
+    const result = await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [
       sent(0),
       sent(1),
-      { index: 2, op: 'f', delayMs: 0, code: 'HTTP_400', message: 'bad token' },
-      { index: 3, op: 't', delayMs: 0, code: 'HTTP_503', message: 'busy' },
-      { index: 4, op: 'r', delayMs: 60_000, code: 'HTTP_429', message: 'slow down' },
-      { index: 5, op: 'u', delayMs: 0, code: 'TIMEOUT', message: 'no answer' },
+      { index: 2, attempt: 1, outcome: 'failed', delayMs: 0, code: 'HTTP_400', message: 'bad token' },
+      { index: 3, attempt: 1, outcome: 'retry', delayMs: 0, code: 'HTTP_503', message: 'busy' },
+      { index: 4, attempt: 1, outcome: 'requeue', delayMs: 60_000, code: 'HTTP_429', message: 'slow down' },
+      { index: 5, attempt: 1, outcome: 'unknown', delayMs: 0, code: 'TIMEOUT', message: 'no answer' },
     ]);
     expect(result).toEqual({ kind: 'ok', runCompleted: false, applied: 6 });
-    const run = await h.ledger.getRun(campaignId, runId);
+    const run = await h.runs.getRun(campaignId, runId);
     expect(run?.counts).toEqual({ total: 10, pending: 6, inflight: 3, sent: 2, failed: 1, unknown: 1, skipped: 0 });
     expect(await states(h, ref, 10)).toEqual(['sent', 'sent', 'failed', 'pending', 'pending', 'unknown', 'inflight', 'inflight', 'inflight', 'pending']);
 
     // A transient failure spent its attempt; a rate-limited one did not, and is not due for a minute.
     const again = await h.ledger.claim(ref, 'A', LEASE, claims(3, 4, 9));
-    expect(again).toEqual({ kind: 'ok', claimed: [{ index: 3, attempts: 2 }, { index: 9, attempts: 1 }] });
+    expect(again).toEqual({ kind: 'ok', claimed: [{ index: 3, attempt: 2 }, { index: 9, attempt: 1 }] });
     const failedEntry = await h.ledger.readEntry(campaignId, runId, 2, 100);
     expect(failedEntry.record).toMatchObject({ state: 'failed', attempts: 1 });
     expect(failedEntry.lastError).toMatchObject({ code: 'HTTP_400', message: 'bad token', attempts: 1 });
@@ -119,7 +119,7 @@ describe('claim and confirm', () => {
         Array.from({ length: 50 }, async (_, i) => {
           const ledger = redisHarness('ledger', { redis: connections[i % 10]!, prefix: h.prefix }).ledger;
           const token = `worker-${i}`;
-          const acquired = await ledger.acquirePage(ref, token, LEASE, 'report');
+          const acquired = await ledger.acquirePage(ref, token, acquireOptions(LEASE, 'report'));
           if (acquired.kind !== 'ok') return 0;
           const claim = await ledger.claim(ref, token, LEASE, claims(0));
           return claim.kind === 'ok' ? claim.claimed.length : 0;
@@ -129,47 +129,47 @@ describe('claim and confirm', () => {
     } finally {
       connections.forEach((c) => c.disconnect());
     }
-    expect((await h.ledger.getRun(campaignId, runId))?.counts.inflight).toBe(1);
+    expect((await h.runs.getRun(campaignId, runId))?.counts.inflight).toBe(1);
   });
 
   it('answers a resent claim with the same recipients and counts them once', async () => {
     const { h, campaignId, runId, ref } = await runningPage(5);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, claims(1))));
-    for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempts: 1 }] });
-    expect((await h.ledger.getRun(campaignId, runId))?.counts.inflight).toBe(1);
+    for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempt: 1 }] });
+    expect((await h.runs.getRun(campaignId, runId))?.counts.inflight).toBe(1);
   });
 
   it('refuses claims and confirms from a worker that does not hold the page', async () => {
     const { h, ref } = await runningPage(5);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
-    const busy = await h.ledger.acquirePage(ref, 'B', LEASE, 'report');
+    const busy = await h.ledger.acquirePage(ref, 'B', acquireOptions(LEASE, 'report'));
     expect(busy.kind).toBe('busy');
     expect(await h.ledger.claim(ref, 'B', LEASE, claims(2))).toEqual({ kind: 'fenced' });
-    expect(await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(0)])).toEqual({ kind: 'fenced' });
+    expect(await h.ledger.confirm(ref, 'B', LEASE, confirmPolicy(5), [sent(0)])).toEqual({ kind: 'fenced' });
     expect(await states(h, ref, 3)).toEqual(['inflight', 'inflight', 'pending']);
   });
 
   it('marks the in-flight recipients of an expired lease unknown and fences the old holder', async () => {
     const { h, campaignId, runId, ref } = await runningPage(4);
-    await h.ledger.acquirePage(ref, 'A', 300, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(300, 'report'));
     await h.ledger.claim(ref, 'A', 300, claims(0, 1));
-    await h.ledger.confirm(ref, 'A', 300, 5, [sent(0)]);
+    await h.ledger.confirm(ref, 'A', 300, confirmPolicy(5), [sent(0)]);
     // Worker A "dies". Once its lease ends, B takes the page over.
     const takeover = await waitFor(async () => {
-      const r = await h.ledger.acquirePage(ref, 'B', LEASE, 'report');
+      const r = await h.ledger.acquirePage(ref, 'B', acquireOptions(LEASE, 'report'));
       return r.kind === 'ok' ? r : undefined;
     });
     expect(takeover.markedUnknown).toBe(1);
     expect(await states(h, ref, 4)).toEqual(['sent', 'unknown', 'pending', 'pending']);
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
     // A comes back and reports its send: refused, the recipient stays unknown (never silently resent).
-    expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(1)])).toEqual({ kind: 'fenced' });
-    expect(await h.ledger.claim(ref, 'B', LEASE, claims(1, 2, 3))).toEqual({ kind: 'ok', claimed: [{ index: 2, attempts: 1 }, { index: 3, attempts: 1 }] });
-    const result = await h.ledger.confirm(ref, 'B', LEASE, 5, [sent(2), sent(3)]);
+    expect(await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(1)])).toEqual({ kind: 'fenced' });
+    expect(await h.ledger.claim(ref, 'B', LEASE, claims(1, 2, 3))).toEqual({ kind: 'ok', claimed: [{ index: 2, attempt: 1 }, { index: 3, attempt: 1 }] });
+    const result = await h.ledger.confirm(ref, 'B', LEASE, confirmPolicy(5), [sent(2), sent(3)]);
     expect(result).toMatchObject({ kind: 'ok', runCompleted: true });
-    const run = await h.ledger.getRun(campaignId, runId);
+    const run = await h.runs.getRun(campaignId, runId);
     expect(run?.status).toBe('completed');
     expect(run?.counts).toEqual({ total: 4, pending: 0, inflight: 0, sent: 3, failed: 0, unknown: 1, skipped: 0 });
     expect((await h.store.get(campaignId))?.status).toBe('completed');
@@ -177,37 +177,39 @@ describe('claim and confirm', () => {
 
   it('fails a recipient once its attempts are spent', async () => {
     const { h, campaignId, runId, ref } = await runningPage(1);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
-    const transient: ConfirmEntry = { index: 0, op: 't', delayMs: 0, code: 'HTTP_500', message: 'oops' };
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
+    const transient: ConfirmEntry = { index: 0, attempt: 1, outcome: 'retry', delayMs: 0, code: 'HTTP_500', message: 'oops' };
     await h.ledger.claim(ref, 'A', LEASE, claims(0));
-    expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: false });
+    expect(await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(2), [transient])).toMatchObject({ runCompleted: false });
     await h.ledger.claim(ref, 'A', LEASE, claims(0));
-    expect(await h.ledger.confirm(ref, 'A', LEASE, 2, [transient])).toMatchObject({ runCompleted: true });
+    expect(await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(2), [transient])).toMatchObject({ runCompleted: true });
     expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).record).toMatchObject({ state: 'failed', attempts: 2 });
   });
 
-  it('ignores a confirm for a recipient that is not in flight (a resent confirm)', async () => {
+  it('ignores a confirm resent after a lost reply: the record is final, or pending with that attempt spent', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
-    await h.ledger.claim(ref, 'A', LEASE, claims(0));
-    expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0)])).toMatchObject({ applied: 1 });
-    expect(await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), sent(1)])).toMatchObject({ applied: 0 });
-    expect((await h.ledger.getRun(campaignId, runId))?.counts).toMatchObject({ sent: 1, pending: 1, inflight: 0 });
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
+    await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
+    const retry: ConfirmEntry = { index: 1, attempt: 1, outcome: 'retry', delayMs: 60_000, code: 'HTTP_503', message: 'busy' };
+    expect(await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(0), retry])).toMatchObject({ applied: 2 });
+    expect(await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(0), retry])).toMatchObject({ applied: 0 });
+    expect((await h.runs.getRun(campaignId, runId))?.counts).toMatchObject({ sent: 1, pending: 1, inflight: 0 });
+    expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).record).toMatchObject({ state: 'pending', attempts: 1 });
   });
 
   it('stops claims once the run is no longer running', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'status', 'paused');
     expect(await h.ledger.claim(ref, 'A', LEASE, claims(0))).toEqual({ kind: 'inactive', status: 'paused' });
-    expect(await h.ledger.acquirePage(ref, 'B', LEASE, 'report')).toMatchObject({ kind: 'busy' });
+    expect(await h.ledger.acquirePage(ref, 'B', acquireOptions(LEASE, 'report'))).toMatchObject({ kind: 'busy' });
   });
 });
 
 describe('claims that defer and skip (recipient respect)', () => {
   it('defers, skips with a reason and claims in one step, and keeps the breakdown', async () => {
     const { h, campaignId, runId, ref } = await runningPage(6);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     const result = await h.ledger.claim(ref, 'A', LEASE, [
       { index: 0, op: 'claim' },
       { index: 1, op: 'defer', until: Date.now() + 60_000 },
@@ -215,8 +217,8 @@ describe('claims that defer and skip (recipient respect)', () => {
       { index: 3, op: 'skip', reason: REASONS.suppressed, detail: 'on suppression list global' },
       { index: 4, op: 'skip', reason: REASONS['frequency-cap'], detail: 'frequency cap: at most 1 per 24h' },
     ]);
-    expect(result).toEqual({ kind: 'ok', claimed: [{ index: 0, attempts: 1 }] });
-    let run = (await h.ledger.getRun(campaignId, runId))!;
+    expect(result).toEqual({ kind: 'ok', claimed: [{ index: 0, attempt: 1 }] });
+    let run = (await h.runs.getRun(campaignId, runId))!;
     expect(run.counts).toMatchObject({ total: 6, pending: 4, inflight: 1, skipped: 2 });
     expect(run.deferred).toBe(2);
     expect(run.deferredUntil! - run.createdAt).toBeGreaterThanOrEqual(60_000);
@@ -229,19 +231,19 @@ describe('claims that defer and skip (recipient respect)', () => {
     // Not due yet: a claim does not take a deferred recipient; deferring again does not count it twice.
     expect(await h.ledger.claim(ref, 'A', LEASE, claims(1))).toEqual({ kind: 'ok', claimed: [] });
     await h.ledger.claim(ref, 'A', LEASE, [{ index: 1, op: 'defer', until: Date.now() }]);
-    expect((await h.ledger.getRun(campaignId, runId))!.deferred).toBe(2);
+    expect((await h.runs.getRun(campaignId, runId))!.deferred).toBe(2);
     // Due now: claimed, and no longer deferred. A skip of a recipient in flight changes nothing.
     expect(await h.ledger.claim(ref, 'A', LEASE, [...claims(1), { index: 0, op: 'skip', reason: REASONS.suppressed, detail: 'late' }])).toEqual({
       kind: 'ok',
-      claimed: [{ index: 1, attempts: 1 }],
+      claimed: [{ index: 1, attempt: 1 }],
     });
-    run = (await h.ledger.getRun(campaignId, runId))!;
+    run = (await h.runs.getRun(campaignId, runId))!;
     expect(run.deferred).toBe(1);
     expect(run.counts).toMatchObject({ pending: 4, inflight: 2, skipped: 2 });
     // The page is parked until index 2 is due, not reported as due now.
-    await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), sent(1)]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(0), sent(1)]);
     await h.ledger.claim(ref, 'A', LEASE, [{ index: 5, op: 'defer', until: Date.now() + 45_000 }]);
-    const left = await h.ledger.releasePage(ref, 'A', 6);
+    const left = await h.ledger.releasePage(ref, 'A', 6, settlePolicy());
     expect(left.pending).toBe(2);
     expect(left.nextDueIn).toBeGreaterThan(25_000);
     expect(await h.redis.zscore(h.keys.campaign(campaignId).run(runId).parked, '0')).not.toBeNull();
@@ -249,29 +251,29 @@ describe('claims that defer and skip (recipient respect)', () => {
 
   it('remembers a recipient was counted against a frequency cap through requeues, retries and deferrals', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim', counted: true }, { index: 1, op: 'claim' }]);
     const entry = async (index: number) => (await h.ledger.readEntry(campaignId, runId, index, 100)).record;
     expect(await entry(0)).toMatchObject({ state: 'inflight', counted: true, reason: 0 });
     expect(await entry(1)).toMatchObject({ state: 'inflight', counted: false });
     // A 429 gives the attempt back: the record still says counted.
-    await h.ledger.confirm(ref, 'A', LEASE, 5, [{ index: 0, op: 'r', delayMs: 0, code: 'HTTP_429', message: '' }]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [{ index: 0, attempt: 1, outcome: 'requeue', delayMs: 0, code: 'HTTP_429', message: '' }]);
     expect(await entry(0)).toMatchObject({ state: 'pending', attempts: 0, counted: true });
     await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'defer', until: Date.now() }]);
     expect(await entry(0)).toMatchObject({ state: 'pending', reason: REASONS['quiet-hours'], counted: true });
     await h.ledger.claim(ref, 'A', LEASE, claims(0));
     expect(await entry(0)).toMatchObject({ state: 'inflight', attempts: 1, reason: 0, counted: true });
-    expect((await h.ledger.getRun(campaignId, runId))!.deferred).toBe(0);
+    expect((await h.runs.getRun(campaignId, runId))!.deferred).toBe(0);
   });
 
   it('settles deferred recipients as skipped (cancelled) when the campaign is cancelled', async () => {
     const { h, campaignId, runId, ref } = await runningPage(3);
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'defer', until: Date.now() + 60_000 }, { index: 1, op: 'skip', reason: REASONS.suppressed, detail: 'x' }]);
     await h.redis.hset(h.keys.campaign(campaignId).meta(), 'status', 'running', 'latestRunId', runId);
     const { RedisLifecycle } = await import('../../src/adapters/redis/redis-lifecycle.js');
     expect(await new RedisLifecycle(h.keys, h.scripts).cancel(campaignId, runId)).toMatchObject({ ok: true });
-    const run = (await h.ledger.getRun(campaignId, runId))!;
+    const run = (await h.runs.getRun(campaignId, runId))!;
     expect(run.counts).toMatchObject({ pending: 0, skipped: 3 });
     expect(run.deferred).toBe(0);
     expect(run.deferredUntil).toBeNull();
@@ -284,18 +286,18 @@ describe('release and the fan-out cursor', () => {
     const h = harness();
     const campaignId = await h.createCampaign(ids(250));
     const runId = await h.startRun(campaignId);
-    expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('ok');
-    expect(await h.ledger.advanceCursor(campaignId, runId, 0, 2)).toBe('moved');
-    expect(await h.ledger.pageCounts(campaignId, runId)).toEqual({ open: 2, active: 0 });
+    expect(await h.runs.advanceCursor(campaignId, runId, 0, 2)).toBe('ok');
+    expect(await h.runs.advanceCursor(campaignId, runId, 0, 2)).toBe('moved');
+    expect(await h.runs.pageCounts(campaignId, runId)).toEqual({ open: 2, active: 0 });
     const ref = { campaignId, runId, page: 1 };
-    await h.ledger.acquirePage(ref, 'A', LEASE, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
-    await h.ledger.confirm(ref, 'A', LEASE, 5, [sent(0), { index: 1, op: 'r', delayMs: 5000, code: 'HTTP_429', message: '' }]);
-    const left = await h.ledger.releasePage(ref, 'A', 100);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(0), { index: 1, attempt: 1, outcome: 'requeue', delayMs: 5000, code: 'HTTP_429', message: '' }]);
+    const left = await h.ledger.releasePage(ref, 'A', 100, settlePolicy());
     expect(left.pending).toBe(99);
     expect(left.inflight).toBe(0);
     expect(left.nextDueIn).toBe(0);
-    expect(await h.ledger.pageCounts(campaignId, runId)).toEqual({ open: 1, active: 0 });
+    expect(await h.runs.pageCounts(campaignId, runId)).toEqual({ open: 1, active: 0 });
     expect(await h.redis.sismember(h.keys.campaign(campaignId).run(runId).unfinished, '1')).toBe(1);
   });
 });
@@ -314,7 +316,7 @@ describe('counts under random transitions', () => {
     };
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
     let holder = 'T0';
-    await h.ledger.acquirePage(ref, holder, LEASE, 'report');
+    await h.ledger.acquirePage(ref, holder, acquireOptions(LEASE, 'report'));
     for (let step = 0; step < 300; step += 1) {
       const action = random();
       const token = random() < 0.9 ? holder : 'stranger';
@@ -328,15 +330,18 @@ describe('counts under random transitions', () => {
         });
         await h.ledger.claim(ref, token, LEASE, directives);
       } else if (action < 0.9) {
-        const op = pick(['s', 'f', 't', 'r', 'u'] as const);
-        await h.ledger.confirm(ref, token, LEASE, 3, indexes.map((index) => ({ index, op, delayMs: 0, code: 'C', message: 'm' })));
+        const outcome = pick(['sent', 'failed', 'retry', 'requeue', 'unclaim', 'unknown'] as const);
+        const raw = (await h.redis.getBuffer(h.keys.campaign(campaignId).run(runId).records(0))) ?? Buffer.alloc(0);
+        // The attempt as claimed; now and then one more than the record says: a claim a failover lost.
+        const entries = indexes.map((index) => ({ index, attempt: decodeRecord(raw, index).attempts + (random() < 0.2 ? 1 : 0), outcome, delayMs: 0, code: 'C', message: 'm' }));
+        await h.ledger.confirm(ref, token, LEASE, confirmPolicy(3, 2), entries);
       } else {
         // The holder "dies": its lease is cut short and another worker takes over.
-        await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), `${holder}|0`);
+        await h.abandonLease(ref);
         holder = `T${step}`;
-        await h.ledger.acquirePage(ref, holder, LEASE, 'report');
+        await h.ledger.acquirePage(ref, holder, acquireOptions(LEASE, 'report'));
       }
-      const run = (await h.ledger.getRun(campaignId, runId))!;
+      const run = (await h.runs.getRun(campaignId, runId))!;
       expect(countsAreConserved(run.counts), JSON.stringify(run.counts)).toBe(true);
       const recount = { pending: 0, inflight: 0, sent: 0, failed: 0, unknown: 0, skipped: 0 };
       for (const state of await states(h, ref, size)) {

@@ -31,14 +31,16 @@ const daily = (max: number): FrequencyCap => ({ max, per: '24h', kinds: [] });
 describe('frequency caps', () => {
   it('counts each recipient up to the cap, and gives back what was not sent', async () => {
     const { caps } = adapters();
-    expect(await caps.reserve(daily(2), ['a', 'b'])).toEqual([true, true]);
-    expect(await caps.reserve(daily(2), ['a'])).toEqual([true]);
-    expect(await caps.reserve(daily(2), ['a', 'b', 'c'])).toEqual([false, true, true]);
-    await caps.release(daily(2), ['a']);
-    expect(await caps.reserve(daily(2), ['a', 'a'])).toEqual([true, false]);
+    const fits = async (cap: FrequencyCap, ids: string[]) => (await caps.reserve(cap, ids)).map((r) => r !== null);
+    expect(await fits(daily(2), ['a', 'b'])).toEqual([true, true]);
+    const second = await caps.reserve(daily(2), ['a']);
+    expect(second.map((r) => r?.id)).toEqual(['a']);
+    expect(await fits(daily(2), ['a', 'b', 'c'])).toEqual([false, true, true]);
+    await caps.release(daily(2), [second[0]!]);
+    expect(await fits(daily(2), ['a', 'a'])).toEqual([true, false]);
     // A cap of another window counts on its own; one of the same window and kinds shares the count.
-    expect(await caps.reserve({ max: 1, per: '1h', kinds: [] }, ['a'])).toEqual([true]);
-    expect(await caps.reserve(daily(3), ['a'])).toEqual([true]);
+    expect(await fits({ max: 1, per: '1h', kinds: [] }, ['a'])).toEqual([true]);
+    expect(await fits(daily(3), ['a'])).toEqual([true]);
   });
 
   it('gives a message back to the bucket it was counted in, across a bucket boundary', async () => {
@@ -48,12 +50,12 @@ describe('frequency caps', () => {
     // Start early in a bucket, by the Redis clock, so the reserve lands in it.
     const bucketOf = async () => Math.floor(Number((await redis.time())[0]) * 1000 / 1000);
     const reservedIn = await bucketOf();
-    const reservation = await caps.reserve(cap, ['a']);
-    expect(reservation).toEqual([true]);
+    const [reservation] = await caps.reserve(cap, ['a']);
+    expect(reservation).not.toBeNull();
     await waitFor(async () => (await bucketOf()) > reservedIn, { what: 'the next bucket' });
     // The send did not happen after all: the message is given back.
-    await caps.release(cap, ['a']);
-    expect(await caps.reserve(cap, ['a'])).toEqual([true]);
+    await caps.release(cap, [reservation!]);
+    expect((await caps.reserve(cap, ['a']))[0]).not.toBeNull();
   });
 
   it('lets exactly one of many racing campaigns through per recipient under a cap of 1', async () => {
@@ -61,16 +63,16 @@ describe('frequency caps', () => {
     const racers = Array.from({ length: 8 }, () => adapters(prefix));
     const audience = ids(500, 'u');
     const answers = await Promise.all(racers.map(({ caps }) => caps.reserve(daily(1), audience)));
-    for (let i = 0; i < audience.length; i += 1) expect(answers.filter((a) => a[i]).length).toBe(1);
+    for (let i = 0; i < audience.length; i += 1) expect(answers.filter((a) => a[i] !== null).length).toBe(1);
   });
 
   it('forgets sends once they leave the window (counted in 24 buckets of it)', async () => {
     const { caps, redis, keys } = adapters();
     const cap: FrequencyCap = { max: 1, per: '2s', kinds: [] };
-    expect(await caps.reserve(cap, ['a'])).toEqual([true]);
-    expect(await caps.reserve(cap, ['a'])).toEqual([false]);
+    expect((await caps.reserve(cap, ['a']))[0]).not.toBeNull();
+    expect(await caps.reserve(cap, ['a'])).toEqual([null]);
     const started = Date.now();
-    await waitFor(async () => (await caps.reserve(cap, ['a']))[0], { timeoutMs: 5000, intervalMs: 100, what: 'the send to leave the window' });
+    await waitFor(async () => (await caps.reserve(cap, ['a']))[0] ?? undefined, { timeoutMs: 5000, intervalMs: 100, what: 'the send to leave the window' });
     expect(Date.now() - started).toBeGreaterThan(1500);
     // Counters expire by themselves: nothing grows with the recipients ever capped.
     const counters = await redis.keys(`${keys.prefix}:{fc*`);

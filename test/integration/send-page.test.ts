@@ -3,6 +3,8 @@ import { AppEvents } from '../../src/app/events.js';
 import type { FrequencyCaps, Permit, PermitOutcome, ProviderLimits, ProviderRegistry, ProviderState, PushProvider, RateLimiter, SendRequest, Suppressions } from '../../src/app/ports.js';
 import { RecipientGate } from '../../src/app/recipient-gate.js';
 import { Semaphore } from '../../src/app/semaphore.js';
+import { LeaseRenewer } from '../../src/app/lease-renewer.js';
+import { SendBudget } from '../../src/app/send-budget.js';
 import { SendPage } from '../../src/app/send-page.js';
 import type { SendOutcome } from '../../src/domain/send-outcome.js';
 import { createLogger } from '../../src/logger.js';
@@ -59,7 +61,7 @@ class InstantProvider implements PushProvider {
   readonly name = 'sim';
   readonly type = 'test';
   readonly limits: ProviderLimits = { name: 'sim', tps: 1000, timeoutMs: 1000, breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 } };
-  readonly retry = { maxAttempts: 5, baseMs: 10, maxMs: 10, inDoubt: 'report' as const, retryTimeouts: true };
+  readonly retry = { maxAttempts: 5, maxRequeues: 50, baseMs: 10, maxMs: 10, inDoubt: 'report' as const, retryTimeouts: true };
   readonly sent: string[] = [];
 
   async send(request: SendRequest): Promise<SendOutcome> {
@@ -84,7 +86,7 @@ class FlakySuppressions implements Pick<Suppressions, 'find' | 'add'> {
   }
 }
 
-const noCaps: FrequencyCaps = { reserve: async (_cap, ids) => ids.map(() => true), release: async () => undefined };
+const noCaps: FrequencyCaps = { reserve: async (_cap, ids) => ids.map((id) => ({ id, bucket: 0 })), release: async () => undefined };
 
 function setup() {
   const h = redisHarness('sendpage');
@@ -97,17 +99,22 @@ function setup() {
   const suppressions = new FlakySuppressions();
   const slots = new Semaphore(16);
   const providers: ProviderRegistry = { get: () => provider, names: () => ['sim'] };
+  const events = new AppEvents();
+  const log = createLogger('silent');
+  const renewer = new LeaseRenewer(h.ledger, { leaseMs: 30_000, intervalMs: 7500 }, log);
+  cleanups.push(async () => renewer.stop());
   const sendPage = new SendPage({
     campaigns: h.store,
     ledger: h.ledger,
-    limiter,
+    runs: h.runs,
+    budget: new SendBudget(slots, limiter, events),
+    renewer,
     providers,
-    pump: { fill: async () => 0 } as never,
-    sendSlots: slots,
+    pump: { fill: async () => 0 },
     gate: new RecipientGate(suppressions as unknown as Suppressions, noCaps, []),
     caps: noCaps,
-    events: new AppEvents(),
-    log: createLogger('silent'),
+    events,
+    log,
     options: { leaseMs: 30_000, claimBatch: 8, confirmBatch: 16, confirmDelayMs: 5 },
   });
   return { h, limiter, provider, suppressions, slots, sendPage };

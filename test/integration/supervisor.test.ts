@@ -5,7 +5,7 @@ import { RunPump } from '../../src/app/pump.js';
 import { Supervisor } from '../../src/app/supervisor.js';
 import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
 import { createLogger } from '../../src/logger.js';
-import { ids, redisHarness } from '../helpers/harness.js';
+import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
 import { deletePrefix } from '../helpers/redis.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -17,11 +17,11 @@ function setup(inDoubt: 'report' | 'resend') {
   const h = redisHarness('sup');
   const queue = createSendQueue(h.redis, h.prefix);
   const pageQueue = new BullPageQueue([queue]);
-  const pump = new RunPump(h.ledger, pageQueue, 4);
+  const pump = new RunPump({ runs: h.runs, queue: pageQueue, window: 4 });
   const events = new AppEvents();
-  const providers = { get: () => ({ retry: { inDoubt } }), names: () => ['sim'] } as unknown as ProviderRegistry;
+  const providers = { get: () => ({ retry: { inDoubt, maxAttempts: 5 } }), names: () => ['sim'] } as unknown as ProviderRegistry;
   const supervisor = new Supervisor(
-    { ledger: h.ledger, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
+    { ledger: h.ledger, runs: h.runs, locks: h.locks, clock: h.locks, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
     { intervalMs: 1000, stallMs: 60_000, stuckMs: 1000, stagingTtlMs: 60_000 },
   );
   cleanups.push(async () => {
@@ -36,9 +36,9 @@ function setup(inDoubt: 'report' | 'resend') {
 async function abandonedPage(h: ReturnType<typeof redisHarness>, size: number) {
   const campaignId = await h.createCampaign(ids(size), 100);
   const runId = await h.startRun(campaignId);
-  await h.ledger.markActive(campaignId, runId);
+  await h.runs.markActive(campaignId, runId);
   const ref = { campaignId, runId, page: 0 };
-  await h.ledger.acquirePage(ref, 'gone', 60_000, 'report');
+  await h.ledger.acquirePage(ref, 'gone', acquireOptions(60_000, 'report'));
   await h.ledger.claim(ref, 'gone', 60_000, [{ index: 0, op: 'claim' }, { index: 1, op: 'claim' }]);
   // Its lease ran out long ago.
   await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), 'gone|1');
@@ -51,20 +51,20 @@ describe('the supervisor', () => {
     const { h, supervisor } = setup('report');
     const { campaignId, runId, ref } = await abandonedPage(h, 2);
     await supervisor.tick();
-    const run = await h.ledger.getRun(campaignId, runId);
+    const run = await h.runs.getRun(campaignId, runId);
     expect(run?.counts).toMatchObject({ total: 2, pending: 0, inflight: 0, unknown: 2 });
     expect(run?.status).toBe('completed');
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
-    expect(await h.ledger.activeRuns()).toEqual([]);
+    expect(await h.runs.activeRuns()).toEqual([]);
     // The lost worker comes back: fenced.
-    expect(await h.ledger.confirm(ref, 'gone', 60_000, 5, [{ index: 0, op: 's', delayMs: 0, code: '', message: '' }])).toEqual({ kind: 'fenced' });
+    expect(await h.ledger.confirm(ref, 'gone', 60_000, confirmPolicy(5), [{ index: 0, attempt: 1, outcome: 'sent', delayMs: 0, code: '', message: '' }])).toEqual({ kind: 'fenced' });
   });
 
   it('makes them pending again, with their attempt kept, when the provider resends in-doubt sends', async () => {
     const { h, supervisor } = setup('resend');
     const { campaignId, runId } = await abandonedPage(h, 3);
     await supervisor.tick();
-    const run = await h.ledger.getRun(campaignId, runId);
+    const run = await h.runs.getRun(campaignId, runId);
     expect(run?.counts).toMatchObject({ total: 3, pending: 3, inflight: 0, unknown: 0 });
     expect(run?.status).toBe('running');
     expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).record).toMatchObject({ state: 'pending', attempts: 1 });
@@ -74,45 +74,45 @@ describe('the supervisor', () => {
     const { h, supervisor } = setup('report');
     const campaignId = await h.createCampaign(ids(5), 100);
     const runId = await h.startRun(campaignId);
-    await h.ledger.markActive(campaignId, runId);
+    await h.runs.markActive(campaignId, runId);
     await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', 1, 'kickedAt', Date.now());
     await supervisor.tick();
-    expect((await h.ledger.getRun(campaignId, runId))?.stuckSince).not.toBeNull();
+    expect((await h.runs.getRun(campaignId, runId))?.stuckSince).not.toBeNull();
     // Progress again: the alarm clears.
-    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', await h.ledger.serverTime());
+    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', await h.locks.serverTime());
     await h.redis.del(`${h.prefix}:lock:supervisor`);
     await supervisor.tick();
-    expect((await h.ledger.getRun(campaignId, runId))?.stuckSince).toBeNull();
+    expect((await h.runs.getRun(campaignId, runId))?.stuckSince).toBeNull();
   });
 
   it('leaves a run alone whose pending recipients are all parked (quiet hours), and kicks it once they are due', async () => {
     const { h, supervisor } = setup('report');
     const campaignId = await h.createCampaign(ids(3), 100);
     const runId = await h.startRun(campaignId);
-    await h.ledger.markActive(campaignId, runId);
-    await h.ledger.advanceCursor(campaignId, runId, 0, 1);
+    await h.runs.markActive(campaignId, runId);
+    await h.runs.advanceCursor(campaignId, runId, 0, 1);
     const ref = { campaignId, runId, page: 0 };
-    await h.ledger.acquirePage(ref, 'A', 60_000, 'report');
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(60_000, 'report'));
     await h.ledger.claim(ref, 'A', 60_000, [0, 1, 2].map((index) => ({ index, op: 'defer' as const, until: Date.now() + 3_600_000 })));
-    await h.ledger.releasePage(ref, 'A', 3);
+    await h.ledger.releasePage(ref, 'A', 3, settlePolicy());
     const run = h.keys.campaign(campaignId).run(runId);
     // Long without progress, by the clock of the run.
     await h.redis.hset(run.run, 'activeAt', 1, 'kickedAt', 1);
-    expect(await h.ledger.kickStalled(campaignId, runId, 60_000)).toMatchObject({ kind: 'parked' });
+    expect(await h.runs.kickStalled(campaignId, runId, 60_000)).toMatchObject({ kind: 'parked' });
     await supervisor.tick();
-    const parked = (await h.ledger.getRun(campaignId, runId))!;
+    const parked = (await h.runs.getRun(campaignId, runId))!;
     expect(parked.stuckSince).toBeNull();
     expect(parked.gen).toBe(1);
     // The wake-up time passed a stall period ago and nothing ran: the page's job was lost. Kick it.
     await h.redis.zadd(run.parked, 1, '0');
-    expect(await h.ledger.kickStalled(campaignId, runId, 60_000)).toEqual({ kind: 'kicked', gen: 2, pages: [0] });
+    expect(await h.runs.kickStalled(campaignId, runId, 60_000)).toEqual({ kind: 'kicked', gen: 2, pages: [0] });
   });
 
   it('says loudly when the counts of a run do not add up', async () => {
     const { h, supervisor, events } = setup('report');
     const campaignId = await h.createCampaign(ids(5), 100);
     const runId = await h.startRun(campaignId);
-    await h.ledger.markActive(campaignId, runId);
+    await h.runs.markActive(campaignId, runId);
     await h.redis.hincrby(h.keys.campaign(campaignId).run(runId).run, 'sent', 1);
     const seen: string[] = [];
     events.on('run:counts-mismatch', (e) => seen.push(e.runId));

@@ -4,7 +4,7 @@ import { allowedActions, invalidState, planLayout } from '../../src/domain/campa
 import { countsAreConserved, decodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
 import { Semaphore } from '../../src/app/semaphore.js';
 import { parseRetryAfter } from '../../src/adapters/push/http-support.js';
-import { confirmEntry } from '../../src/app/send-page.js';
+import { healthOf, healthOfRequest, pushback, settlement } from '../../src/domain/send-rules.js';
 
 describe('campaign rules', () => {
   it('allows launch only from draft or scheduled', () => {
@@ -82,21 +82,46 @@ describe('parseRetryAfter', () => {
   });
 });
 
-describe('confirmEntry', () => {
-  const retry = { maxAttempts: 5, baseMs: 100, maxMs: 1000, inDoubt: 'report' as const, retryTimeouts: true };
+describe('settlement: what the ledger records for an answer', () => {
+  const retry = { baseMs: 100, maxMs: 1000, inDoubt: 'report' as const, retryTimeouts: true };
   const timeout = { kind: 'in-doubt' as const, code: 'TIMEOUT', message: 'slow' };
 
-  it('maps each answer to one ledger operation', () => {
-    expect(confirmEntry(1, 1, { kind: 'sent' }, retry).op).toBe('s');
-    expect(confirmEntry(1, 1, { kind: 'permanent', code: 'HTTP_400', message: 'x' }, retry)).toMatchObject({ op: 'f', code: 'HTTP_400' });
-    expect(confirmEntry(1, 1, { kind: 'transient', code: 'HTTP_503', message: 'x' }, retry).op).toBe('t');
-    expect(confirmEntry(1, 1, { kind: 'rate-limited', code: 'HTTP_429', message: 'x', retryAfterMs: 2000 }, retry)).toMatchObject({ op: 'r', delayMs: 2000 });
-    expect(confirmEntry(1, 1, { kind: 'not-sent', code: 'X', message: 'x' }, retry)).toMatchObject({ op: 'r', delayMs: 0 });
+  it('maps each answer to one ledger outcome', () => {
+    expect(settlement({ kind: 'sent' }, 1, retry).outcome).toBe('sent');
+    expect(settlement({ kind: 'permanent', code: 'HTTP_400', message: 'x' }, 1, retry)).toMatchObject({ outcome: 'failed', code: 'HTTP_400' });
+    expect(settlement({ kind: 'transient', code: 'HTTP_503', message: 'x' }, 1, retry).outcome).toBe('retry');
+    expect(settlement({ kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message: 'x', retryAfterMs: 2000 }, 1, retry)).toMatchObject({ outcome: 'requeue', delayMs: 2000 });
+    expect(settlement({ kind: 'not-sent', code: 'X', message: 'x' }, 1, retry)).toMatchObject({ outcome: 'requeue', delayMs: 0 });
+  });
+
+  it('retries a device-scoped rate limit with a backoff, like a transient failure, no sooner than Retry-After', () => {
+    const answer = { kind: 'rate-limited' as const, scope: 'recipient' as const, code: 'TooManyRequests', message: 'x', retryAfterMs: 300 };
+    expect(settlement(answer, 2, retry, () => 0)).toMatchObject({ outcome: 'retry', delayMs: 300 });
+    expect(settlement(answer, 2, retry, () => 0.99).delayMs).toBe(300);
+    expect(settlement({ ...answer, retryAfterMs: undefined }, 3, retry, () => 0.5).delayMs).toBe(200);
   });
 
   it('retries a timeout under the contract, or reports it when the provider does not retry timeouts', () => {
-    expect(confirmEntry(1, 1, timeout, retry).op).toBe('t');
-    expect(confirmEntry(1, 1, timeout, { ...retry, retryTimeouts: false }).op).toBe('u');
-    expect(confirmEntry(1, 1, timeout, { ...retry, retryTimeouts: false, inDoubt: 'resend' }).op).toBe('t');
+    expect(settlement(timeout, 1, retry).outcome).toBe('retry');
+    expect(settlement(timeout, 1, { ...retry, retryTimeouts: false }).outcome).toBe('unknown');
+    expect(settlement(timeout, 1, { ...retry, retryTimeouts: false, inDoubt: 'resend' }).outcome).toBe('retry');
+    expect(settlement({ ...timeout, final: true }, 1, retry).outcome).toBe('unknown');
+  });
+});
+
+describe('what answers say about the provider', () => {
+  it('counts a device-scoped 429, a refused stream and a provider 429 as neither healthy nor failed', () => {
+    expect(healthOf({ kind: 'rate-limited', scope: 'recipient', code: 'x', message: '' })).toBe('neutral');
+    expect(healthOf({ kind: 'rate-limited', scope: 'provider', code: 'x', message: '' })).toBe('neutral');
+    expect(healthOf({ kind: 'not-sent', code: 'REFUSED_STREAM', message: '' })).toBe('neutral');
+    expect(healthOf({ kind: 'in-doubt', code: 'TIMEOUT', message: '' })).toBe('failed');
+    expect(healthOfRequest([{ kind: 'sent' }, { kind: 'transient', code: 'x', message: '' }])).toBe('failed');
+    expect(healthOfRequest([{ kind: 'not-sent', code: 'x', message: '' }, { kind: 'sent' }])).toBe('healthy');
+  });
+
+  it('pauses every worker only for a provider-wide 429, for the longest Retry-After', () => {
+    expect(pushback([{ kind: 'rate-limited', scope: 'recipient', code: 'x', message: '', retryAfterMs: 5000 }])).toBeNull();
+    expect(pushback([{ kind: 'rate-limited', scope: 'provider', code: 'x', message: '' }, { kind: 'rate-limited', scope: 'provider', code: 'x', message: '', retryAfterMs: 3000 }])).toBe(3000);
+    expect(pushback([{ kind: 'sent' }])).toBeNull();
   });
 });

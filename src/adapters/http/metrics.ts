@@ -44,7 +44,7 @@ export function createProcessMetrics(events: AppEvents): Registry {
   });
   const transitions = new Counter({
     name: 'pushq_ledger_transitions_total',
-    help: 'Recipient state changes recorded by this process: claimed, sent, failed, retry, requeued, unknown, skipped, deferred.',
+    help: 'Recipient state changes recorded by this process: claimed, sent, failed, retry, requeue (the provider said not now), unclaim (never left the worker), unknown, skipped, deferred.',
     labelNames: ['to'],
     registers: [registry],
   });
@@ -65,6 +65,24 @@ export function createProcessMetrics(events: AppEvents): Registry {
     help: 'Times the supervisor found the counts of a run not adding up (should stay 0).',
     registers: [registry],
   });
+  const unreplicated = new Counter({
+    name: 'pushq_claims_unreplicated_total',
+    help: 'Recipients claimed but not sent because too few replicas acknowledged the claim in time (REDIS_WAIT_REPLICAS); they stay pending.',
+    registers: [registry],
+  });
+  const expired = new Counter({
+    name: 'pushq_leases_expired_total',
+    help: 'Pages whose worker stopped renewing their lease, taken over by the supervisor (each a dead, frozen or cut-off worker).',
+    registers: [registry],
+  });
+  const fenced = new Counter({
+    name: 'pushq_leases_fenced_total',
+    help: 'Pages this process lost to another worker while working on them (it was frozen or cut off longer than LEASE_MS).',
+    registers: [registry],
+  });
+  events.on('claims:unreplicated', (e) => unreplicated.inc(e.count));
+  events.on('lease:expired', (e) => expired.inc(e.pages));
+  events.on('lease:fenced', () => fenced.inc());
   events.on('send:done', (e) => {
     sends.inc({ provider: e.provider, outcome: e.outcome });
     latency.observe({ provider: e.provider }, e.durationMs / 1000);

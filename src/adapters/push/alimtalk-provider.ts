@@ -125,7 +125,7 @@ export class AlimtalkProvider implements PushProvider {
       });
       const text = await readText(res.body, 1_000_000);
       const status = res.statusCode;
-      if (status === 429) return all({ kind: 'rate-limited', code: 'HTTP_429', message: text.slice(0, MAX_ERROR_BODY) || 'HTTP 429', retryAfterMs: parseRetryAfter(res.headers['retry-after']) });
+      if (status === 429) return all({ kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message: text.slice(0, MAX_ERROR_BODY) || 'HTTP 429', retryAfterMs: parseRetryAfter(res.headers['retry-after']) });
       const answer = parseJson(text) as AlimtalkResponse | undefined;
       if (status >= 500) return all({ kind: 'transient', code: `HTTP_${status}`, message: text.slice(0, MAX_ERROR_BODY) || `HTTP ${status}` });
       if (!answer?.header) {

@@ -17,6 +17,7 @@ const base64url = (value: string | Buffer) => Buffer.from(value).toString('base6
 export class ProviderToken {
   #token = '';
   private issuedAt = 0;
+  private replacement = false;
   /** Tokens signed so far. */
   signed = 0;
 
@@ -28,17 +29,23 @@ export class ProviderToken {
   ) {}
 
   current(now = Date.now()): string {
-    if (!this.#token || now - this.issuedAt >= this.ttlMs) this.issue(now);
+    if (!this.#token || now - this.issuedAt >= this.ttlMs) this.issue(now, false);
     return this.#token;
+  }
+
+  /** Whether `token` was signed to replace one Apple said expired (refused too, it is not stale: something else is wrong). */
+  isReplacement(token: string): boolean {
+    return this.#token === token && this.replacement;
   }
 
   /** Apple said `rejected` expired: a new one, unless another request renewed it already. */
   renew(rejected: string, now = Date.now()): string {
-    if (this.#token === rejected) this.issue(now);
+    if (this.#token === rejected) this.issue(now, true);
     return this.#token;
   }
 
-  private issue(now: number): void {
+  private issue(now: number, replacement: boolean): void {
+    this.replacement = replacement;
     const header = base64url(JSON.stringify({ alg: 'ES256', kid: this.keyId }));
     const claims = base64url(JSON.stringify({ iss: this.teamId, iat: Math.floor(now / 1000) }));
     const signature = sign('sha256', Buffer.from(`${header}.${claims}`), { key: this.key, dsaEncoding: 'ieee-p1363' });
@@ -59,8 +66,10 @@ type Answer = SendOutcome | 'expired-token';
  * push.
  *
  * 200 sent · 410 Unregistered, 400 BadDeviceToken / DeviceTokenNotForTopic:
- * failed, token invalid · 429: rate limited · 403 ExpiredProviderToken: a new
- * JWT and one more try · 403 InvalidProviderToken and 5xx, connection errors:
+ * failed, token invalid · 429 TooManyRequests: that device's limit, retried
+ * like a transient failure · other 429: rate limited (every worker slows) ·
+ * 403 ExpiredProviderToken: a new JWT, and the push goes again on a permit
+ * of its own · 403 InvalidProviderToken and 5xx, connection errors:
  * transient (they open the circuit; the recipient is not blamed) · other
  * 4xx: failed. APNs does not deduplicate by apns-id: a timeout is in doubt and
  * reported, unless the operator sets retryTimeouts.
@@ -108,13 +117,13 @@ export class ApnsProvider implements PushProvider {
     const { title, body, data } = request.message;
     const extraAps = typeof data.aps === 'object' && data.aps !== null ? (data.aps as Record<string, unknown>) : {};
     const payload = JSON.stringify({ ...data, aps: { ...extraAps, alert: { title, body } } });
-    let jwt = this.jwt.current();
-    let answer = await this.post(token, payload, jwt, request.idempotencyKey);
-    if (answer === 'expired-token') {
-      jwt = this.jwt.renew(jwt);
-      answer = await this.post(token, payload, jwt, request.idempotencyKey);
-    }
-    return answer === 'expired-token' ? { kind: 'transient', code: 'ExpiredProviderToken', message: 'APNs refused a freshly signed provider token' } : answer;
+    const jwt = this.jwt.current();
+    const answer = await this.post(token, payload, jwt, request.idempotencyKey);
+    if (answer !== 'expired-token') return answer;
+    if (this.jwt.isReplacement(jwt)) return { kind: 'transient', code: 'ExpiredProviderToken', message: 'APNs refused a freshly signed provider token' };
+    // A new token for every push from now on; this one goes again on a permit of its own (one request per send).
+    this.jwt.renew(jwt);
+    return { kind: 'not-sent', code: 'ExpiredProviderToken', message: 'APNs said the provider token expired; signed a new one, sending again' };
   }
 
   private currentSession(): ClientHttp2Session {
@@ -235,7 +244,11 @@ export function classifyApns(status: number, text: string, headers: http2.Incomi
   if (status === 410 || reason === 'BadDeviceToken' || reason === 'DeviceTokenNotForTopic' || reason === 'Unregistered') {
     return { kind: 'permanent', code: reason, message, tokenInvalid: true };
   }
-  if (status === 429) return { kind: 'rate-limited', code: reason, message, retryAfterMs: parseRetryAfter(headers['retry-after']) };
+  if (status === 429) {
+    // TooManyRequests is Apple's limit on one device token (too many pushes to it in a row), not on us.
+    const scope = reason === 'TooManyRequests' ? 'recipient' : 'provider';
+    return { kind: 'rate-limited', scope, code: reason, message, retryAfterMs: parseRetryAfter(headers['retry-after']) };
+  }
   // Our credentials, not the recipient: retried, and the circuit opens while they are wrong.
   if (status === 403 && /ProviderToken|Forbidden/.test(reason)) return { kind: 'transient', code: reason, message };
   if (status >= 500) return { kind: 'transient', code: reason, message };

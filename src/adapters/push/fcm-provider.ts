@@ -45,7 +45,8 @@ function stringData(data: Record<string, unknown>): Record<string, string> {
  * recipient field `tokenField`), authorised by an OAuth2 access token minted
  * from the service account by google-auth-library — one token per process,
  * shared by all sends, refreshed before it expires and at once when FCM
- * rejects it (then the send is tried again, once).
+ * rejects it (that send then goes again on a permit of its own: one request
+ * per send, so a permit never carries two).
  *
  * 200 sent · UNREGISTERED / 404, SENDER_ID_MISMATCH and INVALID_ARGUMENT on
  * the token: failed, token invalid · 429 / QUOTA_EXCEEDED: rate limited
@@ -108,16 +109,18 @@ export class FcmProvider implements PushProvider {
     } catch (err) {
       return { kind: 'transient', code: 'FCM_AUTH', message: `could not get an access token: ${describeError(err)}` };
     }
-    const first = await this.post(payload, bearer);
-    if (first !== 'unauthenticated') return first;
-    // The token was revoked or expired early: a new one, and one more try.
+    const answer = await this.post(payload, bearer);
+    if (answer !== 'unauthenticated') return answer;
+    // A token minted to replace a refused one and refused too: our credentials are wrong (retried; it opens the circuit).
+    if (this.accessToken.isReplacement(bearer)) return { kind: 'transient', code: 'FCM_AUTH', message: 'FCM refused a freshly minted access token (401)' };
+    // Revoked or expired early: a new token for every send from now on. This send goes again on a
+    // permit of its own — a second request on this one could put two in a second on one permit.
     try {
-      bearer = await this.accessToken.renew(bearer);
+      await this.accessToken.renew(bearer);
     } catch (err) {
       return { kind: 'transient', code: 'FCM_AUTH', message: `could not renew the access token: ${describeError(err)}` };
     }
-    const second = await this.post(payload, bearer);
-    return second === 'unauthenticated' ? { kind: 'transient', code: 'FCM_AUTH', message: 'FCM refused a freshly minted access token (401)' } : second;
+    return { kind: 'not-sent', code: 'FCM_UNAUTHENTICATED', message: 'FCM refused the access token (401); renewed, sending again' };
   }
 
   private async post(payload: string, bearer: string): Promise<SendOutcome | 'unauthenticated'> {
@@ -151,7 +154,7 @@ export function classifyFcmError(status: number, text: string, retryAfter?: stri
   const fcmCode = error?.details?.find((d) => d['@type']?.endsWith('google.firebase.fcm.v1.FcmError'))?.errorCode;
   const code = fcmCode ?? error?.status ?? `HTTP_${status}`;
   const message = (error?.message ?? (text || `HTTP ${status}`)).slice(0, MAX_ERROR_BODY);
-  if (status === 429 || code === 'QUOTA_EXCEEDED') return { kind: 'rate-limited', code, message, retryAfterMs: parseRetryAfter(retryAfter) };
+  if (status === 429 || code === 'QUOTA_EXCEEDED') return { kind: 'rate-limited', scope: 'provider', code, message, retryAfterMs: parseRetryAfter(retryAfter) };
   if (code === 'UNREGISTERED' || status === 404 || code === 'SENDER_ID_MISMATCH') return { kind: 'permanent', code, message, tokenInvalid: true };
   if (code === 'INVALID_ARGUMENT') {
     // Only a bad token makes the recipient unreachable; another bad field is the message's fault.

@@ -54,7 +54,7 @@ export class HttpProvider implements PushProvider {
       const text = await readText(res.body, MAX_ERROR_BODY);
       const message = text || `HTTP ${status}`;
       if (status === 429) {
-        return { kind: 'rate-limited', code: 'HTTP_429', message, retryAfterMs: parseRetryAfter(res.headers['retry-after']) };
+        return { kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message, retryAfterMs: parseRetryAfter(res.headers['retry-after']) };
       }
       if (status >= 400 && status < 500) return { kind: 'permanent', code: `HTTP_${status}`, message };
       return { kind: 'transient', code: `HTTP_${status}`, message };

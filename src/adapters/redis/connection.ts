@@ -66,20 +66,26 @@ function masterOf(redis: RedisClient, key: string): Redis {
 const connectedReplicas = new WeakMap<Redis, { count: number; at: number }>();
 
 /**
- * WAIT on the master that holds `key` until `replicas` of its replicas — or
- * all it has connected, when fewer (a master promoted by a failover has none
- * until one rejoins) — acknowledged every write this connection made there.
- * Answers whether they did within `timeoutMs`.
+ * WAIT on the master that holds `key` until `replicas` of its replicas
+ * acknowledged every write this connection made there; answers whether they
+ * did within `timeoutMs`. `upToConnected`: wait only for as many as are
+ * connected now (none right after a failover, until one rejoins) — sending
+ * goes on unprotected meanwhile; otherwise (strict) a master with fewer in
+ * sync answers false, and nothing claimed is sent. WAIT blocks the
+ * connection it runs on: give it one of its own.
  */
-export async function waitForReplicas(redis: RedisClient, key: string, replicas: number, timeoutMs: number): Promise<boolean> {
+export async function waitForReplicas(redis: RedisClient, key: string, replicas: number, timeoutMs: number, upToConnected = false): Promise<boolean> {
   const node = masterOf(redis, key);
-  let known = connectedReplicas.get(node);
-  if (!known || performance.now() - known.at > 1000) {
-    const count = Number(/^connected_slaves:(\d+)/m.exec(await node.info('replication'))?.[1] ?? 0);
-    connectedReplicas.set(node, (known = { count, at: performance.now() }));
+  let want = replicas;
+  if (upToConnected) {
+    let known = connectedReplicas.get(node);
+    if (!known || performance.now() - known.at > 1000) {
+      const count = Number(/^connected_slaves:(\d+)/m.exec(await node.info('replication'))?.[1] ?? 0);
+      connectedReplicas.set(node, (known = { count, at: performance.now() }));
+    }
+    want = Math.min(replicas, known.count);
+    if (want === 0) return true;
   }
-  const want = Math.min(replicas, known.count);
-  if (want === 0) return true;
   return (await node.wait(want, timeoutMs)) >= want;
 }
 

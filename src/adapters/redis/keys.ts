@@ -15,9 +15,24 @@ export class Keys {
     return `${this.prefix}:campaigns`;
   }
 
-  /** Runs that are not finished yet, as `<campaignId>|<runId>`: the supervisor's worklist. */
+  /** Runs that are not finished yet, as `runMember`s: the supervisor's worklist. */
   activeRuns(): string {
     return `${this.prefix}:active-runs`;
+  }
+
+  /** A run as a member of a set: `<campaignId>|<runId>` (campaign ids never hold '|'). */
+  runMember(campaignId: string, runId: string): string {
+    return `${campaignId}|${runId}`;
+  }
+
+  parseRunMember(member: string): { campaignId: string; runId: string } {
+    const sep = member.indexOf('|');
+    return { campaignId: member.slice(0, sep), runId: member.slice(sep + 1) };
+  }
+
+  /** A named lock (supervisor, reschedules). */
+  lock(name: string): string {
+    return `${this.prefix}:lock:${name}`;
   }
 
   /** A suppression list: the set of recipient ids never to be sent to. */
@@ -54,16 +69,18 @@ export class Keys {
 
   limiter(provider: string): LimiterKeys {
     const base = `${this.prefix}:{lim:${provider}}`;
-    return { free: `${base}:free`, held: `${base}:held`, config: `${base}:cfg` };
+    return { free: `${base}:free`, held: `${base}:held`, config: `${base}:cfg`, retired: `${base}:retired` };
   }
 }
 
 export interface LimiterKeys {
-  /** Permits not held by anyone, scored by the server time they may next be used. */
+  /** Permit slots not held by anyone, scored by the (steady) time they may next be used. */
   free: string;
-  /** Permits leased to a process, scored by the server time the lease ends. */
+  /** Grants of permits leased to a process (`<slot>:<grant>`), scored by the time the lease ends. */
   held: string;
   config: string;
+  /** Slots above a lowered cap, scored by when they would be free, until the cap rises again. */
+  retired: string;
 }
 
 export class CampaignKeys {

@@ -63,6 +63,9 @@ interface Pool {
   wake: (() => void) | null;
 }
 
+/** permit-lease.lua's largest step of the steady clock. */
+const STEADY_STEP_MS = 250;
+
 function iso(ms: number): string | null {
   return ms > 0 ? new Date(ms).toISOString() : null;
 }
@@ -70,6 +73,10 @@ function iso(ms: number): string | null {
 export class RedisPermitLimiter implements RateLimiter {
   /** Round trips to Redis and permits granted so far: the limiter's cost per send. */
   readonly stats = { calls: 0, granted: 0 };
+  /** Each provider's cap as the limiter last answered it (the lowest tps any process announced). */
+  readonly capacity = new Map<string, number>();
+  /** Per provider: the limiter's steady time in the last answer, and when (performance.now()) that call went out. */
+  private readonly seen = new Map<string, { steady: number; sentAt: number }>();
   private readonly pools = new Map<string, Pool>();
   private readonly opts: Required<PermitLimiterOptions>;
   private closed = false;
@@ -127,22 +134,36 @@ export class RedisPermitLimiter implements RateLimiter {
   }
 
   async pause(provider: string, delayMs: number): Promise<void> {
-    await this.scripts.run('permit-pause', [this.keys.limiter(provider).config], [Math.max(0, Math.round(delayMs))]);
+    await this.scripts.run('permit-pause', [this.keys.limiter(provider).config], [Math.max(0, Math.round(delayMs)), this.vouched(provider, performance.now())]);
+  }
+
+  /**
+   * How far this process can vouch the limiter's steady clock has come (its
+   * last answer's time plus what this process's monotonic clock measured
+   * since), so a step of Redis's wall clock is not taken for elapsed time
+   * (lua/includes/clock.lua); -1 before the first answer.
+   */
+  private vouched(provider: string, now: number): number {
+    const seen = this.seen.get(provider);
+    return seen ? Math.floor(seen.steady + (now - seen.sentAt)) : -1;
   }
 
   async state(limits: ProviderLimits): Promise<ProviderState> {
     const [hash, time] = await Promise.all([this.redis.hgetall(this.keys.limiter(limits.name).config), this.redis.time()]);
-    const now = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const wall = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
     const n = (field: string) => Number(hash[field] ?? 0);
-    const pausedUntil = n('pausedUntil') > now ? n('pausedUntil') : 0;
-    const breaker = hash.breaker === 'open' && n('openUntil') <= now ? 'half' : (hash.breaker ?? 'closed');
+    // The limiter times everything on its steady clock (lua/includes/clock.lua): shown here as wall-clock instants.
+    const steadyNow = hash.clk === undefined ? wall : n('clk') + Math.min(STEADY_STEP_MS, Math.max(0, wall - n('clkWall')));
+    const wallOf = (steady: number) => wall + (steady - steadyNow);
+    const pausedUntil = n('pausedUntil') > steadyNow ? wallOf(n('pausedUntil')) : 0;
+    const breaker = hash.breaker === 'open' && n('openUntil') <= steadyNow ? 'half' : (hash.breaker ?? 'closed');
     return {
       name: limits.name,
-      tps: limits.tps,
+      tps: hash.cap === undefined ? limits.tps : n('cap'),
       rate: hash.rate === undefined ? 1 : Math.round(Number(hash.rate) * 1000) / 1000,
       pausedUntil: iso(pausedUntil),
       breaker: breaker === 'half' ? 'half-open' : (breaker as 'open' | 'closed'),
-      openUntil: breaker === 'open' ? iso(n('openUntil')) : null,
+      openUntil: breaker === 'open' ? iso(wallOf(n('openUntil'))) : null,
       consecutiveFailures: n('streak'),
     };
   }
@@ -268,6 +289,7 @@ export class RedisPermitLimiter implements RateLimiter {
       limits.breaker.coolDownMs,
       limits.breaker.maxCoolDownMs,
       this.opts.leadMs,
+      this.vouched(limits.name, sentAt),
       completed.length,
     ];
     // "ms since completion" measured before the call is at most the true
@@ -278,7 +300,7 @@ export class RedisPermitLimiter implements RateLimiter {
     let reply: Array<string | number>;
     this.stats.calls += 1;
     try {
-      reply = (await this.scripts.run('permit-lease', [k.free, k.held, k.config], args)) as Array<string | number>;
+      reply = (await this.scripts.run('permit-lease', [k.free, k.held, k.config, k.retired], args)) as Array<string | number>;
     } catch (err) {
       // Nothing was handed back: keep them to hand back on the next call.
       pool.completed.unshift(...completed);
@@ -287,11 +309,13 @@ export class RedisPermitLimiter implements RateLimiter {
     }
     const receivedAt = performance.now();
     const serverNow = Number(reply[0]);
+    this.seen.set(limits.name, { steady: serverNow, sentAt });
     const retryAt = Number(reply[1]);
     // The lease ends `leaseMs` after the script ran, which is after `sentAt`.
     const usableUntil = sentAt + limits.timeoutMs + this.opts.leaseSlackMs;
+    this.capacity.set(limits.name, Number(reply[2]));
     const fresh: LeasedPermit[] = [];
-    for (let i = 2; i < reply.length; i += 2) {
+    for (let i = 3; i < reply.length; i += 2) {
       const freeAt = Number(reply[i + 1]); // its start: free, and allowed by the pace
       // The server's clock read at least `serverNow` when the reply left, so at
       // local time receivedAt + d it reads at least serverNow + d: waiting until

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { RedisClient } from './connection.js';
-import type { FrequencyCaps, Suppressions } from '../../app/ports.js';
+import type { CapReservation, FrequencyCaps, Suppressions } from '../../app/ports.js';
 import { CAP_BUCKETS, capIdentity, parseDuration, type FrequencyCap } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
 import type { Scripts } from './scripts.js';
@@ -82,7 +82,8 @@ export class RedisFrequencyCaps implements FrequencyCaps {
     private readonly scripts: Scripts,
   ) {}
 
-  private async run(cap: FrequencyCap, mode: 'reserve' | 'release', ids: readonly string[]): Promise<boolean[]> {
+  /** Runs the script once per shard of `ids` (a shard's counters share a hash tag); answers per id the bucket and whether it fit. */
+  private async run(cap: FrequencyCap, mode: 'reserve' | 'release', ids: readonly string[], bucket = 0): Promise<Array<CapReservation | null>> {
     const window = parseDuration(cap.per)!;
     const identity = capIdentity(cap);
     const shards = new Map<number, number[]>();
@@ -90,23 +91,25 @@ export class RedisFrequencyCaps implements FrequencyCaps {
       const shard = frequencyShard(id);
       shards.set(shard, [...(shards.get(shard) ?? []), i]);
     });
-    const fits = ids.map(() => false);
+    const out: Array<CapReservation | null> = ids.map(() => null);
     await Promise.all(
       [...shards].map(async ([shard, positions]) => {
         const prefix = this.keys.frequencyPrefix(shard, identity);
         const keys = positions.map((i) => prefix + ids[i]!);
-        const reply = String(await this.scripts.run('frequency-cap', keys, [Math.ceil(window / CAP_BUCKETS), CAP_BUCKETS, cap.max, mode]));
-        positions.forEach((position, j) => (fits[position] = reply[j] === '1'));
+        const [counted, fits] = (await this.scripts.run('frequency-cap', keys, [Math.ceil(window / CAP_BUCKETS), CAP_BUCKETS, cap.max, mode, bucket])) as [number, string];
+        positions.forEach((position, j) => (out[position] = fits[j] === '1' ? { id: ids[position]!, bucket: Number(counted) } : null));
       }),
     );
-    return fits;
+    return out;
   }
 
-  reserve(cap: FrequencyCap, ids: readonly string[]): Promise<boolean[]> {
+  reserve(cap: FrequencyCap, ids: readonly string[]): Promise<Array<CapReservation | null>> {
     return this.run(cap, 'reserve', ids);
   }
 
-  async release(cap: FrequencyCap, ids: readonly string[]): Promise<void> {
-    await this.run(cap, 'release', ids);
+  async release(cap: FrequencyCap, reservations: readonly CapReservation[]): Promise<void> {
+    const byBucket = new Map<number, string[]>();
+    for (const r of reservations) byBucket.set(r.bucket, [...(byBucket.get(r.bucket) ?? []), r.id]);
+    await Promise.all([...byBucket].map(([bucket, ids]) => this.run(cap, 'release', ids, bucket)));
   }
 }

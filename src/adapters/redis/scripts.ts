@@ -5,14 +5,17 @@ import type { RedisClient } from './connection.js';
 /**
  * The Lua scripts of the product, loaded by name from ./lua. Each transition
  * of the ledger or the limiter is one script, so none is ever half done.
- * `-- @include name` pulls in ./lua/includes/name.lua.
+ * `-- @include name` pulls in ./lua/includes/name.lua (once per script, so
+ * includes may include each other).
  */
 const SCRIPT_KEYS = {
   'create-run': 3,
   'acquire-page': 7,
   claim: 6,
   confirm: 7,
-  'release-page': 7,
+  'release-page': 10,
+  /** A run's hash, its leases zset and one lease key per page renewed. */
+  'renew-leases': 'any',
   'advance-cursor': 3,
   'kick-run': 5,
   'expire-leases': 5,
@@ -26,7 +29,7 @@ const SCRIPT_KEYS = {
   /** As many keys as recipients in the batch. */
   'frequency-cap': 'any',
   'stage-rows': 1,
-  'permit-lease': 3,
+  'permit-lease': 4,
   'permit-pause': 1,
 } as const;
 
@@ -37,12 +40,20 @@ type ScriptFn = (...args: Arg[]) => Promise<unknown>;
 const LUA_DIR = new URL('./lua/', import.meta.url);
 const sources = new Map<ScriptName, string>();
 
+const INCLUDE = /^-- @include (\S+)[ \t]*$/gm;
+
+function expandIncludes(source: string, seen: Set<string>): string {
+  return source.replace(INCLUDE, (_, include: string) => {
+    if (seen.has(include)) return '';
+    seen.add(include);
+    return expandIncludes(readFileSync(new URL(`includes/${include}.lua`, LUA_DIR), 'utf8'), seen);
+  });
+}
+
 export function scriptSource(name: ScriptName): string {
   let source = sources.get(name);
   if (!source) {
-    source = readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8').replace(/^-- @include (\S+)[ \t]*$/gm, (_, include: string) =>
-      readFileSync(new URL(`includes/${include}.lua`, LUA_DIR), 'utf8'),
-    );
+    source = expandIncludes(readFileSync(new URL(`${name}.lua`, LUA_DIR), 'utf8'), new Set());
     sources.set(name, source);
   }
   return source;

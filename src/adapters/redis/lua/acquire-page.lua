@@ -1,24 +1,29 @@
 -- A worker takes a page of a run. The page lease is the fencing token: only
 -- its holder may claim or confirm recipients of the page. A lease left by a
--- worker that died (expired) is taken over, and the recipients it had in
--- flight become `unknown`.
+-- worker that died (expired) is taken over; records in flight that no live
+-- lease covers are settled by the provider's in-doubt policy first
+-- (includes/ledger.lua settleInflight). A job of an older generation than
+-- the page was last enqueued under is superseded: another job has the page.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
--- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy of the provider ('report' | 'resend')
--- Returns {'ok', records, nowMs, runCreatedAtMs, recipientsVersion, unknownMarked}
---      or {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'missing'}
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy ('report' | 'resend'), 5 max attempts, 6 job generation
+-- Returns {'ok', records, elapsed (ms since the run began: the records' time axis), recipientsVersion, unknownMarked}
+--      | {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'superseded'} | {'missing'}
 -- @include ledger
 
-local now = nowMs()
 local runStatus = redis.call('HGET', KEYS[1], 'status')
 if not runStatus then return { 'missing' } end
-
 local page, token = tonumber(ARGV[1]), ARGV[2]
+local latest = tonumber(redis.call('HGET', KEYS[1], 'g:' .. ARGV[1]) or '0')
+if latest > tonumber(ARGV[6]) then return { 'superseded' } end
+
+local now, elapsed, wall = runClocks(KEYS[1])
 local holder, expiry = readLease(KEYS[3])
 local marked = 0
-if holder and holder ~= token then
-  if expiry > now then return { 'busy', expiry - now } end
-  marked = expireInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, now, ARGV[4])
-  if marked > 0 then completeIfDone(KEYS[1], KEYS[7], now) end
+if holder ~= token then
+  if holder and expiry > now then return { 'busy', expiry - now } end
+  -- No live holder: whatever is in flight has nobody to confirm it.
+  marked = settleInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, elapsed, wall, ARGV[4], tonumber(ARGV[5]))
+  if marked > 0 then completeIfDone(KEYS[1], KEYS[7], wall) end
   runStatus = redis.call('HGET', KEYS[1], 'status')
 end
 
@@ -38,5 +43,4 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   local size = math.min(tonumber(layout[1]), tonumber(layout[2]) - page * tonumber(layout[1]))
   if size > 0 then redis.call('SET', KEYS[2], string.rep('\0', size * RECORD)) end
 end
-local run = redis.call('HMGET', KEYS[1], 'createdAt', 'rv')
-return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(now), run[1], run[2], marked }
+return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(elapsed), redis.call('HGET', KEYS[1], 'rv'), marked }

@@ -9,21 +9,19 @@
 -- so a pause stops every worker at its next claim. A record already in flight
 -- under this lease is answered as claimed again to a `c`: a claim whose reply
 -- was lost and that the client resent. Directives for recipients in any
--- other state are ignored.
+-- other state are ignored. The lease is renewed.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta
 -- ARGV: 1 page, 2 token, 3 lease ms, then (index, directive, a, b) per recipient
 -- Returns {'ok', index, attempts, index, attempts, …} (the claimed) | {'fenced'} | {'inactive', status}
 -- @include ledger
 
-local QUIET = 1
 local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
-local run = redis.call('HMGET', KEYS[1], 'status', 'createdAt', 'pageSize')
+local run = redis.call('HMGET', KEYS[1], 'status', 'pageSize')
 if run[1] ~= 'running' then return { 'inactive', run[1] or 'missing' } end
 
-local now = nowMs()
-local elapsed = now - tonumber(run[2])
-local pageSize = tonumber(run[3])
+local now, elapsed, wall = runClocks(KEYS[1])
+local pageSize = tonumber(run[2])
 local out = { 'ok' }
 local claimed, deferred, skipped, latestWake = 0, 0, 0, 0
 for i = 4, #ARGV, 4 do
@@ -41,7 +39,8 @@ for i = 4, #ARGV, 4 do
     out[#out + 1] = index
     out[#out + 1] = attempts
   elseif state == PENDING and op == 'd' then
-    local wake = math.max(elapsed, tonumber(ARGV[i + 2]) - tonumber(run[2]))
+    -- `a` is an instant (epoch ms): due after as long as the wall clock has until then.
+    local wake = math.max(elapsed, elapsed + tonumber(ARGV[i + 2]) - wall)
     if reasonCode(reason) ~= QUIET then deferred = deferred + 1 end
     writeRecord(KEYS[2], index, PENDING, attempts, QUIET + (counted(reason) and COUNTED or 0), wake)
     if wake > latestWake then latestWake = wake end
@@ -49,7 +48,7 @@ for i = 4, #ARGV, 4 do
     local code = tonumber(ARGV[i + 2])
     if reasonCode(reason) == QUIET then deferred = deferred - 1 end
     writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
-    recordError(KEYS[5], tonumber(ARGV[1]) * pageSize + index, 'SKIPPED', ARGV[i + 3], attempts, now)
+    recordError(KEYS[5], tonumber(ARGV[1]) * pageSize + index, 'SKIPPED', ARGV[i + 3], attempts, wall)
     redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
     skipped = skipped + 1
   end
@@ -58,14 +57,14 @@ if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', claimed) end
 if deferred ~= 0 then redis.call('HINCRBY', KEYS[1], 'deferred', deferred) end
 if latestWake > 0 then
   local current = tonumber(redis.call('HGET', KEYS[1], 'deferredUntil') or '0')
-  local wakeAt = latestWake + tonumber(run[2])
+  local wakeAt = wall + latestWake - elapsed
   if wakeAt > current then redis.call('HSET', KEYS[1], 'deferredUntil', wakeAt) end
 end
 if skipped > 0 then
   redis.call('HINCRBY', KEYS[1], 'pending', -skipped)
   redis.call('HINCRBY', KEYS[1], 'skipped', skipped)
-  redis.call('HSET', KEYS[1], 'activeAt', now)
-  completeIfDone(KEYS[1], KEYS[6], now)
+  redis.call('HSET', KEYS[1], 'activeAt', wall)
+  completeIfDone(KEYS[1], KEYS[6], wall)
 end
 writeLease(KEYS[3], KEYS[4], ARGV[1], ARGV[2], now + tonumber(ARGV[3]))
 return out

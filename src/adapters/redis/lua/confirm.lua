@@ -1,59 +1,97 @@
--- Records what the provider said for recipients in flight, and completes the
--- run when nothing is left pending. Refused whole when the caller no longer
--- holds the page lease (its in-flight recipients were already marked unknown).
+-- Records what became of recipients the lease holder claimed, and completes
+-- the run when nothing is left pending. Refused whole when the caller no
+-- longer holds the page lease (its in-flight recipients were settled by the
+-- in-doubt policy when it lost the lease). The lease is renewed.
+--
+-- The holder's word lands: a record found pending with one attempt less
+-- than the entry's is a claim that was lost after the send went out (a
+-- failover to a replica that never got it), and is settled as if it had
+-- been in flight — never left pending to be sent again. A record already
+-- final, or pending with the entry's attempt (a confirm resent after a lost
+-- reply), is left alone.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
--- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts,
---       then per recipient 5 values: index, op, delay ms, error code, error message
---   op: s sent | f failed for good | t transient: retry after delay, or failed
---       once max attempts are spent | r requeue: the attempt does not count
---       (rate limited, or never left the worker) | u unknown
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues,
+--       then per recipient 6 values: index, attempt (as claimed), op, delay ms, error code, error message
+--   op: s sent | f failed for good | t retry after delay (failed once the
+--       attempts are spent) | r requeue: the provider said not now, the
+--       attempt does not count (failed after max requeues) | n unclaimed: it
+--       never left this process (not counted anywhere) | u unknown
+-- In a cancelled run, a recipient that would go back to pending is skipped (cancelled).
 -- Returns {'ok', runCompleted (0|1), applied} | {'fenced'}
 -- @include ledger
 
 local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
 
-local now = nowMs()
-local epoch = tonumber(redis.call('HGET', KEYS[1], 'createdAt'))
-local pageSize = tonumber(redis.call('HGET', KEYS[1], 'pageSize'))
-local elapsed = now - epoch
+local now, elapsed, wall = runClocks(KEYS[1])
+local run = redis.call('HMGET', KEYS[1], 'pageSize', 'status')
+local pageSize = tonumber(run[1])
+local cancelled = run[2] == 'cancelled'
 local page = tonumber(ARGV[1])
-local maxAttempts = tonumber(ARGV[4])
-local sent, failed, unknown, settled, applied = 0, 0, 0, 0, 0
+local maxAttempts, maxRequeues = tonumber(ARGV[4]), tonumber(ARGV[5])
+local d = { inflight = 0, pending = 0, sent = 0, failed = 0, unknown = 0, skipped = 0, deferred = 0 }
+local applied, progressed = 0, false
 
-for i = 5, #ARGV, 5 do
-  local index, op, delay = tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2])
-  local code, message = ARGV[i + 3], ARGV[i + 4]
+for i = 6, #ARGV, 6 do
+  local index, attempt, op, delay = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
+  local code, message = ARGV[i + 4], ARGV[i + 5]
   local state, attempts, reason = readRecord(KEYS[2], index)
-  if state == INFLIGHT then
+  local lost = state == PENDING and attempts == attempt - 1
+  if lost then
+    attempts = attempt
+    -- As claim.lua would have: a deferred record claimed is no longer deferred.
+    if reasonCode(reason) == QUIET then d.deferred = d.deferred - 1 end
+    -- The claim never made it into the counts either; a cancel counted the record skipped.
+    if cancelled then
+      d.skipped = d.skipped - 1
+      d.pending = d.pending + 1
+      redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, -1)
+    end
+  elseif state == INFLIGHT then
+    d.inflight = d.inflight - 1
+  end
+  if state == INFLIGHT or lost then
     applied = applied + 1
+    if op ~= 'n' then progressed = true end
     local position = page * pageSize + index
+    local flags = counted(reason) and COUNTED or 0
+    local requeues = 0
     if op == 't' and attempts >= maxAttempts then op = 'f' end
-    if op == 's' then
-      writeRecord(KEYS[2], index, SENT, attempts, reason, elapsed)
-      sent = sent + 1
-      settled = settled + 1
+    if op == 'r' then
+      local last = redis.call('HGET', KEYS[5], position)
+      requeues = (last and tonumber(cjson.decode(last).requeues or 0) or 0) + 1
+      if requeues > maxRequeues then
+        op = 'f'
+        message = message .. ' (requeued ' .. (requeues - 1) .. ' times; giving up)'
+      end
+    end
+    if cancelled and (op == 't' or op == 'r' or op == 'n') then
+      writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)
+      redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, 1)
+      d.pending = d.pending - 1
+      d.skipped = d.skipped + 1
+    elseif op == 's' then
+      writeRecord(KEYS[2], index, SENT, attempts, flags, elapsed)
+      d.pending = d.pending - 1
+      d.sent = d.sent + 1
     elseif op == 'f' or op == 'u' then
-      writeRecord(KEYS[2], index, op == 'f' and FAILED or UNKNOWN, attempts, reason, elapsed)
-      recordError(KEYS[5], position, code, message, attempts, now)
+      writeRecord(KEYS[2], index, op == 'f' and FAILED or UNKNOWN, attempts, flags, elapsed)
+      recordError(KEYS[5], position, code, message, attempts, wall, requeues)
       redis.call('ZADD', KEYS[6], position, position)
-      if op == 'f' then failed = failed + 1 else unknown = unknown + 1 end
-      settled = settled + 1
+      d.pending = d.pending - 1
+      if op == 'f' then d.failed = d.failed + 1 else d.unknown = d.unknown + 1 end
     else
-      if op == 'r' then attempts = attempts - 1 end
-      writeRecord(KEYS[2], index, PENDING, attempts, reason, elapsed + delay)
-      if code ~= '' then recordError(KEYS[5], position, code, message, attempts, now) end
+      if op == 'r' or op == 'n' then attempts = attempts - 1 end
+      writeRecord(KEYS[2], index, PENDING, attempts, flags, elapsed + delay)
+      if op ~= 'n' and code ~= '' then recordError(KEYS[5], position, code, message, attempts, wall, requeues) end
     end
   end
 end
 
-if applied > 0 then
-  redis.call('HINCRBY', KEYS[1], 'inflight', -applied)
-  if settled > 0 then redis.call('HINCRBY', KEYS[1], 'pending', -settled) end
-  if sent > 0 then redis.call('HINCRBY', KEYS[1], 'sent', sent) end
-  if failed > 0 then redis.call('HINCRBY', KEYS[1], 'failed', failed) end
-  if unknown > 0 then redis.call('HINCRBY', KEYS[1], 'unknown', unknown) end
-  redis.call('HSET', KEYS[1], 'activeAt', now)
+for field, delta in pairs(d) do
+  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
 end
+-- Recipients handed back unsent are not progress: a run that only does that is stuck.
+if progressed then redis.call('HSET', KEYS[1], 'activeAt', wall) end
 writeLease(KEYS[3], KEYS[4], ARGV[1], ARGV[2], now + tonumber(ARGV[3]))
-return { 'ok', completeIfDone(KEYS[1], KEYS[7], now), applied }
+return { 'ok', completeIfDone(KEYS[1], KEYS[7], wall), applied }

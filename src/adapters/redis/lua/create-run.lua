@@ -4,7 +4,8 @@
 -- KEYS: 1 campaign meta, 2 run hash, 3 runs zset
 -- ARGV: 1 runId, 2 allowed campaign states (comma separated),
 --       3 campaign status after the run completes ('' : the status it had), 4 trigger,
---       5.. optional list version the run sends to instead of the current one:
+--       5 largest step of the run's lease clock (ms, includes/ledger.lua runClocks),
+--       6.. optional list version the run sends to instead of the current one:
 --       version, total, pages, page size, buckets (a retry run's own list)
 -- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'missing'}
 -- @include ledger
@@ -15,14 +16,14 @@ if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then re
 if redis.call('EXISTS', KEYS[2]) == 1 then return { 'exists', status } end
 local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets')
 local list = { rv = meta[2], total = meta[3], pages = meta[4], pageSize = meta[5], buckets = meta[6] }
-if ARGV[5] then
-  list = { rv = ARGV[5], total = ARGV[6], pages = ARGV[7], pageSize = ARGV[8], buckets = ARGV[9] }
+if ARGV[6] then
+  list = { rv = ARGV[6], total = ARGV[7], pages = ARGV[8], pageSize = ARGV[9], buckets = ARGV[10] }
 end
 local PRIORITY_CLASS = { high = 0, normal = 1, low = 2 }
 local total = tonumber(list.total)
 if total == 0 then return { 'empty', status } end
 
-local now = nowMs()
+local now = wallMs()
 local after = ARGV[3]
 if after == '' then after = status end
 redis.call('HSET', KEYS[2],
@@ -30,7 +31,7 @@ redis.call('HSET', KEYS[2],
   'createdAt', now, 'activeAt', now,
   'total', total, 'pending', total, 'inflight', 0, 'sent', 0, 'failed', 0, 'unknown', 0, 'skipped', 0,
   'pages', list.pages, 'pageSize', list.pageSize, 'buckets', list.buckets, 'rv', list.rv, 'cursor', 0, 'gen', 1,
-  'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1)
+  'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5])
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now)
 return { 'ok', tostring(now) }

@@ -11,14 +11,14 @@
 -- Returns {'kicked', gen, page, …} | {'fresh'} | {'parked', ms until the earliest wakes} | {'inactive', status}
 -- @include ledger
 
-local now = nowMs()
 local run = redis.call('HMGET', KEYS[1], 'status', 'activeAt', 'kickedAt')
 if run[1] ~= 'running' then return { 'inactive', run[1] or 'missing' } end
+local leaseNow, _, now = runClocks(KEYS[1])
 local stall = tonumber(ARGV[1])
 if now - tonumber(run[2] or '0') < stall then return { 'fresh' } end
 
 local live, sleeping = {}, {}
-for _, page in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], now, '+inf')) do live[page] = true end
+for _, page in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], leaseNow, '+inf')) do live[page] = true end
 for _, page in ipairs(redis.call('ZRANGEBYSCORE', KEYS[5], now - stall, '+inf')) do sleeping[page] = true end
 local stalled, anyLive, anyParked = {}, false, false
 for _, page in ipairs(redis.call('SMEMBERS', KEYS[2])) do

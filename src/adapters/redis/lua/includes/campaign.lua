@@ -1,8 +1,6 @@
 -- Shared by the lifecycle scripts.
-local function nowMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+-- @include clock
+local nowMs = wallMs
 
 -- True when `status` is one of the comma-separated `allowed` states.
 local function allowed(status, csv)

@@ -1,16 +1,38 @@
 -- Shared by the ledger scripts. Layout of a record: see src/domain/ledger.ts.
+-- @include clock
 local RECORD = 10
 local PENDING, INFLIGHT, SENT, FAILED, UNKNOWN, SKIPPED = 0, 1, 2, 3, 4, 5
 -- The reason field: a code (REASONS of src/domain/respect.ts) in the low 15
 -- bits; the top bit says the recipient was counted against a frequency cap in
 -- this run (kept through retries, so it is never counted twice).
 local COUNTED = 32768
+local QUIET, CANCELLED = 1, 5
 local function reasonCode(reason) return reason % COUNTED end
 local function counted(reason) return reason >= COUNTED end
 
-local function nowMs()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- A run's clocks (see includes/clock.lua), kept in its hash:
+-- - `lease`: page leases, on a steady clock whose step from one call to the
+--   next is bounded by the run's `clkStep` (create-run stores it from the
+--   configuration: a live run's hash is touched at least every supervisor
+--   tick, so the bound only ever clips a step of the wall clock, or a gap in
+--   which nothing was timed);
+-- - `elapsed`: ms since the run began, the axis of every record's time (due
+--   after a retry's backoff, after quiet hours): it follows TIME but never
+--   runs backwards, so a backward step of the wall clock does not hold every
+--   recipient back by its size (a forward one is taken as real waiting would
+--   be; quiet hours are checked again by the worker's own clock anyway).
+-- Returns lease now, elapsed, wall now.
+local function runClocks(runKey)
+  local wall = wallMs()
+  local f = redis.call('HMGET', runKey, 'clk', 'clkWall', 'clkStep', 'due', 'dueWall', 'createdAt')
+  local clk, last = tonumber(f[1] or ''), tonumber(f[2] or '')
+  local lease = wall
+  if clk and last then lease = clk + math.min(math.max(wall - last, 0), tonumber(f[3] or '') or 1000) end
+  local due, dueLast = tonumber(f[4] or ''), tonumber(f[5] or '')
+  local dueNow = wall
+  if due and dueLast then dueNow = due + math.max(wall - dueLast, 0) end
+  redis.call('HSET', runKey, 'clk', lease, 'clkWall', wall, 'due', dueNow, 'dueWall', wall)
+  return lease, dueNow - tonumber(f[6] or wall), wall
 end
 
 -- state, attempts, reason, at (ms since the run began)
@@ -26,7 +48,7 @@ local function writeRecord(key, index, state, attempts, reason, at)
   redis.call('SETRANGE', key, index * RECORD, struct.pack('>BBHI6', state, attempts, reason, at))
 end
 
--- Returns the holder token and expiry of a page lease, or nil.
+-- Returns the holder token and expiry (steady ms) of a page lease, or nil.
 local function readLease(leaseKey)
   local lease = redis.call('GET', leaseKey)
   if not lease then return nil, 0 end
@@ -39,49 +61,51 @@ local function writeLease(leaseKey, leasesKey, page, token, expiry)
   redis.call('ZADD', leasesKey, expiry, page)
 end
 
-local function recordError(errorsKey, position, code, message, attempts, now)
-  redis.call('HSET', errorsKey, position, cjson.encode({ code = code, message = message, attempts = attempts, at = now }))
+local function recordError(errorsKey, position, code, message, attempts, now, requeues)
+  redis.call('HSET', errorsKey, position, cjson.encode({ code = code, message = message, attempts = attempts, at = now, requeues = requeues }))
 end
 
--- Settles the in-flight records of a page whose sender lost it while a
--- request may have been on the wire. `inDoubt` 'report' (the default) marks
--- them `unknown`: never sent again silently. 'resend' (for a provider that
--- honours the idempotency key) makes them pending again, due now, to be sent
--- with the same key. Returns how many were settled.
-local function expireInflight(runKey, recordsKey, errorsKey, badKey, page, now, inDoubt)
+-- Settles the in-flight records of a page that no live worker holds any
+-- more (its lease ran out, or its holder released it with a confirm lost on
+-- the way): a request may have been on the wire. With the in-doubt policy
+-- 'resend' (a provider that honours the idempotency key) a recipient with
+-- attempts left is pending again, due now, to be sent with the same key;
+-- otherwise — 'report', no attempts left, or a cancelled run — it is
+-- `unknown`: never sent again silently. Returns how many became unknown and
+-- how many pending.
+local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elapsed, now, inDoubt, maxAttempts)
   local raw = redis.call('GET', recordsKey)
-  if not raw then return 0 end
-  local epoch = tonumber(redis.call('HGET', runKey, 'createdAt'))
-  local pageSize = tonumber(redis.call('HGET', runKey, 'pageSize'))
-  local resend = inDoubt == 'resend'
-  local marked = 0
+  if not raw then return 0, 0 end
+  local run = redis.call('HMGET', runKey, 'pageSize', 'status')
+  local pageSize = tonumber(run[1])
+  local resendable = inDoubt == 'resend' and run[2] ~= 'cancelled'
+  local unknown, resent = 0, 0
   for index = 0, math.floor(#raw / RECORD) - 1 do
     local state, attempts, reason = struct.unpack('>BBH', raw, index * RECORD + 1)
     if state == INFLIGHT then
       local position = page * pageSize + index
-      if resend then
-        writeRecord(recordsKey, index, PENDING, attempts, reason, now - epoch)
+      if resendable and attempts < maxAttempts then
+        writeRecord(recordsKey, index, PENDING, attempts, reason, elapsed)
         recordError(errorsKey, position, 'LEASE_EXPIRED',
           'the worker sending this recipient stopped before it heard back from the provider; sending again with the same idempotency key',
           attempts, now)
+        resent = resent + 1
       else
-        writeRecord(recordsKey, index, UNKNOWN, attempts, reason, now - epoch)
+        writeRecord(recordsKey, index, UNKNOWN, attempts, reason, elapsed)
         recordError(errorsKey, position, 'LEASE_EXPIRED',
           'the worker sending this recipient stopped before it heard back from the provider; it may or may not have been delivered',
           attempts, now)
         redis.call('ZADD', badKey, position, position)
+        unknown = unknown + 1
       end
-      marked = marked + 1
     end
   end
-  if marked > 0 then
-    redis.call('HINCRBY', runKey, 'inflight', -marked)
-    if not resend then
-      redis.call('HINCRBY', runKey, 'pending', -marked)
-      redis.call('HINCRBY', runKey, 'unknown', marked)
-    end
+  if unknown + resent > 0 then redis.call('HINCRBY', runKey, 'inflight', -(unknown + resent)) end
+  if unknown > 0 then
+    redis.call('HINCRBY', runKey, 'pending', -unknown)
+    redis.call('HINCRBY', runKey, 'unknown', unknown)
   end
-  return marked
+  return unknown, resent
 end
 
 -- Ends the run once nothing is pending (in-flight counts as pending) and puts

@@ -2,33 +2,33 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { RedisClient } from './adapters/redis/connection.js';
+import type { RedisClient } from '../adapters/redis/connection.js';
 import type { Registry } from 'prom-client';
-import { CampaignLifecycle } from './app/campaign-lifecycle.js';
-import { CampaignQueries } from './app/campaign-queries.js';
-import { CreateCampaign } from './app/create-campaign.js';
-import type { Logger } from './app/events.js';
-import { LaunchCampaign } from './app/launch-campaign.js';
-import type { ProviderRegistry } from './app/ports.js';
-import { ProviderQueries } from './app/provider-queries.js';
-import { RetryFailed } from './app/retry-failed.js';
-import { ScheduleCampaign } from './app/schedule-campaign.js';
-import { SuppressionLists } from './app/suppression-lists.js';
-import { UploadRecipients } from './app/upload-recipients.js';
-import { createHttpApp } from './adapters/http/app.js';
-import { createSharedMetrics, recentWorkers, renderMetrics } from './adapters/http/metrics.js';
-import { RedisPermitLimiter } from './adapters/redis/permit-limiter.js';
-import { weakestFacts } from './adapters/redis/connection.js';
-import type { Config } from './config.js';
-import type { Storage } from './wiring.js';
+import { CampaignLifecycle } from '../app/campaign-lifecycle.js';
+import { CampaignQueries } from '../app/campaign-queries.js';
+import { CreateCampaign } from '../app/create-campaign.js';
+import type { Logger } from '../app/events.js';
+import { LaunchCampaign } from '../app/launch-campaign.js';
+import type { ProviderRegistry } from '../app/ports.js';
+import { ProviderQueries } from '../app/provider-queries.js';
+import { RetryFailed } from '../app/retry-failed.js';
+import { ScheduleCampaign } from '../app/schedule-campaign.js';
+import { SuppressionLists } from '../app/suppression-lists.js';
+import { UploadRecipients } from '../app/upload-recipients.js';
+import { createHttpApp } from '../adapters/http/app.js';
+import { createSharedMetrics, recentWorkers, renderMetrics } from '../adapters/http/metrics.js';
+import { RedisPermitLimiter } from '../adapters/redis/permit-limiter.js';
+import { weakestFacts } from '../adapters/redis/connection.js';
+import type { Config } from '../config.js';
+import type { Services } from './services.js';
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** The API role: REST, Bull Board, metrics and health on one HTTP server. */
 export async function startApiRole(deps: {
   redis: RedisClient;
   config: Config;
-  storage: Storage;
+  services: Services;
   providers: ProviderRegistry;
   /** What this process counts (in a process that is also a worker, its sends too). */
   metrics: Registry;
@@ -36,13 +36,13 @@ export async function startApiRole(deps: {
   instance: string;
   log: Logger;
 }): Promise<{ url: string; adminToken: string; stop(): Promise<void> }> {
-  const { redis, config, storage: s, providers, log } = deps;
+  const { redis, config, services: s, providers, log } = deps;
   // Reading provider state needs no lease loop: a limiter over this connection will do.
-  const providerQueries = new ProviderQueries(providers, new RedisPermitLimiter(redis, s.keys, s.scripts));
+  const providerQueries = new ProviderQueries({ providers, limiter: new RedisPermitLimiter(redis, s.keys, s.scripts) });
   const shared = createSharedMetrics({
     providerStates: () => providerQueries.list(),
     activeRuns: async () => {
-      const runs = await Promise.all((await s.ledger.activeRuns()).map((r) => s.ledger.getRun(r.campaignId, r.runId)));
+      const runs = await Promise.all((await s.runs.activeRuns()).map((r) => s.runs.getRun(r.campaignId, r.runId)));
       return runs.filter((r): r is NonNullable<typeof r> => r !== null);
     },
     queues: [...s.sendQueues, s.scheduleQueue],
@@ -51,7 +51,7 @@ export async function startApiRole(deps: {
   if (!config.adminToken) {
     process.stdout.write(`ADMIN_TOKEN is not set; generated one for this process (set ADMIN_TOKEN to keep it): ${adminToken}\n`);
   }
-  const lifecycle = new CampaignLifecycle(s.store, s.ledger, s.lifecycle, s.scheduler, s.pageQueue, s.pump, config.pageSize, log);
+  const lifecycle = new CampaignLifecycle({ store: s.store, runs: s.runs, lifecycle: s.lifecycle, scheduler: s.scheduler, queue: s.pageQueue, pump: s.pump, pageSize: config.pageSize, log });
   const app = createHttpApp({
     adminToken,
     queues: [...s.sendQueues, s.scheduleQueue],
@@ -76,13 +76,13 @@ export async function startApiRole(deps: {
     },
     log,
     maxBodyBytes: config.maxBodyBytes,
-    createCampaign: new CreateCampaign(s.store, providers, config.pageSize),
-    launchCampaign: new LaunchCampaign(s.store, s.ledger, s.starter, s.lifecycle, s.scheduler, log),
-    scheduleCampaign: new ScheduleCampaign(s.store, s.ledger, s.lifecycle, s.scheduler),
+    createCampaign: new CreateCampaign({ store: s.store, providers, pageSize: config.pageSize }),
+    launchCampaign: new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, log }),
+    scheduleCampaign: new ScheduleCampaign({ store: s.store, runs: s.runs, locks: s.locks, lifecycle: s.lifecycle, scheduler: s.scheduler }),
     lifecycle,
-    queries: new CampaignQueries(s.store, s.ledger),
-    retryFailed: new RetryFailed(s.store, s.ledger, s.starter, config.pageSize),
-    upload: new UploadRecipients(s.store, s.ledger, lifecycle),
+    queries: new CampaignQueries({ store: s.store, runs: s.runs, ledger: s.ledger }),
+    retryFailed: new RetryFailed({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize }),
+    upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle }),
     providers: providerQueries,
     suppressions: new SuppressionLists(s.suppressions),
   });

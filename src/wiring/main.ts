@@ -1,14 +1,14 @@
-import type { RedisClient } from './adapters/redis/connection.js';
-import { AppEvents, type Logger } from './app/events.js';
+import type { RedisClient } from '../adapters/redis/connection.js';
+import { AppEvents, type Logger } from '../app/events.js';
 import { hostname } from 'node:os';
-import { createProcessMetrics } from './adapters/http/metrics.js';
-import { Providers } from './adapters/push/registry.js';
-import { checkRedis, connect, createApiRedis, createWorkerRedis, RedisStartupError, safeUrl } from './adapters/redis/connection.js';
-import { startRedisIfAbsent } from './adapters/redis/embedded.js';
+import { createProcessMetrics } from '../adapters/http/metrics.js';
+import { Providers } from '../adapters/push/registry.js';
+import { checkRedis, connect, createApiRedis, createWorkerRedis, RedisStartupError, safeUrl } from '../adapters/redis/connection.js';
+import { startRedisIfAbsent } from '../adapters/redis/embedded.js';
 import { startApiRole } from './api-role.js';
-import { ConfigError, DEFAULT_REDIS_URL, loadConfig, requireAdminToken, type Config } from './config.js';
-import { createLogger } from './logger.js';
-import { storage } from './wiring.js';
+import { ConfigError, DEFAULT_REDIS_URL, loadConfig, requireAdminToken, type Config } from '../config.js';
+import { createLogger } from '../logger.js';
+import { buildServices } from './services.js';
 import { startWorkerRole } from './worker-role.js';
 
 /**
@@ -66,13 +66,16 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
       log.info({ redis: embedded.url, dataDir: embedded.dataDir }, `no Redis answered at ${DEFAULT_REDIS_URL}: started redis-server (appendonly, noeviction, data in ${embedded.dataDir}); it stops when this process stops`);
     }
 
-    const events = new AppEvents();
+    const events = new AppEvents((event, err) => log.error({ event, err: (err as Error)?.message ?? String(err) }, 'an event listener threw; the work it listened to went on'));
     const providers = new Providers(config.providers, { connect: roles.worker });
     closers.push(() => providers.close());
 
     // Each role has its own connection: request handlers fail fast, workers wait Redis out.
     const workerRedis = roles.worker ? await openRedis(config, createWorkerRedis, log) : null;
     if (workerRedis) closers.push(() => workerRedis.quit());
+    // WAIT blocks the connection it runs on: claims that wait for replicas get one of their own.
+    const claimRedis = workerRedis && config.waitReplicas > 0 ? await openRedis(config, createWorkerRedis, log) : null;
+    if (claimRedis) closers.push(() => claimRedis.quit());
     const apiRedis = roles.api ? await openRedis(config, createApiRedis, log) : null;
     if (apiRedis) closers.push(() => apiRedis.quit());
     const { warning } = await checkRedis((workerRedis ?? apiRedis)!, config.redisUrl);
@@ -83,16 +86,16 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     let url: string | null = null;
     let adminToken: string | null = null;
     if (workerRedis) {
-      const s = storage(workerRedis, config, events);
+      const s = buildServices(workerRedis, config, events, claimRedis ? { claimRedis } : {});
       closers.push(() => s.close());
-      const worker = startWorkerRole({ redis: workerRedis, config, storage: s, providers, events, metrics, instance, log });
+      const worker = startWorkerRole({ redis: workerRedis, config, services: s, providers, events, metrics, instance, log });
       stopWorker = () => worker.stop();
     }
     let stopApi: (() => Promise<void>) | null = null;
     if (apiRedis) {
-      const s = storage(apiRedis, config, events);
+      const s = buildServices(apiRedis, config, events);
       closers.push(() => s.close());
-      const api = await startApiRole({ redis: apiRedis, config, storage: s, providers, metrics, instance, log });
+      const api = await startApiRole({ redis: apiRedis, config, services: s, providers, metrics, instance, log });
       url = api.url;
       adminToken = api.adminToken;
       stopApi = () => api.stop();

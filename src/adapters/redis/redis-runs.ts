@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RedisClient } from './connection.js';
+import type { Clock, CreateRunOptions, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
+import type { PriorityClass, RunStatus } from '../../domain/campaign.js';
+import { reasonName, type ReasonName } from '../../domain/respect.js';
+import type { Keys } from './keys.js';
+import { decode, type Reply } from './replies.js';
+import type { Scripts } from './scripts.js';
+
+function num(value: string | undefined): number {
+  return value === undefined ? 0 : Number(value);
+}
+
+/** The run's `skip:<code>` counters (claim.lua, cancel.lua), by reason name. */
+function skippedBy(hash: Record<string, string>): Partial<Record<ReasonName, number>> {
+  const out: Partial<Record<ReasonName, number>> = {};
+  for (const [field, value] of Object.entries(hash)) {
+    const name = field.startsWith('skip:') ? reasonName(Number(field.slice(5))) : null;
+    if (name && num(value) > 0) out[name] = num(value);
+  }
+  return out;
+}
+
+export function parseRun(campaignId: string, hash: Record<string, string>): RunState | null {
+  if (!hash.id) return null;
+  return {
+    id: hash.id,
+    campaignId,
+    status: hash.status as RunStatus,
+    trigger: hash.trigger ?? 'launch',
+    createdAt: num(hash.createdAt),
+    completedAt: hash.completedAt ? num(hash.completedAt) : null,
+    activeAt: num(hash.activeAt),
+    counts: {
+      total: num(hash.total),
+      pending: num(hash.pending),
+      inflight: num(hash.inflight),
+      sent: num(hash.sent),
+      failed: num(hash.failed),
+      unknown: num(hash.unknown),
+      skipped: num(hash.skipped),
+    },
+    pages: num(hash.pages),
+    pageSize: num(hash.pageSize),
+    cursor: num(hash.cursor),
+    gen: num(hash.gen),
+    priorityClass: num(hash.priorityClass) as PriorityClass,
+    recipients: { total: num(hash.total), pageSize: num(hash.pageSize), pages: num(hash.pages), buckets: num(hash.buckets), version: num(hash.rv) },
+    stuckSince: hash.stuckSince ? num(hash.stuckSince) : null,
+    deferred: num(hash.deferred),
+    deferredUntil: hash.deferredUntil && num(hash.deferred) > 0 ? num(hash.deferredUntil) : null,
+    skippedBy: skippedBy(hash),
+  };
+}
+
+/**
+ * The largest step a run's lease clock takes from one touch to the next
+ * (lua/includes/ledger.lua runClocks): a live run is touched every
+ * supervisor tick, so this only ever clips a step of Redis's wall clock. A
+ * healthy holder renews every quarter lease, so a step of this size leaves
+ * its lease at least a renewal's worth of time.
+ */
+export function leaseClockStep(supervisorIntervalMs: number): number {
+  return Math.max(1000, Math.ceil(supervisorIntervalMs * 1.25));
+}
+
+export class RedisRuns implements Runs {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly scripts: Scripts,
+    private readonly clockStepMs = leaseClockStep(1000),
+  ) {}
+
+  async createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
+    const campaign = this.keys.campaign(campaignId);
+    const list = opts.recipients;
+    const reply = (await this.scripts.run(
+      'create-run',
+      [campaign.meta(), campaign.run(runId).run, campaign.runs()],
+      [
+        runId,
+        opts.allowedFrom.join(','),
+        opts.statusAfter ?? '',
+        opts.trigger,
+        this.clockStepMs,
+        ...(list ? [list.version, list.total, list.pages, list.pageSize, list.buckets] : []),
+      ],
+    )) as Reply;
+    return decode.createRun(reply);
+  }
+
+  async getRun(campaignId: string, runId: string): Promise<RunState | null> {
+    return parseRun(campaignId, await this.redis.hgetall(this.keys.campaign(campaignId).run(runId).run));
+  }
+
+  async advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    return decode.advanceCursor((await this.scripts.run('advance-cursor', [run.run, run.open, run.unfinished], [from, to])) as Reply);
+  }
+
+  async pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    const [open, active] = await Promise.all([this.redis.scard(run.open), this.redis.zcard(run.leases)]);
+    return { open, active };
+  }
+
+  async kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult> {
+    const run = this.keys.campaign(campaignId).run(runId);
+    return decode.kickRun((await this.scripts.run('kick-run', [run.run, run.unfinished, run.open, run.leases, run.parked], [stallMs])) as Reply);
+  }
+
+  async markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void> {
+    const key = this.keys.campaign(campaignId).run(runId).run;
+    if (stuck) await this.redis.hset(key, 'stuckSince', await serverTime(this.redis));
+    else await this.redis.hdel(key, 'stuckSince');
+  }
+
+  async activeRuns(): Promise<Array<{ campaignId: string; runId: string }>> {
+    return (await this.redis.smembers(this.keys.activeRuns())).map((member) => this.keys.parseRunMember(member));
+  }
+
+  async markActive(campaignId: string, runId: string): Promise<void> {
+    await this.redis.sadd(this.keys.activeRuns(), this.keys.runMember(campaignId, runId));
+  }
+
+  async markInactive(campaignId: string, runId: string): Promise<void> {
+    await this.redis.srem(this.keys.activeRuns(), this.keys.runMember(campaignId, runId));
+  }
+}
+
+async function serverTime(redis: RedisClient): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
+/** Locks (one key each, with a time to live) and the shared clock, on Redis. */
+export class RedisLocks implements Locks, Clock {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly scripts: Scripts,
+  ) {}
+
+  async tryLock(name: string, ttlMs: number): Promise<boolean> {
+    return (await this.redis.set(this.keys.lock(name), '1', 'PX', ttlMs, 'NX')) === 'OK';
+  }
+
+  async lock(name: string, ttlMs: number, waitMs: number): Promise<string | null> {
+    const token = randomUUID();
+    const deadline = Date.now() + waitMs;
+    for (;;) {
+      if ((await this.redis.set(this.keys.lock(name), token, 'PX', ttlMs, 'NX')) === 'OK') return token;
+      if (Date.now() > deadline) return null;
+      await sleep(10 + Math.random() * 20);
+    }
+  }
+
+  async unlock(name: string, token: string): Promise<void> {
+    await this.scripts.run('unlock', [this.keys.lock(name)], [token]);
+  }
+
+  serverTime(): Promise<number> {
+    return serverTime(this.redis);
+  }
+}

@@ -1,0 +1,100 @@
+import type {
+  AcquireResult,
+  ClaimResult,
+  ConfirmOutcome,
+  ConfirmResult,
+  CreateRunResult,
+  ExpireResult,
+  KickResult,
+  LeaseRenewal,
+  ReleaseResult,
+} from '../../app/ports.js';
+import type { CampaignStatus } from '../../domain/campaign.js';
+
+/**
+ * The one place the ledger scripts' replies become the ports' results, and
+ * the ports' words become the scripts' wire letters. Every script answers a
+ * flat array; what each position means is written in its header (lua/*.lua).
+ */
+export type Reply = Array<string | number | Buffer | null>;
+
+export function text(value: unknown): string {
+  return Buffer.isBuffer(value) ? value.toString('utf8') : String(value);
+}
+
+const int = (value: unknown): number => Number(text(value));
+
+/** confirm.lua's op letters. */
+export const CONFIRM_OPS: Record<ConfirmOutcome, string> = { sent: 's', failed: 'f', retry: 't', requeue: 'r', unclaim: 'n', unknown: 'u' };
+
+/** claim.lua's directive letters. */
+export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k' } as const;
+
+export const decode = {
+  createRun(reply: Reply): CreateRunResult {
+    if (reply[0] === 'ok') return { ok: true, createdAt: int(reply[1]) };
+    return { ok: false, reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty', status: reply[1] === undefined ? undefined : (text(reply[1]) as CampaignStatus) };
+  },
+
+  acquirePage(reply: Reply): AcquireResult {
+    const kind = text(reply[0]);
+    switch (kind) {
+      case 'ok':
+        return { kind, records: reply[1] as Buffer, elapsed: int(reply[2]), recipientsVersion: int(reply[3]), markedUnknown: int(reply[4]) };
+      case 'busy':
+        return { kind, delayMs: int(reply[1]) };
+      case 'inactive':
+        return { kind, status: text(reply[1]), markedUnknown: int(reply[2]) };
+      case 'superseded':
+        return { kind };
+      default:
+        return { kind: 'missing' };
+    }
+  },
+
+  claim(reply: Reply): ClaimResult {
+    const kind = text(reply[0]);
+    if (kind === 'fenced') return { kind };
+    if (kind === 'inactive') return { kind, status: text(reply[1]) };
+    const claimed = [];
+    for (let i = 1; i < reply.length; i += 2) claimed.push({ index: int(reply[i]), attempt: int(reply[i + 1]) });
+    return { kind: 'ok', claimed };
+  },
+
+  confirm(reply: Reply): ConfirmResult {
+    if (text(reply[0]) === 'fenced') return { kind: 'fenced' };
+    return { kind: 'ok', runCompleted: int(reply[1]) === 1, applied: int(reply[2]) };
+  },
+
+  /** renew-leases.lua: the run's status, then 1 (renewed) or 0 (fenced) per lease. */
+  renewLeases(reply: Reply): LeaseRenewal[] {
+    const status = text(reply[0]);
+    if (status === 'missing') return [];
+    return reply.slice(1).map((held): LeaseRenewal => {
+      if (int(held) !== 1) return { kind: 'fenced' };
+      return status === 'running' ? { kind: 'renewed' } : { kind: 'inactive', status };
+    });
+  },
+
+  releasePage(reply: Reply): ReleaseResult {
+    const nextDue = int(reply[2]);
+    return { pending: int(reply[0]), inflight: int(reply[1]), nextDueIn: nextDue < 0 ? null : nextDue, markedUnknown: int(reply[3]) };
+  },
+
+  expireLeases(reply: Reply): ExpireResult {
+    const gen = int(reply[3]);
+    const pages = reply.slice(4).map(int);
+    return { pages, unknown: int(reply[0]), resent: int(reply[1]), completed: int(reply[2]) === 1, requeue: gen > 0 ? { gen, pages } : null };
+  },
+
+  advanceCursor(reply: Reply): 'ok' | 'moved' | 'inactive' {
+    return text(reply[0]) as 'ok' | 'moved' | 'inactive';
+  },
+
+  kickRun(reply: Reply): KickResult {
+    const kind = text(reply[0]);
+    if (kind === 'kicked') return { kind, gen: int(reply[1]), pages: reply.slice(2).map(int) };
+    if (kind === 'parked') return { kind, wakesIn: int(reply[1]) };
+    return { kind: kind === 'fresh' ? 'fresh' : 'inactive' };
+  },
+};

@@ -1,0 +1,63 @@
+import type { RedisClient } from '../adapters/redis/connection.js';
+import type { AppEvents } from '../app/events.js';
+import { RunPump } from '../app/pump.js';
+import { RunStarter } from '../app/run-starter.js';
+import { RedisCampaignStore } from '../adapters/redis/campaign-store.js';
+import { Keys } from '../adapters/redis/keys.js';
+import { BullPageQueue, BullScheduler, createScheduleQueue, createSendQueue, queueLayout } from '../adapters/redis/queues.js';
+import { RedisLedger } from '../adapters/redis/redis-ledger.js';
+import { RedisLifecycle } from '../adapters/redis/redis-lifecycle.js';
+import { RedisFrequencyCaps, RedisSuppressions } from '../adapters/redis/redis-respect.js';
+import { leaseClockStep, RedisLocks, RedisRuns } from '../adapters/redis/redis-runs.js';
+import { Scripts } from '../adapters/redis/scripts.js';
+import type { Config } from '../config.js';
+
+/**
+ * Every role's services over one Redis connection: the Redis adapters (store,
+ * ledger, runs, locks, queues, recipient respect) and the two services built
+ * on them that every role needs (the run pump and the run starter).
+ * `claimRedis`: the connection claims and their WAIT go through (workers with
+ * REDIS_WAIT_REPLICAS; see RedisLedger).
+ */
+export function buildServices(redis: RedisClient, config: Config, events: AppEvents, options: { claimRedis?: RedisClient } = {}) {
+  const keys = new Keys(config.prefix);
+  const scripts = new Scripts(redis);
+  const ledger = new RedisLedger(redis, keys, scripts, {
+    waitReplicas: config.waitReplicas,
+    waitMode: config.waitMode,
+    waitTimeoutMs: config.waitTimeoutMs,
+    ...(options.claimRedis ? { claimRedis: options.claimRedis } : {}),
+  });
+  const runs = new RedisRuns(redis, keys, scripts, leaseClockStep(config.supervisorIntervalMs));
+  const locks = new RedisLocks(redis, keys, scripts);
+  const store = new RedisCampaignStore(redis, keys, scripts);
+  const lifecycle = new RedisLifecycle(keys, scripts);
+  const layout = queueLayout(config.sendShards, config.cluster);
+  const sendQueues = layout.send.map((name) => createSendQueue(redis, config.prefix, name));
+  const scheduleQueue = createScheduleQueue(redis, config.prefix, layout.schedule);
+  const pageQueue = new BullPageQueue(sendQueues);
+  const pump = new RunPump({ runs, queue: pageQueue, window: config.runWindow });
+  return {
+    keys,
+    scripts,
+    ledger,
+    runs,
+    locks,
+    store,
+    lifecycle,
+    layout,
+    sendQueues,
+    scheduleQueue,
+    pageQueue,
+    pump,
+    suppressions: new RedisSuppressions(redis, keys),
+    frequencyCaps: new RedisFrequencyCaps(keys, scripts),
+    scheduler: new BullScheduler(scheduleQueue),
+    starter: new RunStarter({ runs, pump, events }),
+    async close() {
+      await Promise.all([...sendQueues.map((q) => q.close()), scheduleQueue.close()]);
+    },
+  };
+}
+
+export type Services = ReturnType<typeof buildServices>;

@@ -1,0 +1,80 @@
+import type { RedisClient } from '../adapters/redis/connection.js';
+import type { AppEvents, Logger } from '../app/events.js';
+import { FireOccurrence } from '../app/fire-occurrence.js';
+import { LeaseRenewer } from '../app/lease-renewer.js';
+import type { ProviderRegistry } from '../app/ports.js';
+import { RecipientGate } from '../app/recipient-gate.js';
+import { Semaphore } from '../app/semaphore.js';
+import { SendBudget } from '../app/send-budget.js';
+import { SendPage } from '../app/send-page.js';
+import { Supervisor } from '../app/supervisor.js';
+import type { Registry } from 'prom-client';
+import { MetricsPusher } from '../adapters/http/metrics.js';
+import { startOccurrenceWorker, startPageWorkers } from '../adapters/redis/page-workers.js';
+import { RedisPermitLimiter } from '../adapters/redis/permit-limiter.js';
+import type { Config } from '../config.js';
+import type { Services } from './services.js';
+
+/**
+ * The worker role: send jobs (pages), schedule occurrences, and the
+ * supervisor. Returns the graceful stop: no new work, in-flight sends finish
+ * and are recorded, unfinished pages go back to the queue for other workers.
+ */
+export function startWorkerRole(deps: {
+  redis: RedisClient;
+  config: Config;
+  services: Services;
+  providers: ProviderRegistry;
+  events: AppEvents;
+  /** This process's metrics, pushed into Redis for the API to serve. */
+  metrics: Registry;
+  instance: string;
+  log: Logger;
+}): { stop(): Promise<void> } {
+  const { redis, config, services: s, providers, events, log, instance } = deps;
+  const pusher = new MetricsPusher(redis, s.keys, deps.metrics, instance);
+  pusher.start();
+  const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts);
+  const renewer = new LeaseRenewer(s.ledger, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) }, log);
+  const stopping = new AbortController();
+  const sendPage = new SendPage({
+    campaigns: s.store,
+    ledger: s.ledger,
+    runs: s.runs,
+    budget: new SendBudget(new Semaphore(config.sendConcurrency), limiter, events),
+    renewer,
+    providers,
+    pump: s.pump,
+    gate: new RecipientGate(s.suppressions, s.frequencyCaps, config.frequencyCaps),
+    caps: s.frequencyCaps,
+    events,
+    log,
+    options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
+  });
+  const bull = { redis, prefix: config.prefix, layout: s.layout, name: instance, log };
+  const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs }, (job, token) => sendPage.run(job, token, stopping.signal));
+  const fire = new FireOccurrence({ store: s.store, lifecycle: s.lifecycle, scheduler: s.scheduler, starter: s.starter, graceMs: config.scheduleGraceMs, log });
+  const scheduled = startOccurrenceWorker(bull, (campaignId, version, occurrence) => fire.execute(campaignId, version, occurrence));
+
+  const supervisor = new Supervisor(
+    { ledger: s.ledger, runs: s.runs, locks: s.locks, clock: s.locks, store: s.store, providers, queue: s.pageQueue, pump: s.pump, events, log },
+    { intervalMs: config.supervisorIntervalMs, stallMs: config.stallMs, stuckMs: config.stuckMs, stagingTtlMs: config.stagingTtlMs },
+  );
+  supervisor.start();
+  events.emit('worker:start', { instance });
+  log.info({ concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names(), leaseMs: config.leaseMs }, 'worker started');
+
+  return {
+    async stop() {
+      events.emit('shutdown:begin', { instance });
+      stopping.abort();
+      await Promise.all([...senders.map((w) => w.close()), scheduled.close(), supervisor.stop()]);
+      renewer.stop();
+      await limiter.close();
+      await pusher.stop();
+      log.info({ limiterCalls: limiter.stats.calls, permitsGranted: limiter.stats.granted }, 'limiter totals');
+      events.emit('worker:stop', { instance });
+      events.emit('shutdown:done', { instance });
+    },
+  };
+}
