@@ -271,6 +271,8 @@ export interface ConfirmEntry {
   /** The attempt as claimed: lets the ledger tell a lost claim from a confirm it already applied. */
   attempt: number;
   outcome: ConfirmOutcome;
+  /** A `retry` after an answer in doubt: the recipient may have been delivered, so it can only end sent or unknown. */
+  inDoubt?: boolean;
   delayMs: number;
   code: string;
   message: string;

@@ -18,10 +18,12 @@
  *
  *   byte 0     state (RecipientState)
  *   byte 1     attempts so far
- *   bytes 2-3  big-endian u16: the low 15 bits a reason code (why skipped,
+ *   bytes 2-3  big-endian u16: the low 14 bits a reason code (why skipped,
  *              or deferred while pending: domain/respect.ts REASONS), 0 when
- *              none; the top bit set once the recipient was counted against
- *              a frequency cap in this run
+ *              none; bit 15 set once the recipient was counted against a
+ *              frequency cap in this run; bit 14 once an attempt was in
+ *              doubt (it may have been delivered: it can only end sent or
+ *              unknown, never failed or skipped)
  *   bytes 4-9  time in ms since the run began (big-endian u48), on the
  *              run's clock that never runs backwards (lua/includes/ledger.lua
  *              runClocks): for pending, the earliest next attempt; otherwise
@@ -51,6 +53,8 @@ export interface LedgerRecord {
   reason: number;
   /** Counted against a frequency cap in this run already. */
   counted: boolean;
+  /** An attempt may have reached the provider without an answer: never failed or skipped, only sent or unknown. */
+  inDoubt: boolean;
   /** ms since the run began; see the layout above for its meaning per state. */
   at: number;
 }
@@ -63,13 +67,14 @@ export function stateName(code: number): RecipientStateName {
 
 export function decodeRecord(page: Buffer, index: number): LedgerRecord {
   const offset = index * RECORD_BYTES;
-  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, counted: false, at: 0 };
+  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, counted: false, inDoubt: false, at: 0 };
   const reason = page.readUInt16BE(offset + 2);
   return {
     state: stateName(page.readUInt8(offset)),
     attempts: page.readUInt8(offset + 1),
-    reason: reason & 0x7fff,
+    reason: reason & 0x3fff,
     counted: (reason & 0x8000) !== 0,
+    inDoubt: (reason & 0x4000) !== 0,
     at: page.readUIntBE(offset + 4, 6),
   };
 }
@@ -79,7 +84,7 @@ export function encodeRecord(record: LedgerRecord): Buffer {
   const out = Buffer.alloc(RECORD_BYTES);
   out.writeUInt8(STATE_NAMES.indexOf(record.state), 0);
   out.writeUInt8(record.attempts, 1);
-  out.writeUInt16BE((record.reason & 0x7fff) | (record.counted ? 0x8000 : 0), 2);
+  out.writeUInt16BE((record.reason & 0x3fff) | (record.counted ? 0x8000 : 0) | (record.inDoubt ? 0x4000 : 0), 2);
   out.writeUIntBE(record.at, 4, 6);
   return out;
 }

@@ -30,6 +30,8 @@ export type RecordOutcome = 'sent' | 'failed' | 'retry' | 'requeue' | 'unclaim' 
 
 export interface Settlement {
   outcome: RecordOutcome;
+  /** A retry after an answer in doubt (it may have been delivered): the recipient can then only end sent or unknown. */
+  inDoubt?: boolean;
   delayMs: number;
   code: string;
   message: string;
@@ -46,7 +48,7 @@ export function settlement(answer: SendOutcome, attempt: number, rules: RetryRul
     case 'transient':
       return { outcome: 'retry', delayMs: backoff(), code: answer.code, message: answer.message };
     case 'in-doubt':
-      if (!answer.final && (rules.retryTimeouts || rules.inDoubt === 'resend')) return { outcome: 'retry', delayMs: backoff(), code: answer.code, message: answer.message };
+      if (!answer.final && (rules.retryTimeouts || rules.inDoubt === 'resend')) return { outcome: 'retry', inDoubt: true, delayMs: backoff(), code: answer.code, message: answer.message };
       return { outcome: 'unknown', delayMs: 0, code: answer.code, message: answer.message };
     case 'rate-limited':
       // A limit on this one device (APNs TooManyRequests) is that recipient's problem: retried with a backoff like a transient failure.

@@ -52,9 +52,9 @@ export function startWorkerRole(deps: {
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
   });
   const bull = { redis, prefix: config.prefix, layout: s.layout, name: instance, log };
-  const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs }, (job, token) => sendPage.run(job, token, stopping.signal));
+  const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs, queues: s.sendQueues }, (job, token) => sendPage.run(job, token, stopping.signal));
   const fire = new FireOccurrence({ store: s.store, lifecycle: s.lifecycle, scheduler: s.scheduler, starter: s.starter, graceMs: config.scheduleGraceMs, log });
-  const scheduled = startOccurrenceWorker(bull, (campaignId, version, occurrence) => fire.execute(campaignId, version, occurrence));
+  const scheduled = startOccurrenceWorker({ ...bull, queue: s.scheduleQueue }, (campaignId, version, occurrence) => fire.execute(campaignId, version, occurrence));
 
   const supervisor = new Supervisor(
     { ledger: s.ledger, runs: s.runs, locks: s.locks, clock: s.locks, store: s.store, providers, queue: s.pageQueue, pump: s.pump, events, log },
@@ -68,7 +68,7 @@ export function startWorkerRole(deps: {
     async stop() {
       events.emit('shutdown:begin', { instance });
       stopping.abort();
-      await Promise.all([...senders.map((w) => w.close()), scheduled.close(), supervisor.stop()]);
+      await Promise.all([senders.close(), scheduled.close(), supervisor.stop()]);
       renewer.stop();
       await limiter.close();
       await pusher.stop();

@@ -2,7 +2,7 @@ import { Cluster } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { maxInWindow } from '../helpers/mock-provider.js';
 import { redisClusterAvailable, startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js';
-import { FAST_RECOVERY, launchCampaign, range, stacksPerTest, waitForStatus, type Stack, type StackOptions } from '../helpers/stack.js';
+import { launchCampaign, range, stacksPerTest, waitForStatus, type Stack, type StackOptions } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -44,7 +44,7 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
 
   it('sends a campaign exactly once under the cap, through a SIGKILLed worker, with pages on every master', async () => {
     cluster = await startRedisCluster({ masters: 3 });
-    const stack = await setup({ workers: 3, mock: { latencyMs: 20 }, provider: { tps: 400 }, env: FAST_RECOVERY });
+    const stack = await setup({ workers: 3, mock: { latencyMs: 20 }, provider: { tps: 400 } });
     const { client, mock, workers } = stack;
     const id = await launchCampaign(client, range(4000, 'r'));
     await waitFor(() => mock.arrivals.length >= 1000, { timeoutMs: 30_000, what: 'a quarter of the campaign' });
@@ -68,7 +68,7 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
 
   it('carries on when a master dies mid-campaign and its replica takes over, sending nothing twice (strict WAIT: sending waits for the old master to rejoin as a replica)', async () => {
     cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 1, appendfsync: 'always' });
-    const stack = await setup({ workers: 2, mock: { latencyMs: 20 }, provider: { tps: 500 }, env: { ...FAST_RECOVERY, REDIS_WAIT_REPLICAS: '1' } });
+    const stack = await setup({ workers: 2, mock: { latencyMs: 20 }, provider: { tps: 500 }, env: { REDIS_WAIT_REPLICAS: '1' } });
     const { client, mock, prefix } = stack;
     const id = await launchCampaign(client, range(4000, 'f'));
     await waitFor(() => mock.arrivals.length >= 1000, { timeoutMs: 30_000, what: 'a quarter of the campaign' });
@@ -80,7 +80,25 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
     // sent until one acknowledges claims again. The old master comes back and rejoins as its replica.
     const arrivalsAtFailover = mock.arrivals.length;
     await cluster.restart(victim.port);
-    const done = await waitForStatus(client, id, 'completed', 120_000);
+    let done;
+    try {
+      done = await waitForStatus(client, id, 'completed', 60_000);
+    } catch (err) {
+      console.info('DEBUG', JSON.stringify((await client.campaign(id)).counts));
+      const probe = new Cluster(cluster.nodes.slice(0, 1));
+      try {
+        const base = `${prefix}:{c:${id}}:run:main`;
+        console.info('LEASES', await probe.zrange(`${base}:leases`, 0, -1, 'WITHSCORES'), 'RUN', JSON.stringify(await probe.hgetall(base)));
+        for (let shard = 0; shard < SHARDS; shard++) {
+          const q = `${prefix}:{send-${shard}}`;
+          console.info('SHARD', shard, 'wait', await probe.llen(`${q}:wait`), 'active', await probe.llen(`${q}:active`), 'delayed', await probe.zcard(`${q}:delayed`), 'prio', await probe.zcard(`${q}:prioritized`), 'failed', await probe.zcard(`${q}:failed`), 'done', await probe.zcard(`${q}:completed`));
+        }
+      } finally {
+        probe.disconnect();
+      }
+      for (const w of stack.workers) console.info('WORKER', w.output.split('\n').slice(-40).join('\n'));
+      throw err;
+    }
     expect(mock.arrivals.length).toBeGreaterThan(arrivalsAtFailover);
     console.info(`failover test: sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${mock.deliveries().size}, duplicates ${mock.duplicates()}`);
     expect(mock.duplicates()).toBe(0);

@@ -84,9 +84,6 @@ export function stacksPerTest(): (options: StackOptions) => Promise<Stack> {
   };
 }
 
-/** Short leases and stall checks, so pages a dead worker held come back within seconds. */
-export const FAST_RECOVERY = { PAGE_SIZE: '100', LEASE_MS: '2000', STALLED_INTERVAL_MS: '2000', SUPERVISOR_INTERVAL_MS: '1000', STALL_MS: '5000' };
-
 export const range = (n: number, label: string) => Array.from({ length: n }, (_, i) => `${label}${i}`);
 
 /** Creates a campaign on the mock provider and answers its id. */

@@ -6,6 +6,7 @@ import { Supervisor } from '../../src/app/supervisor.js';
 import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
 import { RedisLifecycle } from '../../src/adapters/redis/redis-lifecycle.js';
 import { decodeRecord } from '../../src/domain/ledger.js';
+import { REASONS } from '../../src/domain/respect.js';
 import { createLogger } from '../../src/logger.js';
 import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
 import { deletePrefix } from '../helpers/redis.js';
@@ -136,5 +137,24 @@ describe('cancel while requests are on the wire', () => {
     const run = await h.runs.getRun(campaignId, runId);
     expect(run?.status).toBe('cancelled');
     expect(run?.counts).toMatchObject({ total: 4, pending: 0, inflight: 0, unknown: 1, skipped: 3 });
+  });
+});
+
+describe('a recipient an earlier attempt may have reached', () => {
+  it('never ends failed or skipped, so retry-failed never sends it again under a new key: it ends unknown', async () => {
+    const { h } = setup('report');
+    const { campaignId, runId, ref } = await runningPage(h, 3);
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE * 30, 'report'));
+    await h.ledger.claim(ref, 'A', LEASE * 30, claims(0, 1, 2));
+    // Timeouts retried with the same key (retryTimeouts): in doubt, then a definite answer.
+    const doubt = (index: number): ConfirmEntry => ({ index, attempt: 1, outcome: 'retry', inDoubt: true, delayMs: 0, code: 'TIMEOUT', message: 'no answer' });
+    await h.ledger.confirm(ref, 'A', LEASE * 30, confirmPolicy(5), [doubt(0), doubt(1), entry(2, 'retry')]);
+    await h.ledger.claim(ref, 'A', LEASE * 30, [...claims(0, 2), { index: 1, op: 'skip', reason: REASONS.suppressed, detail: 'on suppression list global' }]);
+    await h.ledger.confirm(ref, 'A', LEASE * 30, confirmPolicy(5), [entry(0, 'failed', 2), entry(2, 'failed', 2)]);
+    expect((await stateOf(h, ref, 0)).state, 'a 4xx after a timeout').toBe('unknown');
+    expect((await stateOf(h, ref, 1)).state, 'suppressed after a timeout').toBe('unknown');
+    expect((await stateOf(h, ref, 2)).state, 'a 4xx after a 5xx').toBe('failed');
+    expect((await h.runs.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 0, failed: 1, unknown: 2, skipped: 0 });
+    expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).lastError?.message).toMatch(/may have been delivered/);
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fullJitterBackoff } from '../../src/domain/backoff.js';
 import { allowedActions, invalidState, planLayout } from '../../src/domain/campaign.js';
-import { countsAreConserved, decodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
+import { countsAreConserved, decodeRecord, encodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
 import { Semaphore } from '../../src/app/semaphore.js';
 import { parseRetryAfter } from '../../src/adapters/push/http-support.js';
 import { healthOf, healthOfRequest, pushback, settlement } from '../../src/domain/send-rules.js';
@@ -32,12 +32,17 @@ describe('ledger records', () => {
     const page = Buffer.alloc(RECORD_BYTES * 2);
     page.writeUInt8(3, RECORD_BYTES);
     page.writeUInt8(4, RECORD_BYTES + 1);
-    page.writeUInt16BE(0x8000 | 7, RECORD_BYTES + 2);
+    page.writeUInt16BE(0x8000 | 0x4000 | 7, RECORD_BYTES + 2);
     page.writeUIntBE(123_456_789_012, RECORD_BYTES + 4, 6);
-    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, at: 0 });
-    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, counted: true, at: 123_456_789_012 });
+    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, inDoubt: false, at: 0 });
+    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, counted: true, inDoubt: true, at: 123_456_789_012 });
     // Never written: pending.
-    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, at: 0 });
+    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, inDoubt: false, at: 0 });
+  });
+
+  it('encodes exactly what it decodes', () => {
+    const record = { state: 'unknown' as const, attempts: 3, reason: 5, counted: false, inDoubt: true, at: 987_654 };
+    expect(decodeRecord(encodeRecord(record), 0)).toEqual(record);
   });
 
   it('checks the conservation of counts', () => {

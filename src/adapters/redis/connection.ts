@@ -53,12 +53,23 @@ export function isCluster(redis: RedisClient): redis is Cluster {
   return redis instanceof Cluster;
 }
 
-/** The connection to the master that holds `key` (the client itself when standalone). */
-function masterOf(redis: RedisClient, key: string): Redis {
+/**
+ * The connection to the master that holds `key` (the client itself when
+ * standalone). After a failover the client's slot map may still name the
+ * dead master: a node that is not connected gets the map refreshed first.
+ */
+async function masterOf(redis: RedisClient, key: string): Promise<Redis> {
   if (!isCluster(redis)) return redis;
   const slot = calculateSlot(key);
-  const owner = (redis as unknown as { slots: Array<string[] | undefined> }).slots[slot]?.[0];
-  const node = redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+  const find = () => {
+    const owner = (redis as unknown as { slots: Array<string[] | undefined> }).slots[slot]?.[0];
+    return redis.nodes('master').find((n) => `${n.options.host}:${n.options.port}` === owner);
+  };
+  let node = find();
+  if (!node || node.status !== 'ready') {
+    await new Promise<void>((resolve) => redis.refreshSlotsCache(() => resolve()));
+    node = find();
+  }
   if (!node) throw new Error(`no master known for slot ${slot} yet`);
   return node;
 }
@@ -75,7 +86,7 @@ const connectedReplicas = new WeakMap<Redis, { count: number; at: number }>();
  * connection it runs on: give it one of its own.
  */
 export async function waitForReplicas(redis: RedisClient, key: string, replicas: number, timeoutMs: number, upToConnected = false): Promise<boolean> {
-  const node = masterOf(redis, key);
+  const node = await masterOf(redis, key);
   let want = replicas;
   if (upToConnected) {
     let known = connectedReplicas.get(node);
@@ -86,7 +97,16 @@ export async function waitForReplicas(redis: RedisClient, key: string, replicas:
     want = Math.min(replicas, known.count);
     if (want === 0) return true;
   }
-  return (await node.wait(want, timeoutMs)) >= want;
+  // Never longer than asked, even when the node is unreachable (its commands wait in its queue): then not replicated.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<number>((resolve) => {
+    timer = setTimeout(() => resolve(-1), timeoutMs + 1000);
+  });
+  try {
+    return (await Promise.race([node.wait(want, timeoutMs), late])) >= want;
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The URL with any password hidden, for messages. */

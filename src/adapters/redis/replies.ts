@@ -24,8 +24,8 @@ export function text(value: unknown): string {
 
 const int = (value: unknown): number => Number(text(value));
 
-/** confirm.lua's op letters. */
-export const CONFIRM_OPS: Record<ConfirmOutcome, string> = { sent: 's', failed: 'f', retry: 't', requeue: 'r', unclaim: 'n', unknown: 'u' };
+/** confirm.lua's op letters (`retryInDoubt`: a retry after an answer in doubt). */
+export const CONFIRM_OPS: Record<ConfirmOutcome | 'retryInDoubt', string> = { sent: 's', failed: 'f', retry: 't', retryInDoubt: 'q', requeue: 'r', unclaim: 'n', unknown: 'u' };
 
 /** claim.lua's directive letters. */
 export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k' } as const;

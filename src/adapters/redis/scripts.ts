@@ -11,7 +11,7 @@ import type { RedisClient } from './connection.js';
 const SCRIPT_KEYS = {
   'create-run': 3,
   'acquire-page': 7,
-  claim: 6,
+  claim: 7,
   confirm: 7,
   'release-page': 10,
   /** A run's hash, its leases zset and one lease key per page renewed. */

@@ -10,7 +10,8 @@
 -- under this lease is answered as claimed again to a `c`: a claim whose reply
 -- was lost and that the client resent. Directives for recipients in any
 -- other state are ignored. The lease is renewed.
--- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta
+-- A recipient to skip that an earlier attempt may have reached (in doubt) ends `unknown` instead.
+-- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta, 7 bad
 -- ARGV: 1 page, 2 token, 3 lease ms, then (index, directive, a, b) per recipient
 -- Returns {'ok', index, attempts, index, attempts, …} (the claimed) | {'fenced'} | {'inactive', status}
 -- @include ledger
@@ -23,7 +24,7 @@ if run[1] ~= 'running' then return { 'inactive', run[1] or 'missing' } end
 local now, elapsed, wall = runClocks(KEYS[1])
 local pageSize = tonumber(run[2])
 local out = { 'ok' }
-local claimed, deferred, skipped, latestWake = 0, 0, 0, 0
+local claimed, deferred, skipped, doubted, latestWake = 0, 0, 0, 0, 0
 for i = 4, #ARGV, 4 do
   local index, op = tonumber(ARGV[i]), ARGV[i + 1]
   local state, attempts, reason, at = readRecord(KEYS[2], index)
@@ -33,8 +34,9 @@ for i = 4, #ARGV, 4 do
   elseif state == PENDING and op == 'c' and at <= elapsed then
     attempts = math.min(attempts + 1, 255)
     if reasonCode(reason) == QUIET then deferred = deferred - 1 end
-    local flag = (counted(reason) or ARGV[i + 2] == '1') and COUNTED or 0
-    writeRecord(KEYS[2], index, INFLIGHT, attempts, flag, elapsed)
+    local flags = flagsOf(reason)
+    if ARGV[i + 2] == '1' and not counted(reason) then flags = flags + COUNTED end
+    writeRecord(KEYS[2], index, INFLIGHT, attempts, flags, elapsed)
     claimed = claimed + 1
     out[#out + 1] = index
     out[#out + 1] = attempts
@@ -42,15 +44,24 @@ for i = 4, #ARGV, 4 do
     -- `a` is an instant (epoch ms): due after as long as the wall clock has until then.
     local wake = math.max(elapsed, elapsed + tonumber(ARGV[i + 2]) - wall)
     if reasonCode(reason) ~= QUIET then deferred = deferred + 1 end
-    writeRecord(KEYS[2], index, PENDING, attempts, QUIET + (counted(reason) and COUNTED or 0), wake)
+    writeRecord(KEYS[2], index, PENDING, attempts, QUIET + flagsOf(reason), wake)
     if wake > latestWake then latestWake = wake end
   elseif state == PENDING and op == 'k' then
     local code = tonumber(ARGV[i + 2])
+    local position = tonumber(ARGV[1]) * pageSize + index
     if reasonCode(reason) == QUIET then deferred = deferred - 1 end
-    writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
-    recordError(KEYS[5], tonumber(ARGV[1]) * pageSize + index, 'SKIPPED', ARGV[i + 3], attempts, wall)
-    redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
-    skipped = skipped + 1
+    if inDoubt(reason) then
+      -- An earlier attempt may have been delivered: not skipped, in doubt.
+      writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)
+      recordError(KEYS[5], position, 'IN_DOUBT', ARGV[i + 3] .. '; an earlier attempt may have been delivered', attempts, wall)
+      redis.call('ZADD', KEYS[7], position, position)
+      doubted = doubted + 1
+    else
+      writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
+      recordError(KEYS[5], position, 'SKIPPED', ARGV[i + 3], attempts, wall)
+      redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
+      skipped = skipped + 1
+    end
   end
 end
 if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', claimed) end
@@ -60,9 +71,10 @@ if latestWake > 0 then
   local wakeAt = wall + latestWake - elapsed
   if wakeAt > current then redis.call('HSET', KEYS[1], 'deferredUntil', wakeAt) end
 end
-if skipped > 0 then
-  redis.call('HINCRBY', KEYS[1], 'pending', -skipped)
-  redis.call('HINCRBY', KEYS[1], 'skipped', skipped)
+if skipped + doubted > 0 then
+  redis.call('HINCRBY', KEYS[1], 'pending', -(skipped + doubted))
+  if skipped > 0 then redis.call('HINCRBY', KEYS[1], 'skipped', skipped) end
+  if doubted > 0 then redis.call('HINCRBY', KEYS[1], 'unknown', doubted) end
   redis.call('HSET', KEYS[1], 'activeAt', wall)
   completeIfDone(KEYS[1], KEYS[6], wall)
 end

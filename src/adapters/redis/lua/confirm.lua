@@ -13,7 +13,9 @@
 -- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues,
 --       then per recipient 6 values: index, attempt (as claimed), op, delay ms, error code, error message
 --   op: s sent | f failed for good | t retry after delay (failed once the
---       attempts are spent) | r requeue: the provider said not now, the
+--       attempts are spent) | q the same after an answer in doubt (the
+--       record remembers: it can then only end sent or unknown, never
+--       failed) | r requeue: the provider said not now, the
 --       attempt does not count (failed after max requeues) | n unclaimed: it
 --       never left this process (not counted anywhere) | u unknown
 -- In a cancelled run, a recipient that would go back to pending is skipped (cancelled).
@@ -54,8 +56,12 @@ for i = 6, #ARGV, 6 do
     applied = applied + 1
     if op ~= 'n' then progressed = true end
     local position = page * pageSize + index
-    local flags = counted(reason) and COUNTED or 0
+    local flags = flagsOf(reason)
     local requeues = 0
+    if op == 'q' then
+      if not inDoubt(flags) then flags = flags + IN_DOUBT end
+      op = 't'
+    end
     if op == 't' and attempts >= maxAttempts then op = 'f' end
     if op == 'r' then
       local last = redis.call('HGET', KEYS[5], position)
@@ -64,6 +70,11 @@ for i = 6, #ARGV, 6 do
         op = 'f'
         message = message .. ' (requeued ' .. (requeues - 1) .. ' times; giving up)'
       end
+    end
+    local settles = op == 'f' or (cancelled and (op == 't' or op == 'r' or op == 'n'))
+    if settles and inDoubt(flags) then
+      op = 'u'
+      message = message .. ' (an earlier attempt may have been delivered)'
     end
     if cancelled and (op == 't' or op == 'r' or op == 'n') then
       writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)

@@ -2,13 +2,19 @@
 -- @include clock
 local RECORD = 10
 local PENDING, INFLIGHT, SENT, FAILED, UNKNOWN, SKIPPED = 0, 1, 2, 3, 4, 5
--- The reason field: a code (REASONS of src/domain/respect.ts) in the low 15
--- bits; the top bit says the recipient was counted against a frequency cap in
--- this run (kept through retries, so it is never counted twice).
-local COUNTED = 32768
+-- The reason field: a code (REASONS of src/domain/respect.ts) in the low 14
+-- bits, and two flags kept through every retry of the run: COUNTED, the
+-- recipient was counted against a frequency cap (never counted twice);
+-- IN_DOUBT, an attempt may have reached the provider without an answer, so
+-- the recipient can never end `failed` or `skipped` (it may have been
+-- delivered): it ends `sent` or `unknown`.
+local COUNTED, IN_DOUBT = 32768, 16384
 local QUIET, CANCELLED = 1, 5
-local function reasonCode(reason) return reason % COUNTED end
+local function reasonCode(reason) return reason % IN_DOUBT end
 local function counted(reason) return reason >= COUNTED end
+local function inDoubt(reason) return reason % COUNTED >= IN_DOUBT end
+-- The flags of a reason field, without its code.
+local function flagsOf(reason) return reason - reasonCode(reason) end
 
 -- A run's clocks (see includes/clock.lua), kept in its hash:
 -- - `lease`: page leases, on a steady clock whose step from one call to the
@@ -73,19 +79,19 @@ end
 -- otherwise — 'report', no attempts left, or a cancelled run — it is
 -- `unknown`: never sent again silently. Returns how many became unknown and
 -- how many pending.
-local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elapsed, now, inDoubt, maxAttempts)
+local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elapsed, now, policy, maxAttempts)
   local raw = redis.call('GET', recordsKey)
   if not raw then return 0, 0 end
   local run = redis.call('HMGET', runKey, 'pageSize', 'status')
   local pageSize = tonumber(run[1])
-  local resendable = inDoubt == 'resend' and run[2] ~= 'cancelled'
+  local resendable = policy == 'resend' and run[2] ~= 'cancelled'
   local unknown, resent = 0, 0
   for index = 0, math.floor(#raw / RECORD) - 1 do
     local state, attempts, reason = struct.unpack('>BBH', raw, index * RECORD + 1)
     if state == INFLIGHT then
       local position = page * pageSize + index
       if resendable and attempts < maxAttempts then
-        writeRecord(recordsKey, index, PENDING, attempts, reason, elapsed)
+        writeRecord(recordsKey, index, PENDING, attempts, inDoubt(reason) and reason or reason + IN_DOUBT, elapsed)
         recordError(errorsKey, position, 'LEASE_EXPIRED',
           'the worker sending this recipient stopped before it heard back from the provider; sending again with the same idempotency key',
           attempts, now)
