@@ -51,9 +51,7 @@ if (mode === 'naive') {
   };
 } else if (mode === 'bottleneck' || mode === 'reservoir') {
   const options: Bottleneck.ConstructorOptions =
-    mode === 'bottleneck'
-      ? { minTime: 1000 / cap }
-      : { reservoir: cap, reservoirRefreshAmount: cap, reservoirRefreshInterval: 1000 };
+    mode === 'bottleneck' ? { minTime: 1000 / cap } : { reservoir: cap, reservoirRefreshAmount: cap, reservoirRefreshInterval: 1000 };
   const bottleneck = new Bottleneck({
     id: `bench-${queueName}`,
     datastore: 'ioredis',

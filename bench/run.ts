@@ -57,7 +57,9 @@ class RemoteMock {
 
   static async start(cap?: number): Promise<RemoteMock> {
     const env = { ...process.env, ...(cap ? { MOCK_CAP: String(cap) } : {}) };
-    const proc = new PushqProcess(spawn(process.execPath, ['--import', 'tsx', 'bench/mock-server.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+    const proc = new PushqProcess(
+      spawn(process.execPath, ['--import', 'tsx', 'bench/mock-server.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }),
+    );
     const [, url] = await proc.waitForOutput(/mock (\S+)\n/);
     return new RemoteMock(proc, url!);
   }
@@ -140,11 +142,15 @@ async function peer(mock: { url: string }, mode: string, cap: number, processes:
       }
       const env = { ...process.env, PEER_MODE: mode, PEER_CAP: String(cap), PEER_PROCESSES: String(processes), REDIS_URL: redis.url, MOCK_URL: mock.url };
       for (let i = 0; i < processes; i += 1) {
-        const p = new PushqProcess(spawn(process.execPath, ['--import', 'tsx', 'bench/peer-worker.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }));
+        const p = new PushqProcess(
+          spawn(process.execPath, ['--import', 'tsx', 'bench/peer-worker.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }),
+        );
         procs.push(p);
       }
       await Promise.all(procs.map((p) => p.waitForOutput(/peer ready/)));
-      await waitFor(async () => (await queue.count()) === 0 && (await queue.getActiveCount()) === 0, { timeoutMs: deadlineMs, intervalMs: 50 }).catch(() => undefined);
+      await waitFor(async () => (await queue.count()) === 0 && (await queue.getActiveCount()) === 0, { timeoutMs: deadlineMs, intervalMs: 50 }).catch(
+        () => undefined,
+      );
     },
     async stop() {
       await Promise.all(procs.map((p) => p.kill('SIGKILL')));
@@ -255,7 +261,13 @@ async function rawCeiling(url: string, seconds: number, concurrency: number): Pr
   let done = 0;
   const loop = async (n: number) => {
     while (performance.now() < deadline) {
-      const body = JSON.stringify({ idempotencyKey: `k${n}-${done}`, campaignId: 'raw', runId: 'raw', recipient: { id: `r${n}-${done}` }, message: { title: 't', body: 'b', data: {} } });
+      const body = JSON.stringify({
+        idempotencyKey: `k${n}-${done}`,
+        campaignId: 'raw',
+        runId: 'raw',
+        recipient: { id: `r${n}-${done}` },
+        message: { title: 't', body: 'b', data: {} },
+      });
       const res = await pool.request({ method: 'POST', path: target.pathname, headers: { 'content-type': 'application/json', 'idempotency-key': 'k' }, body });
       await res.body.dump();
       done += 1;
@@ -307,8 +319,18 @@ async function throughput(): Promise<void> {
     table(`Uncapped throughput: ${fmt(n)} recipients, 2 worker processes, ${cpus().length} cores`, [
       { what: 'raw ceiling: undici Pool → mock, no queue, no ledger', 'sends/s': fmt(raw), 'vs raw': '1.00', 'vs naive': (raw / naive).toFixed(2) },
       { what: 'naive BullMQ: one job per recipient, global fetch', 'sends/s': fmt(naive), 'vs raw': (naive / raw).toFixed(2), 'vs naive': '1.00' },
-      { what: 'pushq, http provider → mock, ledger on', 'sends/s': fmt(ours.rate), 'vs raw': (ours.rate / raw).toFixed(2), 'vs naive': (ours.rate / naive).toFixed(2) },
-      { what: 'pushq, sim provider (5 ms latency), ledger on', 'sends/s': fmt(simRate), 'vs raw': (simRate / raw).toFixed(2), 'vs naive': (simRate / naive).toFixed(2) },
+      {
+        what: 'pushq, http provider → mock, ledger on',
+        'sends/s': fmt(ours.rate),
+        'vs raw': (ours.rate / raw).toFixed(2),
+        'vs naive': (ours.rate / naive).toFixed(2),
+      },
+      {
+        what: 'pushq, sim provider (5 ms latency), ledger on',
+        'sends/s': fmt(simRate),
+        'vs raw': (simRate / raw).toFixed(2),
+        'vs naive': (simRate / naive).toFixed(2),
+      },
     ]);
   }
 }
@@ -325,7 +347,9 @@ async function idle(): Promise<void> {
     const started = performance.now();
     await waitFor(() => performance.now() - started >= 10_000, { timeoutMs: 11_000, intervalMs: 100 });
     const perSecond = ((await redisInfo(system.redisUrl, 'stats', 'total_commands_processed:')) - before - 1) / 10;
-    table('Idle cost: 3 worker processes and the API with nothing to send', [{ what: 'Redis commands per second, all processes', value: perSecond.toFixed(1) }]);
+    table('Idle cost: 3 worker processes and the API with nothing to send', [
+      { what: 'Redis commands per second, all processes', value: perSecond.toFixed(1) },
+    ]);
   } finally {
     await system.stop();
     await mock.close();
@@ -407,7 +431,8 @@ async function ingest(): Promise<void> {
     return out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve()));
   };
   await write('id,phone,name\n');
-  for (let i = 0; i < n; i += 1) await write(`user-${String(i).padStart(7, '0')},010-${String(i % 10_000).padStart(4, '0')}-${String(i % 9973).padStart(4, '0')},"Kim, ${i % 1000}"\n`);
+  for (let i = 0; i < n; i += 1)
+    await write(`user-${String(i).padStart(7, '0')},010-${String(i % 10_000).padStart(4, '0')}-${String(i % 9973).padStart(4, '0')},"Kim, ${i % 1000}"\n`);
   await new Promise<void>((resolve) => out.end(resolve));
   const bytes = statSync(file).size;
   const mock = await RemoteMock.start();
@@ -443,11 +468,14 @@ async function ingest(): Promise<void> {
     // Its own fields: what the upload carried per recipient, minus the CSV's commas and quotes.
     const ownBytes = bytes - 'id,phone,name\n'.length - n * 5;
     table(`Ingest: ${fmt(n)}-row CSV (${(bytes / 1e6).toFixed(1)} MB) streamed to PUT …/recipients with count and SHA-256`, [
-      { what: 'upload + validation + dedup + commit', value: `${seconds.toFixed(1)} s (${fmt(n / seconds)} rows/s, ${(bytes / 1e6 / seconds).toFixed(1)} MB/s)` },
+      {
+        what: 'upload + validation + dedup + commit',
+        value: `${seconds.toFixed(1)} s (${fmt(n / seconds)} rows/s, ${(bytes / 1e6 / seconds).toFixed(1)} MB/s)`,
+      },
       { what: 'API process peak RSS (VmHWM), whole life', value: `${apiPeak.toFixed(0)} MB` },
-      { what: 'Redis: list stored, beyond the recipients\' own fields', value: `${((stored - before - ownBytes) / n).toFixed(1)} B/recipient` },
+      { what: "Redis: list stored, beyond the recipients' own fields", value: `${((stored - before - ownBytes) / n).toFixed(1)} B/recipient` },
       { what: 'Redis: ledger of the completed run', value: `${((done - stored) / n).toFixed(1)} B/recipient` },
-      { what: 'Redis: total beyond the recipients\' own fields', value: `${((done - before - ownBytes) / n).toFixed(1)} B/recipient` },
+      { what: "Redis: total beyond the recipients' own fields", value: `${((done - before - ownBytes) / n).toFixed(1)} B/recipient` },
       { what: 'launch → first recipient sent (seen through the API)', value: `${firstSendMs.toFixed(0)} ms` },
     ]);
   } finally {

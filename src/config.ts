@@ -125,7 +125,12 @@ const apnsProvider = z
     pushType: z.enum(['alert', 'background', 'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', 'location', 'pushtotalk']).default('alert'),
     priority: z.union([z.literal(10), z.literal(5), z.literal(1)]).default(10),
     /** apns-expiration: seconds the push may wait for an offline device; 0 delivers once or never. */
-    expirationSeconds: z.number().int().min(0).max(30 * 86_400).default(0),
+    expirationSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .default(0),
     /** Apple wants the provider token refreshed no more often than every 20 minutes, and at least every 60. */
     tokenTtlMinutes: z.number().int().min(20).max(50).default(40),
     tokenField: fieldName.default('token'),
@@ -241,8 +246,14 @@ export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name:
 const envSchema = z.object({
   NODE_ENV: z.string().default('development'),
   /** A standalone Redis, or `redis-cluster://host1:port1,host2:port2` for a Redis Cluster. */
-  REDIS_URL: z.string().regex(/^rediss?(-cluster)?:\/\//, 'must start with redis://, rediss:// or redis-cluster://').optional(),
-  QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, ".", "-" and "_" only (1-64)').default('pushq'),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?(-cluster)?:\/\//, 'must start with redis://, rediss:// or redis-cluster://')
+    .optional(),
+  QUEUE_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, ".", "-" and "_" only (1-64)')
+    .default('pushq'),
   PORT: int(0, 65_535).default(3000),
   HOST: z.string().min(1).default('127.0.0.1'),
   ADMIN_TOKEN: z.string().min(1).optional(),
@@ -400,7 +411,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     providers: e.PROVIDERS_FILE ? loadProviders(e.PROVIDERS_FILE) : DEFAULT_PROVIDERS,
     logLevel: e.LOG_LEVEL,
     redactFields: e.LOG_REDACT_FIELDS
-      ? e.LOG_REDACT_FIELDS.split(',').map((f) => f.trim()).filter(Boolean)
+      ? e.LOG_REDACT_FIELDS.split(',')
+          .map((f) => f.trim())
+          .filter(Boolean)
       : DEFAULT_REDACT_FIELDS,
     pageSize: e.PAGE_SIZE,
     runWindow: e.RUN_WINDOW,

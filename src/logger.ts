@@ -6,7 +6,18 @@ import { pino, type Logger as Pino } from 'pino';
  * LOG_REDACT_FIELDS (device tokens and phone numbers by default) are replaced
  * with "[redacted]" wherever a log line carries them.
  */
-export const DEFAULT_REDACT_FIELDS = ['token', 'deviceToken', 'device_token', 'pushToken', 'registrationToken', 'phone', 'phoneNumber', 'phone_number', 'mobile', 'msisdn'];
+export const DEFAULT_REDACT_FIELDS = [
+  'token',
+  'deviceToken',
+  'device_token',
+  'pushToken',
+  'registrationToken',
+  'phone',
+  'phoneNumber',
+  'phone_number',
+  'mobile',
+  'msisdn',
+];
 
 export function redactPaths(fields: readonly string[]): string[] {
   const paths = ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'adminToken', 'viewerToken'];

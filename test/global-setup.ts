@@ -10,7 +10,9 @@ export default async function setup(): Promise<void> {
     const policy = (await redis.config('GET', 'maxmemory-policy')) as string[];
     if (policy[1] !== 'noeviction') throw new Error(`maxmemory-policy is ${policy[1]}, tests need noeviction`);
   } catch (err) {
-    throw new Error(`tests need a Redis at ${TEST_REDIS_URL} (set TEST_REDIS_URL, or run .ci/run, which starts one): ${(err as Error).message}`);
+    throw new Error(`tests need a Redis at ${TEST_REDIS_URL} (set TEST_REDIS_URL, or run .ci/run, which starts one): ${(err as Error).message}`, {
+      cause: err,
+    });
   } finally {
     redis.disconnect();
   }

@@ -149,7 +149,12 @@ export class CampaignLifecycle {
     await this.deps.store.copyRecipients(source, cloneId);
     const layout = planLayout(source.recipients.total, source.recipients.pageSize);
     await this.deps.store.create(
-      { id: cloneId, name: name ?? `${source.name} (copy)`, provider: source.provider, message: source.message, priority: source.priority,
+      {
+        id: cloneId,
+        name: name ?? `${source.name} (copy)`,
+        provider: source.provider,
+        message: source.message,
+        priority: source.priority,
         maxAttempts: source.maxAttempts,
         kind: source.kind,
         quietHours: source.quietHours,

@@ -57,9 +57,7 @@ export class CampaignQueries {
 
   async list(limit: number, cursor?: string): Promise<Paged<CampaignView>> {
     const page = await this.deps.store.list(limit, cursor);
-    const items = await Promise.all(
-      page.items.map(async (campaign) => campaignView(campaign, await latestRun(this.deps.runs, campaign))),
-    );
+    const items = await Promise.all(page.items.map(async (campaign) => campaignView(campaign, await latestRun(this.deps.runs, campaign))));
     return { items, nextCursor: page.nextCursor };
   }
 
@@ -108,7 +106,8 @@ export class CampaignQueries {
     const { run } = await this.load(campaignId);
     if (!run) return { items: [], nextCursor: null };
     const after = cursor === undefined ? -1 : Number(cursor);
-    if (!Number.isInteger(after) || after < -1) throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
+    if (!Number.isInteger(after) || after < -1)
+      throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
     const positions = await this.deps.ledger.listBad(campaignId, run.id, after, limit + 1);
     const shown = positions.slice(0, limit);
     const { pageSize, version } = run.recipients;

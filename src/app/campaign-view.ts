@@ -24,11 +24,22 @@ export async function currentView(store: Pick<CampaignStore, 'get'>, ledger: Pic
 }
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
-export interface CampaignView
-  extends Pick<
-    Campaign,
-    'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap' | 'status' | 'createdAt' | 'updatedAt'
-  > {
+export interface CampaignView extends Pick<
+  Campaign,
+  | 'id'
+  | 'name'
+  | 'provider'
+  | 'message'
+  | 'priority'
+  | 'maxAttempts'
+  | 'kind'
+  | 'quietHours'
+  | 'suppressionLists'
+  | 'frequencyCap'
+  | 'status'
+  | 'createdAt'
+  | 'updatedAt'
+> {
   recipientCount: number;
   counts: CountsView;
   latestRun: RunView | null;

@@ -52,7 +52,13 @@ export class CreateCampaign {
     const createdAt = Date.now();
     const id = newId(createdAt);
     const layout = planLayout(collector.recipients.length, this.deps.pageSize);
-    await this.deps.store.create({ id, name: input.name, provider: input.provider, message: input.message, priority: input.priority,
+    await this.deps.store.create(
+      {
+        id,
+        name: input.name,
+        provider: input.provider,
+        message: input.message,
+        priority: input.priority,
         maxAttempts: input.maxAttempts ?? null,
         kind: input.kind,
         quietHours: input.quietHours,
@@ -60,7 +66,9 @@ export class CreateCampaign {
         frequencyCap: input.frequencyCap,
         createdAt,
         layout,
-      }, collector.recipients);
+      },
+      collector.recipients,
+    );
     const campaign = await this.deps.store.get(id);
     if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
     return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };

@@ -36,7 +36,9 @@ export interface AppEventMap {
 export class AppEvents {
   private readonly emitter = new EventEmitter();
 
-  constructor(private readonly onListenerError: (event: string, err: unknown) => void = (event, err) => process.emitWarning(`listener of ${event} threw: ${String(err)}`)) {
+  constructor(
+    private readonly onListenerError: (event: string, err: unknown) => void = (event, err) => process.emitWarning(`listener of ${event} threw: ${String(err)}`),
+  ) {
     this.emitter.setMaxListeners(100);
   }
 

@@ -44,7 +44,9 @@ export class LaunchCampaign {
     if (campaign.schedule) {
       // Its one run has started. Should the `at` occurrence still fire, it finds the run made and does nothing.
       await this.deps.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
-      await this.deps.scheduler.remove(campaignId).catch((err) => this.deps.log.warn({ campaignId, err: (err as Error).message }, 'could not remove the schedule'));
+      await this.deps.scheduler
+        .remove(campaignId)
+        .catch((err) => this.deps.log.warn({ campaignId, err: (err as Error).message }, 'could not remove the schedule'));
     }
     const [updated, run] = await Promise.all([this.deps.store.get(campaignId), this.deps.runs.getRun(campaignId, ONE_OFF_RUN_ID)]);
     return campaignView(updated ?? campaign, run);

@@ -15,8 +15,10 @@ export type { InDoubtPolicy } from '../domain/send-rules.js';
 
 // ── campaigns ────────────────────────────────────────────────────────────────
 
-export interface NewCampaign
-  extends Pick<Campaign, 'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap'> {
+export interface NewCampaign extends Pick<
+  Campaign,
+  'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap'
+> {
   createdAt: number;
   layout: RecipientLayout;
 }
@@ -111,8 +113,7 @@ export interface FrequencyCaps {
 // ── lifecycle: status changes, each one atomic step ─────────────────────────
 
 export type Transition<T = object> =
-  | ({ ok: true; status: CampaignStatus } & T)
-  | { ok: false; reason: 'missing' | 'state' | 'moved'; status?: CampaignStatus; message?: string };
+  ({ ok: true; status: CampaignStatus } & T) | { ok: false; reason: 'missing' | 'state' | 'moved'; status?: CampaignStatus; message?: string };
 
 export interface Lifecycle {
   /** Sets (null: clears) the schedule; `expectVersion` makes a clear apply only to that schedule. */
@@ -177,9 +178,7 @@ export interface CreateRunOptions {
   recipients?: RecipientLayout;
 }
 
-export type CreateRunResult =
-  | { ok: true; createdAt: number }
-  | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };
+export type CreateRunResult = { ok: true; createdAt: number } | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };
 
 /** What the supervisor's stall check found: pages to enqueue again, or a run only waiting for parked recipients to be due. */
 export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { kind: 'parked'; wakesIn: number } | { kind: 'fresh' } | { kind: 'inactive' };

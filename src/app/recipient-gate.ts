@@ -61,24 +61,43 @@ export class RecipientGate {
   }
 
   /** Who of `open` is on a campaign suppression list (by id) or has a token the provider reported invalid (by token). */
-  private async suppressed(campaign: Campaign, provider: PushProvider, page: readonly StoredRecipient[], open: readonly number[]): Promise<Array<ClaimDirective | undefined>> {
+  private async suppressed(
+    campaign: Campaign,
+    provider: PushProvider,
+    page: readonly StoredRecipient[],
+    open: readonly number[],
+  ): Promise<Array<ClaimDirective | undefined>> {
     const tokenList = tokenInvalidList(provider.name);
     const addresses = provider.address ? open.map((i) => provider.address!(recipientRecord(page[i]!))) : [];
     const withAddress = open.flatMap((_, i) => (addresses[i] ? [i] : []));
     const [byId, byToken] = await Promise.all([
-      this.suppressions.find(campaign.suppressionLists, open.map((i) => recipientId(page[i]!))),
-      this.suppressions.find([tokenList], withAddress.map((i) => addresses[i]!)),
+      this.suppressions.find(
+        campaign.suppressionLists,
+        open.map((i) => recipientId(page[i]!)),
+      ),
+      this.suppressions.find(
+        [tokenList],
+        withAddress.map((i) => addresses[i]!),
+      ),
     ]);
     const invalid = new Set(withAddress.filter((_, k) => byToken[k] !== undefined));
     return open.map((index, i) => {
       const list = byId[i];
       if (list !== undefined) return { index, op: 'skip', reason: REASONS.suppressed, detail: `on suppression list ${list}` };
-      if (invalid.has(i)) return { index, op: 'skip', reason: REASONS['token-invalid'], detail: `${provider.name} reported this token invalid (list ${tokenList})` };
+      if (invalid.has(i))
+        return { index, op: 'skip', reason: REASONS['token-invalid'], detail: `${provider.name} reported this token invalid (list ${tokenList})` };
       return undefined;
     });
   }
 
-  async decide(campaign: Campaign, provider: PushProvider, page: readonly StoredRecipient[], batch: readonly number[], countedOf: (index: number) => boolean, now: number): Promise<GateDecision> {
+  async decide(
+    campaign: Campaign,
+    provider: PushProvider,
+    page: readonly StoredRecipient[],
+    batch: readonly number[],
+    countedOf: (index: number) => boolean,
+    now: number,
+  ): Promise<GateDecision> {
     // Checked again here: a window may have begun since the page started.
     const { deferred: directives, open } = this.quietHours(campaign, page, batch, now);
     const skips = await this.suppressed(campaign, provider, page, open);
@@ -92,7 +111,12 @@ export class RecipientGate {
     const cap = this.capFor(campaign);
     // A retry of a recipient was counted at its first attempt already (its ledger record says so).
     const first = cap ? allowed.filter((i) => !countedOf(i)) : [];
-    const fits = cap ? await this.caps.reserve(cap, first.map((i) => recipientId(page[i]!))) : [];
+    const fits = cap
+      ? await this.caps.reserve(
+          cap,
+          first.map((i) => recipientId(page[i]!)),
+        )
+      : [];
     const over = new Set<number>();
     first.forEach((index, i) => {
       const reservation = fits[i];
@@ -100,7 +124,8 @@ export class RecipientGate {
       else over.add(index);
     });
     for (const index of allowed) {
-      if (over.has(index)) directives.push({ index, op: 'skip', reason: REASONS['frequency-cap'], detail: `frequency cap: at most ${cap!.max} per ${cap!.per}` });
+      if (over.has(index))
+        directives.push({ index, op: 'skip', reason: REASONS['frequency-cap'], detail: `frequency cap: at most ${cap!.max} per ${cap!.per}` });
       else directives.push({ index, op: 'claim', counted: reserved.has(index) });
     }
     return { directives, reserved, cap };

@@ -56,7 +56,12 @@ export class RetryFailed {
     else {
       await staging.abort();
       if (created.reason === 'missing') throw campaignNotFound(campaignId);
-      throw invalidState(campaignId, created.status ?? campaign.status, 'retry-failed', created.reason === 'exists' ? `Run ${runId} was made already.` : undefined);
+      throw invalidState(
+        campaignId,
+        created.status ?? campaign.status,
+        'retry-failed',
+        created.reason === 'exists' ? `Run ${runId} was made already.` : undefined,
+      );
     }
     const [updated, run] = await Promise.all([this.deps.store.get(campaignId), this.deps.runs.getRun(campaignId, runId)]);
     return campaignView(updated ?? campaign, run);

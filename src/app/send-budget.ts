@@ -85,7 +85,8 @@ export class Allotment {
   take(recipients: number): RequestShare {
     if (this.released) throw new Error('allotment already released');
     const count = this.permitPerMessage ? recipients : 1;
-    if (this.slots < 1 || this.permits.length < count) throw new Error(`allotment has ${this.slots} slots and ${this.permits.length} permits, asked for ${count}`);
+    if (this.slots < 1 || this.permits.length < count)
+      throw new Error(`allotment has ${this.slots} slots and ${this.permits.length} permits, asked for ${count}`);
     this.slots -= 1;
     return new RequestShare(this.budget, this.permits.splice(0, count));
   }
@@ -147,7 +148,14 @@ export class SendBudget {
    * fill a batch (at most MAX_BATCH_LINGER_MS), so requests carry many
    * recipients rather than a handful each.
    */
-  private async linger(provider: PushProvider, permits: Permit[], target: number, priorityClass: PriorityClass, flow: string, stop: AbortSignal): Promise<void> {
+  private async linger(
+    provider: PushProvider,
+    permits: Permit[],
+    target: number,
+    priorityClass: PriorityClass,
+    flow: string,
+    stop: AbortSignal,
+  ): Promise<void> {
     const lingerMs = Math.min(MAX_BATCH_LINGER_MS, Math.ceil((target * 1000) / provider.limits.tps));
     const linger = AbortSignal.any([stop, AbortSignal.timeout(lingerMs)]);
     while (permits.length < target && !linger.aborted) {

@@ -205,7 +205,9 @@ export class SendPage {
     await confirms.flush();
     if (work.invalidTokens.length > 0) {
       // Later campaigns skip them (reason token-invalid); losing this on a crash only costs one more refused send.
-      await this.deps.gate.markTokensInvalid(provider.name, work.invalidTokens).catch((err) => log.warn({ err: describeError(err) }, 'could not record invalid tokens'));
+      await this.deps.gate
+        .markTokensInvalid(provider.name, work.invalidTokens)
+        .catch((err) => log.warn({ err: describeError(err) }, 'could not record invalid tokens'));
     }
     if (confirms.failure) {
       await ledger.releasePage(ref, page.token, recipients.length, settle).catch(() => undefined);
@@ -280,7 +282,13 @@ export class SendPage {
         if (halt) break;
         let allotment: Allotment;
         try {
-          allotment = await budget.allot(work.provider, priorityClass(work.campaign.priority), work.flow, Math.min(due.length - next, Math.max(options.claimBatch, perRequest)), stop);
+          allotment = await budget.allot(
+            work.provider,
+            priorityClass(work.campaign.priority),
+            work.flow,
+            Math.min(due.length - next, Math.max(options.claimBatch, perRequest)),
+            stop,
+          );
         } catch (err) {
           if (!(err instanceof StopRequested)) throw err;
           halt = { kind: 'stopped' };
@@ -339,7 +347,11 @@ export class SendPage {
     const taken = new Set(claim?.kind === 'ok' ? claim.claimed.map((c) => c.index) : []);
     const unused = [...gate.reserved].filter(([index]) => !taken.has(index)).map(([, reservation]) => reservation);
     if (unused.length === 0) return;
-    await this.deps.caps.release(gate.cap, unused).catch((err) => work.log.warn({ err: describeError(err), count: unused.length }, 'could not give back frequency-cap counts (the cap errs towards sending less)'));
+    await this.deps.caps
+      .release(gate.cap, unused)
+      .catch((err) =>
+        work.log.warn({ err: describeError(err), count: unused.length }, 'could not give back frequency-cap counts (the cap errs towards sending less)'),
+      );
   }
 
   private lastUnreplicatedLog = 0;
@@ -376,7 +388,13 @@ export class SendPage {
     const { ref, campaign, provider, log } = work;
     const requests: SendRequest[] = group.map(({ index }) => {
       const recipient = recipientRecord(work.recipients[index]!);
-      return { idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id), campaignId: ref.campaignId, runId: ref.runId, recipient, message: campaign.message };
+      return {
+        idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id),
+        campaignId: ref.campaignId,
+        runId: ref.runId,
+        recipient,
+        message: campaign.message,
+      };
     });
     let outcomes: SendOutcome[] | null = null;
     let unsent: Settlement | null = null;
@@ -393,7 +411,8 @@ export class SendPage {
       } else {
         try {
           outcomes = requests.length > 1 && provider.sendBatch ? await provider.sendBatch(requests) : [await provider.send(requests[0]!)];
-          if (outcomes.length !== requests.length) throw new Error(`provider ${provider.name} answered ${outcomes.length} outcomes for ${requests.length} recipients`);
+          if (outcomes.length !== requests.length)
+            throw new Error(`provider ${provider.name} answered ${outcomes.length} outcomes for ${requests.length} recipients`);
         } catch (err) {
           // A provider adapter that throws has a bug; the request may have gone out, so retry with the same key.
           outcomes = requests.map(() => ({ kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) }));

@@ -98,13 +98,19 @@ export class Supervisor {
       const settle = await this.settlePolicy(campaignId);
       const expired = await ledger.expireLeases(campaignId, runId, settle);
       if (expired.pages.length > 0) {
-        log.warn({ campaignId, runId, pages: expired.pages.length, unknown: expired.unknown, resent: expired.resent, inDoubt: settle.inDoubt }, 'settled pages whose worker stopped renewing its lease');
+        log.warn(
+          { campaignId, runId, pages: expired.pages.length, unknown: expired.unknown, resent: expired.resent, inDoubt: settle.inDoubt },
+          'settled pages whose worker stopped renewing its lease',
+        );
         events.emit('lease:expired', { campaignId, runId, pages: expired.pages.length });
         if (expired.unknown > 0) events.emit('recipients:unknown', { campaignId, runId, page: -1, count: expired.unknown });
       }
       if (expired.requeue) {
         const { gen, pages } = expired.requeue;
-        await queue.enqueuePages(pages.map((page) => ({ campaignId, runId, page, gen })), { priorityClass: run.priorityClass });
+        await queue.enqueuePages(
+          pages.map((page) => ({ campaignId, runId, page, gen })),
+          { priorityClass: run.priorityClass },
+        );
       }
       if (expired.pages.length > 0 || expired.completed) run = await runs.getRun(campaignId, runId);
     }

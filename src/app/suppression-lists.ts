@@ -30,7 +30,8 @@ export class SuppressionLists {
   }
 
   async members(name: string, limit: number, cursor?: string): Promise<SuppressionListView & { ids: string[]; nextCursor: string | null }> {
-    if (cursor !== undefined && !/^\d+$/.test(cursor)) throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
+    if (cursor !== undefined && !/^\d+$/.test(cursor))
+      throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
     const [page, size] = await Promise.all([this.suppressions.members(name, cursor ?? '0', limit), this.size(name)]);
     return { name, size, ...page };
   }

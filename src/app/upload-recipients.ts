@@ -107,7 +107,11 @@ export async function ingestUpload(
 }
 
 /** Refuses an upload whose row count or SHA-256 is not what its sender announced. */
-function checkUploadIntegrity(tally: IngestTally, digest: { bytes: number; sha256: string }, options: Pick<UploadOptions, 'expectedCount' | 'expectedSha256'>): void {
+function checkUploadIntegrity(
+  tally: IngestTally,
+  digest: { bytes: number; sha256: string },
+  options: Pick<UploadOptions, 'expectedCount' | 'expectedSha256'>,
+): void {
   const problems: string[] = [];
   if (options.expectedCount !== undefined && options.expectedCount !== tally.rows) {
     problems.push(`X-Recipient-Count says ${options.expectedCount} rows, the body has ${tally.rows}`);

@@ -124,11 +124,7 @@ export function invalidState(campaignId: string, status: CampaignStatus, action:
   if ((action === 'launch' || action === 'schedule') && (status === 'completed' || status === 'running' || status === 'paused')) {
     hint += ' A one-off campaign runs once: use retry-failed to resend its failures, or clone it to send the same message again.';
   }
-  return new DomainError(
-    ErrorCodes.INVALID_STATE,
-    `cannot ${action} campaign ${campaignId}: it is ${status}.${hint}`,
-    { status, allowedActions: allowed },
-  );
+  return new DomainError(ErrorCodes.INVALID_STATE, `cannot ${action} campaign ${campaignId}: it is ${status}.${hint}`, { status, allowedActions: allowed });
 }
 
 /** Split `total` recipients into pages and index buckets. */

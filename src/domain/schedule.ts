@@ -59,7 +59,9 @@ export function parseSchedule(input: { at?: string; cron?: string; timezone?: st
 export function nextOccurrence(spec: ScheduleSpec, after: number): number | null {
   if (spec.kind === 'at') return spec.at > after ? spec.at : null;
   try {
-    return CronExpressionParser.parse(spec.cron, { tz: spec.timezone, currentDate: new Date(after) }).next().getTime();
+    return CronExpressionParser.parse(spec.cron, { tz: spec.timezone, currentDate: new Date(after) })
+      .next()
+      .getTime();
   } catch {
     return null;
   }
@@ -78,7 +80,10 @@ export function occurrencesBetween(spec: ScheduleSpec, from: number, to: number,
 
 /** A cron run's id, from its occurrence: the same occurrence always gives the same run. */
 export function runIdForOccurrence(at: number): string {
-  return `o${new Date(at).toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}`;
+  return `o${new Date(at)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z')}`;
 }
 
 /** The BullMQ scheduler pattern and time zone for a spec (read back by `specFromPattern`). */

@@ -48,11 +48,13 @@ export function settlement(answer: SendOutcome, attempt: number, rules: RetryRul
     case 'transient':
       return { outcome: 'retry', delayMs: backoff(), code: answer.code, message: answer.message };
     case 'in-doubt':
-      if (!answer.final && (rules.retryTimeouts || rules.inDoubt === 'resend')) return { outcome: 'retry', inDoubt: true, delayMs: backoff(), code: answer.code, message: answer.message };
+      if (!answer.final && (rules.retryTimeouts || rules.inDoubt === 'resend'))
+        return { outcome: 'retry', inDoubt: true, delayMs: backoff(), code: answer.code, message: answer.message };
       return { outcome: 'unknown', delayMs: 0, code: answer.code, message: answer.message };
     case 'rate-limited':
       // A limit on this one device (APNs TooManyRequests) is that recipient's problem: retried with a backoff like a transient failure.
-      if (answer.scope === 'recipient') return { outcome: 'retry', delayMs: Math.max(answer.retryAfterMs ?? 0, backoff()), code: answer.code, message: answer.message };
+      if (answer.scope === 'recipient')
+        return { outcome: 'retry', delayMs: Math.max(answer.retryAfterMs ?? 0, backoff()), code: answer.code, message: answer.message };
       return { outcome: 'requeue', delayMs: answer.retryAfterMs ?? 1000, code: answer.code, message: answer.message };
     case 'not-sent':
       return { outcome: 'requeue', delayMs: 0, code: answer.code, message: answer.message };

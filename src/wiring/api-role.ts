@@ -51,7 +51,16 @@ export async function startApiRole(deps: {
   if (!config.adminToken) {
     process.stdout.write(`ADMIN_TOKEN is not set; generated one for this process (set ADMIN_TOKEN to keep it): ${adminToken}\n`);
   }
-  const lifecycle = new CampaignLifecycle({ store: s.store, runs: s.runs, lifecycle: s.lifecycle, scheduler: s.scheduler, queue: s.pageQueue, pump: s.pump, pageSize: config.pageSize, log });
+  const lifecycle = new CampaignLifecycle({
+    store: s.store,
+    runs: s.runs,
+    lifecycle: s.lifecycle,
+    scheduler: s.scheduler,
+    queue: s.pageQueue,
+    pump: s.pump,
+    pageSize: config.pageSize,
+    log,
+  });
   const app = createHttpApp({
     adminToken,
     queues: [...s.sendQueues, s.scheduleQueue],
@@ -68,7 +77,13 @@ export async function startApiRole(deps: {
       return {
         ready: !evicts,
         details: {
-          redis: { reachable: true, ...(facts.masters > 1 ? { clusterMasters: facts.masters } : {}), version: facts.version, maxmemoryPolicy: facts.maxmemoryPolicy, persistence: { aof: facts.aof, rdb: facts.rdb } },
+          redis: {
+            reachable: true,
+            ...(facts.masters > 1 ? { clusterMasters: facts.masters } : {}),
+            version: facts.version,
+            maxmemoryPolicy: facts.maxmemoryPolicy,
+            persistence: { aof: facts.aof, rdb: facts.rdb },
+          },
           workers: { seen: workers.length },
           warnings,
         },

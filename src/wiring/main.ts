@@ -63,10 +63,15 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
       : null;
     if (embedded) {
       closers.push(() => embedded.stop());
-      log.info({ redis: embedded.url, dataDir: embedded.dataDir }, `no Redis answered at ${DEFAULT_REDIS_URL}: started redis-server (appendonly, noeviction, data in ${embedded.dataDir}); it stops when this process stops`);
+      log.info(
+        { redis: embedded.url, dataDir: embedded.dataDir },
+        `no Redis answered at ${DEFAULT_REDIS_URL}: started redis-server (appendonly, noeviction, data in ${embedded.dataDir}); it stops when this process stops`,
+      );
     }
 
-    const events = new AppEvents((event, err) => log.error({ event, err: (err as Error)?.message ?? String(err) }, 'an event listener threw; the work it listened to went on'));
+    const events = new AppEvents((event, err) =>
+      log.error({ event, err: (err as Error)?.message ?? String(err) }, 'an event listener threw; the work it listened to went on'),
+    );
     const providers = new Providers(config.providers, { connect: roles.worker });
     closers.push(() => providers.close());
 

@@ -52,9 +52,13 @@ export function startWorkerRole(deps: {
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
   });
   const bull = { redis, prefix: config.prefix, layout: s.layout, name: instance, log };
-  const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs, queues: s.sendQueues }, (job, token) => sendPage.run(job, token, stopping.signal));
+  const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs, queues: s.sendQueues }, (job, token) =>
+    sendPage.run(job, token, stopping.signal),
+  );
   const fire = new FireOccurrence({ store: s.store, lifecycle: s.lifecycle, scheduler: s.scheduler, starter: s.starter, graceMs: config.scheduleGraceMs, log });
-  const scheduled = startOccurrenceWorker({ ...bull, queue: s.scheduleQueue }, (campaignId, version, occurrence) => fire.execute(campaignId, version, occurrence));
+  const scheduled = startOccurrenceWorker({ ...bull, queue: s.scheduleQueue }, (campaignId, version, occurrence) =>
+    fire.execute(campaignId, version, occurrence),
+  );
 
   const supervisor = new Supervisor(
     { ledger: s.ledger, runs: s.runs, locks: s.locks, clock: s.locks, store: s.store, providers, queue: s.pageQueue, pump: s.pump, events, log },
@@ -62,7 +66,10 @@ export function startWorkerRole(deps: {
   );
   supervisor.start();
   events.emit('worker:start', { instance });
-  log.info({ concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names(), leaseMs: config.leaseMs }, 'worker started');
+  log.info(
+    { concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names(), leaseMs: config.leaseMs },
+    'worker started',
+  );
 
   return {
     async stop() {

@@ -47,7 +47,18 @@ describe('a campaign end to end across processes', () => {
     for (const counts of seen) {
       expect(counts.sent! + counts.failed! + counts.unknown! + counts.skipped! + counts.pending!).toBe(counts.total);
     }
-    expect(done.counts).toEqual({ total: 5000, pending: 0, inflight: 0, sent: 5000, failed: 0, unknown: 0, skipped: 0, deferred: 0, deferredUntil: null, skippedBy: {} });
+    expect(done.counts).toEqual({
+      total: 5000,
+      pending: 0,
+      inflight: 0,
+      sent: 5000,
+      failed: 0,
+      unknown: 0,
+      skipped: 0,
+      deferred: 0,
+      deferredUntil: null,
+      skippedBy: {},
+    });
 
     const deliveries = mock.deliveries();
     expect(mock.duplicates()).toBe(0);

@@ -75,7 +75,10 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
     // The master that holds this campaign's ledger.
     const victim = await cluster.masterFor(`${prefix}:{c:${id}}:meta`);
     await cluster.kill(victim.port);
-    await waitFor(async () => (await cluster!.masterFor(`${prefix}:{c:${id}}:meta`)).port !== victim.port, { timeoutMs: 30_000, what: 'a replica to take over' });
+    await waitFor(async () => (await cluster!.masterFor(`${prefix}:{c:${id}}:meta`)).port !== victim.port, {
+      timeoutMs: 30_000,
+      what: 'a replica to take over',
+    });
     // The promoted master has no replica: under REDIS_WAIT_MODE=strict (the default) nothing of this campaign is
     // sent until one acknowledges claims again. The old master comes back and rejoins as its replica.
     const arrivalsAtFailover = mock.arrivals.length;
@@ -91,7 +94,22 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
         console.info('LEASES', await probe.zrange(`${base}:leases`, 0, -1, 'WITHSCORES'), 'RUN', JSON.stringify(await probe.hgetall(base)));
         for (let shard = 0; shard < SHARDS; shard++) {
           const q = `${prefix}:{send-${shard}}`;
-          console.info('SHARD', shard, 'wait', await probe.llen(`${q}:wait`), 'active', await probe.llen(`${q}:active`), 'delayed', await probe.zcard(`${q}:delayed`), 'prio', await probe.zcard(`${q}:prioritized`), 'failed', await probe.zcard(`${q}:failed`), 'done', await probe.zcard(`${q}:completed`));
+          console.info(
+            'SHARD',
+            shard,
+            'wait',
+            await probe.llen(`${q}:wait`),
+            'active',
+            await probe.llen(`${q}:active`),
+            'delayed',
+            await probe.zcard(`${q}:delayed`),
+            'prio',
+            await probe.zcard(`${q}:prioritized`),
+            'failed',
+            await probe.zcard(`${q}:failed`),
+            'done',
+            await probe.zcard(`${q}:completed`),
+          );
         }
       } finally {
         probe.disconnect();
@@ -100,7 +118,9 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
       throw err;
     }
     expect(mock.arrivals.length).toBeGreaterThan(arrivalsAtFailover);
-    console.info(`failover test: sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${mock.deliveries().size}, duplicates ${mock.duplicates()}`);
+    console.info(
+      `failover test: sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${mock.deliveries().size}, duplicates ${mock.duplicates()}`,
+    );
     expect(mock.duplicates()).toBe(0);
     expect(done.counts.pending).toBe(0);
     expect(done.counts.sent + done.counts.unknown + done.counts.failed).toBe(4000);

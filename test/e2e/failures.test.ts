@@ -19,7 +19,6 @@ async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> 
   return stack;
 }
 
-
 describe('failures at the provider', () => {
   it('fails permanent 4xx at once, lists and exports them, and retry-failed sends to exactly them', async () => {
     let fixed = false;
@@ -42,7 +41,12 @@ describe('failures at the provider', () => {
     expect(csv.headers.get('content-type')).toMatch(/^text\/csv/);
     const lines = (await csv.text()).trim().split('\n');
     expect(lines[0]).toBe('recipientId,state,attempts,errorCode,errorMessage,at');
-    expect(lines.slice(1).map((l) => l.split(',')[0]).sort()).toEqual([...bad].sort());
+    expect(
+      lines
+        .slice(1)
+        .map((l) => l.split(',')[0])
+        .sort(),
+    ).toEqual([...bad].sort());
 
     fixed = true;
     const [first, second] = await Promise.all([
@@ -73,7 +77,9 @@ describe('failures at the provider', () => {
     mock.keepBodies = false;
     const id = await launchCampaign(client, range(1500, 'f'));
     const done = await waitForStatus(client, id, 'completed', 90_000);
-    console.info(`503/429 test: ${mock.arrivals.length} requests, ${mock.count(503)} answered 503, ${mock.count(429)} answered 429, failed ${done.counts.failed}`);
+    console.info(
+      `503/429 test: ${mock.arrivals.length} requests, ${mock.count(503)} answered 503, ${mock.count(429)} answered 429, failed ${done.counts.failed}`,
+    );
     expect(done.counts.failed).toBeLessThanOrEqual(15);
     expect(done.counts.sent + done.counts.failed).toBe(1500);
     expect(mock.count(429)).toBeGreaterThan(0);
@@ -155,14 +161,24 @@ describe('Redis trouble', () => {
     // Fill Redis to the brim.
     let res;
     for (let i = 0; i < 200; i += 1) {
-      res = await client.request('POST', '/api/campaigns', { name: 'fill', provider: 'mock', message: { title: 't', body: 'b' }, recipients: range(2000, `x${i}-`) });
+      res = await client.request('POST', '/api/campaigns', {
+        name: 'fill',
+        provider: 'mock',
+        message: { title: 't', body: 'b' },
+        recipients: range(2000, `x${i}-`),
+      });
       if (res.status !== 201) break;
     }
     expect(res!.status).toBe(503);
     expect(res!.body.error.code).toBe('STORE_UNAVAILABLE');
     const list = await client.request('GET', '/api/campaigns?limit=100');
     const before = list.body.items.length;
-    const again = await client.request('POST', '/api/campaigns', { name: 'more', provider: 'mock', message: { title: 't', body: 'b' }, recipients: range(2000, 'y') });
+    const again = await client.request('POST', '/api/campaigns', {
+      name: 'more',
+      provider: 'mock',
+      message: { title: 't', body: 'b' },
+      recipients: range(2000, 'y'),
+    });
     expect(again.status).toBe(503);
     expect((await client.request('GET', '/api/campaigns?limit=100')).body.items.length).toBe(before);
     expect((await client.campaign(small)).status).toBe('draft');

@@ -252,7 +252,14 @@ describe('racing lifecycle calls', () => {
       for (const res of await Promise.all(burst)) statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
       if (iteration >= 100 && (await runs(client, id)).items.length >= 2) break;
     }
-    expect([...statuses.keys()].filter((s) => s !== 200 && s !== 409), `answers ${JSON.stringify(Object.fromEntries(statuses))}; API log: ${stack.api.output.split('\n').filter((l) => /"level":(50|40)/.test(l)).slice(0, 5).join('\n')}`).toEqual([]);
+    expect(
+      [...statuses.keys()].filter((s) => s !== 200 && s !== 409),
+      `answers ${JSON.stringify(Object.fromEntries(statuses))}; API log: ${stack.api.output
+        .split('\n')
+        .filter((l) => /"level":(50|40)/.test(l))
+        .slice(0, 5)
+        .join('\n')}`,
+    ).toEqual([]);
     // Let the last run finish, then stop the schedule.
     await client.request('POST', `/api/campaigns/${id}/resume`);
     await waitFor(async () => {

@@ -96,13 +96,24 @@ describe('invalid tokens', () => {
     expect(new Set(listed.ids)).toEqual(new Set(android.slice(0, 30).map((r) => r.token)));
     expect((await client.request('GET', '/api/suppressions/token-invalid:ios')).body.size).toBe(15);
     const lists = (await client.request('GET', '/api/suppressions')).body.items;
-    expect(lists).toEqual(expect.arrayContaining([{ name: 'token-invalid:android', size: 30 }, { name: 'token-invalid:ios', size: 15 }]));
+    expect(lists).toEqual(
+      expect.arrayContaining([
+        { name: 'token-invalid:android', size: 30 },
+        { name: 'token-invalid:ios', size: 15 },
+      ]),
+    );
 
     // The next campaign: a0 has reinstalled the app (a new token); the other 29 dead tokens are skipped unsent.
     const sendsBefore = fcm.sends.length;
     const next = android.map((r) => (r.id === 'a0' ? { id: 'a0', token: 'device-fresh-a0' } : r));
     const second = await launchCampaign(client, next, { provider: 'android' });
-    expect((await waitForStatus(client, second, 'completed')).counts).toMatchObject({ total: 300, sent: 266, failed: 5, skipped: 29, skippedBy: { 'token-invalid': 29 } });
+    expect((await waitForStatus(client, second, 'completed')).counts).toMatchObject({
+      total: 300,
+      sent: 266,
+      failed: 5,
+      skipped: 29,
+      skippedBy: { 'token-invalid': 29 },
+    });
     const sentAgain = fcm.sends.slice(sendsBefore).map((s) => s.message.token);
     expect(sentAgain.filter((t) => t.startsWith('unregistered') || t.startsWith('malformed'))).toEqual([]);
     expect(sentAgain).toContain('device-fresh-a0');
@@ -114,7 +125,12 @@ describe('invalid tokens', () => {
     const pushesBefore = apns.pushes.length;
     const secondIos = await launchCampaign(client, ios, { provider: 'ios' });
     expect((await waitForStatus(client, secondIos, 'completed')).counts).toMatchObject({ total: 100, sent: 85, failed: 1, skipped: 14 });
-    expect(apns.pushes.slice(pushesBefore).filter((p) => p.deviceToken.startsWith('gone') || p.deviceToken.startsWith('bad')).map((p) => p.deviceToken)).toEqual(['gone0']);
+    expect(
+      apns.pushes
+        .slice(pushesBefore)
+        .filter((p) => p.deviceToken.startsWith('gone') || p.deviceToken.startsWith('bad'))
+        .map((p) => p.deviceToken),
+    ).toEqual(['gone0']);
 
     expect((await client.request('DELETE', '/api/suppressions/token-invalid:android')).status).toBe(200);
     const third = await launchCampaign(client, android.slice(0, 30), { provider: 'android' });
@@ -191,7 +207,11 @@ describe('alimtalk batches', () => {
     const stack = await setup([alimtalkProvider({ tps: 200, batchSize: 50, countBy: 'message' })]);
     const requestsBefore = kakao.requests.length;
     const deliveriesBefore = kakao.deliveries.length;
-    const recipients = Array.from({ length: 1200 }, (_, i) => ({ id: `k${i}`, phone: i % 100 === 7 ? `0100000${i}` : `0105${String(i).padStart(7, '0')}`, name: `n${i}` }));
+    const recipients = Array.from({ length: 1200 }, (_, i) => ({
+      id: `k${i}`,
+      phone: i % 100 === 7 ? `0100000${i}` : `0105${String(i).padStart(7, '0')}`,
+      name: `n${i}`,
+    }));
     const started = Date.now();
     const id = await launchCampaign(stack.client, recipients, { provider: 'kakao' });
     const done = await waitForStatus(stack.client, id, 'completed');

@@ -47,7 +47,9 @@ describe('with default settings', () => {
     }
     const seconds = (performance.now() - launchedAt) / 1000;
     const delivered = mock.deliveries().size;
-    console.info(`churn test (defaults): ${seconds.toFixed(1)} s, kills ${kills}, sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${delivered}, duplicates ${mock.duplicates()}`);
+    console.info(
+      `churn test (defaults): ${seconds.toFixed(1)} s, kills ${kills}, sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${delivered}, duplicates ${mock.duplicates()}`,
+    );
     expect(kills).toBeGreaterThanOrEqual(5);
     expect(mock.duplicates()).toBe(0);
     expect(done.counts).toMatchObject({ total: 6000, pending: 0, failed: 0 });

@@ -31,7 +31,10 @@ describe('with REDIS_WAIT_REPLICAS=1', () => {
     await waitFor(async () => (await master.onlineReplicas()) === 0, { what: 'the master to see its replica gone' });
     const id = await launchCampaign(stack.client, range(300, 'w'));
     // Claims are refused (not replicated): nobody is sent while a failover could forget them.
-    await waitFor(async () => stack.mock.arrivals.length > 0 || stack.workers[0]!.output.includes('not replicated'), { timeoutMs: 10_000, what: 'a send, or the worker saying claims are not replicated' });
+    await waitFor(async () => stack.mock.arrivals.length > 0 || stack.workers[0]!.output.includes('not replicated'), {
+      timeoutMs: 10_000,
+      what: 'a send, or the worker saying claims are not replicated',
+    });
     expect(stack.mock.arrivals.length, 'requests sent while no replica acknowledged').toBe(0);
     await replica.start();
     await waitFor(async () => (await master.onlineReplicas()) === 1, { what: 'the replica back in sync' });
@@ -62,7 +65,9 @@ describe('with REDIS_WAIT_REPLICAS=1', () => {
     }
     expect((await client.request('POST', `/api/campaigns/${id}/resume`)).status).toBe(200);
     const done = await waitForStatus(client, id, 'completed', 90_000);
-    console.info(`frozen replica test: sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${mock.deliveries().size}, duplicates ${mock.duplicates()}`);
+    console.info(
+      `frozen replica test: sent ${done.counts.sent}, unknown ${done.counts.unknown}, delivered ${mock.deliveries().size}, duplicates ${mock.duplicates()}`,
+    );
     expect(mock.duplicates()).toBe(0);
     expect(done.counts).toMatchObject({ total: 8000, sent: 8000, unknown: 0, failed: 0 });
   });

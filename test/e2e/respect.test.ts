@@ -12,7 +12,9 @@ const setup = stacksPerTest();
 
 /** "HH:MM:SS" of an instant on the wall clock of `zone`. */
 function wallClock(instant: number, zone: string): string {
-  return new Intl.DateTimeFormat('en-GB', { timeZone: zone, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(new Date(instant));
+  return new Intl.DateTimeFormat('en-GB', { timeZone: zone, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit' }).format(
+    new Date(instant),
+  );
 }
 
 /** Wall-clock ms of an arrival at the mock provider. */
@@ -29,7 +31,10 @@ describe('quiet hours', () => {
     const recipients = [...range(200, 'seoul'), ...range(200, 'la').map((id) => ({ id, timezone: 'America/Los_Angeles' }))];
     const id = await launchCampaign(client, recipients, { quietHours });
 
-    await waitFor(() => mock.arrivals.filter((a) => a.recipientId.startsWith('la')).length === 200, { timeoutMs: 8000, what: 'the recipients outside quiet hours' });
+    await waitFor(() => mock.arrivals.filter((a) => a.recipientId.startsWith('la')).length === 200, {
+      timeoutMs: 8000,
+      what: 'the recipients outside quiet hours',
+    });
     // Their answers reach the ledger a moment after the provider saw them.
     const held = await waitFor(
       async () => {

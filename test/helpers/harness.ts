@@ -25,7 +25,23 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
   async function createCampaign(recipients: StoredRecipient[], pageSize = 100, provider = 'sim') {
     const id = newId();
     const layout = planLayout(recipients.length, pageSize);
-    await store.create({ id, name: 'n', provider, message: { title: 't', body: 'b', data: {} }, priority: 'normal', maxAttempts: null, kind: 'transactional', quietHours: null, suppressionLists: ['global'], frequencyCap: null, createdAt: Date.now(), layout }, recipients);
+    await store.create(
+      {
+        id,
+        name: 'n',
+        provider,
+        message: { title: 't', body: 'b', data: {} },
+        priority: 'normal',
+        maxAttempts: null,
+        kind: 'transactional',
+        quietHours: null,
+        suppressionLists: ['global'],
+        frequencyCap: null,
+        createdAt: Date.now(),
+        layout,
+      },
+      recipients,
+    );
     return id;
   }
 
@@ -42,7 +58,7 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
    */
   async function forgetClaim(ref: PageRef, index: number) {
     const run = keys.campaign(ref.campaignId).run(ref.runId);
-    const raw = (await redis.getrangeBuffer(run.records(ref.page), index * RECORD_BYTES, index * RECORD_BYTES + RECORD_BYTES - 1));
+    const raw = await redis.getrangeBuffer(run.records(ref.page), index * RECORD_BYTES, index * RECORD_BYTES + RECORD_BYTES - 1);
     const record = decodeRecord(raw, 0);
     if (record.state !== 'inflight') throw new Error(`forgetClaim: record ${index} is ${record.state}, not inflight`);
     await redis.setrange(run.records(ref.page), index * RECORD_BYTES, encodeRecord({ ...record, state: 'pending', attempts: record.attempts - 1 }));

@@ -26,7 +26,13 @@ async function loop(): Promise<void> {
         const res = await request(process.env.TARGET_URL!, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ idempotencyKey: `${process.pid}-${left}`, campaignId: 'lim', runId: String(process.pid), recipient: { id: String(left) }, message: {} }),
+          body: JSON.stringify({
+            idempotencyKey: `${process.pid}-${left}`,
+            campaignId: 'lim',
+            runId: String(process.pid),
+            recipient: { id: String(left) },
+            message: {},
+          }),
         });
         await res.body.dump();
         limiter.complete(permit, res.statusCode === 429 ? 'neutral' : 'healthy');

@@ -146,7 +146,10 @@ export class MockProvider {
 
   /** Most arrivals in any window of `ms`. */
   maxWindow(ms = 1000, from = 0): number {
-    return maxInWindow(this.arrivals.filter((a) => a.at >= from).map((a) => a.at), ms);
+    return maxInWindow(
+      this.arrivals.filter((a) => a.at >= from).map((a) => a.at),
+      ms,
+    );
   }
 
   reset(): void {

@@ -183,19 +183,31 @@ class ClusterNode {
     const child = spawn(
       'redis-server',
       [
-        '--port', String(this.port),
-        '--bind', HOST,
-        '--protected-mode', 'no',
-        '--daemonize', 'no',
-        '--dir', this.dir,
-        '--logfile', join(this.dir, 'redis.log'),
-        '--save', '',
-        '--maxmemory-policy', 'noeviction',
-        '--cluster-enabled', 'yes',
-        '--cluster-config-file', 'nodes.conf',
-        '--cluster-node-timeout', '2000',
+        '--port',
+        String(this.port),
+        '--bind',
+        HOST,
+        '--protected-mode',
+        'no',
+        '--daemonize',
+        'no',
+        '--dir',
+        this.dir,
+        '--logfile',
+        join(this.dir, 'redis.log'),
+        '--save',
+        '',
+        '--maxmemory-policy',
+        'noeviction',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        'nodes.conf',
+        '--cluster-node-timeout',
+        '2000',
         // Replicas would otherwise wait 5 s for more replicas before their first (diskless) sync.
-        '--repl-diskless-sync-delay', '0',
+        '--repl-diskless-sync-delay',
+        '0',
         ...this.args,
       ],
       { stdio: 'ignore' },
@@ -366,10 +378,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
     for (let i = 0; i < total; i += 1) nodes.push(new ClusterNode(await freeClusterPort(taken), root, aof));
     await Promise.all(nodes.map((n) => n.start()));
 
-    await runRedisCli(
-      ['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
-      60_000,
-    );
+    await runRedisCli(['--cluster', 'create', ...nodes.map((n) => `${HOST}:${n.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], 60_000);
     await waitForHealthy(30_000);
     if (replicas > 0) await waitForReplicasLinked(30_000);
 
@@ -394,7 +403,7 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
         try {
           await node.start();
         } catch (err) {
-          throw new Error(`${(err as Error).message}\n${node.log}`);
+          throw new Error(`${(err as Error).message}\n${node.log}`, { cause: err });
         }
       },
       waitForHealthy,
@@ -404,6 +413,6 @@ export async function startRedisCluster(options: RedisClusterOptions = {}): Prom
   } catch (err) {
     const logs = nodes.map((n) => `--- node ${n.port} ---\n${n.log}`).join('\n');
     await stop();
-    throw new Error(`${(err as Error).message}\n${logs}`);
+    throw new Error(`${(err as Error).message}\n${logs}`, { cause: err });
   }
 }

@@ -76,17 +76,20 @@ export class OwnRedis {
       Object.assign(env, { LD_PRELOAD: library, CLOCK_SHIFT_FILE: this.shiftFile });
     }
     this.child = spawn('redis-server', args, { stdio: 'ignore', env });
-    await waitFor(async () => {
-      const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-      probe.on('error', () => undefined);
-      try {
-        await probe.connect();
-        // Not ready while it is still loading its AOF.
-        return (await probe.ping()) === 'PONG';
-      } finally {
-        probe.disconnect();
-      }
-    }, { what: `redis-server on ${this.port}` });
+    await waitFor(
+      async () => {
+        const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+        probe.on('error', () => undefined);
+        try {
+          await probe.connect();
+          // Not ready while it is still loading its AOF.
+          return (await probe.ping()) === 'PONG';
+        } finally {
+          probe.disconnect();
+        }
+      },
+      { what: `redis-server on ${this.port}` },
+    );
   }
 
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {

@@ -37,7 +37,10 @@ export async function startStack(options: {
     REDIS_URL: options.redisUrl ?? TEST_REDIS_URL,
     QUEUE_PREFIX: prefix,
     ADMIN_TOKEN: TEST_TOKEN,
-    PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps: 1000, timeoutMs: 3000, ...options.provider }, ...(options.providers ?? [])]),
+    PROVIDERS_FILE: providersFile([
+      { name: 'mock', type: 'http', url: mock.url, tps: 1000, timeoutMs: 3000, ...options.provider },
+      ...(options.providers ?? []),
+    ]),
     ...options.env,
   };
   const { process: api, url } = await startApiProcess(env);

@@ -61,7 +61,12 @@ describe('the alimtalk provider against a local NHN-style Bizmessage API', () =>
     const r = request('01012345678', { name: 'Kim', points: 1200, timezone: 'Asia/Seoul', nightAdConsent: true });
     expect(await provider.send(r)).toEqual({ kind: 'sent' });
     const d = fake.deliveries.at(-1)!;
-    expect(d).toMatchObject({ recipientNo: '01012345678', templateCode: 'WELCOME01', recipientGroupingKey: r.idempotencyKey, idempotencyKey: r.idempotencyKey });
+    expect(d).toMatchObject({
+      recipientNo: '01012345678',
+      templateCode: 'WELCOME01',
+      recipientGroupingKey: r.idempotencyKey,
+      idempotencyKey: r.idempotencyKey,
+    });
     // Delivery fields (id, timezone, consent) and the phone number are not template text.
     expect(d.templateParameter).toEqual({ name: 'Kim', points: '1200' });
 

@@ -201,10 +201,26 @@ describe('REST API', () => {
         const c = await api.campaign(campaign.id);
         return c.status === 'completed' ? c : undefined;
       });
-      expect(done.counts).toEqual({ total: 32, pending: 0, inflight: 0, sent: 20, failed: 12, unknown: 0, skipped: 0, deferred: 0, deferredUntil: null, skippedBy: {} });
+      expect(done.counts).toEqual({
+        total: 32,
+        pending: 0,
+        inflight: 0,
+        sent: 20,
+        failed: 12,
+        unknown: 0,
+        skipped: 0,
+        deferred: 0,
+        deferredUntil: null,
+        skippedBy: {},
+      });
       const first = await api.request('GET', `/api/campaigns/${campaign.id}/failures?limit=5`);
       expect(first.body.items).toHaveLength(5);
-      expect(first.body.items[0]).toMatchObject({ recipientId: 'bad-0', state: 'failed', attempts: 1, error: { code: 'HTTP_400', message: 'unregistered token' } });
+      expect(first.body.items[0]).toMatchObject({
+        recipientId: 'bad-0',
+        state: 'failed',
+        attempts: 1,
+        error: { code: 'HTTP_400', message: 'unregistered token' },
+      });
       const all = [...first.body.items];
       let cursor = first.body.nextCursor;
       while (cursor) {

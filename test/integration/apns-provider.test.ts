@@ -99,7 +99,10 @@ describe('the APNs provider against a local HTTP/2 TLS server', () => {
     const before = requests();
     const outcomes = await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))]);
     expect(requests() - before, 'requests made by two sends').toBe(2);
-    expect(outcomes).toMatchObject([{ kind: 'not-sent', code: 'ExpiredProviderToken' }, { kind: 'not-sent', code: 'ExpiredProviderToken' }]);
+    expect(outcomes).toMatchObject([
+      { kind: 'not-sent', code: 'ExpiredProviderToken' },
+      { kind: 'not-sent', code: 'ExpiredProviderToken' },
+    ]);
     expect(await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))])).toEqual([{ kind: 'sent' }, { kind: 'sent' }]);
     expect(fake.pushes.at(-1)!.jwt).not.toBe(old);
     expect(provider.jwt.signed).toBe(2);

@@ -24,7 +24,14 @@ function accountFile(account: object): string {
 }
 
 function fcm(fake: FakeFcm, extra: Record<string, unknown> = {}): FcmProvider {
-  const config = providerSchema.parse({ name: 'fcm', type: 'fcm', tps: 100, baseUrl: fake.url, serviceAccountFile: accountFile(fake.serviceAccount), ...extra });
+  const config = providerSchema.parse({
+    name: 'fcm',
+    type: 'fcm',
+    tps: 100,
+    baseUrl: fake.url,
+    serviceAccountFile: accountFile(fake.serviceAccount),
+    ...extra,
+  });
   return new FcmProvider(config as FcmProviderConfig);
 }
 
@@ -75,7 +82,10 @@ describe('the FCM HTTP v1 provider against a local FCM and token endpoint', () =
     const before = fake.issued.length;
     fake.revokeAll();
     const outcomes = await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))]);
-    expect(outcomes).toMatchObject([{ kind: 'not-sent', code: 'FCM_UNAUTHENTICATED' }, { kind: 'not-sent', code: 'FCM_UNAUTHENTICATED' }]);
+    expect(outcomes).toMatchObject([
+      { kind: 'not-sent', code: 'FCM_UNAUTHENTICATED' },
+      { kind: 'not-sent', code: 'FCM_UNAUTHENTICATED' },
+    ]);
     expect(fake.issued.length).toBe(before + 1);
     expect(await Promise.all([provider.send(send('device-b')), provider.send(send('device-c'))])).toEqual([{ kind: 'sent' }, { kind: 'sent' }]);
     expect(fake.sends.at(-1)!.bearer).toBe(fake.issued.at(-1));
@@ -103,7 +113,11 @@ describe('the FCM HTTP v1 provider against a local FCM and token endpoint', () =
       expect((await provider.send(send('device-d'))).kind).toBe('sent');
       const first = fake.issued.at(-1)!;
       // A 3 s token is replaced in its last fifth: sends keep going with the next one, none refused.
-      await waitFor(async () => (await provider.send(send('device-e'))).kind === 'sent' && fake.sends.at(-1)!.bearer !== first, { timeoutMs: 5000, intervalMs: 100, what: 'a refreshed token' });
+      await waitFor(async () => (await provider.send(send('device-e'))).kind === 'sent' && fake.sends.at(-1)!.bearer !== first, {
+        timeoutMs: 5000,
+        intervalMs: 100,
+        what: 'a refreshed token',
+      });
       expect(provider.accessToken.issued).toBe(2);
     } finally {
       fake.expiresIn = 3600;
@@ -123,8 +137,12 @@ describe('the FCM HTTP v1 provider against a local FCM and token endpoint', () =
 
   it('refuses a missing or broken service account with one line naming the provider, never its content', () => {
     expect(() => fcm(fake, { serviceAccountFile: '/nonexistent/sa.json' })).toThrow(ConfigError);
-    expect(() => fcm(fake, { serviceAccountFile: '/nonexistent/sa.json' })).toThrow(/^provider fcm: serviceAccountFile \/nonexistent\/sa.json cannot be read \(ENOENT\)$/);
-    expect(() => fcm(fake, { serviceAccountFile: accountFile({ private_key: 'secret-material' }) })).toThrow(/^provider fcm: the service account is not a JSON key/);
+    expect(() => fcm(fake, { serviceAccountFile: '/nonexistent/sa.json' })).toThrow(
+      /^provider fcm: serviceAccountFile \/nonexistent\/sa.json cannot be read \(ENOENT\)$/,
+    );
+    expect(() => fcm(fake, { serviceAccountFile: accountFile({ private_key: 'secret-material' }) })).toThrow(
+      /^provider fcm: the service account is not a JSON key/,
+    );
     expect(() => fcm(fake, { serviceAccountFile: undefined, serviceAccountEnv: 'PUSHQ_TEST_UNSET_SA' })).toThrow(/environment variable PUSHQ_TEST_UNSET_SA/);
     expect(() => providerSchema.parse({ name: 'f', type: 'fcm', tps: 1 })).toThrow(/exactly one of serviceAccountFile or serviceAccountEnv/);
   });

@@ -26,7 +26,7 @@ describe('every route', () => {
   let app: RunningProcess;
   let admin: ApiClient;
   let viewer: ApiClient;
-  let operations: Operation[] = [];
+  const operations: Operation[] = [];
   let campaignId = '';
 
   const concrete = (path: string) => path.replace('{id}', campaignId).replace('{recipientId}', 'r1').replace('{name}', 'sim').replace('{list}', 'global');

@@ -30,7 +30,18 @@ function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
   const pump = new RunPump({ runs: h.runs, queue: pageQueue, window: 4 });
   const providers = { get: () => ({ retry: { inDoubt, maxAttempts } }), names: () => ['sim'] } as unknown as ProviderRegistry;
   const supervisor = new Supervisor(
-    { ledger: h.ledger, runs: h.runs, locks: h.locks, clock: h.locks, store: h.store, providers, queue: pageQueue, pump, events: new AppEvents(), log: createLogger('silent') },
+    {
+      ledger: h.ledger,
+      runs: h.runs,
+      locks: h.locks,
+      clock: h.locks,
+      store: h.store,
+      providers,
+      queue: pageQueue,
+      pump,
+      events: new AppEvents(),
+      log: createLogger('silent'),
+    },
     { intervalMs: 100, stallMs: 60_000, stuckMs: 60_000, stagingTtlMs: 60_000 },
   );
   cleanups.push(async () => {
@@ -51,7 +62,14 @@ async function runningPage(h: ReturnType<typeof redisHarness>, size: number) {
 }
 
 const claims = (...indexes: number[]): ClaimDirective[] => indexes.map((index) => ({ index, op: 'claim' as const }));
-const entry = (index: number, outcome: ConfirmEntry['outcome'], attempt = 1): ConfirmEntry => ({ index, attempt, outcome, delayMs: 0, code: outcome === 'sent' ? '' : 'X', message: '' });
+const entry = (index: number, outcome: ConfirmEntry['outcome'], attempt = 1): ConfirmEntry => ({
+  index,
+  attempt,
+  outcome,
+  delayMs: 0,
+  code: outcome === 'sent' ? '' : 'X',
+  message: '',
+});
 
 /** Ticks the supervisor for up to `ms` (lock released between ticks), until `done`. */
 async function tickFor(s: ReturnType<typeof setup>, ms: number, done: () => Promise<boolean>): Promise<boolean> {

@@ -77,7 +77,6 @@ describe('create-run', () => {
   });
 });
 
-
 describe('claim and confirm', () => {
   it('moves recipients through every transition and keeps the counts', async () => {
     const { h, campaignId, runId, ref } = await runningPage(10);
@@ -103,7 +102,13 @@ describe('claim and confirm', () => {
 
     // A transient failure spent its attempt; a rate-limited one did not, and is not due for a minute.
     const again = await h.ledger.claim(ref, 'A', LEASE, claims(3, 4, 9));
-    expect(again).toEqual({ kind: 'ok', claimed: [{ index: 3, attempt: 2 }, { index: 9, attempt: 1 }] });
+    expect(again).toEqual({
+      kind: 'ok',
+      claimed: [
+        { index: 3, attempt: 2 },
+        { index: 9, attempt: 1 },
+      ],
+    });
     const failedEntry = await h.ledger.readEntry(campaignId, runId, 2, 100);
     expect(failedEntry.record).toMatchObject({ state: 'failed', attempts: 1 });
     expect(failedEntry.lastError).toMatchObject({ code: 'HTTP_400', message: 'bad token', attempts: 1 });
@@ -166,7 +171,13 @@ describe('claim and confirm', () => {
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
     // A comes back and reports its send: refused, the recipient stays unknown (never silently resent).
     expect(await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(1)])).toEqual({ kind: 'fenced' });
-    expect(await h.ledger.claim(ref, 'B', LEASE, claims(1, 2, 3))).toEqual({ kind: 'ok', claimed: [{ index: 2, attempt: 1 }, { index: 3, attempt: 1 }] });
+    expect(await h.ledger.claim(ref, 'B', LEASE, claims(1, 2, 3))).toEqual({
+      kind: 'ok',
+      claimed: [
+        { index: 2, attempt: 1 },
+        { index: 3, attempt: 1 },
+      ],
+    });
     const result = await h.ledger.confirm(ref, 'B', LEASE, confirmPolicy(5), [sent(2), sent(3)]);
     expect(result).toMatchObject({ kind: 'ok', runCompleted: true });
     const run = await h.runs.getRun(campaignId, runId);
@@ -252,7 +263,10 @@ describe('claims that defer and skip (recipient respect)', () => {
   it('remembers a recipient was counted against a frequency cap through requeues, retries and deferrals', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
     await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
-    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim', counted: true }, { index: 1, op: 'claim' }]);
+    await h.ledger.claim(ref, 'A', LEASE, [
+      { index: 0, op: 'claim', counted: true },
+      { index: 1, op: 'claim' },
+    ]);
     const entry = async (index: number) => (await h.ledger.readEntry(campaignId, runId, index, 100)).record;
     expect(await entry(0)).toMatchObject({ state: 'inflight', counted: true, reason: 0 });
     expect(await entry(1)).toMatchObject({ state: 'inflight', counted: false });
@@ -269,7 +283,10 @@ describe('claims that defer and skip (recipient respect)', () => {
   it('settles deferred recipients as skipped (cancelled) when the campaign is cancelled', async () => {
     const { h, campaignId, runId, ref } = await runningPage(3);
     await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
-    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'defer', until: Date.now() + 60_000 }, { index: 1, op: 'skip', reason: REASONS.suppressed, detail: 'x' }]);
+    await h.ledger.claim(ref, 'A', LEASE, [
+      { index: 0, op: 'defer', until: Date.now() + 60_000 },
+      { index: 1, op: 'skip', reason: REASONS.suppressed, detail: 'x' },
+    ]);
     await h.redis.hset(h.keys.campaign(campaignId).meta(), 'status', 'running', 'latestRunId', runId);
     const { RedisLifecycle } = await import('../../src/adapters/redis/redis-lifecycle.js');
     expect(await new RedisLifecycle(h.keys, h.scripts).cancel(campaignId, runId)).toMatchObject({ ok: true });
@@ -292,7 +309,10 @@ describe('release and the fan-out cursor', () => {
     const ref = { campaignId, runId, page: 1 };
     await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
-    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [sent(0), { index: 1, attempt: 1, outcome: 'requeue', delayMs: 5000, code: 'HTTP_429', message: '' }]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [
+      sent(0),
+      { index: 1, attempt: 1, outcome: 'requeue', delayMs: 5000, code: 'HTTP_429', message: '' },
+    ]);
     const left = await h.ledger.releasePage(ref, 'A', 100, settlePolicy());
     expect(left.pending).toBe(99);
     expect(left.inflight).toBe(0);
@@ -333,7 +353,14 @@ describe('counts under random transitions', () => {
         const outcome = pick(['sent', 'failed', 'retry', 'requeue', 'unclaim', 'unknown'] as const);
         const raw = (await h.redis.getBuffer(h.keys.campaign(campaignId).run(runId).records(0))) ?? Buffer.alloc(0);
         // The attempt as claimed; now and then one more than the record says: a claim a failover lost.
-        const entries = indexes.map((index) => ({ index, attempt: decodeRecord(raw, index).attempts + (random() < 0.2 ? 1 : 0), outcome, delayMs: 0, code: 'C', message: 'm' }));
+        const entries = indexes.map((index) => ({
+          index,
+          attempt: decodeRecord(raw, index).attempts + (random() < 0.2 ? 1 : 0),
+          outcome,
+          delayMs: 0,
+          code: 'C',
+          message: 'm',
+        }));
         await h.ledger.confirm(ref, token, LEASE, confirmPolicy(3, 2), entries);
       } else {
         // The holder "dies": its lease is cut short and another worker takes over.

@@ -71,7 +71,12 @@ describe('the circuit breaker', () => {
 describe('permit identity', () => {
   it('never frees a permit that was granted again after its lease ended, when the first holder hands it back late', async () => {
     const p = prefix();
-    const limits = (timeoutMs: number): ProviderLimits => ({ name: 'one', tps: 1, timeoutMs, breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 } });
+    const limits = (timeoutMs: number): ProviderLimits => ({
+      name: 'one',
+      tps: 1,
+      timeoutMs,
+      breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 },
+    });
     // A: a worker cut off from Redis longer than its permit lease (timeout + slack).
     const a = limiterOn(p, { leaseSlackMs: 100, flushDelayMs: 1 });
     const [late] = await a.acquire(limits(100), 1, 1);

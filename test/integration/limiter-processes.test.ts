@@ -16,14 +16,16 @@ describe('the limiter across processes', () => {
     const tps = 150;
     const mock = await startMockProvider({ cap: tps });
     try {
-      const clients = Array.from({ length: 3 }, () =>
-        new PushqProcess(
-          spawn(process.execPath, ['--import', 'tsx', 'test/helpers/limiter-client.ts'], {
-            cwd: REPO_ROOT,
-            env: { ...process.env, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, TPS: String(tps), TARGET_URL: mock.url, COUNT: '150', CONCURRENCY: '10' },
-            stdio: ['ignore', 'pipe', 'pipe'],
-          }),
-        ),
+      const clients = Array.from(
+        { length: 3 },
+        () =>
+          new PushqProcess(
+            spawn(process.execPath, ['--import', 'tsx', 'test/helpers/limiter-client.ts'], {
+              cwd: REPO_ROOT,
+              env: { ...process.env, REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, TPS: String(tps), TARGET_URL: mock.url, COUNT: '150', CONCURRENCY: '10' },
+              stdio: ['ignore', 'pipe', 'pipe'],
+            }),
+          ),
       );
       const exits = await Promise.all(clients.map((c) => c.exited));
       for (const [i, exit] of exits.entries()) expect(exit.code, clients[i]!.output).toBe(0);

@@ -77,9 +77,9 @@ describe.skipIf(!available)('Redis Cluster test harness', () => {
     expect(cluster.nodes.map((n) => n.port)).toContain(promoted.port);
     expect(await cluster.masters()).toHaveLength(3);
     for (const key of keys) {
-      expect(
-        await waitFor(async () => (await client.get(key)) ?? undefined, { timeoutMs: 15_000, intervalMs: 100, what: `client to read ${key} back` }),
-      ).toBe(`value of ${key}`);
+      expect(await waitFor(async () => (await client.get(key)) ?? undefined, { timeoutMs: 15_000, intervalMs: 100, what: `client to read ${key} back` })).toBe(
+        `value of ${key}`,
+      );
     }
   });
 });

@@ -48,7 +48,7 @@ describe('frequency caps', () => {
     // 24 buckets of one second each.
     const cap: FrequencyCap = { max: 1, per: '24s', kinds: [] };
     // Start early in a bucket, by the Redis clock, so the reserve lands in it.
-    const bucketOf = async () => Math.floor(Number((await redis.time())[0]) * 1000 / 1000);
+    const bucketOf = async () => Math.floor((Number((await redis.time())[0]) * 1000) / 1000);
     const reservedIn = await bucketOf();
     const [reservation] = await caps.reserve(cap, ['a']);
     expect(reservation).not.toBeNull();

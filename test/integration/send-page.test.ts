@@ -1,6 +1,17 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppEvents } from '../../src/app/events.js';
-import type { FrequencyCaps, Permit, PermitOutcome, ProviderLimits, ProviderRegistry, ProviderState, PushProvider, RateLimiter, SendRequest, Suppressions } from '../../src/app/ports.js';
+import type {
+  FrequencyCaps,
+  Permit,
+  PermitOutcome,
+  ProviderLimits,
+  ProviderRegistry,
+  ProviderState,
+  PushProvider,
+  RateLimiter,
+  SendRequest,
+  Suppressions,
+} from '../../src/app/ports.js';
 import { RecipientGate } from '../../src/app/recipient-gate.js';
 import { Semaphore } from '../../src/app/semaphore.js';
 import { LeaseRenewer } from '../../src/app/lease-renewer.js';

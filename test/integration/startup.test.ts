@@ -19,7 +19,10 @@ afterAll(async () => {
 /** Runs an entry point to its exit and returns what it printed. */
 async function runToExit(entry: 'start' | 'api' | 'worker', env: Record<string, string | undefined>) {
   const proc = spawnPushq(entry, env);
-  const exit = await Promise.race([proc.exited, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running: ${proc.output}`)), 20_000))]);
+  const exit = await Promise.race([
+    proc.exited,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still running: ${proc.output}`)), 20_000)),
+  ]);
   return { ...exit, output: proc.output.trim() };
 }
 

@@ -39,7 +39,10 @@ async function abandonedPage(h: ReturnType<typeof redisHarness>, size: number) {
   await h.runs.markActive(campaignId, runId);
   const ref = { campaignId, runId, page: 0 };
   await h.ledger.acquirePage(ref, 'gone', acquireOptions(60_000, 'report'));
-  await h.ledger.claim(ref, 'gone', 60_000, [{ index: 0, op: 'claim' }, { index: 1, op: 'claim' }]);
+  await h.ledger.claim(ref, 'gone', 60_000, [
+    { index: 0, op: 'claim' },
+    { index: 1, op: 'claim' },
+  ]);
   // Its lease ran out long ago.
   await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), 'gone|1');
   await h.redis.zadd(h.keys.campaign(campaignId).run(runId).leases, 1, '0');
@@ -57,7 +60,9 @@ describe('the supervisor', () => {
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).lastError?.code).toBe('LEASE_EXPIRED');
     expect(await h.runs.activeRuns()).toEqual([]);
     // The lost worker comes back: fenced.
-    expect(await h.ledger.confirm(ref, 'gone', 60_000, confirmPolicy(5), [{ index: 0, attempt: 1, outcome: 'sent', delayMs: 0, code: '', message: '' }])).toEqual({ kind: 'fenced' });
+    expect(
+      await h.ledger.confirm(ref, 'gone', 60_000, confirmPolicy(5), [{ index: 0, attempt: 1, outcome: 'sent', delayMs: 0, code: '', message: '' }]),
+    ).toEqual({ kind: 'fenced' });
   });
 
   it('makes them pending again, with their attempt kept, when the provider resends in-doubt sends', async () => {
@@ -93,7 +98,12 @@ describe('the supervisor', () => {
     await h.runs.advanceCursor(campaignId, runId, 0, 1);
     const ref = { campaignId, runId, page: 0 };
     await h.ledger.acquirePage(ref, 'A', acquireOptions(60_000, 'report'));
-    await h.ledger.claim(ref, 'A', 60_000, [0, 1, 2].map((index) => ({ index, op: 'defer' as const, until: Date.now() + 3_600_000 })));
+    await h.ledger.claim(
+      ref,
+      'A',
+      60_000,
+      [0, 1, 2].map((index) => ({ index, op: 'defer' as const, until: Date.now() + 3_600_000 })),
+    );
     await h.ledger.releasePage(ref, 'A', 3, settlePolicy());
     const run = h.keys.campaign(campaignId).run(runId);
     // Long without progress, by the clock of the run.

@@ -17,7 +17,12 @@ describe('Redis Cluster addressing', () => {
       ],
       tls: false,
     });
-    expect(clusterTarget('rediss-cluster://app:s%40cret@h1:7000')).toEqual({ nodes: [{ host: 'h1', port: 7000 }], username: 'app', password: 's@cret', tls: true });
+    expect(clusterTarget('rediss-cluster://app:s%40cret@h1:7000')).toEqual({
+      nodes: [{ host: 'h1', port: 7000 }],
+      username: 'app',
+      password: 's@cret',
+      tls: true,
+    });
     expect(safeUrl('redis-cluster://app:secret@h1:7000,h2:7000')).toBe('redis-cluster://app:***@h1:7000,h2:7000');
     expect(() => clusterTarget('redis-cluster://h1:notaport')).toThrow(/host:port/);
     expect(loadConfig({ REDIS_URL: 'redis-cluster://h1:7000', SEND_SHARDS: '6' })).toMatchObject({ cluster: true, sendShards: 6 });

@@ -27,7 +27,9 @@ describe('loadConfig', () => {
 
   it('reads frequency caps as JSON and refuses a malformed one', () => {
     expect(loadConfig({}).frequencyCaps).toEqual([]);
-    expect(loadConfig({ FREQUENCY_CAPS: '[{"max":2,"per":"24h","kinds":["advertising"]}]' }).frequencyCaps).toEqual([{ max: 2, per: '24h', kinds: ['advertising'] }]);
+    expect(loadConfig({ FREQUENCY_CAPS: '[{"max":2,"per":"24h","kinds":["advertising"]}]' }).frequencyCaps).toEqual([
+      { max: 2, per: '24h', kinds: ['advertising'] },
+    ]);
     expect(() => loadConfig({ FREQUENCY_CAPS: '[{"max":2' })).toThrow(/^FREQUENCY_CAPS is not valid JSON/);
     expect(() => loadConfig({ FREQUENCY_CAPS: '[{"max":2,"per":"a day"}]' })).toThrow(/^FREQUENCY_CAPS .*duration/);
   });

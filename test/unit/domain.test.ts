@@ -95,7 +95,10 @@ describe('settlement: what the ledger records for an answer', () => {
     expect(settlement({ kind: 'sent' }, 1, retry).outcome).toBe('sent');
     expect(settlement({ kind: 'permanent', code: 'HTTP_400', message: 'x' }, 1, retry)).toMatchObject({ outcome: 'failed', code: 'HTTP_400' });
     expect(settlement({ kind: 'transient', code: 'HTTP_503', message: 'x' }, 1, retry).outcome).toBe('retry');
-    expect(settlement({ kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message: 'x', retryAfterMs: 2000 }, 1, retry)).toMatchObject({ outcome: 'requeue', delayMs: 2000 });
+    expect(settlement({ kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message: 'x', retryAfterMs: 2000 }, 1, retry)).toMatchObject({
+      outcome: 'requeue',
+      delayMs: 2000,
+    });
     expect(settlement({ kind: 'not-sent', code: 'X', message: 'x' }, 1, retry)).toMatchObject({ outcome: 'requeue', delayMs: 0 });
   });
 
@@ -126,7 +129,12 @@ describe('what answers say about the provider', () => {
 
   it('pauses every worker only for a provider-wide 429, for the longest Retry-After', () => {
     expect(pushback([{ kind: 'rate-limited', scope: 'recipient', code: 'x', message: '', retryAfterMs: 5000 }])).toBeNull();
-    expect(pushback([{ kind: 'rate-limited', scope: 'provider', code: 'x', message: '' }, { kind: 'rate-limited', scope: 'provider', code: 'x', message: '', retryAfterMs: 3000 }])).toBe(3000);
+    expect(
+      pushback([
+        { kind: 'rate-limited', scope: 'provider', code: 'x', message: '' },
+        { kind: 'rate-limited', scope: 'provider', code: 'x', message: '', retryAfterMs: 3000 },
+      ]),
+    ).toBe(3000);
     expect(pushback([{ kind: 'sent' }])).toBeNull();
   });
 });

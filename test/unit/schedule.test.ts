@@ -1,9 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { nextOccurrence, occurrencesBetween, parseSchedule, runIdForOccurrence, scheduleView, specFromPattern, schedulerPattern, type ScheduleSpec } from '../../src/domain/schedule.js';
+import {
+  nextOccurrence,
+  occurrencesBetween,
+  parseSchedule,
+  runIdForOccurrence,
+  scheduleView,
+  specFromPattern,
+  schedulerPattern,
+  type ScheduleSpec,
+} from '../../src/domain/schedule.js';
 
 const at = (iso: string) => Date.parse(iso);
-const local = (ms: number, timeZone: string) =>
-  new Date(ms).toLocaleString('sv-SE', { timeZone, hour12: false }).replace(' ', 'T');
+const local = (ms: number, timeZone: string) => new Date(ms).toLocaleString('sv-SE', { timeZone, hour12: false }).replace(' ', 'T');
 
 function cron(expr: string, timezone: string): ScheduleSpec {
   return { kind: 'cron', cron: expr, timezone };
@@ -55,7 +63,12 @@ describe('cron occurrences and daylight saving time', () => {
 
   it('follows elapsed time for expressions that step through the hours', () => {
     const spring = occurrencesBetween(cron('0 */30 * * * *', 'America/New_York'), at('2026-03-08T06:00:00Z'), at('2026-03-08T08:00:00Z'));
-    expect(spring.map((t) => local(t, 'America/New_York'))).toEqual(['2026-03-08T01:30:00', '2026-03-08T03:00:00', '2026-03-08T03:30:00', '2026-03-08T04:00:00']);
+    expect(spring.map((t) => local(t, 'America/New_York'))).toEqual([
+      '2026-03-08T01:30:00',
+      '2026-03-08T03:00:00',
+      '2026-03-08T03:30:00',
+      '2026-03-08T04:00:00',
+    ]);
     const fall = occurrencesBetween(cron('0 0 * * * *', 'Europe/Berlin'), at('2026-10-24T23:30:00Z'), at('2026-10-25T02:30:00Z'));
     // 02:00 CEST and 02:00 CET are an hour apart: both run.
     expect(fall.map((t) => new Date(t).toISOString())).toEqual(['2026-10-25T00:00:00.000Z', '2026-10-25T01:00:00.000Z', '2026-10-25T02:00:00.000Z']);

@@ -63,7 +63,13 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     const started = performance.now();
     res.on('finish', () => {
       deps.log.info(
-        { method: req.method, route: req.route?.path ? `${req.baseUrl}${req.route.path}` : req.baseUrl || req.path.split('/').slice(0, 3).join('/'), status: res.statusCode, ms: Math.round(performance.now() - started), role: res.locals.role },
+        {
+          method: req.method,
+          route: req.route?.path ? `${req.baseUrl}${req.route.path}` : req.baseUrl || req.path.split('/').slice(0, 3).join('/'),
+          status: res.statusCode,
+          ms: Math.round(performance.now() - started),
+          role: res.locals.role,
+        },
         'request',
       );
     });
@@ -102,7 +108,9 @@ export function createHttpApp(deps: HttpAppDeps): Express {
 
   // Bull Board has no auth of its own: ours goes in front of it.
   const board = boards(deps.queues);
-  app.use(BOARD_PATH, boardHeaders, browserAuth, adminOnlyWrites, (req, res, next) => (res.locals.role === 'admin' ? board.admin : board.viewer)(req, res, next));
+  app.use(BOARD_PATH, boardHeaders, browserAuth, adminOnlyWrites, (req, res, next) =>
+    (res.locals.role === 'admin' ? board.admin : board.viewer)(req, res, next),
+  );
 
   app.use('/admin/campaigns', pageHeaders, browserAuth, adminOnlyWrites);
   app.get('/admin/campaigns', (_req, res) => {

@@ -59,7 +59,11 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (err instanceof DomainError) return sendError(res, err.code, err.message, err.details);
     const type = (err as { type?: string }).type;
     if (type === 'entity.too.large') {
-      return sendError(res, ErrorCodes.PAYLOAD_TOO_LARGE, `request body is larger than ${(err as { limit?: number }).limit} bytes; upload large recipient lists with PUT /api/campaigns/:id/recipients`);
+      return sendError(
+        res,
+        ErrorCodes.PAYLOAD_TOO_LARGE,
+        `request body is larger than ${(err as { limit?: number }).limit} bytes; upload large recipient lists with PUT /api/campaigns/:id/recipients`,
+      );
     }
     if (type === 'entity.parse.failed') return sendError(res, ErrorCodes.MALFORMED_REQUEST, 'request body is not valid JSON');
     if (type === 'charset.unsupported' || type === 'encoding.unsupported') {

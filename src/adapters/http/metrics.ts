@@ -203,7 +203,13 @@ export async function recentWorkers(redis: RedisClient, keys: Keys): Promise<str
 }
 
 /** This process's metrics, the workers' (summed across them), and the shared gauges, as Prometheus text. */
-export async function renderMetrics(own: Registry, shared: Registry, redis: RedisClient, keys: Keys, self: string): Promise<{ contentType: string; text: string }> {
+export async function renderMetrics(
+  own: Registry,
+  shared: Registry,
+  redis: RedisClient,
+  keys: Keys,
+  self: string,
+): Promise<{ contentType: string; text: string }> {
   // This process's own snapshot is in `own` already (a process that is API and worker at once).
   const instances = (await recentWorkers(redis, keys).catch(() => [])).filter((i) => i !== self);
   const snapshots = instances.length > 0 ? await Promise.all(instances.map((i) => redis.get(`${keys.prefix}:metrics:${i}`))).catch(() => []) : [];

@@ -82,7 +82,8 @@ function listName(req: Request): string {
 /** The format of an upload from its Content-Type, or 415. */
 function uploadFormat(req: Request): 'csv' | 'ndjson' {
   const format = req.is(['text/csv', 'application/x-ndjson', 'application/ndjson']);
-  if (!format) throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `upload text/csv or application/x-ndjson, not ${req.headers['content-type'] ?? 'nothing'}`);
+  if (!format)
+    throw new DomainError(ErrorCodes.UNSUPPORTED_MEDIA_TYPE, `upload text/csv or application/x-ndjson, not ${req.headers['content-type'] ?? 'nothing'}`);
   return format === 'text/csv' ? 'csv' : 'ndjson';
 }
 
@@ -135,7 +136,14 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       query: listQuery,
       handle: (_req, _res, { query }) => deps.queries.list(query.limit, query.cursor),
     },
-    { method: 'get', path: '/campaigns/:id', summary: 'A campaign, its schedule, and the counts of its latest run', access: 'read', query: noQuery, handle: (req) => deps.queries.get(campaignId(req)) },
+    {
+      method: 'get',
+      path: '/campaigns/:id',
+      summary: 'A campaign, its schedule, and the counts of its latest run',
+      access: 'read',
+      query: noQuery,
+      handle: (req) => deps.queries.get(campaignId(req)),
+    },
     {
       method: 'patch',
       path: '/campaigns/:id',
@@ -169,7 +177,14 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         });
       },
     },
-    { method: 'post', path: '/campaigns/:id/launch', summary: 'Run a one-off campaign now', access: 'write', query: noQuery, handle: (req) => deps.launchCampaign.execute(campaignId(req)) },
+    {
+      method: 'post',
+      path: '/campaigns/:id/launch',
+      summary: 'Run a one-off campaign now',
+      access: 'write',
+      query: noQuery,
+      handle: (req) => deps.launchCampaign.execute(campaignId(req)),
+    },
     {
       method: 'post',
       path: '/campaigns/:id/schedule',
@@ -215,7 +230,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
     {
       method: 'get',
       path: '/campaigns/:id/recipients/:recipientId',
-      summary: "A recipient and its ledger entry in the latest run: state, attempts, last error, times",
+      summary: 'A recipient and its ledger entry in the latest run: state, attempts, last error, times',
       access: 'read',
       query: noQuery,
       handle: (req) => deps.queries.recipient(campaignId(req), String(req.params.recipientId)),
@@ -251,7 +266,14 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         return undefined;
       },
     },
-    { method: 'get', path: '/suppressions', summary: 'Suppression lists and their sizes (token-invalid:<provider> lists hold the device tokens or phone numbers that provider reported invalid)', access: 'read', query: noQuery, handle: () => deps.suppressions.lists() },
+    {
+      method: 'get',
+      path: '/suppressions',
+      summary: 'Suppression lists and their sizes (token-invalid:<provider> lists hold the device tokens or phone numbers that provider reported invalid)',
+      access: 'read',
+      query: noQuery,
+      handle: () => deps.suppressions.lists(),
+    },
     {
       method: 'get',
       path: '/suppressions/:list',
@@ -299,9 +321,30 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         return deps.suppressions.upload(name, source, { expectedCount, expectedSha256, invalid: query.invalid });
       },
     },
-    { method: 'delete', path: '/suppressions/:list', summary: 'Empty a suppression list', access: 'write', query: noQuery, handle: (req) => deps.suppressions.clear(listName(req)) },
-    { method: 'get', path: '/providers', summary: "Each provider's shared limiter state: pace, pause, circuit breaker", access: 'read', query: noQuery, handle: async () => ({ items: await deps.providers.list() }) },
-    { method: 'get', path: '/providers/:name', summary: "One provider's shared limiter state", access: 'read', query: noQuery, handle: (req) => deps.providers.get(String(req.params.name)) },
+    {
+      method: 'delete',
+      path: '/suppressions/:list',
+      summary: 'Empty a suppression list',
+      access: 'write',
+      query: noQuery,
+      handle: (req) => deps.suppressions.clear(listName(req)),
+    },
+    {
+      method: 'get',
+      path: '/providers',
+      summary: "Each provider's shared limiter state: pace, pause, circuit breaker",
+      access: 'read',
+      query: noQuery,
+      handle: async () => ({ items: await deps.providers.list() }),
+    },
+    {
+      method: 'get',
+      path: '/providers/:name',
+      summary: "One provider's shared limiter state",
+      access: 'read',
+      query: noQuery,
+      handle: (req) => deps.providers.get(String(req.params.name)),
+    },
   ];
 }
 

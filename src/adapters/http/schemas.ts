@@ -97,7 +97,10 @@ export const cloneBody = z.strictObject({ name: z.string().trim().min(1).max(200
 
 export const uploadHeaders = z.object({
   'x-recipient-count': z.coerce.number().int().min(0).optional(),
-  'x-content-sha256': z.string().regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits').optional(),
+  'x-content-sha256': z
+    .string()
+    .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits')
+    .optional(),
 });
 
 export const campaignIdParam = z.object({ id: z.string().regex(CAMPAIGN_ID_PATTERN) });

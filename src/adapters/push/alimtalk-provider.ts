@@ -10,7 +10,10 @@ const NOT_PARAMETERS = new Set(['id', 'timezone', 'nightAdConsent', 'token']);
 
 interface AlimtalkResponse {
   header?: { resultCode?: number; resultMessage?: string; isSuccessful?: boolean };
-  message?: { requestId?: string; sendResults?: Array<{ recipientSeq?: number; recipientNo?: string; resultCode?: number; resultMessage?: string; recipientGroupingKey?: string }> };
+  message?: {
+    requestId?: string;
+    sendResults?: Array<{ recipientSeq?: number; recipientNo?: string; resultCode?: number; resultMessage?: string; recipientGroupingKey?: string }>;
+  };
 }
 
 /** Request-level result codes that are about our account, not the recipients: retried, and they open the circuit. */
@@ -77,7 +80,9 @@ export class AlimtalkProvider implements PushProvider {
   }
 
   async sendBatch(requests: readonly SendRequest[]): Promise<SendOutcome[]> {
-    const outcomes: Array<SendOutcome | undefined> = requests.map((r) => (this.address(r.recipient) ? undefined : noAddress('NO_PHONE', this.config.phoneField)));
+    const outcomes: Array<SendOutcome | undefined> = requests.map((r) =>
+      this.address(r.recipient) ? undefined : noAddress('NO_PHONE', this.config.phoneField),
+    );
     const sendable = requests.filter((_, i) => outcomes[i] === undefined);
     if (sendable.length > 0) {
       const answers = await this.post(sendable);
@@ -125,12 +130,24 @@ export class AlimtalkProvider implements PushProvider {
       });
       const text = await readText(res.body, 1_000_000);
       const status = res.statusCode;
-      if (status === 429) return all({ kind: 'rate-limited', scope: 'provider', code: 'HTTP_429', message: text.slice(0, MAX_ERROR_BODY) || 'HTTP 429', retryAfterMs: parseRetryAfter(res.headers['retry-after']) });
+      if (status === 429)
+        return all({
+          kind: 'rate-limited',
+          scope: 'provider',
+          code: 'HTTP_429',
+          message: text.slice(0, MAX_ERROR_BODY) || 'HTTP 429',
+          retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+        });
       const answer = parseJson(text) as AlimtalkResponse | undefined;
       if (status >= 500) return all({ kind: 'transient', code: `HTTP_${status}`, message: text.slice(0, MAX_ERROR_BODY) || `HTTP ${status}` });
       if (!answer?.header) {
         const kind = status >= 200 && status < 300 ? 'in-doubt' : 'permanent';
-        return all({ kind, code: `HTTP_${status}`, message: `unreadable answer: ${text.slice(0, 200)}`, ...(kind === 'in-doubt' ? { final: true } : {}) } as SendOutcome);
+        return all({
+          kind,
+          code: `HTTP_${status}`,
+          message: `unreadable answer: ${text.slice(0, 200)}`,
+          ...(kind === 'in-doubt' ? { final: true } : {}),
+        } as SendOutcome);
       }
       return this.judge(requests, answer, status);
     } catch (err) {

@@ -229,7 +229,6 @@ export class ApnsProvider implements PushProvider {
       });
     });
   }
-
 }
 
 function refused(): SendOutcome {

@@ -158,8 +158,7 @@ export function classifyFcmError(status: number, text: string, retryAfter?: stri
   if (code === 'UNREGISTERED' || status === 404 || code === 'SENDER_ID_MISMATCH') return { kind: 'permanent', code, message, tokenInvalid: true };
   if (code === 'INVALID_ARGUMENT') {
     // Only a bad token makes the recipient unreachable; another bad field is the message's fault.
-    const onToken =
-      (error?.details ?? []).some((d) => d.fieldViolations?.some((v) => v.field === 'message.token')) || /registration token/i.test(message);
+    const onToken = (error?.details ?? []).some((d) => d.fieldViolations?.some((v) => v.field === 'message.token')) || /registration token/i.test(message);
     return { kind: 'permanent', code, message, tokenInvalid: onToken };
   }
   if (status >= 500 || code === 'UNAVAILABLE' || code === 'INTERNAL') return { kind: 'transient', code, message };

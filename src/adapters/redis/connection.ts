@@ -192,7 +192,11 @@ export async function connect(redis: RedisClient, url: string, timeoutMs = 5000)
 export async function answersPing(url: string, timeoutMs = 1000): Promise<boolean> {
   const cluster = clusterTarget(url);
   const probe: RedisClient = cluster
-    ? new Cluster(cluster.nodes.slice(0, 1), { lazyConnect: true, clusterRetryStrategy: () => null, redisOptions: { maxRetriesPerRequest: 0, connectTimeout: timeoutMs } })
+    ? new Cluster(cluster.nodes.slice(0, 1), {
+        lazyConnect: true,
+        clusterRetryStrategy: () => null,
+        redisOptions: { maxRetriesPerRequest: 0, connectTimeout: timeoutMs },
+      })
     : new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: timeoutMs });
   probe.on('error', () => undefined);
   try {

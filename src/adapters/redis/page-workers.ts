@@ -76,7 +76,10 @@ class WatchedWorker {
     if (this.inflight >= concurrency || performance.now() - this.lastTaken < WEDGED_AFTER_MS) return;
     const counts = await this.queue.getJobCounts('wait', 'prioritized');
     if ((counts.wait ?? 0) + (counts.prioritized ?? 0) === 0) return;
-    this.log.warn({ queue: this.queueName, waiting: counts }, `${this.what} worker took nothing for ${WEDGED_AFTER_MS / 1000} s although jobs wait; starting it again`);
+    this.log.warn(
+      { queue: this.queueName, waiting: counts },
+      `${this.what} worker took nothing for ${WEDGED_AFTER_MS / 1000} s although jobs wait; starting it again`,
+    );
     this.replacing = (async () => {
       const old = this.worker;
       this.worker = this.create();

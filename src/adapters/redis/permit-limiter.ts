@@ -182,7 +182,20 @@ export class RedisPermitLimiter implements RateLimiter {
     const key = `${limits.name}|${priorityClass}`;
     let pool = this.pools.get(key);
     if (!pool) {
-      pool = { key, limits, priorityClass, free: [], completed: [], unused: [], waiters: new Map(), demand: 0, emptyStreak: 0, running: false, timer: null, wake: null };
+      pool = {
+        key,
+        limits,
+        priorityClass,
+        free: [],
+        completed: [],
+        unused: [],
+        waiters: new Map(),
+        demand: 0,
+        emptyStreak: 0,
+        running: false,
+        timer: null,
+        wake: null,
+      };
       this.pools.set(key, pool);
     }
     pool.limits = limits;

@@ -135,11 +135,15 @@ export class BullScheduler implements Scheduler {
   constructor(private readonly queue: Queue) {}
 
   async set(campaignId: string, spec: ScheduleSpec, version: number): Promise<void> {
-    await this.queue.upsertJobScheduler(campaignId, { ...schedulerPattern(spec), ...(spec.kind === 'at' ? { limit: 1 } : {}) }, {
-      name: JOBS.occurrence.name,
-      data: JOBS.occurrence.schema.parse({ campaignId, version }),
-      opts: { attempts: 20, backoff: { type: 'pushq' } },
-    });
+    await this.queue.upsertJobScheduler(
+      campaignId,
+      { ...schedulerPattern(spec), ...(spec.kind === 'at' ? { limit: 1 } : {}) },
+      {
+        name: JOBS.occurrence.name,
+        data: JOBS.occurrence.schema.parse({ campaignId, version }),
+        opts: { attempts: 20, backoff: { type: 'pushq' } },
+      },
+    );
   }
 
   async remove(campaignId: string): Promise<void> {

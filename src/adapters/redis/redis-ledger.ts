@@ -78,7 +78,11 @@ export class RedisLedger implements Ledger {
       else args.push(d.index, CLAIM_OPS.skip, d.reason, d.detail);
     }
     const result = decode.claim(
-      (await this.claimScripts.run('claim', [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, campaign.meta(), run.bad], args)) as Reply,
+      (await this.claimScripts.run(
+        'claim',
+        [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, campaign.meta(), run.bad],
+        args,
+      )) as Reply,
     );
     if (result.kind !== 'ok' || result.claimed.length === 0 || (await this.replicated(run.run))) return result;
     // Not sent, and now known not to be: back to pending, the attempt not spent (if this write is
@@ -103,7 +107,15 @@ export class RedisLedger implements Ledger {
   async confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult> {
     const { campaign, run } = this.run(ref);
     const args: Array<string | number> = [ref.page, token, leaseMs, policy.maxAttempts, policy.maxRequeues];
-    for (const e of entries) args.push(e.index, e.attempt, e.outcome === 'retry' && e.inDoubt ? CONFIRM_OPS.retryInDoubt : CONFIRM_OPS[e.outcome], Math.max(0, Math.round(e.delayMs)), e.code, e.message);
+    for (const e of entries)
+      args.push(
+        e.index,
+        e.attempt,
+        e.outcome === 'retry' && e.inDoubt ? CONFIRM_OPS.retryInDoubt : CONFIRM_OPS[e.outcome],
+        Math.max(0, Math.round(e.delayMs)),
+        e.code,
+        e.message,
+      );
     const reply = (await this.scripts.run(
       'confirm',
       [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, run.bad, campaign.meta()],

@@ -55,7 +55,11 @@ export class RedisLifecycle implements Lifecycle {
   }
 
   async edit(campaignId: string, fields: Record<string, string>): Promise<Transition> {
-    const reply = (await this.scripts.run('edit-campaign', [this.keys.campaign(campaignId).meta()], [sourceStatesFor('edit').join(','), ...Object.entries(fields).flat()])) as Reply;
+    const reply = (await this.scripts.run(
+      'edit-campaign',
+      [this.keys.campaign(campaignId).meta()],
+      [sourceStatesFor('edit').join(','), ...Object.entries(fields).flat()],
+    )) as Reply;
     return reply[0] === 'ok' ? { ok: true, status: reply[1] as CampaignStatus } : this.refused(reply);
   }
 

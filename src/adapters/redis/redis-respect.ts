@@ -96,7 +96,10 @@ export class RedisFrequencyCaps implements FrequencyCaps {
       [...shards].map(async ([shard, positions]) => {
         const prefix = this.keys.frequencyPrefix(shard, identity);
         const keys = positions.map((i) => prefix + ids[i]!);
-        const [counted, fits] = (await this.scripts.run('frequency-cap', keys, [Math.ceil(window / CAP_BUCKETS), CAP_BUCKETS, cap.max, mode, bucket])) as [number, string];
+        const [counted, fits] = (await this.scripts.run('frequency-cap', keys, [Math.ceil(window / CAP_BUCKETS), CAP_BUCKETS, cap.max, mode, bucket])) as [
+          number,
+          string,
+        ];
         positions.forEach((position, j) => (out[position] = fits[j] === '1' ? { id: ids[position]!, bucket: Number(counted) } : null));
       }),
     );

@@ -25,7 +25,15 @@ export function text(value: unknown): string {
 const int = (value: unknown): number => Number(text(value));
 
 /** confirm.lua's op letters (`retryInDoubt`: a retry after an answer in doubt). */
-export const CONFIRM_OPS: Record<ConfirmOutcome | 'retryInDoubt', string> = { sent: 's', failed: 'f', retry: 't', retryInDoubt: 'q', requeue: 'r', unclaim: 'n', unknown: 'u' };
+export const CONFIRM_OPS: Record<ConfirmOutcome | 'retryInDoubt', string> = {
+  sent: 's',
+  failed: 'f',
+  retry: 't',
+  retryInDoubt: 'q',
+  requeue: 'r',
+  unclaim: 'n',
+  unknown: 'u',
+};
 
 /** claim.lua's directive letters. */
 export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k' } as const;
@@ -33,7 +41,11 @@ export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k' } as const;
 export const decode = {
   createRun(reply: Reply): CreateRunResult {
     if (reply[0] === 'ok') return { ok: true, createdAt: int(reply[1]) };
-    return { ok: false, reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty', status: reply[1] === undefined ? undefined : (text(reply[1]) as CampaignStatus) };
+    return {
+      ok: false,
+      reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty',
+      status: reply[1] === undefined ? undefined : (text(reply[1]) as CampaignStatus),
+    };
   },
 
   acquirePage(reply: Reply): AcquireResult {

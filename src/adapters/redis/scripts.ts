@@ -72,7 +72,8 @@ export function assertOneSlot(name: string, keys: readonly string[]): void {
   if (keys.length < 2) return;
   const slot = calculateSlot(keys[0]!);
   for (const key of keys) {
-    if (calculateSlot(key) !== slot) throw new Error(`script ${name} would touch keys of several cluster slots (${keys[0]} and ${key}): give them one hash tag`);
+    if (calculateSlot(key) !== slot)
+      throw new Error(`script ${name} would touch keys of several cluster slots (${keys[0]} and ${key}): give them one hash tag`);
   }
 }
 

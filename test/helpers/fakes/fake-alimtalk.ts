@@ -79,7 +79,11 @@ export class FakeAlimtalk {
       const seen = this.seenKeys.get(idempotencyKey);
       if (seen !== undefined && now - seen < 600_000) return refuse(REPLAYED, 'Duplicated request (idempotency key)');
     }
-    let request: { senderKey?: string; templateCode?: string; recipientList?: Array<{ recipientNo?: string; templateParameter?: Record<string, string>; recipientGroupingKey?: string }> };
+    let request: {
+      senderKey?: string;
+      templateCode?: string;
+      recipientList?: Array<{ recipientNo?: string; templateParameter?: Record<string, string>; recipientGroupingKey?: string }>;
+    };
     try {
       request = JSON.parse(body);
     } catch {

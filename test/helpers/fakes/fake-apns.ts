@@ -138,5 +138,14 @@ export async function startFakeApns(): Promise<FakeApns> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return new FakeApns(server, url, certFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), publicKey, 'ABC123DEFG', 'TEAM123456', 'com.example.app');
+  return new FakeApns(
+    server,
+    url,
+    certFile,
+    privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    publicKey,
+    'ABC123DEFG',
+    'TEAM123456',
+    'com.example.app',
+  );
 }

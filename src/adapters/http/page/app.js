@@ -63,14 +63,29 @@ function render(campaign, now) {
   }
   barCell.append(bar);
   tr.append(barCell);
-  const reasons = Object.entries(c.skippedBy || {}).map(([reason, n]) => reason + ' ' + n).join(', ');
+  const reasons = Object.entries(c.skippedBy || {})
+    .map(([reason, n]) => reason + ' ' + n)
+    .join(', ');
   const held = c.deferred > 0 ? ` · deferred ${c.deferred} (quiet hours, until ${c.deferredUntil})` : '';
-  tr.append(text('td', `${done}/${c.total} · sent ${c.sent} · failed ${c.failed} · unknown ${c.unknown} · skipped ${c.skipped}${reasons ? ' (' + reasons + ')' : ''}${held}`));
+  tr.append(
+    text(
+      'td',
+      `${done}/${c.total} · sent ${c.sent} · failed ${c.failed} · unknown ${c.unknown} · skipped ${c.skipped}${reasons ? ' (' + reasons + ')' : ''}${held}`,
+    ),
+  );
   tr.append(text('td', rate > 0 ? rate.toFixed(0) + '/s' : '–'));
   // Deferred recipients wait for their window, not for throughput: no ETA from the rate for them.
   tr.append(text('td', rate > 0 ? duration((c.pending - (c.deferred || 0)) / rate) : '–'));
   const schedule = campaign.schedule;
-  tr.append(text('td', schedule ? (schedule.kind === 'cron' ? schedule.cron + ' (' + schedule.timezone + ')' : 'at ' + schedule.at) + (schedule.nextRunAt ? ' · next ' + schedule.nextRunAt : '') : '–'));
+  tr.append(
+    text(
+      'td',
+      schedule
+        ? (schedule.kind === 'cron' ? schedule.cron + ' (' + schedule.timezone + ')' : 'at ' + schedule.at) +
+            (schedule.nextRunAt ? ' · next ' + schedule.nextRunAt : '')
+        : '–',
+    ),
+  );
   const actions = document.createElement('td');
   if (role === 'admin') {
     const allowed = { running: ['pause', 'cancel'], paused: ['resume', 'cancel'], scheduled: ['pause', 'cancel'], draft: ['cancel'] }[campaign.status] || [];
