@@ -1,378 +1,150 @@
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { frequencyCapSchema } from './adapters/http/schemas.js';
-import type { FrequencyCap } from './domain/respect.js';
+import { loadProviders, DEFAULT_PROVIDERS, type ProviderConfig } from './adapters/push/provider-config.js';
+import { ConfigError } from './config-error.js';
+import { frequencyCapSchema } from './domain/respect.js';
 import { DEFAULT_REDACT_FIELDS } from './logger.js';
 
+export { ConfigError } from './config-error.js';
+
 /**
- * The whole configuration of a process: one zod schema over the environment,
- * parsed once at start. A bad value stops the process with one line naming
- * the variable (ConfigError); nothing reads process.env anywhere else.
+ * The whole configuration of a process: every environment variable declared
+ * once, below — its schema, its default and what it means. The `Config`
+ * type, the parser and the README's configuration table
+ * (`npm run docs`, checked by the test suite) all come from this one table.
+ * A bad value stops the process with one line naming the variable
+ * (ConfigError); nothing reads process.env anywhere else.
  */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** Documents a variable: what it means, and how the README shows a default that is not a plain value. */
+function doc<T extends z.ZodType>(schema: T, description: string, shownDefault?: string): T {
+  return schema.meta({ description, ...(shownDefault ? { shownDefault } : {}) });
+}
 
-const common = {
-  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", starting with a letter or digit'),
-  tps: z.number().int().min(1).max(100_000),
-  maxAttempts: z.number().int().min(1).max(100).default(5),
-  /** Times a recipient may be handed back unsent at the provider's word (429, a refused stream, renewed credentials) before it fails. */
-  maxRequeues: z.number().int().min(1).max(1000).default(50),
-  retryBaseMs: z.number().int().min(1).max(3_600_000).default(1000),
-  retryMaxMs: z.number().int().min(1).max(86_400_000).default(60_000),
-  /**
-   * A send whose fate is unknown (its worker died mid-request): `report` it as
-   * unknown, or `resend` it with the same idempotency key (only for a
-   * provider that honours the key).
-   */
-  inDoubt: z.enum(['report', 'resend']).default('report'),
-  breaker: z
-    .strictObject({
-      failures: z.number().int().min(1).max(100_000).default(20),
-      coolDownMs: z.number().int().min(100).max(3_600_000).default(5000),
-      maxCoolDownMs: z.number().int().min(100).max(86_400_000).default(60_000),
-    })
-    .prefault({}),
-};
-
-const httpProvider = z.object({
-  ...common,
-  type: z.literal('http'),
-  url: z.url({ protocol: /^https?$/ }),
-  timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-  /** Keep-alive connections to the provider per worker process. */
-  connections: z.number().int().min(1).max(1024).default(64),
-  headers: z.record(z.string(), z.string()).default({}),
-  /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
-  retryTimeouts: z.boolean().default(true),
-});
-
-const simProvider = z.object({
-  ...common,
-  type: z.literal('sim'),
-  latencyMs: z.number().min(0).max(60_000).default(20),
-  failureRate: z.number().min(0).max(1).default(0),
-  timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-});
-
-/**
- * A secret (key, service account) comes from a file or an environment
- * variable, named in the providers file — never the secret itself, so the
- * providers file can be shared and logged. It is read once at start and kept
- * in memory only: never logged, never written to Redis.
- */
-function secretFields<K extends string>(name: K) {
-  return {
-    [`${name}File`]: z.string().min(1).optional(),
-    [`${name}Env`]: z
+export const ENV = {
+  NODE_ENV: doc(z.string().default('development'), '`production` makes `ADMIN_TOKEN` required in processes that serve the API'),
+  REDIS_URL: doc(
+    z
       .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
-      .optional(),
-  } as { [P in `${K}File` | `${K}Env`]: z.ZodOptional<z.ZodString> };
-}
+      .regex(/^rediss?(-cluster)?:\/\//, 'must start with redis://, rediss:// or redis-cluster://')
+      .default(DEFAULT_REDIS_URL),
+    'the one Redis all processes share (`rediss://` for TLS), or a Redis Cluster: `redis-cluster://[user:password@]host1:port1,host2:port2` (`rediss-cluster://` for TLS), some of its nodes',
+  ),
+  SEND_SHARDS: doc(
+    int(1, 256).default(1),
+    "send queues pages are spread over, each on its own hash slot; on a cluster, 2× the masters is a good start. Must be the same in every process; change it only while no campaign is running (pages waiting in the old queues are otherwise left to the supervisor's re-enqueue after `STALL_MS`)",
+  ),
+  REDIS_WAIT_REPLICAS: doc(
+    int(0, 16).default(0),
+    'with replicas: how many must acknowledge a claim (Redis `WAIT`) before its recipients are sent; set `1` so a failover cannot resend (see *Failover*)',
+  ),
+  REDIS_WAIT_MODE: doc(
+    z.enum(['strict', 'available']).default('strict'),
+    '`strict`: nothing is sent while fewer than `REDIS_WAIT_REPLICAS` replicas acknowledge claims, so a failover never resends; `available`: wait only for the replicas connected now, so sending goes on, unprotected, while they are gone',
+  ),
+  REDIS_WAIT_TIMEOUT_MS: doc(int(10, 10_000).default(500), 'longest a claim waits for its replicas; then its recipients go back to pending, unsent'),
+  QUEUE_PREFIX: doc(
+    z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, ".", "-" and "_" only (1-64)')
+      .default('pushq'),
+    'prefix of every key the product writes; two prefixes on one Redis never see each other',
+  ),
+  PORT: doc(int(0, 65_535).default(3000), 'where the API listens'),
+  HOST: doc(z.string().min(1).default('127.0.0.1'), 'the address the API binds to'),
+  ADMIN_TOKEN: doc(
+    z.string().min(1).optional(),
+    'bearer token for `/api/*` and `/admin/*`; required with `NODE_ENV=production` in processes that serve the API',
+    'generated',
+  ),
+  VIEWER_TOKEN: doc(z.string().min(1).optional(), "read-only token: the API's reads, Bull Board and the progress page, no change"),
+  PROVIDERS_FILE: doc(z.string().min(1).optional(), 'JSON array of providers (below)', 'one `sim` at 200 TPS'),
+  LOG_LEVEL: doc(
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    'pino level (JSON, one line per event: requests by route pattern, runs, pages; `debug` adds one line per send the provider did not accept)',
+  ),
+  LOG_REDACT_FIELDS: doc(
+    z
+      .string()
+      .transform((list) =>
+        list
+          .split(',')
+          .map((f) => f.trim())
+          .filter(Boolean),
+      )
+      .default(DEFAULT_REDACT_FIELDS),
+    'recipient fields never written to a log line (`token,deviceToken,phone,…`); the Authorization header never is',
+    'device tokens, phone numbers',
+  ),
+  PAGE_SIZE: doc(int(1, 10_000).default(500), 'recipients per send job'),
+  RUN_WINDOW: doc(int(1, 10_000).default(32), 'most pages of one run in their first pass at once'),
+  WORKER_CONCURRENCY: doc(int(1, 1000).default(8), 'pages one worker process works on at once'),
+  SEND_CONCURRENCY: doc(int(1, 100_000).default(256), 'requests one worker process has in flight at once, across providers'),
+  LEASE_MS: doc(
+    int(1000, 3_600_000).default(3000),
+    "how long a page stays with a worker that stopped renewing its lease (renewed every quarter of it); then the supervisor settles its in-flight recipients by the provider's in-doubt policy and hands the page on",
+  ),
+  STALLED_INTERVAL_MS: doc(
+    int(1000, 3_600_000).default(5000),
+    'BullMQ lock duration and stalled-job check of send jobs (a job whose worker died before it took its page lease comes back within twice this)',
+  ),
+  SHUTDOWN_TIMEOUT_MS: doc(int(0, 3_600_000).default(10_000), 'graceful-stop deadline after `SIGTERM`'),
+  SUPERVISOR_INTERVAL_MS: doc(
+    int(100, 3_600_000).default(1000),
+    'supervisor tick: expired leases settled and their pages handed on, runs completed, windows topped up',
+  ),
+  STALL_MS: doc(int(1000, 86_400_000).default(30_000), 'a running run with no progress for this long gets its unfinished pages enqueued again (lost jobs)'),
+  STUCK_MS: doc(
+    int(1000, 86_400_000).default(300_000),
+    'a running run with recipients pending and no progress for this long raises the stuck-run alarm (log, metric, API)',
+  ),
+  STAGING_TTL_MS: doc(int(1000, 86_400_000).default(600_000), 'an upload with nothing received for this long is abandoned: its staged rows are dropped'),
+  MAX_BODY_BYTES: doc(int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024), 'largest JSON body (inline recipients)'),
+  SCHEDULE_GRACE_MS: doc(int(0, 30 * 86_400_000).default(3_600_000), 'an occurrence missed (every worker down) by more than this is skipped, not run late'),
+  FREQUENCY_CAPS: doc(
+    z
+      .string()
+      .transform((text, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+          return z.NEVER;
+        }
+      })
+      .pipe(z.array(frequencyCapSchema).max(20))
+      .default([]),
+    'frequency caps for campaigns without their own, JSON, e.g. `[{"max":2,"per":"24h","kinds":["advertising"]}]`; the first whose kinds include the campaign\'s kind applies (see recipient respect)',
+    '`[]`',
+  ),
+} satisfies Record<string, z.ZodType>;
 
-function oneSecret(name: string) {
-  return (value: Record<string, unknown>, ctx: z.RefinementCtx) => {
-    const given = [value[`${name}File`], value[`${name}Env`]].filter((v) => v !== undefined).length;
-    if (given !== 1) ctx.addIssue({ code: 'custom', message: `give exactly one of ${name}File or ${name}Env`, path: [`${name}File`] });
-  };
-}
+type Env = { [K in keyof typeof ENV]: z.output<(typeof ENV)[K]> };
+/** `LEASE_MS` → `leaseMs`. */
+type Camel<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Lowercase<Head>}${Capitalize<Camel<Tail>>}` : Lowercase<S>;
 
-/** Recipient field holding the device token (FCM, APNs) or phone number (alimtalk). */
-const fieldName = z.string().min(1).max(64);
-
-const fcmProvider = z
-  .object({
-    ...common,
-    type: z.literal('fcm'),
-    ...secretFields('serviceAccount'),
-    /** Defaults to the service account's project_id. */
-    projectId: z.string().min(1).optional(),
-    baseUrl: z.url({ protocol: /^https?$/ }).default('https://fcm.googleapis.com'),
-    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    connections: z.number().int().min(1).max(1024).default(64),
-    tokenField: fieldName.default('token'),
-    /** Merged into every `message` (e.g. {"android": {"priority": "high"}}). */
-    messageDefaults: z.record(z.string(), z.unknown()).default({}),
-    /** FCM has no idempotency: a timeout is in doubt (reported) unless this says to resend. */
-    retryTimeouts: z.boolean().default(false),
-  })
-  .superRefine(oneSecret('serviceAccount'));
-
-const APNS_HOSTS = { production: 'https://api.push.apple.com', development: 'https://api.sandbox.push.apple.com' } as const;
-
-const apnsProvider = z
-  .object({
-    ...common,
-    type: z.literal('apns'),
-    /** The .p8 signing key (provider-token auth). */
-    ...secretFields('key'),
-    keyId: z.string().regex(/^[A-Z0-9]{10}$/, '10 upper-case letters or digits'),
-    teamId: z.string().regex(/^[A-Z0-9]{10}$/, '10 upper-case letters or digits'),
-    /** The app's bundle id (apns-topic). */
-    topic: z.string().min(1),
-    environment: z.enum(['production', 'development']).default('production'),
-    /** Overrides the environment's host (tests, proxies). */
-    baseUrl: z.url({ protocol: /^https$/ }).optional(),
-    /** PEM file of a CA to trust besides the system ones (a test server, a TLS-inspecting proxy). */
-    caFile: z.string().min(1).optional(),
-    pushType: z.enum(['alert', 'background', 'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', 'location', 'pushtotalk']).default('alert'),
-    priority: z.union([z.literal(10), z.literal(5), z.literal(1)]).default(10),
-    /** apns-expiration: seconds the push may wait for an offline device; 0 delivers once or never. */
-    expirationSeconds: z
-      .number()
-      .int()
-      .min(0)
-      .max(30 * 86_400)
-      .default(0),
-    /** Apple wants the provider token refreshed no more often than every 20 minutes, and at least every 60. */
-    tokenTtlMinutes: z.number().int().min(20).max(50).default(40),
-    tokenField: fieldName.default('token'),
-    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    /** APNs does not deduplicate by apns-id: a timeout is in doubt (reported) unless this says to resend. */
-    retryTimeouts: z.boolean().default(false),
-  })
-  .superRefine(oneSecret('key'));
-
-const alimtalkProvider = z
-  .object({
-    ...common,
-    type: z.literal('alimtalk'),
-    baseUrl: z.url({ protocol: /^https?$/ }).default('https://api-alimtalk.cloud.toast.com'),
-    appKey: z.string().min(1),
-    /** X-Secret-Key. */
-    ...secretFields('secretKey'),
-    senderKey: z.string().min(1),
-    /** A campaign's `message.data.templateCode` overrides it. */
-    templateCode: z.string().min(1).max(20),
-    phoneField: fieldName.default('phone'),
-    /** Recipient fields passed as template parameters; all its other text fields when omitted. */
-    templateParameters: z.array(fieldName).optional(),
-    /** Recipients per request (the API takes up to 1,000). */
-    batchSize: z.number().int().min(1).max(1000).default(1),
-    /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
-    countBy: z.enum(['request', 'message']).default('message'),
-    /** Per-recipient result codes that mean the phone number can never receive: its id goes on token-invalid:<name>. */
-    invalidRecipientCodes: z.array(z.number().int()).default([]),
-    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    connections: z.number().int().min(1).max(1024).default(64),
-    /**
-     * The API refuses a key it saw in the last 10 minutes, so a timed-out
-     * request is safely retried with its key — when the retry carries the
-     * same recipients, i.e. without batching. Defaults to batchSize == 1.
-     */
-    retryTimeouts: z.boolean().optional(),
-  })
-  .superRefine(oneSecret('secretKey'));
-
-export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider, fcmProvider, apnsProvider, alimtalkProvider]);
-export type ProviderConfig = z.infer<typeof providerSchema>;
-export type HttpProviderConfig = z.infer<typeof httpProvider>;
-export type SimProviderConfig = z.infer<typeof simProvider>;
-export type FcmProviderConfig = z.infer<typeof fcmProvider>;
-export type ApnsProviderConfig = z.infer<typeof apnsProvider>;
-export type AlimtalkProviderConfig = z.infer<typeof alimtalkProvider>;
-
-export function apnsBaseUrl(config: ApnsProviderConfig): string {
-  return config.baseUrl ?? APNS_HOSTS[config.environment];
-}
-
-/** Reads a provider's secret from the file or environment variable its config names. */
-export function readSecret(config: ProviderConfig & Record<string, unknown>, name: string, env: NodeJS.ProcessEnv = process.env): string {
-  const file = config[`${name}File`] as string | undefined;
-  const variable = config[`${name}Env`] as string | undefined;
-  let value: string | undefined;
-  if (file !== undefined) {
-    try {
-      value = readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError(`provider ${config.name}: ${name}File ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-    }
-  } else {
-    value = env[variable!];
-    if (value === undefined || value === '') throw new ConfigError(`provider ${config.name}: environment variable ${variable} (${name}Env) is not set`);
-  }
-  if (value.trim() === '') throw new ConfigError(`provider ${config.name}: its ${name} is empty`);
-  return value.trim();
-}
-
-const providersSchema = z
-  .array(providerSchema)
-  .min(1)
-  .superRefine((list, ctx) => {
-    const seen = new Set<string>();
-    list.forEach((p, i) => {
-      if (seen.has(p.name)) ctx.addIssue({ code: 'custom', message: `provider name "${p.name}" is used twice`, path: [i, 'name'] });
-      seen.add(p.name);
-    });
-  });
-
-/** The limits every provider type hands to the rate limiter. */
-export function providerLimits(config: ProviderConfig) {
-  return { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs, breaker: config.breaker };
-}
-
-function retryTimeouts(config: ProviderConfig): boolean {
-  switch (config.type) {
-    case 'sim':
-      return true;
-    case 'alimtalk':
-      return config.retryTimeouts ?? config.batchSize === 1;
-    default:
-      return config.retryTimeouts;
-  }
-}
-
-/** The retry policy every provider type hands to the ledger. */
-export function retryPolicy(config: ProviderConfig) {
-  return {
-    maxAttempts: config.maxAttempts,
-    maxRequeues: config.maxRequeues,
-    baseMs: config.retryBaseMs,
-    maxMs: config.retryMaxMs,
-    inDoubt: config.inDoubt,
-    retryTimeouts: retryTimeouts(config),
-  };
-}
-
-export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name: 'sim', type: 'sim', tps: 200 })];
-
-const envSchema = z.object({
-  NODE_ENV: z.string().default('development'),
-  /** A standalone Redis, or `redis-cluster://host1:port1,host2:port2` for a Redis Cluster. */
-  REDIS_URL: z
-    .string()
-    .regex(/^rediss?(-cluster)?:\/\//, 'must start with redis://, rediss:// or redis-cluster://')
-    .optional(),
-  QUEUE_PREFIX: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, ".", "-" and "_" only (1-64)')
-    .default('pushq'),
-  PORT: int(0, 65_535).default(3000),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  ADMIN_TOKEN: z.string().min(1).optional(),
-  /** Read-only access: the API's reads, Bull Board and the progress page; every change answers 403. */
-  VIEWER_TOKEN: z.string().min(1).optional(),
-  PROVIDERS_FILE: z.string().min(1).optional(),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  /** Recipient fields never written to a log line (comma-separated); the default covers device tokens and phone numbers. */
-  LOG_REDACT_FIELDS: z.string().optional(),
-  /** Recipients per send job. */
-  PAGE_SIZE: int(1, 10_000).default(500),
-  /** Pages of one run queued at once; the rest are enqueued as pages finish. */
-  RUN_WINDOW: int(1, 10_000).default(32),
-  /** Send queues pages are spread over (each its own hash tag: on a Redis Cluster, its own slot). The same in every process. */
-  SEND_SHARDS: int(1, 256).default(1),
-  /** Replicas that must acknowledge a claim (Redis WAIT) before its recipients are sent: set 1 with replicas, for failover. */
-  REDIS_WAIT_REPLICAS: int(0, 16).default(0),
-  /**
-   * `strict`: nothing is sent while fewer than REDIS_WAIT_REPLICAS replicas acknowledge claims (a failover can never resend);
-   * `available`: wait only for the replicas connected now, so sending goes on, unprotected, while they are gone.
-   */
-  REDIS_WAIT_MODE: z.enum(['strict', 'available']).default('strict'),
-  /** Longest a claim waits for its replicas; then its recipients go back to pending, unsent. */
-  REDIS_WAIT_TIMEOUT_MS: int(10, 10_000).default(500),
-  /** Send jobs (pages) one worker process works on at once. */
-  WORKER_CONCURRENCY: int(1, 1000).default(8),
-  /** Requests one worker process may have in flight at once, across providers. */
-  SEND_CONCURRENCY: int(1, 100_000).default(256),
-  /** How long a worker owns a page without renewing before others take it over. */
-  LEASE_MS: int(1000, 3_600_000).default(3000),
-  /** BullMQ lock duration and stalled-check interval of send jobs. */
-  STALLED_INTERVAL_MS: int(1000, 3_600_000).default(5000),
-  SHUTDOWN_TIMEOUT_MS: int(0, 3_600_000).default(10_000),
-  SUPERVISOR_INTERVAL_MS: int(100, 3_600_000).default(1000),
-  /** A running run with no ledger change for this long has its pages enqueued again. */
-  STALL_MS: int(1000, 86_400_000).default(30_000),
-  /** … and one with none for this long raises the stuck-run alarm (log, metric, API). */
-  STUCK_MS: int(1000, 86_400_000).default(300_000),
-  /** An upload with nothing received for this long is abandoned: its staged rows are dropped. */
-  STAGING_TTL_MS: int(1000, 86_400_000).default(600_000),
-  MAX_BODY_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
-  /** An occurrence missed (every process down) by more than this is skipped, not run late. */
-  SCHEDULE_GRACE_MS: int(0, 30 * 86_400_000).default(3_600_000),
-  /**
-   * Frequency caps for campaigns without their own, as a JSON array, e.g.
-   * [{"max":2,"per":"24h","kinds":["advertising"]}]; the first whose kinds
-   * include the campaign's kind applies.
-   */
-  FREQUENCY_CAPS: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(z.array(frequencyCapSchema).max(20))
-    .default([]),
-});
-
-export interface Config {
-  env: string;
+/** Every variable under its camel-case name, and what the process derives from them. */
+export type Config = { [K in keyof Env as Camel<K & string>]: Env[K] } & {
   production: boolean;
-  redisUrl: string;
   /** True when REDIS_URL was not given (the one-machine default may start its own Redis). */
   redisUrlDefaulted: boolean;
-  prefix: string;
   /** REDIS_URL names a Redis Cluster. */
   cluster: boolean;
-  sendShards: number;
-  waitReplicas: number;
-  waitMode: 'strict' | 'available';
-  waitTimeoutMs: number;
-  port: number;
-  host: string;
-  adminToken: string | undefined;
-  viewerToken: string | undefined;
+  /** From PROVIDERS_FILE, or the one default `sim`. */
   providers: ProviderConfig[];
-  logLevel: string;
-  redactFields: string[];
-  pageSize: number;
-  runWindow: number;
-  workerConcurrency: number;
-  sendConcurrency: number;
-  leaseMs: number;
-  stalledIntervalMs: number;
-  shutdownTimeoutMs: number;
-  supervisorIntervalMs: number;
-  stallMs: number;
-  stuckMs: number;
-  stagingTtlMs: number;
-  maxBodyBytes: number;
-  scheduleGraceMs: number;
-  frequencyCaps: FrequencyCap[];
+};
+
+function camel(name: string): string {
+  return name.toLowerCase().replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+const envSchema = z.object(ENV);
 
 function describeIssue(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
   const variable = String(issue.path[0]);
   const got = input[variable];
   return `${variable} ${issue.message}${got === undefined ? '' : ` (got ${JSON.stringify(got)})`}`;
-}
-
-export function loadProviders(file: string): ProviderConfig[] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`PROVIDERS_FILE ${file} cannot be read as JSON: ${(err as Error).message}`);
-  }
-  const parsed = providersSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`PROVIDERS_FILE ${file}: at [${issue.path.join('.')}]: ${issue.message}`);
-  }
-  return parsed.data;
 }
 
 /**
@@ -385,49 +157,42 @@ export function requireAdminToken(config: Config): void {
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const input: Record<string, unknown> = {};
-  for (const key of Object.keys(envSchema.shape)) {
+  for (const key of Object.keys(ENV)) {
     const value = env[key];
     if (value !== undefined && value !== '') input[key] = value;
   }
   const parsed = envSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(describeIssue(parsed.error.issues[0]!, input));
-  const e = parsed.data;
-  const production = e.NODE_ENV === 'production';
-  return {
-    env: e.NODE_ENV,
-    production,
-    redisUrl: e.REDIS_URL ?? DEFAULT_REDIS_URL,
-    redisUrlDefaulted: e.REDIS_URL === undefined,
-    prefix: e.QUEUE_PREFIX,
-    cluster: /^rediss?-cluster:/.test(e.REDIS_URL ?? ''),
-    sendShards: e.SEND_SHARDS,
-    waitReplicas: e.REDIS_WAIT_REPLICAS,
-    waitMode: e.REDIS_WAIT_MODE,
-    waitTimeoutMs: e.REDIS_WAIT_TIMEOUT_MS,
-    port: e.PORT,
-    host: e.HOST,
-    adminToken: e.ADMIN_TOKEN,
-    viewerToken: e.VIEWER_TOKEN,
-    providers: e.PROVIDERS_FILE ? loadProviders(e.PROVIDERS_FILE) : DEFAULT_PROVIDERS,
-    logLevel: e.LOG_LEVEL,
-    redactFields: e.LOG_REDACT_FIELDS
-      ? e.LOG_REDACT_FIELDS.split(',')
-          .map((f) => f.trim())
-          .filter(Boolean)
-      : DEFAULT_REDACT_FIELDS,
-    pageSize: e.PAGE_SIZE,
-    runWindow: e.RUN_WINDOW,
-    workerConcurrency: e.WORKER_CONCURRENCY,
-    sendConcurrency: e.SEND_CONCURRENCY,
-    leaseMs: e.LEASE_MS,
-    stalledIntervalMs: e.STALLED_INTERVAL_MS,
-    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
-    supervisorIntervalMs: e.SUPERVISOR_INTERVAL_MS,
-    stallMs: e.STALL_MS,
-    stuckMs: e.STUCK_MS,
-    stagingTtlMs: e.STAGING_TTL_MS,
-    maxBodyBytes: e.MAX_BODY_BYTES,
-    scheduleGraceMs: e.SCHEDULE_GRACE_MS,
-    frequencyCaps: e.FREQUENCY_CAPS,
+  const fromEnv = Object.fromEntries(Object.entries(parsed.data).map(([key, value]) => [camel(key), value])) as {
+    [K in keyof Env as Camel<K & string>]: Env[K];
   };
+  return {
+    ...fromEnv,
+    production: parsed.data.NODE_ENV === 'production',
+    redisUrlDefaulted: input.REDIS_URL === undefined,
+    cluster: /^rediss?-cluster:/.test(parsed.data.REDIS_URL),
+    providers: parsed.data.PROVIDERS_FILE ? loadProviders(parsed.data.PROVIDERS_FILE) : DEFAULT_PROVIDERS,
+  };
+}
+
+/** The README's configuration table, from ENV (`npm run docs` writes it; a test checks it). */
+export function configTable(): string {
+  const rows = ['| variable | default | meaning |', '| --- | --- | --- |'];
+  for (const [name, schema] of Object.entries(ENV)) {
+    const meta = (schema.meta() ?? {}) as { shownDefault?: string };
+    let fallback: unknown;
+    for (let s: z.ZodType = schema; ;) {
+      const def = (s as unknown as { def: { type: string; defaultValue?: unknown; innerType?: z.ZodType; in?: z.ZodType } }).def;
+      if (def.type === 'default') {
+        fallback = def.defaultValue;
+        break;
+      }
+      const next = def.innerType ?? def.in;
+      if (!next) break;
+      s = next;
+    }
+    const shownDefault = meta.shownDefault ?? (fallback === undefined ? 'none' : `\`${String(fallback)}\``);
+    rows.push(`| \`${name}\` | ${shownDefault} | ${schema.description ?? ''} |`);
+  }
+  return rows.join('\n');
 }

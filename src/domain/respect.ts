@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { nextOccurrence } from './schedule.js';
 import { isValidTimeZone } from './schedule.js';
 import type { RecipientRecord } from './recipient.js';
@@ -132,6 +133,14 @@ export function parseDuration(value: string): number | null {
   if (!match) return null;
   return Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
 }
+
+/** A frequency cap as campaigns and FREQUENCY_CAPS give it. */
+export const frequencyCapSchema = z.strictObject({
+  max: z.number().int().min(1).max(10_000),
+  per: z.string().refine((v) => parseDuration(v) !== null, 'a duration such as 30m, 24h or 7d'),
+  /** Campaign kinds it counts and applies to; all kinds when empty. */
+  kinds: z.array(z.string().min(1).max(32)).max(20).default([]),
+});
 
 export const CAP_BUCKETS = 24;
 

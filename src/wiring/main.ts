@@ -50,7 +50,7 @@ async function openRedis(config: Config, create: (url: string) => RedisClient, l
 export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env): Promise<RunningProcess> {
   const config = loadConfig(env);
   if (roles.api) requireAdminToken(config);
-  const log = createLogger(config.logLevel, { role: [roles.api && 'api', roles.worker && 'worker'].filter(Boolean).join('+') }, config.redactFields);
+  const log = createLogger(config.logLevel, { role: [roles.api && 'api', roles.worker && 'worker'].filter(Boolean).join('+') }, config.logRedactFields);
   const closers: Array<() => Promise<unknown>> = [];
   let stopWorker: (() => Promise<void>) | null = null;
   const closeAll = async () => {
@@ -79,7 +79,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     const workerRedis = roles.worker ? await openRedis(config, createWorkerRedis, log) : null;
     if (workerRedis) closers.push(() => workerRedis.quit());
     // WAIT blocks the connection it runs on: claims that wait for replicas get one of their own.
-    const claimRedis = workerRedis && config.waitReplicas > 0 ? await openRedis(config, createWorkerRedis, log) : null;
+    const claimRedis = workerRedis && config.redisWaitReplicas > 0 ? await openRedis(config, createWorkerRedis, log) : null;
     if (claimRedis) closers.push(() => claimRedis.quit());
     const apiRedis = roles.api ? await openRedis(config, createApiRedis, log) : null;
     if (apiRedis) closers.push(() => apiRedis.quit());

@@ -20,12 +20,12 @@ import type { Config } from '../config.js';
  * REDIS_WAIT_REPLICAS; see RedisLedger).
  */
 export function buildServices(redis: RedisClient, config: Config, events: AppEvents, options: { claimRedis?: RedisClient } = {}) {
-  const keys = new Keys(config.prefix);
+  const keys = new Keys(config.queuePrefix);
   const scripts = new Scripts(redis);
   const ledger = new RedisLedger(redis, keys, scripts, {
-    waitReplicas: config.waitReplicas,
-    waitMode: config.waitMode,
-    waitTimeoutMs: config.waitTimeoutMs,
+    waitReplicas: config.redisWaitReplicas,
+    waitMode: config.redisWaitMode,
+    waitTimeoutMs: config.redisWaitTimeoutMs,
     ...(options.claimRedis ? { claimRedis: options.claimRedis } : {}),
   });
   const runs = new RedisRuns(redis, keys, scripts, leaseClockStep(config.supervisorIntervalMs));
@@ -33,8 +33,8 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
   const store = new RedisCampaignStore(redis, keys, scripts);
   const lifecycle = new RedisLifecycle(keys, scripts);
   const layout = queueLayout(config.sendShards, config.cluster);
-  const sendQueues = layout.send.map((name) => createSendQueue(redis, config.prefix, name));
-  const scheduleQueue = createScheduleQueue(redis, config.prefix, layout.schedule);
+  const sendQueues = layout.send.map((name) => createSendQueue(redis, config.queuePrefix, name));
+  const scheduleQueue = createScheduleQueue(redis, config.queuePrefix, layout.schedule);
   const pageQueue = new BullPageQueue(sendQueues);
   const pump = new RunPump({ runs, queue: pageQueue, window: config.runWindow });
   return {

@@ -51,7 +51,7 @@ export function startWorkerRole(deps: {
     log,
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
   });
-  const bull = { redis, prefix: config.prefix, layout: s.layout, name: instance, log };
+  const bull = { redis, prefix: config.queuePrefix, layout: s.layout, name: instance, log };
   const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs, queues: s.sendQueues }, (job, token) =>
     sendPage.run(job, token, stopping.signal),
   );

@@ -1,7 +1,8 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AlimtalkProvider, batchIdempotencyKey } from '../../src/adapters/push/alimtalk-provider.js';
 import type { SendRequest } from '../../src/app/ports.js';
-import { ConfigError, providerSchema, retryPolicy, type AlimtalkProviderConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/config-error.js';
+import { providerSchema, retryPolicy, type AlimtalkProviderConfig } from '../../src/adapters/push/provider-config.js';
 import { settlement } from '../../src/domain/send-rules.js';
 import { RECIPIENT_CODES, REPLAYED, startFakeAlimtalk, type FakeAlimtalk } from '../helpers/fakes/fake-alimtalk.js';
 

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ApnsProvider } from '../../src/adapters/push/apns-provider.js';
 import type { SendRequest } from '../../src/app/ports.js';
 import { idempotencyKey } from '../../src/domain/ids.js';
-import { providerSchema, type ApnsProviderConfig } from '../../src/config.js';
+import { providerSchema, type ApnsProviderConfig } from '../../src/adapters/push/provider-config.js';
 import { startFakeApns, type FakeApns } from '../helpers/fakes/fake-apns.js';
 
 const send = (token: string, data: Record<string, unknown> = {}): SendRequest => ({

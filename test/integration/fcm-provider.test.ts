@@ -5,7 +5,8 @@ import { inspect } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FcmProvider } from '../../src/adapters/push/fcm-provider.js';
 import type { SendRequest } from '../../src/app/ports.js';
-import { ConfigError, providerSchema, type FcmProviderConfig } from '../../src/config.js';
+import { ConfigError } from '../../src/config-error.js';
+import { providerSchema, type FcmProviderConfig } from '../../src/adapters/push/provider-config.js';
 import { startFakeFcm, type FakeFcm } from '../helpers/fakes/fake-fcm.js';
 import { waitFor } from '../helpers/wait.js';
 

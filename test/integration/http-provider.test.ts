@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpProvider } from '../../src/adapters/push/http-provider.js';
-import { providerSchema, type HttpProviderConfig } from '../../src/config.js';
+import { providerSchema, type HttpProviderConfig } from '../../src/adapters/push/provider-config.js';
 import type { SendRequest } from '../../src/app/ports.js';
 import { startMockProvider, type MockProvider } from '../helpers/mock-provider.js';
 import { freePort } from '../helpers/redis-server.js';

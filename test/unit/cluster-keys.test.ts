@@ -26,7 +26,7 @@ describe('Redis Cluster addressing', () => {
     expect(safeUrl('redis-cluster://app:secret@h1:7000,h2:7000')).toBe('redis-cluster://app:***@h1:7000,h2:7000');
     expect(() => clusterTarget('redis-cluster://h1:notaport')).toThrow(/host:port/);
     expect(loadConfig({ REDIS_URL: 'redis-cluster://h1:7000', SEND_SHARDS: '6' })).toMatchObject({ cluster: true, sendShards: 6 });
-    expect(loadConfig({ REDIS_URL: 'redis://h1:7000' })).toMatchObject({ cluster: false, sendShards: 1, waitReplicas: 0 });
+    expect(loadConfig({ REDIS_URL: 'redis://h1:7000' })).toMatchObject({ cluster: false, sendShards: 1, redisWaitReplicas: 0 });
   });
 
   it('refuses a script call whose keys span slots, before Redis would (CROSSSLOT)', () => {

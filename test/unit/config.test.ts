@@ -8,13 +8,24 @@ describe('loadConfig', () => {
     expect(config).toMatchObject({
       redisUrl: 'redis://127.0.0.1:6379',
       redisUrlDefaulted: true,
-      prefix: 'pushq',
+      queuePrefix: 'pushq',
       port: 3000,
       host: '127.0.0.1',
-      adminToken: undefined,
       logLevel: 'info',
     });
+    expect(config.adminToken).toBeUndefined();
     expect(config.providers).toEqual([expect.objectContaining({ name: 'sim', type: 'sim', tps: 200 })]);
+  });
+
+  it('recovers in seconds by default: 3 s leases, a supervisor tick each second, strict WAIT when replicas are asked for', () => {
+    expect(loadConfig({})).toMatchObject({
+      leaseMs: 3000,
+      supervisorIntervalMs: 1000,
+      stalledIntervalMs: 5000,
+      stallMs: 30_000,
+      redisWaitReplicas: 0,
+      redisWaitMode: 'strict',
+    });
   });
 
   it('stops on a bad value with one line naming the variable', () => {

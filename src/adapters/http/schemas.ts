@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { CAMPAIGN_PRIORITIES } from '../../domain/campaign.js';
-import { parseDuration } from '../../domain/respect.js';
+import { frequencyCapSchema } from '../../domain/respect.js';
 import { isValidTimeZone } from '../../domain/schedule.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 
@@ -23,13 +23,6 @@ export const quietHoursSchema = z.strictObject({
   end: timeOfDay,
   /** For recipients without a valid `timezone` field of their own. */
   timezone: z.string().refine(isValidTimeZone, 'an IANA time zone such as Asia/Seoul').default('UTC'),
-});
-
-export const frequencyCapSchema = z.strictObject({
-  max: z.number().int().min(1).max(10_000),
-  per: z.string().refine((v) => parseDuration(v) !== null, 'a duration such as 30m, 24h or 7d'),
-  /** Campaign kinds it counts and applies to; all kinds when empty. */
-  kinds: z.array(z.string().min(1).max(32)).max(20).default([]),
 });
 
 /** Recipient respect: kind, quiet hours, suppression lists, frequency cap. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'undici';
 import type { BatchPolicy, PushProvider, SendRequest } from '../../app/ports.js';
-import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from '../../config.js';
+import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
 

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { PushProvider, SendRequest } from '../../app/ports.js';
-import { apnsBaseUrl, ConfigError, providerLimits, readSecret, retryPolicy, type ApnsProviderConfig } from '../../config.js';
+import { ConfigError } from '../../config-error.js';
+import { apnsBaseUrl, providerLimits, readSecret, retryPolicy, type ApnsProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
 import { MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, recipientAddress } from './http-support.js';
 

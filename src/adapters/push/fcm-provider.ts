@@ -1,7 +1,8 @@
 import { gaxios, JWT } from 'google-auth-library';
 import type { Pool } from 'undici';
 import type { PushProvider, SendRequest } from '../../app/ports.js';
-import { ConfigError, providerLimits, readSecret, retryPolicy, type FcmProviderConfig } from '../../config.js';
+import { ConfigError } from '../../config-error.js';
+import { providerLimits, readSecret, retryPolicy, type FcmProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
 import { SharedToken } from './access-token.js';
 import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';

@@ -1,6 +1,6 @@
 import type { Pool } from 'undici';
 import type { PushProvider, SendRequest } from '../../app/ports.js';
-import { providerLimits, retryPolicy, type HttpProviderConfig } from '../../config.js';
+import { providerLimits, retryPolicy, type HttpProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
 

@@ -1,5 +1,5 @@
 import type { ProviderRegistry, PushProvider } from '../../app/ports.js';
-import { providerLimits, retryPolicy, type ProviderConfig } from '../../config.js';
+import { providerLimits, retryPolicy, type ProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { AlimtalkProvider } from './alimtalk-provider.js';
 import { ApnsProvider } from './apns-provider.js';

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { PushProvider } from '../../app/ports.js';
-import { providerLimits, retryPolicy, type SimProviderConfig } from '../../config.js';
+import { providerLimits, retryPolicy, type SimProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 
 /**

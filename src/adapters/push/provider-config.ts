@@ -1,0 +1,248 @@
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { ConfigError } from '../../config-error.js';
+
+/**
+ * The providers file (PROVIDERS_FILE): one zod schema per provider type,
+ * and what every type derives from its entry for the limiter and the ledger.
+ * Each provider adapter in this folder takes its own entry's type.
+ */
+const common = {
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", starting with a letter or digit'),
+  tps: z.number().int().min(1).max(100_000),
+  maxAttempts: z.number().int().min(1).max(100).default(5),
+  /** Times a recipient may be handed back unsent at the provider's word (429, a refused stream, renewed credentials) before it fails. */
+  maxRequeues: z.number().int().min(1).max(1000).default(50),
+  retryBaseMs: z.number().int().min(1).max(3_600_000).default(1000),
+  retryMaxMs: z.number().int().min(1).max(86_400_000).default(60_000),
+  /**
+   * A send whose fate is unknown (its worker died mid-request): `report` it as
+   * unknown, or `resend` it with the same idempotency key (only for a
+   * provider that honours the key).
+   */
+  inDoubt: z.enum(['report', 'resend']).default('report'),
+  breaker: z
+    .strictObject({
+      failures: z.number().int().min(1).max(100_000).default(20),
+      coolDownMs: z.number().int().min(100).max(3_600_000).default(5000),
+      maxCoolDownMs: z.number().int().min(100).max(86_400_000).default(60_000),
+    })
+    .prefault({}),
+};
+
+const httpProvider = z.object({
+  ...common,
+  type: z.literal('http'),
+  url: z.url({ protocol: /^https?$/ }),
+  timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+  /** Keep-alive connections to the provider per worker process. */
+  connections: z.number().int().min(1).max(1024).default(64),
+  headers: z.record(z.string(), z.string()).default({}),
+  /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
+  retryTimeouts: z.boolean().default(true),
+});
+
+const simProvider = z.object({
+  ...common,
+  type: z.literal('sim'),
+  latencyMs: z.number().min(0).max(60_000).default(20),
+  failureRate: z.number().min(0).max(1).default(0),
+  timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+});
+
+/**
+ * A secret (key, service account) comes from a file or an environment
+ * variable, named in the providers file — never the secret itself, so the
+ * providers file can be shared and logged. It is read once at start and kept
+ * in memory only: never logged, never written to Redis.
+ */
+function secretFields<K extends string>(name: K) {
+  return {
+    [`${name}File`]: z.string().min(1).optional(),
+    [`${name}Env`]: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+      .optional(),
+  } as { [P in `${K}File` | `${K}Env`]: z.ZodOptional<z.ZodString> };
+}
+
+function oneSecret(name: string) {
+  return (value: Record<string, unknown>, ctx: z.RefinementCtx) => {
+    const given = [value[`${name}File`], value[`${name}Env`]].filter((v) => v !== undefined).length;
+    if (given !== 1) ctx.addIssue({ code: 'custom', message: `give exactly one of ${name}File or ${name}Env`, path: [`${name}File`] });
+  };
+}
+
+/** Recipient field holding the device token (FCM, APNs) or phone number (alimtalk). */
+const fieldName = z.string().min(1).max(64);
+
+const fcmProvider = z
+  .object({
+    ...common,
+    type: z.literal('fcm'),
+    ...secretFields('serviceAccount'),
+    /** Defaults to the service account's project_id. */
+    projectId: z.string().min(1).optional(),
+    baseUrl: z.url({ protocol: /^https?$/ }).default('https://fcm.googleapis.com'),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    connections: z.number().int().min(1).max(1024).default(64),
+    tokenField: fieldName.default('token'),
+    /** Merged into every `message` (e.g. {"android": {"priority": "high"}}). */
+    messageDefaults: z.record(z.string(), z.unknown()).default({}),
+    /** FCM has no idempotency: a timeout is in doubt (reported) unless this says to resend. */
+    retryTimeouts: z.boolean().default(false),
+  })
+  .superRefine(oneSecret('serviceAccount'));
+
+const APNS_HOSTS = { production: 'https://api.push.apple.com', development: 'https://api.sandbox.push.apple.com' } as const;
+
+const apnsProvider = z
+  .object({
+    ...common,
+    type: z.literal('apns'),
+    /** The .p8 signing key (provider-token auth). */
+    ...secretFields('key'),
+    keyId: z.string().regex(/^[A-Z0-9]{10}$/, '10 upper-case letters or digits'),
+    teamId: z.string().regex(/^[A-Z0-9]{10}$/, '10 upper-case letters or digits'),
+    /** The app's bundle id (apns-topic). */
+    topic: z.string().min(1),
+    environment: z.enum(['production', 'development']).default('production'),
+    /** Overrides the environment's host (tests, proxies). */
+    baseUrl: z.url({ protocol: /^https$/ }).optional(),
+    /** PEM file of a CA to trust besides the system ones (a test server, a TLS-inspecting proxy). */
+    caFile: z.string().min(1).optional(),
+    pushType: z.enum(['alert', 'background', 'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', 'location', 'pushtotalk']).default('alert'),
+    priority: z.union([z.literal(10), z.literal(5), z.literal(1)]).default(10),
+    /** apns-expiration: seconds the push may wait for an offline device; 0 delivers once or never. */
+    expirationSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(30 * 86_400)
+      .default(0),
+    /** Apple wants the provider token refreshed no more often than every 20 minutes, and at least every 60. */
+    tokenTtlMinutes: z.number().int().min(20).max(50).default(40),
+    tokenField: fieldName.default('token'),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    /** APNs does not deduplicate by apns-id: a timeout is in doubt (reported) unless this says to resend. */
+    retryTimeouts: z.boolean().default(false),
+  })
+  .superRefine(oneSecret('key'));
+
+const alimtalkProvider = z
+  .object({
+    ...common,
+    type: z.literal('alimtalk'),
+    baseUrl: z.url({ protocol: /^https?$/ }).default('https://api-alimtalk.cloud.toast.com'),
+    appKey: z.string().min(1),
+    /** X-Secret-Key. */
+    ...secretFields('secretKey'),
+    senderKey: z.string().min(1),
+    /** A campaign's `message.data.templateCode` overrides it. */
+    templateCode: z.string().min(1).max(20),
+    phoneField: fieldName.default('phone'),
+    /** Recipient fields passed as template parameters; all its other text fields when omitted. */
+    templateParameters: z.array(fieldName).optional(),
+    /** Recipients per request (the API takes up to 1,000). */
+    batchSize: z.number().int().min(1).max(1000).default(1),
+    /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
+    countBy: z.enum(['request', 'message']).default('message'),
+    /** Per-recipient result codes that mean the phone number can never receive: its id goes on token-invalid:<name>. */
+    invalidRecipientCodes: z.array(z.number().int()).default([]),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    connections: z.number().int().min(1).max(1024).default(64),
+    /**
+     * The API refuses a key it saw in the last 10 minutes, so a timed-out
+     * request is safely retried with its key — when the retry carries the
+     * same recipients, i.e. without batching. Defaults to batchSize == 1.
+     */
+    retryTimeouts: z.boolean().optional(),
+  })
+  .superRefine(oneSecret('secretKey'));
+
+export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider, fcmProvider, apnsProvider, alimtalkProvider]);
+export type ProviderConfig = z.infer<typeof providerSchema>;
+export type HttpProviderConfig = z.infer<typeof httpProvider>;
+export type SimProviderConfig = z.infer<typeof simProvider>;
+export type FcmProviderConfig = z.infer<typeof fcmProvider>;
+export type ApnsProviderConfig = z.infer<typeof apnsProvider>;
+export type AlimtalkProviderConfig = z.infer<typeof alimtalkProvider>;
+
+export function apnsBaseUrl(config: ApnsProviderConfig): string {
+  return config.baseUrl ?? APNS_HOSTS[config.environment];
+}
+
+/** Reads a provider's secret from the file or environment variable its config names. */
+export function readSecret(config: ProviderConfig & Record<string, unknown>, name: string, env: NodeJS.ProcessEnv = process.env): string {
+  const file = config[`${name}File`] as string | undefined;
+  const variable = config[`${name}Env`] as string | undefined;
+  let value: string | undefined;
+  if (file !== undefined) {
+    try {
+      value = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`provider ${config.name}: ${name}File ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  } else {
+    value = env[variable!];
+    if (value === undefined || value === '') throw new ConfigError(`provider ${config.name}: environment variable ${variable} (${name}Env) is not set`);
+  }
+  if (value.trim() === '') throw new ConfigError(`provider ${config.name}: its ${name} is empty`);
+  return value.trim();
+}
+
+const providersSchema = z
+  .array(providerSchema)
+  .min(1)
+  .superRefine((list, ctx) => {
+    const seen = new Set<string>();
+    list.forEach((p, i) => {
+      if (seen.has(p.name)) ctx.addIssue({ code: 'custom', message: `provider name "${p.name}" is used twice`, path: [i, 'name'] });
+      seen.add(p.name);
+    });
+  });
+
+/** The limits every provider type hands to the rate limiter. */
+export function providerLimits(config: ProviderConfig) {
+  return { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs, breaker: config.breaker };
+}
+
+function retryTimeouts(config: ProviderConfig): boolean {
+  switch (config.type) {
+    case 'sim':
+      return true;
+    case 'alimtalk':
+      return config.retryTimeouts ?? config.batchSize === 1;
+    default:
+      return config.retryTimeouts;
+  }
+}
+
+/** The retry policy every provider type hands to the ledger. */
+export function retryPolicy(config: ProviderConfig) {
+  return {
+    maxAttempts: config.maxAttempts,
+    maxRequeues: config.maxRequeues,
+    baseMs: config.retryBaseMs,
+    maxMs: config.retryMaxMs,
+    inDoubt: config.inDoubt,
+    retryTimeouts: retryTimeouts(config),
+  };
+}
+
+export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name: 'sim', type: 'sim', tps: 200 })];
+
+export function loadProviders(file: string): ProviderConfig[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`PROVIDERS_FILE ${file} cannot be read as JSON: ${(err as Error).message}`);
+  }
+  const parsed = providersSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new ConfigError(`PROVIDERS_FILE ${file}: at [${issue.path.join('.')}]: ${issue.message}`);
+  }
+  return parsed.data;
+}
