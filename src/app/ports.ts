@@ -110,6 +110,16 @@ export interface FrequencyCaps {
   release(cap: FrequencyCap, reservations: readonly CapReservation[]): Promise<void>;
 }
 
+// ── metrics ─────────────────────────────────────────────────────────────────
+
+/** Where worker processes leave their metrics for the API to serve, and so say they are alive. */
+export interface MetricsBoard {
+  publish(instance: string, snapshot: string, ttlMs: number): Promise<void>;
+  /** Instances that published within the last `withinMs`. */
+  recent(withinMs: number): Promise<string[]>;
+  snapshots(instances: readonly string[]): Promise<Array<string | null>>;
+}
+
 // ── lifecycle: status changes, each one atomic step ─────────────────────────
 
 export type Transition<T = object> =

@@ -64,11 +64,11 @@ export async function startApiRole(deps: {
   const app = createHttpApp({
     adminToken,
     queues: [...s.sendQueues, s.scheduleQueue],
-    metrics: () => renderMetrics(deps.metrics, shared, redis, s.keys, deps.instance),
+    metrics: () => renderMetrics(deps.metrics, shared, s.metricsBoard, deps.instance),
     viewerToken: config.viewerToken,
     version: VERSION,
     readiness: async () => {
-      const [facts, workers] = await Promise.all([weakestFacts(redis), recentWorkers(redis, s.keys)]);
+      const [facts, workers] = await Promise.all([weakestFacts(redis), recentWorkers(s.metricsBoard)]);
       const warnings: string[] = [];
       if (workers.length === 0) warnings.push('no worker process seen in the last 30 s: nothing is being sent');
       if (!facts.aof && !facts.rdb) warnings.push('Redis persists nothing: a Redis restart loses every ledger');

@@ -7,6 +7,7 @@ import { Keys } from '../adapters/redis/keys.js';
 import { BullPageQueue, BullScheduler, createScheduleQueue, createSendQueue, queueLayout } from '../adapters/redis/queues.js';
 import { RedisLedger } from '../adapters/redis/redis-ledger.js';
 import { RedisLifecycle } from '../adapters/redis/redis-lifecycle.js';
+import { RedisMetricsBoard } from '../adapters/redis/redis-metrics.js';
 import { RedisFrequencyCaps, RedisSuppressions } from '../adapters/redis/redis-respect.js';
 import { leaseClockStep, RedisLocks, RedisRuns } from '../adapters/redis/redis-runs.js';
 import { Scripts } from '../adapters/redis/scripts.js';
@@ -51,6 +52,7 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
     pageQueue,
     pump,
     suppressions: new RedisSuppressions(redis, keys),
+    metricsBoard: new RedisMetricsBoard(redis, keys),
     frequencyCaps: new RedisFrequencyCaps(keys, scripts),
     scheduler: new BullScheduler(scheduleQueue),
     starter: new RunStarter({ runs, pump, events }),

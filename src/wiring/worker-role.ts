@@ -32,7 +32,7 @@ export function startWorkerRole(deps: {
   log: Logger;
 }): { stop(): Promise<void> } {
   const { redis, config, services: s, providers, events, log, instance } = deps;
-  const pusher = new MetricsPusher(redis, s.keys, deps.metrics, instance);
+  const pusher = new MetricsPusher(s.metricsBoard, deps.metrics, instance);
   pusher.start();
   const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts);
   const renewer = new LeaseRenewer(s.ledger, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) }, log);

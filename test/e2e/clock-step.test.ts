@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it } from 'vitest';
-import { clockShiftLibrary, startOwnRedis, type OwnRedis } from '../helpers/redis-server.js';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
+import { clockShiftLibrary, startOwnRedis } from '../helpers/redis-server.js';
 import { launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -14,16 +15,12 @@ import { waitFor } from '../helpers/wait.js';
 const available = clockShiftLibrary() !== null;
 if (!available) console.warn('clock-step tests skipped: no C compiler (cc) to build test/helpers/native/clock-shift.c');
 
-const servers: OwnRedis[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await server.kill();
-});
 const start = stacksPerTest();
 
 describe.skipIf(!available)('a Redis clock that steps', () => {
   it('forward by a minute: no healthy worker loses its pages, nobody is unknown, the cap holds at the provider', async () => {
     const redis = await startOwnRedis({ clockShift: true });
-    servers.push(redis);
+    onCleanup(() => redis.kill());
     let pushingBack = false;
     const stack = await start({
       workers: 2,
@@ -53,7 +50,7 @@ describe.skipIf(!available)('a Redis clock that steps', () => {
 
   it('back by an hour: sending goes on (permits, pacing and leases do not wait an hour)', async () => {
     const redis = await startOwnRedis({ clockShift: true });
-    servers.push(redis);
+    onCleanup(() => redis.kill());
     const stack = await start({ workers: 1, redisUrl: redis.url, provider: { tps: 300 } });
     const { client, mock } = stack;
     const id = await launchCampaign(client, range(2000, 'b'));

@@ -1,5 +1,6 @@
 import { Cluster } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
 import { maxInWindow } from '../helpers/mock-provider.js';
 import { redisClusterAvailable, startRedisCluster, type RedisCluster } from '../helpers/redis-cluster.js';
 import { launchCampaign, range, stacksPerTest, waitForStatus, type Stack, type StackOptions } from '../helpers/stack.js';
@@ -17,12 +18,13 @@ const SHARDS = 6;
 
 describe.skipIf(!available)('on a Redis Cluster', () => {
   let cluster: RedisCluster | null = null;
-  afterEach(async () => {
-    await cluster?.stop();
-    cluster = null;
-  });
-  // Registered after the cluster's: vitest runs after-hooks last-registered first, so stacks stop before their cluster.
+  // Each test starts its cluster first: cleanups run last first, so its stacks stop before it.
   const start = stacksPerTest();
+  const startCluster = async (options: Parameters<typeof startRedisCluster>[0]) => {
+    const started = await startRedisCluster(options);
+    onCleanup(() => started.stop());
+    return started;
+  };
   const setup = (options: StackOptions) => start({ ...options, redisUrl: cluster!.url, env: { SEND_SHARDS: String(SHARDS), ...options.env } });
 
   /** Completed send jobs per master port, from each shard queue's completed set. */
@@ -43,7 +45,7 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
   }
 
   it('sends a campaign exactly once under the cap, through a SIGKILLed worker, with pages on every master', async () => {
-    cluster = await startRedisCluster({ masters: 3 });
+    cluster = await startCluster({ masters: 3 });
     const stack = await setup({ workers: 3, mock: { latencyMs: 20 }, provider: { tps: 400 } });
     const { client, mock, workers } = stack;
     const id = await launchCampaign(client, range(4000, 'r'));
@@ -67,7 +69,7 @@ describe.skipIf(!available)('on a Redis Cluster', () => {
   }, 180_000);
 
   it('carries on when a master dies mid-campaign and its replica takes over, sending nothing twice (strict WAIT: sending waits for the old master to rejoin as a replica)', async () => {
-    cluster = await startRedisCluster({ masters: 3, replicasPerMaster: 1, appendfsync: 'always' });
+    cluster = await startCluster({ masters: 3, replicasPerMaster: 1, appendfsync: 'always' });
     const stack = await setup({ workers: 2, mock: { latencyMs: 20 }, provider: { tps: 500 }, env: { REDIS_WAIT_REPLICAS: '1' } });
     const { client, mock, prefix } = stack;
     const id = await launchCampaign(client, range(4000, 'f'));

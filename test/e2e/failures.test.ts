@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
 import { startOwnRedis } from '../helpers/redis-server.js';
 import { createCampaign, launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
@@ -8,14 +9,10 @@ import { waitFor } from '../helpers/wait.js';
  * misbehaves on purpose. Judged at the provider: nobody gets a message twice,
  * and every recipient is accounted for.
  */
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
 
 async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
   const stack = await startStack(options);
-  cleanups.push(() => stack.stop());
+  onCleanup(() => stack.stop());
   return stack;
 }
 
@@ -130,7 +127,7 @@ describe('workers that die or stop', () => {
 describe('Redis trouble', () => {
   it('carries on by itself after Redis is killed and restarted mid-run (AOF, fsync always)', async () => {
     const own = await startOwnRedis(['--appendonly', 'yes', '--appendfsync', 'always']);
-    cleanups.push(() => own.kill());
+    onCleanup(() => own.kill());
     const stack = await setup({ workers: 2, redisUrl: own.url, mock: { latencyMs: 20 }, provider: { tps: 500 } });
     const { client, mock } = stack;
     const id = await launchCampaign(client, range(3000, 'u'));
@@ -154,7 +151,7 @@ describe('Redis trouble', () => {
 
   it('answers 503 and changes nothing when Redis is out of memory', async () => {
     const own = await startOwnRedis(['--maxmemory', '3mb', '--maxmemory-policy', 'noeviction']);
-    cleanups.push(() => own.kill());
+    onCleanup(() => own.kill());
     const stack = await setup({ workers: 0, redisUrl: own.url, provider: { tps: 100 } });
     const { client } = stack;
     const small = await createCampaign(client, ['a']);

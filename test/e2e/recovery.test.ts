@@ -1,9 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
 import type { PushqProcess } from '../helpers/processes.js';
 import { TEST_REDIS_URL } from '../helpers/redis.js';
 import { launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
-import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { startTcpProxy } from '../helpers/tcp-proxy.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -11,10 +12,6 @@ import { waitFor } from '../helpers/wait.js';
  * killed worker's pages are taken over within seconds; a healthy worker that
  * pauses (GC) or sees a slow Redis is never taken over.
  */
-const proxies: TcpProxy[] = [];
-afterEach(async () => {
-  for (const proxy of proxies.splice(0)) await proxy.close();
-});
 const start = stacksPerTest();
 
 const TAKEN_OVER = /took over a page|lost the page lease|settled pages whose worker stopped renewing/;
@@ -60,7 +57,7 @@ describe('with default settings', () => {
 
   it('never takes over a healthy worker that freezes for a second (a GC pause) or whose Redis answers 500 ms late', async () => {
     const proxy = await startTcpProxy({ port: Number(new URL(TEST_REDIS_URL).port || 6379) });
-    proxies.push(proxy);
+    onCleanup(() => proxy.close());
     const stack = await start({ workers: 1, mock: { latencyMs: 20 }, provider: { tps: 200 } });
     const { client, mock, workers } = stack;
     const slow = await stack.addWorker({ REDIS_URL: proxy.url });

@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
 import { startOwnRedis, type OwnRedis } from '../helpers/redis-server.js';
 import { launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
@@ -9,16 +10,13 @@ import { waitFor } from '../helpers/wait.js';
  * anyone twice. Judged at the provider, with the replica gone, and frozen
  * (connected, but acknowledging nothing).
  */
-const servers: OwnRedis[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) await server.kill();
-});
 const start = stacksPerTest();
 
 async function masterAndReplica(): Promise<{ master: OwnRedis; replica: OwnRedis }> {
   const master = await startOwnRedis({ args: ['--appendonly', 'no'] });
   const replica = await startOwnRedis({ args: ['--appendonly', 'no'], replicaOf: master });
-  servers.push(replica, master);
+  onCleanup(() => master.kill());
+  onCleanup(() => replica.kill());
   await waitFor(async () => (await master.onlineReplicas()) === 1, { what: 'the replica to be in sync' });
   return { master, replica };
 }

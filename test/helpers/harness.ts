@@ -9,12 +9,21 @@ import { newId } from '../../src/domain/ids.js';
 import type { StoredRecipient } from '../../src/domain/recipient.js';
 import { decodeRecord, encodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
 import type { PageRef } from '../../src/app/ports.js';
-import { testRedis, uniquePrefix } from './redis.js';
+import { onCleanup, testPrefix } from './cleanup.js';
+import { deletePrefix, testRedis } from './redis.js';
 
-/** Real Redis adapters under a fresh prefix, for integration tests. */
+/**
+ * Real Redis adapters under a fresh prefix (named after the test), for
+ * integration tests; its keys and connection go away after the test. With
+ * `prefix`, it shares another harness's keys (that one cleans them up).
+ */
 export function redisHarness(label: string, options: { redis?: Redis; prefix?: string } = {}) {
   const redis = options.redis ?? testRedis();
-  const prefix = options.prefix ?? uniquePrefix(label);
+  const prefix = options.prefix ?? testPrefix(label);
+  onCleanup(async () => {
+    if (!options.prefix) await deletePrefix(redis, prefix);
+    if (!options.redis) redis.disconnect();
+  });
   const keys = new Keys(prefix);
   const scripts = new Scripts(redis);
   const ledger = new RedisLedger(redis, keys, scripts);
@@ -74,7 +83,23 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
     await redis.zadd(run.leases, 1, String(ref.page));
   }
 
-  return { redis, prefix, keys, scripts, ledger, runs, locks, store, createCampaign, startRun, forgetClaim, abandonLease };
+  /** The run made no progress for `idleMs` (and was last kicked `kickedAgoMs` ago), by the Redis clock. */
+  async function ageRun(campaignId: string, runId: string, idleMs: number, kickedAgoMs = idleMs) {
+    const now = await locks.serverTime();
+    await redis.hset(keys.campaign(campaignId).run(runId).run, 'activeAt', now - idleMs, 'kickedAt', now - kickedAgoMs);
+  }
+
+  /** The run's status as another process's lifecycle step would leave it (without the campaign's). */
+  async function setRunStatus(campaignId: string, runId: string, status: string) {
+    await redis.hset(keys.campaign(campaignId).run(runId).run, 'status', status);
+  }
+
+  /** A parked page's wake-up time passed long ago and nothing ran it (its delayed job was lost). */
+  async function oversleep(ref: PageRef) {
+    await redis.zadd(keys.campaign(ref.campaignId).run(ref.runId).parked, 1, String(ref.page));
+  }
+
+  return { redis, prefix, keys, scripts, ledger, runs, locks, store, createCampaign, startRun, forgetClaim, abandonLease, ageRun, setRunStatus, oversleep };
 }
 
 export function ids(n: number, label = 'r'): string[] {

@@ -1,4 +1,4 @@
-import { afterEach } from 'vitest';
+import { onCleanup } from './cleanup.js';
 import { ApiClient } from './api-client.js';
 import { providersFile, TEST_TOKEN } from './fixtures.js';
 import { startMockProvider, type MockProvider, type MockProviderOptions } from './mock-provider.js';
@@ -71,18 +71,11 @@ export async function startStack(options: {
 
 export type StackOptions = Parameters<typeof startStack>[0];
 
-/**
- * A `startStack` whose stacks are all stopped after each test of the file
- * (or suite) that calls this.
- */
+/** A `startStack` whose stacks are stopped after the test that started them. */
 export function stacksPerTest(): (options: StackOptions) => Promise<Stack> {
-  const stacks: Stack[] = [];
-  afterEach(async () => {
-    for (const stack of stacks.splice(0)) await stack.stop();
-  });
   return async (options) => {
     const stack = await startStack(options);
-    stacks.push(stack);
+    onCleanup(() => stack.stop());
     return stack;
   };
 }

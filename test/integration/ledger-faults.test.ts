@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AppEvents } from '../../src/app/events.js';
 import type { ClaimDirective, ConfirmEntry, PageRef, ProviderRegistry } from '../../src/app/ports.js';
 import { RunPump } from '../../src/app/pump.js';
@@ -9,7 +9,7 @@ import { decodeRecord } from '../../src/domain/ledger.js';
 import { REASONS } from '../../src/domain/respect.js';
 import { createLogger } from '../../src/logger.js';
 import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
-import { deletePrefix } from '../helpers/redis.js';
+import { onCleanup } from '../helpers/cleanup.js';
 
 /**
  * The ledger when something was lost on the way: a confirm that never
@@ -18,10 +18,6 @@ import { deletePrefix } from '../helpers/redis.js';
  * final state, and nothing that may have gone out is sent again.
  */
 const LEASE = 1000;
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
   const h = redisHarness('ledgerfault');
@@ -44,11 +40,7 @@ function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
     },
     { intervalMs: 100, stallMs: 60_000, stuckMs: 60_000, stagingTtlMs: 60_000 },
   );
-  cleanups.push(async () => {
-    await queue.close();
-    await deletePrefix(h.redis, h.prefix);
-    h.redis.disconnect();
-  });
+  onCleanup(() => queue.close());
   return { h, supervisor, lifecycle: new RedisLifecycle(h.keys, h.scripts) };
 }
 
@@ -75,7 +67,7 @@ const entry = (index: number, outcome: ConfirmEntry['outcome'], attempt = 1): Co
 async function tickFor(s: ReturnType<typeof setup>, ms: number, done: () => Promise<boolean>): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (Date.now() < deadline) {
-    await s.h.redis.del(`${s.h.prefix}:lock:supervisor`);
+    await s.h.locks.unlock('supervisor', '1');
     await s.supervisor.tick();
     if (await done()) return true;
     await new Promise((r) => setTimeout(r, 50));

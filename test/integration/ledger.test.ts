@@ -1,26 +1,14 @@
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { countsAreConserved, decodeRecord, type RecipientStateName } from '../../src/domain/ledger.js';
 import type { ClaimDirective, ConfirmEntry, PageRef } from '../../src/app/ports.js';
 import { REASONS } from '../../src/domain/respect.js';
 import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
-import { deletePrefix, TEST_REDIS_URL } from '../helpers/redis.js';
+import { TEST_REDIS_URL } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
 const LEASE = 30_000;
-const harnesses: Array<ReturnType<typeof redisHarness>> = [];
-function harness() {
-  const h = redisHarness('ledger');
-  harnesses.push(h);
-  return h;
-}
-
-afterEach(async () => {
-  for (const h of harnesses.splice(0)) {
-    await deletePrefix(h.redis, h.prefix);
-    h.redis.disconnect();
-  }
-});
+const harness = () => redisHarness('ledger');
 
 /** A fresh campaign of `size` recipients with its run started; `ref` is its first page. */
 async function runningPage(size: number) {
@@ -211,7 +199,7 @@ describe('claim and confirm', () => {
   it('stops claims once the run is no longer running', async () => {
     const { h, campaignId, runId, ref } = await runningPage(2);
     await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
-    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'status', 'paused');
+    await h.setRunStatus(campaignId, runId, 'paused');
     expect(await h.ledger.claim(ref, 'A', LEASE, claims(0))).toEqual({ kind: 'inactive', status: 'paused' });
     expect(await h.ledger.acquirePage(ref, 'B', acquireOptions(LEASE, 'report'))).toMatchObject({ kind: 'busy' });
   });
@@ -382,8 +370,4 @@ describe('counts under random transitions', () => {
       expect(Object.values(run.skippedBy).reduce((a, b) => a + b, 0)).toBe(run.counts.skipped);
     }
   });
-});
-
-afterAll(async () => {
-  for (const h of harnesses) h.redis.disconnect();
 });

@@ -1,14 +1,14 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
 import { sleepUntil } from '../../src/app/waiting.js';
 import type { Permit, ProviderLimits } from '../../src/app/ports.js';
 import { maxInWindow } from '../helpers/mock-provider.js';
-import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { cleanPrefix, testConnection } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -17,31 +17,14 @@ import { waitFor } from '../helpers/wait.js';
  * granted again, processes that disagree about a provider's tps during a
  * rolling config change.
  */
-const opened: Array<{ redis: Redis; limiter: RedisPermitLimiter }> = [];
-const prefixes: string[] = [];
-
 function limiterOn(prefix: string, options: PermitLimiterOptions = {}) {
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = testConnection();
   const limiter = new RedisPermitLimiter(redis, new Keys(prefix), new Scripts(redis), options);
-  opened.push({ redis, limiter });
+  onCleanup(() => limiter.close());
   return limiter;
 }
 
-function prefix(): string {
-  const p = uniquePrefix('limfault');
-  prefixes.push(p);
-  return p;
-}
-
-afterEach(async () => {
-  for (const { redis, limiter } of opened.splice(0)) {
-    await limiter.close();
-    redis.disconnect();
-  }
-  const cleaner = new Redis(TEST_REDIS_URL);
-  for (const p of prefixes.splice(0)) await deletePrefix(cleaner, p);
-  cleaner.disconnect();
-});
+const prefix = () => cleanPrefix('limfault');
 
 /** Resolves with what `promise` gives within `ms`, or with 'timeout'. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {

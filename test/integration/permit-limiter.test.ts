@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { onCleanup } from '../helpers/cleanup.js';
 import { Redis } from 'ioredis';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
@@ -10,34 +11,17 @@ import type { Permit, ProviderLimits } from '../../src/app/ports.js';
 
 const breaker = { failures: 20, coolDownMs: 5000, maxCoolDownMs: 60_000 };
 import { maxInWindow } from '../helpers/mock-provider.js';
-import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { cleanPrefix, testConnection } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
-const opened: Array<{ redis: Redis; limiter: RedisPermitLimiter }> = [];
-const prefixes: string[] = [];
-
 function limiterOn(prefix: string, options: PermitLimiterOptions = {}) {
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = testConnection();
   const limiter = new RedisPermitLimiter(redis, new Keys(prefix), new Scripts(redis), options);
-  opened.push({ redis, limiter });
+  onCleanup(() => limiter.close());
   return { redis, limiter };
 }
 
-function prefix(): string {
-  const p = uniquePrefix('lim');
-  prefixes.push(p);
-  return p;
-}
-
-afterEach(async () => {
-  for (const { redis, limiter } of opened.splice(0)) {
-    await limiter.close();
-    redis.disconnect();
-  }
-  const cleaner = new Redis(TEST_REDIS_URL);
-  for (const p of prefixes.splice(0)) await deletePrefix(cleaner, p);
-  cleaner.disconnect();
-});
+const prefix = () => cleanPrefix('lim');
 
 async function serverTime(redis: Redis): Promise<number> {
   const [s, us] = await redis.time();
@@ -110,15 +94,14 @@ describe('the permit limiter', () => {
     expect(new Set(held.map((p) => p.id)).size).toBe(2);
     // The holder vanishes without returning anything.
     dying.redis.disconnect();
-    opened.splice(opened.indexOf(dying), 1);
-    const survivor = limiterOn(p).limiter;
+    const { redis: survivorRedis, limiter: survivor } = limiterOn(p);
     const permits = await waitFor(() => survivor.acquire(limits, 2, 1), { timeoutMs: 10_000, what: 'recovered permits' });
     expect(permits.length).toBeGreaterThan(0);
     // Granted up to a few ms early; usable from notBefore on.
     const notBefore = Math.max(...permits.map((p) => p.notBefore));
     await sleepUntil(notBefore);
     // Lease (100 + 200 ms) plus the one-second rest, by the server's clock.
-    expect(await serverTime(opened[opened.length - 1]!.redis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000);
+    expect(await serverTime(survivorRedis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000);
   });
 
   it('gives unused permits back at once', async () => {

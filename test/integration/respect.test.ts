@@ -1,26 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import { describe, expect, it } from 'vitest';
 import { RedisFrequencyCaps, RedisSuppressions } from '../../src/adapters/redis/redis-respect.js';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
 import type { FrequencyCap } from '../../src/domain/respect.js';
 import { ids } from '../helpers/harness.js';
-import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { cleanPrefix, testConnection } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 
-const connections: Redis[] = [];
-const prefixes: string[] = [];
-afterEach(async () => {
-  const redis = testRedis();
-  for (const prefix of prefixes.splice(0)) await deletePrefix(redis, prefix);
-  redis.disconnect();
-  for (const c of connections.splice(0)) c.disconnect();
-});
-
-function adapters(prefix = uniquePrefix('respect')) {
-  prefixes.push(prefix);
-  const redis = new Redis(TEST_REDIS_URL, { maxRetriesPerRequest: null });
-  connections.push(redis);
+function adapters(prefix = cleanPrefix('respect')) {
+  const redis = testConnection();
   const keys = new Keys(prefix);
   const scripts = new Scripts(redis);
   return { redis, keys, prefix, caps: new RedisFrequencyCaps(keys, scripts), suppressions: new RedisSuppressions(redis, keys) };
@@ -59,7 +47,7 @@ describe('frequency caps', () => {
   });
 
   it('lets exactly one of many racing campaigns through per recipient under a cap of 1', async () => {
-    const prefix = uniquePrefix('respect');
+    const prefix = cleanPrefix('respect');
     const racers = Array.from({ length: 8 }, () => adapters(prefix));
     const audience = ids(500, 'u');
     const answers = await Promise.all(racers.map(({ caps }) => caps.reserve(daily(1), audience)));

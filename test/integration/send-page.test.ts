@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AppEvents } from '../../src/app/events.js';
 import type {
   FrequencyCaps,
@@ -20,7 +20,7 @@ import { SendPage } from '../../src/app/send-page.js';
 import type { SendOutcome } from '../../src/domain/send-outcome.js';
 import { createLogger } from '../../src/logger.js';
 import { ids, redisHarness } from '../helpers/harness.js';
-import { deletePrefix } from '../helpers/redis.js';
+import { onCleanup } from '../helpers/cleanup.js';
 
 /**
  * SendPage against the real ledger on Redis, with in-memory stand-ins for
@@ -28,10 +28,6 @@ import { deletePrefix } from '../helpers/redis.js';
  * make any of them fail at a chosen moment and see what the page leaves
  * behind.
  */
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 /** Hands out permits at once and keeps count of every one not returned yet. */
 class CountingLimiter implements RateLimiter {
@@ -101,10 +97,6 @@ const noCaps: FrequencyCaps = { reserve: async (_cap, ids) => ids.map((id) => ({
 
 function setup() {
   const h = redisHarness('sendpage');
-  cleanups.push(async () => {
-    await deletePrefix(h.redis, h.prefix);
-    h.redis.disconnect();
-  });
   const limiter = new CountingLimiter();
   const provider = new InstantProvider();
   const suppressions = new FlakySuppressions();
@@ -113,7 +105,7 @@ function setup() {
   const events = new AppEvents();
   const log = createLogger('silent');
   const renewer = new LeaseRenewer(h.ledger, { leaseMs: 30_000, intervalMs: 7500 }, log);
-  cleanups.push(async () => renewer.stop());
+  onCleanup(() => renewer.stop());
   const sendPage = new SendPage({
     campaigns: h.store,
     ledger: h.ledger,

@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AppEvents } from '../../src/app/events.js';
 import type { ProviderRegistry } from '../../src/app/ports.js';
 import { RunPump } from '../../src/app/pump.js';
@@ -6,12 +6,7 @@ import { Supervisor } from '../../src/app/supervisor.js';
 import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
 import { createLogger } from '../../src/logger.js';
 import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
-import { deletePrefix } from '../helpers/redis.js';
-
-const cleanups: Array<() => Promise<unknown>> = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+import { onCleanup } from '../helpers/cleanup.js';
 
 function setup(inDoubt: 'report' | 'resend') {
   const h = redisHarness('sup');
@@ -24,11 +19,7 @@ function setup(inDoubt: 'report' | 'resend') {
     { ledger: h.ledger, runs: h.runs, locks: h.locks, clock: h.locks, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
     { intervalMs: 1000, stallMs: 60_000, stuckMs: 1000, stagingTtlMs: 60_000 },
   );
-  cleanups.push(async () => {
-    await queue.close();
-    await deletePrefix(h.redis, h.prefix);
-    h.redis.disconnect();
-  });
+  onCleanup(() => queue.close());
   return { h, supervisor, events };
 }
 
@@ -44,8 +35,7 @@ async function abandonedPage(h: ReturnType<typeof redisHarness>, size: number) {
     { index: 1, op: 'claim' },
   ]);
   // Its lease ran out long ago.
-  await h.redis.set(h.keys.campaign(campaignId).run(runId).lease(0), 'gone|1');
-  await h.redis.zadd(h.keys.campaign(campaignId).run(runId).leases, 1, '0');
+  await h.abandonLease(ref);
   return { campaignId, runId, ref };
 }
 
@@ -80,12 +70,12 @@ describe('the supervisor', () => {
     const campaignId = await h.createCampaign(ids(5), 100);
     const runId = await h.startRun(campaignId);
     await h.runs.markActive(campaignId, runId);
-    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', 1, 'kickedAt', Date.now());
+    await h.ageRun(campaignId, runId, 3_600_000, 0);
     await supervisor.tick();
     expect((await h.runs.getRun(campaignId, runId))?.stuckSince).not.toBeNull();
     // Progress again: the alarm clears.
-    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'activeAt', await h.locks.serverTime());
-    await h.redis.del(`${h.prefix}:lock:supervisor`);
+    await h.ageRun(campaignId, runId, 0);
+    await h.locks.unlock('supervisor', '1');
     await supervisor.tick();
     expect((await h.runs.getRun(campaignId, runId))?.stuckSince).toBeNull();
   });
@@ -105,16 +95,15 @@ describe('the supervisor', () => {
       [0, 1, 2].map((index) => ({ index, op: 'defer' as const, until: Date.now() + 3_600_000 })),
     );
     await h.ledger.releasePage(ref, 'A', 3, settlePolicy());
-    const run = h.keys.campaign(campaignId).run(runId);
     // Long without progress, by the clock of the run.
-    await h.redis.hset(run.run, 'activeAt', 1, 'kickedAt', 1);
+    await h.ageRun(campaignId, runId, 3_600_000);
     expect(await h.runs.kickStalled(campaignId, runId, 60_000)).toMatchObject({ kind: 'parked' });
     await supervisor.tick();
     const parked = (await h.runs.getRun(campaignId, runId))!;
     expect(parked.stuckSince).toBeNull();
     expect(parked.gen).toBe(1);
     // The wake-up time passed a stall period ago and nothing ran: the page's job was lost. Kick it.
-    await h.redis.zadd(run.parked, 1, '0');
+    await h.oversleep(ref);
     expect(await h.runs.kickStalled(campaignId, runId, 60_000)).toEqual({ kind: 'kicked', gen: 2, pages: [0] });
   });
 

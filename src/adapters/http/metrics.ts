@@ -1,9 +1,7 @@
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Queue } from 'bullmq';
-import type { RedisClient } from '../redis/connection.js';
 import type { AppEvents } from '../../app/events.js';
-import type { ProviderState, RunState } from '../../app/ports.js';
-import type { Keys } from '../redis/keys.js';
+import type { MetricsBoard, ProviderState, RunState } from '../../app/ports.js';
 
 /**
  * Prometheus metrics. Labels stay bounded: provider names, outcome kinds,
@@ -165,13 +163,12 @@ export function createSharedMetrics(sources: SharedSources): Registry {
 
 const SNAPSHOT_TTL_MS = 30_000;
 
-/** A worker process pushes its metrics into Redis for the API to serve (and to count it as alive). */
+/** A worker process publishes its metrics for the API to serve (and to count it as alive). */
 export class MetricsPusher {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly redis: RedisClient,
-    private readonly keys: Keys,
+    private readonly board: MetricsBoard,
     private readonly registry: Registry,
     private readonly instance: string,
     private readonly intervalMs = 5000,
@@ -185,9 +182,7 @@ export class MetricsPusher {
   }
 
   async push(): Promise<void> {
-    const snapshot = JSON.stringify(await this.registry.getMetricsAsJSON());
-    await this.redis.set(`${this.keys.prefix}:metrics:${this.instance}`, snapshot, 'PX', SNAPSHOT_TTL_MS);
-    await this.redis.zadd(this.keys.workers(), Date.now(), this.instance);
+    await this.board.publish(this.instance, JSON.stringify(await this.registry.getMetricsAsJSON()), SNAPSHOT_TTL_MS);
   }
 
   async stop(): Promise<void> {
@@ -196,23 +191,16 @@ export class MetricsPusher {
   }
 }
 
-/** Worker instances that pushed a snapshot in the last half minute. */
-export async function recentWorkers(redis: RedisClient, keys: Keys): Promise<string[]> {
-  await redis.zremrangebyscore(keys.workers(), '-inf', Date.now() - 10 * SNAPSHOT_TTL_MS);
-  return redis.zrangebyscore(keys.workers(), Date.now() - SNAPSHOT_TTL_MS, '+inf');
+/** Worker instances that published a snapshot in the last half minute. */
+export function recentWorkers(board: MetricsBoard): Promise<string[]> {
+  return board.recent(SNAPSHOT_TTL_MS);
 }
 
 /** This process's metrics, the workers' (summed across them), and the shared gauges, as Prometheus text. */
-export async function renderMetrics(
-  own: Registry,
-  shared: Registry,
-  redis: RedisClient,
-  keys: Keys,
-  self: string,
-): Promise<{ contentType: string; text: string }> {
+export async function renderMetrics(own: Registry, shared: Registry, board: MetricsBoard, self: string): Promise<{ contentType: string; text: string }> {
   // This process's own snapshot is in `own` already (a process that is API and worker at once).
-  const instances = (await recentWorkers(redis, keys).catch(() => [])).filter((i) => i !== self);
-  const snapshots = instances.length > 0 ? await Promise.all(instances.map((i) => redis.get(`${keys.prefix}:metrics:${i}`))).catch(() => []) : [];
+  const instances = (await recentWorkers(board).catch(() => [])).filter((i) => i !== self);
+  const snapshots = instances.length > 0 ? await board.snapshots(instances).catch(() => []) : [];
   const workers = snapshots.filter((s): s is string => s !== null).map((s) => JSON.parse(s) as Array<MetricObjectWithValues<MetricValue<string>>>);
   const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
   const text = `${await merged.metrics()}\n${await shared.metrics()}`;

@@ -6,19 +6,9 @@ import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import type { CampaignKeys, Keys } from './keys.js';
-import { decodePage, encodePage } from './page-codec.js';
+import { bucketOf, decodePage, encodePage } from './page-codec.js';
 import { dropAbandonedStagings, RedisStaging } from './redis-staging.js';
 import type { Scripts } from './scripts.js';
-
-/** FNV-1a over the UTF-8 bytes: picks an id's index bucket. Persisted layout: never change it. */
-export function bucketOf(id: string, buckets: number): number {
-  let hash = 0x811c9dc5;
-  for (const byte of Buffer.from(id, 'utf8')) {
-    hash ^= byte;
-    hash = Math.imul(hash, 0x01000193) >>> 0;
-  }
-  return hash % buckets;
-}
 
 function parseCampaign(hash: Record<string, string>): Campaign | null {
   if (!hash.id) return null;

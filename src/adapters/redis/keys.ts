@@ -53,6 +53,11 @@ export class Keys {
     return `${this.prefix}:{fc${shard}}:${cap}:`;
   }
 
+  /** The last metrics snapshot a worker process published. */
+  metricsSnapshot(instance: string): string {
+    return `${this.prefix}:metrics:${instance}`;
+  }
+
   /** Worker instances, scored by their last metrics snapshot: who is alive. */
   workers(): string {
     return `${this.prefix}:workers`;

@@ -58,3 +58,13 @@ export function decodePage(raw: string): StoredRecipient[] {
     return Object.fromEntries(entries) as RecipientRecord;
   });
 }
+
+/** FNV-1a over the UTF-8 bytes: picks an id's index bucket (id → position). Persisted layout: never change it. */
+export function bucketOf(id: string, buckets: number): number {
+  let hash = 0x811c9dc5;
+  for (const byte of Buffer.from(id, 'utf8')) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % buckets;
+}

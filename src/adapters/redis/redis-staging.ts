@@ -2,9 +2,8 @@ import type { RedisClient } from './connection.js';
 import type { Staging } from '../../app/ports.js';
 import type { RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
-import { bucketOf } from './campaign-store.js';
 import type { CampaignKeys, Keys } from './keys.js';
-import { encodePage } from './page-codec.js';
+import { bucketOf, encodePage } from './page-codec.js';
 import type { Scripts } from './scripts.js';
 
 /**
