@@ -5,8 +5,7 @@ import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { currentView, requireCampaign, type CampaignView } from './campaign-view.js';
-import type { Logger } from './events.js';
-import type { CampaignStore, Lifecycle, PageQueue, Runs, Scheduler, Staging, Transition } from './ports.js';
+import type { CampaignStore, Lifecycle, Logger, PageQueue, Runs, Scheduler, Staging, Transition } from './ports.js';
 import type { RunPump } from './pump.js';
 
 export interface CampaignPatch {

@@ -61,12 +61,3 @@ export class AppEvents {
     return () => this.emitter.off(event, listener);
   }
 }
-
-/** The slice of a pino logger the use cases rely on. */
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-  child(bindings: Record<string, unknown>): Logger;
-}

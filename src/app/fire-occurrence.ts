@@ -1,7 +1,6 @@
 import { ONE_OFF_RUN_ID } from '../domain/campaign.js';
 import { nextOccurrence, occurrencesBetween, runIdForOccurrence } from '../domain/schedule.js';
-import type { Logger } from './events.js';
-import type { CampaignStore, Lifecycle, OccurrenceEntry, Scheduler } from './ports.js';
+import type { CampaignStore, Lifecycle, Logger, OccurrenceEntry, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
 
 export type OccurrenceOutcome = 'ran' | 'skipped' | 'stale' | 'duplicate' | 'gone';

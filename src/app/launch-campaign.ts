@@ -1,8 +1,7 @@
 import { invalidState, ONE_OFF_RUN_ID, sourceStatesFor } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { campaignView, requireCampaign, type CampaignView } from './campaign-view.js';
-import type { Logger } from './events.js';
-import type { CampaignStore, Lifecycle, Runs, Scheduler } from './ports.js';
+import type { CampaignStore, Lifecycle, Logger, Runs, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
 
 /**

@@ -1,7 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { describeError } from '../domain/send-outcome.js';
-import type { Logger } from './events.js';
-import type { HeldLease, Ledger, PageRef } from './ports.js';
+import type { HeldLease, Ledger, Logger, PageRef } from './ports.js';
 
 /** Why a page this process works on must stop: its lease went to another worker (or may have), or its run stopped. */
 export type LeaseHalt = { kind: 'fenced' } | { kind: 'inactive'; status: string };
@@ -58,9 +57,8 @@ export class LeaseRenewer {
   private lastWarned = 0;
 
   constructor(
-    private readonly ledger: Pick<Ledger, 'renewLeases'>,
+    private readonly deps: { ledger: Pick<Ledger, 'renewLeases'>; log: Logger },
     private readonly options: LeaseRenewerOptions,
-    private readonly log: Logger,
   ) {}
 
   hold(ref: PageRef, token: string, acquiredAt: number): HeldPage {
@@ -90,7 +88,7 @@ export class LeaseRenewer {
     if (due.length === 0) return;
     this.renewing = true;
     try {
-      const results = await this.ledger.renewLeases(due, this.options.leaseMs);
+      const results = await this.deps.ledger.renewLeases(due, this.options.leaseMs);
       due.forEach((page, i) => {
         const result = results[i]!;
         if (result.kind === 'fenced') page.halt ??= { kind: 'fenced' };
@@ -103,7 +101,7 @@ export class LeaseRenewer {
       // The next tick tries again; a page whose lease may have run out meanwhile sends nothing more (HeldPage.live).
       if (sentAt - this.lastWarned > 5000) {
         this.lastWarned = sentAt;
-        this.log.warn({ err: describeError(err), leases: due.length }, 'page lease renewal failed');
+        this.deps.log.warn({ err: describeError(err), leases: due.length }, 'page lease renewal failed');
       }
     } finally {
       this.renewing = false;

@@ -13,6 +13,17 @@ import type { InDoubtPolicy, ProviderHealth, RecordOutcome, RetryRules } from '.
 
 export type { InDoubtPolicy } from '../domain/send-rules.js';
 
+// ── logging ──────────────────────────────────────────────────────────────────
+
+/** The slice of a pino logger the use cases rely on. */
+export interface Logger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
+}
+
 // ── campaigns ────────────────────────────────────────────────────────────────
 
 export interface NewCampaign extends Pick<

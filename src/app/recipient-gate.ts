@@ -22,20 +22,22 @@ export interface GateDecision {
  */
 export class RecipientGate {
   constructor(
-    private readonly suppressions: Suppressions,
-    private readonly caps: FrequencyCaps,
-    /** Caps from the configuration; a campaign's own cap wins. */
-    private readonly configuredCaps: readonly FrequencyCap[],
+    private readonly deps: {
+      suppressions: Suppressions;
+      caps: FrequencyCaps;
+      /** Caps from the configuration; a campaign's own cap wins. */
+      configuredCaps: readonly FrequencyCap[];
+    },
   ) {}
 
   capFor(campaign: Campaign): FrequencyCap | null {
-    const cap = campaign.frequencyCap ?? this.configuredCaps.find((c) => capApplies(c, campaign.kind)) ?? null;
+    const cap = campaign.frequencyCap ?? this.deps.configuredCaps.find((c) => capApplies(c, campaign.kind)) ?? null;
     return capApplies(cap, campaign.kind) ? cap : null;
   }
 
   /** Puts tokens (phone numbers) `provider` reported invalid on its token-invalid list. */
   async markTokensInvalid(provider: string, addresses: readonly string[]): Promise<void> {
-    await this.suppressions.add(tokenInvalidList(provider), addresses);
+    await this.deps.suppressions.add(tokenInvalidList(provider), addresses);
   }
 
   /** Splits recipients into those inside their quiet hours (deferred to the window's end) and the others. */
@@ -71,11 +73,11 @@ export class RecipientGate {
     const addresses = provider.address ? open.map((i) => provider.address!(recipientRecord(page[i]!))) : [];
     const withAddress = open.flatMap((_, i) => (addresses[i] ? [i] : []));
     const [byId, byToken] = await Promise.all([
-      this.suppressions.find(
+      this.deps.suppressions.find(
         campaign.suppressionLists,
         open.map((i) => recipientId(page[i]!)),
       ),
-      this.suppressions.find(
+      this.deps.suppressions.find(
         [tokenList],
         withAddress.map((i) => addresses[i]!),
       ),
@@ -112,7 +114,7 @@ export class RecipientGate {
     // A retry of a recipient was counted at its first attempt already (its ledger record says so).
     const first = cap ? allowed.filter((i) => !countedOf(i)) : [];
     const fits = cap
-      ? await this.caps.reserve(
+      ? await this.deps.caps.reserve(
           cap,
           first.map((i) => recipientId(page[i]!)),
         )

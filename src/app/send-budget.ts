@@ -107,11 +107,13 @@ export class Allotment {
  * takes them returns them (an Allotment or a RequestShare owns them).
  */
 export class SendBudget {
-  constructor(
-    readonly slots: Semaphore,
-    readonly limiter: RateLimiter,
-    private readonly events: AppEvents,
-  ) {}
+  readonly slots: Semaphore;
+  readonly limiter: RateLimiter;
+  private readonly events: AppEvents;
+
+  constructor(deps: { slots: Semaphore; limiter: RateLimiter; events: AppEvents }) {
+    ({ slots: this.slots, limiter: this.limiter, events: this.events } = deps);
+  }
 
   /**
    * Waits for slots and permits for up to `want` recipients of `flow` (a

@@ -7,7 +7,7 @@ import { describeError, type SendOutcome } from '../domain/send-outcome.js';
 import { healthOf, healthOfRequest, pushback, settlement, type Settlement } from '../domain/send-rules.js';
 import { priorityClass, type Campaign } from '../domain/campaign.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
-import type { AppEvents, Logger } from './events.js';
+import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
 import type { GateDecision, RecipientGate } from './recipient-gate.js';
@@ -17,10 +17,11 @@ import type {
   AcquireResult,
   CampaignStore,
   ClaimDirective,
-  ClaimResult,
   Claimed,
+  ClaimResult,
   FrequencyCaps,
   Ledger,
+  Logger,
   PageJob,
   PageRef,
   ProviderRegistry,

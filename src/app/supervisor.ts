@@ -1,7 +1,7 @@
 import { countsAreConserved } from '../domain/ledger.js';
 import { describeError } from '../domain/send-outcome.js';
-import type { AppEvents, Logger } from './events.js';
-import type { CampaignStore, Clock, Ledger, Locks, PageQueue, ProviderRegistry, Runs, RunState, SettlePolicy } from './ports.js';
+import type { AppEvents } from './events.js';
+import type { CampaignStore, Clock, Ledger, Locks, Logger, PageQueue, ProviderRegistry, Runs, RunState, SettlePolicy } from './ports.js';
 import type { RunPump } from './pump.js';
 
 export interface SupervisorOptions {

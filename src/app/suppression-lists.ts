@@ -23,36 +23,36 @@ export interface SuppressionUploadResult extends IngestSummary {
  * reports a token invalid puts its id on `token-invalid:<provider>`.
  */
 export class SuppressionLists {
-  constructor(private readonly suppressions: Suppressions) {}
+  constructor(private readonly deps: { suppressions: Suppressions }) {}
 
   lists(): Promise<{ items: SuppressionListView[] }> {
-    return this.suppressions.lists().then((items) => ({ items }));
+    return this.deps.suppressions.lists().then((items) => ({ items }));
   }
 
   async members(name: string, limit: number, cursor?: string): Promise<SuppressionListView & { ids: string[]; nextCursor: string | null }> {
     if (cursor !== undefined && !/^\d+$/.test(cursor))
       throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
-    const [page, size] = await Promise.all([this.suppressions.members(name, cursor ?? '0', limit), this.size(name)]);
+    const [page, size] = await Promise.all([this.deps.suppressions.members(name, cursor ?? '0', limit), this.size(name)]);
     return { name, size, ...page };
   }
 
   async contains(name: string, id: string): Promise<{ name: string; id: string; suppressed: boolean }> {
-    const [found] = await this.suppressions.find([name], [id]);
+    const [found] = await this.deps.suppressions.find([name], [id]);
     return { name, id, suppressed: found !== undefined };
   }
 
   async add(name: string, ids: readonly string[]): Promise<SuppressionListView & { added: number }> {
-    const added = await this.suppressions.add(name, ids);
+    const added = await this.deps.suppressions.add(name, ids);
     return { name, size: await this.size(name), added };
   }
 
   async remove(name: string, ids: readonly string[]): Promise<SuppressionListView & { removed: number }> {
-    const removed = await this.suppressions.remove(name, ids);
+    const removed = await this.deps.suppressions.remove(name, ids);
     return { name, size: await this.size(name), removed };
   }
 
   async clear(name: string): Promise<SuppressionListView> {
-    await this.suppressions.clear(name);
+    await this.deps.suppressions.clear(name);
     return { name, size: 0 };
   }
 
@@ -65,7 +65,7 @@ export class SuppressionLists {
   async upload(name: string, source: UploadSource, options: Omit<UploadOptions, 'sizeHint'>): Promise<SuppressionUploadResult> {
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
-    const size = await this.suppressions.replace(name, async (add) => {
+    const size = await this.deps.suppressions.replace(name, async (add) => {
       digest = await ingestUpload(source, tally, options, async (chunk) => {
         const fresh = await add(chunk.map(recipientId));
         tally.accepted += fresh;
@@ -76,6 +76,6 @@ export class SuppressionLists {
   }
 
   private async size(name: string): Promise<number> {
-    return (await this.suppressions.lists()).find((l) => l.name === name)?.size ?? 0;
+    return (await this.deps.suppressions.lists()).find((l) => l.name === name)?.size ?? 0;
   }
 }

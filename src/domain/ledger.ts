@@ -40,7 +40,6 @@ export const RecipientState = {
   skipped: 5,
 } as const;
 export type RecipientStateName = keyof typeof RecipientState;
-export type RecipientStateCode = (typeof RecipientState)[RecipientStateName];
 
 const STATE_NAMES: RecipientStateName[] = ['pending', 'inflight', 'sent', 'failed', 'unknown', 'skipped'];
 
@@ -87,10 +86,6 @@ export function encodeRecord(record: LedgerRecord): Buffer {
   out.writeUInt16BE((record.reason & 0x3fff) | (record.counted ? 0x8000 : 0) | (record.inDoubt ? 0x4000 : 0), 2);
   out.writeUIntBE(record.at, 4, 6);
   return out;
-}
-
-export function isFinal(state: RecipientStateName): boolean {
-  return state !== 'pending' && state !== 'inflight';
 }
 
 /** Counts of one run. `pending` includes `inflight`. */

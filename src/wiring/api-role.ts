@@ -7,7 +7,7 @@ import type { Registry } from 'prom-client';
 import { CampaignLifecycle } from '../app/campaign-lifecycle.js';
 import { CampaignQueries } from '../app/campaign-queries.js';
 import { CreateCampaign } from '../app/create-campaign.js';
-import type { Logger } from '../app/events.js';
+import type { Logger } from '../app/ports.js';
 import { LaunchCampaign } from '../app/launch-campaign.js';
 import type { ProviderRegistry } from '../app/ports.js';
 import { ProviderQueries } from '../app/provider-queries.js';
@@ -99,7 +99,7 @@ export async function startApiRole(deps: {
     retryFailed: new RetryFailed({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize }),
     upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle }),
     providers: providerQueries,
-    suppressions: new SuppressionLists(s.suppressions),
+    suppressions: new SuppressionLists({ suppressions: s.suppressions }),
   });
   const server: Server = createServer(app);
   await new Promise<void>((resolve, reject) => {

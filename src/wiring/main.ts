@@ -1,5 +1,6 @@
 import type { RedisClient } from '../adapters/redis/connection.js';
-import { AppEvents, type Logger } from '../app/events.js';
+import { AppEvents } from '../app/events.js';
+import type { Logger } from '../app/ports.js';
 import { hostname } from 'node:os';
 import { createProcessMetrics } from '../adapters/http/metrics.js';
 import { Providers } from '../adapters/push/registry.js';

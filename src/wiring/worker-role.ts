@@ -1,5 +1,6 @@
 import type { RedisClient } from '../adapters/redis/connection.js';
-import type { AppEvents, Logger } from '../app/events.js';
+import type { AppEvents } from '../app/events.js';
+import type { Logger } from '../app/ports.js';
 import { FireOccurrence } from '../app/fire-occurrence.js';
 import { LeaseRenewer } from '../app/lease-renewer.js';
 import type { ProviderRegistry } from '../app/ports.js';
@@ -35,17 +36,17 @@ export function startWorkerRole(deps: {
   const pusher = new MetricsPusher(s.metricsBoard, deps.metrics, instance);
   pusher.start();
   const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts);
-  const renewer = new LeaseRenewer(s.ledger, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) }, log);
+  const renewer = new LeaseRenewer({ ledger: s.ledger, log }, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) });
   const stopping = new AbortController();
   const sendPage = new SendPage({
     campaigns: s.store,
     ledger: s.ledger,
     runs: s.runs,
-    budget: new SendBudget(new Semaphore(config.sendConcurrency), limiter, events),
+    budget: new SendBudget({ slots: new Semaphore(config.sendConcurrency), limiter, events }),
     renewer,
     providers,
     pump: s.pump,
-    gate: new RecipientGate(s.suppressions, s.frequencyCaps, config.frequencyCaps),
+    gate: new RecipientGate({ suppressions: s.suppressions, caps: s.frequencyCaps, configuredCaps: config.frequencyCaps }),
     caps: s.frequencyCaps,
     events,
     log,

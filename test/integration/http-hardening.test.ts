@@ -78,6 +78,13 @@ describe('every route', () => {
     ]) {
       expect(documented, expected).toContain(expected);
     }
+    // Every operation is named, once (client generators name their methods after it).
+    const ids = operations.map((o) => (o as unknown as { operationId?: string }).operationId);
+    expect(
+      ids.filter((id) => !id),
+      'operations without an operationId',
+    ).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
     const create = doc.paths['/api/campaigns'].post.requestBody.content['application/json'].schema;
     expect(create.required).toEqual(expect.arrayContaining(['name', 'provider', 'message']));
     expect(create.properties.priority.enum).toEqual(['high', 'normal', 'low']);

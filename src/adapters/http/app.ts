@@ -6,7 +6,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
 import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
-import type { Logger } from '../../app/events.js';
+import type { Logger } from '../../app/ports.js';
 import { ErrorCodes } from '../../domain/errors.js';
 import { authenticate, FailedAuthLimiter } from './auth.js';
 import { errorHandler, notFoundHandler, sendError } from './errors.js';

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { z } from 'zod';
 import { DomainError, ErrorCodes, type ErrorCode } from '../../domain/errors.js';
-import type { Logger } from '../../app/events.js';
+import type { Logger } from '../../app/ports.js';
 
 /** The one place where error codes become HTTP statuses. */
 const STATUS: Record<ErrorCode, number> = {

@@ -52,6 +52,7 @@ export function openApiDocument(routes: Route[], version: string): Record<string
         : undefined;
     paths[path] ??= {};
     paths[path][route.method] = {
+      operationId: route.operationId,
       summary: route.summary,
       'x-access': route.access,
       parameters,

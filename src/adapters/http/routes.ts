@@ -45,21 +45,28 @@ export interface RouteDeps {
  * and what it does. The router and the OpenAPI document are both built from
  * this list, so the documentation cannot drift from what runs.
  */
-export interface Route {
+export interface Route<Q extends z.ZodType = z.ZodType, B extends z.ZodType | undefined = z.ZodType | undefined> {
+  /** Unique name of the operation in the OpenAPI document (client generators name their methods from it). */
+  operationId: string;
   method: 'get' | 'post' | 'put' | 'patch' | 'delete';
   /** Express path under /api. */
   path: string;
   summary: string;
   /** Viewers (VIEWER_TOKEN) may call `read` routes only. */
   access: 'read' | 'write';
-  query: z.ZodType;
+  query: Q;
   /** A JSON body; `upload` routes take a raw stream instead. */
-  body?: z.ZodType;
+  body?: B;
   upload?: { contentTypes: string[]; headers: z.ZodType };
   status?: number;
   /** What the route answers when it is not JSON. */
   produces?: string;
-  handle(req: Request, res: Response, input: { query: any; body: any }): Promise<unknown>;
+  handle(req: Request, res: Response, input: { query: z.output<Q>; body: B extends z.ZodType ? z.output<B> : undefined }): Promise<unknown>;
+}
+
+/** A route, its handler typed from its own schemas, as the router's list holds it. */
+function route<Q extends z.ZodType, B extends z.ZodType | undefined = undefined>(r: Route<Q, B>): Route {
+  return r as unknown as Route;
 }
 
 function parse<S extends z.ZodType>(schema: S, value: unknown, where: 'body' | 'query' | 'headers'): z.infer<S> {
@@ -105,16 +112,19 @@ function csvField(value: string | number): string {
 }
 
 export function apiRoutes(deps: RouteDeps): Route[] {
-  const action = (name: 'pause' | 'resume' | 'cancel', summary: string): Route => ({
-    method: 'post',
-    path: `/campaigns/:id/${name}`,
-    summary,
-    access: 'write',
-    query: noQuery,
-    handle: (req) => deps.lifecycle[name](campaignId(req)),
-  });
+  const action = (name: 'pause' | 'resume' | 'cancel', summary: string): Route =>
+    route({
+      operationId: `${name}Campaign`,
+      method: 'post',
+      path: `/campaigns/:id/${name}`,
+      summary,
+      access: 'write',
+      query: noQuery,
+      handle: (req) => deps.lifecycle[name](campaignId(req)),
+    });
   return [
-    {
+    route({
+      operationId: 'createCampaign',
       method: 'post',
       path: '/campaigns',
       summary: 'Create a campaign (a draft), with inline recipients or none (upload them later)',
@@ -127,24 +137,27 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         res.location(`/api/campaigns/${result.campaign.id}`);
         return { ...result.campaign, ingest: result.recipients };
       },
-    },
-    {
+    }),
+    route({
+      operationId: 'listCampaigns',
       method: 'get',
       path: '/campaigns',
       summary: 'List campaigns, newest first',
       access: 'read',
       query: listQuery,
       handle: (_req, _res, { query }) => deps.queries.list(query.limit, query.cursor),
-    },
-    {
+    }),
+    route({
+      operationId: 'getCampaign',
       method: 'get',
       path: '/campaigns/:id',
       summary: 'A campaign, its schedule, and the counts of its latest run',
       access: 'read',
       query: noQuery,
       handle: (req) => deps.queries.get(campaignId(req)),
-    },
-    {
+    }),
+    route({
+      operationId: 'updateCampaign',
       method: 'patch',
       path: '/campaigns/:id',
       summary: 'Change name, message, priority, maxAttempts, or replace the recipients (draft or scheduled only)',
@@ -155,8 +168,9 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         const result = await deps.lifecycle.edit(campaignId(req), { ...body, invalid: query.invalid });
         return { ...result.campaign, ingest: result.recipients };
       },
-    },
-    {
+    }),
+    route({
+      operationId: 'uploadRecipients',
       method: 'put',
       path: '/campaigns/:id/recipients',
       summary: 'Replace the recipients with an upload (CSV or NDJSON, streamed; refused whole on any doubt)',
@@ -176,16 +190,18 @@ export function apiRoutes(deps: RouteDeps): Route[] {
           invalid: query.invalid,
         });
       },
-    },
-    {
+    }),
+    route({
+      operationId: 'launchCampaign',
       method: 'post',
       path: '/campaigns/:id/launch',
       summary: 'Run a one-off campaign now',
       access: 'write',
       query: noQuery,
       handle: (req) => deps.launchCampaign.execute(campaignId(req)),
-    },
-    {
+    }),
+    route({
+      operationId: 'scheduleCampaign',
       method: 'post',
       path: '/campaigns/:id/schedule',
       summary: 'Schedule (or reschedule) a campaign: once at an instant, or at each occurrence of a cron expression',
@@ -193,19 +209,21 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       query: noQuery,
       body: scheduleBody,
       handle: (req, _res, { body }) => deps.scheduleCampaign.execute(campaignId(req), body),
-    },
+    }),
     action('pause', 'Pause: sending stops within a second at every worker; occurrences of a schedule pass'),
     action('resume', 'Resume where it stopped'),
     action('cancel', 'Cancel: the schedule goes, pending recipients are skipped, in-flight ones are recorded'),
-    {
+    route({
+      operationId: 'retryFailed',
       method: 'post',
       path: '/campaigns/:id/retry-failed',
       summary: 'A new run of exactly the recipients that ended failed in the latest run',
       access: 'write',
       query: noQuery,
       handle: (req) => deps.retryFailed.execute(campaignId(req)),
-    },
-    {
+    }),
+    route({
+      operationId: 'cloneCampaign',
       method: 'post',
       path: '/campaigns/:id/clone',
       summary: 'A new draft with the same message, provider, priority and recipients',
@@ -218,32 +236,36 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         res.location(`/api/campaigns/${clone.id}`);
         return clone;
       },
-    },
-    {
+    }),
+    route({
+      operationId: 'listRuns',
       method: 'get',
       path: '/campaigns/:id/runs',
       summary: 'Runs newest first with their counts, and the latest occurrences of the schedule',
       access: 'read',
       query: listQuery,
       handle: (req, _res, { query }) => deps.queries.runs(campaignId(req), query.limit),
-    },
-    {
+    }),
+    route({
+      operationId: 'getRecipient',
       method: 'get',
       path: '/campaigns/:id/recipients/:recipientId',
       summary: 'A recipient and its ledger entry in the latest run: state, attempts, last error, times',
       access: 'read',
       query: noQuery,
       handle: (req) => deps.queries.recipient(campaignId(req), String(req.params.recipientId)),
-    },
-    {
+    }),
+    route({
+      operationId: 'listFailures',
       method: 'get',
       path: '/campaigns/:id/failures',
       summary: 'Recipients of the latest run that ended failed or unknown, with their last error',
       access: 'read',
       query: listQuery,
       handle: (req, _res, { query }) => deps.queries.failures(campaignId(req), query.limit, query.cursor),
-    },
-    {
+    }),
+    route({
+      operationId: 'exportFailures',
       method: 'get',
       path: '/campaigns/:id/failures.csv',
       summary: 'All the failures of the latest run as CSV',
@@ -265,32 +287,36 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         res.end();
         return undefined;
       },
-    },
-    {
+    }),
+    route({
+      operationId: 'listSuppressionLists',
       method: 'get',
       path: '/suppressions',
       summary: 'Suppression lists and their sizes (token-invalid:<provider> lists hold the device tokens or phone numbers that provider reported invalid)',
       access: 'read',
       query: noQuery,
       handle: () => deps.suppressions.lists(),
-    },
-    {
+    }),
+    route({
+      operationId: 'listSuppressed',
       method: 'get',
       path: '/suppressions/:list',
       summary: 'The ids on a suppression list, a page at a time (the cursor is opaque; order is not stable)',
       access: 'read',
       query: membersQuery,
       handle: (req, _res, { query }) => deps.suppressions.members(listName(req), query.limit, query.cursor),
-    },
-    {
+    }),
+    route({
+      operationId: 'getSuppressed',
       method: 'get',
       path: '/suppressions/:list/:recipientId',
       summary: 'Whether one id (a token, on a token-invalid list) is on a suppression list',
       access: 'read',
       query: noQuery,
       handle: (req) => deps.suppressions.contains(listName(req), String(req.params.recipientId)),
-    },
-    {
+    }),
+    route({
+      operationId: 'addSuppressed',
       method: 'post',
       path: '/suppressions/:list',
       summary: 'Add ids to a suppression list (created when new); checked at send time, so running campaigns stop sending to them',
@@ -298,8 +324,9 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       query: noQuery,
       body: suppressionIdsBody,
       handle: (req, _res, { body }) => deps.suppressions.add(listName(req), body.ids),
-    },
-    {
+    }),
+    route({
+      operationId: 'removeSuppressed',
       method: 'post',
       path: '/suppressions/:list/remove',
       summary: 'Remove ids from a suppression list',
@@ -307,8 +334,9 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       query: noQuery,
       body: suppressionIdsBody,
       handle: (req, _res, { body }) => deps.suppressions.remove(listName(req), body.ids),
-    },
-    {
+    }),
+    route({
+      operationId: 'replaceSuppressionList',
       method: 'put',
       path: '/suppressions/:list',
       summary: 'Replace a suppression list with an upload (CSV with an id column, or NDJSON; streamed; refused whole on any doubt)',
@@ -320,31 +348,34 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         const { source, expectedCount, expectedSha256 } = upload(req);
         return deps.suppressions.upload(name, source, { expectedCount, expectedSha256, invalid: query.invalid });
       },
-    },
-    {
+    }),
+    route({
+      operationId: 'clearSuppressionList',
       method: 'delete',
       path: '/suppressions/:list',
       summary: 'Empty a suppression list',
       access: 'write',
       query: noQuery,
       handle: (req) => deps.suppressions.clear(listName(req)),
-    },
-    {
+    }),
+    route({
+      operationId: 'listProviders',
       method: 'get',
       path: '/providers',
       summary: "Each provider's shared limiter state: pace, pause, circuit breaker",
       access: 'read',
       query: noQuery,
       handle: async () => ({ items: await deps.providers.list() }),
-    },
-    {
+    }),
+    route({
+      operationId: 'getProvider',
       method: 'get',
       path: '/providers/:name',
       summary: "One provider's shared limiter state",
       access: 'read',
       query: noQuery,
       handle: (req) => deps.providers.get(String(req.params.name)),
-    },
+    }),
   ];
 }
 

@@ -109,6 +109,12 @@ export async function waitForReplicas(redis: RedisClient, key: string, replicas:
   }
 }
 
+/** The Redis server's clock in ms: the one instant every process agrees on. */
+export async function redisTime(redis: RedisClient): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
 /** The URL with any password hidden, for messages. */
 export function safeUrl(url: string): string {
   if (CLUSTER_URL.test(url)) return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@').replace(/\/$/, '');

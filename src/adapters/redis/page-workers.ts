@@ -1,7 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { DelayedError, WaitingError, Worker, type Processor, type Queue, type WorkerOptions } from 'bullmq';
-import type { Logger } from '../../app/events.js';
-import type { PageJob } from '../../app/ports.js';
+import type { Logger, PageJob } from '../../app/ports.js';
 import type { PageResult } from '../../app/send-page.js';
 import type { RedisClient } from './connection.js';
 import { jobBackoff, JOBS, repeatStrategy, type QueueLayout } from './queues.js';

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { RedisClient } from './connection.js';
+import { redisTime, type RedisClient } from './connection.js';
 import type { Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter } from '../../app/ports.js';
 import type { PriorityClass } from '../../domain/campaign.js';
 import type { Keys } from './keys.js';
@@ -149,8 +149,7 @@ export class RedisPermitLimiter implements RateLimiter {
   }
 
   async state(limits: ProviderLimits): Promise<ProviderState> {
-    const [hash, time] = await Promise.all([this.redis.hgetall(this.keys.limiter(limits.name).config), this.redis.time()]);
-    const wall = Number(time[0]) * 1000 + Math.floor(Number(time[1]) / 1000);
+    const [hash, wall] = await Promise.all([this.redis.hgetall(this.keys.limiter(limits.name).config), redisTime(this.redis)]);
     const n = (field: string) => Number(hash[field] ?? 0);
     // The limiter times everything on its steady clock (lua/includes/clock.lua): shown here as wall-clock instants.
     const steadyNow = hash.clk === undefined ? wall : n('clk') + Math.min(STEADY_STEP_MS, Math.max(0, wall - n('clkWall')));

@@ -51,7 +51,7 @@ export const JOBS = {
       runId: z.string().min(1),
       page: z.number().int().min(0),
       gen: z.number().int().min(1),
-    }),
+    }) satisfies z.ZodType<PageJob>,
   },
   /** Produced by a campaign's job scheduler at each occurrence; the occurrence is job.opts.prevMillis. */
   occurrence: {

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RedisClient } from './connection.js';
+import { redisTime, type RedisClient } from './connection.js';
 import type { Clock, CreateRunOptions, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
 import type { PriorityClass, RunStatus } from '../../domain/campaign.js';
 import { reasonName, type ReasonName } from '../../domain/respect.js';
@@ -113,7 +113,7 @@ export class RedisRuns implements Runs {
 
   async markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void> {
     const key = this.keys.campaign(campaignId).run(runId).run;
-    if (stuck) await this.redis.hset(key, 'stuckSince', await serverTime(this.redis));
+    if (stuck) await this.redis.hset(key, 'stuckSince', await redisTime(this.redis));
     else await this.redis.hdel(key, 'stuckSince');
   }
 
@@ -128,11 +128,6 @@ export class RedisRuns implements Runs {
   async markInactive(campaignId: string, runId: string): Promise<void> {
     await this.redis.srem(this.keys.activeRuns(), this.keys.runMember(campaignId, runId));
   }
-}
-
-async function serverTime(redis: RedisClient): Promise<number> {
-  const [seconds, micros] = await redis.time();
-  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
 
 /** Locks (one key each, with a time to live) and the shared clock, on Redis. */
@@ -162,6 +157,6 @@ export class RedisLocks implements Locks, Clock {
   }
 
   serverTime(): Promise<number> {
-    return serverTime(this.redis);
+    return redisTime(this.redis);
   }
 }
