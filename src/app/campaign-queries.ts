@@ -77,13 +77,14 @@ export class CampaignQueries {
     }
     const entry = await this.deps.ledger.readEntry(campaignId, run.id, position, pageSize);
     const { record } = entry;
-    // Cancelling a run settles its pending recipients in the counts at once (their records stay pending).
+    // Cancelling a run settles its pending recipients in the counts at once (their records stay pending):
+    // skipped, or unknown when an earlier attempt may have been delivered.
     const cancelled = run.status === 'cancelled' && record.state === 'pending';
-    const reason = cancelled ? 'cancelled' : reasonName(record.reason);
+    const reason = cancelled && !record.inDoubt ? 'cancelled' : reasonName(record.reason);
     return {
       recipient: recipientRecord(stored),
       runId: run.id,
-      state: cancelled ? 'skipped' : record.state,
+      state: cancelled ? (record.inDoubt ? 'unknown' : 'skipped') : record.state,
       ...(reason ? { reason } : {}),
       ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
       attempts: record.attempts,
@@ -119,7 +120,8 @@ export class CampaignQueries {
         const [page, entry] = await Promise.all([pages.get(pageNo)!, this.deps.ledger.readEntry(campaignId, run.id, position, pageSize)]);
         return {
           recipientId: recipientId(page[position % pageSize]!),
-          state: entry.record.state as 'failed' | 'unknown',
+          // (A pending record here is one a cancel settled as unknown: it was in doubt.)
+          state: entry.record.state === 'failed' ? ('failed' as const) : ('unknown' as const),
           attempts: entry.record.attempts,
           error: entry.lastError ? { code: entry.lastError.code, message: entry.lastError.message } : null,
           at: entry.lastError ? iso(entry.lastError.at) : null,

@@ -168,3 +168,30 @@ describe('a recipient an earlier attempt may have reached', () => {
     expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).lastError?.message).toMatch(/may have been delivered/);
   });
 });
+
+describe('cancel of a run with recipients waiting to be sent again after an answer in doubt', () => {
+  it('counts them unknown, not skipped: an earlier attempt may have been delivered', async () => {
+    const { h, lifecycle } = setup('resend');
+    const { campaignId, runId, ref } = await runningPage(h, 4);
+    await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE * 30, 'resend'));
+    await h.ledger.claim(ref, 'A', LEASE * 30, claims(0, 1));
+    // 0 timed out (retried with the same key, in doubt); 1 got a 503 (not delivered).
+    await h.ledger.confirm(ref, 'A', LEASE * 30, confirmPolicy(5), [
+      { index: 0, attempt: 1, outcome: 'retry', inDoubt: true, delayMs: 60_000, code: 'TIMEOUT', message: 'no answer' },
+      { ...entry(1, 'retry'), delayMs: 60_000 },
+    ]);
+    expect(await lifecycle.cancel(campaignId, runId)).toMatchObject({ ok: true });
+    const run = await h.runs.getRun(campaignId, runId);
+    expect(run?.counts).toMatchObject({ total: 4, pending: 0, unknown: 1, skipped: 3 });
+    expect(await h.ledger.listBad(campaignId, runId, -1, 10)).toEqual([0]);
+    // A claim of a doubtful recipient takes it out of the index: in flight is not pending.
+    const other = await runningPage(h, 2);
+    await h.ledger.acquirePage(other.ref, 'A', acquireOptions(LEASE * 30, 'resend'));
+    await h.ledger.claim(other.ref, 'A', LEASE * 30, claims(0));
+    await h.ledger.confirm(other.ref, 'A', LEASE * 30, confirmPolicy(5), [
+      { index: 0, attempt: 1, outcome: 'retry', inDoubt: true, delayMs: 0, code: 'TIMEOUT', message: '' },
+    ]);
+    await h.ledger.claim(other.ref, 'A', LEASE * 30, claims(0));
+    expect(await h.redis.zcard(h.keys.campaign(other.campaignId).run(other.runId).doubt)).toBe(0);
+  });
+});

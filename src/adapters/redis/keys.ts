@@ -137,6 +137,7 @@ export class CampaignKeys {
       open: `${base}:open`,
       unfinished: `${base}:unfinished`,
       parked: `${base}:parked`,
+      doubt: `${base}:doubt`,
     };
   }
 }
@@ -163,4 +164,6 @@ export interface RunKeys {
   unfinished: string;
   /** Zset page → when its earliest pending recipient is due, for pages released with nothing due now (quiet hours, retry backoff). */
   parked: string;
+  /** Zset of positions pending in doubt (an earlier attempt may have been delivered): a cancel counts them unknown. The Lua scripts derive it from `run`. */
+  doubt: string;
 }

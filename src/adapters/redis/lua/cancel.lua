@@ -1,7 +1,9 @@
 -- Cancels a campaign: its schedule goes, and a run in progress ends
 -- `cancelled`: every recipient still pending is counted skipped at once
--- (their records say pending; a cancelled run reads them as skipped), the
--- ones in flight finish and are recorded as usual.
+-- (their records say pending; a cancelled run reads them as skipped) —
+-- unknown instead when an earlier attempt of theirs may have been delivered
+-- (the run's `:doubt` index) — and the ones in flight finish and are
+-- recorded as usual.
 -- KEYS: 1 campaign meta, 2 latest run hash (any key when there is none)
 -- ARGV: 1 allowed states (csv), 2 latest run id as the caller read it
 -- Returns {'ok', 'cancelled'} | {'state', status} | {'moved'} | {'missing'}
@@ -16,8 +18,17 @@ if ARGV[2] ~= '' then
   local run = redis.call('HMGET', KEYS[2], 'status', 'pending', 'inflight')
   if run[1] == 'running' or run[1] == 'paused' then
     local waiting = tonumber(run[2]) - tonumber(run[3])
-    redis.call('HINCRBY', KEYS[2], 'skipped', waiting)
-    redis.call('HINCRBY', KEYS[2], 'skip:5', waiting) -- REASONS.cancelled
+    -- Pending recipients an earlier attempt may have reached are unknown, not skipped (includes/ledger.lua noteDoubt).
+    local doubtful = redis.call('ZRANGE', KEYS[2] .. ':doubt', 0, -1)
+    for _, position in ipairs(doubtful) do
+      redis.call('ZADD', KEYS[2] .. ':bad', position, position)
+      redis.call('HSET', KEYS[2] .. ':err', position, cjson.encode({ code = 'CANCELLED_IN_DOUBT', message = 'cancelled while waiting to be sent again; an earlier attempt may have been delivered', at = now }))
+    end
+    redis.call('DEL', KEYS[2] .. ':doubt')
+    local skipped = waiting - #doubtful
+    redis.call('HINCRBY', KEYS[2], 'skipped', skipped)
+    redis.call('HINCRBY', KEYS[2], 'skip:5', skipped) -- REASONS.cancelled
+    if #doubtful > 0 then redis.call('HINCRBY', KEYS[2], 'unknown', #doubtful) end
     redis.call('HSET', KEYS[2], 'deferred', 0)
     redis.call('HINCRBY', KEYS[2], 'pending', -waiting)
     redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancelledAt', now)

@@ -37,6 +37,7 @@ for i = 4, #ARGV, 4 do
     local flags = flagsOf(reason)
     if ARGV[i + 2] == '1' and not counted(reason) then flags = flags + COUNTED end
     writeRecord(KEYS[2], index, INFLIGHT, attempts, flags, elapsed)
+    if inDoubt(reason) then noteDoubt(KEYS[1], tonumber(ARGV[1]) * pageSize + index, false) end
     claimed = claimed + 1
     out[#out + 1] = index
     out[#out + 1] = attempts
@@ -53,6 +54,7 @@ for i = 4, #ARGV, 4 do
     if inDoubt(reason) then
       -- An earlier attempt may have been delivered: not skipped, in doubt.
       writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)
+      noteDoubt(KEYS[1], position, false)
       recordError(KEYS[5], position, 'IN_DOUBT', ARGV[i + 3] .. '; an earlier attempt may have been delivered', attempts, wall)
       redis.call('ZADD', KEYS[7], position, position)
       doubted = doubted + 1

@@ -95,7 +95,10 @@ for i = 6, #ARGV, 6 do
       if op == 'r' or op == 'n' then attempts = attempts - 1 end
       writeRecord(KEYS[2], index, PENDING, attempts, flags, elapsed + delay)
       if op ~= 'n' and code ~= '' then recordError(KEYS[5], position, code, message, attempts, wall, requeues) end
+      if inDoubt(flags) then noteDoubt(KEYS[1], position, true) end
     end
+    -- A lost claim found the record pending in doubt; it is not pending any more unless it went back.
+    if lost and inDoubt(reason) and not (op == 't' or op == 'r' or op == 'n') then noteDoubt(KEYS[1], position, false) end
   end
 end
 

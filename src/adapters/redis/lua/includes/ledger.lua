@@ -54,6 +54,13 @@ local function writeRecord(key, index, state, attempts, reason, at)
   redis.call('SETRANGE', key, index * RECORD, struct.pack('>BBHI6', state, attempts, reason, at))
 end
 
+-- The run's index of recipients pending in doubt (an earlier attempt may have
+-- been delivered; retried, or resent): a cancel counts them unknown, not
+-- skipped. Kept beside the run's hash (same hash tag).
+local function noteDoubt(runKey, position, pendingInDoubt)
+  if pendingInDoubt then redis.call('ZADD', runKey .. ':doubt', position, position) else redis.call('ZREM', runKey .. ':doubt', position) end
+end
+
 -- Returns the holder token and expiry (steady ms) of a page lease, or nil.
 local function readLease(leaseKey)
   local lease = redis.call('GET', leaseKey)
@@ -92,6 +99,7 @@ local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elaps
       local position = page * pageSize + index
       if resendable and attempts < maxAttempts then
         writeRecord(recordsKey, index, PENDING, attempts, inDoubt(reason) and reason or reason + IN_DOUBT, elapsed)
+        noteDoubt(runKey, position, true)
         recordError(errorsKey, position, 'LEASE_EXPIRED',
           'the worker sending this recipient stopped before it heard back from the provider; sending again with the same idempotency key',
           attempts, now)
