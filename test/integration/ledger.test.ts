@@ -275,7 +275,6 @@ describe('claims that defer and skip (recipient respect)', () => {
       { index: 0, op: 'defer', until: Date.now() + 60_000 },
       { index: 1, op: 'skip', reason: REASONS.suppressed, detail: 'x' },
     ]);
-    await h.redis.hset(h.keys.campaign(campaignId).meta(), 'status', 'running', 'latestRunId', runId);
     const { RedisLifecycle } = await import('../../src/adapters/redis/redis-lifecycle.js');
     expect(await new RedisLifecycle(h.keys, h.scripts).cancel(campaignId, runId)).toMatchObject({ ok: true });
     const run = (await h.runs.getRun(campaignId, runId))!;
