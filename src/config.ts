@@ -1,5 +1,6 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
-import { loadProviders, DEFAULT_PROVIDERS, type ProviderConfig } from './adapters/push/provider-config.js';
+import { addressFields, loadProviders, DEFAULT_PROVIDERS, type ProviderConfig } from './adapters/push/provider-config.js';
 import { ConfigError } from './config-error.js';
 import { frequencyCapSchema } from './domain/respect.js';
 import { DEFAULT_REDACT_FIELDS } from './logger.js';
@@ -55,7 +56,7 @@ export const ENV = {
   HOST: doc(z.string().min(1).default('127.0.0.1'), 'the address the API binds to'),
   ADMIN_TOKEN: doc(
     z.string().min(1).optional(),
-    'bearer token for `/api/*` and `/admin/*`; required with `NODE_ENV=production` in processes that serve the API',
+    'bearer token for `/api/*` and `/admin/*`; required with `NODE_ENV=production` in processes that serve the API, and then at least 24 characters (as `VIEWER_TOKEN`)',
     'generated',
   ),
   VIEWER_TOKEN: doc(z.string().min(1).optional(), "read-only token: the API's reads, Bull Board and the progress page, no change"),
@@ -74,7 +75,7 @@ export const ENV = {
           .filter(Boolean),
       )
       .default(DEFAULT_REDACT_FIELDS),
-    'recipient fields never written to a log line (`token,deviceToken,phone,…`); the Authorization header never is',
+    "recipient fields never written to a log line (`token,deviceToken,phone,…`), besides each provider's `tokenField` / `phoneField`; the Authorization header never is",
     'device tokens, phone numbers',
   ),
   PAGE_SIZE: doc(int(1, 10_000).default(500), 'recipients per send job'),
@@ -101,6 +102,29 @@ export const ENV = {
   ),
   STAGING_TTL_MS: doc(int(1000, 86_400_000).default(600_000), 'an upload with nothing received for this long is abandoned: its staged rows are dropped'),
   MAX_BODY_BYTES: doc(int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024), 'largest JSON body (inline recipients)'),
+  MAX_UPLOAD_BYTES: doc(
+    int(1024, 64 * 1024 * 1024 * 1024).default(1024 * 1024 * 1024),
+    'largest upload (`PUT …/recipients`, `PUT /api/suppressions/:list`): 413 from its `Content-Length`, or as soon as more arrives; rows are at most 64 KiB, a CSV header at most 1,000 columns',
+  ),
+  MIN_SCHEDULE_INTERVAL_MS: doc(
+    int(1000, 86_400_000).default(60_000),
+    'a cron that fires more often than this (any two occurrences closer) is refused with 422: each occurrence is a run that sends to everyone again',
+  ),
+  TRUST_PROXY: doc(
+    z
+      .string()
+      .transform((value, ctx) => {
+        const parsed = parseTrustProxy(value);
+        if (parsed === null) {
+          ctx.addIssue({ code: 'custom', message: 'must be true, false, a number of hops, or comma-separated addresses / CIDR ranges (loopback, 10.0.0.0/8)' });
+          return z.NEVER;
+        }
+        return parsed;
+      })
+      .default(false),
+    'behind a reverse proxy: which hops to believe about the client address (`X-Forwarded-For`), as express `trust proxy`: `true`, a number of hops, or addresses and CIDR ranges (`loopback`, `10.0.0.0/8`). The failed-authentication limiter counts by that address',
+    '`false`',
+  ),
   SCHEDULE_GRACE_MS: doc(int(0, 30 * 86_400_000).default(3_600_000), 'an occurrence missed (every worker down) by more than this is skipped, not run late'),
   FREQUENCY_CAPS: doc(
     z
@@ -119,6 +143,24 @@ export const ENV = {
     '`[]`',
   ),
 } satisfies Record<string, z.ZodType>;
+
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** TRUST_PROXY as express takes it, or null when it is none of the forms express understands. */
+export function parseTrustProxy(value: string): boolean | number | string[] | null {
+  const text = value.trim();
+  if (text === 'true' || text === 'false') return text === 'true';
+  if (/^\d{1,2}$/.test(text)) return Number(text);
+  const entries = text.split(',').map((e) => e.trim());
+  const valid = (entry: string) => {
+    if (PROXY_NAMES.has(entry)) return true;
+    const [address = '', bits, ...more] = entry.split('/');
+    const family = isIP(address);
+    if (family === 0 || more.length > 0) return false;
+    return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+  };
+  return entries.every(valid) ? entries : null;
+}
 
 type Env = { [K in keyof typeof ENV]: z.output<(typeof ENV)[K]> };
 /** `LEASE_MS` → `leaseMs`. */
@@ -141,18 +183,44 @@ function camel(name: string): string {
 
 const envSchema = z.object(ENV);
 
+/** Variables whose values are never repeated in an error message. */
+const SECRET_VARIABLES = new Set(['ADMIN_TOKEN', 'VIEWER_TOKEN']);
+
+/** A value as an error message may repeat it: any password in it masked, long ones cut. */
+export function shownValue(value: string): string {
+  // Everything before the last "@" is credentials (user, password, even a raw "/" or "@" in it).
+  const masked = value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:?\/\/)?.*@/s, (_, scheme: string | undefined) => `${scheme ?? ''}***@`);
+  return JSON.stringify(masked.length > 100 ? `${masked.slice(0, 100)}…` : masked);
+}
+
 function describeIssue(issue: z.core.$ZodIssue, input: Record<string, unknown>): string {
   const variable = String(issue.path[0]);
   const got = input[variable];
-  return `${variable} ${issue.message}${got === undefined ? '' : ` (got ${JSON.stringify(got)})`}`;
+  const shown = got === undefined || SECRET_VARIABLES.has(variable) ? '' : ` (got ${shownValue(String(got))})`;
+  return `${variable} ${issue.message}${shown}`;
 }
 
+/** Shortest token a production API accepts: 24 characters of base64 are 144 bits, beyond guessing at any rate. */
+export const MIN_PRODUCTION_TOKEN_LENGTH = 24;
+
 /**
- * A process that serves the API needs the admin token in production; a
- * worker never uses it, so worker machines need not hold it.
+ * A process that serves the API needs the admin token in production, and
+ * tokens long enough not to be guessed; a worker never uses them, so worker
+ * machines need not hold them.
  */
 export function requireAdminToken(config: Config): void {
-  if (config.production && !config.adminToken) throw new ConfigError('ADMIN_TOKEN must be set when NODE_ENV=production');
+  if (!config.production) return;
+  if (!config.adminToken) throw new ConfigError('ADMIN_TOKEN must be set when NODE_ENV=production');
+  for (const [name, token] of [
+    ['ADMIN_TOKEN', config.adminToken],
+    ['VIEWER_TOKEN', config.viewerToken],
+  ] as const) {
+    if (token !== undefined && token.length < MIN_PRODUCTION_TOKEN_LENGTH) {
+      throw new ConfigError(
+        `${name} is ${token.length} characters; with NODE_ENV=production it needs at least ${MIN_PRODUCTION_TOKEN_LENGTH} (e.g. openssl rand -base64 24)`,
+      );
+    }
+  }
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -166,12 +234,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const fromEnv = Object.fromEntries(Object.entries(parsed.data).map(([key, value]) => [camel(key), value])) as {
     [K in keyof Env as Camel<K & string>]: Env[K];
   };
+  const providers = parsed.data.PROVIDERS_FILE ? loadProviders(parsed.data.PROVIDERS_FILE) : DEFAULT_PROVIDERS;
   return {
     ...fromEnv,
+    // Whatever LOG_REDACT_FIELDS says, the fields providers read tokens and phone numbers from are never logged.
+    logRedactFields: [...new Set([...fromEnv.logRedactFields, ...addressFields(providers)])],
     production: parsed.data.NODE_ENV === 'production',
     redisUrlDefaulted: input.REDIS_URL === undefined,
     cluster: /^rediss?-cluster:/.test(parsed.data.REDIS_URL),
-    providers: parsed.data.PROVIDERS_FILE ? loadProviders(parsed.data.PROVIDERS_FILE) : DEFAULT_PROVIDERS,
+    providers,
   };
 }
 

@@ -1,7 +1,7 @@
 import { invalidState, planLayout, type Campaign, type CampaignPriority, type Message, type RecipientLayout } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
-import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import { invalidRecipients, RecipientCollector, type IngestSummary } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { currentView, requireCampaign, type CampaignView } from './campaign-view.js';
@@ -106,31 +106,42 @@ export class CampaignLifecycle {
       const collector = new RecipientCollector();
       for (const r of patch.recipients) collector.add(r);
       summary = collector.summary();
-      if (patch.invalid === 'reject' && summary.invalid > 0) {
-        throw new DomainError(ErrorCodes.VALIDATION_FAILED, `${summary.invalid} recipient(s) are invalid; nothing was changed`, summary);
-      }
+      if (patch.invalid === 'reject' && summary.invalid > 0) throw invalidRecipients(summary, 'nothing was changed');
       // Refuse early when the state forbids it, before writing a whole list for nothing.
       const campaign = await requireCampaign(this.deps.store, id);
       if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(id, campaign.status, 'edit');
-      await this.replaceList(campaign, collector.recipients.length, async (staging) => {
-        await staging.add(collector.recipients);
-      });
+      // The list and the other fields change in one step: a launch racing the edit sees all of it or none.
+      await this.replaceList(
+        campaign,
+        collector.recipients.length,
+        async (staging) => {
+          await staging.add(collector.recipients);
+        },
+        fields,
+      );
+    } else if (Object.keys(fields).length > 0) {
+      await this.apply(id, 'edit', () => this.deps.lifecycle.edit(id, fields));
     }
-    if (Object.keys(fields).length > 0) await this.apply(id, 'edit', () => this.deps.lifecycle.edit(id, fields));
     return { campaign: await this.view(id), recipients: summary };
   }
 
   /**
    * Stages a new list (`fill` adds its rows), then swaps it in as one Lua
-   * step — or drops it whole, if filling failed or the state forbids it.
+   * step, with `fields` of the campaign if given — or drops it whole, if
+   * filling failed or the state forbids it.
    */
-  async replaceList(campaign: Campaign, expectedRows: number, fill: (staging: Staging) => Promise<void>): Promise<RecipientLayout> {
+  async replaceList(
+    campaign: Campaign,
+    expectedRows: number,
+    fill: (staging: Staging) => Promise<void>,
+    fields: Record<string, string> = {},
+  ): Promise<RecipientLayout> {
     const staging = await this.deps.store.beginStaging(campaign.id, expectedRows, this.deps.pageSize);
     let live = false;
     try {
       await fill(staging);
       const layout = await staging.finish();
-      const result = await this.apply(campaign.id, 'upload', (c) => this.deps.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout));
+      const result = await this.apply(campaign.id, 'upload', (c) => this.deps.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout, fields));
       live = true;
       await staging.commit();
       if (result.dropVersion !== null) await this.deps.store.dropRecipients(campaign.id, { ...campaign.recipients, version: result.dropVersion });

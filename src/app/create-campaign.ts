@@ -1,7 +1,7 @@
 import { planLayout, type CampaignPriority, type Message } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
-import { RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import { invalidRecipients, RecipientCollector, type IngestSummary } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
@@ -46,9 +46,7 @@ export class CreateCampaign {
     const collector = new RecipientCollector();
     for (const recipient of input.recipients ?? []) collector.add(recipient);
     const summary = collector.summary();
-    if (input.invalid === 'reject' && summary.invalid > 0) {
-      throw new DomainError(ErrorCodes.VALIDATION_FAILED, `${summary.invalid} recipient(s) are invalid; nothing was created`, summary);
-    }
+    if (input.invalid === 'reject' && summary.invalid > 0) throw invalidRecipients(summary, 'nothing was created');
     const createdAt = Date.now();
     const id = newId(createdAt);
     const layout = planLayout(collector.recipients.length, this.deps.pageSize);

@@ -136,16 +136,35 @@ export interface MetricsBoard {
 export type Transition<T = object> =
   ({ ok: true; status: CampaignStatus } & T) | { ok: false; reason: 'missing' | 'state' | 'moved'; status?: CampaignStatus; message?: string };
 
+/** What a campaign's schedule was before a change: enough to put it back. */
+export interface ScheduleBefore {
+  schedule: ScheduleSpec | null;
+  status: CampaignStatus;
+  version: number;
+}
+
 export interface Lifecycle {
   /** Sets (null: clears) the schedule; `expectVersion` makes a clear apply only to that schedule. */
-  setSchedule(campaignId: string, spec: ScheduleSpec | null, expectVersion?: number): Promise<Transition<{ version: number }>>;
+  setSchedule(campaignId: string, spec: ScheduleSpec | null, expectVersion?: number): Promise<Transition<{ version: number; before: ScheduleBefore }>>;
+  /**
+   * Undoes a setSchedule whose scheduler write failed: the schedule, status
+   * and version as they were, if nothing changed the schedule since (it is
+   * still at `version`). False when something did.
+   */
+  restoreSchedule(campaignId: string, version: number, before: ScheduleBefore): Promise<boolean>;
   pause(campaignId: string, latestRunId: string | null): Promise<Transition>;
   /** `idleStatus`: where a campaign paused between runs goes back to (scheduled, or draft when nothing is due). */
   resume(campaignId: string, latestRunId: string | null, idleStatus: 'scheduled' | 'draft'): Promise<Transition<{ gen?: number; pages?: number[] }>>;
   cancel(campaignId: string, latestRunId: string | null): Promise<Transition>;
   edit(campaignId: string, fields: Record<string, string>): Promise<Transition>;
   /** Makes a staged list current; `dropVersion` is the old version when no run reads it any more. */
-  swapRecipients(campaignId: string, latestRunId: string | null, layout: RecipientLayout): Promise<Transition<{ dropVersion: number | null }>>;
+  swapRecipients(
+    campaignId: string,
+    latestRunId: string | null,
+    layout: RecipientLayout,
+    /** Other fields of the campaign changed in the same step (an edit that replaces the list too). */
+    fields?: Record<string, string>,
+  ): Promise<Transition<{ dropVersion: number | null }>>;
 }
 
 export interface Scheduler {
@@ -217,7 +236,8 @@ export interface Runs {
   markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void>;
   /** Runs not finished yet, across all campaigns. */
   activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
-  markActive(campaignId: string, runId: string): Promise<void>;
+  /** True when the run was not listed yet. */
+  markActive(campaignId: string, runId: string): Promise<boolean>;
   markInactive(campaignId: string, runId: string): Promise<void>;
 }
 

@@ -19,10 +19,11 @@ export class RunStarter {
   async start(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     // Listed as active before it exists, so the supervisor always finds a run
     // whose first pages could not be enqueued (it drops entries with no run).
-    await this.deps.runs.markActive(campaignId, runId);
+    const listed = await this.deps.runs.markActive(campaignId, runId);
     const created = await this.deps.runs.createRun(campaignId, runId, opts);
     if (!created.ok) {
-      if (created.reason !== 'exists') await this.deps.runs.markInactive(campaignId, runId);
+      // Unlist only what this call listed: a refused launch of a running campaign leaves its run watched.
+      if (listed && created.reason !== 'exists') await this.deps.runs.markInactive(campaignId, runId);
       return created;
     }
     await this.deps.pump.fill(campaignId, runId);

@@ -2,7 +2,7 @@ import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { parseSchedule } from '../domain/schedule.js';
 import { currentView, type CampaignView } from './campaign-view.js';
-import type { CampaignStore, Lifecycle, Locks, Runs, Scheduler } from './ports.js';
+import type { CampaignStore, Lifecycle, Locks, Logger, Runs, ScheduleBefore, Scheduler } from './ports.js';
 
 /**
  * Schedules a campaign, or replaces its schedule. The campaign's record (one
@@ -19,11 +19,14 @@ export class ScheduleCampaign {
       locks: Locks;
       lifecycle: Lifecycle;
       scheduler: Scheduler;
+      /** MIN_SCHEDULE_INTERVAL_MS. */
+      minIntervalMs: number;
+      log: Logger;
     },
   ) {}
 
   async execute(campaignId: string, input: { at?: string; cron?: string; timezone?: string }): Promise<CampaignView> {
-    const spec = parseSchedule(input, Date.now());
+    const spec = parseSchedule(input, Date.now(), this.deps.minIntervalMs);
     const lockName = `schedule:${campaignId}`;
     const token = await this.deps.locks.lock(lockName, 15_000, 5_000);
     if (!token) throw new DomainError(ErrorCodes.INVALID_STATE, `another change to the schedule of campaign ${campaignId} is in progress; try again`);
@@ -33,10 +36,34 @@ export class ScheduleCampaign {
         if (result.reason === 'missing') throw campaignNotFound(campaignId);
         throw invalidState(campaignId, result.status!, 'schedule', result.message);
       }
-      await this.deps.scheduler.set(campaignId, spec, result.version);
+      try {
+        await this.deps.scheduler.set(campaignId, spec, result.version);
+      } catch (err) {
+        await this.undo(campaignId, result.version, result.before);
+        throw err;
+      }
     } finally {
       await this.deps.locks.unlock(lockName, token);
     }
     return currentView(this.deps.store, this.deps.runs, campaignId);
+  }
+
+  /**
+   * The scheduler write failed, so the answer will be "nothing changed": make
+   * it true. The campaign's record goes back as it was, and so, in case the
+   * write did land before its reply was lost, does the scheduler. Both are
+   * attempted; when Redis is gone for both, the warning says what to do.
+   */
+  private async undo(campaignId: string, version: number, before: ScheduleBefore): Promise<void> {
+    try {
+      if (!(await this.deps.lifecycle.restoreSchedule(campaignId, version, before))) return;
+      if (before.schedule) await this.deps.scheduler.set(campaignId, before.schedule, before.version);
+      else await this.deps.scheduler.remove(campaignId);
+    } catch (err) {
+      this.deps.log.warn(
+        { campaignId, err: (err as Error).message },
+        'a schedule change failed and could not be fully undone; send POST /api/campaigns/:id/schedule again once Redis answers',
+      );
+    }
   }
 }

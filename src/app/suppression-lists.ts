@@ -60,7 +60,8 @@ export class SuppressionLists {
    * Replaces a list with an upload (CSV with an `id` column, or NDJSON of ids
    * or objects with an `id`), under the same rules as recipient uploads: all
    * or nothing, and refused whole when the count or checksum announced do not
-   * match or the body was cut.
+   * match, the body was cut, or it holds no id at all (only `clear` empties a
+   * list).
    */
   async upload(name: string, source: UploadSource, options: Omit<UploadOptions, 'sizeHint'>): Promise<SuppressionUploadResult> {
     const tally = new IngestTally();
@@ -71,6 +72,14 @@ export class SuppressionLists {
         tally.accepted += fresh;
         tally.duplicate += chunk.length - fresh;
       });
+      // An empty upload is a mistake (a file not written yet, a wrong column), never a wish to send to everyone who opted out.
+      if (tally.accepted === 0) {
+        throw new DomainError(
+          ErrorCodes.VALIDATION_FAILED,
+          `the upload holds no id: list ${name} was not changed (DELETE /api/suppressions/${name} empties a list)`,
+          tally.summary(),
+        );
+      }
     });
     return { name, size, ...tally.summary(), rows: tally.rows, ...digest };
   }

@@ -1,6 +1,6 @@
 import { invalidState } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
-import { IngestTally, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
+import { IngestTally, invalidRecipients, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
 import type { CampaignLifecycle } from './campaign-lifecycle.js';
 import { campaignView, latestRun, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Runs } from './ports.js';
@@ -86,23 +86,25 @@ export async function ingestUpload(
   store: (chunk: StoredRecipient[]) => Promise<void>,
 ): Promise<{ bytes: number; sha256: string }> {
   let chunk: StoredRecipient[] = [];
+  // Refused rows stop the storing, not the reading: the answer names the first ones, and the count and checksum are still checked.
+  let refused = false;
   for await (const row of source.rows) {
     const recipient = tally.check(row);
     if (recipient === null) {
-      if (options.invalid === 'reject') {
-        throw new DomainError(ErrorCodes.VALIDATION_FAILED, `row ${tally.rows} is invalid and ?invalid=reject was asked: nothing was kept`, tally.summary());
-      }
+      refused ||= options.invalid === 'reject';
       continue;
     }
+    if (refused) continue;
     chunk.push(recipient);
     if (chunk.length >= CHUNK) {
       await store(chunk);
       chunk = [];
     }
   }
-  await store(chunk);
   const digest = source.digest();
   checkUploadIntegrity(tally, digest, options);
+  if (refused) throw invalidRecipients(tally.summary(), 'nothing was kept');
+  await store(chunk);
   return digest;
 }
 

@@ -1,27 +1,32 @@
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Api, CliError } from './api.js';
+import { printable, printableJson } from './printable.js';
 import { bar, duration, Progress } from './progress.js';
 import { upload } from './upload.js';
 
 const USAGE = `pushq — the command line of the pushq API
 
   pushq create --name N --provider P --title T --body B [--data JSON] [--priority high|normal|low] [--file F]
-  pushq upload <campaign> <file.csv|file.ndjson> [--format csv|ndjson] [--invalid reject]
+  pushq upload <campaign> <file.csv|file.ndjson> [--format csv|ndjson] [--invalid reject|skip]
   pushq launch|pause|resume|cancel|retry-failed <campaign>
   pushq schedule <campaign> --at ISO-8601 | --cron "0 0 9 * * *" [--timezone Asia/Seoul]
   pushq status <campaign>        the campaign as JSON
   pushq watch <campaign>         live progress until the run ends
   pushq list
 
-Options: --url (or PUSHQ_URL, default http://127.0.0.1:3000), --token (or PUSHQ_TOKEN, or ADMIN_TOKEN).
-An upload computes the row count and SHA-256 of the file first; the server refuses it whole if they do not match.`;
+Options: --url (or PUSHQ_URL, default http://127.0.0.1:3000); the token from PUSHQ_TOKEN (or ADMIN_TOKEN),
+or --token-file F (a file holding it). --token T works too, but other users of the machine can read it in ps.
+An upload computes the row count and SHA-256 of the file first; the server refuses it whole if they do not match,
+and refuses it whole if a row is invalid unless --invalid skip says to skip and report such rows.`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     url: { type: 'string' },
     token: { type: 'string' },
+    'token-file': { type: 'string' },
     name: { type: 'string' },
     provider: { type: 'string' },
     title: { type: 'string' },
@@ -39,9 +44,31 @@ const { values, positionals } = parseArgs({
   },
 });
 
+/** Our own text as it is; anything else as terminal-safe JSON. */
 const print = (value: unknown): void => {
-  process.stdout.write(`${typeof value === 'string' ? value : JSON.stringify(value, null, 2)}\n`);
+  process.stdout.write(`${typeof value === 'string' ? value : printableJson(value)}\n`);
 };
+
+/** The API token: a file (--token-file), the environment, or (visible in ps, so warned about) --token. */
+function apiToken(): string | undefined {
+  if (values['token-file']) {
+    try {
+      return readFileSync(values['token-file'], 'utf8').trim();
+    } catch (err) {
+      throw new CliError(`cannot read --token-file ${values['token-file']} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  if (values.token) {
+    process.stderr.write('pushq: --token is visible to other users in ps; prefer PUSHQ_TOKEN or --token-file\n');
+    return values.token;
+  }
+  return process.env.PUSHQ_TOKEN ?? process.env.ADMIN_TOKEN;
+}
+
+function invalidOption(value: string | undefined): 'reject' | 'skip' | undefined {
+  if (value === undefined || value === 'reject' || value === 'skip') return value;
+  throw new CliError(`--invalid is reject or skip, not ${JSON.stringify(value)}`);
+}
 
 function need(value: string | undefined, what: string): string {
   if (!value) throw new CliError(`missing ${what} (pushq help)`);
@@ -74,8 +101,7 @@ async function watch(api: Api, id: string, intervalMs: number): Promise<any> {
 async function main(): Promise<void> {
   const [command, id, file] = positionals;
   if (values.help || !command || command === 'help') return print(USAGE);
-  const token = values.token ?? process.env.PUSHQ_TOKEN ?? process.env.ADMIN_TOKEN;
-  const api = new Api(values.url ?? process.env.PUSHQ_URL ?? 'http://127.0.0.1:3000', need(token, 'the API token (--token or PUSHQ_TOKEN)'));
+  const api = new Api(values.url ?? process.env.PUSHQ_URL ?? 'http://127.0.0.1:3000', need(apiToken(), 'the API token (PUSHQ_TOKEN or --token-file)'));
   switch (command) {
     case 'create': {
       const created = await api.call('POST', '/api/campaigns', {
@@ -84,11 +110,11 @@ async function main(): Promise<void> {
         message: { title: need(values.title, '--title'), body: need(values.body, '--body'), data: values.data ? JSON.parse(values.data) : {} },
         ...(values.priority ? { priority: values.priority } : {}),
       });
-      if (values.file) print(await upload(api, created.id, values.file, { format: values.format, invalid: values.invalid }));
+      if (values.file) print(await upload(api, created.id, values.file, { format: values.format, invalid: invalidOption(values.invalid) }));
       return print(created.id);
     }
     case 'upload':
-      return print(await upload(api, need(id, 'the campaign id'), need(file, 'the file'), { format: values.format, invalid: values.invalid }));
+      return print(await upload(api, need(id, 'the campaign id'), need(file, 'the file'), { format: values.format, invalid: invalidOption(values.invalid) }));
     case 'launch':
     case 'pause':
     case 'resume':
@@ -107,16 +133,20 @@ async function main(): Promise<void> {
       return print(await api.call('GET', `/api/campaigns/${need(id, 'the campaign id')}`));
     case 'watch': {
       const final = await watch(api, need(id, 'the campaign id'), Number(values.interval ?? 1000));
-      return print(`${final.id}: ${final.status}`);
+      return print(`${printable(final.id)}: ${printable(final.status)}`);
     }
     case 'list':
-      return print((await api.call('GET', '/api/campaigns?limit=100')).items.map((c: any) => `${c.id}  ${c.status.padEnd(9)}  ${c.name}`).join('\n'));
+      return print(
+        (await api.call('GET', '/api/campaigns?limit=100')).items
+          .map((c: { id: string; status: string; name: string }) => `${printable(c.id)}  ${printable(c.status).padEnd(9)}  ${printable(c.name)}`)
+          .join('\n'),
+      );
     default:
       throw new CliError(`unknown command ${JSON.stringify(command)} (pushq help)`);
   }
 }
 
 main().catch((err: Error) => {
-  process.stderr.write(`pushq: ${err.message}\n`);
+  process.stderr.write(`pushq: ${printable(err.message)}\n`);
   process.exit(1);
 });

@@ -37,7 +37,7 @@ export async function fingerprint(file: string, format: FileFormat): Promise<{ r
 }
 
 /** Streams the file to PUT …/recipients with its count and hash, showing rows, MB/s and ETA; answers the server's counts. */
-export async function upload(api: Api, campaignId: string, file: string, options: { format?: string; invalid?: string }): Promise<any> {
+export async function upload(api: Api, campaignId: string, file: string, options: { format?: string; invalid?: 'reject' | 'skip' }): Promise<any> {
   const format = formatOf(file, options.format);
   const progress = new Progress();
   progress.update(`checking ${file}…`);
@@ -55,7 +55,7 @@ export async function upload(api: Api, campaignId: string, file: string, options
       done(null, chunk);
     },
   });
-  const query = options.invalid === 'reject' ? '?invalid=reject' : '';
+  const query = options.invalid ? `?invalid=${options.invalid}` : '';
   const result = await api.call('PUT', `/api/campaigns/${campaignId}/recipients${query}`, createReadStream(file).pipe(meter), {
     'content-type': format === 'csv' ? 'text/csv' : 'application/x-ndjson',
     'content-length': String(bytes),

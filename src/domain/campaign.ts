@@ -127,15 +127,20 @@ export function invalidState(campaignId: string, status: CampaignStatus, action:
   return new DomainError(ErrorCodes.INVALID_STATE, `cannot ${action} campaign ${campaignId}: it is ${status}.${hint}`, { status, allowedActions: allowed });
 }
 
+/**
+ * Most index buckets a list has, whatever its size or the size announced for
+ * it (4 million recipients at 64 a bucket; larger lists have fuller buckets).
+ * What a client announces only ever sizes work up to this.
+ */
+export const MAX_INDEX_BUCKETS = 65_536;
+
+/** Index buckets for about `rows` recipients: ~64 ids each keeps a bucket a compact listpack in Redis (hash-max-listpack-entries is 128). */
+export function indexBuckets(rows: number): number {
+  if (!Number.isFinite(rows) || rows <= 64) return 1;
+  return Math.min(MAX_INDEX_BUCKETS, Math.ceil(rows / 64));
+}
+
 /** Split `total` recipients into pages and index buckets. */
 export function planLayout(total: number, pageSize: number, version = 1): RecipientLayout {
-  return {
-    total,
-    pageSize,
-    version,
-    pages: Math.ceil(total / pageSize),
-    // ~64 ids per bucket keeps each bucket a compact listpack in Redis
-    // (hash-max-listpack-entries defaults to 128).
-    buckets: Math.max(1, Math.ceil(total / 64)),
-  };
+  return { total, pageSize, version, pages: Math.ceil(total / pageSize), buckets: indexBuckets(total) };
 }

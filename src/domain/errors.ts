@@ -19,6 +19,8 @@ export const ErrorCodes = {
   /** An upload whose count or checksum does not match what the sender declared. */
   INTEGRITY_FAILED: 'INTEGRITY_FAILED',
   UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  /** An `Expect` header other than 100-continue. */
+  EXPECTATION_FAILED: 'EXPECTATION_FAILED',
   NOT_IMPLEMENTED: 'NOT_IMPLEMENTED',
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
   STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',

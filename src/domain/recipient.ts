@@ -1,3 +1,6 @@
+import { DomainError, ErrorCodes } from './errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from './json-depth.js';
+
 /**
  * Recipients: what an operator hands us, validated and deduplicated.
  *
@@ -8,7 +11,8 @@
  */
 export const MAX_RECIPIENT_ID_LENGTH = 256;
 export const MAX_RECIPIENT_BYTES = 8 * 1024;
-const MAX_INVALID_EXAMPLES = 20;
+/** How many invalid rows an answer names (each with why), for the operator to fix the source. */
+export const MAX_INVALID_EXAMPLES = 100;
 
 export type RecipientRecord = { readonly id: string } & Readonly<Record<string, unknown>>;
 /** A bare id, or the whole record when it carries more than its id. */
@@ -27,6 +31,7 @@ export type RecipientCheck = { ok: true; recipient: StoredRecipient } | { ok: fa
 export function checkRecipientId(id: unknown): string | undefined {
   if (typeof id !== 'string') return 'id must be a string';
   if (id.length === 0) return 'id must not be empty';
+  if (id.trim() === '') return 'id must not be blank';
   // Count code points, not UTF-16 units, so 256 emoji are as legal as 256 letters.
   if (id.length > MAX_RECIPIENT_ID_LENGTH && [...id].length > MAX_RECIPIENT_ID_LENGTH) {
     return `id is longer than ${MAX_RECIPIENT_ID_LENGTH} characters`;
@@ -48,6 +53,7 @@ export function checkRecipient(input: unknown): RecipientCheck {
   if (problem) return { ok: false, reason: problem };
   const keys = Object.keys(record);
   if (keys.length === 1) return { ok: true, recipient: record.id as string };
+  if (nestsDeeperThan(record)) return { ok: false, reason: `recipient fields nest deeper than ${MAX_JSON_DEPTH} levels` };
   if (JSON.stringify(record).length > MAX_RECIPIENT_BYTES) {
     return { ok: false, reason: `recipient record is larger than ${MAX_RECIPIENT_BYTES} bytes` };
   }
@@ -55,8 +61,10 @@ export function checkRecipient(input: unknown): RecipientCheck {
 }
 
 export interface InvalidRow {
-  /** 1-based position in the input (data rows; a CSV header is not counted). */
+  /** 1-based position in the input (data rows; a CSV header and blank lines are not counted). */
   row: number;
+  /** 0-based position in an inline array (`recipients[index]`). */
+  index?: number;
   reason: string;
 }
 
@@ -80,19 +88,36 @@ export class IngestTally {
   rows = 0;
   private readonly invalidRows: InvalidRow[] = [];
 
-  /** Checks the next row; answers the recipient, or null when the row is unusable. */
-  check(input: unknown): StoredRecipient | null {
+  /** Checks the next row; answers the recipient, or null when the row is unusable. `inline`: rows are array elements (named by index too). */
+  check(input: unknown, inline = false): StoredRecipient | null {
     this.rows += 1;
     const check = checkRecipient(input);
     if (check.ok) return check.recipient;
     this.invalid += 1;
-    if (this.invalidRows.length < MAX_INVALID_EXAMPLES) this.invalidRows.push({ row: this.rows, reason: check.reason });
+    if (this.invalidRows.length < MAX_INVALID_EXAMPLES) {
+      this.invalidRows.push(inline ? { row: this.rows, index: this.rows - 1, reason: check.reason } : { row: this.rows, reason: check.reason });
+    }
     return null;
   }
 
   summary(): IngestSummary {
     return { accepted: this.accepted, duplicate: this.duplicate, invalid: this.invalid, invalidRows: [...this.invalidRows] };
   }
+}
+
+/**
+ * The refusal of a whole input for its invalid rows (the default: the lesson
+ * of a truncated batch file is to keep nothing on any doubt): 422 naming the
+ * first rows and why, and how to skip them instead.
+ */
+export function invalidRecipients(summary: IngestSummary, what: string): DomainError {
+  const first = summary.invalidRows[0];
+  const where = first ? (first.index !== undefined ? `recipients[${first.index}]` : `row ${first.row}`) : '';
+  return new DomainError(
+    ErrorCodes.VALIDATION_FAILED,
+    `${summary.invalid} recipient(s) are invalid${first ? ` (first: ${where}: ${first.reason})` : ''}; ${what}. Fix them, or add ?invalid=skip to skip and report them`,
+    summary,
+  );
 }
 
 /** Collects a list in memory (inline recipients), deduplicated, first one wins. */
@@ -102,7 +127,7 @@ export class RecipientCollector {
   readonly recipients: StoredRecipient[] = [];
 
   add(input: unknown): void {
-    const recipient = this.tally.check(input);
+    const recipient = this.tally.check(input, true);
     if (recipient === null) return;
     const id = recipientId(recipient);
     if (this.seen.has(id)) {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { nextOccurrence } from './schedule.js';
-import { isValidTimeZone } from './schedule.js';
+import { BoundedCache } from './bounded-cache.js';
+import { canonicalTimeZone, nextOccurrence } from './schedule.js';
 import type { RecipientRecord } from './recipient.js';
 
 /**
@@ -51,15 +51,21 @@ export function parseTimeOfDay(value: string): number | null {
   return Number(match[1]) * 3600 + Number(match[2]) * 60 + Number(match[3] ?? 0);
 }
 
-const formatters = new Map<string, Intl.DateTimeFormat>();
+/** One formatter per canonical zone (at most a few hundred exist; bounded anyway). */
+const formatters = new BoundedCache<string, Intl.DateTimeFormat>(1024);
 
-/** Seconds since local midnight of `instant` in `zone`. */
+/** Formatters held (for tests: one per canonical zone, bounded). */
+export function zoneFormatterCount(): number {
+  return formatters.size;
+}
+
+/** Seconds since local midnight of `instant` in `zone` (a valid zone name, in any case). */
 function localSeconds(instant: number, zone: string): number {
-  let format = formatters.get(zone);
-  if (!format) {
-    format = new Intl.DateTimeFormat('en-US', { timeZone: zone, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit' });
-    formatters.set(zone, format);
-  }
+  const canonical = canonicalTimeZone(zone) ?? 'UTC';
+  const format = formatters.get(
+    canonical,
+    (timeZone) => new Intl.DateTimeFormat('en-US', { timeZone, hourCycle: 'h23', hour: '2-digit', minute: '2-digit', second: '2-digit' }),
+  );
   let seconds = 0;
   for (const part of format.formatToParts(new Date(instant))) {
     if (part.type === 'hour') seconds += Number(part.value) * 3600;
@@ -84,7 +90,8 @@ export function quietHoursFor(campaign: { quietHours: QuietHours | null; kind: s
 
 /** The zone quiet hours are read in for a recipient: its own valid `timezone`, else the window's. */
 export function zoneFor(hours: QuietHours, recipient: RecipientRecord): string {
-  return typeof recipient.timezone === 'string' && isValidTimeZone(recipient.timezone) ? recipient.timezone : hours.timezone;
+  const own = typeof recipient.timezone === 'string' ? canonicalTimeZone(recipient.timezone) : null;
+  return own ?? canonicalTimeZone(hours.timezone) ?? 'UTC';
 }
 
 /**
@@ -129,15 +136,29 @@ export interface FrequencyCap {
 }
 
 export function parseDuration(value: string): number | null {
-  const match = /^(\d+)(s|m|h|d)$/.exec(value);
+  const match = /^(\d{1,9})(s|m|h|d)$/.exec(value);
   if (!match) return null;
   return Number(match[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[match[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+/** The shortest and longest frequency-cap windows: a shorter one caps nothing a send rate would not, a longer one outlives any campaign. */
+export const CAP_WINDOW_MIN_MS = 60_000;
+export const CAP_WINDOW_MAX_MS = 90 * 86_400_000;
+
+function capWindowProblem(value: string): string | null {
+  const ms = parseDuration(value);
+  if (ms === null) return 'a duration such as 30m, 24h or 7d';
+  if (ms < CAP_WINDOW_MIN_MS || ms > CAP_WINDOW_MAX_MS) return 'between 1m and 90d';
+  return null;
 }
 
 /** A frequency cap as campaigns and FREQUENCY_CAPS give it. */
 export const frequencyCapSchema = z.strictObject({
   max: z.number().int().min(1).max(10_000),
-  per: z.string().refine((v) => parseDuration(v) !== null, 'a duration such as 30m, 24h or 7d'),
+  per: z.string().superRefine((value, ctx) => {
+    const problem = capWindowProblem(value);
+    if (problem) ctx.addIssue({ code: 'custom', message: `frequencyCap.per must be ${problem} (got ${JSON.stringify(value.slice(0, 32))})` });
+  }),
   /** Campaign kinds it counts and applies to; all kinds when empty. */
   kinds: z.array(z.string().min(1).max(32)).max(20).default([]),
 });

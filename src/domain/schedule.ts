@@ -1,4 +1,5 @@
 import { CronExpressionParser } from 'cron-parser';
+import { BoundedCache } from './bounded-cache.js';
 import { DomainError, ErrorCodes } from './errors.js';
 
 /**
@@ -18,21 +19,66 @@ export type ScheduleSpec = { kind: 'at'; at: number } | { kind: 'cron'; cron: st
 /** Marks the BullMQ scheduler pattern of a one-time schedule (see nextOccurrence). */
 const AT_PATTERN = '@at ';
 
+/** Zone names as given → their canonical IANA spelling, or null: bounded, because recipients' fields choose the names. */
+const zoneNames = new BoundedCache<string, string | null>(1024);
+
+/**
+ * The canonical name of a time zone (`aSiA/sEoUl` → `Asia/Seoul`), or null
+ * when it is none. Names are case-insensitive; everything keyed by a zone
+ * uses this, so variants of one zone are one entry.
+ */
+export function canonicalTimeZone(zone: string): string | null {
+  if (zone.length === 0 || zone.length > 64) return null;
+  return zoneNames.get(zone, () => {
+    try {
+      return new Intl.DateTimeFormat('en-US', { timeZone: zone }).resolvedOptions().timeZone;
+    } catch {
+      return null;
+    }
+  });
+}
+
 export function isValidTimeZone(zone: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: zone });
-    return true;
-  } catch {
-    return false;
-  }
+  return canonicalTimeZone(zone) !== null;
+}
+
+/** Entries in the zone-name cache (for tests: it stays bounded). */
+export function zoneNameCacheSize(): number {
+  return zoneNames.size;
 }
 
 function invalid(message: string, path: string): DomainError {
   return new DomainError(ErrorCodes.VALIDATION_FAILED, message, { issues: [{ path, message }] });
 }
 
-/** Checks a schedule request; `now` bounds how far in the past `at` may be. */
-export function parseSchedule(input: { at?: string; cron?: string; timezone?: string }, now: number): ScheduleSpec {
+/** Occurrences of a cron looked at for the shortest interval between two of them. */
+const INTERVAL_LOOKAHEAD = 400;
+
+/**
+ * The first two occurrences (after `now`) closer together than `minIntervalMs`,
+ * among the next few hundred, or null. Each occurrence of a cron is a run that
+ * sends to everyone again: every second is a mistake, not a schedule.
+ */
+export function tooFrequent(spec: ScheduleSpec & { kind: 'cron' }, now: number, minIntervalMs: number): [number, number] | null {
+  let previous = nextOccurrence(spec, now);
+  for (let i = 0; previous !== null && i < INTERVAL_LOOKAHEAD; i += 1) {
+    const next = nextOccurrence(spec, previous);
+    if (next === null) return null;
+    if (next - previous < minIntervalMs) return [previous, next];
+    previous = next;
+  }
+  return null;
+}
+
+function seconds(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`;
+}
+
+/**
+ * Checks a schedule request; `now` bounds how far in the past `at` may be,
+ * `minIntervalMs` (MIN_SCHEDULE_INTERVAL_MS) how close two runs of a cron may come.
+ */
+export function parseSchedule(input: { at?: string; cron?: string; timezone?: string }, now: number, minIntervalMs = 0): ScheduleSpec {
   if ((input.at === undefined) === (input.cron === undefined)) throw invalid('give either "at" or "cron" (with "timezone")', 'body');
   if (input.at !== undefined) {
     const at = Date.parse(input.at);
@@ -51,8 +97,15 @@ export function parseSchedule(input: { at?: string; cron?: string; timezone?: st
   } catch (err) {
     throw invalid(`"cron" is not a valid expression: ${(err as Error).message}`, 'body.cron');
   }
-  if (nextOccurrence({ kind: 'cron', cron, timezone }, now) === null) throw invalid('"cron" never occurs', 'body.cron');
-  return { kind: 'cron', cron, timezone };
+  const spec = { kind: 'cron' as const, cron, timezone };
+  if (nextOccurrence(spec, now) === null) throw invalid('"cron" never occurs', 'body.cron');
+  const close = minIntervalMs > 0 ? tooFrequent(spec, now, minIntervalMs) : null;
+  if (close) {
+    const [a, b] = close.map((t) => new Date(t).toISOString()) as [string, string];
+    const message = `"cron" fires ${seconds(close[1] - close[0])} apart (${a}, then ${b}); runs of a schedule must be at least ${seconds(minIntervalMs)} apart (MIN_SCHEDULE_INTERVAL_MS), as each one sends to every recipient again`;
+    throw new DomainError(ErrorCodes.VALIDATION_FAILED, message, { issues: [{ path: 'body.cron', message }], next: [a, b], minIntervalMs });
+  }
+  return spec;
 }
 
 /** First occurrence strictly after `after`, or null when there is none. */

@@ -16,6 +16,7 @@ import { ScheduleCampaign } from '../app/schedule-campaign.js';
 import { SuppressionLists } from '../app/suppression-lists.js';
 import { UploadRecipients } from '../app/upload-recipients.js';
 import { createHttpApp } from '../adapters/http/app.js';
+import { answerBelowExpress } from '../adapters/http/errors.js';
 import { createSharedMetrics, recentWorkers, renderMetrics } from '../adapters/http/metrics.js';
 import { RedisPermitLimiter } from '../adapters/redis/permit-limiter.js';
 import { weakestFacts } from '../adapters/redis/connection.js';
@@ -62,6 +63,7 @@ export async function startApiRole(deps: {
     log,
   });
   const app = createHttpApp({
+    trustProxy: config.trustProxy,
     adminToken,
     queues: [...s.sendQueues, s.scheduleQueue],
     metrics: () => renderMetrics(deps.metrics, shared, s.metricsBoard, deps.instance),
@@ -91,9 +93,18 @@ export async function startApiRole(deps: {
     },
     log,
     maxBodyBytes: config.maxBodyBytes,
+    maxUploadBytes: config.maxUploadBytes,
     createCampaign: new CreateCampaign({ store: s.store, providers, pageSize: config.pageSize }),
     launchCampaign: new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, log }),
-    scheduleCampaign: new ScheduleCampaign({ store: s.store, runs: s.runs, locks: s.locks, lifecycle: s.lifecycle, scheduler: s.scheduler }),
+    scheduleCampaign: new ScheduleCampaign({
+      store: s.store,
+      runs: s.runs,
+      locks: s.locks,
+      lifecycle: s.lifecycle,
+      scheduler: s.scheduler,
+      minIntervalMs: config.minScheduleIntervalMs,
+      log,
+    }),
     lifecycle,
     queries: new CampaignQueries({ store: s.store, runs: s.runs, ledger: s.ledger }),
     retryFailed: new RetryFailed({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize }),
@@ -102,6 +113,7 @@ export async function startApiRole(deps: {
     suppressions: new SuppressionLists({ suppressions: s.suppressions }),
   });
   const server: Server = createServer(app);
+  answerBelowExpress(server);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => {

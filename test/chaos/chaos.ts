@@ -92,6 +92,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       QUEUE_PREFIX: prefix,
       ADMIN_TOKEN: TEST_TOKEN,
       LOG_LEVEL: 'info',
+      // The plan reschedules crons every few seconds, below the 60 s a production schedule is held to.
+      MIN_SCHEDULE_INTERVAL_MS: '1000',
       PROVIDERS_FILE: providersFile([
         {
           name: 'strict',

@@ -20,9 +20,13 @@ describe('the pushq command line', () => {
   });
 
   function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return cliWith({ PUSHQ_TOKEN: TEST_TOKEN }, ...args);
+  }
+
+  function cliWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const child = spawn(process.execPath, ['bin/pushq.mjs', ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, PUSHQ_URL: stack.client.baseUrl, PUSHQ_TOKEN: TEST_TOKEN },
+      env: { PATH: process.env.PATH, PUSHQ_URL: stack.client.baseUrl, ...env },
     });
     let stdout = '';
     let stderr = '';
@@ -61,5 +65,33 @@ describe('the pushq command line', () => {
     noToken.stderr.on('data', (d: Buffer) => (err += d.toString()));
     expect(await new Promise((resolve) => noToken.on('exit', resolve))).toBe(1);
     expect(err).toMatch(/missing the API token/);
+  });
+
+  it('prints names as text, never as terminal control sequences', async () => {
+    const name = 'evil\u001b]0;pwned\u0007\u001b[2J\u009b31m\u202eoot\nsecond line';
+    const created = await stack.client.request('POST', '/api/campaigns', { name, provider: 'mock', message: { title: 't', body: 'b' } });
+    expect(created.status).toBe(201);
+    const listed = await cli('list');
+    expect(listed.code).toBe(0);
+    const line = listed.stdout.split('\n').find((l) => l.includes(created.body.id))!;
+    expect(line).toContain('evil\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\u202eoot\\nsecond line');
+    // eslint-disable-next-line no-control-regex -- no control character may reach the terminal
+    expect(listed.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    const status = await cli('status', created.body.id);
+    // eslint-disable-next-line no-control-regex -- no control character may reach the terminal
+    expect(status.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    expect(JSON.parse(status.stdout).name).toBe(name);
+  });
+
+  it('takes the token from a file or the environment, and warns that --token shows in ps', async () => {
+    const file = join(dir, 'token');
+    writeFileSync(file, `${TEST_TOKEN}\n`, { mode: 0o600 });
+    const fromFile = await cliWith({}, 'list', '--token-file', file);
+    expect([fromFile.code, fromFile.stderr]).toEqual([0, '']);
+    const fromEnv = await cliWith({ PUSHQ_TOKEN: TEST_TOKEN }, 'list');
+    expect([fromEnv.code, fromEnv.stderr]).toEqual([0, '']);
+    const inline = await cliWith({}, 'list', '--token', TEST_TOKEN);
+    expect(inline.code).toBe(0);
+    expect(inline.stderr).toMatch(/--token is visible to other users in ps/);
   });
 });

@@ -10,6 +10,34 @@ import { waitFor } from '../helpers/wait.js';
  * and every recipient is accounted for.
  */
 
+/** RFC 4180, enough for the export: quoted fields, doubled quotes, line breaks inside quotes. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i]!;
+    if (quoted && c === '"' && text[i + 1] === '"') {
+      field += '"';
+      i += 1;
+    } else if (c === '"') {
+      quoted = !quoted;
+    } else if (!quoted && c === ',') {
+      row.push(field);
+      field = '';
+    } else if (!quoted && c === '\n') {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+    } else {
+      field += c;
+    }
+  }
+  return rows;
+}
+
 async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
   const stack = await startStack(options);
   onCleanup(() => stack.stop());
@@ -17,6 +45,21 @@ async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> 
 }
 
 describe('failures at the provider', () => {
+  it('exports failures.csv with nothing a spreadsheet would run as a formula (ids and provider text alike)', async () => {
+    const hostile = ['=HYPERLINK("http://evil.example","x")', '+1+cmd|calc', '-2+3', '@SUM(A1)', '\tpad', '\rnote'];
+    const stack = await setup({ workers: 1, mock: { respond: (body) => ({ status: 400, body: `=cmd|' /C calc'!A0 for ${body.recipient.id}` }) } });
+    const id = await launchCampaign(stack.client, [...hostile, 'plain']);
+    await waitForStatus(stack.client, id, 'completed');
+    const csv = await fetch(`${stack.client.baseUrl}/api/campaigns/${id}/failures.csv`, { headers: { authorization: `Bearer ${stack.env.ADMIN_TOKEN}` } });
+    const cells = parseCsv(await csv.text()).slice(1);
+    expect(cells).toHaveLength(hostile.length + 1);
+    for (const row of cells) {
+      for (const cell of row) expect(cell, JSON.stringify(row)).not.toMatch(/^[=+\-@\t\r]/);
+    }
+    // The text is all there, behind the quote that neutralises it.
+    expect(cells.map((r) => r[0]).sort()).toEqual([...hostile.map((h) => `'${h}`), 'plain'].sort());
+  });
+
   it('fails permanent 4xx at once, lists and exports them, and retry-failed sends to exactly them', async () => {
     let fixed = false;
     const stack = await setup({

@@ -37,7 +37,8 @@ function duplicatesInRuns(stack: Stack): number {
 
 describe('cron schedules', () => {
   it('fires a run at each occurrence (every 2 s), each with its own id, never overlapping', async () => {
-    const stack = await setup({ workers: 1, provider: { tps: 2000 } });
+    // Every 2 s is below the 60 s a production schedule is held to (MIN_SCHEDULE_INTERVAL_MS).
+    const stack = await setup({ workers: 1, provider: { tps: 2000 }, env: { MIN_SCHEDULE_INTERVAL_MS: '1000' } });
     const { client } = stack;
     const id = await createCampaign(client, range(50, 'c'));
     const scheduled = await client.request('POST', `/api/campaigns/${id}/schedule`, { cron: '*/2 * * * * *', timezone: 'Asia/Seoul' });
@@ -224,7 +225,7 @@ describe('misfires', () => {
 
 describe('racing lifecycle calls', () => {
   it('never delivers a recipient twice in a run, whatever mix of schedule, launch, pause and resume races a cron campaign', async () => {
-    const stack = await setup({ workers: 2, provider: { tps: 400 }, env: { PAGE_SIZE: '40' } });
+    const stack = await setup({ workers: 2, provider: { tps: 400 }, env: { PAGE_SIZE: '40', MIN_SCHEDULE_INTERVAL_MS: '1000' } });
     const { client, mock } = stack;
     mock.keepBodies = false;
     const id = await createCampaign(client, range(200, 'z'));

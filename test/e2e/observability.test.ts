@@ -45,7 +45,8 @@ describe('observability', () => {
     expect(metrics).not.toContain(id);
     expect(metrics).not.toContain('ok-1');
 
-    const ready = (await (await fetch(`${stack.client.baseUrl}/readyz`)).json()) as { workers: { seen: number } };
+    // The details are for token holders (an anonymous probe learns ready or not).
+    const ready = (await stack.client.request('GET', '/readyz')).body as { workers: { seen: number } };
     expect(ready.workers.seen).toBe(2);
 
     const logs = [stack.api, ...stack.workers].map((p) => p.output).join('\n');

@@ -34,8 +34,8 @@ afterAll(async () => {
   await Promise.all([fcm.close(), apns.close(), kakao.close()]);
 });
 
-async function setup(providers: Array<Record<string, unknown>>, workers = 2): Promise<Stack> {
-  return start({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey } });
+async function setup(providers: Array<Record<string, unknown>>, workers = 2, env: Record<string, string> = {}): Promise<Stack> {
+  return start({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey, ...env } });
 }
 
 const fcmProvider = (extra: Record<string, unknown> = {}) => ({
@@ -247,5 +247,21 @@ describe('alimtalk batches', () => {
     expect(kakao.busiestSecond('request', requestsBefore)).toBeLessThanOrEqual(4);
     // 12 requests at 4 per second: the last cannot leave before 2 s.
     expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+  });
+});
+
+describe('logs', () => {
+  it('never write the device token or phone number, in whatever recipient field the provider reads them from', async () => {
+    const stack = await setup([fcmProvider({ tokenField: 'fcmRegistration' }), alimtalkProvider({ phoneField: 'hp' })], 1, { LOG_LEVEL: 'debug' });
+    const android = await launchCampaign(stack.client, [{ id: 'a1', fcmRegistration: 'unregistered-secret-device-token-4711' }], { provider: 'android' });
+    const kakaoId = await launchCampaign(stack.client, [{ id: 'k1', hp: '01011119876' }, { id: 'k2' }], { provider: 'kakao' });
+    await waitForStatus(stack.client, android, 'completed');
+    await waitForStatus(stack.client, kakaoId, 'completed');
+    const out = stack.workers[0]!.output;
+    expect(out).toMatch(/provider did not accept a send/);
+    expect(out).toMatch(/"fcmRegistration":"\[redacted\]"/);
+    expect(out).not.toContain('unregistered-secret-device-token-4711');
+    expect(out).not.toContain('01011119876');
+    expect(out).toMatch(/"hp":"\[redacted\]"/);
   });
 });

@@ -37,5 +37,7 @@ export function testPrefix(label = 't'): string {
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '')
     .slice(0, 40);
-  return `pqtest-${label}${slug ? `-${slug}` : ''}-${randomBytes(4).toString('hex')}`;
+  // At most 59 characters: a prefix must also pass QUEUE_PREFIX's check (64).
+  const base = `pqtest-${label}${slug ? `-${slug}` : ''}`.slice(0, 50).replace(/-$/, '');
+  return `${base}-${randomBytes(4).toString('hex')}`;
 }

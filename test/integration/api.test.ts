@@ -67,7 +67,9 @@ describe('REST API', () => {
 
     it('keeps health and metrics open', async () => {
       expect((await fetch(`${app.url}/healthz`)).status).toBe(200);
-      const ready = await fetch(`${app.url}/readyz`);
+      const open = await fetch(`${app.url}/readyz`);
+      expect([open.status, await open.json()]).toEqual([200, { status: 'ready' }]);
+      const ready = await fetch(`${app.url}/readyz`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
       expect(ready.status).toBe(200);
       expect(await ready.json()).toMatchObject({
         status: 'ready',
@@ -117,15 +119,15 @@ describe('REST API', () => {
     it('changes nothing in Redis when it refuses a request', async () => {
       const before = await keysWithPrefix(redis, prefix);
       await api.request('POST', '/api/campaigns', { name: 'x', provider: 'nope', message: { title: 't', body: 'b' }, recipients: ['a'] });
-      await api.request('POST', '/api/campaigns?invalid=reject', { name: 'x', provider: 'mock', message: { title: 't', body: 'b' }, recipients: ['a', 5] });
+      await api.request('POST', '/api/campaigns', { name: 'x', provider: 'mock', message: { title: 't', body: 'b' }, recipients: ['a', 5] });
       await api.request('POST', '/api/campaigns', '{"name":');
       expect(await keysWithPrefix(redis, prefix)).toEqual(before);
     });
   });
 
   describe('campaigns', () => {
-    it('creates with inline recipients: deduplicated, first wins, invalid ones reported', async () => {
-      const res = await api.request('POST', '/api/campaigns', {
+    it('creates with inline recipients: deduplicated, first wins, invalid ones reported (?invalid=skip)', async () => {
+      const res = await api.request('POST', '/api/campaigns?invalid=skip', {
         name: '  Spring sale  ',
         provider: 'mock',
         message: { title: 'T', body: 'B' },
@@ -144,8 +146,8 @@ describe('REST API', () => {
         ingest: { accepted: 2, duplicate: 1, invalid: 2 },
       });
       expect(res.body.ingest.invalidRows).toEqual([
-        { row: 4, reason: 'id is missing' },
-        { row: 5, reason: 'id must not be empty' },
+        { row: 4, index: 3, reason: 'id is missing' },
+        { row: 5, index: 4, reason: 'id must not be empty' },
       ]);
     });
 

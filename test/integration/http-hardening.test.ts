@@ -175,13 +175,12 @@ describe('every route', () => {
     expect((await admin.request('GET', `/api/campaigns/${campaignId}`)).body.status).toBe('draft');
   });
 
-  it('slows down an address that keeps guessing the token', async () => {
-    let last = 0;
-    for (let i = 0; i < 25; i += 1) last = (await fetch(`${app.url}/api/campaigns`, { headers: { authorization: `Bearer guess-${i}` } })).status;
-    expect(last).toBe(429);
-    // Even the right token waits out the window from that address.
-    const blocked = await fetch(`${app.url}/api/campaigns`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
-    expect(blocked.status).toBe(429);
-    expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
+  it('slows down an address that keeps guessing the token, and never the right token', async () => {
+    let last: Response | undefined;
+    for (let i = 0; i < 25; i += 1) last = await fetch(`${app.url}/api/campaigns`, { headers: { authorization: `Bearer guess-${i}` } });
+    expect(last!.status).toBe(429);
+    expect(Number(last!.headers.get('retry-after'))).toBeGreaterThan(0);
+    const right = await fetch(`${app.url}/api/campaigns`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+    expect(right.status).toBe(200);
   });
 });

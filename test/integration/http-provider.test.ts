@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpProvider } from '../../src/adapters/push/http-provider.js';
 import { providerSchema, type HttpProviderConfig } from '../../src/adapters/push/provider-config.js';
@@ -39,6 +42,32 @@ describe('the http provider against a real server on loopback', () => {
     expect(headers['content-type']).toBe('application/json');
     expect(headers['x-api-key']).toBe('k');
     expect(mock.bodies.at(-1)).toEqual(request);
+  });
+
+  it('adds headers kept out of the providers file (headersFile, headersEnv), and says which one is wrong without its content', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushq-headers-'));
+    const file = join(dir, 'headers.json');
+    writeFileSync(file, JSON.stringify({ authorization: 'Bearer from-a-file' }));
+    const config = (extra: Record<string, unknown>) =>
+      providerSchema.parse({ name: 'p', type: 'http', url: mock.url, tps: 100, ...extra }) as HttpProviderConfig;
+    const fromFile = new HttpProvider(config({ headers: { 'x-app': 'a' }, headersFile: file }));
+    const fromEnv = new HttpProvider(config({ headersEnv: 'PROVIDER_HEADERS' }), { PROVIDER_HEADERS: '{"x-api-key":"from-the-env"}' });
+    try {
+      reply = { status: 200 };
+      await fromFile.send(request);
+      expect(mock.headers.at(-1)).toMatchObject({ authorization: 'Bearer from-a-file', 'x-app': 'a' });
+      await fromEnv.send(request);
+      expect(mock.headers.at(-1)).toMatchObject({ 'x-api-key': 'from-the-env' });
+    } finally {
+      await Promise.all([fromFile.close(), fromEnv.close()]);
+    }
+    writeFileSync(file, '{"authorization": Bearer sk_live_SECRET}');
+    expect(() => new HttpProvider(config({ headersFile: file }))).toThrow(/headersFile .* is not a JSON object of headers/);
+    expect(() => new HttpProvider(config({ headersFile: file }))).not.toThrow(/SECRET/);
+    expect(() => new HttpProvider(config({ headersEnv: 'PROVIDER_HEADERS' }), { PROVIDER_HEADERS: '{"x":"a\\nb"}' })).toThrow(
+      /not a JSON object of header names/,
+    );
+    expect(() => providerSchema.parse({ name: 'p', type: 'http', url: mock.url, tps: 1, headersFile: file, headersEnv: 'X' })).toThrow(/not both/);
   });
 
   it('classifies answers: 429 rate limited with Retry-After, other 4xx permanent, 5xx transient', async () => {

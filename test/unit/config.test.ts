@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, requireAdminToken } from '../../src/config.js';
 import { providersFile } from '../helpers/fixtures.js';
@@ -47,8 +50,42 @@ describe('loadConfig', () => {
 
   it('requires an admin token in production where the API is served', () => {
     expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'production' }))).toThrow(/ADMIN_TOKEN must be set/);
-    expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'x'.repeat(20) }))).not.toThrow();
+    expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'x'.repeat(24) }))).not.toThrow();
     expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'development' }))).not.toThrow();
+  });
+
+  it('refuses tokens shorter than 24 characters in production, admin and viewer alike, without repeating them', () => {
+    expect(() => requireAdminToken(loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'short-admin-token-23chrs'.slice(0, 23) }))).toThrow(
+      /^ADMIN_TOKEN is 23 characters; with NODE_ENV=production it needs at least 24/,
+    );
+    const viewer = () => requireAdminToken(loadConfig({ NODE_ENV: 'production', ADMIN_TOKEN: 'a'.repeat(32), VIEWER_TOKEN: 'viewer-secret' }));
+    expect(viewer).toThrow(/^VIEWER_TOKEN is 13 characters/);
+    expect(viewer).not.toThrow(/viewer-secret/);
+    expect(() => requireAdminToken(loadConfig({ ADMIN_TOKEN: 'dev' }))).not.toThrow();
+  });
+
+  it('never repeats a password from a malformed REDIS_URL', () => {
+    for (const url of ['redis//admin:s3cret@cache:6379', 'http://u:s3cret/with/slash@host', 'tcp://:s3cret@host']) {
+      const attempt = () => loadConfig({ REDIS_URL: url });
+      expect(attempt, url).toThrow(/^REDIS_URL must start with redis:\/\//);
+      expect(attempt, url).not.toThrow(/s3cret/);
+    }
+  });
+
+  it('takes TRUST_PROXY as express does, and refuses what express would not', () => {
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect(loadConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8, fd00::/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8', 'fd00::/8']);
+    for (const bad of ['yes', '10.0.0.300', '10.0.0.0/33', 'loopback,,']) expect(() => loadConfig({ TRUST_PROXY: bad }), bad).toThrow(/^TRUST_PROXY /);
+  });
+
+  it('adds every provider’s token and phone fields to the fields never logged', () => {
+    const file = providersFile([
+      { name: 'android', type: 'fcm', tps: 10, serviceAccountEnv: 'SA', tokenField: 'fcmRegistration' },
+      { name: 'kakao', type: 'alimtalk', tps: 10, appKey: 'a', secretKeyEnv: 'S', senderKey: 's', templateCode: 'T1', phoneField: 'hp' },
+    ]);
+    expect(loadConfig({ PROVIDERS_FILE: file, LOG_REDACT_FIELDS: 'email' }).logRedactFields).toEqual(['email', 'fcmRegistration', 'hp']);
   });
 
   it('reads and checks the providers file', () => {
@@ -70,5 +107,21 @@ describe('loadConfig', () => {
     ]);
     expect(() => loadConfig({ PROVIDERS_FILE: twice })).toThrow(/used twice/);
     expect(() => loadConfig({ PROVIDERS_FILE: '/nonexistent/providers.json' })).toThrow(/cannot be read/);
+  });
+
+  it('points at a syntax error in the providers file without quoting the file (it may hold a key)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pushq-providers-'));
+    for (const [i, text] of [
+      '[{"name":"x","type":"http","headers":{"x-api-key":"sk_live_SECRET"},}]',
+      '[{"name":"x", sk_live_SECRET',
+      '{"sk_live_SECRET"',
+      '[{"tps": sk_live_SECRET}]',
+    ].entries()) {
+      const file = join(dir, `p${i}.json`);
+      writeFileSync(file, text);
+      const attempt = () => loadConfig({ PROVIDERS_FILE: file });
+      expect(attempt).toThrow(/is not valid JSON/);
+      expect(attempt).not.toThrow(/SECRET/);
+    }
   });
 });

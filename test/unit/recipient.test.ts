@@ -38,13 +38,13 @@ describe('RecipientCollector', () => {
     const c = new RecipientCollector();
     for (const r of ['a', { id: 'b', n: 1 }, { id: 'a', n: 2 }, 'b', { nope: true }, 'c']) c.add(r);
     expect(c.recipients).toEqual(['a', { id: 'b', n: 1 }, 'c']);
-    expect(c.summary()).toEqual({ accepted: 3, duplicate: 2, invalid: 1, invalidRows: [{ row: 5, reason: 'id is missing' }] });
+    expect(c.summary()).toEqual({ accepted: 3, duplicate: 2, invalid: 1, invalidRows: [{ row: 5, index: 4, reason: 'id is missing' }] });
   });
 
-  it('reports only the first few invalid rows', () => {
+  it('reports only the first hundred invalid rows', () => {
     const c = new RecipientCollector();
-    for (let i = 0; i < 100; i += 1) c.add({});
-    expect(c.summary().invalid).toBe(100);
-    expect(c.summary().invalidRows).toHaveLength(20);
+    for (let i = 0; i < 250; i += 1) c.add({});
+    expect(c.summary().invalid).toBe(250);
+    expect(c.summary().invalidRows).toHaveLength(100);
   });
 });

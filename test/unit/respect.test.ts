@@ -9,8 +9,10 @@ import {
   reasonName,
   REASONS,
   sendableAt,
+  zoneFormatterCount,
   type QuietHours,
 } from '../../src/domain/respect.js';
+import { canonicalTimeZone, zoneNameCacheSize } from '../../src/domain/schedule.js';
 
 /**
  * Quiet hours with fixed clocks: every instant below is chosen, never "now",
@@ -123,5 +125,27 @@ describe('frequency caps and reasons', () => {
     expect(reasonName(REASONS['frequency-cap'])).toBe('frequency-cap');
     expect(reasonName(0)).toBeNull();
     expect(reasonName(999)).toBeNull();
+  });
+});
+
+describe('time-zone names from recipients', () => {
+  it('are one zone in any case, and the caches keyed by them stay bounded whatever variety arrives', () => {
+    const hours = { start: '22:00', end: '07:00', timezone: 'UTC' };
+    const now = Date.parse('2026-12-01T14:00:00Z');
+    const formatters = zoneFormatterCount();
+    const seoul = sendableAt(hours, { id: 'r', timezone: 'Asia/Seoul' }, now);
+    const zones = ['asia/seoul', 'europe/berlin', 'america/new_york', 'australia/sydney', 'africa/cairo'];
+    for (let i = 0; i < 5000; i += 1) {
+      const zone = [...zones[i % 5]!].map((c, j) => ((Math.floor(i / 5) >> j) & 1 ? c.toUpperCase() : c)).join('');
+      const at = sendableAt(hours, { id: 'r', timezone: zone }, now);
+      if (zone.toLowerCase() === 'asia/seoul') expect(at).toBe(seoul);
+    }
+    expect(canonicalTimeZone('aSiA/sEoUl')).toBe('Asia/Seoul');
+    // One formatter for each of the five zones (some other tests here made already), not one per spelling.
+    expect(zoneFormatterCount()).toBeLessThanOrEqual(formatters + 5);
+    // 2,552 spellings went by; the name cache keeps at most 1,024 of them.
+    expect(zoneNameCacheSize()).toBeLessThanOrEqual(1024);
+    for (let i = 0; i < 3000; i += 1) canonicalTimeZone(`Not/A_Zone_${i}`);
+    expect(zoneNameCacheSize()).toBeLessThanOrEqual(1024);
   });
 });

@@ -8,10 +8,11 @@ import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Logger } from '../../app/ports.js';
 import { ErrorCodes } from '../../domain/errors.js';
-import { authenticate, FailedAuthLimiter } from './auth.js';
+import { authenticate, FailedAuthLimiter, presentedToken, roleOf, type Tokens } from './auth.js';
 import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { apiRouter, apiRoutes, type RouteDeps } from './routes.js';
+import { campaignIdParam } from './schemas.js';
 
 export interface HttpAppDeps extends RouteDeps {
   adminToken: string;
@@ -24,6 +25,8 @@ export interface HttpAppDeps extends RouteDeps {
   readiness(): Promise<{ ready: boolean; details: Record<string, unknown> }>;
   version: string;
   log: Logger;
+  /** TRUST_PROXY: express `trust proxy`. */
+  trustProxy: boolean | number | string[];
 }
 
 export const BOARD_PATH = '/admin/queues';
@@ -41,6 +44,42 @@ function boards(queues: Queue[]): { admin: RequestHandler; viewer: RequestHandle
   return { admin: make(false), viewer: make(true) };
 }
 
+/**
+ * Cross-site writes are refused (CSRF): a browser that holds an admin's Basic
+ * credentials sends them with a form another site posts. Browsers say where
+ * a request comes from (`Sec-Fetch-Site`, `Origin`), and a page cannot forge
+ * either; programs (curl, SDKs) send neither, and pass.
+ */
+export const refuseCrossSite: RequestHandler = (req, res, next) => {
+  if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS') return next();
+  const site = req.headers['sec-fetch-site'];
+  if (site === 'cross-site' || site === 'same-site') {
+    return sendError(res, ErrorCodes.FORBIDDEN, `a ${site} request cannot change anything here (Sec-Fetch-Site: ${site})`);
+  }
+  const origin = req.headers.origin;
+  if (origin !== undefined && !sameOrigin(origin, req.host)) {
+    return sendError(res, ErrorCodes.FORBIDDEN, 'a request from another origin cannot change anything here');
+  }
+  next();
+};
+
+function sameOrigin(origin: string, host: string | undefined): boolean {
+  try {
+    return host !== undefined && new URL(origin).host === host;
+  } catch {
+    // "null" (a sandboxed frame, a file) or garbage: not us.
+    return false;
+  }
+}
+
+/**
+ * The page's own actions also need its header, which a form cannot set and a
+ * cross-origin script cannot send without a CORS preflight that is never
+ * answered: a second lock for browsers that send neither Origin nor
+ * Sec-Fetch-Site.
+ */
+export const PAGE_HEADER = 'x-pushq-page';
+
 /** Writes need the admin token; viewers get 403 whatever the page or board would let them click. */
 const adminOnlyWrites: RequestHandler = (req, res, next) => {
   if (req.method !== 'GET' && req.method !== 'HEAD' && res.locals.role !== 'admin') {
@@ -52,9 +91,9 @@ const adminOnlyWrites: RequestHandler = (req, res, next) => {
 export function createHttpApp(deps: HttpAppDeps): Express {
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', false);
+  app.set('trust proxy', deps.trustProxy);
   const failedAuth = new FailedAuthLimiter();
-  const tokens = { admin: deps.adminToken, viewer: deps.viewerToken };
+  const tokens: Tokens = { admin: deps.adminToken, viewer: deps.viewerToken };
   const routes = apiRoutes(deps);
   const openapi = openApiDocument(routes, deps.version);
 
@@ -80,12 +119,14 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json({ status: 'ok' });
   });
 
-  app.get('/readyz', async (_req, res) => {
+  // Ready or not, for load balancers; what Redis is and how many workers run, to a token holder only.
+  app.get('/readyz', async (req, res) => {
+    const detailed = roleOf(tokens, presentedToken(req)) !== null;
     try {
       const { ready, details } = await deps.readiness();
-      res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', ...details });
+      res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', ...(detailed ? details : {}) });
     } catch (err) {
-      res.status(503).json({ status: 'unavailable', redis: { reachable: false, error: (err as Error).message } });
+      res.status(503).json({ status: 'unavailable', ...(detailed ? { redis: { reachable: false, error: (err as Error).message } } : {}) });
     }
   });
 
@@ -94,6 +135,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.type(contentType).send(text);
   });
 
+  app.use(refuseCrossSite);
   app.use('/api', authenticate(tokens, failedAuth, { browser: false }));
   app.get('/api/openapi.json', (_req, res) => {
     res.json(openapi);
@@ -112,6 +154,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     (res.locals.role === 'admin' ? board.admin : board.viewer)(req, res, next),
   );
 
+  // The page and its assets by absolute path, so /admin/campaigns/ (a trailing slash) loads them too.
   app.use('/admin/campaigns', pageHeaders, browserAuth, adminOnlyWrites);
   app.get('/admin/campaigns', (_req, res) => {
     res.type('html').send(asset('campaigns.html'));
@@ -122,14 +165,22 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.get('/admin/campaigns/app.css', (_req, res) => {
     res.type('css').send(asset('app.css'));
   });
+  // The OpenAPI document where the page's browser credentials reach (under /api it would ask for a bearer token).
+  app.get('/admin/campaigns/openapi.json', (_req, res) => {
+    res.json(openapi);
+  });
   app.get('/admin/campaigns/data', async (_req, res) => {
     const { items } = await deps.queries.list(100);
     res.json({ role: res.locals.role, campaigns: items });
   });
   app.post('/admin/campaigns/:id/:action', async (req, res) => {
     const action = String(req.params.action);
-    if (action !== 'pause' && action !== 'resume' && action !== 'cancel') return notFoundHandler(req, res, () => undefined);
-    res.json(await deps.lifecycle[action](String(req.params.id)));
+    const id = campaignIdParam.safeParse(req.params);
+    if ((action !== 'pause' && action !== 'resume' && action !== 'cancel') || !id.success) return notFoundHandler(req, res, () => undefined);
+    if (req.headers[PAGE_HEADER] !== '1') {
+      return sendError(res, ErrorCodes.FORBIDDEN, `page actions need the ${PAGE_HEADER} header the page sends (a form from elsewhere cannot)`);
+    }
+    res.json(await deps.lifecycle[action](id.data.id));
   });
 
   app.use(notFoundHandler);

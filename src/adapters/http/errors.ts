@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import { z } from 'zod';
 import { DomainError, ErrorCodes, type ErrorCode } from '../../domain/errors.js';
@@ -20,11 +22,42 @@ const STATUS: Record<ErrorCode, number> = {
   PAYLOAD_TOO_LARGE: 413,
   INTEGRITY_FAILED: 422,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  EXPECTATION_FAILED: 417,
   NOT_IMPLEMENTED: 501,
   TOO_MANY_REQUESTS: 429,
   STORE_UNAVAILABLE: 503,
   INTERNAL: 500,
 };
+
+/** The error body, for answers written before express sees the request. */
+function errorBody(code: ErrorCode, message: string): string {
+  return JSON.stringify({ error: { code, message } });
+}
+
+/**
+ * What node's HTTP server answers on its own, in the contract's shape: an
+ * `Expect` it does not support (417, not an empty body) and requests it
+ * cannot parse (400, or 431 for oversized headers, not a bare status line).
+ */
+export function answerBelowExpress(server: Server): void {
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    res.writeHead(STATUS.EXPECTATION_FAILED, { 'content-type': 'application/json; charset=utf-8' });
+    res.end(errorBody(ErrorCodes.EXPECTATION_FAILED, 'the only Expect this API supports is 100-continue'));
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const [status, code, message] =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? (['431 Request Header Fields Too Large', ErrorCodes.PAYLOAD_TOO_LARGE, 'the request headers are too large'] as const)
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? (['408 Request Timeout', ErrorCodes.MALFORMED_REQUEST, 'the request did not arrive in time'] as const)
+          : (['400 Bad Request', ErrorCodes.MALFORMED_REQUEST, 'the request is not valid HTTP'] as const);
+    const body = errorBody(code, message);
+    socket.end(
+      `HTTP/1.1 ${status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+}
 
 export function sendError(res: Response, code: ErrorCode, message: string, details?: unknown): void {
   res.status(STATUS[code]).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });

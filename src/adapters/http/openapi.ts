@@ -21,6 +21,7 @@ const ERRORS: Record<string, string> = {
   '409': 'not allowed in the current state; details name the state and the allowed actions',
   '413': 'body too large',
   '415': 'wrong content type',
+  '417': 'an Expect header other than 100-continue',
   '422': 'failed validation (details list the failing paths), or an upload that is not what was announced',
   '429': 'too many failed authentications from this address',
   '503': 'Redis is unavailable or refused the write; nothing was changed',

@@ -10,6 +10,7 @@ import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
 import type { SuppressionLists } from '../../app/suppression-lists.js';
 import type { UploadRecipients } from '../../app/upload-recipients.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
+import { csvLine } from './csv.js';
 import { validationError } from './errors.js';
 import {
   campaignIdParam,
@@ -38,6 +39,7 @@ export interface RouteDeps {
   providers: ProviderQueries;
   suppressions: SuppressionLists;
   maxBodyBytes: number;
+  maxUploadBytes: number;
 }
 
 /**
@@ -94,21 +96,29 @@ function uploadFormat(req: Request): 'csv' | 'ndjson' {
   return format === 'text/csv' ? 'csv' : 'ndjson';
 }
 
-/** An upload's streamed body, and the count and SHA-256 its headers announce. */
-function upload(req: Request) {
+/**
+ * An upload's streamed body, and the count and SHA-256 its headers announce.
+ * A body that announces more than `maxBytes` is refused before it is read;
+ * one that turns out larger, as soon as it does.
+ */
+function upload(req: Request, maxBytes: number) {
   const format = uploadFormat(req);
   const headers = parse(uploadHeaders, req.headers, 'headers');
-  return { source: uploadSource(req, format), expectedCount: headers['x-recipient-count'], expectedSha256: headers['x-content-sha256'] };
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (length > maxBytes) {
+    throw new DomainError(ErrorCodes.PAYLOAD_TOO_LARGE, `the upload is ${length} bytes, more than MAX_UPLOAD_BYTES (${maxBytes}): nothing was read`);
+  }
+  return {
+    source: uploadSource(req, format, maxBytes),
+    expectedCount: headers['x-recipient-count'],
+    expectedSha256: headers['x-content-sha256'],
+    // About 16 bytes a row when nothing better is known. It only sizes the list's index (bounded, see indexBuckets).
+    sizeHint: headers['x-recipient-count'] ?? (length > 0 ? Math.ceil(length / 16) : 100_000),
+  };
 }
 
 function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-}
-
-/** RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled. */
-function csvField(value: string | number): string {
-  const text = String(value);
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
 export function apiRoutes(deps: RouteDeps): Route[] {
@@ -180,15 +190,8 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       async handle(req, _res, { query }) {
         const id = campaignId(req);
         await deps.queries.get(id);
-        const { source, expectedCount, expectedSha256 } = upload(req);
-        const length = Number(req.headers['content-length'] ?? 0);
-        return deps.upload.execute(id, source, {
-          expectedCount,
-          expectedSha256,
-          // About 16 bytes a row when nothing better is known: it only sizes the index.
-          sizeHint: expectedCount ?? (length > 0 ? Math.ceil(length / 16) : 100_000),
-          invalid: query.invalid,
-        });
+        const { source, expectedCount, expectedSha256, sizeHint } = upload(req, deps.maxUploadBytes);
+        return deps.upload.execute(id, source, { expectedCount, expectedSha256, sizeHint, invalid: query.invalid });
       },
     }),
     route({
@@ -276,11 +279,9 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         const id = campaignId(req);
         let page = await deps.queries.failures(id, 1000);
         res.type('text/csv; charset=utf-8').attachment(`${id}-failures.csv`);
-        res.write('recipientId,state,attempts,errorCode,errorMessage,at\n');
+        res.write(csvLine(['recipientId', 'state', 'attempts', 'errorCode', 'errorMessage', 'at']));
         for (;;) {
-          for (const f of page.items) {
-            res.write(`${[f.recipientId, f.state, f.attempts, f.error?.code ?? '', f.error?.message ?? '', f.at ?? ''].map(csvField).join(',')}\n`);
-          }
+          for (const f of page.items) res.write(csvLine([f.recipientId, f.state, f.attempts, f.error?.code ?? '', f.error?.message ?? '', f.at ?? '']));
           if (!page.nextCursor) break;
           page = await deps.queries.failures(id, 1000, page.nextCursor);
         }
@@ -345,7 +346,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       upload: { contentTypes: ['text/csv', 'application/x-ndjson'], headers: uploadHeaders },
       async handle(req, _res, { query }) {
         const name = listName(req);
-        const { source, expectedCount, expectedSha256 } = upload(req);
+        const { source, expectedCount, expectedSha256 } = upload(req, deps.maxUploadBytes);
         return deps.suppressions.upload(name, source, { expectedCount, expectedSha256, invalid: query.invalid });
       },
     }),

@@ -3,6 +3,7 @@ import { CAMPAIGN_PRIORITIES } from '../../domain/campaign.js';
 import { frequencyCapSchema } from '../../domain/respect.js';
 import { isValidTimeZone } from '../../domain/schedule.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json-depth.js';
 
 /**
  * Request schemas: the same zod objects validate requests and describe the API.
@@ -12,7 +13,10 @@ import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 export const messageSchema = z.strictObject({
   title: z.string().max(1024),
   body: z.string().max(16_384),
-  data: z.record(z.string(), z.unknown()).default({}),
+  data: z
+    .record(z.string(), z.unknown())
+    .refine((data) => !nestsDeeperThan(data), `nests deeper than ${MAX_JSON_DEPTH} levels`)
+    .default({}),
 });
 
 const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'a local time HH:MM or HH:MM:SS');
@@ -47,9 +51,9 @@ export const createCampaignBody = z.strictObject({
   recipients: z.array(z.unknown()).optional(),
 });
 
-/** `invalid`: an unusable recipient is skipped and reported, or the whole request refused. */
+/** `invalid`: an unusable recipient refuses the whole request (the default), or is skipped and reported (`skip`). */
 export const ingestQuery = z.strictObject({
-  invalid: z.enum(['skip', 'reject']).default('skip'),
+  invalid: z.enum(['skip', 'reject']).default('reject'),
 });
 
 export const listQuery = z.strictObject({
@@ -88,8 +92,16 @@ export const listNameParam = z.object({ list: listName });
 
 export const cloneBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
 
+/** The most rows an upload may announce: far beyond any audience, and a number every step can size work from. */
+export const MAX_ANNOUNCED_ROWS = 1_000_000_000;
+
 export const uploadHeaders = z.object({
-  'x-recipient-count': z.coerce.number().int().min(0).optional(),
+  'x-recipient-count': z
+    .string()
+    .regex(/^\d{1,10}$/, 'a whole number of rows')
+    .transform(Number)
+    .pipe(z.number().max(MAX_ANNOUNCED_ROWS))
+    .optional(),
   'x-content-sha256': z
     .string()
     .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits')

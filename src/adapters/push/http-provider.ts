@@ -1,6 +1,6 @@
 import type { Pool } from 'undici';
 import type { PushProvider, SendRequest } from '../../app/ports.js';
-import { providerLimits, retryPolicy, type HttpProviderConfig } from './provider-config.js';
+import { providerLimits, retryPolicy, secretHeaders, type HttpProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
 
@@ -17,9 +17,11 @@ export class HttpProvider implements PushProvider {
   readonly retry;
   private readonly pool: Pool;
   private readonly path: string;
+  private readonly headers: Record<string, string>;
 
-  constructor(private readonly config: HttpProviderConfig) {
+  constructor(config: HttpProviderConfig, env: NodeJS.ProcessEnv = process.env) {
     this.name = config.name;
+    this.headers = { ...config.headers, ...secretHeaders(config, env) };
     this.limits = providerLimits(config);
     this.retry = retryPolicy(config);
     const url = new URL(config.url);
@@ -40,7 +42,7 @@ export class HttpProvider implements PushProvider {
         method: 'POST',
         path: this.path,
         headers: {
-          ...this.config.headers,
+          ...this.headers,
           'content-type': 'application/json',
           'idempotency-key': request.idempotencyKey,
         },

@@ -30,18 +30,6 @@ const common = {
     .prefault({}),
 };
 
-const httpProvider = z.object({
-  ...common,
-  type: z.literal('http'),
-  url: z.url({ protocol: /^https?$/ }),
-  timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-  /** Keep-alive connections to the provider per worker process. */
-  connections: z.number().int().min(1).max(1024).default(64),
-  headers: z.record(z.string(), z.string()).default({}),
-  /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
-  retryTimeouts: z.boolean().default(true),
-});
-
 const simProvider = z.object({
   ...common,
   type: z.literal('sim'),
@@ -71,6 +59,51 @@ function oneSecret(name: string) {
     const given = [value[`${name}File`], value[`${name}Env`]].filter((v) => v !== undefined).length;
     if (given !== 1) ctx.addIssue({ code: 'custom', message: `give exactly one of ${name}File or ${name}Env`, path: [`${name}File`] });
   };
+}
+
+const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'an HTTP header name');
+const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]{0,8192}$/, 'an HTTP header value (no line breaks)');
+const headerMap = z.record(headerName, headerValue);
+
+const httpProvider = z
+  .object({
+    ...common,
+    type: z.literal('http'),
+    url: z.url({ protocol: /^https?$/ }),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    /** Keep-alive connections to the provider per worker process. */
+    connections: z.number().int().min(1).max(1024).default(64),
+    /** Headers sent with every request, in the file itself: nothing secret. */
+    headers: headerMap.default({}),
+    /** More headers (an API key), as a JSON object in a file or an environment variable, kept out of the providers file. */
+    ...secretFields('headers'),
+    /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
+    retryTimeouts: z.boolean().default(true),
+  })
+  .superRefine((value, ctx) => {
+    if (value.headersFile !== undefined && value.headersEnv !== undefined) {
+      ctx.addIssue({ code: 'custom', message: 'give headersFile or headersEnv, not both', path: ['headersFile'] });
+    }
+  });
+
+/**
+ * The secret headers of an http provider (headersFile / headersEnv): a JSON
+ * object of header names and values. Read once at start, in worker processes
+ * only; an error names the file or variable, never its content.
+ */
+export function secretHeaders(config: HttpProviderConfig, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  if (config.headersFile === undefined && config.headersEnv === undefined) return {};
+  const where = config.headersFile !== undefined ? `headersFile ${config.headersFile}` : `headersEnv ${config.headersEnv}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readSecret(config, 'headers', env));
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`provider ${config.name}: ${where} is not a JSON object of headers (${jsonPosition(err)})`);
+  }
+  const headers = headerMap.safeParse(parsed);
+  if (!headers.success) throw new ConfigError(`provider ${config.name}: ${where} is not a JSON object of header names and values`);
+  return headers.data;
 }
 
 /** Recipient field holding the device token (FCM, APNs) or phone number (alimtalk). */
@@ -232,12 +265,35 @@ export function retryPolicy(config: ProviderConfig) {
 
 export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name: 'sim', type: 'sim', tps: 200 })];
 
+/**
+ * Where JSON.parse stopped, without the text around it: V8's messages quote
+ * the input, and the input here may hold a key.
+ */
+function jsonPosition(err: unknown, text?: string): string {
+  const at = /at position (\d+)/.exec((err as Error).message ?? '');
+  if (!at || text === undefined) return at ? `at character ${at[1]}` : 'a syntax error';
+  const before = text.slice(0, Number(at[1]));
+  const line = before.split('\n').length;
+  return `a syntax error at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
+}
+
+/** The recipient fields providers read a device token or phone number from: never written to a log. */
+export function addressFields(providers: readonly ProviderConfig[]): string[] {
+  return providers.flatMap((p) => (p.type === 'fcm' || p.type === 'apns' ? [p.tokenField] : p.type === 'alimtalk' ? [p.phoneField] : []));
+}
+
 export function loadProviders(file: string): ProviderConfig[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`PROVIDERS_FILE ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    raw = JSON.parse(text);
   } catch (err) {
-    throw new ConfigError(`PROVIDERS_FILE ${file} cannot be read as JSON: ${(err as Error).message}`);
+    throw new ConfigError(`PROVIDERS_FILE ${file} is not valid JSON (${jsonPosition(err, text)})`);
   }
   const parsed = providersSchema.safeParse(raw);
   if (!parsed.success) {

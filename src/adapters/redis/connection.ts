@@ -54,6 +54,24 @@ export function isCluster(redis: RedisClient): redis is Cluster {
 }
 
 /**
+ * Unlinks every key that starts with `prefix`, in bounded steps (SCAN, a
+ * thousand at a time), on the master that holds `slotKey` (keys under one
+ * hash tag live on one master). For keys whose names cannot be counted out.
+ */
+export async function unlinkMatching(redis: RedisClient, slotKey: string, prefix: string): Promise<number> {
+  const node = await masterOf(redis, slotKey);
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  let removed = 0;
+  let cursor = '0';
+  do {
+    const [next, names] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    if (names.length > 0) removed += await node.unlink(...names);
+    cursor = next;
+  } while (cursor !== '0');
+  return removed;
+}
+
+/**
  * The connection to the master that holds `key` (the client itself when
  * standalone). After a failover the client's slot map may still name the
  * dead master: a node that is not connected gets the map refreshed first.

@@ -97,7 +97,11 @@ export class CampaignKeys {
 
   /** JSON array of the recipients of one page of one version of the list (bare ids as strings). */
   page(version: number, page: number): string {
-    return `${this.base}:pg:${version}:${page}`;
+    return `${this.pagePrefix(version)}${page}`;
+  }
+
+  pagePrefix(version: number): string {
+    return `${this.base}:pg:${version}:`;
   }
 
   /** Hash: recipient id → position, one of `buckets` by hash of the id. */

@@ -1,4 +1,4 @@
-import type { Lifecycle, Transition } from '../../app/ports.js';
+import type { Lifecycle, ScheduleBefore, Transition } from '../../app/ports.js';
 import { sourceStatesFor, type CampaignStatus, type RecipientLayout } from '../../domain/campaign.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import type { Keys } from './keys.js';
@@ -26,14 +26,29 @@ export class RedisLifecycle implements Lifecycle {
     return { ok: false, reason, status: reply[1] as CampaignStatus | undefined, message: reply[2] ? String(reply[2]) : undefined };
   }
 
-  async setSchedule(campaignId: string, spec: ScheduleSpec | null, expectVersion = 0): Promise<Transition<{ version: number }>> {
+  async setSchedule(campaignId: string, spec: ScheduleSpec | null, expectVersion = 0): Promise<Transition<{ version: number; before: ScheduleBefore }>> {
     const reply = (await this.scripts.run(
       'set-schedule',
       [this.keys.campaign(campaignId).meta()],
       [sourceStatesFor('schedule').join(','), spec ? JSON.stringify(spec) : '', spec?.kind ?? '', expectVersion],
     )) as Reply;
     if (reply[0] !== 'ok') return this.refused(reply);
-    return { ok: true, status: reply[1] as CampaignStatus, version: Number(reply[2]) };
+    const version = Number(reply[2]);
+    const before: ScheduleBefore = {
+      schedule: reply[3] ? (JSON.parse(String(reply[3])) as ScheduleSpec) : null,
+      status: reply[4] as CampaignStatus,
+      version: version - 1,
+    };
+    return { ok: true, status: reply[1] as CampaignStatus, version, before };
+  }
+
+  async restoreSchedule(campaignId: string, version: number, before: ScheduleBefore): Promise<boolean> {
+    const reply = (await this.scripts.run(
+      'restore-schedule',
+      [this.keys.campaign(campaignId).meta()],
+      [version, before.schedule ? JSON.stringify(before.schedule) : '', before.status, before.version],
+    )) as Reply;
+    return reply[0] === 'ok';
   }
 
   async pause(campaignId: string, latestRunId: string | null): Promise<Transition> {
@@ -63,7 +78,12 @@ export class RedisLifecycle implements Lifecycle {
     return reply[0] === 'ok' ? { ok: true, status: reply[1] as CampaignStatus } : this.refused(reply);
   }
 
-  async swapRecipients(campaignId: string, latestRunId: string | null, layout: RecipientLayout): Promise<Transition<{ dropVersion: number | null }>> {
+  async swapRecipients(
+    campaignId: string,
+    latestRunId: string | null,
+    layout: RecipientLayout,
+    fields: Record<string, string> = {},
+  ): Promise<Transition<{ dropVersion: number | null }>> {
     const reply = await this.transition('swap-recipients', campaignId, latestRunId, [
       sourceStatesFor('upload').join(','),
       latestRunId ?? '',
@@ -72,6 +92,7 @@ export class RedisLifecycle implements Lifecycle {
       layout.pages,
       layout.pageSize,
       layout.buckets,
+      ...Object.entries(fields).flat(),
     ]);
     if (reply[0] !== 'ok') return this.refused(reply);
     const drop = Number(reply[2]);

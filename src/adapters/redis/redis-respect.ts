@@ -56,7 +56,12 @@ export class RedisSuppressions implements Suppressions {
     // Same hash tag as the list (RENAME needs one slot on a cluster).
     const staging = `${key}:staging:${randomUUID()}`;
     try {
-      await fill(async (ids) => (ids.length === 0 ? 0 : this.redis.sadd(staging, ...ids)));
+      await fill(async (ids) => {
+        if (ids.length === 0) return 0;
+        // The staged set expires if this process dies before the finally below unlinks it.
+        const [added] = await Promise.all([this.redis.sadd(staging, ...ids), this.redis.expire(staging, 3600)]);
+        return added;
+      });
       const size = await this.redis.scard(staging);
       // RENAME swaps the whole set in one step: no moment with an empty list.
       if (size > 0) await this.redis.rename(staging, key);

@@ -121,8 +121,8 @@ export class RedisRuns implements Runs {
     return (await this.redis.smembers(this.keys.activeRuns())).map((member) => this.keys.parseRunMember(member));
   }
 
-  async markActive(campaignId: string, runId: string): Promise<void> {
-    await this.redis.sadd(this.keys.activeRuns(), this.keys.runMember(campaignId, runId));
+  async markActive(campaignId: string, runId: string): Promise<boolean> {
+    return (await this.redis.sadd(this.keys.activeRuns(), this.keys.runMember(campaignId, runId))) === 1;
   }
 
   async markInactive(campaignId: string, runId: string): Promise<void> {

@@ -1,10 +1,13 @@
-import type { RedisClient } from './connection.js';
+import { unlinkMatching, type RedisClient } from './connection.js';
 import type { Staging } from '../../app/ports.js';
-import type { RecipientLayout } from '../../domain/campaign.js';
+import { indexBuckets, MAX_INDEX_BUCKETS, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { CampaignKeys, Keys } from './keys.js';
 import { bucketOf, encodePage } from './page-codec.js';
 import type { Scripts } from './scripts.js';
+
+/** Most pages a staged list can have: the most rows an upload can hold at the smallest page size. */
+const MAX_PAGES = 1 << 30;
 
 /**
  * A recipient list being written beside the current one, chunk by chunk, with
@@ -35,7 +38,7 @@ export class RedisStaging implements Staging {
   static async begin(redis: RedisClient, keys: Keys, scripts: Scripts, campaignId: string, expectedRows: number, pageSize: number): Promise<RedisStaging> {
     const k = keys.campaign(campaignId);
     const version = await redis.hincrby(k.meta(), 'rvSeq', 1);
-    const buckets = Math.max(1, Math.ceil(expectedRows / 64));
+    const buckets = indexBuckets(expectedRows);
     await redis.hset(k.staging(version), { accepted: 0, pages: 0, buckets, pageSize, startedAt: Date.now() });
     await redis.zadd(keys.stagings(), Date.now(), `${campaignId}|${version}`);
     return new RedisStaging(redis, keys, scripts, campaignId, version, buckets, pageSize);
@@ -89,14 +92,35 @@ export class RedisStaging implements Staging {
   }
 }
 
-/** Deletes a staged list (as far as it got) and its bookkeeping. */
+/** Counts read back from Redis: a whole number in [0, max], else null (the record is not one this version wrote). */
+function countOf(value: string | undefined, max: number): number | null {
+  const n = Number(value ?? 0);
+  return Number.isSafeInteger(n) && n >= 0 && n <= max ? n : null;
+}
+
+/** Unlinks keys a thousand at a time, never holding more names than that. */
+async function unlinkEach(redis: RedisClient, count: number, name: (i: number) => string): Promise<void> {
+  for (let from = 0; from < count; from += 1000) {
+    const names = Array.from({ length: Math.min(1000, count - from) }, (_, i) => name(from + i));
+    await redis.unlink(...names);
+  }
+}
+
+/**
+ * Deletes a staged list (as far as it got) and its bookkeeping, in bounded
+ * steps: by number when its record's counts are ones this version writes,
+ * else (a record from an older version, or damaged) by scanning for its keys.
+ */
 export async function dropStaged(redis: RedisClient, keys: Keys, campaignId: string, version: number): Promise<void> {
   const k = keys.campaign(campaignId);
   const state = await redis.hgetall(k.staging(version));
-  const names: string[] = [k.staging(version)];
-  for (let page = 0; page < Number(state.pages ?? 0); page += 1) names.push(k.page(version, page));
-  for (let bucket = 0; bucket < Number(state.buckets ?? 0); bucket += 1) names.push(k.bucket(version, bucket));
-  for (let i = 0; i < names.length; i += 1000) await redis.unlink(...names.slice(i, i + 1000));
+  const buckets = countOf(state.buckets, MAX_INDEX_BUCKETS);
+  const pages = countOf(state.pages, MAX_PAGES);
+  if (pages === null) await unlinkMatching(redis, k.page(version, 0), k.pagePrefix(version));
+  else await unlinkEach(redis, pages, (page) => k.page(version, page));
+  if (buckets === null) await unlinkMatching(redis, k.bucket(version, 0), k.bucketPrefix(version));
+  else await unlinkEach(redis, buckets, (bucket) => k.bucket(version, bucket));
+  await redis.unlink(k.staging(version));
   await redis.zrem(keys.stagings(), `${campaignId}|${version}`);
 }
 

@@ -20,6 +20,7 @@ const SCRIPT_KEYS = {
   'kick-run': 5,
   'expire-leases': 5,
   'set-schedule': 1,
+  'restore-schedule': 1,
   pause: 2,
   resume: 4,
   cancel: 2,

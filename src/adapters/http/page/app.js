@@ -20,7 +20,8 @@ function duration(seconds) {
 }
 
 async function act(id, action) {
-  const res = await fetch('campaigns/' + encodeURIComponent(id) + '/' + action, { method: 'POST' });
+  // The header a cross-site form cannot send: the server refuses page actions without it (CSRF).
+  const res = await fetch('/admin/campaigns/' + encodeURIComponent(id) + '/' + action, { method: 'POST', headers: { 'x-pushq-page': '1' } });
   if (!res.ok) {
     const body = await res.json().catch(() => ({}));
     showError((body.error && body.error.message) || res.statusText);
@@ -102,7 +103,7 @@ function render(campaign, now) {
 
 async function refresh() {
   try {
-    const res = await fetch('campaigns/data');
+    const res = await fetch('/admin/campaigns/data');
     if (!res.ok) throw new Error(res.status + ' ' + res.statusText);
     const data = await res.json();
     role = data.role;

@@ -5,12 +5,13 @@
 -- KEYS: 1 campaign meta
 -- ARGV: 1 allowed states (csv), 2 spec JSON ('' clears), 3 kind ('at' | 'cron' | ''),
 --       4 expected schedule version when clearing (0: any)
--- Returns {'ok', status, version} | {'state', status, why} | {'missing'}
+-- Returns {'ok', status, version, schedule before, status before} | {'state', status, why} | {'missing'}
 -- @include campaign
 
 local meta = redis.call('HMGET', KEYS[1], 'status', 'schedule', 'pausedFrom', 'scheduleVersion')
 local status = meta[1]
 if not status then return { 'missing' } end
+local before = { meta[2] or '', status }
 if not allowed(status, ARGV[1]) then return { 'state', status, '' } end
 
 local now = nowMs()
@@ -19,7 +20,7 @@ if ARGV[2] == '' then
   local version = redis.call('HINCRBY', KEYS[1], 'scheduleVersion', 1)
   redis.call('HSET', KEYS[1], 'schedule', '', 'updatedAt', now)
   if status == 'scheduled' then redis.call('HSET', KEYS[1], 'status', 'draft'); status = 'draft' end
-  return { 'ok', status, version }
+  return { 'ok', status, version, before[1], before[2] }
 end
 
 local sending = status == 'running' or (status == 'paused' and meta[3] == 'running')
@@ -32,4 +33,4 @@ end
 local version = redis.call('HINCRBY', KEYS[1], 'scheduleVersion', 1)
 redis.call('HSET', KEYS[1], 'schedule', ARGV[2], 'updatedAt', now)
 if status == 'draft' then redis.call('HSET', KEYS[1], 'status', 'scheduled'); status = 'scheduled' end
-return { 'ok', status, version }
+return { 'ok', status, version, before[1], before[2] }
