@@ -4,13 +4,31 @@ import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisLedger } from '../../src/adapters/redis/redis-ledger.js';
 import { RedisLocks, RedisRuns } from '../../src/adapters/redis/redis-runs.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
-import { planLayout, sourceStatesFor } from '../../src/domain/campaign.js';
+import { planLayout, sourceStatesFor, type RecipientLayout } from '../../src/domain/campaign.js';
 import { newId } from '../../src/domain/ids.js';
 import type { StoredRecipient } from '../../src/domain/recipient.js';
 import { decodeRecord, encodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
 import type { PageRef } from '../../src/app/ports.js';
 import { onCleanup, testPrefix } from './cleanup.js';
 import { deletePrefix, testRedis } from './redis.js';
+
+/** A draft campaign's stored record with test defaults (everything a store's `create` needs). */
+export function draftRecord(id: string, layout: RecipientLayout, over: { name?: string; provider?: string } = {}) {
+  return {
+    id,
+    name: over.name ?? 'n',
+    provider: over.provider ?? 'sim',
+    message: { title: 't', body: 'b', data: {} },
+    priority: 'normal' as const,
+    maxAttempts: null,
+    kind: 'transactional',
+    quietHours: null,
+    suppressionLists: ['global'],
+    frequencyCap: null,
+    createdAt: Date.now(),
+    layout,
+  };
+}
 
 /**
  * Real Redis adapters under a fresh prefix (named after the test), for
@@ -34,23 +52,7 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
   async function createCampaign(recipients: StoredRecipient[], pageSize = 100, provider = 'sim') {
     const id = newId();
     const layout = planLayout(recipients.length, pageSize);
-    await store.create(
-      {
-        id,
-        name: 'n',
-        provider,
-        message: { title: 't', body: 'b', data: {} },
-        priority: 'normal',
-        maxAttempts: null,
-        kind: 'transactional',
-        quietHours: null,
-        suppressionLists: ['global'],
-        frequencyCap: null,
-        createdAt: Date.now(),
-        layout,
-      },
-      recipients,
-    );
+    await store.create(draftRecord(id, layout, { provider }), recipients);
     return id;
   }
 

@@ -48,14 +48,24 @@ export function spawnPushq(entry: 'start' | 'api' | 'worker', env: Record<string
 }
 
 /** Starts an API process on a free port and returns its base URL once it listens. */
+/** Waits for `pattern` in a new process's output; a process that never prints it is killed, not left behind. */
+async function started(process: PushqProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  try {
+    return await process.waitForOutput(pattern);
+  } catch (err) {
+    await process.kill('SIGKILL');
+    throw err;
+  }
+}
+
 export async function startApiProcess(env: Record<string, string | undefined>): Promise<{ process: PushqProcess; url: string }> {
   const process = spawnPushq('api', { PORT: '0', ...env });
-  const match = await process.waitForOutput(/"url":"(http:\/\/[^"]+)"[^\n]*"msg":"API listening"/);
+  const match = await started(process, /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"API listening"/);
   return { process, url: match[1]! };
 }
 
 export async function startWorkerProcess(env: Record<string, string | undefined>): Promise<PushqProcess> {
   const process = spawnPushq('worker', env);
-  await process.waitForOutput(/"msg":"worker started"/);
+  await started(process, /"msg":"worker started"/);
   return process;
 }

@@ -217,24 +217,10 @@ describe('schedules', () => {
 
 describe('frequency caps', () => {
   it('refuse a window shorter than a minute or longer than 90 days', async () => {
-    for (const per of ['999999999999d', '0s', '30s', '91d']) {
-      const res = await admin.request('POST', '/api/campaigns', {
-        name: 'c',
-        provider: 'sim',
-        message: { title: 't', body: 'b' },
-        frequencyCap: { max: 1, per },
-      });
-      expect(res.status, per).toBe(422);
-    }
-    for (const per of ['1m', '24h', '90d']) {
-      const res = await admin.request('POST', '/api/campaigns', {
-        name: 'c',
-        provider: 'sim',
-        message: { title: 't', body: 'b' },
-        frequencyCap: { max: 1, per },
-      });
-      expect(res.status, per).toBe(201);
-    }
+    const create = (per: string) =>
+      admin.request('POST', '/api/campaigns', { name: 'c', provider: 'sim', message: { title: 't', body: 'b' }, frequencyCap: { max: 1, per } });
+    for (const per of ['999999999999d', '0s', '30s', '91d']) expect((await create(per)).status, per).toBe(422);
+    for (const per of ['1m', '24h', '90d']) expect((await create(per)).status, per).toBe(201);
   });
 });
 

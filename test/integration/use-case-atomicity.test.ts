@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { buildServices } from '../../src/wiring/services.js';
 import { onCleanup, testPrefix } from '../helpers/cleanup.js';
+import { draftRecord } from '../helpers/harness.js';
 import { deletePrefix, testRedis } from '../helpers/redis.js';
 
 /**
@@ -56,23 +57,7 @@ function bind<T extends object>(target: T): T {
 
 async function draft(s: ReturnType<typeof services>['s'], recipients: string[] = ['a', 'b']) {
   const id = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-  await s.store.create(
-    {
-      id,
-      name: 'before',
-      provider: 'sim',
-      message: { title: 't', body: 'b', data: {} },
-      priority: 'normal',
-      maxAttempts: null,
-      kind: 'transactional',
-      quietHours: null,
-      suppressionLists: ['global'],
-      frequencyCap: null,
-      createdAt: Date.now(),
-      layout: { total: recipients.length, pageSize: 100, pages: 1, buckets: 1, version: 1 },
-    },
-    recipients,
-  );
+  await s.store.create(draftRecord(id, { total: recipients.length, pageSize: 100, pages: 1, buckets: 1, version: 1 }, { name: 'before' }), recipients);
   return id;
 }
 
