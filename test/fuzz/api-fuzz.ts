@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { request as httpRequest } from 'node:http';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
@@ -438,8 +439,12 @@ export async function fuzzApi(options: {
           await refresh();
           current = await digest();
         }
+        const sentAt = performance.now();
         const answer = await send(base, c, deadlineMs);
-        if (process.env.FUZZ_TRACE) process.stderr.write(`${count} ${typeof answer === 'string' ? answer : answer.status} ${c.describe.slice(0, 200)}\n`);
+        if (process.env.FUZZ_TRACE) {
+          const ms = Math.round(performance.now() - sentAt);
+          process.stderr.write(`${count} ${typeof answer === 'string' ? answer : answer.status} ${ms}ms ${c.describe.slice(0, 200)}\n`);
+        }
         if (!api!.alive) throw new Error(`the API process died: ${api!.output.slice(-2000)}`);
         if (answer === 'timeout') throw new Error(`no answer within ${deadlineMs} ms`);
         const byRoute = (report.statuses[c.route.operationId] ??= {});
