@@ -227,8 +227,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
         }
         case 'api-kill': {
           const victim = live.api;
+          // Another kill's restart is under way: starting one more would leave one API orphaned, holding the port
+          // (found by seed 1926029222 under CPU load, where two kills 3 s apart overlapped a slow start).
+          if (!victim) return;
           live.api = null;
-          await victim?.kill('SIGKILL');
+          await victim.kill('SIGKILL');
           await sleep(fault.durationMs);
           await startApi();
           return;
