@@ -166,8 +166,11 @@ type Env = { [K in keyof typeof ENV]: z.output<(typeof ENV)[K]> };
 /** `LEASE_MS` → `leaseMs`. */
 type Camel<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Lowercase<Head>}${Capitalize<Camel<Tail>>}` : Lowercase<S>;
 
+/** Every variable under its camel-case name. */
+type FromEnv = { [K in keyof Env as Camel<K & string>]: Env[K] };
+
 /** Every variable under its camel-case name, and what the process derives from them. */
-export type Config = { [K in keyof Env as Camel<K & string>]: Env[K] } & {
+export type Config = FromEnv & {
   production: boolean;
   /** True when REDIS_URL was not given (the one-machine default may start its own Redis). */
   redisUrlDefaulted: boolean;
@@ -231,9 +234,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   const parsed = envSchema.safeParse(input);
   if (!parsed.success) throw new ConfigError(describeIssue(parsed.error.issues[0]!, input));
-  const fromEnv = Object.fromEntries(Object.entries(parsed.data).map(([key, value]) => [camel(key), value])) as {
-    [K in keyof Env as Camel<K & string>]: Env[K];
-  };
+  const fromEnv = Object.fromEntries(Object.entries(parsed.data).map(([key, value]) => [camel(key), value])) as FromEnv;
   const providers = parsed.data.PROVIDERS_FILE ? loadProviders(parsed.data.PROVIDERS_FILE) : DEFAULT_PROVIDERS;
   return {
     ...fromEnv,

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { Agent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningProcess } from '../../src/wiring/main.js';
@@ -163,6 +164,44 @@ describe('TRUST_PROXY', () => {
       await behind.stop();
       await deletePrefix(redis, behind.config.queuePrefix);
     }
+  });
+});
+
+describe("what node's HTTP server answers on its own", () => {
+  /** Writes `text` to the API's socket as it is (clients refuse to send these) and reads the answer to its end. */
+  const exchange = (text: string) =>
+    new Promise<{ head: string; body: string }>((resolve, reject) => {
+      const { hostname, port } = new URL(app.url!);
+      const socket = connect(Number(port), hostname, () => socket.write(text));
+      let raw = '';
+      const answer = () => {
+        const split = raw.indexOf('\r\n\r\n');
+        return split < 0 ? { head: raw, body: '' } : { head: raw.slice(0, split), body: raw.slice(split + 4) };
+      };
+      socket.on('data', (d: Buffer) => {
+        raw += d.toString();
+        const { head, body } = answer();
+        const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? NaN);
+        if (Buffer.byteLength(body) >= length) {
+          socket.destroy();
+          resolve(answer());
+        }
+      });
+      socket.on('end', () => resolve(answer()));
+      socket.on('error', reject);
+    });
+
+  // Found by the API fuzzer: node answered these itself, with an empty body or a bare status line.
+  it("answers an Expect other than 100-continue, and a request that is not HTTP, in the contract's error shape", async () => {
+    const expectation = await exchange(`GET /api/providers HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TEST_TOKEN}\r\nexpect: x-fancy\r\n\r\n`);
+    expect(expectation.head).toMatch(/^HTTP\/1\.1 417 /);
+    expect(expectation.head).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(expectation.body || 'null')).toMatchObject({ error: { code: 'EXPECTATION_FAILED', message: expect.any(String) } });
+
+    const garbage = await exchange('NOT HTTP AT ALL\r\n\r\n');
+    expect(garbage.head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(garbage.head).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(garbage.body || 'null')).toMatchObject({ error: { code: 'MALFORMED_REQUEST', message: expect.any(String) } });
   });
 });
 

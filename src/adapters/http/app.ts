@@ -8,7 +8,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import helmet from 'helmet';
 import type { Logger } from '../../app/ports.js';
 import { ErrorCodes } from '../../domain/errors.js';
-import { authenticate, FailedAuthLimiter, presentedToken, roleOf, type Tokens } from './auth.js';
+import { authenticate, FailedAuthLimiter, presentedToken, roleChecker } from './auth.js';
 import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { apiRouter, apiRoutes, type RouteDeps } from './routes.js';
@@ -93,7 +93,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.disable('x-powered-by');
   app.set('trust proxy', deps.trustProxy);
   const failedAuth = new FailedAuthLimiter();
-  const tokens: Tokens = { admin: deps.adminToken, viewer: deps.viewerToken };
+  const roleOf = roleChecker({ admin: deps.adminToken, viewer: deps.viewerToken });
   const routes = apiRoutes(deps);
   const openapi = openApiDocument(routes, deps.version);
 
@@ -121,7 +121,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
 
   // Ready or not, for load balancers; what Redis is and how many workers run, to a token holder only.
   app.get('/readyz', async (req, res) => {
-    const detailed = roleOf(tokens, presentedToken(req)) !== null;
+    const detailed = roleOf(presentedToken(req)) !== null;
     try {
       const { ready, details } = await deps.readiness();
       res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'unavailable', ...(detailed ? details : {}) });
@@ -136,7 +136,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   });
 
   app.use(refuseCrossSite);
-  app.use('/api', authenticate(tokens, failedAuth, { browser: false }));
+  app.use('/api', authenticate(roleOf, failedAuth, { browser: false }));
   app.get('/api/openapi.json', (_req, res) => {
     res.json(openapi);
   });
@@ -146,7 +146,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   // HTML pages: security headers; Bull Board needs its inline bootstrap script, our page needs nothing inline.
   const pageHeaders = helmet({ contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], connectSrc: ["'self'"] } } });
   const boardHeaders = helmet({ contentSecurityPolicy: false });
-  const browserAuth = authenticate(tokens, failedAuth, { browser: true });
+  const browserAuth = authenticate(roleOf, failedAuth, { browser: true });
 
   // Bull Board has no auth of its own: ours goes in front of it.
   const board = boards(deps.queues);

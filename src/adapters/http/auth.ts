@@ -64,8 +64,7 @@ class SlidingCount {
 
   count(now: number): number {
     this.roll(now);
-    const weight = 1 - (now - this.windowStart) / this.windowMs;
-    return this.current + this.previous * weight;
+    return this.peek(now);
   }
 
   add(now: number): void {
@@ -141,17 +140,24 @@ export class FailedAuthLimiter {
 
 export type Tokens = { admin: string; viewer?: string };
 
+/** The role a presented token gives, or null. */
+export type RoleOf = (presented: string | undefined) => Role | null;
+
 /**
- * The role a presented token gives, or null. Digests are compared in
- * constant time, and both comparisons always run, so neither a token's
- * content, nor its length, nor which one matched shows in the timing.
+ * Recognises the configured tokens (digested once, here). Digests are
+ * compared in constant time, and both comparisons always run, so neither a
+ * token's content, nor its length, nor which one matched shows in the timing.
  */
-export function roleOf(tokens: Tokens, presented: string | undefined): Role | null {
-  if (presented === undefined) return null;
-  const given = digest(presented);
-  const isAdmin = timingSafeEqual(given, digest(tokens.admin));
-  const isViewer = tokens.viewer !== undefined && timingSafeEqual(given, digest(tokens.viewer));
-  return isAdmin ? 'admin' : isViewer ? 'viewer' : null;
+export function roleChecker(tokens: Tokens): RoleOf {
+  const admin = digest(tokens.admin);
+  const viewer = tokens.viewer !== undefined ? digest(tokens.viewer) : null;
+  return (presented) => {
+    if (presented === undefined) return null;
+    const given = digest(presented);
+    const isAdmin = timingSafeEqual(given, admin);
+    const isViewer = viewer !== null && timingSafeEqual(given, viewer);
+    return isAdmin ? 'admin' : isViewer ? 'viewer' : null;
+  };
 }
 
 /**
@@ -161,10 +167,10 @@ export function roleOf(tokens: Tokens, presented: string | undefined): Role | nu
  * wrong tokens get 429 — the right one never does. `browser` answers with a
  * Basic challenge, so pages open in a browser.
  */
-export function authenticate(tokens: Tokens, limiter: FailedAuthLimiter, options: { browser: boolean }): RequestHandler {
+export function authenticate(roleOf: RoleOf, limiter: FailedAuthLimiter, options: { browser: boolean }): RequestHandler {
   return (req, res, next) => {
     const presented = presentedToken(req);
-    const role = roleOf(tokens, presented);
+    const role = roleOf(presented);
     if (role) {
       res.locals.role = role;
       return next();

@@ -29,9 +29,11 @@ const STATUS: Record<ErrorCode, number> = {
   INTERNAL: 500,
 };
 
-/** The error body, for answers written before express sees the request. */
-function errorBody(code: ErrorCode, message: string): string {
-  return JSON.stringify({ error: { code, message } });
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** The contract's error body: `{ error: { code, message, details? } }`. */
+function errorBody(code: ErrorCode, message: string, details?: unknown) {
+  return { error: { code, message, ...(details === undefined ? {} : { details }) } };
 }
 
 /**
@@ -41,8 +43,9 @@ function errorBody(code: ErrorCode, message: string): string {
  */
 export function answerBelowExpress(server: Server): void {
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(STATUS.EXPECTATION_FAILED, { 'content-type': 'application/json; charset=utf-8' });
-    res.end(errorBody(ErrorCodes.EXPECTATION_FAILED, 'the only Expect this API supports is 100-continue'));
+    const body = JSON.stringify(errorBody(ErrorCodes.EXPECTATION_FAILED, 'the only Expect this API supports is 100-continue'));
+    res.writeHead(STATUS.EXPECTATION_FAILED, { 'content-type': JSON_TYPE, 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
@@ -52,15 +55,13 @@ export function answerBelowExpress(server: Server): void {
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
           ? (['408 Request Timeout', ErrorCodes.MALFORMED_REQUEST, 'the request did not arrive in time'] as const)
           : (['400 Bad Request', ErrorCodes.MALFORMED_REQUEST, 'the request is not valid HTTP'] as const);
-    const body = errorBody(code, message);
-    socket.end(
-      `HTTP/1.1 ${status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-    );
+    const body = JSON.stringify(errorBody(code, message));
+    socket.end(`HTTP/1.1 ${status}\r\ncontent-type: ${JSON_TYPE}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
   });
 }
 
 export function sendError(res: Response, code: ErrorCode, message: string, details?: unknown): void {
-  res.status(STATUS[code]).json({ error: { code, message, ...(details === undefined ? {} : { details }) } });
+  res.status(STATUS[code]).json(errorBody(code, message, details));
 }
 
 export function validationError(error: z.ZodError, where: 'body' | 'query' | 'params' | 'headers'): DomainError {
