@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { onCleanup } from '../helpers/cleanup.js';
 import { startOwnRedis } from '../helpers/redis-server.js';
-import { createCampaign, launchCampaign, range, startStack, waitForStatus, type Stack } from '../helpers/stack.js';
+import { createCampaign, launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
 /**
@@ -38,11 +38,7 @@ function parseCsv(text: string): string[][] {
   return rows;
 }
 
-async function setup(options: Parameters<typeof startStack>[0]): Promise<Stack> {
-  const stack = await startStack(options);
-  onCleanup(() => stack.stop());
-  return stack;
-}
+const setup = stacksPerTest();
 
 describe('failures at the provider', () => {
   it('exports failures.csv with nothing a spreadsheet would run as a formula (ids and provider text alike)', async () => {

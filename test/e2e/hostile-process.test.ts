@@ -1,9 +1,8 @@
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { Keys } from '../../src/adapters/redis/keys.js';
-import { onCleanup } from '../helpers/cleanup.js';
 import { TEST_TOKEN } from '../helpers/fixtures.js';
-import { testRedis } from '../helpers/redis.js';
+import { testConnection } from '../helpers/redis.js';
 import { createCampaign, stacksPerTest } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -39,8 +38,7 @@ describe('client-supplied numbers', () => {
   it('drops an abandoned upload whose record claims 2^53-1 index buckets without the supervisor dying on it', async () => {
     const { client, prefix, workers } = await stack({ workers: 1 });
     const id = await createCampaign(client, []);
-    const redis = testRedis();
-    onCleanup(() => redis.disconnect());
+    const redis = testConnection();
     const keys = new Keys(prefix);
     const k = keys.campaign(id);
     // What an upload refused by an older version left: its staging record, two index buckets, idle for an hour.

@@ -1,12 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import { request as httpRequest } from 'node:http';
 import fc from 'fast-check';
-import { Redis } from 'ioredis';
 import { PAGE_HEADER } from '../../src/adapters/http/app.js';
 import { apiRoutes, type RouteDeps } from '../../src/adapters/http/routes.js';
+import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startApiProcess, type PushqProcess } from '../helpers/processes.js';
-import { deletePrefix, TEST_REDIS_URL, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { waitFor } from '../helpers/wait.js';
 import {
   announced,
   bodyEncoding,
@@ -98,7 +99,7 @@ end
 return out
 `;
 
-/** Every key under the prefix and a hash of its value (DUMP). */
+/** Every key under the prefix and a hash of its content (see DIGEST). */
 class Digest {
   private readonly entries = new Map<string, string>();
 
@@ -376,7 +377,7 @@ export async function fuzzApi(options: {
 }): Promise<FuzzReport> {
   const log = options.log ?? (() => undefined);
   const prefix = uniquePrefix('fuzz');
-  const redis = new Redis(options.redisUrl ?? TEST_REDIS_URL, { maxRetriesPerRequest: null });
+  const redis = testRedis(options.redisUrl ?? TEST_REDIS_URL);
   let api: PushqProcess | undefined;
   const report: FuzzReport = { runs: options.runs, seed: options.seed, statuses: {}, aborted: 0 };
   try {
@@ -391,22 +392,11 @@ export async function fuzzApi(options: {
     });
     api = started.process;
     const base = new URL(started.url);
-    const admin = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => {
-      const answer = await send(
-        base,
-        {
-          route: fuzzRoutes()[0]!,
-          method,
-          path,
-          auth: 'admin',
-          headers: { authorization: `Bearer ${TEST_TOKEN}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
-          ...(body === undefined ? {} : { body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)) }),
-          describe: 'fixture',
-        },
-        30_000,
-      );
-      if (typeof answer === 'string' || answer.status >= 300) throw new Error(`fixture ${method} ${path}: ${JSON.stringify(answer)}`);
-      return JSON.parse(answer.text) as any;
+    const client = new ApiClient(started.url, TEST_TOKEN);
+    const admin = async (method: string, path: string, body?: unknown) => {
+      const answer = await client.request(method, path, body);
+      if (answer.status >= 300) throw new Error(`fixture ${method} ${path}: ${answer.status} ${JSON.stringify(answer.body)}`);
+      return answer.body;
     };
     const digest = async () => new Digest((await redis.eval(DIGEST, 0, `${prefix}:*`, ALLOCATORS.join(','), ...VOLATILE)) as string[]);
 
@@ -452,10 +442,12 @@ export async function fuzzApi(options: {
           report.aborted++;
           byRoute.aborted = (byRoute.aborted ?? 0) + 1;
           // Whatever the server had started for a dropped upload, it must undo: wait for it, with a deadline.
-          const deadline = Date.now() + 5_000;
-          let after = await digest();
-          while (!after.equals(current) && Date.now() < deadline) after = await digest();
-          if (!after.equals(current) && c.abortAfter !== undefined) throw new Error(`a dropped upload changed Redis: ${after.changedSince(current)}`);
+          const undone = await waitFor(async () => (await digest()).equals(current) || undefined, {
+            timeoutMs: 5_000,
+            what: 'the dropped upload undone',
+          }).catch(() => false);
+          const after = undone ? current : await digest();
+          if (!undone && c.abortAfter !== undefined) throw new Error(`a dropped upload changed Redis: ${after.changedSince(current)}`);
           current = after;
           return;
         }

@@ -47,7 +47,6 @@ export function spawnPushq(entry: 'start' | 'api' | 'worker', env: Record<string
   return new PushqProcess(proc);
 }
 
-/** Starts an API process on a free port and returns its base URL once it listens. */
 /** Waits for `pattern` in a new process's output; a process that never prints it is killed, not left behind. */
 async function started(process: PushqProcess, pattern: RegExp): Promise<RegExpMatchArray> {
   try {
@@ -58,6 +57,7 @@ async function started(process: PushqProcess, pattern: RegExp): Promise<RegExpMa
   }
 }
 
+/** Starts an API process on a free port and returns its base URL once it listens. */
 export async function startApiProcess(env: Record<string, string | undefined>): Promise<{ process: PushqProcess; url: string }> {
   const process = spawnPushq('api', { PORT: '0', ...env });
   const match = await started(process, /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"API listening"/);

@@ -5,7 +5,8 @@ import type { RunningProcess } from '../../src/wiring/main.js';
 import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startInProcess } from '../helpers/in-process.js';
-import { deletePrefix, keysWithPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { onCleanup } from '../helpers/cleanup.js';
+import { cleanPrefix, deletePrefix, keysWithPrefix, testRedis, uniquePrefix } from '../helpers/redis.js';
 
 /**
  * The hostile-input review, request by request, against a running API on
@@ -132,37 +133,33 @@ describe('the failed-authentication limiter', () => {
 
 describe('TRUST_PROXY', () => {
   it('counts failures by the client address the trusted proxy names, and only a trusted proxy is believed', async () => {
-    const behind = await startInProcess(uniquePrefix('proxy'), { TRUST_PROXY: 'loopback' }, { worker: false });
+    const behind = await startInProcess(cleanPrefix('proxy'), { TRUST_PROXY: 'loopback' }, { worker: false });
+    onCleanup(() => behind.stop());
     const direct = app;
-    try {
-      const guess = (base: string, client: string) =>
-        request(`${base}/api/campaigns`, { headers: { authorization: 'Bearer wrong-token-guess-000000000', 'x-forwarded-for': client } }).then(async (r) => {
-          await r.body.dump();
-          return r.statusCode;
-        });
-      for (let i = 0; i < 25; i += 1) await guess(behind.url!, '203.0.113.5');
-      expect(await guess(behind.url!, '203.0.113.5')).toBe(429);
-      // Another client behind the same proxy is not locked out.
-      expect(await guess(behind.url!, '203.0.113.6')).toBe(401);
-      // Without TRUST_PROXY the header is anyone's to write, and ignored: the socket address counts.
-      const dispatcher = new Agent({ localAddress: '127.0.3.1' });
-      try {
-        for (let i = 0; i < 25; i += 1) {
-          const r = await request(`${direct.url}/api/campaigns`, {
-            headers: { authorization: 'Bearer wrong', 'x-forwarded-for': `198.51.100.${i}` },
-            dispatcher,
-          });
-          await r.body.dump();
-        }
-        const r = await request(`${direct.url}/api/campaigns`, { headers: { authorization: 'Bearer wrong', 'x-forwarded-for': '198.51.100.200' }, dispatcher });
-        expect(r.statusCode).toBe(429);
+    const guess = (base: string, client: string) =>
+      request(`${base}/api/campaigns`, { headers: { authorization: 'Bearer wrong-token-guess-000000000', 'x-forwarded-for': client } }).then(async (r) => {
         await r.body.dump();
-      } finally {
-        await dispatcher.close();
+        return r.statusCode;
+      });
+    for (let i = 0; i < 25; i += 1) await guess(behind.url!, '203.0.113.5');
+    expect(await guess(behind.url!, '203.0.113.5')).toBe(429);
+    // Another client behind the same proxy is not locked out.
+    expect(await guess(behind.url!, '203.0.113.6')).toBe(401);
+    // Without TRUST_PROXY the header is anyone's to write, and ignored: the socket address counts.
+    const dispatcher = new Agent({ localAddress: '127.0.3.1' });
+    try {
+      for (let i = 0; i < 25; i += 1) {
+        const r = await request(`${direct.url}/api/campaigns`, {
+          headers: { authorization: 'Bearer wrong', 'x-forwarded-for': `198.51.100.${i}` },
+          dispatcher,
+        });
+        await r.body.dump();
       }
+      const r = await request(`${direct.url}/api/campaigns`, { headers: { authorization: 'Bearer wrong', 'x-forwarded-for': '198.51.100.200' }, dispatcher });
+      expect(r.statusCode).toBe(429);
+      await r.body.dump();
     } finally {
-      await behind.stop();
-      await deletePrefix(redis, behind.config.queuePrefix);
+      await dispatcher.close();
     }
   });
 });

@@ -4,13 +4,14 @@ import { AppEvents } from '../../src/app/events.js';
 import type { Lifecycle, Scheduler } from '../../src/app/ports.js';
 import { LaunchCampaign } from '../../src/app/launch-campaign.js';
 import { ScheduleCampaign } from '../../src/app/schedule-campaign.js';
-import { ONE_OFF_RUN_ID } from '../../src/domain/campaign.js';
+import { ONE_OFF_RUN_ID, planLayout } from '../../src/domain/campaign.js';
+import { newId } from '../../src/domain/ids.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { buildServices } from '../../src/wiring/services.js';
-import { onCleanup, testPrefix } from '../helpers/cleanup.js';
+import { onCleanup } from '../helpers/cleanup.js';
 import { draftRecord } from '../helpers/harness.js';
-import { deletePrefix, testRedis } from '../helpers/redis.js';
+import { cleanPrefix, TEST_REDIS_URL, testConnection } from '../helpers/redis.js';
 
 /**
  * A use case that answers an error changed nothing, and one that answers
@@ -18,15 +19,11 @@ import { deletePrefix, testRedis } from '../helpers/redis.js';
  * port that fails (or races) replaced.
  */
 function services(label: string) {
-  const redis = testRedis();
-  const prefix = testPrefix(label);
-  const config = loadConfig({ QUEUE_PREFIX: prefix, REDIS_URL: 'redis://127.0.0.1:6379' });
+  const redis = testConnection();
+  const prefix = cleanPrefix(label);
+  const config = loadConfig({ QUEUE_PREFIX: prefix, REDIS_URL: TEST_REDIS_URL });
   const s = buildServices(redis, config, new AppEvents());
-  onCleanup(async () => {
-    await s.close();
-    await deletePrefix(redis, prefix);
-    redis.disconnect();
-  });
+  onCleanup(() => s.close());
   const log = createLogger('silent');
   const lifecycle = (over: Partial<Lifecycle> = {}, scheduler: Scheduler = s.scheduler) =>
     new CampaignLifecycle({
@@ -56,8 +53,8 @@ function bind<T extends object>(target: T): T {
 }
 
 async function draft(s: ReturnType<typeof services>['s'], recipients: string[] = ['a', 'b']) {
-  const id = `c${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-  await s.store.create(draftRecord(id, { total: recipients.length, pageSize: 100, pages: 1, buckets: 1, version: 1 }, { name: 'before' }), recipients);
+  const id = newId();
+  await s.store.create(draftRecord(id, planLayout(recipients.length, 100), { name: 'before' }), recipients);
   return id;
 }
 
