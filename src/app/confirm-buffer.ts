@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ConfirmEntry, ConfirmPolicy, Ledger, PageRef } from './ports.js';
+import type { ConfirmEntry, ConfirmPolicy, Ledger } from './ports.js';
 import type { HeldPage } from './lease-renewer.js';
 
 export interface ConfirmBufferOptions {
@@ -31,10 +31,6 @@ export class ConfirmBuffer {
     private readonly policy: ConfirmPolicy,
     private readonly options: ConfirmBufferOptions,
   ) {}
-
-  get ref(): PageRef {
-    return this.page.ref;
-  }
 
   add(entry: ConfirmEntry): void {
     this.entries.push(entry);

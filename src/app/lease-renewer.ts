@@ -11,8 +11,6 @@ export class HeldPage implements HeldLease {
   halt: LeaseHalt | null = null;
   /** performance.now() until which the lease is surely still this process's (its last renewal's send time + the lease). */
   validUntil: number;
-  /** When a claim or confirm last renewed it (they renew the lease too). */
-  touchedAt: number;
 
   constructor(
     readonly ref: PageRef,
@@ -21,13 +19,16 @@ export class HeldPage implements HeldLease {
     acquiredAt: number,
   ) {
     this.validUntil = acquiredAt + leaseMs;
-    this.touchedAt = acquiredAt;
+  }
+
+  /** When it was last renewed (by the renewer, or by a claim or confirm: they renew the lease too). */
+  get touchedAt(): number {
+    return this.validUntil - this.leaseMs;
   }
 
   /** A ledger call that renews the lease went out at `sentAt` and was answered as the holder's. */
   renewed(sentAt: number): void {
     this.validUntil = Math.max(this.validUntil, sentAt + this.leaseMs);
-    this.touchedAt = Math.max(this.touchedAt, sentAt);
   }
 
   /** True while nothing says the lease may be lost; a request must not start on a page for which this is false. */
@@ -74,10 +75,6 @@ export class LeaseRenewer {
       clearInterval(this.timer);
       this.timer = null;
     }
-  }
-
-  get size(): number {
-    return this.held.size;
   }
 
   /** One renewal round (the timer's; exposed for tests). */

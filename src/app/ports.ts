@@ -11,8 +11,6 @@ import type { StoredRecipient } from '../domain/recipient.js';
 import type { SendOutcome } from '../domain/send-outcome.js';
 import type { InDoubtPolicy, ProviderHealth, RecordOutcome, RetryRules } from '../domain/send-rules.js';
 
-export type { InDoubtPolicy } from '../domain/send-rules.js';
-
 // ── logging ──────────────────────────────────────────────────────────────────
 
 /** The slice of a pino logger the use cases rely on. */

@@ -4,7 +4,7 @@ import { decodeRecord } from '../domain/ledger.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { reasonName } from '../domain/respect.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
-import { healthOf, healthOfRequest, pushback, settlement, type Settlement } from '../domain/send-rules.js';
+import { healthOf, healthOfRequest, pushback, settlement, settlePolicyOf, type Settlement } from '../domain/send-rules.js';
 import { priorityClass, type Campaign } from '../domain/campaign.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
 import type { AppEvents } from './events.js';
@@ -129,7 +129,7 @@ export class SendPage {
       // Leave the page alone (its lease, if any, runs out by itself); retried with backoff, loudly.
       throw new Error(`campaign ${ref.campaignId} uses provider ${JSON.stringify(campaign?.provider)}, which is not configured in this worker`);
     }
-    const settle: SettlePolicy = { inDoubt: provider.retry.inDoubt, maxAttempts: campaign.maxAttempts ?? provider.retry.maxAttempts };
+    const settle: SettlePolicy = settlePolicyOf(campaign.maxAttempts, provider.retry);
     const acquiredAt = performance.now();
     const acquired = await ledger.acquirePage(ref, token, { leaseMs: options.leaseMs, gen: job.gen, settle });
     if (acquired.kind !== 'ok') return this.notAcquired(ref, acquired);

@@ -1,5 +1,6 @@
 import { countsAreConserved } from '../domain/ledger.js';
 import { describeError } from '../domain/send-outcome.js';
+import { settlePolicyOf } from '../domain/send-rules.js';
 import type { AppEvents } from './events.js';
 import type { CampaignStore, Clock, Ledger, Locks, Logger, PageQueue, ProviderRegistry, Runs, RunState, SettlePolicy } from './ports.js';
 import type { RunPump } from './pump.js';
@@ -87,11 +88,20 @@ export class Supervisor {
   private async settlePolicy(campaignId: string): Promise<SettlePolicy> {
     const campaign = await this.deps.store.get(campaignId);
     const provider = campaign ? this.deps.providers.get(campaign.provider) : undefined;
-    return { inDoubt: provider?.retry.inDoubt ?? 'report', maxAttempts: campaign?.maxAttempts ?? provider?.retry.maxAttempts ?? 1 };
+    return settlePolicyOf(campaign?.maxAttempts, provider?.retry);
+  }
+
+  /** Enqueues `pages` of `run` again, as generation `gen` (older jobs for them are superseded). */
+  private requeue(run: RunState, gen: number, pages: readonly number[]): Promise<unknown> {
+    const { campaignId, id: runId, priorityClass } = run;
+    return this.deps.queue.enqueuePages(
+      pages.map((page) => ({ campaignId, runId, page, gen })),
+      { priorityClass },
+    );
   }
 
   private async checkRun(campaignId: string, runId: string): Promise<void> {
-    const { ledger, runs, queue, pump, events, log } = this.deps;
+    const { ledger, runs, pump, events, log } = this.deps;
     let run = await runs.getRun(campaignId, runId);
     const settling = run && (run.status === 'running' || run.status === 'paused' || (run.status === 'cancelled' && run.counts.inflight > 0));
     if (run && settling) {
@@ -105,13 +115,7 @@ export class Supervisor {
         events.emit('lease:expired', { campaignId, runId, pages: expired.pages.length });
         if (expired.unknown > 0) events.emit('recipients:unknown', { campaignId, runId, page: -1, count: expired.unknown });
       }
-      if (expired.requeue) {
-        const { gen, pages } = expired.requeue;
-        await queue.enqueuePages(
-          pages.map((page) => ({ campaignId, runId, page, gen })),
-          { priorityClass: run.priorityClass },
-        );
-      }
+      if (expired.requeue) await this.requeue(run, expired.requeue.gen, expired.requeue.pages);
       if (expired.pages.length > 0 || expired.completed) run = await runs.getRun(campaignId, runId);
     }
     if (!run || run.status === 'completed' || (run.status === 'cancelled' && run.counts.inflight === 0)) {
@@ -124,10 +128,7 @@ export class Supervisor {
     const kicked = await runs.kickStalled(campaignId, runId, this.options.stallMs);
     if (kicked.kind === 'kicked' && kicked.pages.length > 0) {
       log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
-      await queue.enqueuePages(
-        kicked.pages.map((page) => ({ campaignId, runId, page, gen: kicked.gen })),
-        { priorityClass: run.priorityClass },
-      );
+      await this.requeue(run, kicked.gen, kicked.pages);
     }
     await pump.fill(campaignId, runId);
     await this.checkProgress(run, kicked.kind === 'parked');

@@ -59,14 +59,9 @@ const INTERVAL_LOOKAHEAD = 400;
  * among the next few hundred, or null. Each occurrence of a cron is a run that
  * sends to everyone again: every second is a mistake, not a schedule.
  */
-export function tooFrequent(spec: ScheduleSpec & { kind: 'cron' }, now: number, minIntervalMs: number): [number, number] | null {
-  let previous = nextOccurrence(spec, now);
-  for (let i = 0; previous !== null && i < INTERVAL_LOOKAHEAD; i += 1) {
-    const next = nextOccurrence(spec, previous);
-    if (next === null) return null;
-    if (next - previous < minIntervalMs) return [previous, next];
-    previous = next;
-  }
+function tooFrequent(spec: ScheduleSpec & { kind: 'cron' }, now: number, minIntervalMs: number): [number, number] | null {
+  const times = occurrencesBetween(spec, now, Infinity, INTERVAL_LOOKAHEAD + 1);
+  for (let i = 1; i < times.length; i += 1) if (times[i]! - times[i - 1]! < minIntervalMs) return [times[i - 1]!, times[i]!];
   return null;
 }
 

@@ -20,6 +20,17 @@ export interface RetryRules {
 }
 
 /**
+ * A run's in-doubt policy and attempt limit: the campaign's limit, else its
+ * provider's; `report` and one attempt when the campaign or provider is gone.
+ */
+export function settlePolicyOf(
+  campaignMaxAttempts: number | null | undefined,
+  retry: { inDoubt: InDoubtPolicy; maxAttempts: number } | undefined,
+): { inDoubt: InDoubtPolicy; maxAttempts: number } {
+  return { inDoubt: retry?.inDoubt ?? 'report', maxAttempts: campaignMaxAttempts ?? retry?.maxAttempts ?? 1 };
+}
+
+/**
  * What the ledger records for a recipient that was claimed:
  * - `sent`, `failed`, `unknown`: final;
  * - `retry`: a transient failure, tried again after `delayMs` (failed once its attempts are spent);
