@@ -73,8 +73,6 @@ function iso(ms: number): string | null {
 export class RedisPermitLimiter implements RateLimiter {
   /** Round trips to Redis and permits granted so far: the limiter's cost per send. */
   readonly stats = { calls: 0, granted: 0 };
-  /** Each provider's cap as the limiter last answered it (the lowest tps any process announced). */
-  readonly capacity = new Map<string, number>();
   /** Per provider: the limiter's steady time in the last answer, and when (performance.now()) that call went out. */
   private readonly seen = new Map<string, { steady: number; sentAt: number }>();
   private readonly pools = new Map<string, Pool>();
@@ -325,9 +323,8 @@ export class RedisPermitLimiter implements RateLimiter {
     const retryAt = Number(reply[1]);
     // The lease ends `leaseMs` after the script ran, which is after `sentAt`.
     const usableUntil = sentAt + limits.timeoutMs + this.opts.leaseSlackMs;
-    this.capacity.set(limits.name, Number(reply[2]));
     const fresh: LeasedPermit[] = [];
-    for (let i = 3; i < reply.length; i += 2) {
+    for (let i = 2; i < reply.length; i += 2) {
       const freeAt = Number(reply[i + 1]); // its start: free, and allowed by the pace
       // The server's clock read at least `serverNow` when the reply left, so at
       // local time receivedAt + d it reads at least serverNow + d: waiting until

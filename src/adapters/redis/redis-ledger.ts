@@ -128,7 +128,7 @@ export class RedisLedger implements Ledger {
     // One call per run: a run's keys share one hash tag (one cluster slot).
     const byRun = new Map<string, number[]>();
     leases.forEach(({ ref }, i) => {
-      const key = `${ref.campaignId}|${ref.runId}`;
+      const key = this.keys.runMember(ref.campaignId, ref.runId);
       byRun.set(key, [...(byRun.get(key) ?? []), i]);
     });
     const out: LeaseRenewal[] = leases.map(() => ({ kind: 'fenced' }));

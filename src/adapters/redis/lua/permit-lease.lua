@@ -45,7 +45,7 @@
 --       11 count of completed permits, then (grant, ms since completion, outcome) triples
 --       (outcome: s healthy answer, t transient failure, n neither),
 --       then (grant, free at) pairs of permits leased but never used
--- Returns {nowMs, retryAtMs or -1, cap, grant, startMs, grant, startMs, …}
+-- Returns {nowMs, retryAtMs or -1, grant, startMs, grant, startMs, …}
 -- @include clock
 
 local STEP_MS, TPS_MEMORY_MS = 250, 60000
@@ -87,22 +87,20 @@ end
 -- Slots [0, slots) exist; each is in exactly one of free, held (as a grant) or retired.
 local slots = num('slots', num('tps', 0))
 local active = num('cap', slots)
+-- Moves the free slots in [from, to) between the free and retired zsets, each keeping its free-at time.
+local function moveSlots(source, target, from, to)
+  for slot = from, to - 1 do
+    local freeAt = redis.call('ZSCORE', source, slot)
+    if freeAt then
+      redis.call('ZREM', source, slot)
+      redis.call('ZADD', target, freeAt, slot)
+    end
+  end
+end
 if cap < active then
-  for slot = cap, active - 1 do
-    local freeAt = redis.call('ZSCORE', KEYS[1], slot)
-    if freeAt then
-      redis.call('ZREM', KEYS[1], slot)
-      redis.call('ZADD', KEYS[4], freeAt, slot)
-    end
-  end
+  moveSlots(KEYS[1], KEYS[4], cap, active)
 elseif cap > active then
-  for slot = active, math.min(cap, slots) - 1 do
-    local freeAt = redis.call('ZSCORE', KEYS[4], slot)
-    if freeAt then
-      redis.call('ZREM', KEYS[4], slot)
-      redis.call('ZADD', KEYS[1], freeAt, slot)
-    end
-  end
+  moveSlots(KEYS[4], KEYS[1], active, math.min(cap, slots))
 end
 if cap > slots then
   local batch = {}
@@ -193,7 +191,7 @@ end
 
 local function reply(retryAt, grants)
   if #changed > 0 then redis.call('HSET', KEYS[3], unpack(changed)) end
-  local out = { now, retryAt, cap }
+  local out = { now, retryAt }
   for _, v in ipairs(grants or {}) do out[#out + 1] = v end
   return out
 end
