@@ -18,20 +18,22 @@ local function wallMs()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- A steady clock that read `clk` when the wall clock read `last`, moved to
+-- the wall clock's `wall`: never backwards, and by at most `maxStep` (nil:
+-- unbounded) beyond what `vouched` allows. A clock never read starts at `wall`.
+local function advanceClock(clk, last, wall, maxStep, vouched)
+  if not (clk and last) then return wall end
+  local step = math.max(wall - last, 0)
+  if maxStep and step > maxStep then
+    if vouched then step = math.max(0, math.min(step, vouched - clk)) else step = maxStep end
+  end
+  return clk + step
+end
+
 local function steadyMs(hashKey, maxStep, vouched)
   local wall = wallMs()
   local f = redis.call('HMGET', hashKey, 'clk', 'clkWall')
-  local clk, last = tonumber(f[1] or ''), tonumber(f[2] or '')
-  if clk and last then
-    local step = wall - last
-    if step < 0 then step = 0 end
-    if step > maxStep then
-      if vouched then step = math.max(0, math.min(step, vouched - clk)) else step = maxStep end
-    end
-    clk = clk + step
-  else
-    clk = wall
-  end
+  local clk = advanceClock(tonumber(f[1] or ''), tonumber(f[2] or ''), wall, maxStep, vouched)
   redis.call('HSET', hashKey, 'clk', clk, 'clkWall', wall)
   return clk, wall
 end

@@ -31,12 +31,8 @@ local function flagsOf(reason) return reason - reasonCode(reason) end
 local function runClocks(runKey)
   local wall = wallMs()
   local f = redis.call('HMGET', runKey, 'clk', 'clkWall', 'clkStep', 'due', 'dueWall', 'createdAt')
-  local clk, last = tonumber(f[1] or ''), tonumber(f[2] or '')
-  local lease = wall
-  if clk and last then lease = clk + math.min(math.max(wall - last, 0), tonumber(f[3] or '') or 1000) end
-  local due, dueLast = tonumber(f[4] or ''), tonumber(f[5] or '')
-  local dueNow = wall
-  if due and dueLast then dueNow = due + math.max(wall - dueLast, 0) end
+  local lease = advanceClock(tonumber(f[1] or ''), tonumber(f[2] or ''), wall, tonumber(f[3] or '') or 1000)
+  local dueNow = advanceClock(tonumber(f[4] or ''), tonumber(f[5] or ''), wall, nil)
   redis.call('HSET', runKey, 'clk', lease, 'clkWall', wall, 'due', dueNow, 'dueWall', wall)
   return lease, dueNow - tonumber(f[6] or wall), wall
 end
