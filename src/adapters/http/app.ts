@@ -11,7 +11,7 @@ import { ErrorCodes } from '../../domain/errors.js';
 import { authenticate, FailedAuthLimiter, presentedToken, roleChecker } from './auth.js';
 import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
-import { apiRouter, apiRoutes, type RouteDeps } from './routes.js';
+import { apiRouter, apiRoutes, isCampaignAction, type RouteDeps } from './routes.js';
 import { campaignIdParam } from './schemas.js';
 
 export interface HttpAppDeps extends RouteDeps {
@@ -176,7 +176,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.post('/admin/campaigns/:id/:action', async (req, res) => {
     const action = String(req.params.action);
     const id = campaignIdParam.safeParse(req.params);
-    if ((action !== 'pause' && action !== 'resume' && action !== 'cancel') || !id.success) return notFoundHandler(req, res, () => undefined);
+    if (!isCampaignAction(action) || !id.success) return notFoundHandler(req, res, () => undefined);
     if (req.headers[PAGE_HEADER] !== '1') {
       return sendError(res, ErrorCodes.FORBIDDEN, `page actions need the ${PAGE_HEADER} header the page sends (a form from elsewhere cannot)`);
     }

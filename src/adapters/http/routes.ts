@@ -121,8 +121,15 @@ function hasBody(req: Request): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
+/** The lifecycle actions with a route of their own (and a button on the progress page). */
+export type CampaignAction = 'pause' | 'resume' | 'cancel';
+
+export function isCampaignAction(name: string): name is CampaignAction {
+  return name === 'pause' || name === 'resume' || name === 'cancel';
+}
+
 export function apiRoutes(deps: RouteDeps): Route[] {
-  const action = (name: 'pause' | 'resume' | 'cancel', summary: string): Route =>
+  const action = (name: CampaignAction, summary: string): Route =>
     route({
       operationId: `${name}Campaign`,
       method: 'post',

@@ -54,10 +54,13 @@ function secretFields<K extends string>(name: K) {
   } as { [P in `${K}File` | `${K}Env`]: z.ZodOptional<z.ZodString> };
 }
 
-function oneSecret(name: string) {
+/** A secret given once: exactly one of its file and variable, or (`optional`) at most one. */
+function oneSecret(name: string, options: { optional?: boolean } = {}) {
   return (value: Record<string, unknown>, ctx: z.RefinementCtx) => {
     const given = [value[`${name}File`], value[`${name}Env`]].filter((v) => v !== undefined).length;
-    if (given !== 1) ctx.addIssue({ code: 'custom', message: `give exactly one of ${name}File or ${name}Env`, path: [`${name}File`] });
+    if (given > 1 && options.optional) ctx.addIssue({ code: 'custom', message: `give ${name}File or ${name}Env, not both`, path: [`${name}File`] });
+    else if (given !== 1 && !options.optional)
+      ctx.addIssue({ code: 'custom', message: `give exactly one of ${name}File or ${name}Env`, path: [`${name}File`] });
   };
 }
 
@@ -80,11 +83,7 @@ const httpProvider = z
     /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
     retryTimeouts: z.boolean().default(true),
   })
-  .superRefine((value, ctx) => {
-    if (value.headersFile !== undefined && value.headersEnv !== undefined) {
-      ctx.addIssue({ code: 'custom', message: 'give headersFile or headersEnv, not both', path: ['headersFile'] });
-    }
-  });
+  .superRefine(oneSecret('headers', { optional: true }));
 
 /**
  * The secret headers of an http provider (headersFile / headersEnv): a JSON
