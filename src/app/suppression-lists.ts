@@ -67,19 +67,18 @@ export class SuppressionLists {
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
     const size = await this.deps.suppressions.replace(name, async (add) => {
-      digest = await ingestUpload(source, tally, options, async (chunk) => {
-        const fresh = await add(chunk.map(recipientId));
-        tally.accepted += fresh;
-        tally.duplicate += chunk.length - fresh;
-      });
       // An empty upload is a mistake (a file not written yet, a wrong column), never a wish to send to everyone who opted out.
-      if (tally.accepted === 0) {
-        throw new DomainError(
-          ErrorCodes.VALIDATION_FAILED,
-          `the upload holds no id: list ${name} was not changed (DELETE /api/suppressions/${name} empties a list)`,
-          tally.summary(),
-        );
-      }
+      digest = await ingestUpload(
+        source,
+        tally,
+        options,
+        async (chunk) => {
+          const fresh = await add(chunk.map(recipientId));
+          tally.accepted += fresh;
+          tally.duplicate += chunk.length - fresh;
+        },
+        `the upload holds no id: list ${name} was not changed (DELETE /api/suppressions/${name} empties a list)`,
+      );
     });
     return { name, size, ...tally.summary(), rows: tally.rows, ...digest };
   }

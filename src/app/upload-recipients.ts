@@ -56,16 +56,19 @@ export class UploadRecipients {
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
     await this.deps.lifecycle.replaceList(campaign, options.sizeHint, async (staging) => {
-      digest = await ingestUpload(source, tally, options, async (chunk) => {
-        const fresh = await staging.add(chunk);
-        for (const isNew of fresh) {
-          if (isNew) tally.accepted += 1;
-          else tally.duplicate += 1;
-        }
-      });
-      if (tally.accepted === 0) {
-        throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'the upload holds no usable recipient: nothing was kept', tally.summary());
-      }
+      digest = await ingestUpload(
+        source,
+        tally,
+        options,
+        async (chunk) => {
+          const fresh = await staging.add(chunk);
+          for (const isNew of fresh) {
+            if (isNew) tally.accepted += 1;
+            else tally.duplicate += 1;
+          }
+        },
+        'the upload holds no usable recipient: nothing was kept',
+      );
     });
     const updated = await this.deps.store.get(campaignId);
     const run = updated ? await latestRun(this.deps.runs, updated) : null;
@@ -77,13 +80,16 @@ export class UploadRecipients {
  * Reads an upload to its end: rows checked and counted in `tally`, usable
  * ones handed to `store` a chunk at a time, then the body's digest checked
  * against what its sender announced. Throws (nothing is to be kept) on an
- * invalid row under `invalid: reject`, a cut or malformed body, a mismatch.
+ * invalid row under `invalid: reject`, a cut or malformed body, a mismatch,
+ * or nothing accepted at all (422 with `emptyMessage`: an empty file is
+ * never taken for a list).
  */
 export async function ingestUpload(
   source: UploadSource,
   tally: IngestTally,
   options: Pick<UploadOptions, 'expectedCount' | 'expectedSha256' | 'invalid'>,
   store: (chunk: StoredRecipient[]) => Promise<void>,
+  emptyMessage: string,
 ): Promise<{ bytes: number; sha256: string }> {
   let chunk: StoredRecipient[] = [];
   // Refused rows stop the storing, not the reading: the answer names the first ones, and the count and checksum are still checked.
@@ -105,6 +111,7 @@ export async function ingestUpload(
   checkUploadIntegrity(tally, digest, options);
   if (refused) throw invalidRecipients(tally.summary(), 'nothing was kept');
   await store(chunk);
+  if (tally.accepted === 0) throw new DomainError(ErrorCodes.VALIDATION_FAILED, emptyMessage, tally.summary());
   return digest;
 }
 
