@@ -66,8 +66,9 @@ export class Allotment {
     private readonly budget: SendBudget,
     private slots: number,
     private permits: Permit[],
-    /** Recipients one request carries, and whether each needs a permit of its own. */
-    private readonly perRequest: number,
+    /** Recipients one request carries. */
+    readonly perRequest: number,
+    /** Whether each recipient needs a permit of its own. */
     private readonly permitPerMessage: boolean,
   ) {}
 

@@ -48,7 +48,7 @@ export type PageResult =
   | { kind: 'superseded' };
 
 /** Why a pass over a page stopped before every due recipient was sent. */
-type Halt = LeaseHalt | { kind: 'stopped' } | { kind: 'unreplicated' };
+type Halt = LeaseHalt | { kind: 'stopped' } | { kind: 'unreplicated'; count: number };
 
 export interface SendPageOptions extends ConfirmBufferOptions {
   /** Most recipients claimed by one ledger call. */
@@ -266,7 +266,7 @@ export class SendPage {
   private halted(claim: ClaimResult): Halt | null {
     if (claim.kind === 'fenced') return { kind: 'fenced' };
     if (claim.kind === 'inactive') return { kind: 'inactive', status: claim.status };
-    if (claim.kind === 'unreplicated') return { kind: 'unreplicated' };
+    if (claim.kind === 'unreplicated') return { kind: 'unreplicated', count: claim.count };
     return null;
   }
 
@@ -325,17 +325,15 @@ export class SendPage {
     } finally {
       await this.returnCapCounts(work, gate, claim);
     }
-    const halt = this.halted(claim);
-    if (halt) {
-      if (halt.kind === 'unreplicated') this.unreplicated(work, claim.kind === 'unreplicated' ? claim.count : 0);
+    if (claim.kind !== 'ok') {
+      const halt = this.halted(claim)!;
+      if (halt.kind === 'unreplicated') this.unreplicated(work, halt.count);
       return halt;
     }
-    if (claim.kind !== 'ok') return null;
     this.countGated(gate.directives);
     if (claim.claimed.length > 0) this.deps.events.emit('ledger:transitions', { to: 'claimed', count: claim.claimed.length });
-    const perRequest = work.provider.batch?.size ?? 1;
-    for (let i = 0; i < claim.claimed.length; i += perRequest) {
-      const group = claim.claimed.slice(i, i + perRequest);
+    for (let i = 0; i < claim.claimed.length; i += allotment.perRequest) {
+      const group = claim.claimed.slice(i, i + allotment.perRequest);
       const task: Promise<void> = this.sendGroup(work, group, allotment.take(group.length)).finally(() => inflight.delete(task));
       inflight.add(task);
     }
