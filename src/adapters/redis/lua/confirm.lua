@@ -33,6 +33,8 @@ local page = tonumber(ARGV[1])
 local maxAttempts, maxRequeues = tonumber(ARGV[4]), tonumber(ARGV[5])
 local d = { inflight = 0, pending = 0, sent = 0, failed = 0, unknown = 0, skipped = 0, deferred = 0 }
 local applied, progressed = 0, false
+-- Outcomes that leave the recipient pending (again after a backoff, handed back unsent, never sent): t, r, n.
+local function goesBack(op) return op == 't' or op == 'r' or op == 'n' end
 
 for i = 6, #ARGV, 6 do
   local index, attempt, op, delay = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
@@ -71,12 +73,12 @@ for i = 6, #ARGV, 6 do
         message = message .. ' (requeued ' .. (requeues - 1) .. ' times; giving up)'
       end
     end
-    local settles = op == 'f' or (cancelled and (op == 't' or op == 'r' or op == 'n'))
+    local settles = op == 'f' or (cancelled and goesBack(op))
     if settles and inDoubt(flags) then
       op = 'u'
       message = message .. ' (an earlier attempt may have been delivered)'
     end
-    if cancelled and (op == 't' or op == 'r' or op == 'n') then
+    if cancelled and goesBack(op) then
       writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)
       redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, 1)
       d.pending = d.pending - 1
@@ -98,7 +100,7 @@ for i = 6, #ARGV, 6 do
       if inDoubt(flags) then noteDoubt(KEYS[1], position, true) end
     end
     -- A lost claim found the record pending in doubt; it is not pending any more unless it went back.
-    if lost and inDoubt(reason) and not (op == 't' or op == 'r' or op == 'n') then noteDoubt(KEYS[1], position, false) end
+    if lost and inDoubt(reason) and not goesBack(op) then noteDoubt(KEYS[1], position, false) end
   end
 end
 
