@@ -8,7 +8,12 @@ import { planLayout, sourceStatesFor, type RecipientLayout } from '../../src/dom
 import { newId } from '../../src/domain/ids.js';
 import type { StoredRecipient } from '../../src/domain/recipient.js';
 import { decodeRecord, encodeRecord, RECORD_BYTES } from '../../src/domain/ledger.js';
-import type { PageRef } from '../../src/app/ports.js';
+import { AppEvents } from '../../src/app/events.js';
+import type { PageRef, ProviderRegistry } from '../../src/app/ports.js';
+import { RunPump } from '../../src/app/pump.js';
+import { Supervisor } from '../../src/app/supervisor.js';
+import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
+import { createLogger } from '../../src/logger.js';
 import { onCleanup, testPrefix } from './cleanup.js';
 import { deletePrefix, testRedis } from './redis.js';
 
@@ -121,4 +126,24 @@ export function settlePolicy(inDoubt: 'report' | 'resend' = 'report', maxAttempt
 /** confirm's policy: `maxAttempts`, and requeues bounded far away unless told. */
 export function confirmPolicy(maxAttempts = 5, maxRequeues = 50) {
   return { maxAttempts, maxRequeues };
+}
+
+/**
+ * A Supervisor over a fresh harness, its one provider settling in-doubt
+ * recipients by `inDoubt` with `maxAttempts`; the queue closes after the test.
+ */
+export function supervisorHarness(label: string, options: { inDoubt: 'report' | 'resend'; maxAttempts?: number; intervalMs: number; stuckMs: number }) {
+  const h = redisHarness(label);
+  const queue = createSendQueue(h.redis, h.prefix);
+  onCleanup(() => queue.close());
+  const pageQueue = new BullPageQueue([queue]);
+  const pump = new RunPump({ runs: h.runs, queue: pageQueue, window: 4 });
+  const events = new AppEvents();
+  const retry = { inDoubt: options.inDoubt, maxAttempts: options.maxAttempts ?? 5 };
+  const providers = { get: () => ({ retry }), names: () => ['sim'] } as unknown as ProviderRegistry;
+  const supervisor = new Supervisor(
+    { ledger: h.ledger, runs: h.runs, locks: h.locks, clock: h.locks, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
+    { intervalMs: options.intervalMs, stallMs: 60_000, stuckMs: options.stuckMs, stagingTtlMs: 60_000 },
+  );
+  return { h, supervisor, events };
 }

@@ -1,15 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { AppEvents } from '../../src/app/events.js';
-import type { ClaimDirective, ConfirmEntry, PageRef, ProviderRegistry } from '../../src/app/ports.js';
-import { RunPump } from '../../src/app/pump.js';
-import { Supervisor } from '../../src/app/supervisor.js';
-import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
+import type { ClaimDirective, ConfirmEntry, PageRef } from '../../src/app/ports.js';
 import { RedisLifecycle } from '../../src/adapters/redis/redis-lifecycle.js';
 import { decodeRecord } from '../../src/domain/ledger.js';
 import { REASONS } from '../../src/domain/respect.js';
-import { createLogger } from '../../src/logger.js';
-import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
-import { onCleanup } from '../helpers/cleanup.js';
+import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy, supervisorHarness } from '../helpers/harness.js';
 
 /**
  * The ledger when something was lost on the way: a confirm that never
@@ -20,27 +14,7 @@ import { onCleanup } from '../helpers/cleanup.js';
 const LEASE = 1000;
 
 function setup(inDoubt: 'report' | 'resend' = 'report', maxAttempts = 5) {
-  const h = redisHarness('ledgerfault');
-  const queue = createSendQueue(h.redis, h.prefix);
-  const pageQueue = new BullPageQueue([queue]);
-  const pump = new RunPump({ runs: h.runs, queue: pageQueue, window: 4 });
-  const providers = { get: () => ({ retry: { inDoubt, maxAttempts } }), names: () => ['sim'] } as unknown as ProviderRegistry;
-  const supervisor = new Supervisor(
-    {
-      ledger: h.ledger,
-      runs: h.runs,
-      locks: h.locks,
-      clock: h.locks,
-      store: h.store,
-      providers,
-      queue: pageQueue,
-      pump,
-      events: new AppEvents(),
-      log: createLogger('silent'),
-    },
-    { intervalMs: 100, stallMs: 60_000, stuckMs: 60_000, stagingTtlMs: 60_000 },
-  );
-  onCleanup(() => queue.close());
+  const { h, supervisor } = supervisorHarness('ledgerfault', { inDoubt, maxAttempts, intervalMs: 100, stuckMs: 60_000 });
   return { h, supervisor, lifecycle: new RedisLifecycle(h.keys, h.scripts) };
 }
 

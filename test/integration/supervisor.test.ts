@@ -1,26 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { AppEvents } from '../../src/app/events.js';
-import type { ProviderRegistry } from '../../src/app/ports.js';
-import { RunPump } from '../../src/app/pump.js';
-import { Supervisor } from '../../src/app/supervisor.js';
-import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
-import { createLogger } from '../../src/logger.js';
-import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy } from '../helpers/harness.js';
-import { onCleanup } from '../helpers/cleanup.js';
+import { acquireOptions, confirmPolicy, ids, redisHarness, settlePolicy, supervisorHarness } from '../helpers/harness.js';
 
 function setup(inDoubt: 'report' | 'resend') {
-  const h = redisHarness('sup');
-  const queue = createSendQueue(h.redis, h.prefix);
-  const pageQueue = new BullPageQueue([queue]);
-  const pump = new RunPump({ runs: h.runs, queue: pageQueue, window: 4 });
-  const events = new AppEvents();
-  const providers = { get: () => ({ retry: { inDoubt, maxAttempts: 5 } }), names: () => ['sim'] } as unknown as ProviderRegistry;
-  const supervisor = new Supervisor(
-    { ledger: h.ledger, runs: h.runs, locks: h.locks, clock: h.locks, store: h.store, providers, queue: pageQueue, pump, events, log: createLogger('silent') },
-    { intervalMs: 1000, stallMs: 60_000, stuckMs: 1000, stagingTtlMs: 60_000 },
-  );
-  onCleanup(() => queue.close());
-  return { h, supervisor, events };
+  return supervisorHarness('sup', { inDoubt, intervalMs: 1000, stuckMs: 1000 });
 }
 
 /** A run whose page 0 a worker took and then vanished with two recipients in flight. */
