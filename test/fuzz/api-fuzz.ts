@@ -6,7 +6,7 @@ import { apiRoutes, type RouteDeps } from '../../src/adapters/http/routes.js';
 import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startApiProcess, type PushqProcess } from '../helpers/processes.js';
-import { deletePrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
+import { deletePrefix, digestPrefix, TEST_REDIS_URL, testRedis, uniquePrefix } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 import {
   announced,
@@ -47,79 +47,6 @@ const VOLATILE = [':metrics:', ':workers'];
  * PostgreSQL sequence value. Nothing reads them but the next allocation.
  */
 const ALLOCATORS = ['rvSeq'];
-
-/**
- * What each key under the prefix holds, by content (not DUMP, whose bytes
- * change with a hash's encoding or field order), in one Lua call. Hash
- * fields named in ALLOCATORS are left out (see there).
- */
-const DIGEST = `
-local function sorted(t) table.sort(t) return t end
-local keys = {}
-local cursor = '0'
-repeat
-  local reply = redis.call('SCAN', cursor, 'MATCH', ARGV[1], 'COUNT', 1000)
-  cursor = reply[1]
-  for _, key in ipairs(reply[2]) do
-    local keep = true
-    for i = 3, #ARGV do
-      if string.find(key, ARGV[i], 1, true) then keep = false end
-    end
-    if keep then keys[#keys + 1] = key end
-  end
-until cursor == '0'
-table.sort(keys)
-local skip = {}
-for field in string.gmatch(ARGV[2], '[^,]+') do skip[field] = true end
-local out = {}
-for _, key in ipairs(keys) do
-  local kind = redis.call('TYPE', key)['ok']
-  local parts = { kind }
-  if kind == 'string' then
-    parts[2] = redis.call('GET', key)
-  elseif kind == 'hash' then
-    local flat = redis.call('HGETALL', key)
-    local fields = {}
-    for i = 1, #flat, 2 do
-      if not skip[flat[i]] then fields[#fields + 1] = flat[i] .. '=' .. flat[i + 1] end
-    end
-    parts[2] = table.concat(sorted(fields), '\\0')
-  elseif kind == 'set' then
-    parts[2] = table.concat(sorted(redis.call('SMEMBERS', key)), '\\0')
-  elseif kind == 'zset' then
-    parts[2] = table.concat(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES'), '\\0')
-  elseif kind == 'list' then
-    parts[2] = table.concat(redis.call('LRANGE', key, 0, -1), '\\0')
-  else
-    parts[2] = redis.call('DUMP', key) or ''
-  end
-  out[#out + 1] = key
-  out[#out + 1] = redis.sha1hex(table.concat(parts, '\\0'))
-end
-return out
-`;
-
-/** Every key under the prefix and a hash of its content (see DIGEST). */
-class Digest {
-  private readonly entries = new Map<string, string>();
-
-  constructor(flat: string[]) {
-    for (let i = 0; i < flat.length; i += 2) this.entries.set(flat[i]!, flat[i + 1]!);
-  }
-
-  equals(other: Digest): boolean {
-    if (other.entries.size !== this.entries.size) return false;
-    for (const [key, hash] of this.entries) if (other.entries.get(key) !== hash) return false;
-    return true;
-  }
-
-  changedSince(before: Digest): string {
-    const changes: string[] = [];
-    for (const [key, hash] of this.entries) if (before.entries.get(key) !== hash) changes.push(`${before.entries.has(key) ? 'changed' : 'added'} ${key}`);
-    for (const key of before.entries.keys()) if (!this.entries.has(key)) changes.push(`deleted ${key}`);
-    return changes.slice(0, 10).join(', ');
-  }
-}
 
 export interface FuzzRoute {
   operationId: string;
@@ -398,7 +325,7 @@ export async function fuzzApi(options: {
       if (answer.status >= 300) throw new Error(`fixture ${method} ${path}: ${answer.status} ${JSON.stringify(answer.body)}`);
       return answer.body;
     };
-    const digest = async () => new Digest((await redis.eval(DIGEST, 0, `${prefix}:*`, ALLOCATORS.join(','), ...VOLATILE)) as string[]);
+    const digest = () => digestPrefix(redis, prefix, { skipKeys: VOLATILE, skipFields: ALLOCATORS });
 
     // Campaigns in every state a route can meet: draft, scheduled, running, paused, completed-less cancelled.
     const fixtures: Fixtures = { campaigns: [], recipients: ['u1', '김민준', 'u3'], lists: ['global', 'fz-list'], providers: ['mock', 'nope'] };
