@@ -6,7 +6,10 @@
  *
  * Sections:
  *   limiter     pushq vs naive BullMQ, BullMQ's limiter and Bottleneck at caps
- *               200 / 1,000 / 5,000: rate, busiest sliding second, 429s, duplicates
+ *               300 / 2,000 (BENCH_CAPS), providers answering in 0 / 200 / 500 ms
+ *               (BENCH_LATENCIES): rate, whole-campaign use of the cap, first and
+ *               last second, busiest sliding second, 429s, duplicates
+ *               (BENCH_PEERS=0: pushq alone; BENCH_COLD=1: workers not warmed up)
  *   throughput  uncapped sends/s with the ledger on, vs naive BullMQ and the raw HTTP ceiling
  *   memory      Redis bytes per recipient, pushq vs one BullMQ job per recipient
  *   idle        what idle workers cost Redis
@@ -20,6 +23,7 @@ import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync,
 import { join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Pool, request } from 'undici';
@@ -61,11 +65,21 @@ class RemoteMock {
       spawn(process.execPath, ['--import', 'tsx', 'bench/mock-server.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }),
     );
     const [, url] = await proc.waitForOutput(/mock (\S+)\n/);
-    return new RemoteMock(proc, url!);
+    // A provider is a warm service: a second of requests first, so no row
+    // measures a freshly started process compiling its own code.
+    const mock = new RemoteMock(proc, url!);
+    await rawCeiling(url!, 1, 16);
+    await mock.reset();
+    return mock;
   }
 
   async arrivals(): Promise<Arrival[]> {
     return (await fetch(new URL('/__arrivals', this.url))).json() as Promise<Arrival[]>;
+  }
+
+  /** Forgets every arrival so far. */
+  async reset(): Promise<void> {
+    await (await fetch(new URL('/__reset', this.url), { method: 'POST' })).body?.cancel();
   }
 
   async count(): Promise<number> {
@@ -82,6 +96,8 @@ class RemoteMock {
 interface System {
   /** Sends `n` recipients to the mock; resolves when they are all out or `deadlineMs` passed. */
   run(n: number, deadlineMs: number): Promise<void>;
+  /** Runs a first campaign so long-lived processes are measured warm (the mock forgets it afterwards). */
+  warmUp?(): Promise<void>;
   /** Stops everything; pushq reports the limiter's Redis calls. */
   stop(): Promise<{ limiterCalls?: number }>;
   redisUrl: string;
@@ -104,11 +120,17 @@ async function pushq(
   const { process: api, url } = await startApiProcess(env);
   const started = await Promise.all(Array.from({ length: workers }, () => startWorkerProcess(env)));
   const client = new ApiClient(url, TEST_TOKEN);
-  return {
+  const system: System & { client: ApiClient; apiPid: number; workerPids: number[] } = {
     client,
     apiPid: api.proc.pid!,
     workerPids: started.map((p) => p.proc.pid!),
     redisUrl: redis.url,
+    async warmUp() {
+      // Seconds of sending, pages enough for every worker: workers that have been up a while (the limiter's SETTLE_MS behind them).
+      await system.run(Math.max(tps * 3, 2 * 500 * workers), 60_000);
+      // Every permit's second of rest ends before the measured campaign starts.
+      await sleep(1100);
+    },
     async run(n, deadlineMs) {
       const recipients = Array.from({ length: n }, (_, i) => `user-${i}`);
       const campaign = await client.createCampaign({ provider: 'mock', recipients });
@@ -124,6 +146,7 @@ async function pushq(
       return { limiterCalls };
     },
   };
+  return system;
 }
 
 async function peer(mock: { url: string }, mode: string, cap: number, processes: number): Promise<System> {
@@ -168,6 +191,9 @@ interface Measured {
   rate: number;
   /** 2xx answers from the first arrival to the last, per second: what an operator waits for. */
   wholeRate: number;
+  /** Arrivals in the first and in the last second of the campaign: ramp-up and tail. */
+  firstSecond: number;
+  lastSecond: number;
   busiest: number;
   status429: number;
   duplicates: number;
@@ -188,6 +214,8 @@ function measure(arrivals: Arrival[], steadyMs: number): Measured {
   return {
     rate: to > from ? (inWindow * 1000) / (to - from) : 0,
     wholeRate: last > first ? (delivered * 1000) / (last - first) : 0,
+    firstSecond: times.filter((t) => t < first + 1000).length,
+    lastSecond: times.filter((t) => t > last - 1000).length,
     busiest: maxInWindow(times, 1000),
     status429: arrivals.filter((a) => a.status === 429).length,
     duplicates: duplicates(arrivals),
@@ -211,7 +239,15 @@ async function capped(name: string, make: (mock: RemoteMock) => Promise<System>,
   let scriptCalls = 0;
   let limiterCalls: number | undefined;
   let arrivals: Arrival[] = [];
+  /** Requests of the warm-up: the limiter's totals include them. */
+  let warmUpSends = 0;
   try {
+    // BENCH_COLD=1 measures freshly started workers instead.
+    if (system.warmUp && process.env.BENCH_COLD !== '1') {
+      await system.warmUp();
+      warmUpSends = await mock.count();
+      await mock.reset();
+    }
     const before = await redisInfo(system.redisUrl, 'commandstats', 'cmdstat_evalsha:calls=');
     await system.run(cap * (seconds + RAMP_MS / 1000 + 1), (seconds + 8) * 1000);
     scriptCalls = (await redisInfo(system.redisUrl, 'commandstats', 'cmdstat_evalsha:calls=')) - before;
@@ -229,20 +265,24 @@ async function capped(name: string, make: (mock: RemoteMock) => Promise<System>,
     'avg rate/s': fmt(m.rate),
     utilisation: `${((100 * m.rate) / cap).toFixed(1)} %`,
     'whole campaign': `${((100 * m.wholeRate) / cap).toFixed(1)} %`,
+    'first 1 s': `${((100 * m.firstSecond) / cap).toFixed(0)} %`,
+    'last 1 s': `${((100 * m.lastSecond) / cap).toFixed(0)} %`,
     'busiest 1 s': fmt(m.busiest),
     'busiest/cap': (m.busiest / cap).toFixed(2),
     '429s': fmt(m.status429),
     duplicates: m.duplicates,
     'Lua calls/send': (scriptCalls / Math.max(1, arrivals.length)).toFixed(2),
-    'limiter calls/send': limiterCalls === undefined ? 'n/a' : (limiterCalls / Math.max(1, arrivals.length)).toFixed(3),
+    'limiter calls/send': limiterCalls === undefined ? 'n/a' : (limiterCalls / Math.max(1, arrivals.length + warmUpSends)).toFixed(3),
   };
 }
 
 async function limiter(): Promise<void> {
-  const caps = (process.env.BENCH_CAPS ?? '200,1000,5000').split(',').map(Number);
-  const seconds = Number(process.env.BENCH_SECONDS ?? 6);
+  const caps = (process.env.BENCH_CAPS ?? '300,2000').split(',').map(Number);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 7);
   // The provider's answer time: a permit rests a second after the answer, so a slow provider costs utilisation (issue 17).
   const latencies = (process.env.BENCH_LATENCIES ?? '0,200,500').split(',').map(Number);
+  // BENCH_PEERS=0 measures pushq alone (quicker, while tuning).
+  const peers = process.env.BENCH_PEERS !== '0';
   const rows: Row[] = [];
   for (const cap of caps) {
     const from = rows.length;
@@ -251,6 +291,7 @@ async function limiter(): Promise<void> {
       for (const workers of latency === 0 ? [3, 1, 6] : [3]) {
         rows.push(await row(`pushq, ${workers} worker${workers > 1 ? 's' : ''}`, (mock) => pushq(mock, cap, workers)));
       }
+      if (!peers) continue;
       rows.push(await row('naive BullMQ (local pacing), 3 procs', (mock) => peer(mock, 'naive', cap, 3)));
       rows.push(await row("BullMQ's limiter, 3 procs", (mock) => peer(mock, 'bullmq', cap, 3)));
       rows.push(await row('Bottleneck minTime (Redis), 3 procs', (mock) => peer(mock, 'bottleneck', cap, 3)));
@@ -261,7 +302,7 @@ async function limiter(): Promise<void> {
   table(
     `Rate limiting at the provider (${cpus().length} cores; ${seconds} s of steady sending per row; the mock answers 429 above the cap in any sliding second)`,
     rows,
-    'utilisation = average rate / cap while work is waiting (after a 2 s ramp-up); whole campaign = delivered / (last arrival − first) / cap; busiest 1 s = most requests the provider saw in any sliding second.',
+    'utilisation = average rate / cap while work is waiting (after a 2 s ramp-up); whole campaign = delivered / (last arrival − first) / cap; first / last 1 s = arrivals in the first / last second of the campaign ÷ cap (ramp-up, tail); busiest 1 s = most requests the provider saw in any sliding second.',
   );
 }
 

@@ -81,7 +81,10 @@ export const ENV = {
   PAGE_SIZE: doc(int(1, 10_000).default(500), 'recipients per send job'),
   RUN_WINDOW: doc(int(1, 10_000).default(32), 'most pages of one run in their first pass at once'),
   WORKER_CONCURRENCY: doc(int(1, 1000).default(8), 'pages one worker process works on at once'),
-  SEND_CONCURRENCY: doc(int(1, 100_000).default(256), 'requests one worker process has in flight at once, across providers'),
+  SEND_CONCURRENCY: doc(
+    int(1, 100_000).default(512),
+    'requests one worker process has in flight at once, across providers; a provider pool opens connections up to it as needed (about tps × answer time)',
+  ),
   LEASE_MS: doc(
     int(1000, 3_600_000).default(3000),
     "how long a page stays with a worker that stopped renewing its lease (renewed every quarter of it); then the supervisor settles its in-flight recipients by the provider's in-doubt policy and hands the page on",

@@ -407,8 +407,24 @@ export interface ProviderLimits {
   tps: number;
   /** Longest a single request may take. */
   timeoutMs: number;
+  /**
+   * How much later than its departure a request may be counted by the
+   * provider (network delay and queueing in front of its counter, beyond the
+   * fastest request's): a permit rests from its request's departure plus
+   * this, or from the answer when that came sooner.
+   */
+  arrivalMarginMs: number;
   breaker: BreakerPolicy;
 }
+
+/**
+ * Told performance.now() when the request's last byte was handed to the
+ * socket — the request's departure, which the permit's rest counts from. A
+ * provider that cannot tell never calls it (the rest then counts from the
+ * answer); one that makes a second request calls it again, and the last
+ * departure counts.
+ */
+export type OnDeparted = (at: number) => void;
 
 export interface SendRequest {
   idempotencyKey: string;
@@ -432,9 +448,9 @@ export interface PushProvider {
    * sent again.
    */
   address?(recipient: SendRequest['recipient']): string | undefined;
-  send(request: SendRequest): Promise<SendOutcome>;
+  send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome>;
   /** One request for all of `requests` (at most `batch.size`): one outcome each, in order. */
-  sendBatch?(requests: readonly SendRequest[]): Promise<SendOutcome[]>;
+  sendBatch?(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]>;
   close(): Promise<void>;
 }
 
@@ -490,8 +506,13 @@ export interface RateLimiter {
    * are served in turn, however many callers each flow has.
    */
   acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow?: string): Promise<Permit[]>;
-  /** The request that used the permit has completed just now. */
-  complete(permit: Permit, outcome: PermitOutcome): void;
+  /**
+   * The request that used the permit has completed just now; it left this
+   * process at `departedAt` (performance.now()) when the provider could tell.
+   * The permit rests a second from the earlier of its departure plus the
+   * provider's arrivalMarginMs and now.
+   */
+  complete(permit: Permit, outcome: PermitOutcome, departedAt?: number): void;
   /** The permit was never used for a request. */
   giveBack(permit: Permit): void;
   /** The provider asked us to slow down: hold all its permits for a while and halve the pace. */

@@ -37,11 +37,14 @@ export class RequestShare {
     return Math.min(...this.permits.map((p) => p.usableUntil));
   }
 
-  /** The request went out and was answered: per permit (one per recipient) or one answer for all. */
-  complete(health: ProviderHealth | readonly ProviderHealth[]): void {
+  /**
+   * The request went out (at `departedAt`, when the provider could tell) and
+   * was answered: per permit (one per recipient) or one answer for all.
+   */
+  complete(health: ProviderHealth | readonly ProviderHealth[], departedAt?: number): void {
     if (this.returned) return;
     this.returned = true;
-    this.permits.forEach((p, i) => this.budget.limiter.complete(p, typeof health === 'string' ? health : health[i]!));
+    this.permits.forEach((p, i) => this.budget.limiter.complete(p, typeof health === 'string' ? health : health[i]!, departedAt));
     this.budget.slots.release(1);
   }
 

@@ -398,6 +398,11 @@ export class SendPage {
     let outcomes: SendOutcome[] | null = null;
     let unsent: Settlement | null = null;
     let durationMs = 0;
+    // The last time the request left this process (a provider may send again on a fresh connection).
+    let departedAt: number | undefined;
+    const departed = (at: number) => {
+      departedAt = Math.max(departedAt ?? at, at);
+    };
     try {
       // A permit may be handed out a few ms before it is free: the request waits for the last of its permits.
       await sleepUntil(share.notBefore);
@@ -409,7 +414,7 @@ export class SendPage {
         unsent = { outcome: 'unclaim', delayMs: 0, code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' };
       } else {
         try {
-          outcomes = requests.length > 1 && provider.sendBatch ? await provider.sendBatch(requests) : [await provider.send(requests[0]!)];
+          outcomes = requests.length > 1 && provider.sendBatch ? await provider.sendBatch(requests, departed) : [await provider.send(requests[0]!, departed)];
           if (outcomes.length !== requests.length)
             throw new Error(`provider ${provider.name} answered ${outcomes.length} outcomes for ${requests.length} recipients`);
         } catch (err) {
@@ -417,7 +422,7 @@ export class SendPage {
           outcomes = requests.map(() => ({ kind: 'transient', code: 'PROVIDER_ERROR', message: describeError(err) }));
         }
         durationMs = performance.now() - started;
-        share.complete(share.permits.length === outcomes.length ? outcomes.map(healthOf) : healthOfRequest(outcomes));
+        share.complete(share.permits.length === outcomes.length ? outcomes.map(healthOf) : healthOfRequest(outcomes), departedAt);
       }
     } finally {
       // Completed above, or never used: given back (a no-op when completed).

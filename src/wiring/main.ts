@@ -73,7 +73,7 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     const events = new AppEvents((event, err) =>
       log.error({ event, err: (err as Error)?.message ?? String(err) }, 'an event listener threw; the work it listened to went on'),
     );
-    const providers = new Providers(config.providers, { connect: roles.worker });
+    const providers = new Providers(config.providers, { connect: roles.worker, connections: config.sendConcurrency });
     closers.push(() => providers.close());
 
     // Each role has its own connection: request handlers fail fast, workers wait Redis out.

@@ -12,7 +12,13 @@ import { sleepUntil } from '../../src/app/waiting.js';
 
 const redis = new Redis(process.env.REDIS_URL!, { maxRetriesPerRequest: null });
 const limiter = new RedisPermitLimiter(redis, new Keys(process.env.QUEUE_PREFIX!), new Scripts(redis));
-const limits = { name: 'shared', tps: Number(process.env.TPS), timeoutMs: 5000, breaker: { failures: 1000, coolDownMs: 1000, maxCoolDownMs: 1000 } };
+const limits = {
+  name: 'shared',
+  tps: Number(process.env.TPS),
+  timeoutMs: 5000,
+  arrivalMarginMs: 20,
+  breaker: { failures: 1000, coolDownMs: 1000, maxCoolDownMs: 1000 },
+};
 let left = Number(process.env.COUNT);
 
 async function loop(): Promise<void> {

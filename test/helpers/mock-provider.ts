@@ -32,7 +32,7 @@ export interface MockProviderOptions {
   latencyMs?: number;
   /** Decide the reply for a request; undefined falls back to 200 (or 429 over the cap). */
   respond?: (body: WireBody, arrival: Arrival) => Reply | undefined;
-  /** Serve GET /__arrivals (the evidence as JSON), for a mock running in a process of its own. */
+  /** Serve GET /__arrivals (the evidence as JSON) and POST /__reset, for a mock running in a process of its own. */
   control?: boolean;
 }
 
@@ -170,6 +170,7 @@ export async function startMockProvider(options: MockProviderOptions = {}): Prom
   let provider: MockProvider | undefined;
   const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     if (options.control && req.url?.startsWith('/__')) {
+      if (req.url === '/__reset') provider!.reset();
       const body = req.url === '/__arrivals' ? provider!.arrivals : { count: provider!.arrivals.length };
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
       return;

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +43,28 @@ describe('the http provider against a real server on loopback', () => {
     expect(headers['content-type']).toBe('application/json');
     expect(headers['x-api-key']).toBe('k');
     expect(mock.bodies.at(-1)).toEqual(request);
+  });
+
+  it("reports a request's departure once the server reads its connection, never for a connection's first request", async () => {
+    reply = { status: 200, delayMs: 50 };
+    const fresh = provider(mock.url, { connections: 1 });
+    try {
+      const departures: number[] = [];
+      const before = performance.now();
+      expect(await fresh.send(request, (at) => departures.push(at))).toEqual({ kind: 'sent' });
+      // A new connection: the server may not have read it yet, so its permit rests from the answer.
+      expect(departures).toEqual([]);
+      const sentAt = performance.now();
+      expect(await fresh.send(request, (at) => departures.push(at))).toEqual({ kind: 'sent' });
+      const answeredAt = performance.now();
+      expect(departures).toHaveLength(1);
+      // Taken after the body was written, before the answer (50 ms later) came.
+      expect(departures[0]).toBeGreaterThanOrEqual(sentAt);
+      expect(departures[0]).toBeLessThan(answeredAt - 40);
+      expect(before).toBeLessThan(sentAt);
+    } finally {
+      await fresh.close();
+    }
   });
 
   it('adds headers kept out of the providers file (headersFile, headersEnv), and says which one is wrong without its content', async () => {

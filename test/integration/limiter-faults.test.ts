@@ -33,7 +33,13 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 describe('the circuit breaker', () => {
   it('lets another probe through when a half-open probe answers neither good nor bad (a 429, a refused stream)', async () => {
-    const limits: ProviderLimits = { name: 'flaky', tps: 50, timeoutMs: 1000, breaker: { failures: 2, coolDownMs: 300, maxCoolDownMs: 1000 } };
+    const limits: ProviderLimits = {
+      name: 'flaky',
+      tps: 50,
+      timeoutMs: 1000,
+      arrivalMarginMs: 20,
+      breaker: { failures: 2, coolDownMs: 300, maxCoolDownMs: 1000 },
+    };
     const limiter = limiterOn(prefix(), { flushDelayMs: 1 });
     // Two transient failures in a row open the circuit.
     for (let i = 0; i < 2; i += 1) {
@@ -58,6 +64,7 @@ describe('permit identity', () => {
       name: 'one',
       tps: 1,
       timeoutMs,
+      arrivalMarginMs: 20,
       breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 },
     });
     // A: a worker cut off from Redis longer than its permit lease (timeout + slack).
@@ -81,8 +88,8 @@ describe('permit identity', () => {
   it('keeps the cap through a rolling tps change (processes configured with different tps for one provider)', async () => {
     const p = prefix();
     const breaker = { failures: 1000, coolDownMs: 1000, maxCoolDownMs: 1000 };
-    const oldConfig: ProviderLimits = { name: 'rolling', tps: 8, timeoutMs: 2000, breaker };
-    const newConfig: ProviderLimits = { name: 'rolling', tps: 4, timeoutMs: 2000, breaker };
+    const oldConfig: ProviderLimits = { name: 'rolling', tps: 8, timeoutMs: 2000, arrivalMarginMs: 20, breaker };
+    const newConfig: ProviderLimits = { name: 'rolling', tps: 4, timeoutMs: 2000, arrivalMarginMs: 20, breaker };
     const arrivals: number[] = [];
     const started = performance.now();
     const sender = async (limiter: RedisPermitLimiter, limits: ProviderLimits) => {

@@ -31,7 +31,7 @@ async function serverTime(redis: Redis): Promise<number> {
 describe('the permit limiter', () => {
   it('never lets more than tps requests arrive in any sliding second, across clients', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'capped', tps: 40, timeoutMs: 2000, breaker };
+    const limits: ProviderLimits = { name: 'capped', tps: 40, timeoutMs: 2000, arrivalMarginMs: 20, breaker };
     const clients = [limiterOn(p), limiterOn(p), limiterOn(p)];
     const arrivals: number[] = [];
     const total = 140;
@@ -73,7 +73,7 @@ describe('the permit limiter', () => {
     const p = prefix();
     const { redis, limiter } = limiterOn(p);
     const other = limiterOn(p).limiter;
-    const limits: ProviderLimits = { name: 'paused', tps: 100, timeoutMs: 1000, breaker };
+    const limits: ProviderLimits = { name: 'paused', tps: 100, timeoutMs: 1000, arrivalMarginMs: 20, breaker };
     const first = await limiter.acquire(limits, 1, 1);
     first.forEach((permit) => limiter.giveBack(permit));
     await limiter.pause('paused', 600);
@@ -85,7 +85,7 @@ describe('the permit limiter', () => {
 
   it('takes permits back from a holder that died, one second after its lease ended', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100, breaker };
+    const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100, arrivalMarginMs: 20, breaker };
     const dying = limiterOn(p, { leaseSlackMs: 200 });
     const heldAt = await serverTime(dying.redis);
     // Grants are paced: it may take more than one call to hold both permits.
@@ -104,9 +104,34 @@ describe('the permit limiter', () => {
     expect(await serverTime(survivorRedis)).toBeGreaterThanOrEqual(heldAt + 300 + 1000);
   });
 
+  it('rests a permit from the answer until the answer time settles, then from the departure plus the margin, and from the answer less the fastest answer time when an answer comes late', async () => {
+    const limits: ProviderLimits = { name: 'departures', tps: 1, timeoutMs: 2000, arrivalMarginMs: 10, breaker };
+    const { limiter } = limiterOn(prefix(), { flushDelayMs: 1 });
+    /** Uses the one slot for a request that left `answerMs` before now and was just answered; resolves with how long until the slot's next start. */
+    const turn = async (answerMs: number) => {
+      const [permit] = await limiter.acquire(limits, 1, 1);
+      await sleepUntil(permit!.notBefore);
+      const answeredAt = performance.now();
+      limiter.complete(permit!, 'healthy', answeredAt - answerMs);
+      const [next] = await limiter.acquire(limits, 1, 1);
+      limiter.giveBack(next!);
+      return Math.max(performance.now(), next!.notBefore) - answeredAt;
+    };
+    // The first answer time cannot be trusted yet: a second from the answer.
+    expect(await turn(300)).toBeGreaterThanOrEqual(1000);
+    // Settled (the slot's next turn comes a second later, and no faster answer): a second and the margin from the departure.
+    const steady = await turn(300);
+    expect(steady).toBeGreaterThan(1000 - 300);
+    expect(steady).toBeLessThan(1000 - 300 + 10 + 100);
+    // 300 ms later than the fastest answer: it may have queued on the way in, so it rests from the answer less 300 ms.
+    const late = await turn(600);
+    expect(late).toBeGreaterThan(1000 - 300);
+    expect(late).toBeLessThan(1000 - 300 + 100);
+  });
+
   it('gives unused permits back at once', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'unused', tps: 3, timeoutMs: 1000, breaker };
+    const limits: ProviderLimits = { name: 'unused', tps: 3, timeoutMs: 1000, arrivalMarginMs: 20, breaker };
     const a = limiterOn(p, { flushDelayMs: 5 });
     const b = limiterOn(p);
     const permits: Permit[] = [];

@@ -81,7 +81,13 @@ class CountingLimiter implements RateLimiter {
 class InstantProvider implements PushProvider {
   readonly name = 'sim';
   readonly type = 'test';
-  readonly limits: ProviderLimits = { name: 'sim', tps: 1000, timeoutMs: 1000, breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 } };
+  readonly limits: ProviderLimits = {
+    name: 'sim',
+    tps: 1000,
+    timeoutMs: 1000,
+    arrivalMarginMs: 20,
+    breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 },
+  };
   readonly retry = { maxAttempts: 5, maxRequeues: 50, baseMs: 10, maxMs: 10, inDoubt: 'report' as const, retryTimeouts: true };
   readonly sent: string[] = [];
   /** What it answers; a plain success by default. */

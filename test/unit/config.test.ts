@@ -95,7 +95,10 @@ describe('loadConfig', () => {
     ]);
     const config = loadConfig({ PROVIDERS_FILE: file });
     expect(config.providers.map((p) => p.name)).toEqual(['alimtalk', 'sim']);
-    expect(config.providers[0]).toMatchObject({ maxAttempts: 5, connections: 64 });
+    expect(config.providers[0]).toMatchObject({ maxAttempts: 5, arrivalMarginMs: 10 });
+    // No connection count unless the file gives one: the worker's SEND_CONCURRENCY is the ceiling.
+    expect(config.providers[0]).not.toHaveProperty('connections');
+    expect(config.sendConcurrency).toBe(512);
   });
 
   it('names the provider entry that is wrong', () => {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'undici';
-import type { BatchPolicy, PushProvider, SendRequest } from '../../app/ports.js';
+import type { BatchPolicy, OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { departingBody } from './departures.js';
 import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
@@ -75,17 +76,17 @@ export class AlimtalkProvider implements PushProvider {
     return recipientAddress(recipient, this.config.phoneField);
   }
 
-  async send(request: SendRequest): Promise<SendOutcome> {
-    return (await this.sendBatch([request]))[0]!;
+  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
+    return (await this.sendBatch([request], onDeparted))[0]!;
   }
 
-  async sendBatch(requests: readonly SendRequest[]): Promise<SendOutcome[]> {
+  async sendBatch(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]> {
     const outcomes: Array<SendOutcome | undefined> = requests.map((r) =>
       this.address(r.recipient) ? undefined : noAddress('NO_PHONE', this.config.phoneField),
     );
     const sendable = requests.filter((_, i) => outcomes[i] === undefined);
     if (sendable.length > 0) {
-      const answers = await this.post(sendable);
+      const answers = await this.post(sendable, onDeparted);
       let next = 0;
       outcomes.forEach((o, i) => {
         if (o === undefined) outcomes[i] = answers[next++];
@@ -105,7 +106,7 @@ export class AlimtalkProvider implements PushProvider {
     return out;
   }
 
-  private async post(requests: readonly SendRequest[]): Promise<SendOutcome[]> {
+  private async post(requests: readonly SendRequest[], onDeparted: OnDeparted | undefined): Promise<SendOutcome[]> {
     const all = (outcome: SendOutcome) => requests.map(() => outcome);
     const data = requests[0]!.message.data;
     const body = JSON.stringify({
@@ -126,7 +127,7 @@ export class AlimtalkProvider implements PushProvider {
           'x-secret-key': this.#secretKey,
           'x-nc-api-idempotency-key': batchIdempotencyKey(requests),
         },
-        body,
+        body: departingBody(body, onDeparted),
       });
       const text = await readText(res.body, 1_000_000);
       const status = res.statusCode;

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
-import type { PushProvider, SendRequest } from '../../app/ports.js';
+import { performance } from 'node:perf_hooks';
+import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
 import { ConfigError } from '../../config-error.js';
 import { apnsBaseUrl, providerLimits, readSecret, retryPolicy, type ApnsProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
@@ -84,6 +85,8 @@ export class ApnsProvider implements PushProvider {
   /** Sessions opened so far (a GOAWAY or a broken connection opens the next). */
   sessionsOpened = 0;
   private session: ClientHttp2Session | null = null;
+  /** Sessions that have carried an answer: the server is reading them. */
+  private readonly answering = new WeakSet<ClientHttp2Session>();
   private readonly origin: string;
   private readonly ca: string | undefined;
 
@@ -112,14 +115,14 @@ export class ApnsProvider implements PushProvider {
     return recipientAddress(recipient, this.config.tokenField);
   }
 
-  async send(request: SendRequest): Promise<SendOutcome> {
+  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
     const token = this.address(request.recipient);
     if (!token) return noAddress('NO_TOKEN', this.config.tokenField);
     const { title, body, data } = request.message;
     const extraAps = typeof data.aps === 'object' && data.aps !== null ? (data.aps as Record<string, unknown>) : {};
     const payload = JSON.stringify({ ...data, aps: { ...extraAps, alert: { title, body } } });
     const jwt = this.jwt.current();
-    const answer = await this.post(token, payload, jwt, request.idempotencyKey);
+    const answer = await this.post(token, payload, jwt, request.idempotencyKey, onDeparted);
     if (answer !== 'expired-token') return answer;
     if (this.jwt.isReplacement(jwt)) return { kind: 'transient', code: 'ExpiredProviderToken', message: 'APNs refused a freshly signed provider token' };
     // A new token for every push from now on; this one goes again on a permit of its own (one request per send).
@@ -146,7 +149,7 @@ export class ApnsProvider implements PushProvider {
     return session;
   }
 
-  private post(token: string, payload: string, jwt: string, apnsId: string): Promise<Answer> {
+  private post(token: string, payload: string, jwt: string, apnsId: string, onDeparted: OnDeparted | undefined): Promise<Answer> {
     return new Promise((resolve) => {
       let settled = false;
       const done = (answer: Answer) => {
@@ -183,6 +186,7 @@ export class ApnsProvider implements PushProvider {
         done({ kind: 'in-doubt', code: 'TIMEOUT', message: `no answer from APNs in ${this.config.timeoutMs} ms` });
       });
       stream.on('response', (h) => {
+        this.answering.add(session);
         headers = h;
         status = Number(h[':status']);
       });
@@ -196,6 +200,9 @@ export class ApnsProvider implements PushProvider {
         if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) done(refused());
         else done(status === 0 ? this.lost(session, `the stream closed (code ${stream.rstCode})`) : classifyApns(status, text, headers));
       });
+      // 'finish': the last DATA frame (END_STREAM) went to the session's socket — a
+      // departure worth reporting once Apple answers on this session (departures.ts says why).
+      if (onDeparted && this.answering.has(session)) stream.once('finish', () => onDeparted(performance.now()));
       stream.end(payload);
     });
   }

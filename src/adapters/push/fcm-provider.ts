@@ -1,6 +1,7 @@
 import { gaxios, JWT } from 'google-auth-library';
 import type { Pool } from 'undici';
-import type { PushProvider, SendRequest } from '../../app/ports.js';
+import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { departingBody } from './departures.js';
 import { ConfigError } from '../../config-error.js';
 import { providerLimits, readSecret, retryPolicy, type FcmProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
@@ -99,7 +100,7 @@ export class FcmProvider implements PushProvider {
     return recipientAddress(recipient, this.config.tokenField);
   }
 
-  async send(request: SendRequest): Promise<SendOutcome> {
+  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
     const token = this.address(request.recipient);
     if (!token) return noAddress('NO_TOKEN', this.config.tokenField);
     const { title, body, data } = request.message;
@@ -110,7 +111,7 @@ export class FcmProvider implements PushProvider {
     } catch (err) {
       return { kind: 'transient', code: 'FCM_AUTH', message: `could not get an access token: ${describeError(err)}` };
     }
-    const answer = await this.post(payload, bearer);
+    const answer = await this.post(payload, bearer, onDeparted);
     if (answer !== 'unauthenticated') return answer;
     // A token minted to replace a refused one and refused too: our credentials are wrong (retried; it opens the circuit).
     if (this.accessToken.isReplacement(bearer)) return { kind: 'transient', code: 'FCM_AUTH', message: 'FCM refused a freshly minted access token (401)' };
@@ -124,13 +125,13 @@ export class FcmProvider implements PushProvider {
     return { kind: 'not-sent', code: 'FCM_UNAUTHENTICATED', message: 'FCM refused the access token (401); renewed, sending again' };
   }
 
-  private async post(payload: string, bearer: string): Promise<SendOutcome | 'unauthenticated'> {
+  private async post(payload: string, bearer: string, onDeparted: OnDeparted | undefined): Promise<SendOutcome | 'unauthenticated'> {
     try {
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
         headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json; charset=utf-8' },
-        body: payload,
+        body: departingBody(payload, onDeparted),
       });
       if (res.statusCode >= 200 && res.statusCode < 300) {
         await res.body.dump();

@@ -1,5 +1,6 @@
 import type { Pool } from 'undici';
-import type { PushProvider, SendRequest } from '../../app/ports.js';
+import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { departingBody } from './departures.js';
 import { providerLimits, retryPolicy, secretHeaders, type HttpProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
@@ -29,14 +30,15 @@ export class HttpProvider implements PushProvider {
     this.pool = providerPool(url.origin, config);
   }
 
-  async send(request: SendRequest): Promise<SendOutcome> {
-    const body = JSON.stringify({
+  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
+    const json = JSON.stringify({
       idempotencyKey: request.idempotencyKey,
       campaignId: request.campaignId,
       runId: request.runId,
       recipient: request.recipient,
       message: request.message,
     });
+    const body = departingBody(json, onDeparted);
     try {
       const res = await this.pool.request({
         method: 'POST',

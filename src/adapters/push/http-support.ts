@@ -60,10 +60,18 @@ export function noAddress(code: 'NO_TOKEN' | 'NO_PHONE', field: string): SendOut
   return { kind: 'permanent', code, message: `the recipient has no ${field} field` };
 }
 
+/**
+ * Connections a pool may open when the providers file does not say: as many
+ * as a worker may have requests in flight (SEND_CONCURRENCY fills it in).
+ * undici opens them only as requests wait, so a pool settles at what the
+ * provider's cap and answer time need — about tps × latency across workers.
+ */
+export const DEFAULT_POOL_CONNECTIONS = 512;
+
 /** A keep-alive connection pool to one origin, with the provider's timeouts. */
-export function providerPool(origin: string, options: { connections: number; timeoutMs: number }): Pool {
+export function providerPool(origin: string, options: { connections?: number | undefined; timeoutMs: number }): Pool {
   return new Pool(origin, {
-    connections: options.connections,
+    connections: options.connections ?? DEFAULT_POOL_CONNECTIONS,
     pipelining: 1,
     keepAliveTimeout: 30_000,
     headersTimeout: options.timeoutMs,

@@ -7,6 +7,9 @@ import { ConfigError } from '../../config-error.js';
  * and what every type derives from its entry for the limiter and the ledger.
  * Each provider adapter in this folder takes its own entry's type.
  */
+/** See `arrivalMarginMs`: covers a loaded loopback or LAN provider and a regional one; a provider across an ocean may want more. */
+export const DEFAULT_ARRIVAL_MARGIN_MS = 10;
+
 const common = {
   name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'lower-case letters, digits, "-" and "_", starting with a letter or digit'),
   tps: z.number().int().min(1).max(100_000),
@@ -15,6 +18,14 @@ const common = {
   maxRequeues: z.number().int().min(1).max(1000).default(50),
   retryBaseMs: z.number().int().min(1).max(3_600_000).default(1000),
   retryMaxMs: z.number().int().min(1).max(86_400_000).default(60_000),
+  /**
+   * How much later than the fastest request a request may be counted by the
+   * provider once it left this process (jitter of the network delay, queueing
+   * in front of the provider's counter). A permit rests one second from its
+   * request's departure plus this, or from the answer when that came first:
+   * at least `timeoutMs` rests every permit from the answer.
+   */
+  arrivalMarginMs: z.number().int().min(0).max(300_000).default(DEFAULT_ARRIVAL_MARGIN_MS),
   /**
    * A send whose fate is unknown (its worker died mid-request): `report` it as
    * unknown, or `resend` it with the same idempotency key (only for a
@@ -74,8 +85,8 @@ const httpProvider = z
     type: z.literal('http'),
     url: z.url({ protocol: /^https?$/ }),
     timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    /** Keep-alive connections to the provider per worker process. */
-    connections: z.number().int().min(1).max(1024).default(64),
+    /** Most keep-alive connections to the provider per worker process; SEND_CONCURRENCY when not set (opened as needed). */
+    connections: z.number().int().min(1).max(100_000).optional(),
     /** Headers sent with every request, in the file itself: nothing secret. */
     headers: headerMap.default({}),
     /** More headers (an API key), as a JSON object in a file or an environment variable, kept out of the providers file. */
@@ -117,7 +128,7 @@ const fcmProvider = z
     projectId: z.string().min(1).optional(),
     baseUrl: z.url({ protocol: /^https?$/ }).default('https://fcm.googleapis.com'),
     timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    connections: z.number().int().min(1).max(1024).default(64),
+    connections: z.number().int().min(1).max(100_000).optional(),
     tokenField: fieldName.default('token'),
     /** Merged into every `message` (e.g. {"android": {"priority": "high"}}). */
     messageDefaults: z.record(z.string(), z.unknown()).default({}),
@@ -182,7 +193,7 @@ const alimtalkProvider = z
     /** Per-recipient result codes that mean the phone number can never receive: its id goes on token-invalid:<name>. */
     invalidRecipientCodes: z.array(z.number().int()).default([]),
     timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    connections: z.number().int().min(1).max(1024).default(64),
+    connections: z.number().int().min(1).max(100_000).optional(),
     /**
      * The API refuses a key it saw in the last 10 minutes, so a timed-out
      * request is safely retried with its key — when the retry carries the
@@ -236,7 +247,7 @@ const providersSchema = z
 
 /** The limits every provider type hands to the rate limiter. */
 export function providerLimits(config: ProviderConfig) {
-  return { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs, breaker: config.breaker };
+  return { name: config.name, tps: config.tps, timeoutMs: config.timeoutMs, arrivalMarginMs: config.arrivalMarginMs, breaker: config.breaker };
 }
 
 function retryTimeouts(config: ProviderConfig): boolean {

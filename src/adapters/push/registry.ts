@@ -43,14 +43,25 @@ class DescribedProvider implements PushProvider {
   async close(): Promise<void> {}
 }
 
+/** An entry of a provider with a connection pool, its ceiling filled in when the file leaves it out. */
+function withConnections(config: ProviderConfig, connections: number | undefined): ProviderConfig {
+  if (connections === undefined) return config;
+  if (config.type === 'http' || config.type === 'fcm' || config.type === 'alimtalk') return { ...config, connections: config.connections ?? connections };
+  return config;
+}
+
 export class Providers implements ProviderRegistry {
   private readonly byName = new Map<string, PushProvider>();
 
-  /** `connect`: build the senders (workers); otherwise only describe the providers (API). */
-  constructor(configs: readonly ProviderConfig[], options: { connect: boolean } = { connect: true }) {
+  /**
+   * `connect`: build the senders (workers); otherwise only describe the
+   * providers (API). `connections`: the most a pool opens when its entry
+   * does not say (the worker's SEND_CONCURRENCY).
+   */
+  constructor(configs: readonly ProviderConfig[], options: { connect: boolean; connections?: number } = { connect: true }) {
     for (const config of configs) {
       const factory = FACTORIES[config.type] as Factory<typeof config.type>;
-      this.byName.set(config.name, options.connect ? factory(config) : new DescribedProvider(config));
+      this.byName.set(config.name, options.connect ? factory(withConnections(config, options.connections)) : new DescribedProvider(config));
     }
   }
 

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { PushProvider } from '../../app/ports.js';
+import { performance } from 'node:perf_hooks';
+import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
 import { providerLimits, retryPolicy, type SimProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 
@@ -23,7 +24,9 @@ export class SimProvider implements PushProvider {
     this.retry = retryPolicy(config);
   }
 
-  async send(): Promise<SendOutcome> {
+  async send(_request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
+    // Nowhere to travel: it "arrives" as it is sent.
+    onDeparted?.(performance.now());
     if (this.config.latencyMs > 0) await sleep(this.config.latencyMs);
     if (this.random() < this.config.failureRate) {
       return { kind: 'transient', code: 'SIM_FAILURE', message: 'simulated provider failure' };

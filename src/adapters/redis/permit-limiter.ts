@@ -51,6 +51,7 @@ interface Pool {
   limits: ProviderLimits;
   priorityClass: PriorityClass;
   free: LeasedPermit[];
+  /** Permits whose request completed: `at` is when their rest began (performance.now()). */
   completed: Array<{ id: string; at: number; outcome: string }>;
   unused: LeasedPermit[];
   /** Waiters by flow, flows in the order they are served next (round robin). */
@@ -66,6 +67,48 @@ interface Pool {
 /** permit-lease.lua's largest step of the steady clock. */
 const STEADY_STEP_MS = 250;
 
+/** How long a provider's fastest answer time is remembered (between one and two of these). */
+const FASTEST_ANSWER_MEMORY_MS = 10_000;
+
+/**
+ * How long the fastest answer time must hold (not fall by more than the
+ * margin) before departures count. It falls while a process warms up — a
+ * freshly started process answers late on every request (its code still
+ * compiling, its connections new, often beside others starting on the same
+ * machine), so its fastest answer says nothing yet about the provider's.
+ */
+const SETTLE_MS = 1000;
+
+/**
+ * The fastest answer time (departure to answer) a provider gave this process
+ * lately: the part of a round trip that is the provider working and the way
+ * back, at least, when nothing queued.
+ */
+class FastestAnswer {
+  private current = Infinity;
+  private previous = Infinity;
+  private since = -Infinity;
+  /** When the fastest answer time was first seen or last fell by more than the margin. */
+  private fellAt = -Infinity;
+
+  /** Records one answer time and returns the fastest lately, this one included. */
+  observe(ms: number, now: number, marginMs: number): number {
+    if (now - this.since >= FASTEST_ANSWER_MEMORY_MS) {
+      this.previous = now - this.since >= 2 * FASTEST_ANSWER_MEMORY_MS ? Infinity : this.current;
+      this.current = Infinity;
+      this.since = now;
+    }
+    if (ms < Math.min(this.current, this.previous) - marginMs) this.fellAt = now;
+    this.current = Math.min(this.current, ms);
+    return Math.min(this.current, this.previous);
+  }
+
+  /** Whether the fastest answer time has held for SETTLE_MS. */
+  settled(now: number): boolean {
+    return now - this.fellAt >= SETTLE_MS;
+  }
+}
+
 function iso(ms: number): string | null {
   return ms > 0 ? new Date(ms).toISOString() : null;
 }
@@ -76,6 +119,7 @@ export class RedisPermitLimiter implements RateLimiter {
   /** Per provider: the limiter's steady time in the last answer, and when (performance.now()) that call went out. */
   private readonly seen = new Map<string, { steady: number; sentAt: number }>();
   private readonly pools = new Map<string, Pool>();
+  private readonly fastest = new Map<string, FastestAnswer>();
   private readonly opts: Required<PermitLimiterOptions>;
   private closed = false;
 
@@ -116,11 +160,37 @@ export class RedisPermitLimiter implements RateLimiter {
     });
   }
 
-  complete(permit: Permit, outcome: PermitOutcome): void {
+  complete(permit: Permit, outcome: PermitOutcome, departedAt?: number): void {
     const pool = this.pools.get(permit.pool);
     if (!pool) return;
-    pool.completed.push({ id: permit.id, at: performance.now(), outcome: OUTCOME_CODE[outcome] });
+    const now = performance.now();
+    const at = departedAt === undefined ? now : this.restFrom(pool.limits, Math.min(departedAt, now), now);
+    pool.completed.push({ id: permit.id, at, outcome: OUTCOME_CODE[outcome] });
     this.scheduleFlush(pool);
+  }
+
+  /**
+   * When the provider may have counted a request that left at `departedAt`
+   * and was answered at `answeredAt` — the permit rests a second from then.
+   * Never later than the answer (the provider counts what it answers), and
+   * otherwise the later of:
+   * - the departure plus the provider's arrivalMarginMs, the jitter of the
+   *   way there;
+   * - the answer less the fastest answer time lately: an answer slower than
+   *   that may have queued on its way in (an overloaded provider, its
+   *   process starved of CPU, a connection it had not read yet), so the
+   *   request is taken to have been counted as late as the answer allows.
+   * A provider that answers in steady time loses only the margin; one whose
+   * answer time varies loses some of that variation, never the cap. Until
+   * the fastest answer time has settled (SETTLE_MS), permits rest from the
+   * answers.
+   */
+  private restFrom(limits: ProviderLimits, departedAt: number, answeredAt: number): number {
+    let fastest = this.fastest.get(limits.name);
+    if (!fastest) this.fastest.set(limits.name, (fastest = new FastestAnswer()));
+    const lately = fastest.observe(answeredAt - departedAt, answeredAt, limits.arrivalMarginMs);
+    if (!fastest.settled(answeredAt)) return answeredAt;
+    return Math.min(answeredAt, Math.max(departedAt + limits.arrivalMarginMs, answeredAt - lately));
   }
 
   giveBack(permit: Permit): void {
@@ -302,7 +372,7 @@ export class RedisPermitLimiter implements RateLimiter {
       this.vouched(limits.name, sentAt),
       completed.length,
     ];
-    // "ms since completion" measured before the call is at most the true
+    // "ms since the rest began" measured before the call is at most the true
     // elapsed time when the script runs, so the permit never frees early.
     for (const c of completed) args.push(c.id, Math.max(0, Math.floor(sentAt - c.at)), c.outcome);
     for (const u of unused) args.push(u.id, u.freeAt);
