@@ -408,10 +408,10 @@ export interface ProviderLimits {
   /** Longest a single request may take. */
   timeoutMs: number;
   /**
-   * How much later than its departure a request may be counted by the
-   * provider (network delay and queueing in front of its counter, beyond the
-   * fastest request's): a permit rests from its request's departure plus
-   * this, or from the answer when that came sooner.
+   * How much later than the fastest request a request may be counted by the
+   * provider once it left, beyond what its answer time shows: a permit rests
+   * from its request's departure plus this (later when the answer came late,
+   * never later than the answer).
    */
   arrivalMarginMs: number;
   breaker: BreakerPolicy;
@@ -509,8 +509,9 @@ export interface RateLimiter {
   /**
    * The request that used the permit has completed just now; it left this
    * process at `departedAt` (performance.now()) when the provider could tell.
-   * The permit rests a second from the earlier of its departure plus the
-   * provider's arrivalMarginMs and now.
+   * The permit rests a second from when the provider may have counted it:
+   * from the departure plus the provider's arrivalMarginMs, or later when the
+   * answer came late; from now when nobody knows the departure.
    */
   complete(permit: Permit, outcome: PermitOutcome, departedAt?: number): void;
   /** The permit was never used for a request. */

@@ -398,7 +398,7 @@ export class SendPage {
     let outcomes: SendOutcome[] | null = null;
     let unsent: Settlement | null = null;
     let durationMs = 0;
-    // The last time the request left this process (a provider may send again on a fresh connection).
+    // When the request left this process (the last time, for a provider that had to send it twice).
     let departedAt: number | undefined;
     const departed = (at: number) => {
       departedAt = Math.max(departedAt ?? at, at);

@@ -7,6 +7,7 @@ import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapter
 import { Scripts } from '../../src/adapters/redis/scripts.js';
 import { sleepUntil } from '../../src/app/waiting.js';
 import type { Permit, ProviderLimits } from '../../src/app/ports.js';
+import { testLimits } from '../helpers/fixtures.js';
 import { maxInWindow } from '../helpers/mock-provider.js';
 import { cleanPrefix, testConnection } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
@@ -33,13 +34,7 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
 
 describe('the circuit breaker', () => {
   it('lets another probe through when a half-open probe answers neither good nor bad (a 429, a refused stream)', async () => {
-    const limits: ProviderLimits = {
-      name: 'flaky',
-      tps: 50,
-      timeoutMs: 1000,
-      arrivalMarginMs: 20,
-      breaker: { failures: 2, coolDownMs: 300, maxCoolDownMs: 1000 },
-    };
+    const limits = testLimits({ name: 'flaky', tps: 50, breaker: { failures: 2, coolDownMs: 300, maxCoolDownMs: 1000 } });
     const limiter = limiterOn(prefix(), { flushDelayMs: 1 });
     // Two transient failures in a row open the circuit.
     for (let i = 0; i < 2; i += 1) {
@@ -60,13 +55,7 @@ describe('the circuit breaker', () => {
 describe('permit identity', () => {
   it('never frees a permit that was granted again after its lease ended, when the first holder hands it back late', async () => {
     const p = prefix();
-    const limits = (timeoutMs: number): ProviderLimits => ({
-      name: 'one',
-      tps: 1,
-      timeoutMs,
-      arrivalMarginMs: 20,
-      breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 },
-    });
+    const limits = (timeoutMs: number) => testLimits({ name: 'one', tps: 1, timeoutMs, breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 } });
     // A: a worker cut off from Redis longer than its permit lease (timeout + slack).
     const a = limiterOn(p, { leaseSlackMs: 100, flushDelayMs: 1 });
     const [late] = await a.acquire(limits(100), 1, 1);
@@ -88,8 +77,8 @@ describe('permit identity', () => {
   it('keeps the cap through a rolling tps change (processes configured with different tps for one provider)', async () => {
     const p = prefix();
     const breaker = { failures: 1000, coolDownMs: 1000, maxCoolDownMs: 1000 };
-    const oldConfig: ProviderLimits = { name: 'rolling', tps: 8, timeoutMs: 2000, arrivalMarginMs: 20, breaker };
-    const newConfig: ProviderLimits = { name: 'rolling', tps: 4, timeoutMs: 2000, arrivalMarginMs: 20, breaker };
+    const oldConfig = testLimits({ name: 'rolling', tps: 8, timeoutMs: 2000, breaker });
+    const newConfig = testLimits({ name: 'rolling', tps: 4, timeoutMs: 2000, breaker });
     const arrivals: number[] = [];
     const started = performance.now();
     const sender = async (limiter: RedisPermitLimiter, limits: ProviderLimits) => {

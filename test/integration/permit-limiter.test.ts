@@ -7,9 +7,8 @@ import { Keys } from '../../src/adapters/redis/keys.js';
 import { RedisPermitLimiter, type PermitLimiterOptions } from '../../src/adapters/redis/permit-limiter.js';
 import { Scripts } from '../../src/adapters/redis/scripts.js';
 import { sleepUntil } from '../../src/app/waiting.js';
-import type { Permit, ProviderLimits } from '../../src/app/ports.js';
-
-const breaker = { failures: 20, coolDownMs: 5000, maxCoolDownMs: 60_000 };
+import type { Permit } from '../../src/app/ports.js';
+import { testLimits } from '../helpers/fixtures.js';
 import { maxInWindow } from '../helpers/mock-provider.js';
 import { cleanPrefix, testConnection } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
@@ -31,7 +30,7 @@ async function serverTime(redis: Redis): Promise<number> {
 describe('the permit limiter', () => {
   it('never lets more than tps requests arrive in any sliding second, across clients', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'capped', tps: 40, timeoutMs: 2000, arrivalMarginMs: 20, breaker };
+    const limits = testLimits({ name: 'capped', tps: 40, timeoutMs: 2000 });
     const clients = [limiterOn(p), limiterOn(p), limiterOn(p)];
     const arrivals: number[] = [];
     const total = 140;
@@ -73,7 +72,7 @@ describe('the permit limiter', () => {
     const p = prefix();
     const { redis, limiter } = limiterOn(p);
     const other = limiterOn(p).limiter;
-    const limits: ProviderLimits = { name: 'paused', tps: 100, timeoutMs: 1000, arrivalMarginMs: 20, breaker };
+    const limits = testLimits({ name: 'paused', tps: 100 });
     const first = await limiter.acquire(limits, 1, 1);
     first.forEach((permit) => limiter.giveBack(permit));
     await limiter.pause('paused', 600);
@@ -85,7 +84,7 @@ describe('the permit limiter', () => {
 
   it('takes permits back from a holder that died, one second after its lease ended', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'lost', tps: 2, timeoutMs: 100, arrivalMarginMs: 20, breaker };
+    const limits = testLimits({ name: 'lost', tps: 2, timeoutMs: 100 });
     const dying = limiterOn(p, { leaseSlackMs: 200 });
     const heldAt = await serverTime(dying.redis);
     // Grants are paced: it may take more than one call to hold both permits.
@@ -105,7 +104,7 @@ describe('the permit limiter', () => {
   });
 
   it('rests a permit from the answer until the answer time settles, then from the departure plus the margin, and from the answer less the fastest answer time when an answer comes late', async () => {
-    const limits: ProviderLimits = { name: 'departures', tps: 1, timeoutMs: 2000, arrivalMarginMs: 10, breaker };
+    const limits = testLimits({ name: 'departures', tps: 1, timeoutMs: 2000, arrivalMarginMs: 10 });
     const { limiter } = limiterOn(prefix(), { flushDelayMs: 1 });
     /** Uses the one slot for a request that left `answerMs` before now and was just answered; resolves with how long until the slot's next start. */
     const turn = async (answerMs: number) => {
@@ -131,7 +130,7 @@ describe('the permit limiter', () => {
 
   it('gives unused permits back at once', async () => {
     const p = prefix();
-    const limits: ProviderLimits = { name: 'unused', tps: 3, timeoutMs: 1000, arrivalMarginMs: 20, breaker };
+    const limits = testLimits({ name: 'unused', tps: 3 });
     const a = limiterOn(p, { flushDelayMs: 5 });
     const b = limiterOn(p);
     const permits: Permit[] = [];

@@ -19,6 +19,7 @@ import { SendBudget } from '../../src/app/send-budget.js';
 import { SendPage } from '../../src/app/send-page.js';
 import type { SendOutcome } from '../../src/domain/send-outcome.js';
 import { createLogger } from '../../src/logger.js';
+import { testLimits } from '../helpers/fixtures.js';
 import { acquireOptions, ids, redisHarness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
 import { onCleanup } from '../helpers/cleanup.js';
@@ -81,13 +82,7 @@ class CountingLimiter implements RateLimiter {
 class InstantProvider implements PushProvider {
   readonly name = 'sim';
   readonly type = 'test';
-  readonly limits: ProviderLimits = {
-    name: 'sim',
-    tps: 1000,
-    timeoutMs: 1000,
-    arrivalMarginMs: 20,
-    breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 },
-  };
+  readonly limits = testLimits({ name: 'sim', tps: 1000, breaker: { failures: 100, coolDownMs: 1000, maxCoolDownMs: 1000 } });
   readonly retry = { maxAttempts: 5, maxRequeues: 50, baseMs: 10, maxMs: 10, inDoubt: 'report' as const, retryTimeouts: true };
   readonly sent: string[] = [];
   /** What it answers; a plain success by default. */

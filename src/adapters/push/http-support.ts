@@ -62,7 +62,8 @@ export function noAddress(code: 'NO_TOKEN' | 'NO_PHONE', field: string): SendOut
 
 /**
  * Connections a pool may open when the providers file does not say: as many
- * as a worker may have requests in flight (SEND_CONCURRENCY fills it in).
+ * as a worker may have requests in flight (workers fill in their
+ * SEND_CONCURRENCY, whose default this is).
  * undici opens them only as requests wait, so a pool settles at what the
  * provider's cap and answer time need — about tps × latency across workers.
  */

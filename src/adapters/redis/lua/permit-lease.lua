@@ -1,10 +1,13 @@
 -- The global rate limiter of one provider (all workers, all machines).
 --
 -- Cap. `cap` permit slots; a slot serves one request at a time and is free
--- again only one second (plus a margin) after that request completed. A
--- request reaches the provider before it completes, so two requests on one
--- slot arrive more than a second apart and no sliding second at the provider
--- sees more than `cap` of them, whatever the delay between grant and arrival.
+-- again only one second (plus a margin) after the provider may have counted
+-- that request — the instant the client hands back with it (permit-limiter.ts:
+-- the departure plus the provider's arrival margin, or the answer less the
+-- fastest answer time when later, never later than the answer). So two
+-- requests on one slot arrive more than a second apart and no sliding second
+-- at the provider sees more than `cap` of them, whatever the delay between
+-- grant and departure.
 --
 -- Grants. Each grant of a slot is a permit of its own, `<slot>:<seq>`: only
 -- that grant can hand its slot back, once. A hand-back that comes late (its
@@ -42,7 +45,7 @@
 -- ARGV: 1 tps (this process's configuration), 2 wanted, 3 lease ms, 4 window ms (1000 + margin), 5 priority class,
 --       6 breaker failures, 7 breaker cool-down ms, 8 breaker max cool-down ms, 9 lead ms,
 --       10 the steady time this caller can vouch for (includes/clock.lua), or -1,
---       11 count of completed permits, then (grant, ms since completion, outcome) triples
+--       11 count of completed permits, then (grant, ms since its rest began, outcome) triples
 --       (outcome: s healthy answer, t transient failure, n neither),
 --       then (grant, free at) pairs of permits leased but never used
 -- Returns {nowMs, retryAtMs or -1, grant, startMs, grant, startMs, …}
