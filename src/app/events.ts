@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { SendOutcomeKind } from '../domain/send-outcome.js';
 import type { RecordOutcome } from '../domain/send-rules.js';
+import type { RestBasis } from './ports.js';
 
 /**
  * What the use cases report as they work. Metrics, logs and tests subscribe
@@ -9,6 +10,8 @@ import type { RecordOutcome } from '../domain/send-rules.js';
 export interface AppEventMap {
   'send:done': { provider: string; outcome: SendOutcomeKind; code?: string; durationMs: number };
   'limiter:waited': { provider: string; ms: number };
+  /** What a permit's second of rest counted from (permit-limiter.ts restFrom). */
+  'permit:rested': { provider: string; from: RestBasis };
   'ledger:transitions': { to: 'claimed' | RecordOutcome | 'skipped' | 'deferred'; count: number };
   /** Recipients the gate kept from being sent now, by why (names of domain/respect.ts REASONS). */
   'recipients:held': { outcome: 'skipped' | 'deferred'; reason: string; count: number };

@@ -483,6 +483,14 @@ export interface Permit {
   readonly usableUntil: number;
 }
 
+/**
+ * What a permit's rest counted from: its request's departure plus the
+ * margin; the answer less the fastest answer time (the answer came late);
+ * or the answer (no departure known, a connection's first turn, answer
+ * times not yet settled, or the answer came before the margin was up).
+ */
+export type RestBasis = 'departure' | 'late-answer' | 'answer';
+
 /** What a completed request says about the provider's health (feeds the circuit breaker). */
 export type PermitOutcome = ProviderHealth;
 

@@ -35,7 +35,7 @@ export function startWorkerRole(deps: {
   const { redis, config, services: s, providers, events, log, instance } = deps;
   const pusher = new MetricsPusher(s.metricsBoard, deps.metrics, instance);
   pusher.start();
-  const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts);
+  const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts, { onRest: (provider, from) => events.emit('permit:rested', { provider, from }) });
   const renewer = new LeaseRenewer({ ledger: s.ledger, log }, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) });
   const stopping = new AbortController();
   const sendPage = new SendPage({

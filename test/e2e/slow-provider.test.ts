@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { describe, expect, it } from 'vitest';
 import { onCleanup } from '../helpers/cleanup.js';
 import { launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
+import { waitFor } from '../helpers/wait.js';
 
 /**
  * A provider that takes its time to answer: the permit's second of rest
@@ -42,6 +43,15 @@ describe('a slow provider', () => {
     expect(Math.min(...turns)).toBeGreaterThanOrEqual(1000);
     const settled = turns.slice(-tps * 3);
     expect(Math.max(...settled)).toBeLessThan(1000 + latencyMs);
+    // The metric an operator tunes arrivalMarginMs by: what the rests counted from.
+    const rests = await waitFor(async () => {
+      const metrics = await (await fetch(`${client.baseUrl}/metrics`)).text();
+      const count = (from: string) => Number(new RegExp(`^pushq_permit_rests_total\\{provider="mock",from="${from}"\\} (\\d+)`, 'm').exec(metrics)?.[1] ?? 0);
+      const seen = { departure: count('departure'), answer: count('answer') };
+      return seen.departure + seen.answer >= 24 ? seen : undefined;
+    });
+    expect(rests.departure).toBeGreaterThan(0);
+    expect(rests.answer).toBeGreaterThan(0);
   });
 
   it('never lets a sliding second at the provider exceed the cap when the latency jumps (200 → 5 → 500 ms), under CPU load, with retries', async () => {

@@ -40,6 +40,12 @@ export function createProcessMetrics(events: AppEvents): Registry {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
     registers: [registry],
   });
+  const rests = new Counter({
+    name: 'pushq_permit_rests_total',
+    help: "Permits whose second of rest counted from their request's departure (plus arrivalMarginMs), from a late answer less the fastest answer time, or from the answer.",
+    labelNames: ['provider', 'from'],
+    registers: [registry],
+  });
   const transitions = new Counter({
     name: 'pushq_ledger_transitions_total',
     help: 'Recipient state changes recorded by this process: claimed, sent, failed, retry, requeue (the provider said not now), unclaim (never left the worker), unknown, skipped, deferred.',
@@ -86,6 +92,7 @@ export function createProcessMetrics(events: AppEvents): Registry {
     latency.observe({ provider: e.provider }, e.durationMs / 1000);
   });
   events.on('limiter:waited', (e) => waits.observe({ provider: e.provider }, e.ms / 1000));
+  events.on('permit:rested', (e) => rests.inc({ provider: e.provider, from: e.from }));
   events.on('ledger:transitions', (e) => transitions.inc({ to: e.to }, e.count));
   events.on('recipients:held', (e) => respect.inc({ outcome: e.outcome, reason: e.reason }, e.count));
   events.on('run:completed', () => runs.inc());

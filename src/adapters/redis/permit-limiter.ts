@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { redisTime, type RedisClient } from './connection.js';
-import type { Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter } from '../../app/ports.js';
+import type { Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter, RestBasis } from '../../app/ports.js';
 import type { PriorityClass } from '../../domain/campaign.js';
 import type { Keys } from './keys.js';
 import type { Scripts } from './scripts.js';
@@ -31,6 +31,8 @@ export interface PermitLimiterOptions {
   leaseSlackMs?: number;
   /** How long before it is free a permit may be granted (the caller waits out the rest). */
   leadMs?: number;
+  /** Told what each completed permit's rest counted from (for metrics). */
+  onRest?: (provider: string, from: RestBasis) => void;
 }
 
 /** A permit with the server time it is (or was) free at, to hand it back unused without shortening its rest. */
@@ -120,7 +122,8 @@ export class RedisPermitLimiter implements RateLimiter {
   private readonly seen = new Map<string, { steady: number; sentAt: number }>();
   private readonly pools = new Map<string, Pool>();
   private readonly fastest = new Map<string, FastestAnswer>();
-  private readonly opts: Required<PermitLimiterOptions>;
+  private readonly opts: Required<Omit<PermitLimiterOptions, 'onRest'>>;
+  private readonly onRest: PermitLimiterOptions['onRest'];
   private closed = false;
 
   constructor(
@@ -141,6 +144,7 @@ export class RedisPermitLimiter implements RateLimiter {
       leadMs: 50,
       ...options,
     };
+    this.onRest = options.onRest;
   }
 
   acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow = ''): Promise<Permit[]> {
@@ -164,8 +168,9 @@ export class RedisPermitLimiter implements RateLimiter {
     const pool = this.pools.get(permit.pool);
     if (!pool) return;
     const now = performance.now();
-    const at = departedAt === undefined ? now : this.restFrom(pool.limits, Math.min(departedAt, now), now);
-    pool.completed.push({ id: permit.id, at, outcome: OUTCOME_CODE[outcome] });
+    const rest = departedAt === undefined ? { at: now, from: 'answer' as const } : this.restFrom(pool.limits, Math.min(departedAt, now), now);
+    this.onRest?.(pool.limits.name, rest.from);
+    pool.completed.push({ id: permit.id, at: rest.at, outcome: OUTCOME_CODE[outcome] });
     this.scheduleFlush(pool);
   }
 
@@ -185,12 +190,14 @@ export class RedisPermitLimiter implements RateLimiter {
    * the fastest answer time has settled (SETTLE_MS), permits rest from the
    * answers.
    */
-  private restFrom(limits: ProviderLimits, departedAt: number, answeredAt: number): number {
+  private restFrom(limits: ProviderLimits, departedAt: number, answeredAt: number): { at: number; from: RestBasis } {
     let fastest = this.fastest.get(limits.name);
     if (!fastest) this.fastest.set(limits.name, (fastest = new FastestAnswer()));
     const lately = fastest.observe(answeredAt - departedAt, answeredAt, limits.arrivalMarginMs);
-    if (!fastest.settled(answeredAt)) return answeredAt;
-    return Math.min(answeredAt, Math.max(departedAt + limits.arrivalMarginMs, answeredAt - lately));
+    const margin = departedAt + limits.arrivalMarginMs;
+    const late = answeredAt - lately;
+    if (!fastest.settled(answeredAt) || Math.max(margin, late) >= answeredAt) return { at: answeredAt, from: 'answer' };
+    return late > margin ? { at: late, from: 'late-answer' } : { at: margin, from: 'departure' };
   }
 
   giveBack(permit: Permit): void {
