@@ -3,7 +3,7 @@ import { recipientId, recipientRecord, type RecipientRecord } from '../domain/re
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
-import type { CampaignStore, Ledger, OccurrenceEntry, Runs, RunState } from './ports.js';
+import type { CampaignStore, Ledger, LedgerEntry, OccurrenceEntry, Runs, RunState } from './ports.js';
 
 export interface RecipientEntryView {
   recipient: RecipientRecord;
@@ -31,6 +31,34 @@ export interface FailureView {
   at: string | null;
 }
 
+/** One recipient of a run in its results export. */
+export interface ResultRow {
+  id: string;
+  state: string;
+  attempts: number;
+  reason?: string;
+  reasonDetail?: string;
+  lastError: { code: string; message: string; at: string | null } | null;
+  /** For pending: when the next attempt is due; otherwise: when the state last changed. */
+  updatedAt: string | null;
+}
+
+/** What a recipient's ledger entry says, as the API shows it. */
+function entryState(run: RunState, entry: LedgerEntry) {
+  const { record } = entry;
+  // Cancelling a run settles its pending recipients in the counts at once (their records stay pending):
+  // skipped, or unknown when an earlier attempt may have been delivered.
+  const cancelled = run.status === 'cancelled' && record.state === 'pending';
+  const reason = cancelled && !record.inDoubt ? 'cancelled' : reasonName(record.reason);
+  return {
+    state: cancelled ? (record.inDoubt ? 'unknown' : 'skipped') : record.state,
+    ...(reason ? { reason } : {}),
+    ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
+    attempts: record.attempts,
+    updatedAt: record.attempts > 0 || record.state !== 'pending' || record.reason !== 0 ? iso(run.createdAt + record.at) : null,
+  };
+}
+
 export interface Paged<T> {
   items: T[];
   nextCursor: string | null;
@@ -41,7 +69,7 @@ export class CampaignQueries {
     private readonly deps: {
       store: CampaignStore;
       runs: Pick<Runs, 'getRun'>;
-      ledger: Pick<Ledger, 'readEntry' | 'listBad'>;
+      ledger: Pick<Ledger, 'readEntry' | 'readPageEntries' | 'listBad'>;
     },
   ) {}
 
@@ -76,22 +104,41 @@ export class CampaignQueries {
       return { recipient: recipientRecord(stored), runId: null, state: 'pending', attempts: 0, lastError: null, updatedAt: null, runStartedAt: null };
     }
     const entry = await this.deps.ledger.readEntry(campaignId, run.id, position, pageSize);
-    const { record } = entry;
-    // Cancelling a run settles its pending recipients in the counts at once (their records stay pending):
-    // skipped, or unknown when an earlier attempt may have been delivered.
-    const cancelled = run.status === 'cancelled' && record.state === 'pending';
-    const reason = cancelled && !record.inDoubt ? 'cancelled' : reasonName(record.reason);
     return {
       recipient: recipientRecord(stored),
       runId: run.id,
-      state: cancelled ? (record.inDoubt ? 'unknown' : 'skipped') : record.state,
-      ...(reason ? { reason } : {}),
-      ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
-      attempts: record.attempts,
+      ...entryState(run, entry),
       lastError: entry.lastError ? { ...entry.lastError, at: iso(entry.lastError.at) } : null,
-      updatedAt: record.attempts > 0 || record.state !== 'pending' || record.reason !== 0 ? iso(run.createdAt + record.at) : null,
       runStartedAt: iso(run.createdAt),
     };
+  }
+
+  /**
+   * Every recipient of a run, live or finished, in list order, read a page
+   * at a time (three reads per page: its recipients, its records, the errors
+   * of those tried): what the results export streams.
+   */
+  async results(campaignId: string, runId: string): Promise<{ run: RunState; total: number; rows: AsyncGenerator<ResultRow> }> {
+    await requireCampaign(this.deps.store, campaignId);
+    const run = await this.deps.runs.getRun(campaignId, runId);
+    if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId)}`);
+    const { store, ledger } = this.deps;
+    const { total, pageSize, version } = run.recipients;
+    async function* rows(): AsyncGenerator<ResultRow> {
+      for (let page = 0; page * pageSize < total; page += 1) {
+        const recipients = await store.readPage(campaignId, version, page);
+        const entries = await ledger.readPageEntries(campaignId, runId, page, pageSize, recipients.length);
+        for (const [i, stored] of recipients.entries()) {
+          const entry = entries[i]!;
+          yield {
+            id: recipientId(stored),
+            ...entryState(run!, entry),
+            lastError: entry.lastError ? { code: entry.lastError.code, message: entry.lastError.message, at: iso(entry.lastError.at) } : null,
+          };
+        }
+      }
+    }
+    return { run, total, rows: rows() };
   }
 
   /** Runs newest first with their counts, and the latest occurrences of the schedule. */

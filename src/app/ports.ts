@@ -368,6 +368,8 @@ export interface Ledger {
   /** Settles pages whose lease ran out, and completes the run when nothing is pending. */
   expireLeases(campaignId: string, runId: string, settle: SettlePolicy): Promise<ExpireResult>;
   readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry>;
+  /** The entries of one page's `size` recipients, in order (two reads). */
+  readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]>;
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
   listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
 }

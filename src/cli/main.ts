@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Api, CliError } from './api.js';
 import { printable, printableJson } from './printable.js';
 import { bar, duration, Progress } from './progress.js';
+import { results } from './results.js';
 import { upload } from './upload.js';
 
 const USAGE = `pushq — the command line of the pushq API
@@ -14,6 +15,8 @@ const USAGE = `pushq — the command line of the pushq API
   pushq schedule <campaign> --at ISO-8601 | --cron "0 0 9 * * *" [--timezone Asia/Seoul]
   pushq status <campaign>        the campaign as JSON
   pushq watch <campaign>         live progress until the run ends
+  pushq results <campaign> [--run R] [--format ndjson|csv] > file
+                                 every recipient of the run (the latest by default), checked whole at the end
   pushq list
 
 Options: --url (or PUSHQ_URL, default http://127.0.0.1:3000); the token from PUSHQ_TOKEN (or ADMIN_TOKEN),
@@ -40,6 +43,7 @@ const { values, positionals } = parseArgs({
     cron: { type: 'string' },
     timezone: { type: 'string' },
     interval: { type: 'string' },
+    run: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -135,6 +139,9 @@ async function main(): Promise<void> {
       const final = await watch(api, need(id, 'the campaign id'), Number(values.interval ?? 1000));
       return print(`${printable(final.id)}: ${printable(final.status)}`);
     }
+    case 'results':
+      await results(api, need(id, 'the campaign id'), { run: values.run, format: values.format });
+      return;
     case 'list':
       return print(
         (await api.call('GET', '/api/campaigns?limit=100')).items

@@ -54,6 +54,17 @@ describe('the pushq command line', () => {
     const status = JSON.parse((await cli('status', id)).stdout);
     expect(status.counts).toMatchObject({ total: 301, sent: 301 });
     expect(stack.mock.arrivals.filter((a) => a.campaignId === id)).toHaveLength(301);
+
+    // Its results, checked whole by the CLI against the count and checksum the server sent.
+    const exported = await cli('results', id, '--format', 'csv');
+    expect(exported.code, exported.stderr).toBe(0);
+    expect(exported.stderr).toMatch(/301 recipients, sha256 [0-9a-f]{64}/);
+    const lines = exported.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^id,state,attempts,/);
+    expect(lines.filter((l) => /^p\d+,sent,1,/.test(l))).toHaveLength(300);
+    const ndjson = await cli('results', id);
+    expect(ndjson.code, ndjson.stderr).toBe(0);
+    expect(JSON.parse(ndjson.stdout.trimEnd().split('\n').at(-1)!)).toMatchObject({ summary: { count: 301 } });
   });
 
   it('says what went wrong in one line and exits non-zero', async () => {

@@ -29,7 +29,16 @@ describe('every route', () => {
   const operations: Operation[] = [];
   let campaignId = '';
 
-  const concrete = (path: string) => path.replace('{id}', campaignId).replace('{recipientId}', 'r1').replace('{name}', 'sim').replace('{list}', 'global');
+  /** A launched campaign and its run, for the routes that name a run. */
+  let launched = { id: '', runId: '' };
+
+  const concrete = (path: string) =>
+    path
+      .replace('{id}', path.includes('{runId}') ? launched.id : campaignId)
+      .replace('{runId}', launched.runId)
+      .replace('{recipientId}', 'r1')
+      .replace('{name}', 'sim')
+      .replace('{list}', 'global');
 
   beforeAll(async () => {
     app = await startInProcess(
@@ -40,6 +49,9 @@ describe('every route', () => {
     admin = new ApiClient(app.url!, TEST_TOKEN);
     viewer = new ApiClient(app.url!, VIEWER);
     campaignId = (await admin.createCampaign({ provider: 'sim', recipients: ['r1', 'r2'] })).id;
+    const run = (await admin.createCampaign({ provider: 'sim', recipients: ['r1'] })).id;
+    await admin.launch(run);
+    launched = { id: run, runId: (await admin.campaign(run)).latestRun.id };
     const doc = (await admin.request('GET', '/api/openapi.json')).body;
     for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, Omit<Operation, 'method' | 'path'>>>)) {
       for (const [method, op] of Object.entries(methods)) operations.push({ ...op, method: method.toUpperCase(), path });
@@ -73,6 +85,7 @@ describe('every route', () => {
       'GET /api/campaigns/{id}/recipients/{recipientId}',
       'GET /api/campaigns/{id}/failures',
       'GET /api/campaigns/{id}/failures.csv',
+      'GET /api/campaigns/{id}/runs/{runId}/results',
       'GET /api/providers',
       'GET /api/providers/{name}',
     ]) {

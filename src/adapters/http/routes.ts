@@ -11,6 +11,7 @@ import type { SuppressionLists } from '../../app/suppression-lists.js';
 import type { UploadRecipients } from '../../app/upload-recipients.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
 import { csvLine } from './csv.js';
+import { streamResults } from './results-stream.js';
 import { validationError } from './errors.js';
 import {
   campaignIdParam,
@@ -21,6 +22,7 @@ import {
   listQuery,
   membersQuery,
   noQuery,
+  resultsQuery,
   patchCampaignBody,
   scheduleBody,
   suppressionIdsBody,
@@ -293,6 +295,26 @@ export function apiRoutes(deps: RouteDeps): Route[] {
           page = await deps.queries.failures(id, 1000, page.nextCursor);
         }
         res.end();
+        return undefined;
+      },
+    }),
+    route({
+      operationId: 'exportResults',
+      method: 'get',
+      path: '/campaigns/:id/runs/:runId/results',
+      summary:
+        'Every recipient of a run, live or finished, with its state, attempts, last error, reason and time: NDJSON ending in a {"summary":{count,sha256}} line, or CSV (?format=csv); X-Recipient-Count, and the count and SHA-256 of the body in trailers',
+      access: 'read',
+      query: resultsQuery,
+      produces: 'application/x-ndjson',
+      async handle(req, res, { query }) {
+        const id = campaignId(req);
+        const runId = String(req.params.runId);
+        // Run ids are the product's own (`main`, occurrence and retry ids): anything else names no run.
+        if (!/^[A-Za-z0-9._-]{1,128}$/.test(runId))
+          throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${id} has no run ${JSON.stringify(runId.slice(0, 128))}`);
+        const results = await deps.queries.results(id, runId);
+        await streamResults(res, results, query.format, `${id}-${runId}-results.csv`);
         return undefined;
       },
     }),

@@ -61,6 +61,10 @@ export const listQuery = z.strictObject({
   cursor: z.string().min(1).max(64).optional(),
 });
 
+export const resultsQuery = z.strictObject({
+  format: z.enum(['ndjson', 'csv']).default('ndjson'),
+});
+
 /** Routes that take no query parameters refuse unknown ones, as they refuse unknown fields. */
 export const noQuery = z.strictObject({});
 

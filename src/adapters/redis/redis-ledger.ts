@@ -176,6 +176,20 @@ export class RedisLedger implements Ledger {
     return { record: decodeRecord(raw, 0), lastError: error ? (JSON.parse(error) as LedgerEntry['lastError']) : null };
   }
 
+  async readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]> {
+    const { run } = this.run({ campaignId, runId });
+    const raw = (await this.redis.getBuffer(run.records(page))) ?? Buffer.alloc(0);
+    const records = Array.from({ length: size }, (_, i) => decodeRecord(raw, i));
+    // Only a recipient that was tried or held can have an error recorded.
+    const asked = records.flatMap((r, i) => (r.attempts > 0 || r.reason !== 0 ? [String(page * pageSize + i)] : []));
+    const errors = asked.length > 0 ? await this.redis.hmget(run.errors, ...asked) : [];
+    const byPosition = new Map(asked.map((position, i) => [Number(position) - page * pageSize, errors[i]]));
+    return records.map((record, i) => {
+      const error = byPosition.get(i);
+      return { record, lastError: error ? (JSON.parse(error) as LedgerEntry['lastError']) : null };
+    });
+  }
+
   async listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]> {
     const { run } = this.run({ campaignId, runId });
     const members = await this.redis.zrangebyscore(run.bad, `(${afterPosition}`, '+inf', 'LIMIT', 0, limit);
