@@ -31,6 +31,8 @@ export interface FailureView {
   at: string | null;
 }
 
+const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
+
 /** One recipient of a run in its results export. */
 export interface ResultRow {
   id: string;
@@ -118,10 +120,11 @@ export class CampaignQueries {
    * at a time (three reads per page: its recipients, its records, the errors
    * of those tried): what the results export streams.
    */
-  async results(campaignId: string, runId: string): Promise<{ run: RunState; total: number; rows: AsyncGenerator<ResultRow> }> {
+  async results(campaignId: string, runId: string): Promise<{ total: number; rows: AsyncGenerator<ResultRow> }> {
     await requireCampaign(this.deps.store, campaignId);
-    const run = await this.deps.runs.getRun(campaignId, runId);
-    if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId)}`);
+    // Run ids are the product's own (`main`, occurrence and retry ids): anything else names no run.
+    const run = RUN_ID_PATTERN.test(runId) ? await this.deps.runs.getRun(campaignId, runId) : null;
+    if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId.slice(0, 128))}`);
     const { store, ledger } = this.deps;
     const { total, pageSize, version } = run.recipients;
     async function* rows(): AsyncGenerator<ResultRow> {
@@ -138,7 +141,7 @@ export class CampaignQueries {
         }
       }
     }
-    return { run, total, rows: rows() };
+    return { total, rows: rows() };
   }
 
   /** Runs newest first with their counts, and the latest occurrences of the schedule. */

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { request } from 'undici';
 import { CliError, type Api } from './api.js';
 import { bar, Progress } from './progress.js';
 
@@ -19,19 +18,7 @@ export async function results(
   if (format !== 'ndjson' && format !== 'csv') throw new CliError(`--format is ndjson or csv, not ${JSON.stringify(format)}`);
   const runId = options.run ?? (await api.call('GET', `/api/campaigns/${encodeURIComponent(campaignId)}`)).latestRun?.id;
   if (!runId) throw new CliError(`campaign ${campaignId} has not run yet`);
-  const res = await request(
-    new URL(`/api/campaigns/${encodeURIComponent(campaignId)}/runs/${encodeURIComponent(runId)}/results?format=${format}`, api.baseUrl),
-    {
-      headers: { authorization: `Bearer ${api.token}` },
-    },
-  ).catch((err: Error) => {
-    throw new CliError(`cannot reach the pushq API at ${api.baseUrl}: ${err.message}`);
-  });
-  if (res.statusCode >= 400) {
-    const text = await res.body.text();
-    const error = (JSON.parse(text || '{}') as { error?: { code?: string; message?: string } }).error;
-    throw new CliError(`${res.statusCode} ${error?.code ?? ''}: ${error?.message ?? text}`);
-  }
+  const res = await api.open('GET', `/api/campaigns/${encodeURIComponent(campaignId)}/runs/${encodeURIComponent(runId)}/results?format=${format}`);
   const total = Number(res.headers['x-recipient-count'] ?? 0);
   const hash = createHash('sha256');
   const progress = new Progress();

@@ -179,15 +179,16 @@ export class RedisLedger implements Ledger {
   async readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]> {
     const { run } = this.run({ campaignId, runId });
     const raw = (await this.redis.getBuffer(run.records(page))) ?? Buffer.alloc(0);
-    const records = Array.from({ length: size }, (_, i) => decodeRecord(raw, i));
+    const entries: LedgerEntry[] = Array.from({ length: size }, (_, i) => ({ record: decodeRecord(raw, i), lastError: null }));
     // Only a recipient that was tried or held can have an error recorded.
-    const asked = records.flatMap((r, i) => (r.attempts > 0 || r.reason !== 0 ? [String(page * pageSize + i)] : []));
-    const errors = asked.length > 0 ? await this.redis.hmget(run.errors, ...asked) : [];
-    const byPosition = new Map(asked.map((position, i) => [Number(position) - page * pageSize, errors[i]]));
-    return records.map((record, i) => {
-      const error = byPosition.get(i);
-      return { record, lastError: error ? (JSON.parse(error) as LedgerEntry['lastError']) : null };
+    const asked = entries.flatMap(({ record }, i) => (record.attempts > 0 || record.reason !== 0 ? [i] : []));
+    if (asked.length === 0) return entries;
+    const errors = await this.redis.hmget(run.errors, ...asked.map((i) => String(page * pageSize + i)));
+    asked.forEach((i, n) => {
+      const error = errors[n];
+      if (error) entries[i]!.lastError = JSON.parse(error) as LedgerEntry['lastError'];
     });
+    return entries;
   }
 
   async listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]> {
