@@ -128,6 +128,30 @@ export const ENV = {
     'behind a reverse proxy: which hops to believe about the client address (`X-Forwarded-For`), as express `trust proxy`: `true`, a number of hops, or addresses and CIDR ranges (`loopback`, `10.0.0.0/8`). The failed-authentication limiter counts by that address',
     '`false`',
   ),
+  RUN_RETENTION_MS: doc(
+    int(1000, 100 * 365 * 86_400_000).default(30 * 86_400_000),
+    "a finished run (completed, or cancelled) this long after it finished is written to the archive and leaves Redis, keeping its summary; a one-off campaign's list goes with its last run",
+    '`2592000000` (30 days)',
+  ),
+  ARCHIVE_DIR: doc(
+    z.string().min(1).default('./data/archive'),
+    'where archived runs go when `ARCHIVE_URL` is not set: one gzip NDJSON file and a manifest per run. Every process that serves the API or archives must see the same directory',
+  ),
+  ARCHIVE_URL: doc(
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must start with postgres:// or postgresql://')
+      .optional(),
+    'archive to PostgreSQL instead of `ARCHIVE_DIR`: `postgres://user:password@host:5432/db?schema=pushq` (`schema` defaults to `pushq`; tables are created at start)',
+  ),
+  MEMORY_HIGH_WATERMARK: doc(
+    z.coerce.number().min(0.1).max(1).default(0.85),
+    'share of Redis memory above which new campaigns, uploads and launches are refused with 507 (running campaigns go on sending); `/readyz` warns from 0.7',
+  ),
+  MEMORY_LIMIT_BYTES: doc(
+    int(1, Number.MAX_SAFE_INTEGER).optional(),
+    "Redis memory to measure against where Redis has no `maxmemory` (a managed Redis that hides it, a container's limit); without either, the memory guard is off and `/readyz` says so",
+  ),
   SCHEDULE_GRACE_MS: doc(int(0, 30 * 86_400_000).default(3_600_000), 'an occurrence missed (every worker down) by more than this is skipped, not run late'),
   FREQUENCY_CAPS: doc(
     z

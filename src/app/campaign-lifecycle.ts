@@ -1,3 +1,4 @@
+import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { invalidState, planLayout, type Campaign, type CampaignPriority, type Message, type RecipientLayout } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
@@ -38,6 +39,8 @@ export class CampaignLifecycle {
       queue: PageQueue;
       pump: RunPump;
       pageSize: number;
+      /** Refuses new work while Redis is nearly full. */
+      memory?: Pick<MemoryGuard, 'admit'>;
       log: Logger;
     },
   ) {}
@@ -154,6 +157,15 @@ export class CampaignLifecycle {
   /** A new draft with the same message, provider, priority and recipients: the honest way to send it again. */
   async clone(id: string, name?: string): Promise<CampaignView> {
     const source = await requireCampaign(this.deps.store, id);
+    if (source.listArchived) {
+      throw invalidState(
+        id,
+        source.status,
+        'clone',
+        'Its recipient list left Redis with its last run (RUN_RETENTION_MS); the results are in the archive. Create a campaign and upload the list.',
+      );
+    }
+    await this.deps.memory?.admit('clone', source.recipients.total * LIST_BYTES_PER_RECIPIENT);
     const createdAt = Date.now();
     const cloneId = newId(createdAt);
     await this.deps.store.copyRecipients(source, cloneId);

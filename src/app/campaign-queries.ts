@@ -3,7 +3,9 @@ import { recipientId, recipientRecord, type RecipientRecord } from '../domain/re
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
-import type { CampaignStore, Ledger, LedgerEntry, OccurrenceEntry, Runs, RunState } from './ports.js';
+import type { CampaignStore, Ledger, LedgerEntry, OccurrenceEntry, ResultRow, ResultsArchive, Runs, RunState } from './ports.js';
+
+export type { ResultRow } from './ports.js';
 
 export interface RecipientEntryView {
   recipient: RecipientRecord;
@@ -17,6 +19,8 @@ export interface RecipientEntryView {
   /** Why it was skipped (`suppressed`, `frequency-cap`, `token-invalid`, `cancelled`) or, while pending, deferred (`quiet-hours`, until `updatedAt`). */
   reason?: string;
   reasonDetail?: string;
+  /** Read from the archive: the run left Redis. */
+  archived?: true;
 }
 
 export interface RunDetailView extends RunView {
@@ -32,18 +36,6 @@ export interface FailureView {
 }
 
 const RUN_ID_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;
-
-/** One recipient of a run in its results export. */
-export interface ResultRow {
-  id: string;
-  state: string;
-  attempts: number;
-  reason?: string;
-  reasonDetail?: string;
-  lastError: { code: string; message: string; at: string | null } | null;
-  /** For pending: when the next attempt is due; otherwise: when the state last changed. */
-  updatedAt: string | null;
-}
 
 /** What a recipient's ledger entry says, as the API shows it. */
 function entryState(run: RunState, entry: LedgerEntry) {
@@ -61,6 +53,42 @@ function entryState(run: RunState, entry: LedgerEntry) {
   };
 }
 
+/**
+ * Every recipient of a live run, in list order, read a page at a time
+ * (three reads per page: its recipients, its records, the errors of those
+ * tried): what the results export streams, and what the archive keeps.
+ */
+export async function* ledgerRows(store: Pick<CampaignStore, 'readPage'>, ledger: Pick<Ledger, 'readPageEntries'>, run: RunState): AsyncGenerator<ResultRow> {
+  const { total, pageSize, version } = run.recipients;
+  for (let page = 0; page * pageSize < total; page += 1) {
+    const recipients = await store.readPage(run.campaignId, version, page);
+    const entries = await ledger.readPageEntries(run.campaignId, run.id, page, pageSize, recipients.length);
+    for (const [i, stored] of recipients.entries()) {
+      const entry = entries[i]!;
+      yield {
+        id: recipientId(stored),
+        ...entryState(run, entry),
+        lastError: entry.lastError ? { code: entry.lastError.code, message: entry.lastError.message, at: iso(entry.lastError.at) } : null,
+      };
+    }
+  }
+}
+
+/** A run's rows, from Redis or, once it left, from the archive. */
+function runRows(deps: { store: Pick<CampaignStore, 'readPage'>; ledger: Pick<Ledger, 'readPageEntries'>; archive: ResultsArchive }, run: RunState) {
+  if (!run.archived) return ledgerRows(deps.store, deps.ledger, run);
+  return archiveOf(deps.archive, run).rows(run.campaignId, run.id);
+}
+
+/** The archive an archived run is read from: this process's, if it is the kind the run went to. */
+function archiveOf(archive: ResultsArchive, run: RunState): ResultsArchive {
+  if (run.archived?.kind === archive.kind) return archive;
+  throw new DomainError(
+    ErrorCodes.STORE_UNAVAILABLE,
+    `run ${run.id} of campaign ${run.campaignId} was archived to ${run.archived?.kind === 'postgres' ? 'PostgreSQL (ARCHIVE_URL)' : 'a directory (ARCHIVE_DIR)'}; this process reads ${archive.kind === 'postgres' ? 'PostgreSQL' : 'a directory'}: give it the same ARCHIVE_URL / ARCHIVE_DIR as the workers`,
+  );
+}
+
 export interface Paged<T> {
   items: T[];
   nextCursor: string | null;
@@ -72,6 +100,8 @@ export class CampaignQueries {
       store: CampaignStore;
       runs: Pick<Runs, 'getRun'>;
       ledger: Pick<Ledger, 'readEntry' | 'readPageEntries' | 'listBad'>;
+      /** Where archived runs are read from. */
+      archive: ResultsArchive;
     },
   ) {}
 
@@ -93,6 +123,7 @@ export class CampaignQueries {
 
   async recipient(campaignId: string, id: string): Promise<RecipientEntryView> {
     const { campaign, run } = await this.load(campaignId);
+    if (run?.archived) return this.archivedRecipient(campaign, run, id);
     // The latest run's own version of the list (the list may have been replaced since).
     const layout = run ? run.recipients : campaign.recipients;
     const position = await this.deps.store.findPosition(campaignId, layout, id);
@@ -115,33 +146,42 @@ export class CampaignQueries {
     };
   }
 
+  /** A recipient of an archived run: its row from the archive, its fields from the list while the list is still in Redis. */
+  private async archivedRecipient(campaign: Campaign, run: RunState, id: string): Promise<RecipientEntryView> {
+    const row = await archiveOf(this.deps.archive, run).find(campaign.id, run.id, id);
+    if (!row) throw new DomainError(ErrorCodes.RECIPIENT_NOT_FOUND, `campaign ${campaign.id} has no recipient ${JSON.stringify(id)}`);
+    let recipient: RecipientRecord = { id };
+    if (!campaign.listArchived) {
+      const position = await this.deps.store.findPosition(campaign.id, run.recipients, id).catch(() => null);
+      const { pageSize, version } = run.recipients;
+      const page = position === null ? null : await this.deps.store.readPage(campaign.id, version, Math.floor(position / pageSize)).catch(() => null);
+      const stored = page?.[position! % pageSize];
+      if (stored !== undefined && recipientId(stored) === id) recipient = recipientRecord(stored);
+    }
+    return {
+      recipient,
+      runId: run.id,
+      state: row.state,
+      ...(row.reason ? { reason: row.reason } : {}),
+      ...(row.reasonDetail ? { reasonDetail: row.reasonDetail } : {}),
+      attempts: row.attempts,
+      updatedAt: row.updatedAt,
+      lastError: row.lastError ? { code: row.lastError.code, message: row.lastError.message, attempts: row.attempts, at: row.lastError.at ?? '' } : null,
+      runStartedAt: iso(run.createdAt),
+      archived: true,
+    };
+  }
+
   /**
-   * Every recipient of a run, live or finished, in list order, read a page
-   * at a time (three reads per page: its recipients, its records, the errors
-   * of those tried): what the results export streams.
+   * Every recipient of a run, live, finished or archived, in list order
+   * (see ledgerRows): what the results export streams.
    */
-  async results(campaignId: string, runId: string): Promise<{ total: number; rows: AsyncGenerator<ResultRow> }> {
+  async results(campaignId: string, runId: string): Promise<{ total: number; archived: boolean; rows: AsyncIterable<ResultRow> }> {
     await requireCampaign(this.deps.store, campaignId);
     // Run ids are the product's own (`main`, occurrence and retry ids): anything else names no run.
     const run = RUN_ID_PATTERN.test(runId) ? await this.deps.runs.getRun(campaignId, runId) : null;
     if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId.slice(0, 128))}`);
-    const { store, ledger } = this.deps;
-    const { total, pageSize, version } = run.recipients;
-    async function* rows(): AsyncGenerator<ResultRow> {
-      for (let page = 0; page * pageSize < total; page += 1) {
-        const recipients = await store.readPage(campaignId, version, page);
-        const entries = await ledger.readPageEntries(campaignId, runId, page, pageSize, recipients.length);
-        for (const [i, stored] of recipients.entries()) {
-          const entry = entries[i]!;
-          yield {
-            id: recipientId(stored),
-            ...entryState(run!, entry),
-            lastError: entry.lastError ? { code: entry.lastError.code, message: entry.lastError.message, at: iso(entry.lastError.at) } : null,
-          };
-        }
-      }
-    }
-    return { total, rows: rows() };
+    return { total: run.archived ? run.archived.count : run.recipients.total, archived: run.archived !== null, rows: runRows(this.deps, run) };
   }
 
   /** Runs newest first with their counts, and the latest occurrences of the schedule. */
@@ -153,12 +193,34 @@ export class CampaignQueries {
     return { items, occurrences: await this.deps.store.occurrences(campaignId, limit) };
   }
 
+  /** The failures of an archived run: a scan of its rows (positions are cursors, as for a live run). */
+  private async archivedFailures(run: RunState, after: number, limit: number): Promise<Paged<FailureView>> {
+    const items: FailureView[] = [];
+    let position = -1;
+    let last = -1;
+    for await (const row of archiveOf(this.deps.archive, run).rows(run.campaignId, run.id)) {
+      position += 1;
+      if (position <= after || (row.state !== 'failed' && row.state !== 'unknown')) continue;
+      if (items.length === limit) return { items, nextCursor: String(last) };
+      last = position;
+      items.push({
+        recipientId: row.id,
+        state: row.state,
+        attempts: row.attempts,
+        error: row.lastError ? { code: row.lastError.code, message: row.lastError.message } : null,
+        at: row.lastError?.at ?? null,
+      });
+    }
+    return { items, nextCursor: null };
+  }
+
   async failures(campaignId: string, limit: number, cursor?: string): Promise<Paged<FailureView>> {
     const { run } = await this.load(campaignId);
     if (!run) return { items: [], nextCursor: null };
     const after = cursor === undefined ? -1 : Number(cursor);
     if (!Number.isInteger(after) || after < -1)
       throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
+    if (run.archived) return this.archivedFailures(run, after, limit);
     const positions = await this.deps.ledger.listBad(campaignId, run.id, after, limit + 1);
     const shown = positions.slice(0, limit);
     const { pageSize, version } = run.recipients;

@@ -54,6 +54,8 @@ export interface RunView {
   completedAt: string | null;
   /** The stuck-run alarm: recipients pending and no progress for a long time. */
   stuck: boolean;
+  /** Its results left Redis for the archive (RUN_RETENTION_MS): they are read from there. */
+  archived?: true;
 }
 
 /**
@@ -83,6 +85,7 @@ export function runView(run: RunState): RunView {
     createdAt: iso(run.createdAt),
     completedAt: run.completedAt === null ? null : iso(run.completedAt),
     stuck: run.stuckSince !== null && run.status === 'running',
+    ...(run.archived ? { archived: true as const } : {}),
   };
 }
 

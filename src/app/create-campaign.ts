@@ -1,3 +1,4 @@
+import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { planLayout, type CampaignPriority, type Message } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
@@ -32,6 +33,8 @@ export class CreateCampaign {
     private readonly deps: {
       store: CampaignStore;
       providers: ProviderRegistry;
+      /** Refuses new work while Redis is nearly full. */
+      memory?: Pick<MemoryGuard, 'admit'>;
       pageSize: number;
     },
   ) {}
@@ -47,6 +50,7 @@ export class CreateCampaign {
     for (const recipient of input.recipients ?? []) collector.add(recipient);
     const summary = collector.summary();
     if (input.invalid === 'reject' && summary.invalid > 0) throw invalidRecipients(summary, 'nothing was created');
+    await this.deps.memory?.admit('create a campaign', collector.recipients.length * LIST_BYTES_PER_RECIPIENT);
     const createdAt = Date.now();
     const id = newId(createdAt);
     const layout = planLayout(collector.recipients.length, this.deps.pageSize);

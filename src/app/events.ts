@@ -25,6 +25,10 @@ export interface AppEventMap {
   /** Pages whose worker stopped renewing their leases, settled and handed to other workers (the supervisor). */
   'lease:expired': { campaignId: string; runId: string; pages: number };
   'recipients:unknown': { campaignId: string; runId: string; page: number; count: number };
+  /** A finished run's results went to the archive and left Redis (the janitor). */
+  'run:archived': { campaignId: string; runId: string; kind: string; count: number; ms: number };
+  'archive:failed': { campaignId: string; runId: string };
+  'campaign:deleted': { campaignId: string; purgedRuns: number };
   'worker:start': { instance: string };
   'worker:stop': { instance: string };
   /** Graceful shutdown: no new work taken (`begin`), in-flight work finished and recorded (`done`). */

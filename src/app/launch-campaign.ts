@@ -3,6 +3,7 @@ import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { campaignView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Lifecycle, Logger, Runs, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
+import { LEDGER_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 
 /**
  * Runs a one-off campaign now (also one scheduled `at` a later time: its
@@ -17,6 +18,8 @@ export class LaunchCampaign {
       starter: RunStarter;
       lifecycle: Lifecycle;
       scheduler: Scheduler;
+      /** Refuses new work while Redis is nearly full. */
+      memory?: Pick<MemoryGuard, 'admit'>;
       log: Logger;
     },
   ) {}
@@ -26,6 +29,8 @@ export class LaunchCampaign {
     if (campaign.schedule?.kind === 'cron' && campaign.status !== 'draft') {
       throw invalidState(campaignId, campaign.status, 'launch', 'A recurring (cron) campaign runs at its occurrences; reschedule or cancel it instead.');
     }
+    // The run's ledger is written as it sends: counted now, so a running campaign is never what fills Redis.
+    await this.deps.memory?.admit('launch', campaign.recipients.total * LEDGER_BYTES_PER_RECIPIENT);
     const created = await this.deps.starter.start(campaignId, ONE_OFF_RUN_ID, {
       allowedFrom: sourceStatesFor('launch'),
       statusAfter: 'completed',

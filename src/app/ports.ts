@@ -205,6 +205,10 @@ export interface RunState {
   deferredUntil: number | null;
   /** `skipped` broken down by reason (names of domain/respect.ts REASONS). */
   skippedBy: Partial<Record<ReasonName, number>>;
+  /** When it completed or was cancelled; null while it sends. */
+  finishedAt: number | null;
+  /** Its recipients' results left Redis for the archive (`kind`: dir, postgres): only this summary stays. */
+  archived: { kind: string; count: number; sha256: string; at: number } | null;
 }
 
 export interface CreateRunOptions {
@@ -236,6 +240,7 @@ export interface Runs {
   activeRuns(): Promise<Array<{ campaignId: string; runId: string }>>;
   /** True when the run was not listed yet. */
   markActive(campaignId: string, runId: string): Promise<boolean>;
+  /** Off the worklist; a finished run goes on the retention list (Retention), to be archived in time. */
   markInactive(campaignId: string, runId: string): Promise<void>;
 }
 
@@ -246,6 +251,8 @@ export interface Locks {
   /** Takes `name` for `ttlMs`, waiting up to `waitMs` for another holder; returns the token to unlock with, or null. */
   lock(name: string, ttlMs: number, waitMs: number): Promise<string | null>;
   unlock(name: string, token: string): Promise<void>;
+  /** Keeps `name` for `ttlMs` more, if `token` still holds it; false when it does not. */
+  extend(name: string, token: string, ttlMs: number): Promise<boolean>;
 }
 
 /** The one clock every process agrees on (the Redis server's). */
@@ -530,4 +537,109 @@ export interface RateLimiter {
   pause(provider: string, delayMs: number): Promise<void>;
   state(limits: ProviderLimits): Promise<ProviderState>;
   close(): Promise<void>;
+}
+
+// ── data lifecycle: the results archive, retention and deletion ────────────
+
+/** One recipient of a run, as the results export and the archive hold it (in list order). */
+export interface ResultRow {
+  id: string;
+  state: string;
+  attempts: number;
+  reason?: string;
+  reasonDetail?: string;
+  /** For pending: when the next attempt is due; otherwise: when the state last changed. */
+  updatedAt: string | null;
+  lastError: { code: string; message: string; at: string | null } | null;
+}
+
+/** What the archive keeps of a run beside its rows: enough to show the run without Redis. */
+export interface ArchivedRunSummary {
+  campaignId: string;
+  runId: string;
+  status: RunStatus;
+  trigger: string;
+  createdAt: number;
+  /** When it completed, or was cancelled. */
+  finishedAt: number;
+  counts: RunCounts;
+  skippedBy: Partial<Record<ReasonName, number>>;
+}
+
+/** What a sink answers for a run it holds whole: the number of rows and the SHA-256 of their NDJSON lines. */
+export interface ArchiveManifest {
+  run: ArchivedRunSummary;
+  count: number;
+  /** Hex SHA-256 of the rows as NDJSON (`JSON.stringify(row) + "\n"` each): the results export's body before its summary line. */
+  sha256: string;
+  archivedAt: number;
+}
+
+/**
+ * Where finished runs go when they leave Redis (a directory, or
+ * PostgreSQL). `write` returns only once the run is durable and read back
+ * whole; writing a run again replaces it, so a crash half-way and a second
+ * attempt leave one copy.
+ */
+export interface ResultsArchive {
+  /** Named in the run's summary (`archived`): `dir` or `postgres`. */
+  readonly kind: string;
+  write(run: ArchivedRunSummary, rows: AsyncIterable<ResultRow>): Promise<ArchiveManifest>;
+  /** The manifest of a run held whole, or null. */
+  manifest(campaignId: string, runId: string): Promise<ArchiveManifest | null>;
+  /** The rows of a run held whole, in list order. */
+  rows(campaignId: string, runId: string): AsyncIterable<ResultRow>;
+  /** One recipient's row, or null. */
+  find(campaignId: string, runId: string, recipientId: string): Promise<ResultRow | null>;
+  /** Removes every run of a campaign; answers how many. */
+  purge(campaignId: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** A finished run waiting for its retention to end. */
+export interface RetainedRun {
+  campaignId: string;
+  runId: string;
+  finishedAt: number;
+}
+
+/** Redis's side of retention and deletion: which runs are due, and removing what left for the archive. */
+export interface Retention {
+  /** Runs finished at or before `before`, oldest first. */
+  due(before: number, limit: number): Promise<RetainedRun[]>;
+  forget(campaignId: string, runId: string): Promise<void>;
+  /**
+   * One step: the run (finished, nothing in flight) now reads from the
+   * archive; `dropList`: the campaign's list goes too (a one-off campaign's
+   * last run). False when the run is not finished, or gone.
+   */
+  markArchived(campaignId: string, runId: string, manifest: ArchiveManifest, kind: string, dropList: boolean): Promise<boolean>;
+  /** Removes the ledger of a run marked archived, in bounded steps. */
+  dropRunData(campaignId: string, runId: string, pages: number): Promise<void>;
+  /** Finished runs of every campaign not noted yet (runs that ended before retention existed), in bounded steps; answers how many. */
+  backfill(): Promise<number>;
+}
+
+/** Campaigns being deleted: marked at once, removed in bounded steps by a worker. */
+export interface Deletions {
+  /** One step: the campaign (not running or paused, nothing in flight) is `deleting`; answers what it held. */
+  mark(campaignId: string, latestRunId: string | null, purgeArchive: boolean): Promise<{ ok: true; runs: number } | (Transition & { ok: false })>;
+  /** True while a campaign is marked and not yet removed. */
+  pending(campaignId: string): Promise<boolean>;
+  /** Marked campaigns, oldest first. */
+  list(limit: number): Promise<Array<{ campaignId: string; purgeArchive: boolean; requestedAt: number }>>;
+  /** Removes everything of a marked campaign from Redis, in bounded steps (its marked meta last). */
+  remove(campaignId: string): Promise<void>;
+}
+
+/** How full Redis is: `used` of `limit` bytes (limit null: nothing says). */
+export interface MemoryReading {
+  used: number;
+  limit: number | null;
+  /** Where the limit comes from: Redis `maxmemory`, or `MEMORY_LIMIT_BYTES`. */
+  source: 'maxmemory' | 'MEMORY_LIMIT_BYTES' | null;
+}
+
+export interface MemoryProbe {
+  read(): Promise<MemoryReading>;
 }

@@ -1,3 +1,4 @@
+import { LEDGER_BYTES_PER_RECIPIENT, LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import type { StoredRecipient } from '../domain/recipient.js';
@@ -26,6 +27,8 @@ export class RetryFailed {
       ledger: Pick<Ledger, 'readEntry' | 'listBad'>;
       starter: RunStarter;
       pageSize: number;
+      /** Refuses new work while Redis is nearly full. */
+      memory?: Pick<MemoryGuard, 'admit'>;
     },
   ) {}
 
@@ -35,12 +38,16 @@ export class RetryFailed {
     if (!source || (campaign.status !== 'completed' && campaign.status !== 'scheduled')) {
       throw invalidState(campaignId, campaign.status, 'retry-failed', 'Retry-failed needs a finished run.');
     }
+    if (source.archived) {
+      throw invalidState(campaignId, campaign.status, 'retry-failed', `The latest run (${source.id}) is archived (RUN_RETENTION_MS): its ledger left Redis.`);
+    }
     if (source.counts.failed === 0) {
       throw new DomainError(ErrorCodes.INVALID_STATE, `the latest run (${source.id}) of campaign ${campaignId} has no failed recipients`, {
         status: campaign.status,
         runId: source.id,
       });
     }
+    await this.deps.memory?.admit('retry-failed', source.counts.failed * (LIST_BYTES_PER_RECIPIENT + LEDGER_BYTES_PER_RECIPIENT));
     const failed = await this.failedRecipients(campaignId, source);
     const staging = await this.deps.store.beginStaging(campaignId, failed.length, this.deps.pageSize);
     await staging.add(failed);

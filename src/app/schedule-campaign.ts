@@ -1,3 +1,4 @@
+import { LEDGER_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { parseSchedule } from '../domain/schedule.js';
@@ -22,11 +23,15 @@ export class ScheduleCampaign {
       /** MIN_SCHEDULE_INTERVAL_MS. */
       minIntervalMs: number;
       log: Logger;
+      /** Refuses new work while Redis is nearly full. */
+      memory?: Pick<MemoryGuard, 'admit'>;
     },
   ) {}
 
   async execute(campaignId: string, input: { at?: string; cron?: string; timezone?: string }): Promise<CampaignView> {
     const spec = parseSchedule(input, Date.now(), this.deps.minIntervalMs);
+    const campaign = await this.deps.store.get(campaignId);
+    if (campaign) await this.deps.memory?.admit('schedule', campaign.recipients.total * LEDGER_BYTES_PER_RECIPIENT);
     const lockName = `schedule:${campaignId}`;
     const token = await this.deps.locks.lock(lockName, 15_000, 5_000);
     if (!token) throw new DomainError(ErrorCodes.INVALID_STATE, `another change to the schedule of campaign ${campaignId} is in progress; try again`);

@@ -1,3 +1,4 @@
+import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { invalidState } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { IngestTally, invalidRecipients, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
@@ -47,12 +48,16 @@ export class UploadRecipients {
       store: CampaignStore;
       runs: Pick<Runs, 'getRun'>;
       lifecycle: CampaignLifecycle;
+      /** Refuses new work while Redis is nearly full. */
+      memory?: Pick<MemoryGuard, 'admit'>;
     },
   ) {}
 
   async execute(campaignId: string, source: UploadSource, options: UploadOptions): Promise<UploadResult> {
     const campaign = await requireCampaign(this.deps.store, campaignId);
     if (campaign.status !== 'draft' && campaign.status !== 'scheduled') throw invalidState(campaignId, campaign.status, 'upload');
+    // What the sender declared (a guess from the length otherwise, not counted): the list is written beside the current one.
+    await this.deps.memory?.admit('upload', (options.expectedCount ?? 0) * LIST_BYTES_PER_RECIPIENT);
     const tally = new IngestTally();
     let digest = { bytes: 0, sha256: '' };
     await this.deps.lifecycle.replaceList(campaign, options.sizeHint, async (staging) => {

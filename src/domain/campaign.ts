@@ -28,7 +28,7 @@ export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
 export const RUN_STATUSES = ['running', 'paused', 'completed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
-export type CampaignAction = 'launch' | 'schedule' | 'pause' | 'resume' | 'cancel' | 'edit' | 'upload' | 'clone';
+export type CampaignAction = 'launch' | 'schedule' | 'pause' | 'resume' | 'cancel' | 'edit' | 'upload' | 'clone' | 'delete';
 
 const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
   launch: ['draft', 'scheduled'],
@@ -40,6 +40,8 @@ const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
   edit: ['draft', 'scheduled'],
   upload: ['draft', 'scheduled'],
   clone: ['draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled'],
+  // A run that sends must be cancelled first: deleting its ledger mid-send would lose who was sent.
+  delete: ['draft', 'scheduled', 'completed', 'cancelled'],
 };
 
 /**
@@ -99,6 +101,8 @@ export interface Campaign {
   schedule: ScheduleSpec | null;
   /** Bumped by every schedule change: an occurrence of an older schedule is ignored. */
   scheduleVersion: number;
+  /** Its recipient list left Redis with its last run's results (a one-off campaign past its retention). */
+  listArchived: boolean;
 }
 
 export interface Run {

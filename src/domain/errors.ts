@@ -25,6 +25,8 @@ export const ErrorCodes = {
   NOT_IMPLEMENTED: 'NOT_IMPLEMENTED',
   TOO_MANY_REQUESTS: 'TOO_MANY_REQUESTS',
   STORE_UNAVAILABLE: 'STORE_UNAVAILABLE',
+  /** Redis is too full to take more (MEMORY_HIGH_WATERMARK): nothing new is accepted, running campaigns go on. */
+  REDIS_MEMORY_HIGH: 'REDIS_MEMORY_HIGH',
   INTERNAL: 'INTERNAL',
 } as const;
 

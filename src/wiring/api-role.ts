@@ -9,7 +9,9 @@ import { CampaignQueries } from '../app/campaign-queries.js';
 import { CreateCampaign } from '../app/create-campaign.js';
 import type { Logger } from '../app/ports.js';
 import { LaunchCampaign } from '../app/launch-campaign.js';
-import type { ProviderRegistry } from '../app/ports.js';
+import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
+import { DeleteCampaign } from '../app/delete-campaign.js';
+import { MEMORY_WARN_RATIO, MemoryGuard } from '../app/memory-guard.js';
 import { ProviderQueries } from '../app/provider-queries.js';
 import { RetryFailed } from '../app/retry-failed.js';
 import { ScheduleCampaign } from '../app/schedule-campaign.js';
@@ -36,11 +38,14 @@ export async function startApiRole(deps: {
   /** This process, as workers are named in Redis. */
   instance: string;
   log: Logger;
+  archive: ResultsArchive;
 }): Promise<{ url: string; adminToken: string; stop(): Promise<void> }> {
   const { redis, config, services: s, providers, log } = deps;
   // Reading provider state needs no lease loop: a limiter over this connection will do.
   const providerQueries = new ProviderQueries({ providers, limiter: new RedisPermitLimiter(redis, s.keys, s.scripts) });
+  const memory = new MemoryGuard(s.memory, config.memoryHighWatermark);
   const shared = createSharedMetrics({
+    memory: () => memory.state(),
     providerStates: () => providerQueries.list(),
     activeRuns: async () => {
       const runs = await Promise.all((await s.runs.activeRuns()).map((r) => s.runs.getRun(r.campaignId, r.runId)));
@@ -60,6 +65,7 @@ export async function startApiRole(deps: {
     queue: s.pageQueue,
     pump: s.pump,
     pageSize: config.pageSize,
+    memory,
     log,
   });
   const app = createHttpApp({
@@ -70,8 +76,17 @@ export async function startApiRole(deps: {
     viewerToken: config.viewerToken,
     version: VERSION,
     readiness: async () => {
-      const [facts, workers] = await Promise.all([weakestFacts(redis), recentWorkers(s.metricsBoard)]);
+      const [facts, workers, mem] = await Promise.all([weakestFacts(redis), recentWorkers(s.metricsBoard), memory.state()]);
       const warnings: string[] = [];
+      if (mem.ratio === null) {
+        warnings.push('Redis has no maxmemory and MEMORY_LIMIT_BYTES is not set: the memory guard is off, and a full Redis stops every write');
+      } else if (mem.ratio > MEMORY_WARN_RATIO) {
+        const over =
+          mem.ratio > config.memoryHighWatermark
+            ? `; above MEMORY_HIGH_WATERMARK (${config.memoryHighWatermark}) new campaigns, uploads and launches are refused`
+            : '';
+        warnings.push(`Redis memory is ${(mem.ratio * 100).toFixed(0)}% used${over}: archive sooner (RUN_RETENTION_MS), delete old campaigns, or add memory`);
+      }
       if (workers.length === 0) warnings.push('no worker process seen in the last 30 s: nothing is being sent');
       if (!facts.aof && !facts.rdb) warnings.push('Redis persists nothing: a Redis restart loses every ledger');
       const evicts = facts.maxmemoryPolicy !== 'noeviction';
@@ -85,6 +100,7 @@ export async function startApiRole(deps: {
             version: facts.version,
             maxmemoryPolicy: facts.maxmemoryPolicy,
             persistence: { aof: facts.aof, rdb: facts.rdb },
+            memory: { usedBytes: mem.used, limitBytes: mem.limit, ratio: mem.ratio === null ? null : Number(mem.ratio.toFixed(4)), limitFrom: mem.source },
           },
           workers: { seen: workers.length },
           warnings,
@@ -94,8 +110,9 @@ export async function startApiRole(deps: {
     log,
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
-    createCampaign: new CreateCampaign({ store: s.store, providers, pageSize: config.pageSize }),
-    launchCampaign: new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, log }),
+    createCampaign: new CreateCampaign({ store: s.store, providers, pageSize: config.pageSize, memory }),
+    launchCampaign: new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, memory, log }),
+    deleteCampaign: new DeleteCampaign({ store: s.store, deletions: s.deletions, scheduler: s.scheduler, log }),
     scheduleCampaign: new ScheduleCampaign({
       store: s.store,
       runs: s.runs,
@@ -103,12 +120,13 @@ export async function startApiRole(deps: {
       lifecycle: s.lifecycle,
       scheduler: s.scheduler,
       minIntervalMs: config.minScheduleIntervalMs,
+      memory,
       log,
     }),
     lifecycle,
-    queries: new CampaignQueries({ store: s.store, runs: s.runs, ledger: s.ledger }),
-    retryFailed: new RetryFailed({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize }),
-    upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle }),
+    queries: new CampaignQueries({ store: s.store, runs: s.runs, ledger: s.ledger, archive: deps.archive }),
+    retryFailed: new RetryFailed({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize, memory }),
+    upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle, memory }),
     providers: providerQueries,
     suppressions: new SuppressionLists({ suppressions: s.suppressions }),
   });

@@ -6,6 +6,7 @@ import { createProcessMetrics } from '../adapters/http/metrics.js';
 import { Providers } from '../adapters/push/registry.js';
 import { checkRedis, connect, createApiRedis, createWorkerRedis, RedisStartupError, safeUrl } from '../adapters/redis/connection.js';
 import { startRedisIfAbsent } from '../adapters/redis/embedded.js';
+import { createArchive } from '../adapters/archive/create-archive.js';
 import { startApiRole } from './api-role.js';
 import { ConfigError, DEFAULT_REDIS_URL, loadConfig, requireAdminToken, type Config } from '../config.js';
 import { createLogger } from '../logger.js';
@@ -86,6 +87,8 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     if (apiRedis) closers.push(() => apiRedis.quit());
     const { warning } = await checkRedis((workerRedis ?? apiRedis)!, config.redisUrl);
     if (warning) log.warn({ redis: safeUrl(config.redisUrl) }, warning);
+    const archive = await createArchive(config);
+    closers.push(() => archive.close());
     const metrics = createProcessMetrics(events);
     const instance = `${hostname()}:${process.pid}`;
 
@@ -94,14 +97,14 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     if (workerRedis) {
       const s = buildServices(workerRedis, config, events, claimRedis ? { claimRedis } : {});
       closers.push(() => s.close());
-      const worker = startWorkerRole({ redis: workerRedis, config, services: s, providers, events, metrics, instance, log });
+      const worker = startWorkerRole({ redis: workerRedis, config, services: s, providers, events, metrics, instance, log, archive });
       stopWorker = () => worker.stop();
     }
     let stopApi: (() => Promise<void>) | null = null;
     if (apiRedis) {
       const s = buildServices(apiRedis, config, events);
       closers.push(() => s.close());
-      const api = await startApiRole({ redis: apiRedis, config, services: s, providers, metrics, instance, log });
+      const api = await startApiRole({ redis: apiRedis, config, services: s, providers, metrics, instance, log, archive });
       url = api.url;
       adminToken = api.adminToken;
       stopApi = () => api.stop();

@@ -10,6 +10,7 @@ import { RedisLifecycle } from '../adapters/redis/redis-lifecycle.js';
 import { RedisMetricsBoard } from '../adapters/redis/redis-metrics.js';
 import { RedisFrequencyCaps, RedisSuppressions } from '../adapters/redis/redis-respect.js';
 import { leaseClockStep, RedisLocks, RedisRuns } from '../adapters/redis/redis-runs.js';
+import { RedisDeletions, RedisMemoryProbe, RedisRetention } from '../adapters/redis/redis-retention.js';
 import { Scripts } from '../adapters/redis/scripts.js';
 import type { Config } from '../config.js';
 
@@ -53,6 +54,9 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
     pump,
     suppressions: new RedisSuppressions(redis, keys),
     metricsBoard: new RedisMetricsBoard(redis, keys),
+    retention: new RedisRetention(redis, keys, scripts),
+    deletions: new RedisDeletions(redis, keys, scripts),
+    memory: new RedisMemoryProbe(redis, config.memoryLimitBytes),
     frequencyCaps: new RedisFrequencyCaps(keys, scripts),
     scheduler: new BullScheduler(scheduleQueue),
     starter: new RunStarter({ runs, pump, events }),

@@ -3,7 +3,8 @@ import type { AppEvents } from '../app/events.js';
 import type { Logger } from '../app/ports.js';
 import { FireOccurrence } from '../app/fire-occurrence.js';
 import { LeaseRenewer } from '../app/lease-renewer.js';
-import type { ProviderRegistry } from '../app/ports.js';
+import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
+import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../app/janitor.js';
 import { RecipientGate } from '../app/recipient-gate.js';
 import { Semaphore } from '../app/semaphore.js';
 import { SendBudget } from '../app/send-budget.js';
@@ -31,6 +32,7 @@ export function startWorkerRole(deps: {
   metrics: Registry;
   instance: string;
   log: Logger;
+  archive: ResultsArchive;
 }): { stop(): Promise<void> } {
   const { redis, config, services: s, providers, events, log, instance } = deps;
   const pusher = new MetricsPusher(s.metricsBoard, deps.metrics, instance);
@@ -66,6 +68,22 @@ export function startWorkerRole(deps: {
     { intervalMs: config.supervisorIntervalMs, stallMs: config.stallMs, stuckMs: config.stuckMs, stagingTtlMs: config.stagingTtlMs },
   );
   supervisor.start();
+  const janitor = new Janitor(
+    {
+      retention: s.retention,
+      deletions: s.deletions,
+      archive: deps.archive,
+      runs: s.runs,
+      store: s.store,
+      ledger: s.ledger,
+      locks: s.locks,
+      clock: s.locks,
+      events,
+      log,
+    },
+    { intervalMs: config.supervisorIntervalMs, retentionMs: config.runRetentionMs, lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10 },
+  );
+  janitor.start();
   events.emit('worker:start', { instance });
   log.info(
     { concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names(), leaseMs: config.leaseMs },
@@ -76,7 +94,7 @@ export function startWorkerRole(deps: {
     async stop() {
       events.emit('shutdown:begin', { instance });
       stopping.abort();
-      await Promise.all([senders.close(), scheduled.close(), supervisor.stop()]);
+      await Promise.all([senders.close(), scheduled.close(), supervisor.stop(), janitor.stop()]);
       renewer.stop();
       await limiter.close();
       await pusher.stop();

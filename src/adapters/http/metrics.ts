@@ -103,11 +103,32 @@ export function createProcessMetrics(events: AppEvents): Registry {
     }
   });
   events.on('run:counts-mismatch', () => mismatches.inc());
+  const archived = new Counter({
+    name: 'pushq_runs_archived_total',
+    help: 'Finished runs written to the archive and removed from Redis (RUN_RETENTION_MS), by archive kind.',
+    labelNames: ['kind'],
+    registers: [registry],
+  });
+  const archivedRows = new Counter({ name: 'pushq_archived_recipients_total', help: 'Recipient results written to the archive.', registers: [registry] });
+  const archiveFailures = new Counter({
+    name: 'pushq_archive_failures_total',
+    help: 'Attempts to archive a run that failed (the run stays in Redis and is tried again): should stay 0.',
+    registers: [registry],
+  });
+  const deleted = new Counter({ name: 'pushq_campaigns_deleted_total', help: 'Campaigns deleted and removed from Redis.', registers: [registry] });
+  events.on('run:archived', (e) => {
+    archived.inc({ kind: e.kind });
+    archivedRows.inc(e.count);
+  });
+  events.on('archive:failed', () => archiveFailures.inc());
+  events.on('campaign:deleted', () => deleted.inc());
   return registry;
 }
 
 export interface SharedSources {
   providerStates(): Promise<ProviderState[]>;
+  /** Redis memory used, and its ratio to the limit (null: no limit known). */
+  memory(): Promise<{ used: number; ratio: number | null }>;
   activeRuns(): Promise<RunState[]>;
   queues: Queue[];
 }
@@ -137,6 +158,22 @@ export function createSharedMetrics(sources: SharedSources): Registry {
   providerGauge('pushq_provider_breaker_state', 'Circuit breaker of each provider: 0 closed, 1 half-open (probing), 2 open.', (s) => BREAKER_VALUE[s.breaker]);
   providerGauge('pushq_provider_rate_ratio', 'Share of its tps each provider is paced at (below 1 after 429s, climbing back).', (s) => s.rate);
   providerGauge('pushq_provider_tps', 'Configured cap of each provider in requests per sliding second.', (s) => s.tps);
+  new Gauge({
+    name: 'pushq_redis_memory_ratio',
+    help: 'Redis used_memory over maxmemory (or MEMORY_LIMIT_BYTES); -1 when neither is known. Above MEMORY_HIGH_WATERMARK new campaigns, uploads and launches are refused.',
+    registers: [registry],
+    async collect() {
+      await quietly(async () => this.set((await sources.memory()).ratio ?? -1));
+    },
+  });
+  new Gauge({
+    name: 'pushq_redis_memory_used_bytes',
+    help: 'Redis used_memory (the fullest master on a cluster).',
+    registers: [registry],
+    async collect() {
+      await quietly(async () => this.set((await sources.memory()).used));
+    },
+  });
   new Gauge({
     name: 'pushq_runs_active',
     help: 'Runs not finished yet, by status, and how many of them raise the stuck-run alarm.',

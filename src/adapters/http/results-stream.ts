@@ -44,7 +44,7 @@ function drained(res: Response): Promise<void> {
  */
 export async function streamResults(
   res: Response,
-  results: { total: number; rows: AsyncIterable<ResultRow> },
+  results: { total: number; archived?: boolean; rows: AsyncIterable<ResultRow> },
   format: 'ndjson' | 'csv',
   filename: string,
 ): Promise<void> {
@@ -71,7 +71,7 @@ export async function streamResults(
     return;
   }
   if (!csv) {
-    const summary = `${JSON.stringify({ summary: { count: written, sha256: hash.copy().digest('hex') } })}\n`;
+    const summary = `${JSON.stringify({ summary: { count: written, sha256: hash.copy().digest('hex'), ...(results.archived ? { archived: true } : {}) } })}\n`;
     hash.update(summary);
     res.write(summary);
   }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { CampaignLifecycle } from '../../app/campaign-lifecycle.js';
 import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
+import type { DeleteCampaign } from '../../app/delete-campaign.js';
 import type { LaunchCampaign } from '../../app/launch-campaign.js';
 import type { ProviderQueries } from '../../app/provider-queries.js';
 import type { RetryFailed } from '../../app/retry-failed.js';
@@ -23,6 +24,7 @@ import {
   membersQuery,
   noQuery,
   resultsQuery,
+  deleteQuery,
   patchCampaignBody,
   scheduleBody,
   suppressionIdsBody,
@@ -33,6 +35,7 @@ import { uploadSource } from './upload-source.js';
 export interface RouteDeps {
   createCampaign: CreateCampaign;
   launchCampaign: LaunchCampaign;
+  deleteCampaign: DeleteCampaign;
   scheduleCampaign: ScheduleCampaign;
   lifecycle: CampaignLifecycle;
   retryFailed: RetryFailed;
@@ -189,6 +192,17 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       },
     }),
     route({
+      operationId: 'deleteCampaign',
+      method: 'delete',
+      path: '/campaigns/:id',
+      summary:
+        'Delete a campaign: its schedule, list, runs and ledgers leave Redis in bounded steps (202 with what goes; 409 while running or paused: cancel first). Archived results stay unless ?purgeArchive=true',
+      access: 'write',
+      query: deleteQuery,
+      status: 202,
+      handle: (req, _res, { query }) => deps.deleteCampaign.execute(campaignId(req), query.purgeArchive),
+    }),
+    route({
       operationId: 'uploadRecipients',
       method: 'put',
       path: '/campaigns/:id/recipients',
@@ -303,7 +317,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       method: 'get',
       path: '/campaigns/:id/runs/:runId/results',
       summary:
-        'Every recipient of a run, live or finished, with its state, attempts, last error, reason and time: NDJSON ending in a {"summary":{count,sha256}} line, or CSV (?format=csv); X-Recipient-Count, and the count and SHA-256 of the body in trailers',
+        'Every recipient of a run, live, finished or archived (X-Archived: true), with its state, attempts, last error, reason and time: NDJSON ending in a {"summary":{count,sha256}} line, or CSV (?format=csv); X-Recipient-Count, and the count and SHA-256 of the body in trailers',
       access: 'read',
       query: resultsQuery,
       produces: 'application/x-ndjson',
@@ -311,6 +325,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
         const id = campaignId(req);
         const runId = String(req.params.runId);
         const results = await deps.queries.results(id, runId);
+        if (results.archived) res.setHeader('X-Archived', 'true');
         await streamResults(res, results, query.format, `${id}-${runId}-results.csv`);
         return undefined;
       },

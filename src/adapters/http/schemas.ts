@@ -61,6 +61,14 @@ export const listQuery = z.strictObject({
   cursor: z.string().min(1).max(64).optional(),
 });
 
+export const deleteQuery = z.strictObject({
+  /** Also remove the campaign's archived results (by default they stay: the archive is the record of what was sent). */
+  purgeArchive: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+});
+
 export const resultsQuery = z.strictObject({
   format: z.enum(['ndjson', 'csv']).default('ndjson'),
 });

@@ -11,7 +11,8 @@ import { dropAbandonedStagings, RedisStaging } from './redis-staging.js';
 import type { Scripts } from './scripts.js';
 
 function parseCampaign(hash: Record<string, string>): Campaign | null {
-  if (!hash.id) return null;
+  // A campaign being deleted is gone for every reader; a worker removes its keys.
+  if (!hash.id || hash.status === 'deleting') return null;
   return {
     id: hash.id,
     name: hash.name ?? '',
@@ -36,6 +37,7 @@ function parseCampaign(hash: Record<string, string>): Campaign | null {
     latestRunId: hash.latestRun || null,
     schedule: hash.schedule ? (JSON.parse(hash.schedule) as ScheduleSpec) : null,
     scheduleVersion: Number(hash.scheduleVersion ?? 0),
+    listArchived: hash.listArchived === '1',
   };
 }
 

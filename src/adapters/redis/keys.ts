@@ -30,6 +30,21 @@ export class Keys {
     return { campaignId: member.slice(0, sep), runId: member.slice(sep + 1) };
   }
 
+  /** Finished runs as `runMember`s, scored by when they finished: what the archiver takes once their retention ends. */
+  retention(): string {
+    return `${this.prefix}:retention`;
+  }
+
+  /** Set once every run that finished before retention existed has been noted in `retention`. */
+  retentionBackfilled(): string {
+    return `${this.prefix}:retention-backfilled`;
+  }
+
+  /** Campaigns marked deleting, scored by when: what workers remove. */
+  deletions(): string {
+    return `${this.prefix}:deletions`;
+  }
+
   /** A named lock (supervisor, reschedules). */
   lock(name: string): string {
     return `${this.prefix}:lock:${name}`;
@@ -69,7 +84,12 @@ export class Keys {
   }
 
   campaign(campaignId: string): CampaignKeys {
-    return new CampaignKeys(`${this.prefix}:{c:${campaignId}}`);
+    return new CampaignKeys(this.campaignBase(campaignId));
+  }
+
+  /** Every key of a campaign starts with this (and shares its hash slot). */
+  campaignBase(campaignId: string): string {
+    return `${this.prefix}:{c:${campaignId}}`;
   }
 
   limiter(provider: string): LimiterKeys {

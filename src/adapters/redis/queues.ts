@@ -79,8 +79,9 @@ const SEND_JOB_OPTIONS: JobsOptions = {
   // re-run harmless, and the supervisor re-enqueues whatever still fails.
   attempts: 1000,
   backoff: { type: 'pushq' },
-  removeOnComplete: { age: 3600, count: 10_000 },
-  removeOnFail: { age: 7 * 24 * 3600 },
+  // Bounded (README, *Bounded keys*): the ledger, not the job, is the record of what was sent.
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
 };
 
 export function createSendQueue(connection: ConnectionOptions, prefix: string, name: string = QUEUES.send): Queue {
@@ -126,7 +127,8 @@ export function createScheduleQueue(connection: ConnectionOptions, prefix: strin
     connection,
     prefix,
     settings: { repeatStrategy },
-    defaultJobOptions: { removeOnComplete: { age: 7 * 24 * 3600, count: 1000 }, removeOnFail: { age: 7 * 24 * 3600 } },
+    // Each occurrence is recorded on its campaign (the last 100); these are Bull Board's view of them.
+    defaultJobOptions: { removeOnComplete: { age: 7 * 24 * 3600, count: 100 }, removeOnFail: { age: 7 * 24 * 3600, count: 1000 } },
   });
 }
 

@@ -51,6 +51,8 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     deferred: num(hash.deferred),
     deferredUntil: hash.deferredUntil && num(hash.deferred) > 0 ? num(hash.deferredUntil) : null,
     skippedBy: skippedBy(hash),
+    finishedAt: hash.completedAt ? num(hash.completedAt) : hash.cancelledAt ? num(hash.cancelledAt) : null,
+    archived: hash.archived ? { kind: hash.archived, count: num(hash.archiveCount), sha256: hash.archiveSha256 ?? '', at: num(hash.archivedAt) } : null,
   };
 }
 
@@ -125,8 +127,25 @@ export class RedisRuns implements Runs {
     return (await this.redis.sadd(this.keys.activeRuns(), this.keys.runMember(campaignId, runId))) === 1;
   }
 
+  /**
+   * A finished run (completed, or cancelled with nothing in flight) leaves
+   * the worklist for the retention list, scored by when it finished, where
+   * the janitor takes it once RUN_RETENTION_MS has passed. Noted first: a
+   * crash in between leaves it on both, and the next check moves it again.
+   */
   async markInactive(campaignId: string, runId: string): Promise<void> {
-    await this.redis.srem(this.keys.activeRuns(), this.keys.runMember(campaignId, runId));
+    const member = this.keys.runMember(campaignId, runId);
+    const [status, inflight, completedAt, cancelledAt] = await this.redis.hmget(
+      this.keys.campaign(campaignId).run(runId).run,
+      'status',
+      'inflight',
+      'completedAt',
+      'cancelledAt',
+    );
+    if (status === 'completed' || (status === 'cancelled' && Number(inflight ?? 0) === 0)) {
+      await this.redis.zadd(this.keys.retention(), 'NX', Number(completedAt || cancelledAt || Date.now()), member);
+    }
+    await this.redis.srem(this.keys.activeRuns(), member);
   }
 }
 
@@ -154,6 +173,10 @@ export class RedisLocks implements Locks, Clock {
 
   async unlock(name: string, token: string): Promise<void> {
     await this.scripts.run('unlock', [this.keys.lock(name)], [token]);
+  }
+
+  async extend(name: string, token: string, ttlMs: number): Promise<boolean> {
+    return Number(await this.scripts.run('extend-lock', [this.keys.lock(name)], [token, ttlMs])) === 1;
   }
 
   serverTime(): Promise<number> {

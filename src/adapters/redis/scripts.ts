@@ -27,6 +27,9 @@ const SCRIPT_KEYS = {
   'edit-campaign': 1,
   'swap-recipients': 2,
   unlock: 1,
+  'extend-lock': 1,
+  'mark-archived': 2,
+  'delete-campaign': 2,
   /** As many keys as recipients in the batch. */
   'frequency-cap': 'any',
   'stage-rows': 1,

@@ -1,0 +1,40 @@
+/**
+ * A worker's archiving, alone in a process the archive test can SIGKILL at
+ * any point: archives run RUN of campaign CAMPAIGN (env, beside the usual
+ * REDIS_URL, QUEUE_PREFIX, ARCHIVE_DIR / ARCHIVE_URL) with the product's own
+ * Janitor, printing `ready` before it begins and `done` once it is over.
+ */
+import { createArchive } from '../../src/adapters/archive/create-archive.js';
+import { connect, createWorkerRedis } from '../../src/adapters/redis/connection.js';
+import { AppEvents } from '../../src/app/events.js';
+import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../../src/app/janitor.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/logger.js';
+import { buildServices } from '../../src/wiring/services.js';
+
+const config = loadConfig(process.env);
+const redis = createWorkerRedis(config.redisUrl);
+await connect(redis, config.redisUrl);
+const s = buildServices(redis, config, new AppEvents());
+const archive = await createArchive(config);
+const janitor = new Janitor(
+  {
+    retention: s.retention,
+    deletions: s.deletions,
+    archive,
+    runs: s.runs,
+    store: s.store,
+    ledger: s.ledger,
+    locks: s.locks,
+    clock: s.locks,
+    events: new AppEvents(),
+    log: createLogger('silent'),
+  },
+  { intervalMs: 1000, retentionMs: 0, lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10 },
+);
+process.stdout.write('ready\n');
+await janitor.archiveRun(process.env.CAMPAIGN!, process.env.RUN!);
+process.stdout.write('done\n');
+await archive.close();
+await s.close();
+redis.disconnect();
