@@ -179,7 +179,11 @@ export class CampaignQueries {
   async results(campaignId: string, runId: string): Promise<{ total: number; archived: boolean; rows: AsyncIterable<ResultRow> }> {
     await requireCampaign(this.deps.store, campaignId);
     // Run ids are the product's own (`main`, occurrence and retry ids): anything else names no run.
-    const run = RUN_ID_PATTERN.test(runId) ? await this.deps.runs.getRun(campaignId, runId) : null;
+    const known = RUN_ID_PATTERN.test(runId);
+    const run = known ? await this.deps.runs.getRun(campaignId, runId) : null;
+    // Older than the summaries kept in Redis (RUN_SUMMARIES_KEPT): the archive has it, or nobody does.
+    const manifest = !run && known ? await this.deps.archive.manifest(campaignId, runId) : null;
+    if (manifest) return { total: manifest.count, archived: true, rows: this.deps.archive.rows(campaignId, runId) };
     if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId.slice(0, 128))}`);
     return { total: run.archived ? run.archived.count : run.recipients.total, archived: run.archived !== null, rows: runRows(this.deps, run) };
   }

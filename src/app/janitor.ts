@@ -28,6 +28,9 @@ export interface JanitorOptions {
 
 export const DEFAULT_JANITOR_LOCK_TTL_MS = 30_000;
 
+/** Run summaries a campaign keeps in Redis (the newest; older ones are in the archive): a daily cron for years stays small. */
+export const RUN_SUMMARIES_KEPT = 100;
+
 /**
  * Keeps Redis bounded, on a timer in every worker process, one process at a
  * time (a lock it renews while it works):
@@ -167,6 +170,7 @@ export class Janitor {
     if (listGoes && !inUse.has(campaign.recipients.version) && campaign.recipients.version !== run.recipients.version) {
       await store.dropRecipients(campaignId, campaign.recipients);
     }
+    await retention.trimSummaries(campaignId, RUN_SUMMARIES_KEPT);
     await retention.forget(campaignId, runId);
     const ms = Date.now() - started;
     log.info({ campaignId, runId, kind: archive.kind, count: run.recipients.total, ms, listArchived: listGoes }, 'run archived');

@@ -208,7 +208,7 @@ export interface RunState {
   /** When it completed or was cancelled; null while it sends. */
   finishedAt: number | null;
   /** Its recipients' results left Redis for the archive (`kind`: dir, postgres): only this summary stays. */
-  archived: { kind: string; count: number; sha256: string; at: number } | null;
+  archived: { kind: string; count: number; at: number } | null;
 }
 
 export interface CreateRunOptions {
@@ -614,6 +614,8 @@ export interface Retention {
    * last run). False when the run is not finished, or gone.
    */
   markArchived(campaignId: string, runId: string, manifest: ArchiveManifest, kind: string, dropList: boolean): Promise<boolean>;
+  /** Keeps the newest `keep` runs of a campaign in Redis; older archived ones leave (their summary stays in the archive's manifest); answers how many left. */
+  trimSummaries(campaignId: string, keep: number): Promise<number>;
   /** Removes the ledger of a run marked archived, in bounded steps. */
   dropRunData(campaignId: string, runId: string, pages: number): Promise<void>;
   /** Finished runs of every campaign not noted yet (runs that ended before retention existed), in bounded steps; answers how many. */

@@ -74,18 +74,21 @@ export function jobBackoff(attemptsMade: number): number {
   return Math.min(30_000, 500 * 2 ** Math.min(attemptsMade, 10));
 }
 
+/** BullMQ's event stream of a queue (10,000 by default): nothing of pushq reads it, Bull Board does not need it. */
+const EVENTS_MAX_LEN = 100;
+
 const SEND_JOB_OPTIONS: JobsOptions = {
   // A processor that throws is retried for a long time: the ledger makes a
   // re-run harmless, and the supervisor re-enqueues whatever still fails.
   attempts: 1000,
   backoff: { type: 'pushq' },
   // Bounded (README, *Bounded keys*): the ledger, not the job, is the record of what was sent.
-  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnComplete: { age: 3600, count: 50 },
   removeOnFail: { age: 7 * 24 * 3600, count: 10_000 },
 };
 
 export function createSendQueue(connection: ConnectionOptions, prefix: string, name: string = QUEUES.send): Queue {
-  return new Queue(name, { connection, prefix, defaultJobOptions: SEND_JOB_OPTIONS });
+  return new Queue(name, { connection, prefix, defaultJobOptions: SEND_JOB_OPTIONS, streams: { events: { maxLen: EVENTS_MAX_LEN } } });
 }
 
 export class BullPageQueue implements PageQueue {
@@ -127,8 +130,9 @@ export function createScheduleQueue(connection: ConnectionOptions, prefix: strin
     connection,
     prefix,
     settings: { repeatStrategy },
+    streams: { events: { maxLen: EVENTS_MAX_LEN } },
     // Each occurrence is recorded on its campaign (the last 100); these are Bull Board's view of them.
-    defaultJobOptions: { removeOnComplete: { age: 7 * 24 * 3600, count: 100 }, removeOnFail: { age: 7 * 24 * 3600, count: 1000 } },
+    defaultJobOptions: { removeOnComplete: { age: 7 * 24 * 3600, count: 10 }, removeOnFail: { age: 7 * 24 * 3600, count: 1000 } },
   });
 }
 

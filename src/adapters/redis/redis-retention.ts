@@ -40,6 +40,19 @@ export class RedisRetention implements Retention {
     return Number(reply) === 1;
   }
 
+  async trimSummaries(campaignId: string, keep: number): Promise<number> {
+    const k = this.keys.campaign(campaignId);
+    const oldest = await this.redis.zrange(k.runs(), 0, -(keep + 1));
+    let dropped = 0;
+    for (const runId of oldest) {
+      // Only summaries of archived runs: a run still in Redis is never forgotten here.
+      if (!(await this.redis.hexists(k.run(runId).run, 'archived'))) continue;
+      await this.redis.multi().del(k.run(runId).run).zrem(k.runs(), runId).exec();
+      dropped += 1;
+    }
+    return dropped;
+  }
+
   async dropRunData(campaignId: string, runId: string, pages: number): Promise<void> {
     const run = this.keys.campaign(campaignId).run(runId);
     const names = [run.errors, run.bad, run.open, run.unfinished, run.parked, run.doubt, run.leases];

@@ -52,7 +52,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     deferredUntil: hash.deferredUntil && num(hash.deferred) > 0 ? num(hash.deferredUntil) : null,
     skippedBy: skippedBy(hash),
     finishedAt: hash.completedAt ? num(hash.completedAt) : hash.cancelledAt ? num(hash.cancelledAt) : null,
-    archived: hash.archived ? { kind: hash.archived, count: num(hash.archiveCount), sha256: hash.archiveSha256 ?? '', at: num(hash.archivedAt) } : null,
+    archived: hash.archived ? { kind: hash.archived, count: num(hash.archiveCount), at: num(hash.archivedAt) } : null,
   };
 }
 
