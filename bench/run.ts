@@ -16,6 +16,10 @@
  *   ingest      a 1M-row CSV upload: time, API memory, Redis bytes per recipient
  *   scale       sends/s for 1, 2, 4 worker processes on one Redis and on a
  *               3-master Redis Cluster; CPU per send of workers and Redis
+ *   lifecycle   Redis bytes after 30 one-off runs of 100,000 recipients with and
+ *               without retention (BENCH_LIFECYCLE_RUNS, _RECIPIENTS); archive
+ *               throughput to a directory and to PostgreSQL and the export of a
+ *               1M run (BENCH_EXPORT_ROWS; BENCH_PG_URL): rows/s, the API's peak RSS
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -617,6 +621,127 @@ async function scale(): Promise<void> {
   table(`Scaling: ${fmt(n)} recipients, ledger on, no cap in reach, ${cpus().length} cores shared by workers, Redis and the mock`, rows);
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale };
+/** A campaign of `n` recipients uploaded as CSV (ids `user-0000000`…), launched, and run to completion. */
+async function sentRun(client: ApiClient, n: number, timeoutMs: number): Promise<string> {
+  const body = `id\n${Array.from({ length: n }, (_, i) => `user-${String(i).padStart(7, '0')}`).join('\n')}\n`;
+  const id = (await client.createCampaign({ provider: 'mock' })).id as string;
+  const res = await request(`${client.baseUrl}/api/campaigns/${id}/recipients`, {
+    method: 'PUT',
+    headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'text/csv', 'x-recipient-count': String(n) },
+    body,
+  });
+  if (res.statusCode !== 200) throw new Error(`upload failed: ${res.statusCode} ${await res.body.text()}`);
+  await res.body.dump();
+  await client.launch(id);
+  await waitFor(async () => (await client.campaign(id)).status === 'completed', { timeoutMs, intervalMs: 200 });
+  return id;
+}
+
+/** The archive child (test/helpers/archive-child.ts) on one run: ms from its start of work to done. */
+async function archiveChild(env: Record<string, string>): Promise<number> {
+  const proc = new PushqProcess(
+    spawn(process.execPath, ['--import', 'tsx', 'test/helpers/archive-child.ts'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
+  await proc.waitForOutput(/ready/);
+  const began = performance.now();
+  await proc.waitForOutput(/done/, 900_000);
+  const ms = performance.now() - began;
+  await proc.exited;
+  return ms;
+}
+
+async function lifecycle(): Promise<void> {
+  const runs = Number(process.env.BENCH_LIFECYCLE_RUNS ?? 30);
+  const n = Number(process.env.BENCH_LIFECYCLE_RECIPIENTS ?? 100_000);
+  const exportRows = Number(process.env.BENCH_EXPORT_ROWS ?? 1_000_000);
+  const pgUrl = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const sim = providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 1 }]);
+  const dir = mkdtempSync(join(tmpdir(), 'pushq-lifecycle-'));
+  const rows: Row[] = [];
+  try {
+    for (const retention of [false, true]) {
+      const env: Record<string, string> = {
+        PROVIDERS_FILE: sim,
+        ARCHIVE_DIR: join(dir, `series-${retention}`),
+        ...(retention ? { RUN_RETENTION_MS: '1000' } : {}),
+      };
+      const stack = await pushq({ url: 'http://127.0.0.1:9' }, 100_000, 2, env);
+      try {
+        await stack.run(1, 30_000);
+        const before = await usedMemory(stack.redisUrl);
+        const started = performance.now();
+        for (let i = 0; i < runs; i += 1) await sentRun(stack.client, n, 600_000);
+        const sending = (performance.now() - started) / 1000;
+        if (retention) {
+          const redis = new Redis(stack.redisUrl);
+          await waitFor(async () => (await redis.zcard('pushq:retention')) === 0, { timeoutMs: 600_000, intervalMs: 200 });
+          redis.disconnect();
+        }
+        const grown = (await usedMemory(stack.redisUrl)) - before;
+        rows.push({
+          series: retention ? 'RUN_RETENTION_MS=1000 (archived to a directory)' : 'no retention (the default 30 days, not reached)',
+          runs,
+          recipients: fmt(n),
+          'Redis grew by': `${(grown / 1e6).toFixed(1)} MB`,
+          'per run': `${(grown / runs / 1e3).toFixed(1)} kB`,
+          'sending took': `${sending.toFixed(0)} s`,
+        });
+      } finally {
+        await stack.stop();
+      }
+    }
+    table(`Redis after ${runs} one-off runs of ${fmt(n)} recipients (INFO used_memory, after the runs less before)`, rows);
+
+    // A 1M run: exported through the API, then written to each archive.
+    const schema = `pushq_bench_${process.pid}`;
+    const stack = await pushq({ url: 'http://127.0.0.1:9' }, 100_000, 2, { PROVIDERS_FILE: sim, ARCHIVE_DIR: join(dir, 'big') });
+    try {
+      await stack.run(1, 30_000);
+      const campaignId = await sentRun(stack.client, exportRows, 1_800_000);
+      // A fresh API process for the export, so its peak memory is the export's alone.
+      const { process: api, url } = await startApiProcess({
+        REDIS_URL: stack.redisUrl,
+        ADMIN_TOKEN: TEST_TOKEN,
+        PROVIDERS_FILE: sim,
+        ARCHIVE_DIR: join(dir, 'big'),
+      });
+      const started = performance.now();
+      const res = await request(`${url}/api/campaigns/${campaignId}/runs/main/results`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+      let bytes = 0;
+      for await (const chunk of res.body) bytes += (chunk as Buffer).length;
+      const exportS = (performance.now() - started) / 1000;
+      const rss = peakRssMb(api.proc.pid!);
+      await api.kill('SIGKILL');
+      const child = { REDIS_URL: stack.redisUrl, CAMPAIGN: campaignId, RUN: 'main', PROVIDERS_FILE: sim };
+      const toDir = await archiveChild({ ...child, ARCHIVE_DIR: join(dir, 'sink'), ARCHIVE_WRITE_ONLY: '1' });
+      const toPg = await archiveChild({ ...child, ARCHIVE_URL: `${pgUrl}?schema=${schema}`, ARCHIVE_WRITE_ONLY: '1' });
+      const whole = await archiveChild({ ...child, ARCHIVE_DIR: join(dir, 'whole') });
+      const rate = (ms: number) => `${fmt(exportRows / (ms / 1000))} rows/s (${(ms / 1000).toFixed(1)} s)`;
+      table(`A run of ${fmt(exportRows)} recipients: export and archive`, [
+        { what: 'export, NDJSON through the API', value: `${rate(exportS * 1000)}, ${(bytes / 1e6).toFixed(0)} MB; API peak RSS ${rss.toFixed(0)} MB` },
+        { what: 'archive write to a directory (gzip NDJSON, fsync, read back)', value: rate(toDir) },
+        { what: 'archive write to PostgreSQL (COPY, one transaction, count checked)', value: rate(toPg) },
+        { what: 'whole archiving to a directory (write, mark, ledger and list out of Redis)', value: rate(whole) },
+      ]);
+    } finally {
+      await stack.stop();
+      const { default: pg } = await import('pg');
+      const client = new pg.Client({ connectionString: pgUrl });
+      await client
+        .connect()
+        .then(() => client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`))
+        .catch(() => undefined);
+      await client.end().catch(() => undefined);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

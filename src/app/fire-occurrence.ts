@@ -2,6 +2,8 @@ import { ONE_OFF_RUN_ID } from '../domain/campaign.js';
 import { nextOccurrence, occurrencesBetween, runIdForOccurrence } from '../domain/schedule.js';
 import type { CampaignStore, Lifecycle, Logger, OccurrenceEntry, Scheduler } from './ports.js';
 import type { RunStarter } from './run-starter.js';
+import { DomainError, ErrorCodes } from '../domain/errors.js';
+import { LEDGER_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 
 export type OccurrenceOutcome = 'ran' | 'skipped' | 'stale' | 'duplicate' | 'gone';
 
@@ -15,7 +17,10 @@ export type OccurrenceOutcome = 'ran' | 'skipped' | 'stale' | 'duplicate' | 'gon
  * - a cron occurrence makes the run keyed by its time, so the same occurrence
  *   fired twice (two workers, a restart, a clock step) makes one run;
  * - an occurrence while the previous run still sends, or while the campaign
- *   is paused, is skipped and recorded: runs never overlap.
+ *   is paused, is skipped and recorded: runs never overlap;
+ * - an occurrence whose ledger Redis has no room for (the memory guard) is
+ *   skipped and recorded (`memory-high`): like a launch, it is refused
+ *   rather than fill Redis under the campaigns already sending.
  */
 export class FireOccurrence {
   constructor(
@@ -25,6 +30,8 @@ export class FireOccurrence {
       scheduler: Scheduler;
       starter: RunStarter;
       graceMs: number;
+      /** Refuses a run whose ledger would take Redis past the watermark. */
+      memory?: Pick<MemoryGuard, 'admit'>;
       log: Logger;
     },
   ) {}
@@ -54,6 +61,14 @@ export class FireOccurrence {
       return 'skipped';
     }
 
+    try {
+      await this.deps.memory?.admit('run a scheduled occurrence', campaign.recipients.total * LEDGER_BYTES_PER_RECIPIENT);
+    } catch (err) {
+      if (!(err instanceof DomainError) || err.code !== ErrorCodes.REDIS_MEMORY_HIGH) throw err;
+      await record(latest, 'skipped', { reason: 'memory-high' });
+      this.deps.log.error({ campaignId, err: err.message }, 'occurrence skipped: Redis is too full for its ledger');
+      return 'skipped';
+    }
     const runId = spec.kind === 'at' ? ONE_OFF_RUN_ID : runIdForOccurrence(latest);
     const created = await this.deps.starter.start(campaignId, runId, {
       allowedFrom: ['scheduled'],

@@ -5,6 +5,7 @@ import { FireOccurrence } from '../app/fire-occurrence.js';
 import { LeaseRenewer } from '../app/lease-renewer.js';
 import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
 import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../app/janitor.js';
+import { MemoryGuard } from '../app/memory-guard.js';
 import { RecipientGate } from '../app/recipient-gate.js';
 import { Semaphore } from '../app/semaphore.js';
 import { SendBudget } from '../app/send-budget.js';
@@ -58,7 +59,16 @@ export function startWorkerRole(deps: {
   const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs, queues: s.sendQueues }, (job, token) =>
     sendPage.run(job, token, stopping.signal),
   );
-  const fire = new FireOccurrence({ store: s.store, lifecycle: s.lifecycle, scheduler: s.scheduler, starter: s.starter, graceMs: config.scheduleGraceMs, log });
+  const memory = new MemoryGuard(s.memory, config.memoryHighWatermark);
+  const fire = new FireOccurrence({
+    store: s.store,
+    lifecycle: s.lifecycle,
+    scheduler: s.scheduler,
+    starter: s.starter,
+    graceMs: config.scheduleGraceMs,
+    memory,
+    log,
+  });
   const scheduled = startOccurrenceWorker({ ...bull, queue: s.scheduleQueue }, (campaignId, version, occurrence) =>
     fire.execute(campaignId, version, occurrence),
   );

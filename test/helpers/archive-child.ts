@@ -2,10 +2,12 @@
  * A worker's archiving, alone in a process the archive test can SIGKILL at
  * any point: archives run RUN of campaign CAMPAIGN (env, beside the usual
  * REDIS_URL, QUEUE_PREFIX, ARCHIVE_DIR / ARCHIVE_URL) with the product's own
- * Janitor, printing `ready` before it begins and `done` once it is over.
+ * Janitor, printing `ready` before it begins and `done` once it is over
+ * (`ARCHIVE_WRITE_ONLY=1`: only writes it to the archive, for the benchmark).
  */
 import { createArchive } from '../../src/adapters/archive/create-archive.js';
 import { connect, createWorkerRedis } from '../../src/adapters/redis/connection.js';
+import { ledgerRows } from '../../src/app/campaign-queries.js';
 import { AppEvents } from '../../src/app/events.js';
 import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../../src/app/janitor.js';
 import { loadConfig } from '../../src/config.js';
@@ -33,7 +35,25 @@ const janitor = new Janitor(
   { intervalMs: 1000, retentionMs: 0, lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10 },
 );
 process.stdout.write('ready\n');
-await janitor.archiveRun(process.env.CAMPAIGN!, process.env.RUN!);
+if (process.env.ARCHIVE_WRITE_ONLY === '1') {
+  // The sink alone (the benchmark's archive throughput): rows read from Redis and written, nothing marked or removed.
+  const run = (await s.runs.getRun(process.env.CAMPAIGN!, process.env.RUN!))!;
+  await archive.write(
+    {
+      campaignId: run.campaignId,
+      runId: run.id,
+      status: run.status,
+      trigger: run.trigger,
+      createdAt: run.createdAt,
+      finishedAt: run.finishedAt ?? 0,
+      counts: run.counts,
+      skippedBy: run.skippedBy,
+    },
+    ledgerRows(s.store, s.ledger, run),
+  );
+} else {
+  await janitor.archiveRun(process.env.CAMPAIGN!, process.env.RUN!);
+}
 process.stdout.write('done\n');
 await archive.close();
 await s.close();

@@ -101,6 +101,8 @@ export class DirArchive implements ResultsArchive {
   }
 
   async manifest(campaignId: string, runId: string): Promise<ArchiveManifest | null> {
+    // A name that cannot be a file here names no archived run.
+    if (!SAFE_NAME.test(campaignId) || !SAFE_NAME.test(runId)) return null;
     try {
       return JSON.parse(await readFile(this.paths(campaignId, runId).manifest, 'utf8')) as ArchiveManifest;
     } catch (err) {
