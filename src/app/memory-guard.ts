@@ -1,5 +1,5 @@
 import { DomainError, ErrorCodes } from '../domain/errors.js';
-import type { MemoryProbe } from './ports.js';
+import type { MemoryProbe, MemoryReading } from './ports.js';
 
 /**
  * What Redis holds per recipient, measured (README, *Data lifecycle*), with
@@ -31,6 +31,9 @@ function mb(bytes: number): string {
  * they launched.
  */
 export class MemoryGuard {
+  /** Bytes admitted since each reading was taken: a burst within one (cached) reading counts what it let in. */
+  private readonly admitted = new WeakMap<MemoryReading, number>();
+
   constructor(
     private readonly probe: MemoryProbe,
     private readonly highWatermark: number,
@@ -38,15 +41,20 @@ export class MemoryGuard {
 
   async state(): Promise<MemoryState> {
     const r = await this.probe.read();
-    return { used: r.used, limit: r.limit, ratio: r.limit ? r.used / r.limit : null, source: r.source };
+    const used = r.used + (this.admitted.get(r) ?? 0);
+    return { used, limit: r.limit, ratio: r.limit ? used / r.limit : null, source: r.source };
   }
 
   /** Refuses `action` when Redis is above the watermark, or would be once `needBytes` more are written. */
   async admit(action: string, needBytes = 0): Promise<void> {
+    const reading = await this.probe.read();
     const s = await this.state();
     if (s.limit === null || s.ratio === null) return;
     const after = (s.used + needBytes) / s.limit;
-    if (s.ratio <= this.highWatermark && after <= this.highWatermark) return;
+    if (s.ratio <= this.highWatermark && after <= this.highWatermark) {
+      this.admitted.set(reading, (this.admitted.get(reading) ?? 0) + needBytes);
+      return;
+    }
     const now = `Redis is ${(s.ratio * 100).toFixed(0)}% full (${mb(s.used)} of ${mb(s.limit)}, ${s.source === 'maxmemory' ? 'maxmemory' : 'MEMORY_LIMIT_BYTES'})`;
     const need =
       needBytes > 0 && s.ratio <= this.highWatermark

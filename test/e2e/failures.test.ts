@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { onCleanup } from '../helpers/cleanup.js';
 import { startOwnRedis } from '../helpers/redis-server.js';
+import { testRedis } from '../helpers/redis.js';
 import { createCampaign, launchCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -188,13 +189,13 @@ describe('Redis trouble', () => {
     expect(delivered).toBeLessThanOrEqual(done.counts.sent + done.counts.unknown);
   });
 
-  it('answers 503 and changes nothing when Redis is out of memory', async () => {
+  it('refuses new campaigns with 507 before Redis is full, and answers 503 changing nothing once Redis is out of memory', async () => {
     const own = await startOwnRedis(['--maxmemory', '3mb', '--maxmemory-policy', 'noeviction']);
     onCleanup(() => own.kill());
     const stack = await setup({ workers: 0, redisUrl: own.url, provider: { tps: 100 } });
     const { client } = stack;
     const small = await createCampaign(client, ['a']);
-    // Fill Redis to the brim.
+    // Campaigns until the memory guard refuses one (MEMORY_HIGH_WATERMARK, 0.85 of maxmemory): never a 503 first.
     let res;
     for (let i = 0; i < 200; i += 1) {
       res = await client.request('POST', '/api/campaigns', {
@@ -205,18 +206,23 @@ describe('Redis trouble', () => {
       });
       if (res.status !== 201) break;
     }
-    expect(res!.status).toBe(503);
-    expect(res!.body.error.code).toBe('STORE_UNAVAILABLE');
-    const list = await client.request('GET', '/api/campaigns?limit=100');
-    const before = list.body.items.length;
-    const again = await client.request('POST', '/api/campaigns', {
-      name: 'more',
-      provider: 'mock',
-      message: { title: 't', body: 'b' },
-      recipients: range(2000, 'y'),
-    });
-    expect(again.status).toBe(503);
+    expect(res!.status).toBe(507);
+    expect(res!.body.error.code).toBe('REDIS_MEMORY_HIGH');
+    const before = (await client.request('GET', '/api/campaigns?limit=100')).body.items.length;
+    // Something else fills Redis to the brim: a write the guard does not stand before fails whole, with 503.
+    const filler = testRedis(own.url);
+    onCleanup(() => filler.disconnect());
+    for (let i = 0; ; i += 1) {
+      const wrote = await filler.set(`filler:${i}`, 'x'.repeat(10_000)).then(
+        () => true,
+        () => false,
+      );
+      if (!wrote) break;
+    }
+    const edit = await client.request('PATCH', `/api/campaigns/${small}`, { name: 'renamed', recipients: range(2000, 'y') });
+    expect(edit.status).toBe(503);
+    expect(edit.body.error.code).toBe('STORE_UNAVAILABLE');
     expect((await client.request('GET', '/api/campaigns?limit=100')).body.items.length).toBe(before);
-    expect((await client.campaign(small)).status).toBe('draft');
+    expect(await client.campaign(small)).toMatchObject({ status: 'draft', name: 'c', recipientCount: 1 });
   });
 });

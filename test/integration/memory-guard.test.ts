@@ -81,9 +81,13 @@ describe('the memory guard', () => {
     expect(ratio).toBeLessThan(0.85);
   });
 
-  it('above the watermark of Redis maxmemory refuses creates, uploads and launches with 507, while a running campaign goes on sending', async () => {
+  it('above the watermark of Redis maxmemory refuses creates, uploads, launches and cron occurrences, while a running campaign goes on sending', async () => {
     const { server, redis, used } = await ownRedis();
-    const client = await pushq(server.url, {}, true);
+    const client = await pushq(server.url, { MIN_SCHEDULE_INTERVAL_MS: '1000' }, true);
+    // A list of 50,000 first, so the headroom left below maxmemory (10 %) is room enough for what keeps running.
+    expect((await client.request('POST', '/api/campaigns', campaign(50_000))).status).toBe(201);
+    const cron = (await client.request('POST', '/api/campaigns', campaign(5))).body.id as string;
+    expect((await client.request('POST', `/api/campaigns/${cron}/schedule`, { cron: '* * * * * *' })).status).toBe(200);
     const sending = (await client.request('POST', '/api/campaigns', { ...campaign(3000), provider: 'slow' })).body.id as string;
     const waiting = (await client.request('POST', '/api/campaigns', campaign(100))).body.id as string;
     expect((await client.request('POST', `/api/campaigns/${sending}/launch`)).status).toBe(200);
@@ -99,6 +103,14 @@ describe('the memory guard', () => {
       body: '{"id":"a"}\n',
     });
     expect(upload.status).toBe(507);
+    // A cron occurrence is a launch too: skipped and recorded, not run.
+    await waitFor(
+      async () =>
+        ((await client.request('GET', `/api/campaigns/${cron}/runs`)).body.occurrences as Array<{ outcome: string; reason?: string }>).some(
+          (o) => o.outcome === 'skipped' && o.reason === 'memory-high',
+        ),
+      { timeoutMs: 10_000, what: 'an occurrence skipped for memory-high' },
+    );
     // The campaign already running was counted when it launched: it finishes.
     await waitFor(async () => (await client.request('GET', `/api/campaigns/${sending}`)).body.status === 'completed', {
       timeoutMs: 30_000,
