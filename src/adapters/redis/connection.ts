@@ -57,14 +57,16 @@ export function isCluster(redis: RedisClient): redis is Cluster {
  * Unlinks every key that starts with `prefix`, in bounded steps (SCAN, a
  * thousand at a time), on the master that holds `slotKey` (keys under one
  * hash tag live on one master). For keys whose names cannot be counted out.
+ * `keep`: names left alone.
  */
-export async function unlinkMatching(redis: RedisClient, slotKey: string, prefix: string): Promise<number> {
+export async function unlinkMatching(redis: RedisClient, slotKey: string, prefix: string, keep: ReadonlySet<string> = new Set()): Promise<number> {
   const node = await masterOf(redis, slotKey);
   const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
   let removed = 0;
   let cursor = '0';
   do {
-    const [next, names] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    const names = found.filter((name) => !keep.has(name));
     if (names.length > 0) removed += await node.unlink(...names);
     cursor = next;
   } while (cursor !== '0');

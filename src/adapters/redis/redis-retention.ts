@@ -150,7 +150,7 @@ export class RedisDeletions implements Deletions {
       }
       // Every other key of the campaign — lists of every version, staged uploads, runs, their ledgers — in SCAN-sized steps; the mark goes last.
       const base = this.keys.campaignBase(campaignId);
-      await unlinkMatching(this.redis, k.meta(), `${base}:`);
+      await unlinkMatching(this.redis, k.meta(), `${base}:`, new Set([k.meta()]));
       // Anything written beside the scan (a late staged page) went with it, or is dropped by the staging sweep.
       await this.redis.unlink(k.meta());
     }
