@@ -1,6 +1,7 @@
 import { describeError } from '../domain/send-outcome.js';
 import { ledgerRows } from './campaign-queries.js';
 import type { AppEvents } from './events.js';
+import { TickLoop } from './tick-loop.js';
 import type {
   ArchivedRunSummary,
   CampaignStore,
@@ -44,8 +45,7 @@ export const RUN_SUMMARIES_KEPT = 100;
  * - removes campaigns marked deleting, in bounded steps.
  */
 export class Janitor {
-  private timer: NodeJS.Timeout | null = null;
-  private ticking: Promise<void> | null = null;
+  private readonly loop: TickLoop;
   private backfilled = false;
 
   constructor(
@@ -62,20 +62,16 @@ export class Janitor {
       log: Logger;
     },
     private readonly options: JanitorOptions,
-  ) {}
-
-  start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (!this.ticking) this.ticking = this.tick().finally(() => (this.ticking = null));
-    }, this.options.intervalMs);
-    this.timer.unref();
+  ) {
+    this.loop = new TickLoop(() => this.tick(), options.intervalMs);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.ticking;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async tick(): Promise<void> {

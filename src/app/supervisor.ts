@@ -2,6 +2,7 @@ import { countsAreConserved } from '../domain/ledger.js';
 import { describeError } from '../domain/send-outcome.js';
 import { settlePolicyOf } from '../domain/send-rules.js';
 import type { AppEvents } from './events.js';
+import { TickLoop } from './tick-loop.js';
 import type { CampaignStore, Clock, Ledger, Locks, Logger, PageQueue, ProviderRegistry, Runs, RunState, SettlePolicy } from './ports.js';
 import type { RunPump } from './pump.js';
 
@@ -37,8 +38,7 @@ export interface SupervisorOptions {
  * It also drops recipient lists whose upload was abandoned half-way.
  */
 export class Supervisor {
-  private timer: NodeJS.Timeout | null = null;
-  private ticking: Promise<void> | null = null;
+  private readonly loop: TickLoop;
 
   constructor(
     private readonly deps: {
@@ -54,20 +54,16 @@ export class Supervisor {
       log: Logger;
     },
     private readonly options: SupervisorOptions,
-  ) {}
-
-  start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (!this.ticking) this.ticking = this.tick().finally(() => (this.ticking = null));
-    }, this.options.intervalMs);
-    this.timer.unref();
+  ) {
+    this.loop = new TickLoop(() => this.tick(), options.intervalMs);
   }
 
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.ticking;
+  start(): void {
+    this.loop.start();
+  }
+
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   async tick(): Promise<void> {

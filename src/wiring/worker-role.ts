@@ -4,7 +4,7 @@ import type { Logger } from '../app/ports.js';
 import { FireOccurrence } from '../app/fire-occurrence.js';
 import { LeaseRenewer } from '../app/lease-renewer.js';
 import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
-import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../app/janitor.js';
+import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor, type JanitorOptions } from '../app/janitor.js';
 import { MemoryGuard } from '../app/memory-guard.js';
 import { RecipientGate } from '../app/recipient-gate.js';
 import { Semaphore } from '../app/semaphore.js';
@@ -17,6 +17,20 @@ import { startOccurrenceWorker, startPageWorkers } from '../adapters/redis/page-
 import { RedisPermitLimiter } from '../adapters/redis/permit-limiter.js';
 import type { Config } from '../config.js';
 import type { Services } from './services.js';
+
+/** The janitor over a role's services (archive and delete; see app/janitor.ts). */
+export function createJanitor(
+  s: Services,
+  archive: ResultsArchive,
+  events: AppEvents,
+  log: Logger,
+  options: Pick<JanitorOptions, 'intervalMs' | 'retentionMs'>,
+): Janitor {
+  return new Janitor(
+    { retention: s.retention, deletions: s.deletions, archive, runs: s.runs, store: s.store, ledger: s.ledger, locks: s.locks, clock: s.locks, events, log },
+    { lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10, ...options },
+  );
+}
 
 /**
  * The worker role: send jobs (pages), schedule occurrences, and the
@@ -78,21 +92,7 @@ export function startWorkerRole(deps: {
     { intervalMs: config.supervisorIntervalMs, stallMs: config.stallMs, stuckMs: config.stuckMs, stagingTtlMs: config.stagingTtlMs },
   );
   supervisor.start();
-  const janitor = new Janitor(
-    {
-      retention: s.retention,
-      deletions: s.deletions,
-      archive: deps.archive,
-      runs: s.runs,
-      store: s.store,
-      ledger: s.ledger,
-      locks: s.locks,
-      clock: s.locks,
-      events,
-      log,
-    },
-    { intervalMs: config.supervisorIntervalMs, retentionMs: config.runRetentionMs, lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10 },
-  );
+  const janitor = createJanitor(s, deps.archive, events, log, { intervalMs: config.supervisorIntervalMs, retentionMs: config.runRetentionMs });
   janitor.start();
   events.emit('worker:start', { instance });
   log.info(

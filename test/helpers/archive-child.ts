@@ -9,31 +9,17 @@ import { createArchive } from '../../src/adapters/archive/create-archive.js';
 import { connect, createWorkerRedis } from '../../src/adapters/redis/connection.js';
 import { ledgerRows } from '../../src/app/campaign-queries.js';
 import { AppEvents } from '../../src/app/events.js';
-import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../../src/app/janitor.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { buildServices } from '../../src/wiring/services.js';
+import { createJanitor } from '../../src/wiring/worker-role.js';
 
 const config = loadConfig(process.env);
 const redis = createWorkerRedis(config.redisUrl);
 await connect(redis, config.redisUrl);
 const s = buildServices(redis, config, new AppEvents());
 const archive = await createArchive(config);
-const janitor = new Janitor(
-  {
-    retention: s.retention,
-    deletions: s.deletions,
-    archive,
-    runs: s.runs,
-    store: s.store,
-    ledger: s.ledger,
-    locks: s.locks,
-    clock: s.locks,
-    events: new AppEvents(),
-    log: createLogger('silent'),
-  },
-  { intervalMs: 1000, retentionMs: 0, lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10 },
-);
+const janitor = createJanitor(s, archive, new AppEvents(), createLogger('silent'), { intervalMs: 1000, retentionMs: 0 });
 process.stdout.write('ready\n');
 if (process.env.ARCHIVE_WRITE_ONLY === '1') {
   // The sink alone (the benchmark's archive throughput): rows read from Redis and written, nothing marked or removed.

@@ -10,11 +10,12 @@ import { createArchive } from '../../src/adapters/archive/create-archive.js';
 import { unlinkMatching } from '../../src/adapters/redis/connection.js';
 import { Keys } from '../../src/adapters/redis/keys.js';
 import { AppEvents } from '../../src/app/events.js';
-import { DEFAULT_JANITOR_LOCK_TTL_MS, Janitor } from '../../src/app/janitor.js';
 import type { ResultsArchive } from '../../src/app/ports.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/logger.js';
 import { buildServices } from '../../src/wiring/services.js';
+import { createJanitor } from '../../src/wiring/worker-role.js';
+import { prng } from '../chaos/schedule.js';
 import { onCleanup, testPrefix } from '../helpers/cleanup.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startInProcess } from '../helpers/in-process.js';
@@ -24,27 +25,21 @@ import { waitFor } from '../helpers/wait.js';
 
 /**
  * The archive of finished runs, against a real directory and a real
- * PostgreSQL: a 50,000-recipient run written, read back through the API
+ * PostgreSQL: a run of 20,000 recipients (50,000 with `npm run archive-kill`) written, read back through the API
  * byte for byte (count and SHA-256 as the live export), and the archiving
  * worker SIGKILLed at random points — the run is always either still in
  * Redis or wholly in the archive, and once archiving is done, there once.
  */
 const PG_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
-const RECIPIENTS = 50_000;
-/** Kill points: seeds 1–5 against the directory, 6–10 against PostgreSQL. */
-const SEEDS = 10;
-
-/** Mulberry32: the kill points of a seed are the same on every machine. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/**
+ * In the suite: 20,000 recipients and 10 kill points (seeds 1–5 against the
+ * directory, 6–10 against PostgreSQL). `npm run archive-kill`: 50,000 and
+ * 10 per sink — heavier than the suite can carry beside its timing tests.
+ */
+const RECIPIENTS = Number(process.env.ARCHIVE_KILL_RECIPIENTS ?? 20_000);
+const PER_SINK = Number(process.env.ARCHIVE_KILL_SEEDS_PER_SINK ?? 5);
+const SEEDS = PER_SINK * 2;
+const seedsFrom = (first: number) => Array.from({ length: PER_SINK }, (_, i) => first + i);
 
 async function exportRun(baseUrl: string, campaignId: string, runId: string) {
   const res = await request(`${baseUrl}/api/campaigns/${campaignId}/runs/${runId}/results`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
@@ -127,21 +122,7 @@ function janitorFor(prefix: string, env: Record<string, string>, archive: Result
   const config = loadConfig({ REDIS_URL: TEST_REDIS_URL, QUEUE_PREFIX: prefix, ...env });
   const s = buildServices(redis, config, events);
   onCleanup(() => s.close());
-  const janitor = new Janitor(
-    {
-      retention: s.retention,
-      deletions: s.deletions,
-      archive,
-      runs: s.runs,
-      store: s.store,
-      ledger: s.ledger,
-      locks: s.locks,
-      clock: s.locks,
-      events,
-      log: createLogger('silent'),
-    },
-    { intervalMs: 1000, retentionMs: 0, lockTtlMs: DEFAULT_JANITOR_LOCK_TTL_MS, batch: 10 },
-  );
+  const janitor = createJanitor(s, archive, events, createLogger('silent'), { intervalMs: 1000, retentionMs: 0 });
   return { janitor, services: s };
 }
 
@@ -161,8 +142,8 @@ describe('archiving a finished run', () => {
     const report: string[] = [`sending ${RECIPIENTS}: ${Date.now() - t0} ms`];
 
     for (const [sink, seeds] of [
-      ['dir', [1, 2, 3, 4, 5]],
-      ['postgres', [6, 7, 8, 9, 10]],
+      ['dir', seedsFrom(1)],
+      ['postgres', seedsFrom(PER_SINK + 1)],
     ] as const) {
       await restore();
       const env = sinkEnv(sink);
@@ -200,7 +181,7 @@ describe('archiving a finished run', () => {
         proc = child();
         await proc.waitForOutput(/ready/);
         // Even seeds anywhere in the span; odd ones in its last fifth, where the run is marked and its ledger leaves Redis.
-        const at = seed % 2 === 0 ? random(seed)() : 0.8 + 0.2 * random(seed)();
+        const at = seed % 2 === 0 ? prng(seed)() : 0.8 + 0.2 * prng(seed)();
         await new Promise((resolve) => setTimeout(resolve, Math.floor(at * spanMs)));
         await proc.kill('SIGKILL');
 
