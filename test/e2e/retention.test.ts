@@ -23,7 +23,7 @@ const start = stacksPerTest();
 const RUNS = 60;
 const RECIPIENTS = 1000;
 /** Recipients carry fields (names, locales, segments) as real lists do: the list's size in Redis is what retention is measured against. */
-const recipients = range(RECIPIENTS, 'u').map((id, i) => ({ id, name: `Customer ${i}`, segment: `${'loyal-'.repeat(170)}${i % 7}` }));
+const recipients = range(RECIPIENTS, 'u').map((id, i) => ({ id, name: `Customer ${i}`, segment: `${'loyal-'.repeat(340)}${i % 7}` }));
 
 /** Bytes Redis holds for every key of a prefix (MEMORY USAGE, summed). */
 async function prefixBytes(redis: Redis, prefix: string): Promise<{ bytes: number; keys: number; byKind: Record<string, number> }> {
