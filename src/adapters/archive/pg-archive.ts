@@ -79,6 +79,11 @@ export class PgArchive implements ResultsArchive {
     const { connectionString, schema } = parseArchiveUrl(url);
     this.pool = new pg.Pool({ connectionString, max: 4 });
     this.pool.on('error', () => undefined);
+    // Never wait for ever: on a lock held by a writer that died (its transaction is aborted by the server once it
+    // notices), or in a transaction whose client died (the server ends it after a minute).
+    this.pool.on('connect', (client) => {
+      client.query(`SET lock_timeout = '60s'; SET idle_in_transaction_session_timeout = '60s'`).catch(() => undefined);
+    });
     this.s = `"${schema}"`;
   }
 
@@ -202,6 +207,7 @@ export class PgArchive implements ResultsArchive {
       const lines = createInterface({ input: client.query(copyTo(sql)), crlfDelay: Infinity });
       for await (const line of lines) if (line) yield rowOf(line.split('\t').map(fromCopyField));
     } finally {
+      // Also when the reader stopped half-way (a page of failures): the connection stays usable (tested).
       client.release();
     }
   }
