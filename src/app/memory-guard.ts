@@ -39,27 +39,31 @@ export class MemoryGuard {
     private readonly highWatermark: number,
   ) {}
 
+  /** What Redis says now (read at most once a second). */
   async state(): Promise<MemoryState> {
     const r = await this.probe.read();
-    const used = r.used + (this.admitted.get(r) ?? 0);
-    return { used, limit: r.limit, ratio: r.limit ? used / r.limit : null, source: r.source };
+    return { used: r.used, limit: r.limit, ratio: r.limit ? r.used / r.limit : null, source: r.source };
   }
 
   /** Refuses `action` when Redis is above the watermark, or would be once `needBytes` more are written. */
   async admit(action: string, needBytes = 0): Promise<void> {
     const reading = await this.probe.read();
-    const s = await this.state();
-    if (s.limit === null || s.ratio === null) return;
-    const after = (s.used + needBytes) / s.limit;
-    if (s.ratio <= this.highWatermark && after <= this.highWatermark) {
-      this.admitted.set(reading, (this.admitted.get(reading) ?? 0) + needBytes);
+    if (!reading.limit) return;
+    // What was let in since this reading was taken counts too, so a burst within a second cannot overshoot.
+    const admitted = this.admitted.get(reading) ?? 0;
+    const before = (reading.used + admitted) / reading.limit;
+    const after = (reading.used + admitted + needBytes) / reading.limit;
+    if (before <= this.highWatermark && after <= this.highWatermark) {
+      this.admitted.set(reading, admitted + needBytes);
       return;
     }
-    const now = `Redis is ${(s.ratio * 100).toFixed(0)}% full (${mb(s.used)} of ${mb(s.limit)}, ${s.source === 'maxmemory' ? 'maxmemory' : 'MEMORY_LIMIT_BYTES'})`;
+    const ratio = reading.used / reading.limit;
+    const now = `Redis is ${(ratio * 100).toFixed(0)}% full (${mb(reading.used)} of ${mb(reading.limit)}, ${reading.source === 'maxmemory' ? 'maxmemory' : 'MEMORY_LIMIT_BYTES'})${admitted > 0 ? ` with about ${mb(admitted)} more let in during the last second` : ''}`;
     const need =
-      needBytes > 0 && s.ratio <= this.highWatermark
+      needBytes > 0 && before <= this.highWatermark
         ? `; this ${action} needs about ${mb(needBytes)} more, which would take it to ${(after * 100).toFixed(0)}%`
         : '';
+    const s = { used: reading.used, limit: reading.limit, ratio };
     throw new DomainError(
       ErrorCodes.REDIS_MEMORY_HIGH,
       `cannot ${action}: ${now}${need}, above MEMORY_HIGH_WATERMARK (${this.highWatermark}). Running campaigns go on sending. Free memory: archive sooner (RUN_RETENTION_MS), delete campaigns you no longer need (DELETE /api/campaigns/:id), or give Redis more memory.`,
