@@ -41,8 +41,23 @@ const PER_SINK = Number(process.env.ARCHIVE_KILL_SEEDS_PER_SINK ?? 5);
 const SEEDS = PER_SINK * 2;
 const seedsFrom = (first: number) => Array.from({ length: PER_SINK }, (_, i) => first + i);
 
+/** `work`, or a failure naming the stage that did not finish in `ms` (a hang becomes a labelled failure). */
+async function within<T>(stage: string, ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${stage} did not finish within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function exportRun(baseUrl: string, campaignId: string, runId: string) {
-  const res = await request(`${baseUrl}/api/campaigns/${campaignId}/runs/${runId}/results`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+  const res = await request(`${baseUrl}/api/campaigns/${campaignId}/runs/${runId}/results`, {
+    headers: { authorization: `Bearer ${TEST_TOKEN}` },
+    headersTimeout: 60_000,
+    bodyTimeout: 60_000,
+  });
   const body = await res.body.text();
   expect(res.statusCode).toBe(200);
   const lines = body.trimEnd().split('\n');
@@ -176,8 +191,8 @@ describe('archiving a finished run', () => {
 
       const outcomes = { stillInRedis: 0, archived: 0 };
       for (const seed of seeds) {
-        await restore();
-        await archive.purge(campaignId);
+        await within(`${sink} seed ${seed}: restoring the run`, 60_000, restore());
+        await within(`${sink} seed ${seed}: purging the archive`, 60_000, archive.purge(campaignId));
         proc = child();
         await proc.waitForOutput(/ready/);
         // Even seeds anywhere in the span; odd ones in its last fifth, where the run is marked and its ledger leaves Redis.
@@ -192,7 +207,7 @@ describe('archiving a finished run', () => {
         outcomes[after.archived ? 'archived' : 'stillInRedis'] += 1;
 
         // Another worker picks it up and finishes: archived once, the ledger gone from Redis.
-        await janitor.archiveRun(campaignId, 'main');
+        await within(`${sink} seed ${seed}: archiving after the kill`, 120_000, janitor.archiveRun(campaignId, 'main'));
         if (seed === seeds[seeds.length - 1]) {
           const final = await exportRun(url, campaignId, 'main');
           expect(final).toMatchObject({ archived: true, count: RECIPIENTS, sha256: live.sha256 });
