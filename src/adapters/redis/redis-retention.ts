@@ -36,7 +36,7 @@ export class RedisRetention implements Retention {
 
   async markArchived(campaignId: string, runId: string, manifest: ArchiveManifest, kind: string, dropList: boolean): Promise<boolean> {
     const k = this.keys.campaign(campaignId);
-    const reply = await this.scripts.run('mark-archived', [k.run(runId).run, k.meta()], [kind, manifest.count, manifest.sha256, dropList ? '1' : '']);
+    const reply = await this.scripts.run('mark-archived', [k.run(runId).run, k.meta()], [kind, manifest.count, dropList ? '1' : '']);
     return Number(reply) === 1;
   }
 
