@@ -1,5 +1,13 @@
 import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
-import { invalidState, planLayout, type Campaign, type CampaignPriority, type Message, type RecipientLayout } from '../domain/campaign.js';
+import {
+  invalidState,
+  planLayout,
+  type Campaign,
+  type CampaignPriority,
+  type Message,
+  type RecipientLayout,
+  type RenderErrorPolicy,
+} from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { invalidRecipients, RecipientCollector, type IngestSummary } from '../domain/recipient.js';
@@ -18,6 +26,7 @@ export interface CampaignPatch {
   quietHours?: QuietHours | null;
   suppressionLists?: string[];
   frequencyCap?: FrequencyCap | null;
+  onRenderError?: RenderErrorPolicy;
   /** Replaces the whole list (inline); the change is all or nothing. */
   recipients?: readonly unknown[];
   invalid: 'skip' | 'reject';
@@ -104,6 +113,7 @@ export class CampaignLifecycle {
     if (patch.quietHours !== undefined) fields.quietHours = patch.quietHours ? JSON.stringify(patch.quietHours) : '';
     if (patch.suppressionLists !== undefined) fields.suppressionLists = JSON.stringify(patch.suppressionLists);
     if (patch.frequencyCap !== undefined) fields.frequencyCap = patch.frequencyCap ? JSON.stringify(patch.frequencyCap) : '';
+    if (patch.onRenderError !== undefined) fields.onRenderError = patch.onRenderError;
     let summary: IngestSummary | null = null;
     if (patch.recipients) {
       const collector = new RecipientCollector();
@@ -182,6 +192,7 @@ export class CampaignLifecycle {
         quietHours: source.quietHours,
         suppressionLists: source.suppressionLists,
         frequencyCap: source.frequencyCap,
+        onRenderError: source.onRenderError,
         createdAt,
         layout,
       },

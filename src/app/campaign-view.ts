@@ -36,6 +36,7 @@ export interface CampaignView extends Pick<
   | 'quietHours'
   | 'suppressionLists'
   | 'frequencyCap'
+  | 'onRenderError'
   | 'status'
   | 'createdAt'
   | 'updatedAt'
@@ -101,6 +102,7 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     quietHours: campaign.quietHours,
     suppressionLists: campaign.suppressionLists,
     frequencyCap: campaign.frequencyCap,
+    onRenderError: campaign.onRenderError,
     status: campaign.status,
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,

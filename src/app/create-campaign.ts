@@ -1,5 +1,5 @@
 import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
-import { planLayout, type CampaignPriority, type Message } from '../domain/campaign.js';
+import { planLayout, type CampaignPriority, type Message, type RenderErrorPolicy } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { invalidRecipients, RecipientCollector, type IngestSummary } from '../domain/recipient.js';
@@ -17,6 +17,7 @@ export interface CreateCampaignInput {
   quietHours: QuietHours | null;
   suppressionLists: string[];
   frequencyCap: FrequencyCap | null;
+  onRenderError: RenderErrorPolicy;
   /** Inline recipients; without them the campaign waits in draft for an upload. */
   recipients?: readonly unknown[];
   /** What an unusable recipient does: skipped and reported, or the whole request refused. */
@@ -66,6 +67,7 @@ export class CreateCampaign {
         quietHours: input.quietHours,
         suppressionLists: input.suppressionLists,
         frequencyCap: input.frequencyCap,
+        onRenderError: input.onRenderError,
         createdAt,
         layout,
       },

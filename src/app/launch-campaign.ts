@@ -2,6 +2,7 @@ import { invalidState, ONE_OFF_RUN_ID, sourceStatesFor } from '../domain/campaig
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { campaignView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Lifecycle, Logger, Runs, Scheduler } from './ports.js';
+import type { DryRun } from './dry-run.js';
 import type { RunStarter } from './run-starter.js';
 import { LEDGER_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 
@@ -20,6 +21,8 @@ export class LaunchCampaign {
       scheduler: Scheduler;
       /** Refuses new work while Redis is nearly full. */
       memory?: Pick<MemoryGuard, 'admit'>;
+      /** Refuses a launch whose message would not render for everyone (the dry run). */
+      renders?: Pick<DryRun, 'assertRenders'>;
       log: Logger;
     },
   ) {}
@@ -29,6 +32,8 @@ export class LaunchCampaign {
     if (campaign.schedule?.kind === 'cron' && campaign.status !== 'draft') {
       throw invalidState(campaignId, campaign.status, 'launch', 'A recurring (cron) campaign runs at its occurrences; reschedule or cancel it instead.');
     }
+    // Before anything changes: a message that would not render for someone is refused with who and why.
+    if (sourceStatesFor('launch').includes(campaign.status)) await this.deps.renders?.assertRenders(campaign, 'launch');
     // The run's ledger is written as it sends: counted now, so a running campaign is never what fills Redis.
     await this.deps.memory?.admit('launch', campaign.recipients.total * LEDGER_BYTES_PER_RECIPIENT);
     const created = await this.deps.starter.start(campaignId, ONE_OFF_RUN_ID, {

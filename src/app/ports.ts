@@ -26,7 +26,7 @@ export interface Logger {
 
 export interface NewCampaign extends Pick<
   Campaign,
-  'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap'
+  'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap' | 'onRenderError'
 > {
   createdAt: number;
   layout: RecipientLayout;

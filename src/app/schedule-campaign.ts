@@ -3,6 +3,7 @@ import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { parseSchedule } from '../domain/schedule.js';
 import { currentView, type CampaignView } from './campaign-view.js';
+import type { DryRun } from './dry-run.js';
 import type { CampaignStore, Lifecycle, Locks, Logger, Runs, ScheduleBefore, Scheduler } from './ports.js';
 
 /**
@@ -25,6 +26,8 @@ export class ScheduleCampaign {
       log: Logger;
       /** Refuses new work while Redis is nearly full. */
       memory?: Pick<MemoryGuard, 'admit'>;
+      /** Refuses a schedule whose message would not render for everyone (the dry run). */
+      renders?: Pick<DryRun, 'assertRenders'>;
     },
   ) {}
 
@@ -32,6 +35,8 @@ export class ScheduleCampaign {
     const spec = parseSchedule(input, Date.now(), this.deps.minIntervalMs);
     const campaign = await this.deps.store.get(campaignId);
     if (campaign) await this.deps.memory?.admit('schedule', campaign.recipients.total * LEDGER_BYTES_PER_RECIPIENT);
+    // A list can still change after this (uploads while scheduled): whoever then fails to render is skipped at send time, never sent half-filled.
+    if (campaign && (campaign.status === 'draft' || campaign.status === 'scheduled')) await this.deps.renders?.assertRenders(campaign, 'schedule');
     const lockName = `schedule:${campaignId}`;
     const token = await this.deps.locks.lock(lockName, 15_000, 5_000);
     if (!token) throw new DomainError(ErrorCodes.INVALID_STATE, `another change to the schedule of campaign ${campaignId} is in progress; try again`);

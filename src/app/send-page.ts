@@ -5,7 +5,9 @@ import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { reasonName } from '../domain/respect.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
 import { healthOf, healthOfRequest, pushback, settlement, settlePolicyOf, type Settlement } from '../domain/send-rules.js';
-import { priorityClass, type Campaign } from '../domain/campaign.js';
+import { priorityClass, type Campaign, type Message } from '../domain/campaign.js';
+import { REASONS } from '../domain/respect.js';
+import { renderContext, type CompiledMessage, type CompiledMessages } from '../domain/template.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
 import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
@@ -68,6 +70,8 @@ export interface SendPageDeps {
   /** Quiet hours, suppression lists, frequency caps. */
   gate: RecipientGate;
   caps: FrequencyCaps;
+  /** Campaign messages compiled once per process. */
+  templates: CompiledMessages;
   events: AppEvents;
   log: Logger;
   options: SendPageOptions;
@@ -97,6 +101,10 @@ interface PageWork {
   invalidTokens: string[];
   /** The run, as the limiter's turn-taking knows it. */
   flow: string;
+  /** The campaign's message, compiled. */
+  template: CompiledMessage;
+  /** Each claimed recipient's rendered message (by index), until its request is made. */
+  rendered: Map<number, Message>;
   log: Logger;
 }
 
@@ -191,6 +199,8 @@ export class SendPage {
       confirms: new ConfirmBuffer(ledger, page, { maxAttempts: settle.maxAttempts, maxRequeues: provider.retry.maxRequeues }, options),
       invalidTokens: [],
       flow: `${ref.campaignId}|${ref.runId}`,
+      template: this.deps.templates.for(campaign),
+      rendered: new Map(),
       log,
     };
     let halt: Halt | null;
@@ -319,6 +329,7 @@ export class SendPage {
     await sleepUntil(allotment.firstStart - CLAIM_AHEAD_MS);
     if (!work.page.live) return work.page.halt ?? { kind: 'fenced' };
     const gate = await this.deps.gate.decide(work.campaign, work.provider, work.recipients, batch, work.countedOf, Date.now());
+    this.render(work, gate);
     let claim: ClaimResult | null = null;
     try {
       claim = await this.claim(work, gate.directives);
@@ -338,6 +349,22 @@ export class SendPage {
       inflight.add(task);
     }
     return null;
+  }
+
+  /**
+   * Renders the message of each recipient about to be claimed; one whose
+   * message does not render (a missing variable) is skipped, reason
+   * `render-error`, with the variable named, never sent half-filled.
+   */
+  private render(work: PageWork, gate: GateDecision): void {
+    if (work.template.fixed) return;
+    const context = renderContext(work.campaign, work.ref.runId, Date.now());
+    gate.directives.forEach((d, i) => {
+      if (d.op !== 'claim') return;
+      const result = work.template.render(recipientRecord(work.recipients[d.index]!), context);
+      if (result.ok) work.rendered.set(d.index, result.message);
+      else gate.directives[i] = { index: d.index, op: 'skip', reason: REASONS['render-error'], detail: result.error };
+    });
   }
 
   /** Frequency-cap counts taken for recipients the claim did not take go back (whatever became of the claim). */
@@ -392,9 +419,10 @@ export class SendPage {
         campaignId: ref.campaignId,
         runId: ref.runId,
         recipient,
-        message: campaign.message,
+        message: work.rendered.get(index) ?? campaign.message,
       };
     });
+    for (const { index } of group) work.rendered.delete(index);
     let outcomes: SendOutcome[] | null = null;
     let unsent: Settlement | null = null;
     let durationMs = 0;

@@ -64,7 +64,20 @@ export interface Message {
   title: string;
   body: string;
   data: Record<string, unknown>;
+  /** Variants by BCP 47 tag, picked by the recipient's `locale` field (domain/template.ts). */
+  locales?: Record<string, MessageVariant>;
 }
+
+/** A locale variant: what it sets replaces the default's; what it leaves out comes from the default. */
+export interface MessageVariant {
+  title?: string;
+  body?: string;
+  data?: Record<string, unknown>;
+}
+
+/** What a send does with a recipient whose message does not render: the launch is refused (`refuse`), or they are skipped (`skip`). */
+export const RENDER_ERROR_POLICIES = ['refuse', 'skip'] as const;
+export type RenderErrorPolicy = (typeof RENDER_ERROR_POLICIES)[number];
 
 export interface RecipientLayout {
   /** Recipients stored (after deduplication). */
@@ -93,6 +106,8 @@ export interface Campaign {
   suppressionLists: string[];
   /** Its own cap; null: the configured one for its kind, if any. */
   frequencyCap: FrequencyCap | null;
+  /** A recipient whose message does not render: the launch is refused (`refuse`), or the recipient is skipped (`skip`). */
+  onRenderError: RenderErrorPolicy;
   status: CampaignStatus;
   createdAt: string;
   updatedAt: string;

@@ -15,6 +15,8 @@ export const ErrorCodes = {
   UNKNOWN_PROVIDER: 'UNKNOWN_PROVIDER',
   INVALID_STATE: 'INVALID_STATE',
   NO_RECIPIENTS: 'NO_RECIPIENTS',
+  /** Some recipients' messages would not render (a missing variable) or not fit the provider: the dry run's report says who. */
+  RENDER_FAILED: 'RENDER_FAILED',
   ALREADY_RAN: 'ALREADY_RAN',
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   /** An upload whose count or checksum does not match what the sender declared. */

@@ -35,6 +35,8 @@ export const REASONS = {
   'frequency-cap': 3,
   'token-invalid': 4,
   cancelled: 5,
+  /** The message did not render for this recipient (a missing variable): never sent as a half-filled text. */
+  'render-error': 6,
 } as const;
 export type ReasonName = keyof typeof REASONS;
 

@@ -134,6 +134,12 @@ export function runIdForOccurrence(at: number): string {
     .replace(/\.\d{3}Z$/, 'Z')}`;
 }
 
+/** The occurrence a cron run is for (ISO-8601), from its id; null for a one-off run. */
+export function occurrenceOfRunId(runId: string): string | null {
+  const m = /^o(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(runId);
+  return m ? `${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}.000Z` : null;
+}
+
 /** The BullMQ scheduler pattern and time zone for a spec (read back by `specFromPattern`). */
 export function schedulerPattern(spec: ScheduleSpec): { pattern: string; tz?: string } {
   return spec.kind === 'at' ? { pattern: `${AT_PATTERN}${spec.at}` } : { pattern: spec.cron, tz: spec.timezone };

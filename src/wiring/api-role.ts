@@ -9,6 +9,7 @@ import { CampaignQueries } from '../app/campaign-queries.js';
 import { CreateCampaign } from '../app/create-campaign.js';
 import type { Logger } from '../app/ports.js';
 import { LaunchCampaign } from '../app/launch-campaign.js';
+import { DryRun } from '../app/dry-run.js';
 import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
 import { DeleteCampaign } from '../app/delete-campaign.js';
 import { MEMORY_WARN_RATIO, MemoryGuard } from '../app/memory-guard.js';
@@ -44,6 +45,7 @@ export async function startApiRole(deps: {
   // Reading provider state needs no lease loop: a limiter over this connection will do.
   const providerQueries = new ProviderQueries({ providers, limiter: new RedisPermitLimiter(redis, s.keys, s.scripts) });
   const memory = new MemoryGuard(s.memory, config.memoryHighWatermark);
+  const dryRun = new DryRun({ store: s.store, providers });
   const shared = createSharedMetrics({
     memory: () => memory.state(),
     providerStates: () => providerQueries.list(),
@@ -111,7 +113,17 @@ export async function startApiRole(deps: {
     maxBodyBytes: config.maxBodyBytes,
     maxUploadBytes: config.maxUploadBytes,
     createCampaign: new CreateCampaign({ store: s.store, providers, pageSize: config.pageSize, memory }),
-    launchCampaign: new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, memory, log }),
+    launchCampaign: new LaunchCampaign({
+      store: s.store,
+      runs: s.runs,
+      starter: s.starter,
+      lifecycle: s.lifecycle,
+      scheduler: s.scheduler,
+      memory,
+      renders: dryRun,
+      log,
+    }),
+    dryRun,
     deleteCampaign: new DeleteCampaign({ store: s.store, deletions: s.deletions, scheduler: s.scheduler, log }),
     scheduleCampaign: new ScheduleCampaign({
       store: s.store,
@@ -121,6 +133,7 @@ export async function startApiRole(deps: {
       scheduler: s.scheduler,
       minIntervalMs: config.minScheduleIntervalMs,
       memory,
+      renders: dryRun,
       log,
     }),
     lifecycle,

@@ -17,6 +17,7 @@ import { startOccurrenceWorker, startPageWorkers } from '../adapters/redis/page-
 import { RedisPermitLimiter } from '../adapters/redis/permit-limiter.js';
 import type { Config } from '../config.js';
 import type { Services } from './services.js';
+import { CompiledMessages } from '../domain/template.js';
 
 /** The janitor over a role's services (archive and delete; see app/janitor.ts). */
 export function createJanitor(
@@ -65,6 +66,7 @@ export function startWorkerRole(deps: {
     pump: s.pump,
     gate: new RecipientGate({ suppressions: s.suppressions, caps: s.frequencyCaps, configuredCaps: config.frequencyCaps }),
     caps: s.frequencyCaps,
+    templates: new CompiledMessages(),
     events,
     log,
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },

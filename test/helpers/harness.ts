@@ -30,6 +30,7 @@ export function draftRecord(id: string, layout: RecipientLayout, over: { name?: 
     quietHours: null,
     suppressionLists: ['global'],
     frequencyCap: null,
+    onRenderError: 'refuse' as const,
     createdAt: Date.now(),
     layout,
   };

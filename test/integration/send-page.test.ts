@@ -22,6 +22,7 @@ import { createLogger } from '../../src/logger.js';
 import { testLimits } from '../helpers/fixtures.js';
 import { acquireOptions, ids, redisHarness } from '../helpers/harness.js';
 import { waitFor } from '../helpers/wait.js';
+import { CompiledMessages } from '../../src/domain/template.js';
 import { onCleanup } from '../helpers/cleanup.js';
 
 /**
@@ -133,6 +134,7 @@ function setup() {
     pump: { fill: async () => 0 },
     gate: new RecipientGate({ suppressions: suppressions as unknown as Suppressions, caps: noCaps, configuredCaps: [] }),
     caps: noCaps,
+    templates: new CompiledMessages(),
     events,
     log,
     options: { leaseMs: 30_000, claimBatch: 8, confirmBatch: 16, confirmDelayMs: 5 },

@@ -1,6 +1,7 @@
 import express, { Router, type Request, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import type { CampaignLifecycle } from '../../app/campaign-lifecycle.js';
+import type { DryRun } from '../../app/dry-run.js';
 import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { DeleteCampaign } from '../../app/delete-campaign.js';
@@ -35,6 +36,7 @@ import { uploadSource } from './upload-source.js';
 export interface RouteDeps {
   createCampaign: CreateCampaign;
   launchCampaign: LaunchCampaign;
+  dryRun: DryRun;
   deleteCampaign: DeleteCampaign;
   scheduleCampaign: ScheduleCampaign;
   lifecycle: CampaignLifecycle;
@@ -225,6 +227,16 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       access: 'write',
       query: noQuery,
       handle: (req) => deps.launchCampaign.execute(campaignId(req)),
+    }),
+    route({
+      operationId: 'dryRun',
+      method: 'post',
+      path: '/campaigns/:id/dry-run',
+      summary:
+        'Render the message for every recipient of the list (changes nothing): counts rendered, missing variables (by name, with example ids), too long for the provider, per locale. Launch and schedule refuse (422 RENDER_FAILED, this report) when anyone fails, unless onRenderError is skip',
+      access: 'write',
+      query: noQuery,
+      handle: (req) => deps.dryRun.execute(campaignId(req)),
     }),
     route({
       operationId: 'scheduleCampaign',

@@ -1,23 +1,41 @@
 import { z } from 'zod';
-import { CAMPAIGN_PRIORITIES } from '../../domain/campaign.js';
+import { CAMPAIGN_PRIORITIES, RENDER_ERROR_POLICIES } from '../../domain/campaign.js';
 import { frequencyCapSchema } from '../../domain/respect.js';
 import { isValidTimeZone } from '../../domain/schedule.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json-depth.js';
+import { CompiledMessage, MAX_LOCALES } from '../../domain/template.js';
 
 /**
  * Request schemas: the same zod objects validate requests and describe the API.
  * Objects are strict: a misspelled field ("recipient" for "recipients") is a
  * 422, not a silently empty campaign.
  */
-export const messageSchema = z.strictObject({
-  title: z.string().max(1024),
-  body: z.string().max(16_384),
-  data: z
-    .record(z.string(), z.unknown())
-    .refine((data) => !nestsDeeperThan(data), `nests deeper than ${MAX_JSON_DEPTH} levels`)
-    .default({}),
-});
+const messageData = z.record(z.string(), z.unknown()).refine((data) => !nestsDeeperThan(data), `nests deeper than ${MAX_JSON_DEPTH} levels`);
+
+/** A BCP 47 language tag (`ko`, `en-US`, `zh-Hant-TW`). */
+const localeTag = z.string().regex(/^[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8}){0,7}$/, 'a BCP 47 language tag such as ko, en or en-US');
+
+export const messageSchema = z
+  .strictObject({
+    title: z.string().max(1024),
+    body: z.string().max(16_384),
+    data: messageData.default({}),
+    /** Variants by the recipient's `locale`: what a variant leaves out comes from the default. */
+    locales: z
+      .record(localeTag, z.strictObject({ title: z.string().max(1024).optional(), body: z.string().max(16_384).optional(), data: messageData.optional() }))
+      .refine((locales) => Object.keys(locales).length <= MAX_LOCALES, `at most ${MAX_LOCALES} locale variants`)
+      .refine((locales) => new Set(Object.keys(locales).map((t) => t.toLowerCase())).size === Object.keys(locales).length, 'two variants differ only in case')
+      .optional(),
+  })
+  .superRefine((message, ctx) => {
+    // Templates are checked at the door: a 422 with line and column, not a failure at send time.
+    const compiled = CompiledMessage.compile(message);
+    if (compiled.ok) return;
+    for (const p of compiled.problems) {
+      ctx.addIssue({ code: 'custom', path: p.path.slice(1), message: `not a valid template (line ${p.line}, column ${p.column}): ${p.message}` });
+    }
+  });
 
 const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'a local time HH:MM or HH:MM:SS');
 const listName = z.string().regex(/^[a-z0-9][a-z0-9_:.-]{0,63}$/, 'lower-case letters, digits and _ : . - (1-64)');
@@ -48,6 +66,8 @@ export const createCampaignBody = z.strictObject({
   quietHours: respectFields.quietHours.default(null),
   suppressionLists: respectFields.suppressionLists.default(['global']),
   frequencyCap: respectFields.frequencyCap.default(null),
+  /** A recipient whose message does not render: refuse the launch (`refuse`), or skip them, reason `render-error` (`skip`). */
+  onRenderError: z.enum(RENDER_ERROR_POLICIES).default('refuse'),
   recipients: z.array(z.unknown()).optional(),
 });
 
@@ -96,6 +116,7 @@ export const patchCampaignBody = z.strictObject({
   quietHours: respectFields.quietHours.optional(),
   suppressionLists: respectFields.suppressionLists.optional(),
   frequencyCap: respectFields.frequencyCap.optional(),
+  onRenderError: z.enum(RENDER_ERROR_POLICIES).optional(),
   recipients: z.array(z.unknown()).optional(),
 });
 

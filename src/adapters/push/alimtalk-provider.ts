@@ -95,7 +95,20 @@ export class AlimtalkProvider implements PushProvider {
     return outcomes as SendOutcome[];
   }
 
-  private templateParameters(recipient: SendRequest['recipient']): Record<string, string> {
+  /**
+   * The recipient's template parameters: the rendered `message.data.templateParameter`
+   * when the campaign gives one (`{ "name": "{{ name }}", "orderNo": "{{ order.no }}" }`),
+   * otherwise the recipient's own fields (or the configured `templateParameters` of them).
+   */
+  private templateParameters({ recipient, message }: Pick<SendRequest, 'recipient' | 'message'>): Record<string, string> {
+    const given = message.data.templateParameter;
+    if (typeof given === 'object' && given !== null && !Array.isArray(given)) {
+      return Object.fromEntries(
+        Object.entries(given as Record<string, unknown>)
+          .filter(([, v]) => v !== undefined && v !== null)
+          .map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+      );
+    }
     const names = this.config.templateParameters ?? Object.keys(recipient).filter((k) => !NOT_PARAMETERS.has(k) && k !== this.config.phoneField);
     const out: Record<string, string> = {};
     for (const name of names) {
@@ -114,7 +127,7 @@ export class AlimtalkProvider implements PushProvider {
       templateCode: typeof data.templateCode === 'string' ? data.templateCode : this.config.templateCode,
       recipientList: requests.map((r) => ({
         recipientNo: r.recipient[this.config.phoneField],
-        templateParameter: this.templateParameters(r.recipient),
+        templateParameter: this.templateParameters(r),
         recipientGroupingKey: r.idempotencyKey,
       })),
     });

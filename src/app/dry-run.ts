@@ -1,0 +1,175 @@
+import { performance } from 'node:perf_hooks';
+import type { Campaign } from '../domain/campaign.js';
+import { DomainError, ErrorCodes } from '../domain/errors.js';
+import { sizeProblem } from '../domain/message-limits.js';
+import { recipientRecord } from '../domain/recipient.js';
+import { CompiledMessage, renderContext, templateProblems } from '../domain/template.js';
+import { requireCampaign } from './campaign-view.js';
+import type { CampaignStore, ProviderRegistry } from './ports.js';
+
+/** Ids named per outcome: enough to find the pattern, never the list. */
+export const DRY_RUN_EXAMPLES = 20;
+
+/** Distinct error texts kept apart; the rest are counted together. */
+const MAX_GROUPS = 50;
+
+export interface OutcomeGroup {
+  count: number;
+  /** Up to DRY_RUN_EXAMPLES recipient ids. */
+  examples: string[];
+}
+
+export interface DryRunReport {
+  campaignId: string;
+  /** The list version rendered (a later upload makes a new one). */
+  listVersion: number;
+  recipients: number;
+  rendered: number;
+  /** Recipients whose message would not render or not fit: a launch refuses unless `onRenderError` is `skip`. */
+  failed: number;
+  /** True when every recipient renders and fits. */
+  ok: boolean;
+  /** The message has no template at all: every recipient gets the same text (nothing was rendered per recipient). */
+  fixed: boolean;
+  /** By variable name: recipients without it. */
+  missingVariables: Array<OutcomeGroup & { variable: string }>;
+  /** Other render errors (a limit reached), by message. */
+  errors: Array<OutcomeGroup & { error: string }>;
+  /** Rendered, but larger than the provider takes. */
+  tooLong: Array<OutcomeGroup & { limit: string; example: string }>;
+  /** Per locale variant chosen (`default` for the default message). */
+  locales: Record<string, { recipients: number; rendered: number; failed: number }>;
+  durationMs: number;
+}
+
+class Groups {
+  private readonly groups = new Map<string, OutcomeGroup & { first: string }>();
+
+  add(key: string, id: string, detail: string): void {
+    let group = this.groups.get(key);
+    if (!group) {
+      if (this.groups.size >= MAX_GROUPS) key = 'other';
+      group = this.groups.get(key) ?? { count: 0, examples: [], first: detail };
+      this.groups.set(key, group);
+    }
+    group.count += 1;
+    if (group.examples.length < DRY_RUN_EXAMPLES) group.examples.push(id);
+  }
+
+  entries(): Array<[string, OutcomeGroup & { first: string }]> {
+    return [...this.groups.entries()].sort((a, b) => b[1].count - a[1].count);
+  }
+}
+
+/**
+ * Renders the message for every recipient of a campaign's list, page by page
+ * (constant memory), and reports who would not get a whole message: a
+ * missing variable (by name, with example ids), a render limit, a message
+ * too long for the provider; per locale. Launch and schedule run it too, and
+ * refuse when anyone would fail, unless the campaign says `onRenderError:
+ * skip`.
+ */
+export class DryRun {
+  constructor(private readonly deps: { store: Pick<CampaignStore, 'get' | 'readPage'>; providers: Pick<ProviderRegistry, 'get'> }) {}
+
+  async execute(campaignId: string): Promise<DryRunReport> {
+    return this.report(await requireCampaign(this.deps.store, campaignId));
+  }
+
+  async report(campaign: Campaign): Promise<DryRunReport> {
+    const started = performance.now();
+    const compiled = CompiledMessage.compile(campaign.message);
+    if (!compiled.ok) throw templateProblems(compiled.problems);
+    const template = compiled.compiled;
+    const type = this.deps.providers.get(campaign.provider)?.type ?? '';
+    const { version, pages, total } = campaign.recipients;
+    const report: DryRunReport = {
+      campaignId: campaign.id,
+      listVersion: version,
+      recipients: total,
+      rendered: 0,
+      failed: 0,
+      ok: true,
+      fixed: template.fixed,
+      missingVariables: [],
+      errors: [],
+      tooLong: [],
+      locales: {},
+      durationMs: 0,
+    };
+    const missing = new Groups();
+    const errors = new Groups();
+    const tooLong = new Groups();
+    const context = renderContext(campaign, campaign.latestRunId ?? 'dry-run', Date.now());
+    // A fixed text is the same for everyone: one render says whether it fits.
+    const fixedProblem = template.fixed ? sizeProblem(type, campaign.message) : null;
+    let next = pages > 0 ? this.deps.store.readPage(campaign.id, version, 0) : null;
+    for (let page = 0; page < pages; page += 1) {
+      const recipients = await next!;
+      // One page ahead: reading the next while this one renders.
+      next = page + 1 < pages ? this.deps.store.readPage(campaign.id, version, page + 1) : null;
+      for (const stored of recipients) {
+        const recipient = recipientRecord(stored);
+        let locale: string | null;
+        let failed = false;
+        if (template.fixed) {
+          locale = template.localeFor(recipient);
+          if (fixedProblem) {
+            tooLong.add(type, recipient.id, fixedProblem);
+            failed = true;
+          }
+        } else {
+          const result = template.render(recipient, context);
+          locale = result.locale;
+          if (!result.ok) {
+            failed = true;
+            if (result.variable !== null) missing.add(result.variable, recipient.id, result.error);
+            else errors.add(result.error, recipient.id, result.error);
+          } else {
+            const problem = sizeProblem(type, result.message);
+            if (problem) {
+              tooLong.add(type, recipient.id, problem);
+              failed = true;
+            }
+          }
+        }
+        const byLocale = (report.locales[locale ?? 'default'] ??= { recipients: 0, rendered: 0, failed: 0 });
+        byLocale.recipients += 1;
+        if (failed) {
+          byLocale.failed += 1;
+          report.failed += 1;
+        } else {
+          byLocale.rendered += 1;
+          report.rendered += 1;
+        }
+      }
+    }
+    report.missingVariables = missing.entries().map(([variable, g]) => ({ variable, count: g.count, examples: g.examples }));
+    report.errors = errors.entries().map(([error, g]) => ({ error, count: g.count, examples: g.examples }));
+    report.tooLong = tooLong.entries().map(([limit, g]) => ({ limit, example: g.first, count: g.count, examples: g.examples }));
+    report.ok = report.failed === 0;
+    report.durationMs = Math.round(performance.now() - started);
+    return report;
+  }
+
+  /** Refuses `action` (launch, schedule) when anyone would not get a whole message, unless the campaign skips them. */
+  async assertRenders(campaign: Campaign, action: string): Promise<DryRunReport | null> {
+    if (campaign.onRenderError === 'skip') return null;
+    const report = await this.report(campaign);
+    if (report.ok) return report;
+    throw renderFailed(report, action);
+  }
+}
+
+export function renderFailed(report: DryRunReport, action: string): DomainError {
+  const parts: string[] = [];
+  for (const m of report.missingVariables.slice(0, 3)) parts.push(`${m.count} without ${m.variable} (first: ${m.examples[0]})`);
+  for (const t of report.tooLong.slice(0, 2)) parts.push(`${t.count} too long for ${t.limit} (${t.example})`);
+  for (const e of report.errors.slice(0, 2)) parts.push(`${e.count}: ${e.error}`);
+  return new DomainError(
+    ErrorCodes.RENDER_FAILED,
+    `cannot ${action} campaign ${report.campaignId}: the message would not render for ${report.failed} of ${report.recipients} recipient(s): ${parts.join('; ')}. ` +
+      'Fix the template or the list (POST …/dry-run shows who), give the field a default ({{ name | default: "there" }}), or set "onRenderError": "skip" to skip them (reason render-error). Nothing was changed.',
+    report,
+  );
+}

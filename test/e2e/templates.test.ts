@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { createCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
+
+/**
+ * Personalised messages end to end, default settings: a pushq API and worker
+ * process, the contract's http provider against a loopback mock.
+ */
+const start = stacksPerTest();
+
+const message = {
+  title: 'Hi {{ name }}',
+  body: 'Your {{ plan }} plan renews on {{ renews }}',
+  data: { url: 'https://example.com/u/{{ id }}', campaign: '{{ campaign.name }}' },
+  locales: {
+    ko: { title: '{{ name }}님 안녕하세요', body: '{{ plan }} 요금제가 {{ renews }}에 갱신됩니다' },
+    en: { title: 'Hello {{ name }}' },
+  },
+};
+
+function people(n: number) {
+  return range(n, 'p').map((id, i) => ({
+    id,
+    name: i % 3 === 0 ? `김민수${i}` : `Sam ${i}`,
+    plan: i % 2 ? 'gold' : 'basic',
+    renews: `2027-01-${String((i % 28) + 1).padStart(2, '0')}`,
+    ...(i % 3 === 0 ? { locale: 'ko-KR' } : i % 3 === 1 ? { locale: 'en-GB' } : {}),
+  }));
+}
+
+describe('templates', () => {
+  it('send each recipient their own rendered text in their locale, once', async () => {
+    const { client, mock } = await start({ workers: 1, provider: { tps: 2000 } });
+    const recipients = people(300);
+    const id = await createCampaign(client, recipients, { name: 'Renewals', message });
+    const dry = await client.request('POST', `/api/campaigns/${id}/dry-run`);
+    expect(dry.status).toBe(200);
+    expect(dry.body).toMatchObject({ recipients: 300, rendered: 300, failed: 0, ok: true, missingVariables: [] });
+    expect(dry.body.locales).toEqual({
+      ko: { recipients: 100, rendered: 100, failed: 0 },
+      en: { recipients: 100, rendered: 100, failed: 0 },
+      default: { recipients: 100, rendered: 100, failed: 0 },
+    });
+    await client.launch(id);
+    const done = await waitForStatus(client, id, 'completed');
+    expect(done.counts).toMatchObject({ total: 300, sent: 300 });
+    expect(mock.duplicates()).toBe(0);
+    expect(mock.bodies).toHaveLength(300);
+    const byId = new Map(mock.bodies.map((b) => [b.recipient.id, b.message]));
+    recipients.forEach((r, i) => {
+      const got = byId.get(r.id)!;
+      const expected =
+        i % 3 === 0
+          ? { title: `${r.name}님 안녕하세요`, body: `${r.plan} 요금제가 ${r.renews}에 갱신됩니다` }
+          : i % 3 === 1
+            ? { title: `Hello ${r.name}`, body: `Your ${r.plan} plan renews on ${r.renews}` }
+            : { title: `Hi ${r.name}`, body: `Your ${r.plan} plan renews on ${r.renews}` };
+      expect(got).toEqual({ ...expected, data: { url: `https://example.com/u/${r.id}`, campaign: 'Renewals' } });
+    });
+  });
+
+  it('refuse a launch when someone lacks a variable, naming the variable and the ids, and change nothing', async () => {
+    const { client, mock } = await start({ workers: 1, provider: { tps: 2000 } });
+    const recipients: Array<Record<string, unknown>> = people(200);
+    for (const i of [7, 70, 140]) delete recipients[i]!.plan;
+    const id = await createCampaign(client, recipients, { message });
+    const launch = await client.request('POST', `/api/campaigns/${id}/launch`);
+    expect(launch.status).toBe(422);
+    expect(launch.body.error.code).toBe('RENDER_FAILED');
+    expect(launch.body.error.message).toMatch(/would not render for 3 of 200 recipient\(s\): 3 without plan \(first: p7\)/);
+    expect(launch.body.error.details).toMatchObject({ failed: 3, missingVariables: [{ variable: 'plan', count: 3, examples: ['p7', 'p70', 'p140'] }] });
+    const after = await client.campaign(id);
+    expect(after).toMatchObject({ status: 'draft', latestRun: null });
+    const scheduled = await client.request('POST', `/api/campaigns/${id}/schedule`, { at: new Date(Date.now() + 3_600_000).toISOString() });
+    expect(scheduled.status).toBe(422);
+    expect((await client.campaign(id)).status).toBe('draft');
+    expect(mock.arrivals).toHaveLength(0);
+  });
+
+  it('with onRenderError skip, skip those recipients (reason render-error, the variable named) and send the rest', async () => {
+    const { client, mock } = await start({ workers: 1, provider: { tps: 2000 } });
+    const recipients: Array<Record<string, unknown>> = people(100);
+    delete recipients[5]!.renews;
+    const id = await createCampaign(client, recipients, { message, onRenderError: 'skip' });
+    await client.launch(id);
+    const done = await waitForStatus(client, id, 'completed');
+    expect(done.counts).toMatchObject({ total: 100, sent: 99, skipped: 1, skippedBy: { 'render-error': 1 } });
+    const entry = await client.request('GET', `/api/campaigns/${id}/recipients/p5`);
+    expect(entry.body).toMatchObject({ state: 'skipped', reason: 'render-error' });
+    expect(JSON.stringify(entry.body)).toMatch(/missing variable: renews/);
+    expect(mock.arrivals.some((a) => a.recipientId === 'p5')).toBe(false);
+    expect(mock.deliveries().size).toBe(99);
+  });
+
+  it('refuse a template that does not parse at create and at PATCH, with the field, line and column', async () => {
+    const { client } = await start({ workers: 0 });
+    const bad = await client.request('POST', '/api/campaigns', {
+      name: 'x',
+      provider: 'mock',
+      message: { title: 'ok', body: 'Hi\n{{ name ' },
+    });
+    expect(bad.status).toBe(422);
+    expect(JSON.stringify(bad.body.error)).toMatch(/not a valid template \(line 2, column 1\)/);
+    expect(JSON.stringify(bad.body.error.details)).toMatch(/"message","body"|message\.body/);
+    const id = await createCampaign(client, ['a']);
+    const patch = await client.request('PATCH', `/api/campaigns/${id}`, { message: { title: 't', body: 'b', locales: { ko: { title: '{% if x %}' } } } });
+    expect(patch.status).toBe(422);
+    expect(JSON.stringify(patch.body.error)).toMatch(/locales.*ko.*title|not a valid template \(line 1, column 1\)/);
+  });
+});
