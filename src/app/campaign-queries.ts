@@ -48,6 +48,7 @@ function entryState(run: RunState, entry: LedgerEntry) {
     state: cancelled ? (record.inDoubt ? 'unknown' : 'skipped') : record.state,
     ...(reason ? { reason } : {}),
     ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
+    ...(record.locale > 0 && run.locales[record.locale - 1] ? { locale: run.locales[record.locale - 1] } : {}),
     attempts: record.attempts,
     updatedAt: record.attempts > 0 || record.state !== 'pending' || record.reason !== 0 ? iso(run.createdAt + record.at) : null,
   };

@@ -209,6 +209,8 @@ export interface RunState {
   finishedAt: number | null;
   /** Its recipients' results left Redis for the archive (`kind`: dir, postgres): only this summary stays. */
   archived: { kind: string; count: number; at: number } | null;
+  /** The message's locale tags when the run began, sorted: a ledger record's locale code k names the k-th. */
+  locales: string[];
 }
 
 export interface CreateRunOptions {
@@ -302,7 +304,7 @@ export type ClaimResult =
 
 export type ClaimDirective =
   /** `counted`: just counted against a frequency cap (the record remembers, so a retry is not counted again). */
-  | { index: number; op: 'claim'; counted?: boolean }
+  | { index: number; op: 'claim'; counted?: boolean; locale?: number }
   /** Quiet hours: due again at `until` (epoch ms, read on the Redis clock like every ledger time). */
   | { index: number; op: 'defer'; until: number }
   /** Never sent in this run: `reason` is a code of domain/respect.ts REASONS. */
@@ -548,6 +550,8 @@ export interface ResultRow {
   attempts: number;
   reason?: string;
   reasonDetail?: string;
+  /** The locale variant it was sent in (absent: the default message). */
+  locale?: string;
   /** For pending: when the next attempt is due; otherwise: when the state last changed. */
   updatedAt: string | null;
   lastError: { code: string; message: string; at: string | null } | null;

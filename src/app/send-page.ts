@@ -362,8 +362,10 @@ export class SendPage {
     gate.directives.forEach((d, i) => {
       if (d.op !== 'claim') return;
       const result = work.template.render(recipientRecord(work.recipients[d.index]!), context);
-      if (result.ok) work.rendered.set(d.index, result.message);
-      else gate.directives[i] = { index: d.index, op: 'skip', reason: REASONS['render-error'], detail: result.error };
+      if (result.ok) {
+        work.rendered.set(d.index, result.message);
+        gate.directives[i] = { ...d, locale: work.template.localeCode(result.locale) };
+      } else gate.directives[i] = { index: d.index, op: 'skip', reason: REASONS['render-error'], detail: result.error };
     });
   }
 

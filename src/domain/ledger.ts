@@ -18,9 +18,10 @@
  *
  *   byte 0     state (RecipientState)
  *   byte 1     attempts so far
- *   bytes 2-3  big-endian u16: the low 14 bits a reason code (why skipped,
- *              or deferred while pending: domain/respect.ts REASONS), 0 when
- *              none; bit 15 set once the recipient was counted against a
+ *   bytes 2-3  big-endian u16: the low 14 bits a code: why skipped, or
+ *              deferred while pending (domain/respect.ts REASONS), 0 when
+ *              none; once claimed, LOCALE_CODE_BASE + k when it was sent in
+ *              the run's k-th locale variant (RunState.locales); bit 15 set once the recipient was counted against a
  *              frequency cap in this run; bit 14 once an attempt was in
  *              doubt (it may have been delivered: it can only end sent or
  *              unknown, never failed or skipped)
@@ -45,11 +46,16 @@ const STATE_NAMES: RecipientStateName[] = ['pending', 'inflight', 'sent', 'faile
 
 export const RECORD_BYTES = 10;
 
+/** Codes from here up are a locale variant (LOCALE in lua/includes/ledger.lua), not a reason. */
+export const LOCALE_CODE_BASE = 4096;
+
 export interface LedgerRecord {
   state: RecipientStateName;
   attempts: number;
   /** A domain/respect.ts REASONS code, 0 when none. */
   reason: number;
+  /** The locale variant it was sent in: k ≥ 1 the run's k-th tag, 0 the default message. */
+  locale: number;
   /** Counted against a frequency cap in this run already. */
   counted: boolean;
   /** An attempt may have reached the provider without an answer: never failed or skipped, only sent or unknown. */
@@ -66,12 +72,14 @@ export function stateName(code: number): RecipientStateName {
 
 export function decodeRecord(page: Buffer, index: number): LedgerRecord {
   const offset = index * RECORD_BYTES;
-  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, counted: false, inDoubt: false, at: 0 };
+  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 };
   const reason = page.readUInt16BE(offset + 2);
+  const code = reason & 0x3fff;
   return {
     state: stateName(page.readUInt8(offset)),
     attempts: page.readUInt8(offset + 1),
-    reason: reason & 0x3fff,
+    reason: code >= LOCALE_CODE_BASE ? 0 : code,
+    locale: code >= LOCALE_CODE_BASE ? code - LOCALE_CODE_BASE : 0,
     counted: (reason & 0x8000) !== 0,
     inDoubt: (reason & 0x4000) !== 0,
     at: page.readUIntBE(offset + 4, 6),
@@ -83,7 +91,8 @@ export function encodeRecord(record: LedgerRecord): Buffer {
   const out = Buffer.alloc(RECORD_BYTES);
   out.writeUInt8(STATE_NAMES.indexOf(record.state), 0);
   out.writeUInt8(record.attempts, 1);
-  out.writeUInt16BE((record.reason & 0x3fff) | (record.counted ? 0x8000 : 0) | (record.inDoubt ? 0x4000 : 0), 2);
+  const code = record.locale > 0 ? LOCALE_CODE_BASE + record.locale : record.reason;
+  out.writeUInt16BE((code & 0x3fff) | (record.counted ? 0x8000 : 0) | (record.inDoubt ? 0x4000 : 0), 2);
   out.writeUIntBE(record.at, 4, 6);
   return out;
 }

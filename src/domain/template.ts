@@ -248,9 +248,11 @@ export class CompiledMessage {
     private readonly fallback: CompiledVariant,
     /** Lower-cased tag → the tag as the message spells it. */
     private readonly tags: ReadonlyMap<string, string>,
-    /** True when no string of it is a template: every recipient gets the same text. */
+    /** True when no string of it is a template and it has no variant: every recipient gets the same text. */
     readonly fixed: boolean,
-  ) {}
+  ) {
+    this.localeTags = [...variants.keys()].sort();
+  }
 
   /** Compiles `message`; answers the parse problems (with line and column) instead when there are any. */
   static compile(message: Message): { ok: true; compiled: CompiledMessage } | { ok: false; problems: TemplateProblem[] } {
@@ -268,8 +270,17 @@ export class CompiledMessage {
       tags.set(tag.toLowerCase(), tag);
     }
     if (problems.length > 0) return { ok: false, problems };
-    const fixed = [fallback, ...variants.values()].every((v) => isFixed(v.title) && isFixed(v.body) && isFixed(v.data));
+    // Fixed: no variant and no template; every recipient gets the campaign's message as it is.
+    const fixed = variants.size === 0 && isFixed(fallback.title) && isFixed(fallback.body) && isFixed(fallback.data);
     return { ok: true, compiled: new CompiledMessage(variants, fallback, tags, fixed) };
+  }
+
+  /** The message's locale tags, sorted (as create-run.lua stores them on a run): a ledger record's locale code k is the k-th. */
+  readonly localeTags: readonly string[];
+
+  /** The ledger's code for a variant: k ≥ 1 for the k-th sorted tag, 0 for the default message. */
+  localeCode(tag: string | null): number {
+    return tag === null ? 0 : this.localeTags.indexOf(tag) + 1;
   }
 
   /** The variant for a recipient's `locale` (BCP 47 fallback: `en-US` → `en` → the default); null: the default. */

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { TEST_TOKEN } from '../helpers/fixtures.js';
 import { createCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 
 /**
@@ -56,6 +57,19 @@ describe('templates', () => {
             : { title: `Hi ${r.name}`, body: `Your ${r.plan} plan renews on ${r.renews}` };
       expect(got).toEqual({ ...expected, data: { url: `https://example.com/u/${r.id}`, campaign: 'Renewals' } });
     });
+    // The ledger records the variant each was sent in.
+    expect((await client.request('GET', `/api/campaigns/${id}/recipients/p0`)).body).toMatchObject({ state: 'sent', locale: 'ko' });
+    expect((await client.request('GET', `/api/campaigns/${id}/recipients/p1`)).body).toMatchObject({ state: 'sent', locale: 'en' });
+    expect((await client.request('GET', `/api/campaigns/${id}/recipients/p2`)).body).not.toHaveProperty('locale');
+    const results = await fetch(`${client.baseUrl}/api/campaigns/${id}/runs/main/results`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } });
+    const rows = (await results.text())
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id?: string; locale?: string });
+    const locales = rows.filter((r) => r.id).map((r) => r.locale ?? 'default');
+    expect(locales.filter((l) => l === 'ko')).toHaveLength(100);
+    expect(locales.filter((l) => l === 'en')).toHaveLength(100);
+    expect(locales.filter((l) => l === 'default')).toHaveLength(100);
   });
 
   it('refuse a launch when someone lacks a variable, naming the variable and the ids, and change nothing', async () => {

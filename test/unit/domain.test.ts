@@ -34,15 +34,17 @@ describe('ledger records', () => {
     page.writeUInt8(4, RECORD_BYTES + 1);
     page.writeUInt16BE(0x8000 | 0x4000 | 7, RECORD_BYTES + 2);
     page.writeUIntBE(123_456_789_012, RECORD_BYTES + 4, 6);
-    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, inDoubt: false, at: 0 });
-    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, counted: true, inDoubt: true, at: 123_456_789_012 });
+    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 });
+    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, locale: 0, counted: true, inDoubt: true, at: 123_456_789_012 });
     // Never written: pending.
-    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, counted: false, inDoubt: false, at: 0 });
+    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 });
   });
 
   it('encodes exactly what it decodes', () => {
-    const record = { state: 'unknown' as const, attempts: 3, reason: 5, counted: false, inDoubt: true, at: 987_654 };
+    const record = { state: 'unknown' as const, attempts: 3, reason: 5, locale: 0, counted: false, inDoubt: true, at: 987_654 };
     expect(decodeRecord(encodeRecord(record), 0)).toEqual(record);
+    const sentInVariant = { state: 'sent' as const, attempts: 1, reason: 0, locale: 3, counted: true, inDoubt: false, at: 5 };
+    expect(decodeRecord(encodeRecord(sentInVariant), 0)).toEqual(sentInVariant);
   });
 
   it('checks the conservation of counts', () => {

@@ -32,19 +32,20 @@ function fromCopyField(field: string): string | null {
 }
 
 const COLUMNS =
-  'run_created_at, campaign_id, run_id, position, recipient_id, state, attempts, reason, reason_detail, error_code, error_message, error_at, updated_at';
+  'run_created_at, campaign_id, run_id, position, recipient_id, state, attempts, reason, reason_detail, error_code, error_message, error_at, updated_at, locale';
 
 const ISO = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-const READ_COLUMNS = `recipient_id, state, attempts, reason, reason_detail, error_code, error_message, ${ISO('error_at')}, ${ISO('updated_at')}`;
+const READ_COLUMNS = `recipient_id, state, attempts, reason, reason_detail, error_code, error_message, ${ISO('error_at')}, ${ISO('updated_at')}, locale`;
 
 /** A row as the results export writes it, with its keys in the same order (so the NDJSON, and its SHA-256, are the same bytes). */
 function rowOf(f: Array<string | null>): ResultRow {
-  const [id, state, attempts, reason, reasonDetail, code, message, errorAt, updatedAt] = f;
+  const [id, state, attempts, reason, reasonDetail, code, message, errorAt, updatedAt, locale] = f;
   return {
     id: id!,
     state: state!,
     ...(reason !== null ? { reason: reason! } : {}),
     ...(reasonDetail !== null ? { reasonDetail: reasonDetail! } : {}),
+    ...(locale !== null && locale !== undefined ? { locale } : {}),
     attempts: Number(attempts),
     updatedAt: updatedAt ?? null,
     lastError: code !== null ? { code: code!, message: message ?? '', at: errorAt ?? null } : null,
@@ -93,8 +94,23 @@ export class PgArchive implements ResultsArchive {
       await c.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`pushq-archive:${this.s}`]);
       await c.query(`CREATE SCHEMA IF NOT EXISTS ${this.s}`);
       await c.query(`CREATE TABLE IF NOT EXISTS ${this.s}.archive_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-      const { rowCount } = await c.query(`SELECT 1 FROM ${this.s}.archive_migrations WHERE version = 1`);
-      if (rowCount) return;
+      const { rows: applied } = await c.query<{ version: number }>(`SELECT version FROM ${this.s}.archive_migrations`);
+      const done = new Set(applied.map((r) => Number(r.version)));
+      if (!done.has(1)) await this.createTables(c);
+      if (!done.has(2)) {
+        // The locale variant each recipient was sent in (personalised messages).
+        await c.query(`ALTER TABLE ${this.s}.run_results ADD COLUMN IF NOT EXISTS locale text`);
+        await c.query(`INSERT INTO ${this.s}.archive_migrations (version) VALUES (2)`);
+      }
+    }).catch((err: unknown) => {
+      this.ready = null;
+      throw err;
+    });
+    return this.ready;
+  }
+
+  private async createTables(c: pg.PoolClient): Promise<void> {
+    {
       await c.query(`CREATE TABLE ${this.s}.runs (
         campaign_id text NOT NULL, run_id text NOT NULL, run_created_at timestamptz NOT NULL,
         summary jsonb NOT NULL, count integer NOT NULL, sha256 text NOT NULL, archived_at timestamptz NOT NULL,
@@ -106,11 +122,7 @@ export class PgArchive implements ResultsArchive {
         PRIMARY KEY (campaign_id, run_id, position, run_created_at)) PARTITION BY RANGE (run_created_at)`);
       await c.query(`CREATE INDEX ON ${this.s}.run_results (campaign_id, run_id, recipient_id)`);
       await c.query(`INSERT INTO ${this.s}.archive_migrations (version) VALUES (1)`);
-    }).catch((err: unknown) => {
-      this.ready = null;
-      throw err;
-    });
-    return this.ready;
+    }
   }
 
   private async transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -156,6 +168,7 @@ export class PgArchive implements ResultsArchive {
             copyField(row.lastError?.message),
             copyField(row.lastError?.at),
             copyField(row.updatedAt),
+            copyField(row.locale),
           ].join('\t') + '\n',
       );
       await pipeline(Readable.from(body.chunks), c.query(copyFrom(`COPY ${this.s}.run_results (${COLUMNS}) FROM STDIN`)));

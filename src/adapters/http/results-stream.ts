@@ -3,7 +3,7 @@ import type { Response } from 'express';
 import type { ResultRow } from '../../app/campaign-queries.js';
 import { csvLine } from './csv.js';
 
-const CSV_COLUMNS = ['id', 'state', 'attempts', 'reason', 'reasonDetail', 'errorCode', 'errorMessage', 'errorAt', 'updatedAt'] as const;
+const CSV_COLUMNS = ['id', 'state', 'attempts', 'reason', 'reasonDetail', 'errorCode', 'errorMessage', 'errorAt', 'updatedAt', 'locale'] as const;
 
 function csvRow(row: ResultRow): string {
   return csvLine([
@@ -16,6 +16,7 @@ function csvRow(row: ResultRow): string {
     row.lastError?.message ?? '',
     row.lastError?.at ?? '',
     row.updatedAt ?? '',
+    row.locale ?? '',
   ]);
 }
 

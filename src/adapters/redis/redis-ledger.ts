@@ -73,7 +73,7 @@ export class RedisLedger implements Ledger {
     const { campaign, run } = this.run(ref);
     const args: Array<string | number> = [ref.page, token, leaseMs];
     for (const d of directives) {
-      if (d.op === 'claim') args.push(d.index, CLAIM_OPS.claim, d.counted ? 1 : 0, '');
+      if (d.op === 'claim') args.push(d.index, CLAIM_OPS.claim, d.counted ? 1 : 0, d.locale ?? 0);
       else if (d.op === 'defer') args.push(d.index, CLAIM_OPS.defer, Math.round(d.until), '');
       else args.push(d.index, CLAIM_OPS.skip, d.reason, d.detail);
     }

@@ -53,6 +53,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     skippedBy: skippedBy(hash),
     finishedAt: hash.completedAt ? num(hash.completedAt) : hash.cancelledAt ? num(hash.cancelledAt) : null,
     archived: hash.archived ? { kind: hash.archived, count: num(hash.archiveCount), at: num(hash.archivedAt) } : null,
+    locales: hash.locales ? hash.locales.split(',') : [],
   };
 }
 

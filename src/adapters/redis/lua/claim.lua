@@ -1,7 +1,9 @@
 -- Takes recipients of a page for sending, in one step with what decides they
 -- must not be sent now. Per recipient, one directive:
 --   c  claim: pending (and due) → inflight, one attempt spent; `a` '1' when
---      the recipient was just counted against a frequency cap;
+--      the recipient was just counted against a frequency cap; `b` the
+--      locale variant it is sent in (k ≥ 1: the run's k-th locale tag; 0 or
+--      '': the default message), kept in its record's code;
 --   d  defer (quiet hours): stays pending, due again at `a` (epoch ms); counted as deferred;
 --   k  skip: pending → skipped for good, reason code `a`, detail `b`
 --      (suppressed, frequency cap, invalid token).
@@ -36,6 +38,8 @@ for i = 4, #ARGV, 4 do
     if reasonCode(reason) == QUIET then deferred = deferred - 1 end
     local flags = flagsOf(reason)
     if ARGV[i + 2] == '1' and not counted(reason) then flags = flags + COUNTED end
+    local locale = tonumber(ARGV[i + 3]) or 0
+    if locale > 0 then flags = flags + LOCALE + locale end
     writeRecord(KEYS[2], index, INFLIGHT, attempts, flags, elapsed)
     if inDoubt(reason) then noteDoubt(KEYS[1], tonumber(ARGV[1]) * pageSize + index, false) end
     claimed = claimed + 1

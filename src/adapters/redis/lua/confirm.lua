@@ -59,6 +59,8 @@ for i = 6, #ARGV, 6 do
     if op ~= 'n' then progressed = true end
     local position = page * pageSize + index
     local flags = flagsOf(reason)
+    -- The variant it was sent in stays on a final record (a lost claim's code is not one).
+    local locale = reasonCode(reason) >= LOCALE and reasonCode(reason) or 0
     local requeues = 0
     if op == 'q' then
       if not inDoubt(flags) then flags = flags + IN_DOUBT end
@@ -84,11 +86,11 @@ for i = 6, #ARGV, 6 do
       d.pending = d.pending - 1
       d.skipped = d.skipped + 1
     elseif op == 's' then
-      writeRecord(KEYS[2], index, SENT, attempts, flags, elapsed)
+      writeRecord(KEYS[2], index, SENT, attempts, flags + locale, elapsed)
       d.pending = d.pending - 1
       d.sent = d.sent + 1
     elseif op == 'f' or op == 'u' then
-      writeRecord(KEYS[2], index, op == 'f' and FAILED or UNKNOWN, attempts, flags, elapsed)
+      writeRecord(KEYS[2], index, op == 'f' and FAILED or UNKNOWN, attempts, flags + locale, elapsed)
       recordError(KEYS[5], position, code, message, attempts, wall, requeues)
       redis.call('ZADD', KEYS[6], position, position)
       d.pending = d.pending - 1

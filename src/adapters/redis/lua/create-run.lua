@@ -23,6 +23,17 @@ local PRIORITY_CLASS = { high = 0, normal = 1, low = 2 }
 local total = tonumber(list.total)
 if total == 0 then return { 'empty', status } end
 
+-- The message's locale tags, sorted: a record's locale code k is the k-th (includes/ledger.lua LOCALE).
+local tags = {}
+local message = redis.call('HGET', KEYS[1], 'message')
+if message then
+  local ok, decoded = pcall(cjson.decode, message)
+  if ok and type(decoded) == 'table' and type(decoded.locales) == 'table' then
+    for tag in pairs(decoded.locales) do tags[#tags + 1] = tag end
+    table.sort(tags)
+  end
+end
+
 local now = wallMs()
 local after = ARGV[3]
 if after == '' then after = status end
@@ -31,7 +42,7 @@ redis.call('HSET', KEYS[2],
   'createdAt', now, 'activeAt', now,
   'total', total, 'pending', total, 'inflight', 0, 'sent', 0, 'failed', 0, 'unknown', 0, 'skipped', 0,
   'pages', list.pages, 'pageSize', list.pageSize, 'buckets', list.buckets, 'rv', list.rv, 'cursor', 0, 'gen', 1,
-  'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5])
+  'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5], 'locales', table.concat(tags, ','))
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now)
 return { 'ok', tostring(now) }

@@ -10,6 +10,10 @@ local PENDING, INFLIGHT, SENT, FAILED, UNKNOWN, SKIPPED = 0, 1, 2, 3, 4, 5
 -- delivered): it ends `sent` or `unknown`.
 local COUNTED, IN_DOUBT = 32768, 16384
 local QUIET, CANCELLED = 1, 5
+-- Once claimed, the code of a record holds the message variant it was sent
+-- in: LOCALE + k for the run's k-th locale tag (run hash `locales`), none for
+-- the default. Skip and defer reasons are below it.
+local LOCALE = 4096
 local function reasonCode(reason) return reason % IN_DOUBT end
 local function counted(reason) return reason >= COUNTED end
 local function inDoubt(reason) return reason % COUNTED >= IN_DOUBT end
