@@ -77,6 +77,7 @@ export class DryRun {
   }
 
   async report(campaign: Campaign): Promise<DryRunReport> {
+    if (campaign.listArchived) throw listArchived(campaign.id, 'render it');
     const started = performance.now();
     const compiled = CompiledMessage.compile(campaign.message);
     if (!compiled.ok) throw templateProblems(compiled.problems);
@@ -159,6 +160,12 @@ export class DryRun {
     if (report.ok) return report;
     throw renderFailed(report, action);
   }
+}
+
+export function listArchived(campaignId: string, what: string): DomainError {
+  return new DomainError(ErrorCodes.INVALID_STATE, `campaign ${campaignId}: its recipient list was archived with its last run; cannot ${what}`, {
+    listArchived: true,
+  });
 }
 
 export function renderFailed(report: DryRunReport, action: string): DomainError {

@@ -460,10 +460,25 @@ export interface PushProvider {
    */
   address?(recipient: SendRequest['recipient']): string | undefined;
   send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome>;
+  /** The request `send` would make for `request`, built by the same code, secrets redacted (the preview). */
+  preview?(request: SendRequest): ProviderRequestPreview;
   /** One request for all of `requests` (at most `batch.size`): one outcome each, in order. */
   sendBatch?(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]>;
   close(): Promise<void>;
 }
+
+export interface ProviderRequestPreview {
+  method: string;
+  /** Where it goes: the provider's URL and path (APNs: the device path). */
+  url: string;
+  /** Headers as sent; credentials show as `[redacted]`. */
+  headers: Record<string, string>;
+  /** The body as JSON (parsed back from the exact bytes). */
+  body: unknown;
+}
+
+/** What stands in for a credential in a preview. */
+export const REDACTED = '[redacted]';
 
 export interface BatchPolicy {
   size: number;

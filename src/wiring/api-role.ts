@@ -10,6 +10,7 @@ import { CreateCampaign } from '../app/create-campaign.js';
 import type { Logger } from '../app/ports.js';
 import { LaunchCampaign } from '../app/launch-campaign.js';
 import { DryRun } from '../app/dry-run.js';
+import { Preview } from '../app/preview.js';
 import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
 import { DeleteCampaign } from '../app/delete-campaign.js';
 import { MEMORY_WARN_RATIO, MemoryGuard } from '../app/memory-guard.js';
@@ -124,6 +125,7 @@ export async function startApiRole(deps: {
       log,
     }),
     dryRun,
+    preview: new Preview({ store: s.store, providers }),
     deleteCampaign: new DeleteCampaign({ store: s.store, deletions: s.deletions, scheduler: s.scheduler, log }),
     scheduleCampaign: new ScheduleCampaign({
       store: s.store,

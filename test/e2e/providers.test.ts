@@ -265,3 +265,51 @@ describe('logs', () => {
     expect(out).toMatch(/"hp":"\[redacted\]"/);
   });
 });
+
+describe('preview', () => {
+  it('renders one recipient and shows the exact request each configured provider would make, no secret in it', async () => {
+    const stack = await setup([fcmProvider(), apnsProvider(), alimtalkProvider()], 1);
+    const message = {
+      title: '{{ name }}님',
+      body: 'Order {{ order }} shipped',
+      data: { templateCode: 'SHIP01', templateParameter: { name: '{{ name }}', order: '{{ order }}' }, link: '/o/{{ order }}' },
+      locales: { en: { title: 'Hi {{ name }}' } },
+    };
+    const recipients = [{ id: 'u1', name: '민수', order: 'A-1', token: 'tok-1', phone: '01012345678' }];
+    const created = await stack.client.request('POST', '/api/campaigns', { name: 'ship', provider: 'android', message, recipients });
+    const id = created.body.id as string;
+    const res = await stack.client.request('POST', `/api/campaigns/${id}/preview`, { recipientId: 'u1' });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ rendered: true, locale: null, message: { title: '민수님', body: 'Order A-1 shipped' } });
+    expect(res.body.request.url).toMatch(/\/v1\/projects\/[^/]+\/messages:send$/);
+    expect(res.body.request.body).toEqual({
+      message: {
+        token: 'tok-1',
+        notification: { title: '민수님', body: 'Order A-1 shipped' },
+        data: { templateCode: 'SHIP01', templateParameter: '{"name":"민수","order":"A-1"}', link: '/o/A-1' },
+      },
+    });
+    const { ios, kakao: talk } = res.body.requests;
+    expect(ios).toMatchObject({ type: 'apns', method: 'POST', headers: { authorization: 'bearer [redacted]', 'apns-topic': apns.topic } });
+    expect(ios.url).toMatch(/\/3\/device\/tok-1$/);
+    expect(ios.body).toMatchObject({ aps: { alert: { title: '민수님', body: 'Order A-1 shipped' } }, link: '/o/A-1' });
+    expect(talk).toMatchObject({
+      type: 'alimtalk',
+      headers: { 'x-secret-key': '[redacted]' },
+      body: { templateCode: 'SHIP01', recipientList: [{ recipientNo: '01012345678', templateParameter: { name: '민수', order: 'A-1' } }] },
+    });
+    expect(JSON.stringify(res.body)).not.toContain(kakao.secretKey);
+    // A record typed in, in a locale; one that does not render says why.
+    const typed = await stack.client.request('POST', `/api/campaigns/${id}/preview`, { recipient: { id: 'x', name: 'Sam', order: 'B', locale: 'en-US' } });
+    expect(typed.body).toMatchObject({ rendered: true, locale: 'en', message: { title: 'Hi Sam' } });
+    const missing = await stack.client.request('POST', `/api/campaigns/${id}/preview`, { recipient: { id: 'y', name: 'Sam' } });
+    expect(missing.body).toMatchObject({ rendered: false, variable: 'order', error: 'missing variable: order' });
+    expect((await stack.client.request('POST', `/api/campaigns/${id}/preview`, { recipientId: 'nobody' })).status).toBe(404);
+    expect((await stack.client.request('POST', `/api/campaigns/${id}/preview`, {})).status).toBe(422);
+    // What the preview showed is what FCM gets.
+    const before = fcm.sends.length;
+    await stack.client.launch(id);
+    await waitForStatus(stack.client, id, 'completed');
+    expect(fcm.sends.slice(before).map((s) => s.message)).toEqual([res.body.request.body.message]);
+  });
+});

@@ -2,6 +2,7 @@ import express, { Router, type Request, type RequestHandler, type Response } fro
 import { z } from 'zod';
 import type { CampaignLifecycle } from '../../app/campaign-lifecycle.js';
 import type { DryRun } from '../../app/dry-run.js';
+import type { Preview } from '../../app/preview.js';
 import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { DeleteCampaign } from '../../app/delete-campaign.js';
@@ -18,6 +19,7 @@ import { validationError } from './errors.js';
 import {
   campaignIdParam,
   cloneBody,
+  previewBody,
   createCampaignBody,
   ingestQuery,
   listNameParam,
@@ -37,6 +39,7 @@ export interface RouteDeps {
   createCampaign: CreateCampaign;
   launchCampaign: LaunchCampaign;
   dryRun: DryRun;
+  preview: Preview;
   deleteCampaign: DeleteCampaign;
   scheduleCampaign: ScheduleCampaign;
   lifecycle: CampaignLifecycle;
@@ -237,6 +240,17 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       access: 'write',
       query: noQuery,
       handle: (req) => deps.dryRun.execute(campaignId(req)),
+    }),
+    route({
+      operationId: 'previewMessage',
+      method: 'post',
+      path: '/campaigns/:id/preview',
+      summary:
+        'Render the message for one recipient (recipientId: one of the list; recipient: a record typed in) and show the exact request each configured provider would send, secrets redacted. Sends nothing',
+      access: 'write',
+      query: noQuery,
+      body: previewBody,
+      handle: (req, _res, { body }) => deps.preview.execute(campaignId(req), body),
     }),
     route({
       operationId: 'scheduleCampaign',

@@ -123,6 +123,12 @@ export const patchCampaignBody = z.strictObject({
 export const suppressionIdsBody = z.strictObject({ ids: z.array(z.string().min(1).max(256)).min(1).max(100_000) });
 export const listNameParam = z.object({ list: listName });
 
+/** One recipient of the list by id, or a record typed in. */
+export const previewBody = z.strictObject({
+  recipientId: z.string().min(1).max(256).optional(),
+  recipient: z.unknown().optional(),
+});
+
 export const cloneBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
 
 /** The most rows an upload may announce: far beyond any audience, and a number every step can size work from. */

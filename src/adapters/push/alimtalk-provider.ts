@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Pool } from 'undici';
-import type { BatchPolicy, OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
 import { departingBody } from './departures.js';
 import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
@@ -29,6 +29,63 @@ export function batchIdempotencyKey(requests: readonly SendRequest[]): string {
   for (const key of requests.map((r) => r.idempotencyKey).sort()) hash.update(key).update('\n');
   const hex = hash.digest('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-a${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
+ * A recipient's template parameters: the rendered `message.data.templateParameter`
+ * when the campaign gives one (`{ "name": "{{ name }}", "orderNo": "{{ order.no }}" }`),
+ * otherwise the recipient's own fields (or the configured `templateParameters` of them).
+ */
+function templateParameters(config: AlimtalkProviderConfig, { recipient, message }: Pick<SendRequest, 'recipient' | 'message'>): Record<string, string> {
+  const given = message.data.templateParameter;
+  if (typeof given === 'object' && given !== null && !Array.isArray(given)) {
+    return Object.fromEntries(
+      Object.entries(given as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined && v !== null)
+        .map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
+    );
+  }
+  const names = config.templateParameters ?? Object.keys(recipient).filter((k) => !NOT_PARAMETERS.has(k) && k !== config.phoneField);
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = recipient[name];
+    if (value === undefined || value === null || typeof value === 'object') continue;
+    out[name] = String(value);
+  }
+  return out;
+}
+
+function alimtalkPath(url: URL, config: AlimtalkProviderConfig): string {
+  return `${url.pathname.replace(/\/$/, '')}/alimtalk/v2.3/appkeys/${encodeURIComponent(config.appKey)}/messages`;
+}
+
+/** The NHN alimtalk v2.3 body: sender key, template code, one entry per recipient with its template parameters. */
+function alimtalkBody(config: AlimtalkProviderConfig, requests: readonly SendRequest[]): string {
+  const data = requests[0]!.message.data;
+  return JSON.stringify({
+    senderKey: config.senderKey,
+    templateCode: typeof data.templateCode === 'string' ? data.templateCode : config.templateCode,
+    recipientList: requests.map((r) => ({
+      recipientNo: r.recipient[config.phoneField],
+      templateParameter: templateParameters(config, r),
+      recipientGroupingKey: r.idempotencyKey,
+    })),
+  });
+}
+
+function alimtalkHeaders(requests: readonly SendRequest[], secretKey: string): Record<string, string> {
+  return { 'content-type': 'application/json;charset=UTF-8', 'x-secret-key': secretKey, 'x-nc-api-idempotency-key': batchIdempotencyKey(requests) };
+}
+
+/** The request for `request` (one recipient), from the configuration alone (the secret key is not read). */
+export function alimtalkPreview(config: AlimtalkProviderConfig, request: SendRequest): ProviderRequestPreview {
+  const url = new URL(config.baseUrl);
+  return {
+    method: 'POST',
+    url: `${url.origin}${alimtalkPath(url, config)}`,
+    headers: alimtalkHeaders([request], REDACTED),
+    body: JSON.parse(alimtalkBody(config, [request])),
+  };
 }
 
 /**
@@ -67,7 +124,7 @@ export class AlimtalkProvider implements PushProvider {
     this.batch = config.batchSize > 1 ? { size: config.batchSize, countBy: config.countBy } : undefined;
     this.#secretKey = readSecret(config, 'secretKey');
     const url = new URL(config.baseUrl);
-    this.path = `${url.pathname.replace(/\/$/, '')}/alimtalk/v2.3/appkeys/${encodeURIComponent(config.appKey)}/messages`;
+    this.path = alimtalkPath(url, config);
     this.pool = providerPool(url.origin, config);
     this.invalidCodes = new Set(config.invalidRecipientCodes);
   }
@@ -95,51 +152,14 @@ export class AlimtalkProvider implements PushProvider {
     return outcomes as SendOutcome[];
   }
 
-  /**
-   * The recipient's template parameters: the rendered `message.data.templateParameter`
-   * when the campaign gives one (`{ "name": "{{ name }}", "orderNo": "{{ order.no }}" }`),
-   * otherwise the recipient's own fields (or the configured `templateParameters` of them).
-   */
-  private templateParameters({ recipient, message }: Pick<SendRequest, 'recipient' | 'message'>): Record<string, string> {
-    const given = message.data.templateParameter;
-    if (typeof given === 'object' && given !== null && !Array.isArray(given)) {
-      return Object.fromEntries(
-        Object.entries(given as Record<string, unknown>)
-          .filter(([, v]) => v !== undefined && v !== null)
-          .map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]),
-      );
-    }
-    const names = this.config.templateParameters ?? Object.keys(recipient).filter((k) => !NOT_PARAMETERS.has(k) && k !== this.config.phoneField);
-    const out: Record<string, string> = {};
-    for (const name of names) {
-      const value = recipient[name];
-      if (value === undefined || value === null || typeof value === 'object') continue;
-      out[name] = String(value);
-    }
-    return out;
-  }
-
   private async post(requests: readonly SendRequest[], onDeparted: OnDeparted | undefined): Promise<SendOutcome[]> {
     const all = (outcome: SendOutcome) => requests.map(() => outcome);
-    const data = requests[0]!.message.data;
-    const body = JSON.stringify({
-      senderKey: this.config.senderKey,
-      templateCode: typeof data.templateCode === 'string' ? data.templateCode : this.config.templateCode,
-      recipientList: requests.map((r) => ({
-        recipientNo: r.recipient[this.config.phoneField],
-        templateParameter: this.templateParameters(r),
-        recipientGroupingKey: r.idempotencyKey,
-      })),
-    });
+    const body = alimtalkBody(this.config, requests);
     try {
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
-        headers: {
-          'content-type': 'application/json;charset=UTF-8',
-          'x-secret-key': this.#secretKey,
-          'x-nc-api-idempotency-key': batchIdempotencyKey(requests),
-        },
+        headers: alimtalkHeaders(requests, this.#secretKey),
         body: departingBody(body, onDeparted),
       });
       const text = await readText(res.body, 1_000_000);

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createPrivateKey, sign, type KeyObject } from 'node:crypto';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { REDACTED, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
 import { ConfigError } from '../../config-error.js';
 import { apnsBaseUrl, providerLimits, readSecret, retryPolicy, type ApnsProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
@@ -58,6 +58,34 @@ export class ProviderToken {
 }
 
 type Answer = SendOutcome | 'expired-token';
+
+/** The APNs payload: `data` at the top level, `aps.alert` from the title and body. */
+function apnsPayload(request: SendRequest): string {
+  const { title, body, data } = request.message;
+  const extraAps = typeof data.aps === 'object' && data.aps !== null ? (data.aps as Record<string, unknown>) : {};
+  return JSON.stringify({ ...data, aps: { ...extraAps, alert: { title, body } } });
+}
+
+function apnsHeaders(config: ApnsProviderConfig, token: string, jwt: string, apnsId: string): Record<string, string> {
+  return {
+    ':method': 'POST',
+    ':path': `/3/device/${encodeURIComponent(token)}`,
+    authorization: `bearer ${jwt}`,
+    'apns-topic': config.topic,
+    'apns-push-type': config.pushType,
+    'apns-priority': String(config.priority),
+    'apns-expiration': String(config.expirationSeconds === 0 ? 0 : Math.floor(Date.now() / 1000) + config.expirationSeconds),
+    'apns-id': apnsId,
+    'content-type': 'application/json',
+  };
+}
+
+/** The request for `request`, from the configuration alone (the signing key is not read: the provider token shows as redacted). */
+export function apnsPreview(config: ApnsProviderConfig, request: SendRequest): ProviderRequestPreview {
+  const token = recipientAddress(request.recipient, config.tokenField) ?? '';
+  const { ':method': method, ':path': path, ...headers } = apnsHeaders(config, token, REDACTED, request.idempotencyKey);
+  return { method: method!, url: `${apnsBaseUrl(config)}${path}`, headers, body: JSON.parse(apnsPayload(request)) };
+}
 
 /**
  * Apple Push Notification service over HTTP/2: one multiplexed TLS session
@@ -118,9 +146,7 @@ export class ApnsProvider implements PushProvider {
   async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
     const token = this.address(request.recipient);
     if (!token) return noAddress('NO_TOKEN', this.config.tokenField);
-    const { title, body, data } = request.message;
-    const extraAps = typeof data.aps === 'object' && data.aps !== null ? (data.aps as Record<string, unknown>) : {};
-    const payload = JSON.stringify({ ...data, aps: { ...extraAps, alert: { title, body } } });
+    const payload = apnsPayload(request);
     const jwt = this.jwt.current();
     const answer = await this.post(token, payload, jwt, request.idempotencyKey, onDeparted);
     if (answer !== 'expired-token') return answer;
@@ -161,17 +187,7 @@ export class ApnsProvider implements PushProvider {
       let stream: ClientHttp2Stream;
       try {
         session = this.currentSession();
-        stream = session.request({
-          ':method': 'POST',
-          ':path': `/3/device/${encodeURIComponent(token)}`,
-          authorization: `bearer ${jwt}`,
-          'apns-topic': this.config.topic,
-          'apns-push-type': this.config.pushType,
-          'apns-priority': String(this.config.priority),
-          'apns-expiration': String(this.config.expirationSeconds === 0 ? 0 : Math.floor(Date.now() / 1000) + this.config.expirationSeconds),
-          'apns-id': apnsId,
-          'content-type': 'application/json',
-        });
+        stream = session.request(apnsHeaders(this.config, token, jwt, apnsId));
       } catch (err) {
         // The session is going away or gone: this request never left.
         done({ kind: 'not-sent', code: (err as { code?: string }).code ?? 'HTTP2_SESSION', message: describeError(err) });

@@ -1,6 +1,6 @@
 import { gaxios, JWT } from 'google-auth-library';
 import type { Pool } from 'undici';
-import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { REDACTED, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
 import { departingBody } from './departures.js';
 import { ConfigError } from '../../config-error.js';
 import { providerLimits, readSecret, retryPolicy, type FcmProviderConfig } from './provider-config.js';
@@ -37,6 +37,27 @@ function loadServiceAccount(config: FcmProviderConfig): ServiceAccount {
 }
 
 /** FCM's data payload is a map of strings. */
+function fcmPath(url: URL, projectId: string): string {
+  return `${url.pathname.replace(/\/$/, '')}/v1/projects/${encodeURIComponent(projectId)}/messages:send`;
+}
+
+/** The FCM v1 request body: `message` with the token, `notification` and string-valued `data`. */
+function fcmPayload(config: Pick<FcmProviderConfig, 'messageDefaults'>, request: SendRequest, token: string | null): string {
+  const { title, body, data } = request.message;
+  return JSON.stringify({ message: { ...config.messageDefaults, token, notification: { title, body }, data: stringData(data) } });
+}
+
+/** The request for `request`, from the configuration alone (the service account is not read: without projectId its path names it). */
+export function fcmPreview(config: FcmProviderConfig, request: SendRequest): ProviderRequestPreview {
+  const url = new URL(config.baseUrl);
+  return {
+    method: 'POST',
+    url: `${url.origin}${fcmPath(url, config.projectId ?? '{project_id of the service account}')}`,
+    headers: { authorization: `Bearer ${REDACTED}`, 'content-type': 'application/json; charset=utf-8' },
+    body: JSON.parse(fcmPayload(config, request, recipientAddress(request.recipient, config.tokenField) ?? null)),
+  };
+}
+
 function stringData(data: Record<string, unknown>): Record<string, string> {
   return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
 }
@@ -73,7 +94,7 @@ export class FcmProvider implements PushProvider {
     const projectId = config.projectId ?? account.project_id;
     if (!projectId) throw new ConfigError(`provider ${config.name}: no projectId, and the service account has no project_id`);
     const url = new URL(config.baseUrl);
-    this.path = `${url.pathname.replace(/\/$/, '')}/v1/projects/${encodeURIComponent(projectId)}/messages:send`;
+    this.path = fcmPath(url, projectId);
     this.pool = providerPool(url.origin, config);
 
     // The token endpoint is the one the service account names (Google's, or a test server's).
@@ -103,8 +124,7 @@ export class FcmProvider implements PushProvider {
   async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
     const token = this.address(request.recipient);
     if (!token) return noAddress('NO_TOKEN', this.config.tokenField);
-    const { title, body, data } = request.message;
-    const payload = JSON.stringify({ message: { ...this.config.messageDefaults, token, notification: { title, body }, data: stringData(data) } });
+    const payload = fcmPayload(this.config, request, token);
     let bearer: string;
     try {
       bearer = await this.accessToken.get();

@@ -1,9 +1,37 @@
 import type { Pool } from 'undici';
-import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import { REDACTED, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
 import { departingBody } from './departures.js';
 import { providerLimits, retryPolicy, secretHeaders, type HttpProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
+
+/** The contract's wire body. */
+export function httpBody(request: SendRequest): string {
+  return JSON.stringify({
+    idempotencyKey: request.idempotencyKey,
+    campaignId: request.campaignId,
+    runId: request.runId,
+    recipient: request.recipient,
+    message: request.message,
+  });
+}
+
+function httpHeaders(request: SendRequest, headers: Record<string, string>): Record<string, string> {
+  return { ...headers, 'content-type': 'application/json', 'idempotency-key': request.idempotencyKey };
+}
+
+/** The request for `request`, from the configuration alone (no secret read: headers from headersFile / headersEnv show as redacted). */
+export function httpPreview(config: HttpProviderConfig, request: SendRequest): ProviderRequestPreview {
+  const url = new URL(config.url);
+  const secret =
+    config.headersFile !== undefined || config.headersEnv !== undefined ? { [`(${config.headersFile ? 'headersFile' : 'headersEnv'})`]: REDACTED } : {};
+  return {
+    method: 'POST',
+    url: `${url.origin}${url.pathname}${url.search}`,
+    headers: httpHeaders(request, { ...config.headers, ...secret }),
+    body: JSON.parse(httpBody(request)),
+  };
+}
 
 /**
  * The contract's `http` provider: one JSON POST per recipient, with the
@@ -31,23 +59,12 @@ export class HttpProvider implements PushProvider {
   }
 
   async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
-    const json = JSON.stringify({
-      idempotencyKey: request.idempotencyKey,
-      campaignId: request.campaignId,
-      runId: request.runId,
-      recipient: request.recipient,
-      message: request.message,
-    });
-    const body = departingBody(json, onDeparted);
+    const body = departingBody(httpBody(request), onDeparted);
     try {
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
-        headers: {
-          ...this.headers,
-          'content-type': 'application/json',
-          'idempotency-key': request.idempotencyKey,
-        },
+        headers: httpHeaders(request, this.headers),
         body,
       });
       const status = res.statusCode;

@@ -1,11 +1,11 @@
-import type { ProviderRegistry, PushProvider } from '../../app/ports.js';
+import type { ProviderRegistry, ProviderRequestPreview, PushProvider, SendRequest } from '../../app/ports.js';
 import { providerLimits, retryPolicy, type ProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
-import { AlimtalkProvider } from './alimtalk-provider.js';
-import { ApnsProvider } from './apns-provider.js';
-import { FcmProvider } from './fcm-provider.js';
-import { HttpProvider } from './http-provider.js';
-import { SimProvider } from './sim-provider.js';
+import { alimtalkPreview, AlimtalkProvider } from './alimtalk-provider.js';
+import { apnsPreview, ApnsProvider } from './apns-provider.js';
+import { fcmPreview, FcmProvider } from './fcm-provider.js';
+import { httpPreview, HttpProvider } from './http-provider.js';
+import { simPreview, SimProvider } from './sim-provider.js';
 
 type Factory<T extends ProviderConfig['type']> = (config: Extract<ProviderConfig, { type: T }>) => PushProvider;
 
@@ -16,6 +16,17 @@ const FACTORIES: { [T in ProviderConfig['type']]: Factory<T> } = {
   fcm: (config) => new FcmProvider(config),
   apns: (config) => new ApnsProvider(config),
   alimtalk: (config) => new AlimtalkProvider(config),
+};
+
+type Previewer<T extends ProviderConfig['type']> = (config: Extract<ProviderConfig, { type: T }>, request: SendRequest) => ProviderRequestPreview;
+
+/** The request each type makes, built by the same functions its sender uses, from the configuration alone. */
+const PREVIEWS: { [T in ProviderConfig['type']]: Previewer<T> } = {
+  http: httpPreview,
+  sim: simPreview,
+  fcm: fcmPreview,
+  apns: apnsPreview,
+  alimtalk: alimtalkPreview,
 };
 
 /**
@@ -29,11 +40,15 @@ class DescribedProvider implements PushProvider {
   readonly limits;
   readonly retry;
 
-  constructor(config: ProviderConfig) {
+  constructor(private readonly config: ProviderConfig) {
     this.name = config.name;
     this.type = config.type;
     this.limits = providerLimits(config);
     this.retry = retryPolicy(config);
+  }
+
+  preview(request: SendRequest): ProviderRequestPreview {
+    return (PREVIEWS[this.config.type] as Previewer<typeof this.config.type>)(this.config, request);
   }
 
   send(): Promise<SendOutcome> {

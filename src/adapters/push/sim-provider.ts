@@ -1,8 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
-import type { OnDeparted, PushProvider, SendRequest } from '../../app/ports.js';
+import type { OnDeparted, ProviderRequestPreview, PushProvider, SendRequest } from '../../app/ports.js';
 import { providerLimits, retryPolicy, type SimProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
+
+/** Nothing goes on a wire: the request as the worker hands it over. */
+export function simPreview(config: SimProviderConfig, request: SendRequest): ProviderRequestPreview {
+  return { method: 'NONE', url: `sim://${config.name}`, headers: {}, body: request };
+}
 
 /**
  * Sends nowhere: waits `latencyMs`, fails a `failureRate` share transiently,
