@@ -70,6 +70,8 @@ export interface CampaignStore {
   /** Copies the current list of `from` as version 1 of campaign `toId`. */
   copyRecipients(from: Campaign, toId: string): Promise<void>;
   recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void>;
+  /** The next test send's number (1, 2, …): its run is `test-<n>`; null when the campaign is gone. */
+  nextTestSend(campaignId: string): Promise<number | null>;
   /** Newest first. */
   occurrences(campaignId: string, limit: number): Promise<OccurrenceEntry[]>;
   /** Newest first. */
@@ -220,6 +222,8 @@ export interface CreateRunOptions {
   trigger: string;
   /** A list of its own (a retry run's); by default the campaign's current list. */
   recipients?: RecipientLayout;
+  /** A run aside (a test send, with a list of its own): the campaign's status and latest run stay as they are. */
+  aside?: boolean;
 }
 
 export type CreateRunResult = { ok: true; createdAt: number } | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };

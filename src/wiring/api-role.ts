@@ -11,6 +11,7 @@ import type { Logger } from '../app/ports.js';
 import { LaunchCampaign } from '../app/launch-campaign.js';
 import { DryRun } from '../app/dry-run.js';
 import { Preview } from '../app/preview.js';
+import { TestSend } from '../app/test-send.js';
 import type { ProviderRegistry, ResultsArchive } from '../app/ports.js';
 import { DeleteCampaign } from '../app/delete-campaign.js';
 import { MEMORY_WARN_RATIO, MemoryGuard } from '../app/memory-guard.js';
@@ -126,6 +127,7 @@ export async function startApiRole(deps: {
     }),
     dryRun,
     preview: new Preview({ store: s.store, providers }),
+    testSend: new TestSend({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize, memory }),
     deleteCampaign: new DeleteCampaign({ store: s.store, deletions: s.deletions, scheduler: s.scheduler, log }),
     scheduleCampaign: new ScheduleCampaign({
       store: s.store,

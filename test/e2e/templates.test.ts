@@ -120,4 +120,44 @@ describe('templates', () => {
     expect(patch.status).toBe(422);
     expect(JSON.stringify(patch.body.error)).toMatch(/locales.*ko.*title|not a valid template \(line 1, column 1\)/);
   });
+
+  it('test-send to a seed list only: rendered, through the real provider, as a run aside that never touches the campaign; frequency caps still count', async () => {
+    const { client, mock } = await start({ workers: 1, provider: { tps: 2000 } });
+    const id = await createCampaign(client, people(100), { message, frequencyCap: { max: 1, per: '1d' } });
+    const seeds = [
+      { id: 'qa-1', name: 'QA', plan: 'gold', renews: 'tomorrow', locale: 'ko' },
+      { id: 'qa-2', name: 'QA two' },
+    ];
+    const first = await client.request('POST', `/api/campaigns/${id}/test-send`, { recipients: seeds });
+    expect(first.status).toBe(200);
+    expect(first.body).toMatchObject({ campaignId: id, runId: 'test-1', complete: true });
+    expect(first.body.results).toEqual([
+      expect.objectContaining({ id: 'qa-1', state: 'sent', locale: 'ko' }),
+      expect.objectContaining({ id: 'qa-2', state: 'skipped', reason: 'render-error', reasonDetail: 'missing variable: plan' }),
+    ]);
+    expect(mock.bodies.map((b) => [b.recipient.id, b.runId, b.message.title])).toEqual([['qa-1', 'test-1', 'QA님 안녕하세요']]);
+    // The campaign is as it was: a draft, no run, its own list untouched.
+    expect(await client.campaign(id)).toMatchObject({ status: 'draft', latestRun: null, recipientCount: 100, counts: { total: 100, pending: 100, sent: 0 } });
+    // A second test send is a run of its own, with its own keys; the frequency cap counted the first.
+    const second = await client.request('POST', `/api/campaigns/${id}/test-send`, {
+      recipients: [seeds[0], { id: 'qa-3', name: 'N', plan: 'p', renews: 'r' }],
+    });
+    expect(second.body.runId).toBe('test-2');
+    expect(second.body.results).toEqual([
+      expect.objectContaining({ id: 'qa-1', state: 'skipped', reason: 'frequency-cap' }),
+      expect.objectContaining({ id: 'qa-3', state: 'sent' }),
+    ]);
+    expect(mock.arrivals.map((a) => a.recipientId)).toEqual(['qa-1', 'qa-3']);
+    expect(new Set(mock.bodies.map((b) => b.idempotencyKey)).size).toBe(2);
+    // The campaign then launches as if nothing happened (the seeds are not in its list).
+    await client.launch(id);
+    const done = await waitForStatus(client, id, 'completed');
+    expect(done.counts).toMatchObject({ total: 100, sent: 100 });
+    expect(mock.duplicates()).toBe(0);
+    const cancelled = await createCampaign(client, ['x']);
+    await client.request('POST', `/api/campaigns/${cancelled}/cancel`);
+    const refused = await client.request('POST', `/api/campaigns/${cancelled}/test-send`, { recipients: [{ id: 'qa-1' }] });
+    expect(refused.status).toBe(409);
+    expect((await client.request('POST', `/api/campaigns/${id}/test-send`, { recipients: range(51, 's') })).status).toBe(422);
+  });
 });

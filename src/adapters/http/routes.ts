@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { CampaignLifecycle } from '../../app/campaign-lifecycle.js';
 import type { DryRun } from '../../app/dry-run.js';
 import type { Preview } from '../../app/preview.js';
+import type { TestSend } from '../../app/test-send.js';
 import type { CampaignQueries } from '../../app/campaign-queries.js';
 import type { CreateCampaign } from '../../app/create-campaign.js';
 import type { DeleteCampaign } from '../../app/delete-campaign.js';
@@ -20,6 +21,7 @@ import {
   campaignIdParam,
   cloneBody,
   previewBody,
+  testSendBody,
   createCampaignBody,
   ingestQuery,
   listNameParam,
@@ -40,6 +42,7 @@ export interface RouteDeps {
   launchCampaign: LaunchCampaign;
   dryRun: DryRun;
   preview: Preview;
+  testSend: TestSend;
   deleteCampaign: DeleteCampaign;
   scheduleCampaign: ScheduleCampaign;
   lifecycle: CampaignLifecycle;
@@ -251,6 +254,22 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       query: noQuery,
       body: previewBody,
       handle: (req, _res, { body }) => deps.preview.execute(campaignId(req), body),
+    }),
+    route({
+      operationId: 'testSend',
+      method: 'post',
+      path: '/campaigns/:id/test-send',
+      summary:
+        "Send the rendered message now to a seed list only (up to 50), through the campaign's provider under the same limiter, as a run aside (test-<n>: its own ledger and idempotency keys; the campaign's status and counts do not change; frequency caps count it). Any state but cancelled. 200 with each recipient's outcome; 202 with what is known when they are not all final within 30 s",
+      access: 'write',
+      query: noQuery,
+      body: testSendBody,
+      async handle(req, res, { body }) {
+        const result = await deps.testSend.execute(campaignId(req), body.recipients);
+        if (result.complete) return result;
+        res.status(202).json(result);
+        return undefined;
+      },
     }),
     route({
       operationId: 'scheduleCampaign',

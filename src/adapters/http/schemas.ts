@@ -5,6 +5,7 @@ import { isValidTimeZone } from '../../domain/schedule.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json-depth.js';
 import { CompiledMessage, MAX_LOCALES } from '../../domain/template.js';
+import { MAX_TEST_RECIPIENTS } from '../../app/test-send.js';
 
 /**
  * Request schemas: the same zod objects validate requests and describe the API.
@@ -128,6 +129,9 @@ export const previewBody = z.strictObject({
   recipientId: z.string().min(1).max(256).optional(),
   recipient: z.unknown().optional(),
 });
+
+/** A seed list: the people a test send goes to (up to 50). */
+export const testSendBody = z.strictObject({ recipients: z.array(z.unknown()).min(1).max(MAX_TEST_RECIPIENTS) });
 
 export const cloneBody = z.strictObject({ name: z.string().trim().min(1).max(200).optional() });
 

@@ -177,6 +177,11 @@ export class RedisCampaignStore implements CampaignStore {
     return position === null ? null : Number(position);
   }
 
+  async nextTestSend(campaignId: string): Promise<number | null> {
+    const n = Number(await this.scripts.run('next-test-send', [this.keys.campaign(campaignId).meta()], []));
+    return n > 0 ? n : null;
+  }
+
   async recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void> {
     const key = this.keys.campaign(campaignId).occurrences();
     await this.redis.multi().lpush(key, JSON.stringify(entry)).ltrim(key, 0, 99).exec();

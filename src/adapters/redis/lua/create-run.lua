@@ -6,7 +6,9 @@
 --       3 campaign status after the run completes ('' : the status it had), 4 trigger,
 --       5 largest step of the run's lease clock (ms, includes/ledger.lua runClocks),
 --       6.. optional list version the run sends to instead of the current one:
---       version, total, pages, page size, buckets (a retry run's own list)
+--       version, total, pages, page size, buckets (a retry run's own list),
+--       11 '1' for a run aside (a test send): the campaign's status and latest
+--       run stay as they are, so it never counts as the campaign's
 -- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'missing'}
 -- @include ledger
 
@@ -44,5 +46,5 @@ redis.call('HSET', KEYS[2],
   'pages', list.pages, 'pageSize', list.pageSize, 'buckets', list.buckets, 'rv', list.rv, 'cursor', 0, 'gen', 1,
   'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5], 'locales', table.concat(tags, ','))
 redis.call('ZADD', KEYS[3], now, ARGV[1])
-redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now)
+if ARGV[11] ~= '1' then redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now) end
 return { 'ok', tostring(now) }
