@@ -12,7 +12,7 @@ import type { RunStarter } from './run-starter.js';
 export const MAX_TEST_RECIPIENTS = 50;
 
 /** How long the answer waits for every seed recipient to be final; then it answers what is known (202) and the run goes on. */
-export const TEST_SEND_WAIT_MS = 30_000;
+export const TEST_SEND_WAIT_MS = 10_000;
 
 /** Every state but cancelled (and a campaign being deleted, which is gone). */
 const ALLOWED: readonly CampaignStatus[] = ['draft', 'scheduled', 'running', 'paused', 'completed'];
@@ -21,8 +21,10 @@ export interface TestSendView {
   campaignId: string;
   /** `test-<n>`: its own ledger and idempotency keys. */
   runId: string;
-  /** False when the wait ran out first: poll GET …/runs/:runId for the rest. */
+  /** False when some are not final yet (the wait ran out, they wait for quiet hours, or no worker runs): see GET …/runs/:runId. */
   complete: boolean;
+  /** Why the answer did not wait for all of them. */
+  warning?: string;
   results: ResultRow[];
 }
 
@@ -43,6 +45,8 @@ export class TestSend {
       starter: RunStarter;
       pageSize: number;
       memory?: Pick<MemoryGuard, 'admit'>;
+      /** Worker processes seen lately: with none, the answer does not wait for what nobody will send now. */
+      workersSeen?: () => Promise<number>;
       waitMs?: number;
     },
   ) {}
@@ -79,19 +83,28 @@ export class TestSend {
       throw invalidState(campaignId, created.status ?? campaign.status, 'test-send');
     }
     await staging.commit();
-    const complete = await this.waitForRun(campaignId, runId);
+    const workers = this.deps.workersSeen ? await this.deps.workersSeen() : 1;
+    const waited =
+      workers > 0
+        ? await this.waitForRun(campaignId, runId)
+        : { complete: false, warning: 'no worker process seen in the last 30 s: it is sent once one runs' };
     const run = await this.deps.runs.getRun(campaignId, runId);
     const results: ResultRow[] = [];
     if (run) for await (const row of ledgerRows(this.deps.store, this.deps.ledger, run)) results.push(row);
-    return { campaignId, runId, complete, results };
+    return { campaignId, runId, ...waited, results };
   }
 
-  private async waitForRun(campaignId: string, runId: string): Promise<boolean> {
+  /** Until the run is final, or all that is left waits for quiet hours, or the wait runs out. */
+  private async waitForRun(campaignId: string, runId: string): Promise<{ complete: boolean; warning?: string }> {
     const deadline = Date.now() + (this.deps.waitMs ?? TEST_SEND_WAIT_MS);
     for (let delay = 20; ; delay = Math.min(delay * 2, 250)) {
       const run = await this.deps.runs.getRun(campaignId, runId);
-      if (!run || run.status === 'completed' || run.status === 'cancelled') return true;
-      if (Date.now() + delay > deadline) return false;
+      if (!run || run.status === 'completed' || run.status === 'cancelled') return { complete: true };
+      if (run.counts.pending > 0 && run.counts.inflight === 0 && run.deferred === run.counts.pending) {
+        return { complete: false, warning: 'the rest wait for their quiet hours' };
+      }
+      if (Date.now() + delay > deadline)
+        return { complete: false, warning: `not all final within ${Math.round((this.deps.waitMs ?? TEST_SEND_WAIT_MS) / 1000)} s` };
       await sleep(delay);
     }
   }

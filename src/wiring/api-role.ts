@@ -127,7 +127,15 @@ export async function startApiRole(deps: {
     }),
     dryRun,
     preview: new Preview({ store: s.store, providers }),
-    testSend: new TestSend({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize, memory }),
+    testSend: new TestSend({
+      store: s.store,
+      runs: s.runs,
+      ledger: s.ledger,
+      starter: s.starter,
+      pageSize: config.pageSize,
+      memory,
+      workersSeen: async () => (await recentWorkers(s.metricsBoard)).length,
+    }),
     deleteCampaign: new DeleteCampaign({ store: s.store, deletions: s.deletions, scheduler: s.scheduler, log }),
     scheduleCampaign: new ScheduleCampaign({
       store: s.store,

@@ -69,7 +69,7 @@ export function fuzzRoutes(): FuzzRoute[] {
     method: r.method.toUpperCase(),
     path: `/api${r.path}`,
     access: r.access,
-    success: [r.status ?? 200],
+    success: [r.status ?? 200, ...Object.keys(r.alsoAnswers ?? {}).map(Number)],
     query: jsonSchemaOf(r.query),
     ...(r.body ? { body: jsonSchemaOf(r.body) } : {}),
     ...(r.upload ? { upload: true } : {}),

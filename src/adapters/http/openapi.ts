@@ -64,6 +64,12 @@ export function openApiDocument(routes: Route[], version: string): Record<string
           content: { [route.produces ?? 'application/json']: { schema: route.produces ? { type: 'string' } : { type: 'object' } } },
         },
         ...Object.fromEntries(
+          Object.entries(route.alsoAnswers ?? {}).map(([status, description]) => [
+            status,
+            { description, content: { 'application/json': { schema: { type: 'object' } } } },
+          ]),
+        ),
+        ...Object.fromEntries(
           Object.entries(ERRORS).map(([status, description]) => [
             status,
             { description, content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },

@@ -74,6 +74,8 @@ export interface Route<Q extends z.ZodType = z.ZodType, B extends z.ZodType | un
   body?: B;
   upload?: { contentTypes: string[]; headers: z.ZodType };
   status?: number;
+  /** Other success statuses it may answer, with what they mean (documented beside `status`). */
+  alsoAnswers?: Record<number, string>;
   /** What the route answers when it is not JSON. */
   produces?: string;
   handle(req: Request, res: Response, input: { query: z.output<Q>; body: B extends z.ZodType ? z.output<B> : undefined }): Promise<unknown>;
@@ -264,6 +266,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       access: 'write',
       query: noQuery,
       body: testSendBody,
+      alsoAnswers: { 202: 'sent in part: what is known so far; the rest follows in the run test-<n>' },
       async handle(req, res, { body }) {
         const result = await deps.testSend.execute(campaignId(req), body.recipients);
         if (result.complete) return result;
