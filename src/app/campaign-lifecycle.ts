@@ -154,7 +154,9 @@ export class CampaignLifecycle {
     try {
       await fill(staging);
       const layout = await staging.finish();
-      const result = await this.apply(campaign.id, 'upload', (c) => this.deps.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout, fields));
+      const listFields = staging.fields();
+      const withFields = { ...fields, listFields: listFields ? JSON.stringify(listFields) : '' };
+      const result = await this.apply(campaign.id, 'upload', (c) => this.deps.lifecycle.swapRecipients(campaign.id, c.latestRunId, layout, withFields));
       live = true;
       await staging.commit();
       if (result.dropVersion !== null) await this.deps.store.dropRecipients(campaign.id, { ...campaign.recipients, version: result.dropVersion });
@@ -193,6 +195,7 @@ export class CampaignLifecycle {
         suppressionLists: source.suppressionLists,
         frequencyCap: source.frequencyCap,
         onRenderError: source.onRenderError,
+        listFields: source.listFields,
         createdAt,
         layout,
       },

@@ -3,6 +3,7 @@ import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { ReasonName } from '../domain/respect.js';
 import { campaignNotFound } from '../domain/errors.js';
+import { templateWarnings } from '../domain/template.js';
 import type { CampaignStore, Runs, RunState } from './ports.js';
 
 /** The campaign with id `id`, or CAMPAIGN_NOT_FOUND. */
@@ -42,6 +43,8 @@ export interface CampaignView extends Pick<
   | 'updatedAt'
 > {
   recipientCount: number;
+  /** What may go wrong at send time and is worth a look now: template fields no recipient of the list has. */
+  warnings: string[];
   counts: CountsView;
   latestRun: RunView | null;
   schedule: ScheduleView | null;
@@ -107,6 +110,7 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,
     recipientCount: campaign.recipients.total,
+    warnings: templateWarnings(campaign.message, campaign.listFields, campaign.recipients.total),
     counts: run ? countsView(run) : { ...emptyCounts(campaign.recipients.total), deferred: 0, deferredUntil: null, skippedBy: {} },
     latestRun: run ? runView(run) : null,
     schedule: campaign.schedule ? scheduleView(campaign.schedule, Date.now()) : null,

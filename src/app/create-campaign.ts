@@ -2,7 +2,7 @@ import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { planLayout, type CampaignPriority, type Message, type RenderErrorPolicy } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
-import { invalidRecipients, RecipientCollector, type IngestSummary } from '../domain/recipient.js';
+import { FieldNames, invalidRecipients, RecipientCollector, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
@@ -27,6 +27,12 @@ export interface CreateCampaignInput {
 export interface CreateCampaignResult {
   campaign: CampaignView;
   recipients: IngestSummary | null;
+}
+
+function fieldNamesOf(recipients: readonly StoredRecipient[]): string[] | null {
+  const names = new FieldNames();
+  for (const r of recipients) names.add(r);
+  return names.list();
 }
 
 export class CreateCampaign {
@@ -68,6 +74,7 @@ export class CreateCampaign {
         suppressionLists: input.suppressionLists,
         frequencyCap: input.frequencyCap,
         onRenderError: input.onRenderError,
+        listFields: input.recipients ? fieldNamesOf(collector.recipients) : null,
         createdAt,
         layout,
       },

@@ -26,7 +26,18 @@ export interface Logger {
 
 export interface NewCampaign extends Pick<
   Campaign,
-  'id' | 'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap' | 'onRenderError'
+  | 'id'
+  | 'name'
+  | 'provider'
+  | 'message'
+  | 'priority'
+  | 'maxAttempts'
+  | 'kind'
+  | 'quietHours'
+  | 'suppressionLists'
+  | 'frequencyCap'
+  | 'onRenderError'
+  | 'listFields'
 > {
   createdAt: number;
   layout: RecipientLayout;
@@ -84,6 +95,8 @@ export interface Staging {
   add(rows: readonly StoredRecipient[]): Promise<boolean[]>;
   /** Writes what is left and answers the layout of the staged list. */
   finish(): Promise<RecipientLayout>;
+  /** The field names its recipients have (null: too many to keep). */
+  fields(): string[] | null;
   /** The list is live now: stop tracking it as staged. */
   commit(): Promise<void>;
   /** Drops everything staged. */

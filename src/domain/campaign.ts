@@ -118,6 +118,8 @@ export interface Campaign {
   scheduleVersion: number;
   /** Its recipient list left Redis with its last run's results (a one-off campaign past its retention). */
   listArchived: boolean;
+  /** The field names its list's recipients have (null: unknown, or more than can be kept). */
+  listFields: string[] | null;
 }
 
 export interface Run {

@@ -60,6 +60,32 @@ export function checkRecipient(input: unknown): RecipientCheck {
   return { ok: true, recipient: record as RecipientRecord };
 }
 
+/** Most distinct field names a list's record keeps; a list with more is "fields unknown" (no template warnings). */
+export const MAX_LIST_FIELDS = 256;
+
+/** The field names a list's recipients have (for the warning that a template names one nobody has). */
+export class FieldNames {
+  private readonly names = new Set<string>();
+  private overflow = false;
+
+  add(recipient: StoredRecipient): void {
+    if (typeof recipient === 'string' || this.overflow) return;
+    for (const key of Object.keys(recipient)) {
+      if (this.names.has(key)) continue;
+      if (this.names.size >= MAX_LIST_FIELDS) {
+        this.overflow = true;
+        return;
+      }
+      this.names.add(key);
+    }
+  }
+
+  /** Sorted, or null when there were more than MAX_LIST_FIELDS. */
+  list(): string[] | null {
+    return this.overflow ? null : [...this.names].sort();
+  }
+}
+
 export interface InvalidRow {
   /** 1-based position in the input (data rows; a CSV header and blank lines are not counted). */
   row: number;

@@ -278,6 +278,39 @@ export class CompiledMessage {
   /** The message's locale tags, sorted (as create-run.lua stores them on a run): a ledger record's locale code k is the k-th. */
   readonly localeTags: readonly string[];
 
+  /** Recipient fields its templates name (`name`, `recipient.name` → name), each with the first place it is used. */
+  fieldReferences(): Array<{ field: string; path: string }> {
+    const seen = new Map<string, string>();
+    const visit = (value: CompiledValue, path: string) => {
+      if (value === null || typeof value !== 'object') return;
+      if (Array.isArray(value)) return value.forEach((v, i) => visit(v, `${path}.${i}`));
+      if (isPiece(value)) {
+        const segments: Array<ReadonlyArray<unknown>> =
+          value.kind === 'fast'
+            ? value.parts.filter((p): p is readonly string[] => typeof p !== 'string')
+            : value.kind === 'liquid'
+              ? liquid.globalVariableSegmentsSync(value.template)
+              : [];
+        for (const s of segments) {
+          const root = String(s[0]);
+          const field =
+            root === 'recipient' ? (s[1] !== undefined ? String(s[1]) : null) : (RESERVED_VARIABLES as readonly string[]).includes(root) ? null : root;
+          if (field !== null && !seen.has(field)) seen.set(field, path);
+        }
+        return;
+      }
+      for (const [k, v] of Object.entries(value)) visit(v, `${path}.${k}`);
+    };
+    const variant = (v: CompiledVariant, base: string) => {
+      visit(v.title, `${base}.title`);
+      visit(v.body, `${base}.body`);
+      visit(v.data, `${base}.data`);
+    };
+    variant(this.fallback, 'message');
+    for (const [tag, v] of this.variants) variant(v, `message.locales.${tag}`);
+    return [...seen].map(([field, path]) => ({ field, path }));
+  }
+
   /** The ledger's code for a variant: k ≥ 1 for the k-th sorted tag, 0 for the default message. */
   localeCode(tag: string | null): number {
     return tag === null ? 0 : this.localeTags.indexOf(tag) + 1;
@@ -502,6 +535,23 @@ export function templateProblems(problems: readonly TemplateProblem[]): DomainEr
     `${first.path.join('.')} is not a valid template (line ${first.line}, column ${first.column}): ${first.message}`,
     { templates: problems.map((p) => ({ path: p.path.join('.'), line: p.line, column: p.column, message: p.message })) },
   );
+}
+
+/**
+ * Warnings for a campaign: each recipient field its templates name that no
+ * recipient of its list has (checked against the field names the list was
+ * stored with). Guarded names (`{% if x %}`, `| default`) are named too: a
+ * field nobody has is worth a look even when it cannot fail the send.
+ */
+export function templateWarnings(message: Message, listFields: readonly string[] | null, listSize: number): string[] {
+  if (listFields === null || listSize === 0) return [];
+  const compiled = CompiledMessage.compile(message);
+  if (!compiled.ok) return [];
+  const has = new Set(listFields);
+  return compiled.compiled
+    .fieldReferences()
+    .filter((r) => r.field !== 'id' && !has.has(r.field))
+    .map((r) => `no recipient of the list has the field ${r.field} (used in ${r.path})`);
 }
 
 /** The render context of a send: the campaign, its run, and the zone for recipients without one (the schedule's, the quiet hours', UTC). */

@@ -160,4 +160,25 @@ describe('templates', () => {
     expect(refused.status).toBe(409);
     expect((await client.request('POST', `/api/campaigns/${id}/test-send`, { recipients: range(51, 's') })).status).toBe(422);
   });
+
+  it('warn on the campaign when a template names a field no recipient of the list has: at create, upload and PATCH', async () => {
+    const { client } = await start({ workers: 0 });
+    const id = await createCampaign(client, [{ id: 'a', name: 'A' }], { message: { title: 'Hi {{ name }}', body: '{{ plan }} {% if vip %}★{% endif %}' } });
+    expect((await client.campaign(id)).warnings).toEqual([
+      'no recipient of the list has the field plan (used in message.body)',
+      'no recipient of the list has the field vip (used in message.body)',
+    ]);
+    const upload = await fetch(`${client.baseUrl}/api/campaigns/${id}/recipients`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/x-ndjson' },
+      body: '{"id":"a","name":"A","plan":"gold"}\n{"id":"b","vip":true}\n',
+    });
+    expect(upload.status).toBe(200);
+    expect((await client.campaign(id)).warnings).toEqual([]);
+    const patched = await client.request('PATCH', `/api/campaigns/${id}`, { message: { title: 'Hi {{ recipient.nickname | default: name }}', body: 'b' } });
+    expect(patched.body.warnings).toEqual(['no recipient of the list has the field nickname (used in message.title)']);
+    // A list of bare ids has no fields: every named field is warned about.
+    const bare = await createCampaign(client, ['x', 'y'], { message: { title: '{{ name }}', body: 'b' } });
+    expect((await client.campaign(bare)).warnings).toEqual(['no recipient of the list has the field name (used in message.title)']);
+  });
 });

@@ -31,6 +31,7 @@ export function draftRecord(id: string, layout: RecipientLayout, over: { name?: 
     suppressionLists: ['global'],
     frequencyCap: null,
     onRenderError: 'refuse' as const,
+    listFields: null,
     createdAt: Date.now(),
     layout,
   };

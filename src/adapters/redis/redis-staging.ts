@@ -1,7 +1,7 @@
 import { unlinkMatching, type RedisClient } from './connection.js';
 import type { Staging } from '../../app/ports.js';
 import { indexBuckets, MAX_INDEX_BUCKETS, type RecipientLayout } from '../../domain/campaign.js';
-import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
+import { FieldNames, recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { CampaignKeys, Keys } from './keys.js';
 import { bucketOf, encodePage } from './page-codec.js';
 import type { Scripts } from './scripts.js';
@@ -20,6 +20,7 @@ export class RedisStaging implements Staging {
   private page: StoredRecipient[] = [];
   private pagesWritten = 0;
   private total = 0;
+  private readonly names = new FieldNames();
   private readonly k: CampaignKeys;
 
   private constructor(
@@ -55,6 +56,7 @@ export class RedisStaging implements Staging {
     const fresh = rows.map((_, i) => flags[i] === '1');
     for (const [i, row] of rows.entries()) {
       if (!fresh[i]) continue;
+      this.names.add(row);
       this.page.push(row);
       this.total += 1;
       if (this.page.length === this.pageSize) await this.flushPage();
@@ -79,6 +81,10 @@ export class RedisStaging implements Staging {
   async finish(): Promise<RecipientLayout> {
     await this.flushPage();
     return { total: this.total, pageSize: this.pageSize, pages: this.pagesWritten, buckets: this.buckets, version: this.version };
+  }
+
+  fields(): string[] | null {
+    return this.names.list();
   }
 
   /** The list is in use (swapped in, or a run reads it): stop tracking it as an upload. */
