@@ -42,6 +42,11 @@ export interface DryRunReport {
   durationMs: number;
 }
 
+/** One recipient whose message would not render or not fit (the dry run's full listing, NDJSON). */
+export type DryRunFailure = { id: string; locale: string | null } & (
+  { outcome: 'missing-variable'; variable: string } | { outcome: 'error'; error: string } | { outcome: 'too-long'; limit: string; detail: string }
+);
+
 class Groups {
   private readonly groups = new Map<string, OutcomeGroup & { first: string }>();
 
@@ -72,11 +77,12 @@ class Groups {
 export class DryRun {
   constructor(private readonly deps: { store: Pick<CampaignStore, 'get' | 'readPage'>; providers: Pick<ProviderRegistry, 'get'> }) {}
 
-  async execute(campaignId: string): Promise<DryRunReport> {
-    return this.report(await requireCampaign(this.deps.store, campaignId));
+  /** `onFailure`: called for every recipient who would fail, in list order (awaited: a slow reader slows the run). */
+  async execute(campaignId: string, onFailure?: (failure: DryRunFailure) => Promise<void>): Promise<DryRunReport> {
+    return this.report(await requireCampaign(this.deps.store, campaignId), onFailure);
   }
 
-  async report(campaign: Campaign): Promise<DryRunReport> {
+  async report(campaign: Campaign, onFailure?: (failure: DryRunFailure) => Promise<void>): Promise<DryRunReport> {
     if (campaign.listArchived) throw listArchived(campaign.id, 'render it');
     const started = performance.now();
     const compiled = CompiledMessage.compile(campaign.message);
@@ -118,19 +124,26 @@ export class DryRun {
           if (fixedProblem) {
             tooLong.add(type, recipient.id, fixedProblem);
             failed = true;
+            await onFailure?.({ id: recipient.id, locale, outcome: 'too-long', limit: type, detail: fixedProblem });
           }
         } else {
           const result = template.render(recipient, context);
           locale = result.locale;
           if (!result.ok) {
             failed = true;
-            if (result.variable !== null) missing.add(result.variable, recipient.id, result.error);
-            else errors.add(result.error, recipient.id, result.error);
+            if (result.variable !== null) {
+              missing.add(result.variable, recipient.id, result.error);
+              await onFailure?.({ id: recipient.id, locale, outcome: 'missing-variable', variable: result.variable });
+            } else {
+              errors.add(result.error, recipient.id, result.error);
+              await onFailure?.({ id: recipient.id, locale, outcome: 'error', error: result.error });
+            }
           } else {
             const problem = sizeProblem(type, result.message);
             if (problem) {
               tooLong.add(type, recipient.id, problem);
               failed = true;
+              await onFailure?.({ id: recipient.id, locale, outcome: 'too-long', limit: type, detail: problem });
             }
           }
         }

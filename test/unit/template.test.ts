@@ -151,3 +151,17 @@ describe('templates', () => {
     );
   });
 });
+
+describe('provider size limits', () => {
+  it('refuse what FCM and APNs (4 KB) or an alimtalk text (1,000 characters) would not take, measured on the rendered message', async () => {
+    const { sizeProblem } = await import('../../src/domain/message-limits.js');
+    const small = { title: 't', body: 'b', data: {} };
+    for (const type of ['fcm', 'apns', 'alimtalk', 'http', 'sim']) expect(sizeProblem(type, small)).toBeNull();
+    const big = { title: 't', body: '가'.repeat(1500), data: {} };
+    expect(sizeProblem('fcm', big)).toMatch(/^FCM payload \(notification \+ data\) is 45\d\d bytes, above 4096$/);
+    expect(sizeProblem('apns', big)).toMatch(/^APNs payload is 45\d\d bytes, above 4096$/);
+    expect(sizeProblem('alimtalk', big)).toBe('alimtalk text (message.body) is 1500 characters, above 1000');
+    expect(sizeProblem('alimtalk', { ...big, body: '가'.repeat(1000) })).toBeNull();
+    expect(sizeProblem('http', big)).toBeNull();
+  });
+});

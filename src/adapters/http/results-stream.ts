@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Response } from 'express';
 import type { ResultRow } from '../../app/campaign-queries.js';
+import type { DryRunFailure, DryRunReport } from '../../app/dry-run.js';
 import { csvLine } from './csv.js';
 
 const CSV_COLUMNS = ['id', 'state', 'attempts', 'reason', 'reasonDetail', 'errorCode', 'errorMessage', 'errorAt', 'updatedAt', 'locale'] as const;
@@ -18,6 +19,27 @@ function csvRow(row: ResultRow): string {
     row.updatedAt ?? '',
     row.locale ?? '',
   ]);
+}
+
+/**
+ * Streams a dry run as NDJSON: one line per recipient who would fail, in list
+ * order, then `{"summary": report}`. A failure before the first line is
+ * answered as an error; one after it cuts the body short (no summary line).
+ */
+export async function streamDryRun(res: Response, execute: (onFailure: (failure: DryRunFailure) => Promise<void>) => Promise<DryRunReport>): Promise<void> {
+  res.type('application/x-ndjson; charset=utf-8');
+  const write = async (text: string) => {
+    if (res.destroyed) throw new Error('the reader went away');
+    if (!res.write(text) && !res.destroyed) await drained(res);
+  };
+  try {
+    const report = await execute((failure) => write(`${JSON.stringify(failure)}\n`));
+    await write(`${JSON.stringify({ summary: report })}\n`);
+    res.end();
+  } catch (err) {
+    if (!res.headersSent) throw err;
+    res.destroy(err as Error);
+  }
 }
 
 /** Resolves once `res` wants more, or once it is gone (a reader that went away). */

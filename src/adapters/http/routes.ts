@@ -15,12 +15,13 @@ import type { SuppressionLists } from '../../app/suppression-lists.js';
 import type { UploadRecipients } from '../../app/upload-recipients.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
 import { csvLine } from './csv.js';
-import { streamResults } from './results-stream.js';
+import { streamDryRun, streamResults } from './results-stream.js';
 import { validationError } from './errors.js';
 import {
   campaignIdParam,
   cloneBody,
   previewBody,
+  dryRunQuery,
   testSendBody,
   createCampaignBody,
   ingestQuery,
@@ -241,10 +242,15 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       method: 'post',
       path: '/campaigns/:id/dry-run',
       summary:
-        'Render the message for every recipient of the list (changes nothing): counts rendered, missing variables (by name, with example ids), too long for the provider, per locale. Launch and schedule refuse (422 RENDER_FAILED, this report) when anyone fails, unless onRenderError is skip',
+        'Render the message for every recipient of the list (changes nothing): counts rendered, missing variables (by name, with example ids), too long for the provider, per locale; ?format=ndjson lists every recipient who would fail, one per line, then the summary. Launch and schedule refuse (422 RENDER_FAILED, this report) when anyone fails, unless onRenderError is skip',
       access: 'write',
-      query: noQuery,
-      handle: (req) => deps.dryRun.execute(campaignId(req)),
+      query: dryRunQuery,
+      async handle(req, res, { query }) {
+        const id = campaignId(req);
+        if (query.format === 'json') return deps.dryRun.execute(id);
+        await streamDryRun(res, (onFailure) => deps.dryRun.execute(id, onFailure));
+        return undefined;
+      },
     }),
     route({
       operationId: 'previewMessage',

@@ -124,6 +124,9 @@ export const patchCampaignBody = z.strictObject({
 export const suppressionIdsBody = z.strictObject({ ids: z.array(z.string().min(1).max(256)).min(1).max(100_000) });
 export const listNameParam = z.object({ list: listName });
 
+/** `ndjson`: every recipient who would fail, one per line, then the summary. */
+export const dryRunQuery = z.strictObject({ format: z.enum(['json', 'ndjson']).default('json') });
+
 /** One recipient of the list by id, or a record typed in. */
 export const previewBody = z.strictObject({
   recipientId: z.string().min(1).max(256).optional(),
