@@ -10,7 +10,8 @@
  *               (BENCH_LATENCIES): rate, whole-campaign use of the cap, first and
  *               last second, busiest sliding second, 429s, duplicates
  *               (BENCH_PEERS=0: pushq alone; BENCH_COLD=1: workers not warmed up)
- *   throughput  uncapped sends/s with the ledger on, vs naive BullMQ and the raw HTTP ceiling
+ *   throughput  uncapped sends/s with the ledger on, vs naive BullMQ and the raw HTTP ceiling;
+ *               a 3-variable template vs the fixed text (sim), µs per render
  *   memory      Redis bytes per recipient, pushq vs one BullMQ job per recipient
  *   idle        what idle workers cost Redis
  *   ingest      a 1M-row CSV upload: time, API memory, Redis bytes per recipient
@@ -20,6 +21,8 @@
  *               without retention (BENCH_LIFECYCLE_RUNS, _RECIPIENTS); archive
  *               throughput to a directory and to PostgreSQL and the export of a
  *               1M run (BENCH_EXPORT_ROWS; BENCH_PG_URL): rows/s, the API's peak RSS
+ *   templates   the whole-list dry run of 1M personalised recipients
+ *               (BENCH_DRY_RUN_RECIPIENTS), and a launch it refuses
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -38,6 +41,9 @@ import { PushqProcess, REPO_ROOT, startApiProcess, startWorkerProcess } from '..
 import { startRedisCluster } from '../test/helpers/redis-cluster.js';
 import { startOwnRedis, type OwnRedis } from '../test/helpers/redis-server.js';
 import { waitFor } from '../test/helpers/wait.js';
+import { CompiledMessage } from '../src/domain/template.js';
+import type { Message } from '../src/domain/campaign.js';
+import type { RecipientRecord } from '../src/domain/recipient.js';
 
 type Row = Record<string, string | number>;
 
@@ -97,9 +103,23 @@ class RemoteMock {
 
 // ── the systems under test ──────────────────────────────────────────────────
 
+/** A campaign of the same size as the fixed one, personalised: what the `templated` rows send. */
+interface Personalised {
+  message: unknown;
+  recipient(i: number): unknown;
+}
+
+/** "Hi {{ name }}": three variables, in title, body and data, over recipients with three fields. */
+const THREE_VARIABLES: Personalised = {
+  message: { title: 'Hi {{ name }}', body: 'Your {{ plan }} plan renews on {{ renews }}', data: { k: 'v', url: '/u/{{ name }}' } },
+  recipient: (i) => ({ id: `user-${i}`, name: `Name ${i}`, plan: i % 2 ? 'gold' : 'basic', renews: '2027-01-01' }),
+};
+/** The same recipients with the fixed text: what a template costs is the only difference. */
+const FIXED_WITH_FIELDS: Personalised = { message: { title: 'Hello', body: 'World', data: { k: 'v' } }, recipient: THREE_VARIABLES.recipient };
+
 interface System {
   /** Sends `n` recipients to the mock; resolves when they are all out or `deadlineMs` passed. */
-  run(n: number, deadlineMs: number): Promise<void>;
+  run(n: number, deadlineMs: number, personalised?: Personalised): Promise<void>;
   /** Runs a first campaign so long-lived processes are measured warm (the mock forgets it afterwards). */
   warmUp?(): Promise<void>;
   /** Stops everything; pushq reports the limiter's Redis calls. */
@@ -135,9 +155,9 @@ async function pushq(
       // Every permit's second of rest ends before the measured campaign starts.
       await sleep(1100);
     },
-    async run(n, deadlineMs) {
-      const recipients = Array.from({ length: n }, (_, i) => `user-${i}`);
-      const campaign = await client.createCampaign({ provider: 'mock', recipients });
+    async run(n, deadlineMs, personalised) {
+      const recipients = Array.from({ length: n }, (_, i) => (personalised ? personalised.recipient(i) : `user-${i}`));
+      const campaign = await client.createCampaign({ provider: 'mock', recipients, ...(personalised ? { message: personalised.message } : {}) });
       await client.launch(campaign.id);
       await waitFor(async () => (await client.campaign(campaign.id)).status === 'completed', { timeoutMs: deadlineMs, intervalMs: 50 }).catch(() => undefined);
     },
@@ -369,11 +389,23 @@ async function throughput(): Promise<void> {
     const sim = await pushq({ url: 'http://127.0.0.1:9/unused' }, 100_000, 2, {
       PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 5 }]),
     });
-    const started = performance.now();
-    await sim.run(n, 600_000);
     // No provider to watch: launch to completion (a slight underestimate).
-    const simRate = n / ((performance.now() - started) / 1000);
+    const simRun = async (personalised?: Personalised) => {
+      const started = performance.now();
+      await sim.run(n, 600_000, personalised);
+      return n / ((performance.now() - started) / 1000);
+    };
+    const simRate = await simRun();
+    // Fixed text and a 3-variable template over the same recipients, alternating, best of two each (the machine is shared).
+    const rates = { fixed: [] as number[], templated: [] as number[] };
+    for (let i = 0; i < 2; i += 1) {
+      rates.fixed.push(await simRun(FIXED_WITH_FIELDS));
+      rates.templated.push(await simRun(THREE_VARIABLES));
+    }
     await sim.stop();
+    const fixedRate = Math.max(...rates.fixed);
+    const templatedRate = Math.max(...rates.templated);
+    const render = renderCost();
     table(`Uncapped throughput: ${fmt(n)} recipients, 2 worker processes, ${cpus().length} cores`, [
       { what: 'raw ceiling: undici Pool → mock, no queue, no ledger', 'sends/s': fmt(raw), 'vs raw': '1.00', 'vs naive': (raw / naive).toFixed(2) },
       { what: 'naive BullMQ: one job per recipient, global fetch', 'sends/s': fmt(naive), 'vs raw': (naive / raw).toFixed(2), 'vs naive': '1.00' },
@@ -390,7 +422,39 @@ async function throughput(): Promise<void> {
         'vs naive': (simRate / naive).toFixed(2),
       },
     ]);
+    table(`Personalised messages: the same ${fmt(n)} recipients (3 fields each), sim provider, 2 worker processes`, [
+      { what: 'fixed text', 'sends/s': fmt(fixedRate), 'vs fixed': '1.00', 'µs per render': '—' },
+      {
+        what: '3-variable template (title, body, data)',
+        'sends/s': fmt(templatedRate),
+        'vs fixed': (templatedRate / fixedRate).toFixed(2),
+        'µs per render': render.fast.toFixed(2),
+      },
+      { what: 'the same through Liquid (a filter, an if: no fast path)', 'sends/s': '—', 'vs fixed': '—', 'µs per render': render.liquid.toFixed(2) },
+    ]);
   }
+}
+
+/** µs to render one recipient's message (title, body, data), in this process: the compiled fast path and full Liquid. */
+function renderCost(): { fast: number; liquid: number } {
+  const context = { campaign: { id: 'c', name: 'n' }, run: { id: 'main', occurrence: null }, timezone: 'UTC', now: Date.now() };
+  const measure = (message: unknown) => {
+    const compiled = CompiledMessage.compile(message as Message);
+    if (!compiled.ok) throw new Error('the bench template does not parse');
+    const n = 200_000;
+    for (let i = 0; i < 10_000; i += 1) compiled.compiled.render(THREE_VARIABLES.recipient(i) as RecipientRecord, context);
+    const started = performance.now();
+    for (let i = 0; i < n; i += 1) compiled.compiled.render(THREE_VARIABLES.recipient(i) as RecipientRecord, context);
+    return ((performance.now() - started) * 1000) / n;
+  };
+  return {
+    fast: measure(THREE_VARIABLES.message),
+    liquid: measure({
+      title: 'Hi {{ name | capitalize }}',
+      body: 'Your {% if plan %}{{ plan }}{% endif %} plan renews on {{ renews }}',
+      data: { k: 'v', url: '/u/{{ name | url_encode }}' },
+    }),
+  };
 }
 
 const usedMemory = (url: string) => redisInfo(url, 'memory', 'used_memory:');
@@ -742,6 +806,72 @@ async function lifecycle(): Promise<void> {
   }
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle };
+/**
+ * The whole-list dry run of a personalised campaign: 1M recipients (3 fields
+ * each, 1 % without one of them) rendered in the API, page by page.
+ */
+async function templates(): Promise<void> {
+  const n = Number(process.env.BENCH_DRY_RUN_RECIPIENTS ?? 1_000_000);
+  const dir = mkdtempSync(join(tmpdir(), 'pushq-dryrun-'));
+  const file = join(dir, 'recipients.ndjson');
+  const out = createWriteStream(file);
+  const write = (text: string) => (out.write(text) ? Promise.resolve() : new Promise<void>((resolve) => out.once('drain', () => resolve())));
+  let missing = 0;
+  for (let i = 0; i < n; i += 1) {
+    const r = THREE_VARIABLES.recipient(i) as Record<string, unknown>;
+    if (i % 100 === 7) {
+      delete r.plan;
+      missing += 1;
+    }
+    await write(`${JSON.stringify(r)}\n`);
+  }
+  await new Promise<void>((resolve) => out.end(resolve));
+  const mock = await RemoteMock.start();
+  const stack = await pushq(mock, 100_000, 0, { PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 1 }]) });
+  try {
+    const campaignId = (await stack.client.createCampaign({ provider: 'mock', message: THREE_VARIABLES.message })).id;
+    const res = await request(`${stack.client.baseUrl}/api/campaigns/${campaignId}/recipients`, {
+      method: 'PUT',
+      headers: {
+        authorization: `Bearer ${TEST_TOKEN}`,
+        'content-type': 'application/x-ndjson',
+        'content-length': String(statSync(file).size),
+        'x-recipient-count': String(n),
+      },
+      body: createReadStream(file),
+    });
+    if (res.statusCode !== 200) throw new Error(`upload failed: ${res.statusCode} ${await res.body.text()}`);
+    await res.body.dump();
+    const started = performance.now();
+    const dry = await stack.client.request('POST', `/api/campaigns/${campaignId}/dry-run`);
+    const seconds = (performance.now() - started) / 1000;
+    if (dry.status !== 200 || dry.body.recipients !== n || dry.body.failed !== missing)
+      throw new Error(`dry run: ${dry.status} ${JSON.stringify(dry.body).slice(0, 300)}`);
+    const launchStarted = performance.now();
+    const launch = await stack.client.request('POST', `/api/campaigns/${campaignId}/launch`);
+    const refusedIn = (performance.now() - launchStarted) / 1000;
+    if (launch.status !== 422) throw new Error(`the launch was not refused: ${launch.status}`);
+    table(`Dry run: ${fmt(n)} recipients, a 3-variable template, ${fmt(missing)} without one field, in the API`, [
+      {
+        what: 'POST …/dry-run',
+        seconds: seconds.toFixed(1),
+        'recipients/s': fmt(n / seconds),
+        'API peak RSS MB (the upload before included)': peakRssMb(stack.apiPid).toFixed(0),
+      },
+      {
+        what: 'POST …/launch refused (422, the same report)',
+        seconds: refusedIn.toFixed(1),
+        'recipients/s': fmt(n / refusedIn),
+        'API peak RSS MB': String(peakRssMb(stack.apiPid)),
+      },
+    ]);
+  } finally {
+    await stack.stop();
+    await mock.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

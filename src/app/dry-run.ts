@@ -169,6 +169,9 @@ export class DryRun {
   /** Refuses `action` (launch, schedule) when anyone would not get a whole message, unless the campaign skips them. */
   async assertRenders(campaign: Campaign, action: string): Promise<DryRunReport | null> {
     if (campaign.onRenderError === 'skip') return null;
+    // A fixed text that fits is the same answer for everyone: no list to read.
+    const compiled = CompiledMessage.compile(campaign.message);
+    if (compiled.ok && compiled.compiled.fixed && !sizeProblem(this.deps.providers.get(campaign.provider)?.type ?? '', campaign.message)) return null;
     const report = await this.report(campaign);
     if (report.ok) return report;
     throw renderFailed(report, action);

@@ -8,8 +8,7 @@ import { onCleanup } from '../helpers/cleanup.js';
 /** The PostgreSQL archive on its own, against the machine's PostgreSQL, in a fresh schema. */
 const PG_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-function archive(): PgArchive {
-  const schema = `pushq_t_${randomBytes(4).toString('hex')}`;
+function archive(schema = `pushq_t_${randomBytes(4).toString('hex')}`): PgArchive {
   const a = new PgArchive(`${PG_URL}?schema=${schema}`);
   onCleanup(async () => {
     await a.close();
@@ -56,5 +55,35 @@ describe('the PostgreSQL archive', () => {
     let count = 0;
     for await (const _ of a.rows('c1', 'main')) count += 1;
     expect(count).toBe(3000);
+  });
+
+  it('upgrades an archive made before locales (migration 2): old rows read as before, new rows keep their locale', async () => {
+    const schema = `pushq_t_${randomBytes(4).toString('hex')}`;
+    const old = archive(schema);
+    await old.write(run('main'), rows(10));
+    await old.close();
+    // As the previous version left it: migration 1 only, no locale column.
+    const client = new pg.Client({ connectionString: PG_URL });
+    await client.connect();
+    await client.query(`ALTER TABLE "${schema}".run_results DROP COLUMN locale`);
+    await client.query(`DELETE FROM "${schema}".archive_migrations WHERE version = 2`);
+    await client.end();
+    const upgraded = archive(schema);
+    const read: ResultRow[] = [];
+    for await (const row of upgraded.rows('c1', 'main')) read.push(row);
+    expect(read).toHaveLength(10);
+    expect(read[0]).not.toHaveProperty('locale');
+    async function* withLocale(): AsyncGenerator<ResultRow> {
+      yield { id: 'k', state: 'sent', locale: 'ko', attempts: 1, updatedAt: null, lastError: null };
+    }
+    await upgraded.write(run('o20261201T000000Z'), withLocale());
+    expect(await upgraded.find('c1', 'o20261201T000000Z', 'k')).toEqual({
+      id: 'k',
+      state: 'sent',
+      locale: 'ko',
+      attempts: 1,
+      updatedAt: null,
+      lastError: null,
+    });
   });
 });
