@@ -244,8 +244,12 @@ export class PgArchive implements ResultsArchive {
     });
   }
 
-  async close(): Promise<void> {
-    await this.pool.end();
+  private closing: Promise<void> | null = null;
+
+  /** Ends the pool; closing twice is closing once. */
+  close(): Promise<void> {
+    this.closing ??= this.pool.end();
+    return this.closing;
   }
 }
 
