@@ -31,6 +31,8 @@ export const messageSchema = z
   })
   .superRefine((message, ctx) => {
     // Templates are checked at the door: a 422 with line and column, not a failure at send time.
+    // (Data nested too deep is refused by its own check above; nothing to compile in it.)
+    if (nestsDeeperThan(message, MAX_JSON_DEPTH + 4)) return;
     const compiled = CompiledMessage.compile(message);
     if (compiled.ok) return;
     for (const p of compiled.problems) {
