@@ -117,7 +117,7 @@ const THREE_VARIABLES: Personalised = {
 /** The same three variables through Liquid: a filter or an `if` in each string (no fast path). */
 const LIQUID_THREE_VARIABLES = {
   title: 'Hi {{ name | capitalize }}',
-  body: 'Your {% if plan %}{{ plan }}{% endif %} plan renews on {{ renews }}',
+  body: 'Your {{ plan | upcase }} plan{% if renews %} renews on {{ renews }}{% endif %}',
   data: { k: 'v', url: '/u/{{ name | url_encode }}' },
 };
 /** The same recipients with the fixed text: what a template costs is the only difference. */
@@ -859,7 +859,8 @@ async function templates(): Promise<void> {
     const liquidStarted = performance.now();
     const liquidDry = await stack.client.request('POST', `/api/campaigns/${campaignId}/dry-run`);
     const liquidSeconds = (performance.now() - liquidStarted) / 1000;
-    if (liquidDry.status !== 200 || liquidDry.body.failed !== missing) throw new Error(`dry run: ${liquidDry.status} ${JSON.stringify(liquidDry.body).slice(0, 300)}`);
+    if (liquidDry.status !== 200 || liquidDry.body.failed !== missing)
+      throw new Error(`dry run: ${liquidDry.status} ${JSON.stringify(liquidDry.body).slice(0, 300)}`);
     table(`Dry run: ${fmt(n)} recipients, a 3-variable template, ${fmt(missing)} without one field, in the API`, [
       {
         what: 'POST …/dry-run',
@@ -877,7 +878,7 @@ async function templates(): Promise<void> {
         what: 'POST …/launch refused (422, the same report)',
         seconds: refusedIn.toFixed(1),
         'recipients/s': fmt(n / refusedIn),
-        'API peak RSS MB': String(peakRssMb(stack.apiPid)),
+        'API peak RSS MB (the upload before included)': peakRssMb(stack.apiPid).toFixed(0),
       },
     ]);
   } finally {
