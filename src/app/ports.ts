@@ -477,8 +477,6 @@ export interface PushProvider {
    */
   address?(recipient: SendRequest['recipient']): string | undefined;
   send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome>;
-  /** The request `send` would make for `request`, built by the same code, secrets redacted (the preview). */
-  preview?(request: SendRequest): ProviderRequestPreview;
   /** One request for all of `requests` (at most `batch.size`): one outcome each, in order. */
   sendBatch?(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]>;
   close(): Promise<void>;
@@ -513,6 +511,8 @@ export interface RetryPolicy extends RetryRules {
 export interface ProviderRegistry {
   get(name: string): PushProvider | undefined;
   names(): string[];
+  /** The request provider `name` would make for `request`, built by the code its sender uses, from the configuration alone (secrets redacted). */
+  preview?(name: string, request: SendRequest): ProviderRequestPreview | undefined;
 }
 
 export interface Permit {

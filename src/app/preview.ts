@@ -51,12 +51,14 @@ export class Preview {
       recipient,
       message: result.message,
     };
-    const own = this.deps.providers.get(campaign.provider);
+    const { providers } = this.deps;
+    const own = providers.get(campaign.provider);
     const requests: NonNullable<PreviewView['requests']> = {};
-    for (const name of this.deps.providers.names()) {
-      const provider = this.deps.providers.get(name);
-      if (provider?.preview) requests[name] = { type: provider.type, ...provider.preview(request) };
+    for (const name of providers.names()) {
+      const preview = providers.preview?.(name, request);
+      if (preview) requests[name] = { type: providers.get(name)!.type, ...preview };
     }
+    const ownRequest = providers.preview?.(campaign.provider, request);
     const tooLong = own ? sizeProblem(own.type, result.message) : null;
     return {
       recipient,
@@ -64,7 +66,7 @@ export class Preview {
       rendered: true,
       message: result.message,
       ...(tooLong ? { tooLong } : {}),
-      ...(own?.preview ? { request: own.preview(request) } : {}),
+      ...(ownRequest ? { request: ownRequest } : {}),
       requests,
     };
   }

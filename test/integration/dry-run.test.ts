@@ -90,4 +90,27 @@ describe('dry run', () => {
     expect(launch.body.error).toMatchObject({ code: 'RENDER_FAILED', details: { failed: summary.failed } });
     expect((await client.campaign(id)).status).toBe('draft');
   }, 120_000);
+
+  it('previews in a process that also sends (npm start: connected providers) as in an API-only one', async () => {
+    const prefix = testPrefix('prev');
+    const redis = testRedis();
+    onCleanup(() => deletePrefix(redis, prefix));
+    const running = await startInProcess(prefix, {
+      PROVIDERS_FILE: providersFile([
+        { name: 'sim', type: 'sim', tps: 1000 },
+        { name: 'hook', type: 'http', url: 'http://127.0.0.1:9/push', tps: 10, headers: { 'x-team': 'a' } },
+      ]),
+    });
+    onCleanup(() => running.stop());
+    const client = new ApiClient(running.url!, TEST_TOKEN);
+    const created = await client.request('POST', '/api/campaigns', { name: 'p', provider: 'hook', message: { title: 'Hi {{ name }}', body: 'b' } });
+    const res = await client.request('POST', `/api/campaigns/${created.body.id}/preview`, { recipient: { id: 'x', name: 'Kim' } });
+    expect(res.body.request).toMatchObject({
+      method: 'POST',
+      url: 'http://127.0.0.1:9/push',
+      headers: { 'x-team': 'a', 'content-type': 'application/json' },
+      body: { runId: 'preview', recipient: { id: 'x', name: 'Kim' }, message: { title: 'Hi Kim', body: 'b', data: {} } },
+    });
+    expect(Object.keys(res.body.requests)).toEqual(['sim', 'hook']);
+  });
 });

@@ -40,15 +40,11 @@ class DescribedProvider implements PushProvider {
   readonly limits;
   readonly retry;
 
-  constructor(private readonly config: ProviderConfig) {
+  constructor(config: ProviderConfig) {
     this.name = config.name;
     this.type = config.type;
     this.limits = providerLimits(config);
     this.retry = retryPolicy(config);
-  }
-
-  preview(request: SendRequest): ProviderRequestPreview {
-    return (PREVIEWS[this.config.type] as Previewer<typeof this.config.type>)(this.config, request);
   }
 
   send(): Promise<SendOutcome> {
@@ -67,6 +63,7 @@ function withConnections(config: ProviderConfig, connections: number | undefined
 
 export class Providers implements ProviderRegistry {
   private readonly byName = new Map<string, PushProvider>();
+  private readonly configs = new Map<string, ProviderConfig>();
 
   /**
    * `connect`: build the senders (workers); otherwise only describe the
@@ -77,6 +74,7 @@ export class Providers implements ProviderRegistry {
     for (const config of configs) {
       const factory = FACTORIES[config.type] as Factory<typeof config.type>;
       this.byName.set(config.name, options.connect ? factory(withConnections(config, options.connections)) : new DescribedProvider(config));
+      this.configs.set(config.name, config);
     }
   }
 
@@ -86,6 +84,11 @@ export class Providers implements ProviderRegistry {
 
   names(): string[] {
     return [...this.byName.keys()];
+  }
+
+  preview(name: string, request: SendRequest): ProviderRequestPreview | undefined {
+    const config = this.configs.get(name);
+    return config ? (PREVIEWS[config.type] as Previewer<typeof config.type>)(config, request) : undefined;
   }
 
   async close(): Promise<void> {
