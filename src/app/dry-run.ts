@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Campaign } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
@@ -74,8 +75,24 @@ class Groups {
  * refuse when anyone would fail, unless the campaign says `onRenderError:
  * skip`.
  */
+/** How long a clean dry run spares a launch from rendering the list again (the same message, provider and list version). */
+export const CLEAN_DRY_RUN_TTL_MS = 3_600_000;
+
 export class DryRun {
-  constructor(private readonly deps: { store: Pick<CampaignStore, 'get' | 'readPage'>; providers: Pick<ProviderRegistry, 'get'> }) {}
+  constructor(
+    private readonly deps: {
+      store: Pick<CampaignStore, 'get' | 'readPage' | 'rememberCleanDryRun' | 'lastCleanDryRun'>;
+      providers: Pick<ProviderRegistry, 'get'>;
+    },
+  ) {}
+
+  /** What a dry run's answer depends on: the message, the provider's type and the list version. */
+  private fingerprint(campaign: Campaign): string {
+    const type = this.deps.providers.get(campaign.provider)?.type ?? '';
+    return createHash('sha256')
+      .update(JSON.stringify([campaign.message, campaign.provider, type, campaign.recipients.version, campaign.recipients.total]))
+      .digest('base64url');
+  }
 
   /** `onFailure`: called for every recipient who would fail, in list order (awaited: a slow reader slows the run). */
   async execute(campaignId: string, onFailure?: (failure: DryRunFailure) => Promise<void>): Promise<DryRunReport> {
@@ -163,6 +180,8 @@ export class DryRun {
     report.tooLong = tooLong.entries().map(([limit, g]) => ({ limit, example: g.first, count: g.count, examples: g.examples }));
     report.ok = report.failed === 0;
     report.durationMs = Math.round(performance.now() - started);
+    // Only a whole clean answer is remembered; losing it costs one more dry run.
+    if (report.ok) await this.deps.store.rememberCleanDryRun(campaign.id, this.fingerprint(campaign), CLEAN_DRY_RUN_TTL_MS).catch(() => undefined);
     return report;
   }
 
@@ -172,6 +191,8 @@ export class DryRun {
     // A fixed text that fits is the same answer for everyone: no list to read.
     const compiled = CompiledMessage.compile(campaign.message);
     if (compiled.ok && compiled.compiled.fixed && !sizeProblem(this.deps.providers.get(campaign.provider)?.type ?? '', campaign.message)) return null;
+    // A clean dry run of this very message, provider and list within the hour: the same answer.
+    if ((await this.deps.store.lastCleanDryRun(campaign.id)) === this.fingerprint(campaign)) return null;
     const report = await this.report(campaign);
     if (report.ok) return report;
     throw renderFailed(report, action);

@@ -81,6 +81,10 @@ export interface CampaignStore {
   /** Copies the current list of `from` as version 1 of campaign `toId`. */
   copyRecipients(from: Campaign, toId: string): Promise<void>;
   recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void>;
+  /** Remembers that the dry run with this fingerprint found every recipient renders (for `ttlMs`). */
+  rememberCleanDryRun(campaignId: string, fingerprint: string, ttlMs: number): Promise<void>;
+  /** The fingerprint of the last clean dry run still remembered, or null. */
+  lastCleanDryRun(campaignId: string): Promise<string | null>;
   /** The next test send's number (1, 2, …): its run is `test-<n>`; null when the campaign is gone. */
   nextTestSend(campaignId: string): Promise<number | null>;
   /** Newest first. */

@@ -113,4 +113,32 @@ describe('dry run', () => {
     });
     expect(Object.keys(res.body.requests)).toEqual(['sim', 'hook']);
   });
+
+  it('a launch right after a clean dry run trusts it only for the same message, provider and list', async () => {
+    const prefix = testPrefix('dryc');
+    const redis = testRedis();
+    onCleanup(() => deletePrefix(redis, prefix));
+    const running = await startInProcess(prefix, { PROVIDERS_FILE: providersFile([{ name: 'sim', type: 'sim', tps: 1000 }]) }, { worker: false });
+    onCleanup(() => running.stop());
+    const client = new ApiClient(running.url!, TEST_TOKEN);
+    const message = { title: 'Hi {{ name }}', body: 'b' };
+    const id = (await client.request('POST', '/api/campaigns', { name: 'c', provider: 'sim', message, recipients: [{ id: 'a', name: 'A' }] })).body
+      .id as string;
+    expect((await client.request('POST', `/api/campaigns/${id}/dry-run`)).body.ok).toBe(true);
+    // A new list (a new version) without the field: the clean answer does not carry over.
+    const upload = await fetch(`${client.baseUrl}/api/campaigns/${id}/recipients`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${TEST_TOKEN}`, 'content-type': 'application/x-ndjson' },
+      body: '{"id":"a","name":"A"}\n{"id":"b"}\n',
+    });
+    expect(upload.status).toBe(200);
+    expect((await client.request('POST', `/api/campaigns/${id}/launch`)).body.error.code).toBe('RENDER_FAILED');
+    // Nor does it to another message over a list it was clean for.
+    expect((await client.request('PATCH', `/api/campaigns/${id}`, { recipients: [{ id: 'a', name: 'A' }] })).status).toBe(200);
+    expect((await client.request('POST', `/api/campaigns/${id}/dry-run`)).body.ok).toBe(true);
+    expect((await client.request('PATCH', `/api/campaigns/${id}`, { message: { title: 'Hi {{ nickname }}', body: 'b' } })).status).toBe(200);
+    expect((await client.request('POST', `/api/campaigns/${id}/launch`)).body.error.code).toBe('RENDER_FAILED');
+    expect((await client.request('PATCH', `/api/campaigns/${id}`, { message })).status).toBe(200);
+    expect((await client.request('POST', `/api/campaigns/${id}/launch`)).status).toBe(200);
+  });
 });

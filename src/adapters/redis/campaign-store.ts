@@ -179,6 +179,14 @@ export class RedisCampaignStore implements CampaignStore {
     return position === null ? null : Number(position);
   }
 
+  async rememberCleanDryRun(campaignId: string, fingerprint: string, ttlMs: number): Promise<void> {
+    await this.redis.set(this.keys.campaign(campaignId).dryRun(), fingerprint, 'PX', ttlMs);
+  }
+
+  lastCleanDryRun(campaignId: string): Promise<string | null> {
+    return this.redis.get(this.keys.campaign(campaignId).dryRun());
+  }
+
   async nextTestSend(campaignId: string): Promise<number | null> {
     const n = Number(await this.scripts.run('next-test-send', [this.keys.campaign(campaignId).meta()], []));
     return n > 0 ? n : null;

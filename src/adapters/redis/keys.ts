@@ -138,6 +138,11 @@ export class CampaignKeys {
     return `${this.base}:stage:${version}`;
   }
 
+  /** String: the last dry run that found nothing wrong (its fingerprint), for an hour: a launch right after it need not render the list again. */
+  dryRun(): string {
+    return `${this.base}:dry`;
+  }
+
   /** List of the latest occurrences of the schedule (ran or skipped, and why), newest first. */
   occurrences(): string {
     return `${this.base}:occ`;
