@@ -106,7 +106,11 @@ export class CampaignLifecycle {
   async edit(id: string, patch: CampaignPatch): Promise<{ campaign: CampaignView; recipients: IngestSummary | null }> {
     const fields: Record<string, string> = {};
     if (patch.name !== undefined) fields.name = patch.name;
-    if (patch.message !== undefined) fields.message = JSON.stringify(patch.message);
+    if (patch.message !== undefined) {
+      fields.message = JSON.stringify(patch.message);
+      // It passed the template check at the door: from now on it is rendered.
+      fields.templated = '1';
+    }
     if (patch.priority !== undefined) fields.priority = patch.priority;
     if (patch.maxAttempts !== undefined) fields.maxAttempts = String(patch.maxAttempts);
     if (patch.kind !== undefined) fields.kind = patch.kind;
@@ -196,6 +200,7 @@ export class CampaignLifecycle {
         frequencyCap: source.frequencyCap,
         onRenderError: source.onRenderError,
         listFields: source.listFields,
+        templated: source.templated,
         createdAt,
         layout,
       },

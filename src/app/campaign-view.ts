@@ -110,7 +110,7 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,
     recipientCount: campaign.recipients.total,
-    warnings: templateWarnings(campaign.message, campaign.listFields, campaign.recipients.total),
+    warnings: templateWarnings(campaign, campaign.listFields, campaign.recipients.total),
     counts: run ? countsView(run) : { ...emptyCounts(campaign.recipients.total), deferred: 0, deferredUntil: null, skippedBy: {} },
     latestRun: run ? runView(run) : null,
     schedule: campaign.schedule ? scheduleView(campaign.schedule, Date.now()) : null,

@@ -75,6 +75,7 @@ export class CreateCampaign {
         frequencyCap: input.frequencyCap,
         onRenderError: input.onRenderError,
         listFields: input.recipients ? fieldNamesOf(collector.recipients) : null,
+        templated: true,
         createdAt,
         layout,
       },

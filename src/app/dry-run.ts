@@ -4,7 +4,7 @@ import type { Campaign } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { sizeProblem } from '../domain/message-limits.js';
 import { recipientRecord } from '../domain/recipient.js';
-import { CompiledMessage, renderContext, templateProblems } from '../domain/template.js';
+import { compileCampaignMessage, renderContext, templateProblems } from '../domain/template.js';
 import { requireCampaign } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
 
@@ -102,7 +102,7 @@ export class DryRun {
   async report(campaign: Campaign, onFailure?: (failure: DryRunFailure) => Promise<void>): Promise<DryRunReport> {
     if (campaign.listArchived) throw listArchived(campaign.id, 'render it');
     const started = performance.now();
-    const compiled = CompiledMessage.compile(campaign.message);
+    const compiled = compileCampaignMessage(campaign);
     if (!compiled.ok) throw templateProblems(compiled.problems);
     const template = compiled.compiled;
     const type = this.deps.providers.get(campaign.provider)?.type ?? '';
@@ -118,7 +118,8 @@ export class DryRun {
       missingVariables: [],
       errors: [],
       tooLong: [],
-      locales: {},
+      // No prototype: a tag such as toString is a key like any other.
+      locales: Object.create(null) as DryRunReport['locales'],
       durationMs: 0,
     };
     const missing = new Groups();
@@ -128,11 +129,17 @@ export class DryRun {
     // A fixed text is the same for everyone: one render says whether it fits.
     const fixedProblem = template.fixed ? sizeProblem(type, campaign.message) : null;
     let next = pages > 0 ? this.deps.store.readPage(campaign.id, version, 0) : null;
+    let since = performance.now();
     for (let page = 0; page < pages; page += 1) {
       const recipients = await next!;
       // One page ahead: reading the next while this one renders.
       next = page + 1 < pages ? this.deps.store.readPage(campaign.id, version, page + 1) : null;
       for (const stored of recipients) {
+        // A slow template does not hold the API's event loop for long: other requests get in.
+        if (performance.now() - since > 20) {
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          since = performance.now();
+        }
         const recipient = recipientRecord(stored);
         let locale: string | null;
         let failed = false;
@@ -164,7 +171,10 @@ export class DryRun {
             }
           }
         }
-        const byLocale = (report.locales[locale ?? 'default'] ??= { recipients: 0, rendered: 0, failed: 0 });
+        const key = locale ?? 'default';
+        const byLocale = Object.prototype.hasOwnProperty.call(report.locales, key)
+          ? report.locales[key]!
+          : (report.locales[key] = { recipients: 0, rendered: 0, failed: 0 });
         byLocale.recipients += 1;
         if (failed) {
           byLocale.failed += 1;
@@ -189,7 +199,7 @@ export class DryRun {
   async assertRenders(campaign: Campaign, action: string): Promise<DryRunReport | null> {
     if (campaign.onRenderError === 'skip') return null;
     // A fixed text that fits is the same answer for everyone: no list to read.
-    const compiled = CompiledMessage.compile(campaign.message);
+    const compiled = compileCampaignMessage(campaign);
     if (compiled.ok && compiled.compiled.fixed && !sizeProblem(this.deps.providers.get(campaign.provider)?.type ?? '', campaign.message)) return null;
     // A clean dry run of this very message, provider and list within the hour: the same answer.
     if ((await this.deps.store.lastCleanDryRun(campaign.id)) === this.fingerprint(campaign)) return null;

@@ -141,7 +141,8 @@ export class Janitor {
       oneOff &&
       campaign.latestRunId === runId &&
       (campaign.status === 'completed' || campaign.status === 'cancelled') &&
-      others.every((r) => r.archived !== null);
+      // A test send's run reads a list of its own: it does not hold the campaign's.
+      others.every((r) => r.archived !== null || r.trigger === 'test-send');
     if (!run.archived) {
       let rows: AsyncIterable<ResultRow> = ledgerRows(store, this.deps.ledger, run);
       rows = renewing(rows, held);

@@ -38,6 +38,7 @@ export interface NewCampaign extends Pick<
   | 'frequencyCap'
   | 'onRenderError'
   | 'listFields'
+  | 'templated'
 > {
   createdAt: number;
   layout: RecipientLayout;

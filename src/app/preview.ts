@@ -3,7 +3,7 @@ import { listArchived } from './dry-run.js';
 import { idempotencyKey } from '../domain/ids.js';
 import { sizeProblem } from '../domain/message-limits.js';
 import { checkRecipient, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
-import { CompiledMessage, renderContext, templateProblems } from '../domain/template.js';
+import { compileCampaignMessage, renderContext, templateProblems } from '../domain/template.js';
 import type { Message } from '../domain/campaign.js';
 import { requireCampaign } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry, ProviderRequestPreview } from './ports.js';
@@ -40,7 +40,7 @@ export class Preview {
   async execute(campaignId: string, input: { recipientId?: string; recipient?: unknown }): Promise<PreviewView> {
     const campaign = await requireCampaign(this.deps.store, campaignId);
     const recipient = await this.recipientOf(campaign.id, { ...campaign.recipients, archived: campaign.listArchived }, input);
-    const compiled = CompiledMessage.compile(campaign.message);
+    const compiled = compileCampaignMessage(campaign);
     if (!compiled.ok) throw templateProblems(compiled.problems);
     const result = compiled.compiled.render(recipient, renderContext(campaign, PREVIEW_RUN_ID, Date.now()));
     if (!result.ok) return { recipient, locale: result.locale, rendered: false, error: result.error, variable: result.variable };

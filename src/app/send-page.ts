@@ -80,6 +80,11 @@ export interface SendPageDeps {
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
 
+/** Most time rendering runs before it lets the event loop in. */
+const RENDER_SLICE_MS = 20;
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 /** Recipients deferred per ledger call when a page starts inside quiet hours. */
 const PARK_BATCH = 1000;
 
@@ -329,7 +334,7 @@ export class SendPage {
     await sleepUntil(allotment.firstStart - CLAIM_AHEAD_MS);
     if (!work.page.live) return work.page.halt ?? { kind: 'fenced' };
     const gate = await this.deps.gate.decide(work.campaign, work.provider, work.recipients, batch, work.countedOf, Date.now());
-    this.render(work, gate);
+    await this.render(work, gate);
     let claim: ClaimResult | null = null;
     try {
       claim = await this.claim(work, gate.directives);
@@ -356,17 +361,23 @@ export class SendPage {
    * message does not render (a missing variable) is skipped, reason
    * `render-error`, with the variable named, never sent half-filled.
    */
-  private render(work: PageWork, gate: GateDecision): void {
+  private async render(work: PageWork, gate: GateDecision): Promise<void> {
     if (work.template.fixed) return;
     const context = renderContext(work.campaign, work.ref.runId, Date.now());
-    gate.directives.forEach((d, i) => {
-      if (d.op !== 'claim') return;
+    let since = performance.now();
+    for (const [i, d] of gate.directives.entries()) {
+      if (d.op !== 'claim') continue;
       const result = work.template.render(recipientRecord(work.recipients[d.index]!), context);
       if (result.ok) {
         work.rendered.set(d.index, result.message);
         gate.directives[i] = { ...d, locale: work.template.localeCode(result.locale) };
       } else gate.directives[i] = { index: d.index, op: 'skip', reason: REASONS['render-error'], detail: result.error };
-    });
+      // A slow template does not hold the event loop (lease renewals, other pages' confirms) for long.
+      if (performance.now() - since > RENDER_SLICE_MS) {
+        await yieldToEventLoop();
+        since = performance.now();
+      }
+    }
   }
 
   /** Frequency-cap counts taken for recipients the claim did not take go back (whatever became of the claim). */

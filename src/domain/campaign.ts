@@ -120,6 +120,12 @@ export interface Campaign {
   listArchived: boolean;
   /** The field names its list's recipients have (null: unknown, or more than can be kept). */
   listFields: string[] | null;
+  /**
+   * Its message strings are Liquid templates: every campaign created or whose
+   * message was PATCHed since templates exist. One stored before is sent as
+   * its text reads, braces and all, until its message is next PATCHed.
+   */
+  templated: boolean;
 }
 
 export interface Run {

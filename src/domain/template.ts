@@ -191,6 +191,9 @@ function isPiece(value: object): value is Piece {
   return PIECES.has(value);
 }
 
+/** Names Liquid reads as literals, and properties it computes (`size`, `first`, `last`): left to Liquid. */
+const NOT_PLAIN_NAMES = new Set(['true', 'false', 'nil', 'null', 'empty', 'blank', 'size', 'first', 'last']);
+
 function compileString(source: string): Piece {
   if (!MARKUP.test(source)) return piece({ kind: 'text', text: source });
   const parts: Array<string | readonly string[]> = [];
@@ -203,7 +206,12 @@ function compileString(source: string): Piece {
       break;
     }
     if (text) parts.push(text);
-    parts.push(match[1]!.split('.'));
+    const path = match[1]!.split('.');
+    if (path.some((name) => NOT_PLAIN_NAMES.has(name))) {
+      fast = false;
+      break;
+    }
+    parts.push(path);
     last = match.index + match[0].length;
   }
   const tail = source.slice(last);
@@ -253,6 +261,42 @@ export class CompiledMessage {
   ) {
     this.localeTags = [...variants.keys()].sort();
   }
+
+  /** The message sent as it is, braces and all (a campaign stored before templates existed). */
+  static literal(message: Message): CompiledMessage {
+    const text = (value: string): Piece => piece({ kind: 'text', text: value });
+    const literalValue = (value: unknown): CompiledValue => {
+      if (typeof value === 'string') return text(value);
+      if (Array.isArray(value)) return value.map(literalValue);
+      if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, literalValue(v)]));
+      return (value ?? null) as number | boolean | null;
+    };
+    const fallback: CompiledVariant = {
+      title: text(message.title),
+      body: text(message.body),
+      data: literalValue(message.data ?? {}) as CompiledVariant['data'],
+    };
+    return new CompiledMessage(new Map(), fallback, new Map(), true);
+  }
+
+  /** A message no recipient can get (it does not compile): every render fails with `error`. */
+  static broken(error: string): CompiledMessage {
+    const compiled = new CompiledMessage(
+      new Map(),
+      { title: piece({ kind: 'text', text: '' }), body: piece({ kind: 'text', text: '' }), data: {} },
+      new Map(),
+      false,
+    );
+    compiled.stopped = error;
+    return compiled;
+  }
+
+  /**
+   * Set once a render hit one of Liquid's limits (time, memory): a template
+   * that took 50 ms for one recipient is broken for all of them, and every
+   * later render fails at once with the same error instead of taking as long.
+   */
+  private stopped: string | null = null;
 
   /** Compiles `message`; answers the parse problems (with line and column) instead when there are any. */
   static compile(message: Message): { ok: true; compiled: CompiledMessage } | { ok: false; problems: TemplateProblem[] } {
@@ -323,6 +367,7 @@ export class CompiledMessage {
 
   render(recipient: RecipientRecord, context: RenderContext): RenderResult {
     const locale = this.localeFor(recipient);
+    if (this.stopped !== null) return { ok: false, locale, variable: null, error: this.stopped };
     const variant = (locale !== null ? this.variants.get(locale) : undefined) ?? this.fallback;
     const scope = new Scope(recipient, context, locale);
     try {
@@ -333,7 +378,9 @@ export class CompiledMessage {
       const e = err as Error;
       const missing = /^undefined variable: ([^,]+)/.exec(e.message);
       if (missing) return { ok: false, locale, variable: missing[1]!, error: `missing variable: ${missing[1]}` };
-      return { ok: false, locale, variable: null, error: e.message };
+      const error = e.message.replace(/, line:\d+, col:\d+$/, '');
+      if (/limit exceeded/.test(error)) this.stopped = `${error} (the template is stopped for every recipient)`;
+      return { ok: false, locale, variable: null, error };
     }
   }
 }
@@ -431,7 +478,8 @@ class Scope {
       scope[LOCALE] = this.filterLocale;
       this.liquidScope = scope;
     }
-    if (withNow && this.liquidScope.now === undefined) this.liquidScope.now = this.now();
+    // `now` is the renderer's, even over a recipient field of that name (as in the fast path).
+    if (withNow) this.liquidScope.now = this.now();
     return this.liquidScope;
   }
 }
@@ -486,9 +534,8 @@ function renderValue(value: CompiledValue, scope: Scope): unknown {
   if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map((v) => renderValue(v, scope));
   if (isPiece(value)) return renderPiece(value, scope);
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = renderValue(v, scope);
-  return out;
+  // fromEntries defines keys, so a "__proto__" key stays a key (an assignment would set the prototype).
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, renderValue(v, scope)]));
 }
 
 /** ISO-8601 of `at` in `zone`, with its offset (`2026-12-02T09:05:00+09:00`). */
@@ -529,6 +576,15 @@ function isoFormat(zone: string): Intl.DateTimeFormat {
 // ---------------------------------------------------------------------------
 // At the door
 
+/**
+ * A campaign's message as it is sent: Liquid for a campaign `templated`
+ * (every one created or PATCHed since templates exist), its text as it is
+ * for one stored before (a literal "{{" in it meant no variable then).
+ */
+export function compileCampaignMessage(campaign: { message: Message; templated: boolean }): ReturnType<typeof CompiledMessage.compile> {
+  return campaign.templated ? CompiledMessage.compile(campaign.message) : { ok: true, compiled: CompiledMessage.literal(campaign.message) };
+}
+
 /** Refuses a message whose templates do not parse: 422 naming each field, line and column. */
 export function assertTemplatesParse(message: Message): void {
   const result = CompiledMessage.compile(message);
@@ -551,9 +607,9 @@ export function templateProblems(problems: readonly TemplateProblem[]): DomainEr
  * stored with). Guarded names (`{% if x %}`, `| default`) are named too: a
  * field nobody has is worth a look even when it cannot fail the send.
  */
-export function templateWarnings(message: Message, listFields: readonly string[] | null, listSize: number): string[] {
+export function templateWarnings(campaign: { message: Message; templated: boolean }, listFields: readonly string[] | null, listSize: number): string[] {
   if (listFields === null || listSize === 0) return [];
-  const compiled = CompiledMessage.compile(message);
+  const compiled = compileCampaignMessage(campaign);
   if (!compiled.ok) return [];
   const has = new Set(listFields);
   return compiled.compiled
@@ -576,11 +632,11 @@ export function renderContext(
 export class CompiledMessages {
   private readonly cache = new BoundedCache<string, CompiledMessage>(256);
 
-  for(campaign: { id: string; updatedAt: string; message: Message }): CompiledMessage {
-    return this.cache.get(`${campaign.id}|${campaign.updatedAt}`, () => {
-      const result = CompiledMessage.compile(campaign.message);
-      if (!result.ok) throw templateProblems(result.problems);
-      return result.compiled;
+  /** A message that does not compile (stored before it was checked) is one every recipient fails to render, never an exception. */
+  for(campaign: { id: string; updatedAt: string; message: Message; templated: boolean }): CompiledMessage {
+    return this.cache.get(`${campaign.id}|${campaign.updatedAt}|${campaign.templated ? 1 : 0}`, () => {
+      const result = compileCampaignMessage(campaign);
+      return result.ok ? result.compiled : CompiledMessage.broken(templateProblems(result.problems).message);
     });
   }
 }

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { Keys } from '../../src/adapters/redis/keys.js';
+import { onCleanup } from '../helpers/cleanup.js';
 import { TEST_TOKEN } from '../helpers/fixtures.js';
+import { testRedis } from '../helpers/redis.js';
 import { createCampaign, range, stacksPerTest, waitForStatus } from '../helpers/stack.js';
 
 /**
@@ -180,5 +183,24 @@ describe('templates', () => {
     // A list of bare ids has no fields: every named field is warned about.
     const bare = await createCampaign(client, ['x', 'y'], { message: { title: '{{ name }}', body: 'b' } });
     expect((await client.campaign(bare)).warnings).toEqual(['no recipient of the list has the field name (used in message.title)']);
+  });
+
+  it('send a campaign stored before templates existed as its text reads, braces and all, until its message is PATCHed', async () => {
+    const stack = await start({ workers: 1, provider: { tps: 2000 } });
+    const { client, mock } = stack;
+    const id = await createCampaign(client, [{ id: 'a', name: 'Kim' }], { message: { title: 'Use code {{PROMO}}', body: 'Hi {{ name }}' } });
+    // As an older version stored it: no `templated` mark.
+    const redis = testRedis();
+    onCleanup(() => redis.quit());
+    await redis.hdel(new Keys(stack.prefix).campaign(id).meta(), 'templated');
+    expect((await client.request('POST', `/api/campaigns/${id}/dry-run`)).body).toMatchObject({ ok: true, fixed: true });
+    await client.launch(id);
+    await waitForStatus(client, id, 'completed');
+    expect(mock.bodies.map((b) => b.message)).toEqual([{ title: 'Use code {{PROMO}}', body: 'Hi {{ name }}', data: {} }]);
+    // Cloned, it stays as it was; PATCHed, it is a template from then on.
+    const clone = (await client.request('POST', `/api/campaigns/${id}/clone`, {})).body.id as string;
+    expect((await client.request('POST', `/api/campaigns/${clone}/preview`, { recipientId: 'a' })).body.message).toMatchObject({ body: 'Hi {{ name }}' });
+    await client.request('PATCH', `/api/campaigns/${clone}`, { message: { title: 't', body: 'Hi {{ name }}' } });
+    expect((await client.request('POST', `/api/campaigns/${clone}/preview`, { recipientId: 'a' })).body.message).toMatchObject({ body: 'Hi Kim' });
   });
 });

@@ -32,6 +32,7 @@ export function draftRecord(id: string, layout: RecipientLayout, over: { name?: 
     frequencyCap: null,
     onRenderError: 'refuse' as const,
     listFields: null,
+    templated: true,
     createdAt: Date.now(),
     layout,
   };

@@ -92,6 +92,24 @@ describe('the alimtalk provider against a local NHN-style Bizmessage API', () =>
     expect(outcomes[4]).toMatchObject({ kind: 'permanent', code: 'NO_PHONE' });
   });
 
+  it('sends one template per request: recipients rendered to another template code (a locale variant) wait for a later batch', async () => {
+    const provider = make({ batchSize: 5 });
+    const requests = [
+      request('01012340001', {}, { templateCode: 'WELCOME01' }),
+      request('01012340002', {}, { templateCode: 'COUPON02' }),
+      request('01012340003', {}, { templateCode: 'WELCOME01' }),
+    ];
+    const before = fake.requests.length;
+    const outcomes = await provider.sendBatch(requests);
+    expect(fake.requests.length).toBe(before + 1);
+    expect(fake.deliveries.slice(-2).map((d) => d.templateCode)).toEqual(['WELCOME01', 'WELCOME01']);
+    expect(outcomes[0]).toEqual({ kind: 'sent' });
+    expect(outcomes[1]).toMatchObject({ kind: 'not-sent', code: 'TEMPLATE_CODE_BATCH' });
+    expect(outcomes[2]).toEqual({ kind: 'sent' });
+    // Not sent: handed back unsent, with the attempt given back (a requeue).
+    expect(settlement(outcomes[1]!, 1, retryPolicy(config(fake, { batchSize: 5 })))).toMatchObject({ outcome: 'requeue' });
+  });
+
   it('the batch key is the same for the same recipients in any order, and differs for others', () => {
     const [a, b, c] = [request('1'), request('2'), request('3')];
     expect(batchIdempotencyKey([a!, b!])).toBe(batchIdempotencyKey([b!, a!]));

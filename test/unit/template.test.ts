@@ -165,3 +165,37 @@ describe('provider size limits', () => {
     expect(sizeProblem('http', big)).toBeNull();
   });
 });
+
+describe('templates, the corners', () => {
+  it('stop a template for every recipient once it hits a limit, instead of taking as long each time', () => {
+    const c = compiled({ body: '{% for i in (1..100000) %}{% for j in (1..100000) %}{{ i }}{% endfor %}{% endfor %}' });
+    expect(c.render({ id: 'a' }, context)).toMatchObject({ ok: false, variable: null });
+    const started = performance.now();
+    expect(c.render({ id: 'b' }, context)).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/limit exceeded \(the template is stopped for every recipient\)$/),
+    });
+    expect(performance.now() - started).toBeLessThan(5);
+  });
+
+  it('send a message stored before templates existed as its text reads; one that does not compile fails every recipient, never throws', async () => {
+    const { compileCampaignMessage, CompiledMessages } = await import('../../src/domain/template.js');
+    const legacy = compileCampaignMessage({ message: { title: 'Use {{PROMO}}', body: '{{#items}}x{{/items}}', data: { k: '{{ a' } }, templated: false });
+    expect(legacy.ok && legacy.compiled.fixed).toBe(true);
+    const broken = new CompiledMessages().for({ id: 'c', updatedAt: 'u', message: { title: '{{ a', body: 'b', data: {} }, templated: true });
+    expect(broken.render({ id: 'r' }, context)).toMatchObject({
+      ok: false,
+      variable: null,
+      error: expect.stringMatching(/^message\.title is not a valid template/),
+    });
+  });
+
+  it('leave literals and computed properties to Liquid, give now over a field of that name, and keep a "__proto__" data key a key', () => {
+    expect(body({ body: '{{ true }}|{{ nil }}|{{ list.size }}|{{ obj.size }}' }, { list: [1, 2, 3], obj: { a: 1, b: 2 } })).toBe('true||3|2');
+    expect(body({ body: '{{ now | date: "%Y" }} {{ now }}' }, { now: 'mine' })).toBe('2026 2026-12-02T00:05:00+00:00');
+    const data = JSON.parse('{"__proto__": "{{ name }}", "k": "v"}') as Record<string, unknown>;
+    const r = compiled({ body: 'b', data }).render({ id: 'r', name: 'Kim' }, context);
+    expect(r.ok && Object.prototype.hasOwnProperty.call(r.message.data, '__proto__')).toBe(true);
+    expect(r.ok && (r.message.data as Record<string, unknown>)['__proto__']).toBe('Kim');
+  });
+});

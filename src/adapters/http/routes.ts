@@ -268,7 +268,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       method: 'post',
       path: '/campaigns/:id/test-send',
       summary:
-        "Send the rendered message now to a seed list only (up to 50), through the campaign's provider under the same limiter, as a run aside (test-<n>: its own ledger and idempotency keys; the campaign's status and counts do not change; frequency caps count it). Any state but cancelled. 200 with each recipient's outcome; 202 with what is known when they are not all final within 30 s",
+        "Send the rendered message now to a seed list only (up to 50), through the campaign's provider under the same limiter, as a run aside (test-<n>: its own ledger and idempotency keys; the campaign's status and counts do not change; frequency caps count it). Any state but cancelled. 200 with each recipient's outcome; 202 with what is known when they are not all final within 10 s (or wait for quiet hours, or no worker runs)",
       access: 'write',
       query: noQuery,
       body: testSendBody,

@@ -60,11 +60,16 @@ function alimtalkPath(url: URL, config: AlimtalkProviderConfig): string {
 }
 
 /** The NHN alimtalk v2.3 body: sender key, template code, one entry per recipient with its template parameters. */
+function templateCodeOf(config: AlimtalkProviderConfig, request: SendRequest): string {
+  const code = request.message.data.templateCode;
+  return typeof code === 'string' ? code : config.templateCode;
+}
+
+/** (`requests` share one template code: sendBatch sees to it.) */
 function alimtalkBody(config: AlimtalkProviderConfig, requests: readonly SendRequest[]): string {
-  const data = requests[0]!.message.data;
   return JSON.stringify({
     senderKey: config.senderKey,
-    templateCode: typeof data.templateCode === 'string' ? data.templateCode : config.templateCode,
+    templateCode: templateCodeOf(config, requests[0]!),
     recipientList: requests.map((r) => ({
       recipientNo: r.recipient[config.phoneField],
       templateParameter: templateParameters(config, r),
@@ -141,6 +146,14 @@ export class AlimtalkProvider implements PushProvider {
     const outcomes: Array<SendOutcome | undefined> = requests.map((r) =>
       this.address(r.recipient) ? undefined : noAddress('NO_PHONE', this.config.phoneField),
     );
+    // One request carries one template: recipients rendered to another template code (a locale variant's) go in a later batch.
+    const code = requests.map((r) => templateCodeOf(this.config, r));
+    const first = outcomes.findIndex((o) => o === undefined);
+    outcomes.forEach((o, i) => {
+      if (o === undefined && first >= 0 && code[i] !== code[first]) {
+        outcomes[i] = { kind: 'not-sent', code: 'TEMPLATE_CODE_BATCH', message: `template ${code[i]}, not the batch's ${code[first]}: sent in a later batch` };
+      }
+    });
     const sendable = requests.filter((_, i) => outcomes[i] === undefined);
     if (sendable.length > 0) {
       const answers = await this.post(sendable, onDeparted);

@@ -32,7 +32,14 @@ if message then
   local ok, decoded = pcall(cjson.decode, message)
   if ok and type(decoded) == 'table' and type(decoded.locales) == 'table' then
     for tag in pairs(decoded.locales) do tags[#tags + 1] = tag end
-    table.sort(tags)
+    -- Byte order, as JavaScript sorts these ASCII tags (Lua's < follows the server's LC_COLLATE).
+    table.sort(tags, function(a, b)
+      for i = 1, math.min(#a, #b) do
+        local x, y = string.byte(a, i), string.byte(b, i)
+        if x ~= y then return x < y end
+      end
+      return #a < #b
+    end)
   end
 end
 
