@@ -40,6 +40,8 @@ export class LaunchCampaign {
       allowedFrom: sourceStatesFor('launch'),
       statusAfter: 'completed',
       trigger: 'launch',
+      // What was checked (the message rendering for this list) is what runs: a PATCH or upload since refuses it.
+      unchangedSince: Date.parse(campaign.updatedAt),
     });
     if (!created.ok) {
       if (created.reason === 'missing') throw campaignNotFound(campaignId);
@@ -47,6 +49,15 @@ export class LaunchCampaign {
         throw new DomainError(ErrorCodes.NO_RECIPIENTS, `campaign ${campaignId} has no recipients: upload them before launching`, {
           status: created.status,
         });
+      }
+      if (created.reason === 'changed') {
+        throw new DomainError(
+          ErrorCodes.INVALID_STATE,
+          `campaign ${campaignId} changed while its launch was being checked (an edit or an upload): launch again`,
+          {
+            status: created.status,
+          },
+        );
       }
       throw invalidState(campaignId, created.status ?? campaign.status, 'launch');
     }

@@ -242,9 +242,12 @@ export interface CreateRunOptions {
   recipients?: RecipientLayout;
   /** A run aside (a test send, with a list of its own): the campaign's status and latest run stay as they are. */
   aside?: boolean;
+  /** The campaign's `updatedAt` (ms) as the caller checked it: refused (`changed`) when it changed since (a PATCH, an upload). */
+  unchangedSince?: number;
 }
 
-export type CreateRunResult = { ok: true; createdAt: number } | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty'; status?: CampaignStatus };
+export type CreateRunResult =
+  { ok: true; createdAt: number } | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty' | 'changed'; status?: CampaignStatus };
 
 /** What the supervisor's stall check found: pages to enqueue again, or a run only waiting for parked recipients to be due. */
 export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { kind: 'parked'; wakesIn: number } | { kind: 'fresh' } | { kind: 'inactive' };

@@ -122,3 +122,30 @@ describe('a launch refused with 409', () => {
     expect(await s.runs.activeRuns()).toEqual(before);
   });
 });
+
+describe('a launch racing an edit', () => {
+  it('refuses (409, nothing started) when the campaign changed after its message was checked to render for its list', async () => {
+    const { s, lifecycle } = services('launch-edit');
+    const id = await draft(s);
+    const log = createLogger('silent');
+    // The check passes; an edit lands right after it, before the run is made (an upload or a PATCH would, in the API).
+    const renders = {
+      assertRenders: async () => {
+        await lifecycle().edit(id, { message: { title: 'Hi {{ name }}', body: 'b', data: {} }, invalid: 'reject' });
+        return null;
+      },
+    };
+    const launch = new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, renders, log });
+    await expect(launch.execute(id)).rejects.toMatchObject({
+      code: 'INVALID_STATE',
+      message: expect.stringMatching(/changed while its launch was being checked/),
+    });
+    expect(await s.store.get(id)).toMatchObject({ status: 'draft', latestRunId: null });
+    expect(await s.runs.getRun(id, ONE_OFF_RUN_ID)).toBeNull();
+    expect(await s.runs.activeRuns()).not.toContainEqual({ campaignId: id, runId: ONE_OFF_RUN_ID });
+    // Launched again, it checks what is there now.
+    const again = new LaunchCampaign({ store: s.store, runs: s.runs, starter: s.starter, lifecycle: s.lifecycle, scheduler: s.scheduler, log });
+    await again.execute(id);
+    expect((await s.store.get(id))?.status).toBe('running');
+  });
+});

@@ -190,7 +190,7 @@ export class RedisCampaignStore implements CampaignStore {
   }
 
   async nextTestSend(campaignId: string): Promise<number | null> {
-    const n = Number(await this.scripts.run('next-test-send', [this.keys.campaign(campaignId).meta()], []));
+    const n = Number(await this.scripts.run('campaign-counter', [this.keys.campaign(campaignId).meta()], ['testSends']));
     return n > 0 ? n : null;
   }
 

@@ -88,7 +88,9 @@ export class RedisRuns implements Runs {
         opts.statusAfter ?? '',
         opts.trigger,
         this.clockStepMs,
-        ...(list ? [list.version, list.total, list.pages, list.pageSize, list.buckets, opts.aside ? '1' : '0'] : []),
+        ...(list ? [list.version, list.total, list.pages, list.pageSize, list.buckets] : ['', '', '', '', '']),
+        opts.aside ? '1' : '0',
+        opts.unchangedSince ?? '',
       ],
     )) as Reply;
     return decode.createRun(reply);

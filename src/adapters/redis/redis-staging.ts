@@ -1,6 +1,7 @@
 import { unlinkMatching, type RedisClient } from './connection.js';
 import type { Staging } from '../../app/ports.js';
 import { indexBuckets, MAX_INDEX_BUCKETS, type RecipientLayout } from '../../domain/campaign.js';
+import { campaignNotFound } from '../../domain/errors.js';
 import { FieldNames, recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { CampaignKeys, Keys } from './keys.js';
 import { bucketOf, encodePage } from './page-codec.js';
@@ -38,7 +39,8 @@ export class RedisStaging implements Staging {
   /** `expectedRows` sizes the index (about 64 ids per bucket); a guess is fine. */
   static async begin(redis: RedisClient, keys: Keys, scripts: Scripts, campaignId: string, expectedRows: number, pageSize: number): Promise<RedisStaging> {
     const k = keys.campaign(campaignId);
-    const version = await redis.hincrby(k.meta(), 'rvSeq', 1);
+    const version = Number(await scripts.run('campaign-counter', [k.meta()], ['rvSeq']));
+    if (version < 0) throw campaignNotFound(campaignId);
     const buckets = indexBuckets(expectedRows);
     await redis.hset(k.staging(version), { accepted: 0, pages: 0, buckets, pageSize, startedAt: Date.now() });
     await redis.zadd(keys.stagings(), Date.now(), `${campaignId}|${version}`);

@@ -43,7 +43,7 @@ export const decode = {
     if (reply[0] === 'ok') return { ok: true, createdAt: int(reply[1]) };
     return {
       ok: false,
-      reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty',
+      reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty' | 'changed',
       status: reply[1] === undefined ? undefined : (text(reply[1]) as CampaignStatus),
     };
   },

@@ -35,7 +35,7 @@ const SCRIPT_KEYS = {
   'stage-rows': 1,
   'permit-lease': 4,
   'permit-pause': 1,
-  'next-test-send': 1,
+  'campaign-counter': 1,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_KEYS;

@@ -7,18 +7,22 @@
 --       5 largest step of the run's lease clock (ms, includes/ledger.lua runClocks),
 --       6.. optional list version the run sends to instead of the current one:
 --       version, total, pages, page size, buckets (a retry run's own list),
---       11 '1' for a run aside (a test send): the campaign's status and latest
---       run stay as they are, so it never counts as the campaign's
--- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'missing'}
+--       ('' each for the current one), 11 '1' for a run aside (a test send):
+--       the campaign's status and latest run stay as they are, so it never
+--       counts as the campaign's, 12 the campaign's updatedAt (ms) as the
+--       caller checked it ('' : any): a campaign changed since (a PATCH, an
+--       upload) is refused, 'changed'
+-- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'changed', status} | {'missing'}
 -- @include ledger
 
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return { 'missing' } end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return { 'state', status } end
 if redis.call('EXISTS', KEYS[2]) == 1 then return { 'exists', status } end
+if ARGV[12] and ARGV[12] ~= '' and redis.call('HGET', KEYS[1], 'updatedAt') ~= ARGV[12] then return { 'changed', status } end
 local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets')
 local list = { rv = meta[2], total = meta[3], pages = meta[4], pageSize = meta[5], buckets = meta[6] }
-if ARGV[6] then
+if ARGV[6] and ARGV[6] ~= '' then
   list = { rv = ARGV[6], total = ARGV[7], pages = ARGV[8], pageSize = ARGV[9], buckets = ARGV[10] }
 end
 local PRIORITY_CLASS = { high = 0, normal = 1, low = 2 }
