@@ -9,10 +9,16 @@ import { upload } from './upload.js';
 
 const USAGE = `pushq — the command line of the pushq API
 
-  pushq create --name N --provider P --title T --body B [--data JSON] [--priority high|normal|low] [--file F]
+  pushq create --name N --provider P --title T --body B [--data JSON] [--locales JSON] [--on-render-error refuse|skip]
+               [--priority high|normal|low] [--file F]     title, body and data strings are Liquid templates
   pushq upload <campaign> <file.csv|file.ndjson> [--format csv|ndjson] [--invalid reject|skip]
   pushq launch|pause|resume|cancel|retry-failed <campaign>
   pushq schedule <campaign> --at ISO-8601 | --cron "0 0 9 * * *" [--timezone Asia/Seoul]
+  pushq dry-run <campaign>       render every recipient: who would not get a whole message (exit 2 when anyone)
+  pushq preview <campaign> --recipient ID | --record JSON
+                                 one recipient rendered, and the request each provider would make
+  pushq test-send <campaign> --to JSON | --to-file F
+                                 send now to a seed list only (up to 50: a JSON array, or a file of one per line)
   pushq status <campaign>        the campaign as JSON
   pushq watch <campaign>         live progress until the run ends
   pushq results <campaign> [--run R] [--format ndjson|csv] > file
@@ -44,6 +50,12 @@ const { values, positionals } = parseArgs({
     timezone: { type: 'string' },
     interval: { type: 'string' },
     run: { type: 'string' },
+    locales: { type: 'string' },
+    'on-render-error': { type: 'string' },
+    recipient: { type: 'string' },
+    record: { type: 'string' },
+    to: { type: 'string' },
+    'to-file': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -72,6 +84,49 @@ function apiToken(): string | undefined {
 function invalidOption(value: string | undefined): 'reject' | 'skip' | undefined {
   if (value === undefined || value === 'reject' || value === 'skip') return value;
   throw new CliError(`--invalid is reject or skip, not ${JSON.stringify(value)}`);
+}
+
+function json(value: string, what: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch {
+    throw new CliError(`${what} is not JSON`);
+  }
+}
+
+/** Seed recipients: a JSON array (--to), or a file of one JSON record or id per line (--to-file). */
+function seeds(): unknown[] {
+  if (values.to) {
+    const list = json(values.to, '--to');
+    if (!Array.isArray(list)) throw new CliError('--to is a JSON array of recipients');
+    return list;
+  }
+  const file = need(values['to-file'], '--to or --to-file');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CliError(`cannot read --to-file ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((l) => (l.startsWith('{') || l.startsWith('"') ? json(l, `a line of ${file}`) : l));
+}
+
+/** The dry run as an operator reads it: counts, then who and why. */
+function dryRunText(r: any): string {
+  const lines = [
+    `${r.rendered.toLocaleString('en')} of ${r.recipients.toLocaleString('en')} render${r.failed ? `; ${r.failed.toLocaleString('en')} would not` : ''}`,
+  ];
+  for (const m of r.missingVariables) lines.push(`  ${m.count} without ${m.variable}: ${m.examples.join(', ')}${m.count > m.examples.length ? ', …' : ''}`);
+  for (const t of r.tooLong) lines.push(`  ${t.count} too long for ${t.limit} (${t.example}): ${t.examples.join(', ')}`);
+  for (const e of r.errors) lines.push(`  ${e.count}: ${e.error}`);
+  for (const [locale, c] of Object.entries(r.locales as Record<string, { recipients: number; failed: number }>)) {
+    lines.push(`  locale ${locale}: ${c.recipients} recipient(s), ${c.failed} would fail`);
+  }
+  return lines.map(printable).join('\n');
 }
 
 function need(value: string | undefined, what: string): string {
@@ -111,8 +166,14 @@ async function main(): Promise<void> {
       const created = await api.call('POST', '/api/campaigns', {
         name: need(values.name, '--name'),
         provider: need(values.provider, '--provider'),
-        message: { title: need(values.title, '--title'), body: need(values.body, '--body'), data: values.data ? JSON.parse(values.data) : {} },
+        message: {
+          title: need(values.title, '--title'),
+          body: need(values.body, '--body'),
+          data: values.data ? json(values.data, '--data') : {},
+          ...(values.locales ? { locales: json(values.locales, '--locales') } : {}),
+        },
         ...(values.priority ? { priority: values.priority } : {}),
+        ...(values['on-render-error'] ? { onRenderError: values['on-render-error'] } : {}),
       });
       if (values.file) print(await upload(api, created.id, values.file, { format: values.format, invalid: invalidOption(values.invalid) }));
       return print(created.id);
@@ -133,6 +194,22 @@ async function main(): Promise<void> {
           values.at ? { at: values.at } : { cron: need(values.cron, '--at or --cron'), ...(values.timezone ? { timezone: values.timezone } : {}) },
         ),
       );
+    case 'dry-run': {
+      const report = await api.call('POST', `/api/campaigns/${need(id, 'the campaign id')}/dry-run`);
+      print(dryRunText(report));
+      if (!report.ok) process.exitCode = 2;
+      return;
+    }
+    case 'preview':
+      return print(
+        await api.call(
+          'POST',
+          `/api/campaigns/${need(id, 'the campaign id')}/preview`,
+          values.record ? { recipient: json(values.record, '--record') } : { recipientId: need(values.recipient, '--recipient or --record') },
+        ),
+      );
+    case 'test-send':
+      return print(await api.call('POST', `/api/campaigns/${need(id, 'the campaign id')}/test-send`, { recipients: seeds() }));
     case 'status':
       return print(await api.call('GET', `/api/campaigns/${need(id, 'the campaign id')}`));
     case 'watch': {

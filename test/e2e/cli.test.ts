@@ -67,6 +67,45 @@ describe('the pushq command line', () => {
     expect(JSON.parse(ndjson.stdout.trimEnd().split('\n').at(-1)!)).toMatchObject({ summary: { count: 301 } });
   });
 
+  it('creates a templated campaign, dry-runs it (exit 2 naming who would fail), previews one recipient and test-sends to a seed list', async () => {
+    const file = join(dir, 'renewals.ndjson');
+    writeFileSync(file, `${JSON.stringify({ id: 'r1', name: 'Kim', plan: 'gold', locale: 'ko' })}\n${JSON.stringify({ id: 'r2', name: 'Sam' })}\n`);
+    const created = await cli(
+      'create',
+      '--name',
+      'tpl',
+      '--provider',
+      'mock',
+      '--title',
+      'Hi {{ name }}',
+      '--body',
+      '{{ plan }} plan',
+      '--locales',
+      '{"ko":{"title":"{{ name }}님"}}',
+      '--file',
+      file,
+    );
+    expect(created.code, created.stderr).toBe(0);
+    const id = created.stdout.trim().split('\n').at(-1)!;
+    const dry = await cli('dry-run', id);
+    expect(dry.code).toBe(2);
+    expect(dry.stdout).toMatch(/^1 of 2 render; 1 would not\n  1 without plan: r2\n/);
+    expect(dry.stdout).toMatch(/locale ko: 1 recipient\(s\), 0 would fail/);
+    const preview = JSON.parse((await cli('preview', id, '--recipient', 'r1')).stdout);
+    expect(preview).toMatchObject({ rendered: true, locale: 'ko', message: { title: 'Kim님', body: 'gold plan' } });
+    const typed = JSON.parse((await cli('preview', id, '--record', '{"id":"x","name":"Lee","plan":"p"}')).stdout);
+    expect(typed.message).toMatchObject({ title: 'Hi Lee' });
+    const seedsFile = join(dir, 'seeds.ndjson');
+    writeFileSync(seedsFile, '{"id":"qa","name":"QA","plan":"test"}\n');
+    const sent = await cli('test-send', id, '--to-file', seedsFile);
+    expect(sent.code, sent.stderr).toBe(0);
+    expect(JSON.parse(sent.stdout)).toMatchObject({ runId: 'test-1', complete: true, results: [{ id: 'qa', state: 'sent' }] });
+    expect(stack.mock.bodies.filter((b) => b.campaignId === id).map((b) => [b.recipient.id, b.message.title])).toEqual([['qa', 'Hi QA']]);
+    const launch = await cli('launch', id);
+    expect(launch.code).toBe(1);
+    expect(launch.stderr).toMatch(/^pushq: 422 RENDER_FAILED: .*1 without plan \(first: r2\)/);
+  });
+
   it('says what went wrong in one line and exits non-zero', async () => {
     const result = await cli('launch', '01aaaaaaaaaaaaaaaaaaaaaaaa');
     expect(result.code).toBe(1);
