@@ -89,7 +89,7 @@ describe('the pushq command line', () => {
     const id = created.stdout.trim().split('\n').at(-1)!;
     const dry = await cli('dry-run', id);
     expect(dry.code).toBe(2);
-    expect(dry.stdout).toMatch(/^1 of 2 render; 1 would not\n  1 without plan: r2\n/);
+    expect(dry.stdout).toMatch(/^1 of 2 render; 1 would not\n {2}1 without plan: r2\n/);
     expect(dry.stdout).toMatch(/locale ko: 1 recipient\(s\), 0 would fail/);
     const preview = JSON.parse((await cli('preview', id, '--recipient', 'r1')).stdout);
     expect(preview).toMatchObject({ rendered: true, locale: 'ko', message: { title: 'Kim님', body: 'gold plan' } });
