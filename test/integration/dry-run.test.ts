@@ -10,14 +10,21 @@ import { deletePrefix, testRedis } from '../helpers/redis.js';
  * process: every recipient rendered page by page, and exactly those who
  * would fail reported.
  */
+const SIM = [{ name: 'sim', type: 'sim', tps: 1000 }];
+
+/** pushq in this process under a prefix of its own (`worker`: also sending, as npm start does), and a client of its API. */
+async function pushq(label: string, providers: Array<Record<string, unknown>>, roles: { worker: boolean }): Promise<ApiClient> {
+  const prefix = testPrefix(label);
+  const redis = testRedis();
+  onCleanup(() => deletePrefix(redis, prefix));
+  const running = await startInProcess(prefix, { PROVIDERS_FILE: providersFile(providers) }, roles);
+  onCleanup(() => running.stop());
+  return new ApiClient(running.url!, TEST_TOKEN);
+}
+
 describe('dry run', () => {
   it('over 100,000 recipients with 1 % missing a field reports exactly those ids (NDJSON), by variable and locale', async () => {
-    const prefix = testPrefix('dry');
-    const redis = testRedis();
-    onCleanup(() => deletePrefix(redis, prefix));
-    const running = await startInProcess(prefix, { PROVIDERS_FILE: providersFile([{ name: 'sim', type: 'sim', tps: 1000 }]) }, { worker: false });
-    onCleanup(() => running.stop());
-    const client = new ApiClient(running.url!, TEST_TOKEN);
+    const client = await pushq('dry', SIM, { worker: false });
 
     const total = 100_000;
     const lines: string[] = [];
@@ -92,17 +99,9 @@ describe('dry run', () => {
   }, 120_000);
 
   it('previews in a process that also sends (npm start: connected providers) as in an API-only one', async () => {
-    const prefix = testPrefix('prev');
-    const redis = testRedis();
-    onCleanup(() => deletePrefix(redis, prefix));
-    const running = await startInProcess(prefix, {
-      PROVIDERS_FILE: providersFile([
-        { name: 'sim', type: 'sim', tps: 1000 },
-        { name: 'hook', type: 'http', url: 'http://127.0.0.1:9/push', tps: 10, headers: { 'x-team': 'a' } },
-      ]),
+    const client = await pushq('prev', [...SIM, { name: 'hook', type: 'http', url: 'http://127.0.0.1:9/push', tps: 10, headers: { 'x-team': 'a' } }], {
+      worker: true,
     });
-    onCleanup(() => running.stop());
-    const client = new ApiClient(running.url!, TEST_TOKEN);
     const created = await client.request('POST', '/api/campaigns', { name: 'p', provider: 'hook', message: { title: 'Hi {{ name }}', body: 'b' } });
     const res = await client.request('POST', `/api/campaigns/${created.body.id}/preview`, { recipient: { id: 'x', name: 'Kim' } });
     expect(res.body.request).toMatchObject({
@@ -115,12 +114,7 @@ describe('dry run', () => {
   });
 
   it('a launch right after a clean dry run trusts it only for the same message, provider and list', async () => {
-    const prefix = testPrefix('dryc');
-    const redis = testRedis();
-    onCleanup(() => deletePrefix(redis, prefix));
-    const running = await startInProcess(prefix, { PROVIDERS_FILE: providersFile([{ name: 'sim', type: 'sim', tps: 1000 }]) }, { worker: false });
-    onCleanup(() => running.stop());
-    const client = new ApiClient(running.url!, TEST_TOKEN);
+    const client = await pushq('dryc', SIM, { worker: false });
     const message = { title: 'Hi {{ name }}', body: 'b' };
     const id = (await client.request('POST', '/api/campaigns', { name: 'c', provider: 'sim', message, recipients: [{ id: 'a', name: 'A' }] })).body
       .id as string;
