@@ -1,4 +1,4 @@
-import type { Campaign } from '../domain/campaign.js';
+import type { Campaign, CampaignSettings } from '../domain/campaign.js';
 import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
 import type { ReasonName } from '../domain/respect.js';
@@ -25,23 +25,7 @@ export async function currentView(store: Pick<CampaignStore, 'get'>, ledger: Pic
 }
 
 /** A campaign as the API shows it: with its latest run and that run's counts. */
-export interface CampaignView extends Pick<
-  Campaign,
-  | 'id'
-  | 'name'
-  | 'provider'
-  | 'message'
-  | 'priority'
-  | 'maxAttempts'
-  | 'kind'
-  | 'quietHours'
-  | 'suppressionLists'
-  | 'frequencyCap'
-  | 'onRenderError'
-  | 'status'
-  | 'createdAt'
-  | 'updatedAt'
-> {
+export interface CampaignView extends CampaignSettings, Pick<Campaign, 'id' | 'status' | 'createdAt' | 'updatedAt'> {
   recipientCount: number;
   /** What may go wrong at send time and is worth a look now: template fields no recipient of the list has. */
   warnings: string[];

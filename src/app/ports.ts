@@ -3,7 +3,7 @@
  * undici, express) implement these; tests of the use cases run them against
  * the real adapters on a real Redis.
  */
-import type { Campaign, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
+import type { Campaign, CampaignSettings, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
 import type { FrequencyCap, ReasonName } from '../domain/respect.js';
 import type { ScheduleSpec } from '../domain/schedule.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
@@ -24,22 +24,7 @@ export interface Logger {
 
 // ── campaigns ────────────────────────────────────────────────────────────────
 
-export interface NewCampaign extends Pick<
-  Campaign,
-  | 'id'
-  | 'name'
-  | 'provider'
-  | 'message'
-  | 'priority'
-  | 'maxAttempts'
-  | 'kind'
-  | 'quietHours'
-  | 'suppressionLists'
-  | 'frequencyCap'
-  | 'onRenderError'
-  | 'listFields'
-  | 'templated'
-> {
+export interface NewCampaign extends CampaignSettings, Pick<Campaign, 'id' | 'listFields' | 'templated'> {
   createdAt: number;
   layout: RecipientLayout;
 }

@@ -128,6 +128,12 @@ export interface Campaign {
   templated: boolean;
 }
 
+/** What an operator sets on a campaign (create, PATCH, clone): the fields a new campaign and its view share. */
+export type CampaignSettings = Pick<
+  Campaign,
+  'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap' | 'onRenderError'
+>;
+
 export interface Run {
   id: string;
   campaignId: string;
