@@ -3,7 +3,7 @@ import { recipientId, recipientRecord, type RecipientRecord } from '../domain/re
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
-import type { CampaignStore, Ledger, LedgerEntry, OccurrenceEntry, ResultRow, ResultsArchive, Runs, RunState } from './ports.js';
+import type { CampaignEvent, CampaignStore, Ledger, LedgerEntry, OccurrenceEntry, ResultRow, ResultsArchive, Runs, RunState } from './ports.js';
 
 export type { ResultRow } from './ports.js';
 
@@ -190,6 +190,13 @@ export class CampaignQueries {
   }
 
   /** Runs newest first with their counts, and the latest occurrences of the schedule. */
+  /** The campaign's outbox, oldest first after the cursor `after` (a stream id): `next` is where to read from next time. */
+  async events(campaignId: string, after: string | null, limit: number): Promise<{ items: CampaignEvent[]; next: string | null }> {
+    await requireCampaign(this.deps.store, campaignId);
+    const items = await this.deps.store.events(campaignId, after, limit);
+    return { items, next: items.at(-1)?.id ?? after };
+  }
+
   async runs(campaignId: string, limit: number): Promise<{ items: RunDetailView[]; occurrences: OccurrenceEntry[] }> {
     await requireCampaign(this.deps.store, campaignId);
     const ids = await this.deps.store.runIds(campaignId, limit);

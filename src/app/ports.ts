@@ -29,6 +29,17 @@ export interface NewCampaign extends CampaignSettings, Pick<Campaign, 'id' | 'li
   layout: RecipientLayout;
 }
 
+/** An event of a campaign's outbox: what happened to one of its runs, in the step that made it happen. */
+export interface CampaignEvent {
+  /** The stream id: increasing, the cursor for the next read. */
+  id: string;
+  type: 'run.started' | 'run.paused' | 'run.resumed' | 'run.cancelled' | 'run.completed';
+  runId: string;
+  at: string;
+  /** What the type carries: `trigger` and `total` (started), `counts` (completed), `skipped` and `unknown` (cancelled). */
+  data: Record<string, unknown>;
+}
+
 export interface CampaignPage {
   items: Campaign[];
   /** Pass back as `cursor` for the next page; null when this was the last. */
@@ -67,6 +78,8 @@ export interface CampaignStore {
   /** Copies the current list of `from` as version 1 of campaign `toId`. */
   copyRecipients(from: Campaign, toId: string): Promise<void>;
   recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void>;
+  /** The campaign's events after `after` (a stream id; from the oldest kept without), oldest first, at most `limit`. */
+  events(campaignId: string, after: string | null, limit: number): Promise<CampaignEvent[]>;
   /** Remembers that the dry run with this fingerprint found every recipient renders (for `ttlMs`). */
   rememberCleanDryRun(campaignId: string, fingerprint: string, ttlMs: number): Promise<void>;
   /** The fingerprint of the last clean dry run still remembered, or null. */

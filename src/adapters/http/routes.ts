@@ -21,6 +21,7 @@ import {
   campaignIdParam,
   cloneBody,
   previewBody,
+  eventsQuery,
   dryRunQuery,
   testSendBody,
   createCampaignBody,
@@ -325,6 +326,16 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       access: 'read',
       query: listQuery,
       handle: (req, _res, { query }) => deps.queries.runs(campaignId(req), query.limit),
+    }),
+    route({
+      operationId: 'listEvents',
+      method: 'get',
+      path: '/campaigns/:id/events',
+      summary:
+        "The campaign's outbox, oldest first: run.started, run.paused, run.resumed, run.cancelled, run.completed, each written in the very step that made it happen (bounded: the newest 10,000 kept). Poll with ?after=<next of the previous answer>",
+      access: 'read',
+      query: eventsQuery,
+      handle: (req, _res, { query }) => deps.queries.events(campaignId(req), query.after ?? null, query.limit),
     }),
     route({
       operationId: 'getRecipient',

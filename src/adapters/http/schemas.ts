@@ -126,6 +126,15 @@ export const patchCampaignBody = z.strictObject({
 export const suppressionIdsBody = z.strictObject({ ids: z.array(z.string().min(1).max(256)).min(1).max(100_000) });
 export const listNameParam = z.object({ list: listName });
 
+/** A page of a campaign's events: after a stream id (exclusive). */
+export const eventsQuery = z.strictObject({
+  after: z
+    .string()
+    .regex(/^\d{1,20}-\d{1,20}$/, 'a stream id as a previous answer gave it in next')
+    .optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
 /** `ndjson`: every recipient who would fail, one per line, then the summary. */
 export const dryRunQuery = z.strictObject({ format: z.enum(['json', 'ndjson']).default('json') });
 

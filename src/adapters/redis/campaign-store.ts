@@ -1,6 +1,6 @@
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from './connection.js';
-import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
+import type { CampaignEvent, CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
 import { type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
@@ -179,6 +179,18 @@ export class RedisCampaignStore implements CampaignStore {
     const bucket = bucketOf(id, layout.buckets);
     const position = await this.redis.hget(this.keys.campaign(campaignId).bucket(layout.version, bucket), id);
     return position === null ? null : Number(position);
+  }
+
+  async events(campaignId: string, after: string | null, limit: number): Promise<CampaignEvent[]> {
+    const entries = await this.redis.xrange(this.keys.campaign(campaignId).events(), after ? `(${after}` : '-', '+', 'COUNT', limit);
+    return entries.map(([id, flat]) => {
+      const f: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+      const { type, run, at, ...rest } = f;
+      const data: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(rest)) data[k] = k === 'counts' ? (JSON.parse(v) as unknown) : /^-?\d+$/.test(v) && k !== 'trigger' ? Number(v) : v;
+      return { id, type: type as CampaignEvent['type'], runId: run ?? '', at: new Date(Number(at)).toISOString(), data };
+    });
   }
 
   async rememberCleanDryRun(campaignId: string, fingerprint: string, ttlMs: number): Promise<void> {

@@ -138,6 +138,11 @@ export class CampaignKeys {
     return `${this.base}:stage:${version}`;
   }
 
+  /** Stream: the campaign's outbox, appended to by the Lua step of each transition it reports (lua/includes/outbox.lua). */
+  events(): string {
+    return `${this.base}:events`;
+  }
+
   /** String: the last dry run that found nothing wrong (its fingerprint), for an hour: a launch right after it need not render the list again. */
   dryRun(): string {
     return `${this.base}:dry`;

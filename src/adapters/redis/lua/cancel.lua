@@ -32,6 +32,7 @@ if ARGV[2] ~= '' then
     redis.call('HSET', KEYS[2], 'deferred', 0)
     redis.call('HINCRBY', KEYS[2], 'pending', -waiting)
     redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancelledAt', now)
+    emit(KEYS[1], 'run.cancelled', ARGV[2], now, 'skipped', skipped, 'unknown', #doubtful)
   end
 end
 redis.call('HINCRBY', KEYS[1], 'scheduleVersion', 1)

@@ -58,4 +58,5 @@ redis.call('HSET', KEYS[2],
   'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5], 'locales', table.concat(tags, ','))
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 if ARGV[11] ~= '1' then redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now) end
+emit(KEYS[1], 'run.started', ARGV[1], now, 'trigger', ARGV[4], 'total', total)
 return { 'ok', tostring(now) }

@@ -12,6 +12,7 @@ if not latestIs(KEYS[1], ARGV[2]) then return { 'moved' } end
 local now = nowMs()
 if status == 'running' then
   redis.call('HSET', KEYS[2], 'status', 'paused', 'pausedAt', now)
+  emit(KEYS[1], 'run.paused', ARGV[2], now)
 end
 redis.call('HSET', KEYS[1], 'status', 'paused', 'pausedFrom', status, 'updatedAt', now)
 return { 'ok', 'paused' }

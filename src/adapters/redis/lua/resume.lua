@@ -16,6 +16,7 @@ if meta[2] ~= 'running' then
   return { 'ok', ARGV[2] }
 end
 redis.call('HSET', KEYS[2], 'status', 'running', 'activeAt', now)
+emit(KEYS[1], 'run.resumed', ARGV[1], now)
 local gen = redis.call('HINCRBY', KEYS[2], 'gen', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'updatedAt', now)
 redis.call('HDEL', KEYS[1], 'pausedFrom')

@@ -1,5 +1,6 @@
 -- Shared by the lifecycle scripts.
 -- @include clock
+-- @include outbox
 local nowMs = wallMs
 
 -- True when `status` is one of the comma-separated `allowed` states.

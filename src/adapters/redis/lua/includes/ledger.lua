@@ -1,5 +1,6 @@
 -- Shared by the ledger scripts. Layout of a record: see src/domain/ledger.ts.
 -- @include clock
+-- @include outbox
 local RECORD = 10
 local PENDING, INFLIGHT, SENT, FAILED, UNKNOWN, SKIPPED = 0, 1, 2, 3, 4, 5
 -- The reason field: a code (REASONS of src/domain/respect.ts) in the low 14
@@ -132,5 +133,8 @@ local function completeIfDone(runKey, metaKey, now)
   if redis.call('HGET', metaKey, 'latestRun') == fields[4] then
     redis.call('HSET', metaKey, 'status', fields[3], 'updatedAt', now)
   end
+  local c = redis.call('HMGET', runKey, 'total', 'sent', 'failed', 'unknown', 'skipped', 'trigger')
+  emit(metaKey, 'run.completed', fields[4], now, 'trigger', c[6] or '',
+    'counts', cjson.encode({ total = tonumber(c[1]), sent = tonumber(c[2]), failed = tonumber(c[3]), unknown = tonumber(c[4]), skipped = tonumber(c[5]) }))
   return 1
 end
