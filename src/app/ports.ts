@@ -33,10 +33,10 @@ export interface NewCampaign extends CampaignSettings, Pick<Campaign, 'id' | 'li
 export interface CampaignEvent {
   /** The stream id: increasing, the cursor for the next read. */
   id: string;
-  type: 'run.started' | 'run.paused' | 'run.resumed' | 'run.cancelled' | 'run.completed';
+  type: 'run.started' | 'run.paused' | 'run.resumed' | 'run.cancelled' | 'run.completed' | 'run.stuck' | 'schedule.skipped';
   runId: string;
   at: string;
-  /** What the type carries: `trigger` and `total` (started), `counts` (completed), `skipped` and `unknown` (cancelled). */
+  /** What the type carries: `trigger` and `total` (started), `counts` (completed), `skipped` and `unknown` (cancelled), `pending` and `idleMs` (stuck), `occurrence` and `reason` (schedule.skipped). */
   data: Record<string, unknown>;
 }
 

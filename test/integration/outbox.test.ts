@@ -82,4 +82,22 @@ describe('the campaign outbox', () => {
     expect((await client.request('GET', '/api/campaigns/01aaaaaaaaaaaaaaaaaaaaaaaa/events')).status).toBe(404);
     expect((await client.request('GET', `/api/campaigns/${id}/events?after=nope`)).status).toBe(422);
   });
+
+  it('reports a skipped cron occurrence (here: the campaign paused) in the same transaction as its record', async () => {
+    const client = await pushq('outbox-skip', { worker: true });
+    const id = (await client.request('POST', '/api/campaigns', { name: 'o', provider: 'sim', message: { title: 't', body: 'b' }, recipients: ['a'] })).body
+      .id as string;
+    expect((await client.request('POST', `/api/campaigns/${id}/schedule`, { cron: '* * * * * *' })).status).toBe(200);
+    expect((await client.request('POST', `/api/campaigns/${id}/pause`)).status).toBe(200);
+    const skipped = await waitFor(
+      async () => {
+        const got = (await events(client, id)).filter((e) => e.type === 'schedule.skipped');
+        return got.length > 0 ? got : undefined;
+      },
+      { what: 'a schedule.skipped event' },
+    );
+    const occurrences = (await client.request('GET', `/api/campaigns/${id}/runs`)).body.occurrences as Array<{ at: string; outcome: string; reason?: string }>;
+    expect(skipped[0]!.data).toMatchObject({ reason: 'paused', occurrence: expect.stringMatching(/^\d{4}-/) });
+    expect(occurrences).toContainEqual(expect.objectContaining({ at: skipped[0]!.data.occurrence, outcome: 'skipped', reason: 'paused' }));
+  });
 });

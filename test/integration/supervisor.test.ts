@@ -55,6 +55,10 @@ describe('the supervisor', () => {
     await h.ageRun(campaignId, runId, 3_600_000, 0);
     await supervisor.tick();
     expect((await h.runs.getRun(campaignId, runId))?.stuckSince).not.toBeNull();
+    // The outbox says so once, in the same step, however often it is marked.
+    await h.runs.markStuck(campaignId, runId, true);
+    const stuck = (await h.store.events(campaignId, null, 100)).filter((e) => e.type === 'run.stuck');
+    expect(stuck).toEqual([expect.objectContaining({ type: 'run.stuck', runId, data: expect.objectContaining({ pending: 5 }) })]);
     // Progress again: the alarm clears.
     await h.ageRun(campaignId, runId, 0);
     await h.locks.unlock('supervisor', '1');

@@ -332,7 +332,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       method: 'get',
       path: '/campaigns/:id/events',
       summary:
-        "The campaign's outbox, oldest first: run.started, run.paused, run.resumed, run.cancelled, run.completed, each written in the very step that made it happen (bounded: the newest 10,000 kept). Poll with ?after=<next of the previous answer>",
+        "The campaign's outbox, oldest first: run.started, run.paused, run.resumed, run.cancelled, run.completed, run.stuck, schedule.skipped, each written in the very step that made it happen (bounded: the newest 10,000 kept). Poll with ?after=<next of the previous answer>",
       access: 'read',
       query: eventsQuery,
       handle: (req, _res, { query }) => deps.queries.events(campaignId(req), query.after ?? null, query.limit),

@@ -207,8 +207,29 @@ export class RedisCampaignStore implements CampaignStore {
   }
 
   async recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void> {
-    const key = this.keys.campaign(campaignId).occurrences();
-    await this.redis.multi().lpush(key, JSON.stringify(entry)).ltrim(key, 0, 99).exec();
+    const k = this.keys.campaign(campaignId);
+    const tx = this.redis.multi().lpush(k.occurrences(), JSON.stringify(entry)).ltrim(k.occurrences(), 0, 99);
+    // A skipped occurrence is an event too, in the same transaction as its record (MAXLEN as lua/includes/outbox.lua).
+    if (entry.outcome === 'skipped') {
+      tx.xadd(
+        k.events(),
+        'MAXLEN',
+        '~',
+        10_000,
+        '*',
+        'type',
+        'schedule.skipped',
+        'run',
+        entry.runId ?? '',
+        'at',
+        Date.parse(entry.handledAt),
+        'occurrence',
+        entry.at,
+        'reason',
+        entry.reason ?? '',
+      );
+    }
+    await this.exec(tx);
   }
 
   async occurrences(campaignId: string, limit: number): Promise<OccurrenceEntry[]> {

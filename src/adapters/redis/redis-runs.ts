@@ -117,9 +117,8 @@ export class RedisRuns implements Runs {
   }
 
   async markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void> {
-    const key = this.keys.campaign(campaignId).run(runId).run;
-    if (stuck) await this.redis.hset(key, 'stuckSince', await redisTime(this.redis));
-    else await this.redis.hdel(key, 'stuckSince');
+    const campaign = this.keys.campaign(campaignId);
+    await this.scripts.run('mark-stuck', [campaign.run(runId).run, campaign.meta()], [stuck ? '1' : '0', runId]);
   }
 
   async activeRuns(): Promise<Array<{ campaignId: string; runId: string }>> {

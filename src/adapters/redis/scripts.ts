@@ -36,6 +36,7 @@ const SCRIPT_KEYS = {
   'permit-lease': 4,
   'permit-pause': 1,
   'campaign-counter': 1,
+  'mark-stuck': 2,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_KEYS;
