@@ -4,7 +4,8 @@ import type { Campaign } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { sizeProblem } from '../domain/message-limits.js';
 import { recipientRecord } from '../domain/recipient.js';
-import { compileCampaignMessage, renderContext, templateProblems } from '../domain/template.js';
+import { compileCampaignMessage, renderContext, templateProblems, type CompiledMessage } from '../domain/template.js';
+import { RENDER_SLICE_MS, TimeSlice } from './waiting.js';
 import { requireCampaign } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
 
@@ -67,6 +68,9 @@ class Groups {
   }
 }
 
+/** How long a clean dry run spares a launch from rendering the list again (the same message, provider and list version). */
+export const CLEAN_DRY_RUN_TTL_MS = 3_600_000;
+
 /**
  * Renders the message for every recipient of a campaign's list, page by page
  * (constant memory), and reports who would not get a whole message: a
@@ -75,9 +79,6 @@ class Groups {
  * refuse when anyone would fail, unless the campaign says `onRenderError:
  * skip`.
  */
-/** How long a clean dry run spares a launch from rendering the list again (the same message, provider and list version). */
-export const CLEAN_DRY_RUN_TTL_MS = 3_600_000;
-
 export class DryRun {
   constructor(
     private readonly deps: {
@@ -86,9 +87,21 @@ export class DryRun {
     },
   ) {}
 
+  /** The campaign's provider type, whose size limits apply ('' for a provider not configured here: no limit). */
+  private typeOf(campaign: Campaign): string {
+    return this.deps.providers.get(campaign.provider)?.type ?? '';
+  }
+
+  /** The campaign's message compiled, or the 422 naming what does not parse. */
+  private compiled(campaign: Campaign): CompiledMessage {
+    const compiled = compileCampaignMessage(campaign);
+    if (!compiled.ok) throw templateProblems(compiled.problems);
+    return compiled.compiled;
+  }
+
   /** What a dry run's answer depends on: the message, the provider's type and the list version. */
   private fingerprint(campaign: Campaign): string {
-    const type = this.deps.providers.get(campaign.provider)?.type ?? '';
+    const type = this.typeOf(campaign);
     return createHash('sha256')
       .update(JSON.stringify([campaign.message, campaign.provider, type, campaign.recipients.version, campaign.recipients.total]))
       .digest('base64url');
@@ -99,13 +112,14 @@ export class DryRun {
     return this.report(await requireCampaign(this.deps.store, campaignId), onFailure);
   }
 
-  async report(campaign: Campaign, onFailure?: (failure: DryRunFailure) => Promise<void>): Promise<DryRunReport> {
+  async report(
+    campaign: Campaign,
+    onFailure?: (failure: DryRunFailure) => Promise<void>,
+    template: CompiledMessage = this.compiled(campaign),
+  ): Promise<DryRunReport> {
     if (campaign.listArchived) throw listArchived(campaign.id, 'render it');
     const started = performance.now();
-    const compiled = compileCampaignMessage(campaign);
-    if (!compiled.ok) throw templateProblems(compiled.problems);
-    const template = compiled.compiled;
-    const type = this.deps.providers.get(campaign.provider)?.type ?? '';
+    const type = this.typeOf(campaign);
     const { version, pages, total } = campaign.recipients;
     const report: DryRunReport = {
       campaignId: campaign.id,
@@ -129,17 +143,14 @@ export class DryRun {
     // A fixed text is the same for everyone: one render says whether it fits.
     const fixedProblem = template.fixed ? sizeProblem(type, campaign.message) : null;
     let next = pages > 0 ? this.deps.store.readPage(campaign.id, version, 0) : null;
-    let since = performance.now();
+    // A slow template does not hold the API's event loop for long: other requests get in.
+    const slice = new TimeSlice(RENDER_SLICE_MS);
     for (let page = 0; page < pages; page += 1) {
       const recipients = await next!;
       // One page ahead: reading the next while this one renders.
       next = page + 1 < pages ? this.deps.store.readPage(campaign.id, version, page + 1) : null;
       for (const stored of recipients) {
-        // A slow template does not hold the API's event loop for long: other requests get in.
-        if (performance.now() - since > 20) {
-          await new Promise<void>((resolve) => setImmediate(resolve));
-          since = performance.now();
-        }
+        await slice.yieldIfDue();
         const recipient = recipientRecord(stored);
         let locale: string | null;
         let failed = false;
@@ -199,11 +210,11 @@ export class DryRun {
   async assertRenders(campaign: Campaign, action: string): Promise<DryRunReport | null> {
     if (campaign.onRenderError === 'skip') return null;
     // A fixed text that fits is the same answer for everyone: no list to read.
-    const compiled = compileCampaignMessage(campaign);
-    if (compiled.ok && compiled.compiled.fixed && !sizeProblem(this.deps.providers.get(campaign.provider)?.type ?? '', campaign.message)) return null;
+    const template = this.compiled(campaign);
+    if (template.fixed && !sizeProblem(this.typeOf(campaign), campaign.message)) return null;
     // A clean dry run of this very message, provider and list within the hour: the same answer.
     if ((await this.deps.store.lastCleanDryRun(campaign.id)) === this.fingerprint(campaign)) return null;
-    const report = await this.report(campaign);
+    const report = await this.report(campaign, undefined, template);
     if (report.ok) return report;
     throw renderFailed(report, action);
   }

@@ -58,7 +58,9 @@ export class Preview {
       const preview = providers.preview?.(name, request);
       if (preview) requests[name] = { type: providers.get(name)!.type, ...preview };
     }
-    const ownRequest = providers.preview?.(campaign.provider, request);
+    // The campaign's own provider's request is one of those (without the type the list adds).
+    const mine = requests[campaign.provider];
+    const ownRequest: ProviderRequestPreview | undefined = mine && { method: mine.method, url: mine.url, headers: mine.headers, body: mine.body };
     const tooLong = own ? sizeProblem(own.type, result.message) : null;
     return {
       recipient,

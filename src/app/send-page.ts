@@ -13,7 +13,7 @@ import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
 import type { GateDecision, RecipientGate } from './recipient-gate.js';
-import { StopRequested, sleepUntil } from './waiting.js';
+import { RENDER_SLICE_MS, StopRequested, sleepUntil, TimeSlice } from './waiting.js';
 import type { Allotment, RequestShare, SendBudget } from './send-budget.js';
 import type {
   AcquireResult,
@@ -79,11 +79,6 @@ export interface SendPageDeps {
 
 /** How long before a permit's start time its recipient is claimed (covers the claim's round trip). */
 const CLAIM_AHEAD_MS = 5;
-
-/** Most time rendering runs before it lets the event loop in. */
-const RENDER_SLICE_MS = 20;
-
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Recipients deferred per ledger call when a page starts inside quiet hours. */
 const PARK_BATCH = 1000;
@@ -364,7 +359,8 @@ export class SendPage {
   private async render(work: PageWork, gate: GateDecision): Promise<void> {
     if (work.template.fixed) return;
     const context = renderContext(work.campaign, work.ref.runId, Date.now());
-    let since = performance.now();
+    // A slow template does not hold the event loop (lease renewals, other pages' confirms) for long.
+    const slice = new TimeSlice(RENDER_SLICE_MS);
     for (const [i, d] of gate.directives.entries()) {
       if (d.op !== 'claim') continue;
       const result = work.template.render(recipientRecord(work.recipients[d.index]!), context);
@@ -372,11 +368,7 @@ export class SendPage {
         work.rendered.set(d.index, result.message);
         gate.directives[i] = { ...d, locale: work.template.localeCode(result.locale) };
       } else gate.directives[i] = { index: d.index, op: 'skip', reason: REASONS['render-error'], detail: result.error };
-      // A slow template does not hold the event loop (lease renewals, other pages' confirms) for long.
-      if (performance.now() - since > RENDER_SLICE_MS) {
-        await yieldToEventLoop();
-        since = performance.now();
-      }
+      await slice.yieldIfDue();
     }
   }
 

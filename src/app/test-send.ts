@@ -96,15 +96,15 @@ export class TestSend {
 
   /** Until the run is final, or all that is left waits for quiet hours, or the wait runs out. */
   private async waitForRun(campaignId: string, runId: string): Promise<{ complete: boolean; warning?: string }> {
-    const deadline = Date.now() + (this.deps.waitMs ?? TEST_SEND_WAIT_MS);
+    const waitMs = this.deps.waitMs ?? TEST_SEND_WAIT_MS;
+    const deadline = Date.now() + waitMs;
     for (let delay = 20; ; delay = Math.min(delay * 2, 250)) {
       const run = await this.deps.runs.getRun(campaignId, runId);
       if (!run || run.status === 'completed' || run.status === 'cancelled') return { complete: true };
       if (run.counts.pending > 0 && run.counts.inflight === 0 && run.deferred === run.counts.pending) {
         return { complete: false, warning: 'the rest wait for their quiet hours' };
       }
-      if (Date.now() + delay > deadline)
-        return { complete: false, warning: `not all final within ${Math.round((this.deps.waitMs ?? TEST_SEND_WAIT_MS) / 1000)} s` };
+      if (Date.now() + delay > deadline) return { complete: false, warning: `not all final within ${Math.round(waitMs / 1000)} s` };
       await sleep(delay);
     }
   }

@@ -35,3 +35,23 @@ export function unlessStopped<T>(promise: Promise<T>, stop: AbortSignal, late: (
     );
   });
 }
+
+/** Most time template rendering runs before it lets the event loop in (worker and dry run). */
+export const RENDER_SLICE_MS = 20;
+
+/**
+ * Lets the event loop in once `sliceMs` of work have gone by since it last
+ * did: a long synchronous loop (rendering templates) then shares the
+ * process with lease renewals, confirms and other requests.
+ */
+export class TimeSlice {
+  private since = performance.now();
+
+  constructor(private readonly sliceMs: number) {}
+
+  async yieldIfDue(): Promise<void> {
+    if (performance.now() - this.since <= this.sliceMs) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.since = performance.now();
+  }
+}

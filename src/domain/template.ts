@@ -232,8 +232,10 @@ function compileString(source: string): Piece {
   return piece({ kind: 'liquid', template, now: /\bnow\b/.test(source) });
 }
 
-function compileValue(value: unknown, path: Array<string | number>, problems: TemplateProblem[]): CompiledValue {
+/** Compiles every string of `value` (nested too); `literal`: each string is its own text, no template. */
+function compileValue(value: unknown, path: Array<string | number>, problems: TemplateProblem[], literal = false): CompiledValue {
   if (typeof value === 'string') {
+    if (literal) return piece({ kind: 'text', text: value });
     try {
       return compileString(value);
     } catch (err) {
@@ -242,9 +244,9 @@ function compileValue(value: unknown, path: Array<string | number>, problems: Te
       return piece({ kind: 'text', text: value });
     }
   }
-  if (Array.isArray(value)) return value.map((v, i) => compileValue(v, [...path, i], problems));
+  if (Array.isArray(value)) return value.map((v, i) => compileValue(v, [...path, i], problems, literal));
   if (typeof value === 'object' && value !== null) {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, compileValue(v, [...path, k], problems)]));
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, compileValue(v, [...path, k], problems, literal)]));
   }
   return (value ?? null) as number | boolean | null;
 }
@@ -264,17 +266,11 @@ export class CompiledMessage {
 
   /** The message sent as it is, braces and all (a campaign stored before templates existed). */
   static literal(message: Message): CompiledMessage {
-    const text = (value: string): Piece => piece({ kind: 'text', text: value });
-    const literalValue = (value: unknown): CompiledValue => {
-      if (typeof value === 'string') return text(value);
-      if (Array.isArray(value)) return value.map(literalValue);
-      if (typeof value === 'object' && value !== null) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, literalValue(v)]));
-      return (value ?? null) as number | boolean | null;
-    };
+    const literal = (value: unknown) => compileValue(value, [], [], true);
     const fallback: CompiledVariant = {
-      title: text(message.title),
-      body: text(message.body),
-      data: literalValue(message.data ?? {}) as CompiledVariant['data'],
+      title: literal(message.title) as Piece,
+      body: literal(message.body) as Piece,
+      data: literal(message.data ?? {}) as CompiledVariant['data'],
     };
     return new CompiledMessage(new Map(), fallback, new Map(), true);
   }
