@@ -5,7 +5,7 @@ import { type Campaign, type CampaignPriority, type CampaignStatus, type Message
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
-import type { CampaignKeys, Keys } from './keys.js';
+import { OUTBOX_MAXLEN, type CampaignKeys, type Keys } from './keys.js';
 import { bucketOf, decodePage, encodePage } from './page-codec.js';
 import { dropAbandonedStagings, RedisStaging } from './redis-staging.js';
 import type { Scripts } from './scripts.js';
@@ -209,13 +209,13 @@ export class RedisCampaignStore implements CampaignStore {
   async recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void> {
     const k = this.keys.campaign(campaignId);
     const tx = this.redis.multi().lpush(k.occurrences(), JSON.stringify(entry)).ltrim(k.occurrences(), 0, 99);
-    // A skipped occurrence is an event too, in the same transaction as its record (MAXLEN as lua/includes/outbox.lua).
+    // A skipped occurrence is an event too, in the same transaction as its record.
     if (entry.outcome === 'skipped') {
       tx.xadd(
         k.events(),
         'MAXLEN',
         '~',
-        10_000,
+        OUTBOX_MAXLEN,
         '*',
         'type',
         'schedule.skipped',

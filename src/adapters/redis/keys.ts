@@ -108,6 +108,9 @@ export interface LimiterKeys {
   retired: string;
 }
 
+/** How many events a campaign's outbox keeps (XADD MAXLEN ~): the same number as OUTBOX_MAXLEN in lua/includes/outbox.lua. */
+export const OUTBOX_MAXLEN = 10_000;
+
 export class CampaignKeys {
   constructor(private readonly base: string) {}
 
@@ -138,7 +141,7 @@ export class CampaignKeys {
     return `${this.base}:stage:${version}`;
   }
 
-  /** Stream: the campaign's outbox, appended to by the Lua step of each transition it reports (lua/includes/outbox.lua). */
+  /** Stream: the campaign's outbox, appended to by the Lua step of each transition it reports (lua/includes/outbox.lua), at most ~OUTBOX_MAXLEN. */
   events(): string {
     return `${this.base}:events`;
   }

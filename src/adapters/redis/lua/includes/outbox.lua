@@ -2,7 +2,7 @@
 -- appended to in the very step that makes the transition it reports, so an
 -- event is never lost and never written for a transition that did not happen.
 -- Bounded: the oldest go first past OUTBOX_MAXLEN (approximately).
-local OUTBOX_MAXLEN = 10000
+local OUTBOX_MAXLEN = 10000 -- the same as OUTBOX_MAXLEN in src/adapters/redis/keys.ts
 
 -- `<campaign base>:meta` → `<campaign base>:events` (src/adapters/redis/keys.ts).
 local function outboxKey(metaKey)
