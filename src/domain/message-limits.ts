@@ -12,20 +12,27 @@ export const SIZE_LIMITS = {
   alimtalk: { characters: 1000, what: 'alimtalk text (message.body)' },
 } as const;
 
-function stringData(data: Record<string, unknown>): Record<string, string> {
-  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+/** What FCM carries of a message: its `notification`, and `data` as the map of strings FCM takes. The sender and the size check both use it. */
+export function fcmContent(message: Message): { notification: { title: string; body: string }; data: Record<string, string> } {
+  const data = Object.fromEntries(Object.entries(message.data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
+  return { notification: { title: message.title, body: message.body }, data };
+}
+
+/** The APNs payload of a message: `data` at the top level, `aps.alert` from the title and body (with any `data.aps` kept). */
+export function apnsContent(message: Message): Record<string, unknown> {
+  const extraAps = typeof message.data.aps === 'object' && message.data.aps !== null ? (message.data.aps as Record<string, unknown>) : {};
+  return { ...message.data, aps: { ...extraAps, alert: { title: message.title, body: message.body } } };
 }
 
 /** Why `message` is too long for a provider of `type`, or null when it fits (or the type has no limit). */
 export function sizeProblem(type: string, message: Message): string | null {
   switch (type) {
     case 'fcm': {
-      const bytes = Buffer.byteLength(JSON.stringify({ notification: { title: message.title, body: message.body }, data: stringData(message.data) }));
+      const bytes = Buffer.byteLength(JSON.stringify(fcmContent(message)));
       return bytes > SIZE_LIMITS.fcm.bytes ? `${SIZE_LIMITS.fcm.what} is ${bytes} bytes, above ${SIZE_LIMITS.fcm.bytes}` : null;
     }
     case 'apns': {
-      const extra = typeof message.data.aps === 'object' && message.data.aps !== null ? message.data.aps : {};
-      const bytes = Buffer.byteLength(JSON.stringify({ ...message.data, aps: { ...extra, alert: { title: message.title, body: message.body } } }));
+      const bytes = Buffer.byteLength(JSON.stringify(apnsContent(message)));
       return bytes > SIZE_LIMITS.apns.bytes ? `${SIZE_LIMITS.apns.what} is ${bytes} bytes, above ${SIZE_LIMITS.apns.bytes}` : null;
     }
     case 'alimtalk': {

@@ -6,6 +6,7 @@ import { REDACTED, type OnDeparted, type ProviderRequestPreview, type PushProvid
 import { ConfigError } from '../../config-error.js';
 import { apnsBaseUrl, providerLimits, readSecret, retryPolicy, type ApnsProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
+import { apnsContent } from '../../domain/message-limits.js';
 import { MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, recipientAddress } from './http-support.js';
 
 const base64url = (value: string | Buffer) => Buffer.from(value).toString('base64url');
@@ -61,9 +62,7 @@ type Answer = SendOutcome | 'expired-token';
 
 /** The APNs payload: `data` at the top level, `aps.alert` from the title and body. */
 function apnsPayload(request: SendRequest): string {
-  const { title, body, data } = request.message;
-  const extraAps = typeof data.aps === 'object' && data.aps !== null ? (data.aps as Record<string, unknown>) : {};
-  return JSON.stringify({ ...data, aps: { ...extraAps, alert: { title, body } } });
+  return JSON.stringify(apnsContent(request.message));
 }
 
 function apnsHeaders(config: ApnsProviderConfig, token: string, jwt: string, apnsId: string): Record<string, string> {

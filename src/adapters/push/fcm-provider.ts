@@ -5,6 +5,7 @@ import { departingBody } from './departures.js';
 import { ConfigError } from '../../config-error.js';
 import { providerLimits, readSecret, retryPolicy, type FcmProviderConfig } from './provider-config.js';
 import { describeError, type SendOutcome } from '../../domain/send-outcome.js';
+import { fcmContent } from '../../domain/message-limits.js';
 import { SharedToken } from './access-token.js';
 import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
 
@@ -36,15 +37,13 @@ function loadServiceAccount(config: FcmProviderConfig): ServiceAccount {
   return parsed as ServiceAccount;
 }
 
-/** FCM's data payload is a map of strings. */
 function fcmPath(url: URL, projectId: string): string {
   return `${url.pathname.replace(/\/$/, '')}/v1/projects/${encodeURIComponent(projectId)}/messages:send`;
 }
 
 /** The FCM v1 request body: `message` with the token, `notification` and string-valued `data`. */
 function fcmPayload(config: Pick<FcmProviderConfig, 'messageDefaults'>, request: SendRequest, token: string | null): string {
-  const { title, body, data } = request.message;
-  return JSON.stringify({ message: { ...config.messageDefaults, token, notification: { title, body }, data: stringData(data) } });
+  return JSON.stringify({ message: { ...config.messageDefaults, token, ...fcmContent(request.message) } });
 }
 
 /** The request for `request`, from the configuration alone (the service account is not read: without projectId its path names it). */
@@ -56,10 +55,6 @@ export function fcmPreview(config: FcmProviderConfig, request: SendRequest): Pro
     headers: { authorization: `Bearer ${REDACTED}`, 'content-type': 'application/json; charset=utf-8' },
     body: JSON.parse(fcmPayload(config, request, recipientAddress(request.recipient, config.tokenField) ?? null)),
   };
-}
-
-function stringData(data: Record<string, unknown>): Record<string, string> {
-  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)]));
 }
 
 /**

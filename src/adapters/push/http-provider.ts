@@ -6,7 +6,7 @@ import type { SendOutcome } from '../../domain/send-outcome.js';
 import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
 
 /** The contract's wire body. */
-export function httpBody(request: SendRequest): string {
+function httpBody(request: SendRequest): string {
   return JSON.stringify({
     idempotencyKey: request.idempotencyKey,
     campaignId: request.campaignId,
