@@ -3,6 +3,8 @@ import { recipientId, recipientRecord, type RecipientRecord } from '../domain/re
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
+import { recipientEventsOf, runEventData, type OutboxEntry } from '../domain/outbox.js';
+import { describeRecipientEvents } from './recipient-events.js';
 import type { CampaignEvent, CampaignStore, Ledger, LedgerEntry, OccurrenceEntry, ResultRow, ResultsArchive, Runs, RunState } from './ports.js';
 
 export type { ResultRow } from './ports.js';
@@ -189,14 +191,27 @@ export class CampaignQueries {
     return { total: run.archived ? run.archived.count : run.recipients.total, archived: run.archived !== null, rows: runRows(this.deps, run) };
   }
 
-  /** Runs newest first with their counts, and the latest occurrences of the schedule. */
-  /** The campaign's outbox, oldest first after the cursor `after` (a stream id): `next` is where to read from next time. */
+  /**
+   * The campaign's outbox, oldest first after the cursor `after` (a stream
+   * id): `next` is where to read from next time. A `recipients` entry lists
+   * its recipient events with who they are.
+   */
   async events(campaignId: string, after: string | null, limit: number): Promise<{ items: CampaignEvent[]; next: string | null }> {
     await requireCampaign(this.deps.store, campaignId);
-    const items = await this.deps.store.events(campaignId, after, limit);
-    return { items, next: items.at(-1)?.id ?? after };
+    const entries = await this.deps.store.events(campaignId, after, limit);
+    const items = await Promise.all(entries.map((entry) => this.eventView(campaignId, entry)));
+    return { items, next: entries.at(-1)?.id ?? after };
   }
 
+  private async eventView(campaignId: string, entry: OutboxEntry): Promise<CampaignEvent> {
+    const base = { id: entry.id, type: entry.type as CampaignEvent['type'], runId: entry.runId, at: iso(entry.at) };
+    if (entry.type === 'recipients') {
+      return { ...base, data: { events: await describeRecipientEvents(this.deps, campaignId, entry.runId, recipientEventsOf(entry)) } };
+    }
+    return { ...base, data: runEventData(entry) };
+  }
+
+  /** Runs newest first with their counts, and the latest occurrences of the schedule. */
   async runs(campaignId: string, limit: number): Promise<{ items: RunDetailView[]; occurrences: OccurrenceEntry[] }> {
     await requireCampaign(this.deps.store, campaignId);
     const ids = await this.deps.store.runIds(campaignId, limit);

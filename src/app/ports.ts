@@ -10,6 +10,8 @@ import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
 import type { SendOutcome } from '../domain/send-outcome.js';
 import type { InDoubtPolicy, ProviderHealth, RecordOutcome, RetryRules } from '../domain/send-rules.js';
+import type { Cursor, OutboxEntry } from '../domain/outbox.js';
+import type { EventType, WebhookEndpoint } from '../domain/webhooks.js';
 
 // ── logging ──────────────────────────────────────────────────────────────────
 
@@ -29,14 +31,23 @@ export interface NewCampaign extends CampaignSettings, Pick<Campaign, 'id' | 'li
   layout: RecipientLayout;
 }
 
-/** An event of a campaign's outbox: what happened to one of its runs, in the step that made it happen. */
+/**
+ * An entry of a campaign's outbox: what happened to one of its runs, in the
+ * step that made it happen — a run event, or (`recipients`) the recipient
+ * events of one ledger step that some webhook endpoint subscribes to.
+ */
 export interface CampaignEvent {
   /** The stream id: increasing, the cursor for the next read. */
   id: string;
-  type: 'run.started' | 'run.paused' | 'run.resumed' | 'run.cancelled' | 'run.completed' | 'run.stuck' | 'schedule.skipped';
+  type: 'run.started' | 'run.paused' | 'run.resumed' | 'run.cancelled' | 'run.completed' | 'run.stuck' | 'schedule.skipped' | 'recipients';
   runId: string;
   at: string;
-  /** What the type carries: `trigger` and `total` (started), `counts` (completed), `skipped` and `unknown` (cancelled), `pending` and `idleMs` (stuck), `occurrence` and `reason` (schedule.skipped). */
+  /**
+   * What the type carries: `trigger` and `total` (started), `counts`
+   * (completed), `skipped` and `unknown` (cancelled), `pending` and `idleMs`
+   * (stuck), `occurrence` and `reason` (schedule.skipped); `events`
+   * (recipients: `{ type, recipientId }` each).
+   */
   data: Record<string, unknown>;
 }
 
@@ -78,8 +89,8 @@ export interface CampaignStore {
   /** Copies the current list of `from` as version 1 of campaign `toId`. */
   copyRecipients(from: Campaign, toId: string): Promise<void>;
   recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void>;
-  /** The campaign's events after `after` (a stream id; from the oldest kept without), oldest first, at most `limit`. */
-  events(campaignId: string, after: string | null, limit: number): Promise<CampaignEvent[]>;
+  /** The campaign's outbox entries after `after` (a stream id; from the oldest kept without), oldest first, at most `limit`. */
+  events(campaignId: string, after: string | null, limit: number): Promise<OutboxEntry[]>;
   /** Remembers that the dry run with this fingerprint found every recipient renders (for `ttlMs`). */
   rememberCleanDryRun(campaignId: string, fingerprint: string, ttlMs: number): Promise<void>;
   /** The fingerprint of the last clean dry run still remembered, or null. */
@@ -577,6 +588,120 @@ export interface RateLimiter {
   pause(provider: string, delayMs: number): Promise<void>;
   state(limits: ProviderLimits): Promise<ProviderState>;
   close(): Promise<void>;
+}
+
+// ── events out: webhook endpoints, the outbox's readers, dead letters ───────
+
+/** Which recipient events a campaign's ledger steps write to its outbox (domain/webhooks.ts eventMask). */
+export interface EventMasks {
+  maskFor(campaignId: string): string;
+}
+
+/** An endpoint as the API stores it (a file's are in the configuration), its secret beside it. */
+export interface StoredWebhook extends WebhookEndpoint {
+  secret: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** What every process shares of an endpoint, whichever its source. */
+export interface WebhookState {
+  /** Events of steps from this instant on are the endpoint's (its cursor's start in a campaign it has not read yet). */
+  since: number;
+  /** Bumped when it is enabled again: cursors of an older epoch are void (it starts again from `since`). */
+  epoch: number;
+  /** Disabled (the endpoint answered 410, or an operator said so): nothing is delivered, nothing is kept for it. */
+  disabled: { at: number; reason: string } | null;
+}
+
+/** A delivery that exhausted its attempts: kept with the exact body, to be replayed. */
+export interface DeadLetter {
+  /** The delivery's id (`webhook-id`), as every attempt and any replay send it. */
+  id: string;
+  endpoint: string;
+  campaignId: string;
+  runId: string;
+  type: EventType;
+  /** How many events it carries. */
+  count: number;
+  body: string;
+  attempts: number;
+  /** The last HTTP status (null: no answer), and what went wrong. */
+  lastStatus: number | null;
+  lastError: string;
+  firstAttemptAt: number;
+  deadAt: number;
+  /** When a replay's next attempt is due, while it is being replayed. */
+  replay: { attempts: number; nextAt: number; firstAt: number } | null;
+}
+
+export interface WebhookStore {
+  /** Endpoints made through the API. */
+  list(): Promise<StoredWebhook[]>;
+  /** Moves on every change of an endpoint or of a state: a cheap way to know the cached ones are current. */
+  version(): Promise<number>;
+  /** Creates (`create`: refused when the name is taken, answering false) or replaces an endpoint. */
+  save(endpoint: StoredWebhook, create: boolean): Promise<boolean>;
+  remove(name: string): Promise<boolean>;
+  states(): Promise<Map<string, WebhookState>>;
+  /** Notes an endpoint never seen before as taking events from `now`; answers its state. */
+  ensureState(name: string, now: number): Promise<WebhookState>;
+  setState(name: string, state: WebhookState): Promise<void>;
+  /** Removes an endpoint's state and dead letters (the endpoint is gone). */
+  forget(name: string): Promise<void>;
+  /** Keeps a dead letter (the same id again replaces it); the oldest go past `max`, answering how many went. */
+  addDeadLetter(letter: DeadLetter, max: number): Promise<number>;
+  /** Newest first, after the opaque cursor. */
+  deadLetters(endpoint: string, limit: number, cursor?: string): Promise<{ items: DeadLetter[]; nextCursor: string | null }>;
+  deadLetterCount(endpoint: string): Promise<number>;
+  /** Marks dead letters (`ids`, or all with null) to be replayed from `at`; answers how many. */
+  replay(endpoint: string, ids: readonly string[] | null, at: number): Promise<number>;
+  /** Dead letters whose replay attempt is due. */
+  replayDue(endpoint: string, now: number, limit: number): Promise<DeadLetter[]>;
+  /** Records a replay attempt that failed (null `nextAt`: it stays a dead letter, its replay over). */
+  updateDeadLetter(letter: DeadLetter): Promise<void>;
+  /** A replay went through: the dead letter is gone. */
+  removeDeadLetter(endpoint: string, id: string): Promise<void>;
+}
+
+/** An endpoint as a campaign's outbox scripts need it: its name, epoch, and where it starts without a cursor. */
+export interface OutboxReader {
+  name: string;
+  epoch: number;
+  /** A stream id: the endpoint's `since`. */
+  start: string;
+}
+
+export type OutboxTake =
+  | {
+      kind: 'ok';
+      /** Where the endpoint is, and in which of its epochs it got there (a cursor of an older epoch is void). */
+      cursor: { epoch: number; cursor: Cursor } | null;
+      /** The delivery it was making (JSON), if any. */
+      delivery: string | null;
+      /** The newest entry the outbox's bound pushed out, if any did. */
+      lost: string | null;
+    }
+  | { kind: 'busy'; ms: number };
+
+/** The campaigns' outboxes as webhook dispatchers read them (one lease per endpoint and campaign). */
+export interface Outbox {
+  /** Campaigns whose outbox may hold undelivered events: with a run in progress, or marked (with their mark). */
+  campaigns(limit: number): Promise<Array<{ campaignId: string; mark: number | null }>>;
+  /** Marks a campaign as holding events to deliver (before the step that writes them). */
+  mark(campaignId: string): Promise<void>;
+  /** Unmarks it, unless it was marked again since `mark` was read. */
+  unmark(campaignId: string, mark: number): Promise<boolean>;
+  /** The endpoints with something due in the campaign's outbox, and no other deliverer. */
+  due(campaignId: string, readers: readonly OutboxReader[]): Promise<string[]>;
+  take(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<OutboxTake>;
+  saveDelivery(campaignId: string, endpoint: string, token: string, leaseMs: number, delivery: string): Promise<boolean>;
+  advance(campaignId: string, endpoint: string, token: string, leaseMs: number, epoch: number, cursor: Cursor): Promise<boolean>;
+  release(campaignId: string, endpoint: string, token: string): Promise<void>;
+  /** Entries from the cursor on (its own entry too when the cursor is inside it), oldest first. */
+  read(campaignId: string, from: Cursor, count: number): Promise<OutboxEntry[]>;
+  /** Removes recipient entries every reader has passed, none newer than `before` (ms). */
+  trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<number>;
 }
 
 // ── data lifecycle: the results archive, retention and deletion ────────────

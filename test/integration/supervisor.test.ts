@@ -58,7 +58,7 @@ describe('the supervisor', () => {
     // The outbox says so once, in the same step, however often it is marked.
     await h.runs.markStuck(campaignId, runId, true);
     const stuck = (await h.store.events(campaignId, null, 100)).filter((e) => e.type === 'run.stuck');
-    expect(stuck).toEqual([expect.objectContaining({ type: 'run.stuck', runId, data: expect.objectContaining({ pending: 5 }) })]);
+    expect(stuck).toEqual([expect.objectContaining({ type: 'run.stuck', runId, fields: expect.objectContaining({ pending: '5' }) })]);
     // Progress again: the alarm clears.
     await h.ageRun(campaignId, runId, 0);
     await h.locks.unlock('supervisor', '1');

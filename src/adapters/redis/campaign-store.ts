@@ -1,11 +1,13 @@
 import type { ChainableCommander } from 'ioredis';
 import type { RedisClient } from './connection.js';
-import type { CampaignEvent, CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
+import type { CampaignPage, CampaignStore, NewCampaign, OccurrenceEntry, Staging } from '../../app/ports.js';
 import { type Campaign, type CampaignPriority, type CampaignStatus, type Message, type RecipientLayout } from '../../domain/campaign.js';
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
-import { OUTBOX_MAXLEN, type CampaignKeys, type Keys } from './keys.js';
+import type { CampaignKeys, Keys } from './keys.js';
+import { outboxEntries } from './redis-outbox.js';
+import type { OutboxEntry } from '../../domain/outbox.js';
 import { bucketOf, decodePage, encodePage } from './page-codec.js';
 import { dropAbandonedStagings, RedisStaging } from './redis-staging.js';
 import type { Scripts } from './scripts.js';
@@ -181,16 +183,8 @@ export class RedisCampaignStore implements CampaignStore {
     return position === null ? null : Number(position);
   }
 
-  async events(campaignId: string, after: string | null, limit: number): Promise<CampaignEvent[]> {
-    const entries = await this.redis.xrange(this.keys.campaign(campaignId).events(), after ? `(${after}` : '-', '+', 'COUNT', limit);
-    return entries.map(([id, flat]) => {
-      const f: Record<string, string> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
-      const { type, run, at, ...rest } = f;
-      const data: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(rest)) data[k] = k === 'counts' ? (JSON.parse(v) as unknown) : /^-?\d+$/.test(v) && k !== 'trigger' ? Number(v) : v;
-      return { id, type: type as CampaignEvent['type'], runId: run ?? '', at: new Date(Number(at)).toISOString(), data };
-    });
+  async events(campaignId: string, after: string | null, limit: number): Promise<OutboxEntry[]> {
+    return outboxEntries(await this.redis.xrange(this.keys.campaign(campaignId).events(), after ? `(${after}` : '-', '+', 'COUNT', limit));
   }
 
   async rememberCleanDryRun(campaignId: string, fingerprint: string, ttlMs: number): Promise<void> {
@@ -208,28 +202,11 @@ export class RedisCampaignStore implements CampaignStore {
 
   async recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void> {
     const k = this.keys.campaign(campaignId);
-    const tx = this.redis.multi().lpush(k.occurrences(), JSON.stringify(entry)).ltrim(k.occurrences(), 0, 99);
-    // A skipped occurrence is an event too, in the same transaction as its record.
-    if (entry.outcome === 'skipped') {
-      tx.xadd(
-        k.events(),
-        'MAXLEN',
-        '~',
-        OUTBOX_MAXLEN,
-        '*',
-        'type',
-        'schedule.skipped',
-        'run',
-        entry.runId ?? '',
-        'at',
-        Date.parse(entry.handledAt),
-        'occurrence',
-        entry.at,
-        'reason',
-        entry.reason ?? '',
-      );
-    }
-    await this.exec(tx);
+    await this.scripts.run(
+      'record-occurrence',
+      [k.occurrences(), k.meta()],
+      [JSON.stringify(entry), entry.outcome === 'skipped' ? '1' : '0', entry.runId ?? '', Date.parse(entry.handledAt), entry.at, entry.reason ?? ''],
+    );
   }
 
   async occurrences(campaignId: string, limit: number): Promise<OccurrenceEntry[]> {

@@ -92,10 +92,50 @@ export class Keys {
     return `${this.prefix}:{c:${campaignId}}`;
   }
 
+  /** Hash: webhook endpoints made through the API, name → JSON (with the secret: see README, events out). */
+  webhooks(): string {
+    return `${this.prefix}:webhooks`;
+  }
+
+  /** Counter bumped by every change of `webhooks` or `webhookState`: processes reload when it moves. */
+  webhooksVersion(): string {
+    return `${this.prefix}:webhooks:version`;
+  }
+
+  /** Hash: every endpoint's state (file ones too), name → JSON: since when it takes events, its epoch, disabled. */
+  webhookState(): string {
+    return `${this.prefix}:webhook-state`;
+  }
+
+  /** An endpoint's dead letters: deliveries that exhausted their attempts, and those being replayed. */
+  deadLetters(endpoint: string): DeadLetterKeys {
+    const base = `${this.prefix}:dl:{wh:${endpoint}}`;
+    return { letters: base, order: `${base}:at`, replay: `${base}:replay` };
+  }
+
+  /**
+   * Zset: campaigns whose outbox may hold events not yet delivered to every
+   * endpoint, besides those with a run in progress (`activeRuns`); the score
+   * is bumped by each mark, so a dispatcher removes a campaign only if nobody
+   * marked it since it looked.
+   */
+  outboxCampaigns(): string {
+    return `${this.prefix}:outbox`;
+  }
+
   limiter(provider: string): LimiterKeys {
     const base = `${this.prefix}:{lim:${provider}}`;
     return { free: `${base}:free`, held: `${base}:held`, config: `${base}:cfg`, retired: `${base}:retired` };
   }
+}
+
+export interface DeadLetterKeys {
+  /** Hash: delivery id → JSON (what was sent, attempts, last status and error). */
+  letters: string;
+  /** Zset: delivery id → when it became a dead letter (the listing's order). */
+  order: string;
+  /** Zset: delivery id → when its replay is next attempted. */
+  replay: string;
 }
 
 export interface LimiterKeys {
@@ -108,7 +148,7 @@ export interface LimiterKeys {
   retired: string;
 }
 
-/** How many events a campaign's outbox keeps (XADD MAXLEN ~): the same number as OUTBOX_MAXLEN in lua/includes/outbox.lua. */
+/** How many entries a campaign's outbox keeps at most: the same number as OUTBOX_MAXLEN in lua/includes/outbox.lua. */
 export const OUTBOX_MAXLEN = 10_000;
 
 export class CampaignKeys {
@@ -141,9 +181,22 @@ export class CampaignKeys {
     return `${this.base}:stage:${version}`;
   }
 
-  /** Stream: the campaign's outbox, appended to by the Lua step of each transition it reports (lua/includes/outbox.lua), at most ~OUTBOX_MAXLEN. */
+  /**
+   * Stream: the campaign's outbox, appended to by the Lua step of each
+   * transition it reports (lua/includes/outbox.lua), at most OUTBOX_MAXLEN
+   * entries; recipient entries leave once every endpoint has them.
+   */
   events(): string {
     return `${this.base}:events`;
+  }
+
+  /**
+   * Hash: where each webhook endpoint is in the outbox (`c:<name>`), the
+   * delivery it is making (`d:<name>`), who makes it (`l:<name>`, a lease), and
+   * the newest event the outbox's bound pushed out unsent (`lost`).
+   */
+  webhooks(): string {
+    return `${this.base}:wh`;
   }
 
   /** String: the last dry run that found nothing wrong (its fingerprint), for an hour: a launch right after it need not render the list again. */

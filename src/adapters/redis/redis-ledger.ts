@@ -6,6 +6,7 @@ import type {
   ConfirmEntry,
   ConfirmPolicy,
   ConfirmResult,
+  EventMasks,
   ExpireResult,
   HeldLease,
   Ledger,
@@ -40,6 +41,9 @@ export interface LedgerDurability {
 
 const NO_REPLICAS: LedgerDurability = { waitReplicas: 0, waitMode: 'strict', waitTimeoutMs: 500 };
 
+/** No webhook endpoint: the ledger steps write no recipient event. */
+export const NO_EVENTS: EventMasks = { maskFor: () => '' };
+
 export class RedisLedger implements Ledger {
   private readonly claimScripts: Scripts;
   private readonly claimRedis: RedisClient;
@@ -49,6 +53,8 @@ export class RedisLedger implements Ledger {
     private readonly keys: Keys,
     private readonly scripts: Scripts,
     private readonly durability: LedgerDurability = NO_REPLICAS,
+    /** Which recipient events each step writes to the campaign's outbox (the webhook endpoints' subscriptions). */
+    private readonly masks: EventMasks = NO_EVENTS,
   ) {
     this.claimRedis = durability.claimRedis ?? redis;
     this.claimScripts = durability.claimRedis ? new Scripts(durability.claimRedis) : scripts;
@@ -64,14 +70,14 @@ export class RedisLedger implements Ledger {
     const reply = (await this.scripts.runBuffer(
       'acquire-page',
       [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, run.bad, campaign.meta()],
-      [ref.page, token, options.leaseMs, options.settle.inDoubt, options.settle.maxAttempts, options.gen],
+      [ref.page, token, options.leaseMs, options.settle.inDoubt, options.settle.maxAttempts, options.gen, this.masks.maskFor(ref.campaignId)],
     )) as Reply;
     return decode.acquirePage(reply);
   }
 
   async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[]): Promise<ClaimResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [ref.page, token, leaseMs];
+    const args: Array<string | number> = [ref.page, token, leaseMs, this.masks.maskFor(ref.campaignId)];
     for (const d of directives) {
       if (d.op === 'claim') args.push(d.index, CLAIM_OPS.claim, d.counted ? 1 : 0, d.locale ?? 0);
       else if (d.op === 'defer') args.push(d.index, CLAIM_OPS.defer, Math.round(d.until), '');
@@ -106,7 +112,7 @@ export class RedisLedger implements Ledger {
 
   async confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [ref.page, token, leaseMs, policy.maxAttempts, policy.maxRequeues];
+    const args: Array<string | number> = [ref.page, token, leaseMs, policy.maxAttempts, policy.maxRequeues, this.masks.maskFor(ref.campaignId)];
     for (const e of entries)
       args.push(
         e.index,
@@ -150,7 +156,7 @@ export class RedisLedger implements Ledger {
     const reply = (await this.scripts.run(
       'release-page',
       [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.open, run.unfinished, run.parked, run.errors, run.bad, campaign.meta()],
-      [ref.page, token, size, settle.inDoubt, settle.maxAttempts],
+      [ref.page, token, size, settle.inDoubt, settle.maxAttempts, this.masks.maskFor(ref.campaignId)],
     )) as Reply;
     return decode.releasePage(reply);
   }
@@ -160,7 +166,7 @@ export class RedisLedger implements Ledger {
     const reply = (await this.scripts.run(
       'expire-leases',
       [run.run, run.leases, run.errors, run.bad, campaign.meta()],
-      [settle.inDoubt, run.recordsPrefix, run.leasePrefix, settle.maxAttempts],
+      [settle.inDoubt, run.recordsPrefix, run.leasePrefix, settle.maxAttempts, this.masks.maskFor(campaignId)],
     )) as Reply;
     return decode.expireLeases(reply);
   }

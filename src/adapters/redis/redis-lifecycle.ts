@@ -1,4 +1,4 @@
-import type { Lifecycle, ScheduleBefore, Transition } from '../../app/ports.js';
+import type { EventMasks, Lifecycle, ScheduleBefore, Transition } from '../../app/ports.js';
 import { sourceStatesFor, type CampaignStatus, type RecipientLayout } from '../../domain/campaign.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import type { Keys } from './keys.js';
@@ -11,6 +11,8 @@ export class RedisLifecycle implements Lifecycle {
   constructor(
     private readonly keys: Keys,
     private readonly scripts: Scripts,
+    /** Which recipient events a cancel writes to the outbox (those found in doubt). */
+    private readonly masks: EventMasks = { maskFor: () => '' },
   ) {}
 
   /** Runs a transition script on the meta and the latest run (plus its page sets with `withPages`). */
@@ -65,7 +67,11 @@ export class RedisLifecycle implements Lifecycle {
   }
 
   async cancel(campaignId: string, latestRunId: string | null): Promise<Transition> {
-    const reply = await this.transition('cancel', campaignId, latestRunId, [sourceStatesFor('cancel').join(','), latestRunId ?? '']);
+    const reply = await this.transition('cancel', campaignId, latestRunId, [
+      sourceStatesFor('cancel').join(','),
+      latestRunId ?? '',
+      this.masks.maskFor(campaignId),
+    ]);
     return reply[0] === 'ok' ? { ok: true, status: 'cancelled' } : this.refused(reply);
   }
 

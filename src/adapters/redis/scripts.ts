@@ -37,6 +37,11 @@ const SCRIPT_KEYS = {
   'permit-pause': 1,
   'campaign-counter': 1,
   'mark-stuck': 2,
+  'record-occurrence': 2,
+  'webhook-cursor': 1,
+  'outbox-scan': 2,
+  'outbox-trim': 2,
+  'zrem-if-score': 1,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_KEYS;

@@ -5,7 +5,8 @@
 -- (includes/ledger.lua settleInflight). A job of an older generation than
 -- the page was last enqueued under is superseded: another job has the page.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
--- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy ('report' | 'resend'), 5 max attempts, 6 job generation
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy ('report' | 'resend'), 5 max attempts, 6 job generation,
+--       7 event mask (recipients settled unknown are outbox events: includes/outbox.lua)
 -- Returns {'ok', records, elapsed (ms since the run began: the records' time axis), recipientsVersion, unknownMarked}
 --      | {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'superseded'} | {'missing'}
 -- @include ledger
@@ -22,7 +23,9 @@ local marked = 0
 if holder ~= token then
   if holder and expiry > now then return { 'busy', expiry - now } end
   -- No live holder: whatever is in flight has nobody to confirm it.
-  marked = settleInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, elapsed, wall, ARGV[4], tonumber(ARGV[5]))
+  local ev = recipientEvents(ARGV[7])
+  marked = settleInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, elapsed, wall, ARGV[4], tonumber(ARGV[5]), ev)
+  emitRecipients(KEYS[7], redis.call('HGET', KEYS[1], 'id'), wall, ev)
   if marked > 0 then completeIfDone(KEYS[1], KEYS[7], wall) end
   runStatus = redis.call('HGET', KEYS[1], 'status')
 end

@@ -4,8 +4,10 @@
 -- unknown instead when an earlier attempt of theirs may have been delivered
 -- (the run's `:doubt` index) — and the ones in flight finish and are
 -- recorded as usual.
+-- Those found in doubt are `recipient.unknown` events (by the mask,
+-- includes/outbox.lua); the skipped are counted by `run.cancelled`.
 -- KEYS: 1 campaign meta, 2 latest run hash (any key when there is none)
--- ARGV: 1 allowed states (csv), 2 latest run id as the caller read it
+-- ARGV: 1 allowed states (csv), 2 latest run id as the caller read it, 3 event mask
 -- Returns {'ok', 'cancelled'} | {'state', status} | {'moved'} | {'missing'}
 -- @include campaign
 
@@ -20,7 +22,9 @@ if ARGV[2] ~= '' then
     local waiting = tonumber(run[2]) - tonumber(run[3])
     -- Pending recipients an earlier attempt may have reached are unknown, not skipped (includes/ledger.lua noteDoubt).
     local doubtful = redis.call('ZRANGE', KEYS[2] .. ':doubt', 0, -1)
+    local ev = recipientEvents(ARGV[3])
     for _, position in ipairs(doubtful) do
+      noteRecipient(ev, 'u', position)
       redis.call('ZADD', KEYS[2] .. ':bad', position, position)
       redis.call('HSET', KEYS[2] .. ':err', position, cjson.encode({ code = 'CANCELLED_IN_DOUBT', message = 'cancelled while waiting to be sent again; an earlier attempt may have been delivered', at = now }))
     end
@@ -32,6 +36,7 @@ if ARGV[2] ~= '' then
     redis.call('HSET', KEYS[2], 'deferred', 0)
     redis.call('HINCRBY', KEYS[2], 'pending', -waiting)
     redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancelledAt', now)
+    emitRecipients(KEYS[1], ARGV[2], now, ev)
     emit(KEYS[1], 'run.cancelled', ARGV[2], now, 'skipped', skipped, 'unknown', #doubtful)
   end
 end

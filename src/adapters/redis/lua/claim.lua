@@ -13,21 +13,24 @@
 -- was lost and that the client resent. Directives for recipients in any
 -- other state are ignored. The lease is renewed.
 -- A recipient to skip that an earlier attempt may have reached (in doubt) ends `unknown` instead.
+-- Skips (and recipients found in doubt) are recipient events of the campaign's
+-- outbox, by the mask (includes/outbox.lua), in this step.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta, 7 bad
--- ARGV: 1 page, 2 token, 3 lease ms, then (index, directive, a, b) per recipient
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, then (index, directive, a, b) per recipient
 -- Returns {'ok', index, attempts, index, attempts, …} (the claimed) | {'fenced'} | {'inactive', status}
 -- @include ledger
 
 local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
-local run = redis.call('HMGET', KEYS[1], 'status', 'pageSize')
+local run = redis.call('HMGET', KEYS[1], 'status', 'pageSize', 'id')
 if run[1] ~= 'running' then return { 'inactive', run[1] or 'missing' } end
 
 local now, elapsed, wall = runClocks(KEYS[1])
 local pageSize = tonumber(run[2])
 local out = { 'ok' }
 local claimed, deferred, skipped, doubted, latestWake = 0, 0, 0, 0, 0
-for i = 4, #ARGV, 4 do
+local ev = recipientEvents(ARGV[4])
+for i = 5, #ARGV, 4 do
   local index, op = tonumber(ARGV[i]), ARGV[i + 1]
   local state, attempts, reason, at = readRecord(KEYS[2], index)
   if state == INFLIGHT and op == 'c' then
@@ -61,11 +64,13 @@ for i = 4, #ARGV, 4 do
       noteDoubt(KEYS[1], position, false)
       recordError(KEYS[5], position, 'IN_DOUBT', ARGV[i + 3] .. '; an earlier attempt may have been delivered', attempts, wall)
       redis.call('ZADD', KEYS[7], position, position)
+      noteRecipient(ev, 'u', position)
       doubted = doubted + 1
     else
       writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
       recordError(KEYS[5], position, 'SKIPPED', ARGV[i + 3], attempts, wall)
       redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
+      noteRecipient(ev, 'k', position, code)
       skipped = skipped + 1
     end
   end
@@ -82,6 +87,7 @@ if skipped + doubted > 0 then
   if skipped > 0 then redis.call('HINCRBY', KEYS[1], 'skipped', skipped) end
   if doubted > 0 then redis.call('HINCRBY', KEYS[1], 'unknown', doubted) end
   redis.call('HSET', KEYS[1], 'activeAt', wall)
+  emitRecipients(KEYS[6], run[3], wall, ev)
   completeIfDone(KEYS[1], KEYS[6], wall)
 end
 writeLease(KEYS[3], KEYS[4], ARGV[1], ARGV[2], now + tonumber(ARGV[3]))

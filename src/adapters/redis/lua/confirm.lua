@@ -10,7 +10,7 @@
 -- final, or pending with the entry's attempt (a confirm resent after a lost
 -- reply), is left alone.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
--- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues,
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues, 6 event mask,
 --       then per recipient 6 values: index, attempt (as claimed), op, delay ms, error code, error message
 --   op: s sent | f failed for good | t retry after delay (failed once the
 --       attempts are spent) | q the same after an answer in doubt (the
@@ -19,6 +19,9 @@
 --       attempt does not count (failed after max requeues) | n unclaimed: it
 --       never left this process (not counted anywhere) | u unknown
 -- In a cancelled run, a recipient that would go back to pending is skipped (cancelled).
+-- Final outcomes are recipient events of the campaign's outbox, by the mask
+-- (includes/outbox.lua), written before the run's completion in this step;
+-- one skipped by a cancel is counted by run.cancelled, not listed.
 -- Returns {'ok', runCompleted (0|1), applied} | {'fenced'}
 -- @include ledger
 
@@ -26,17 +29,18 @@ local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
 
 local now, elapsed, wall = runClocks(KEYS[1])
-local run = redis.call('HMGET', KEYS[1], 'pageSize', 'status')
+local run = redis.call('HMGET', KEYS[1], 'pageSize', 'status', 'id')
 local pageSize = tonumber(run[1])
 local cancelled = run[2] == 'cancelled'
 local page = tonumber(ARGV[1])
 local maxAttempts, maxRequeues = tonumber(ARGV[4]), tonumber(ARGV[5])
 local d = { inflight = 0, pending = 0, sent = 0, failed = 0, unknown = 0, skipped = 0, deferred = 0 }
 local applied, progressed = 0, false
+local ev = recipientEvents(ARGV[6])
 -- Outcomes that leave the recipient pending (again after a backoff, handed back unsent, never sent): t, r, n.
 local function goesBack(op) return op == 't' or op == 'r' or op == 'n' end
 
-for i = 6, #ARGV, 6 do
+for i = 7, #ARGV, 6 do
   local index, attempt, op, delay = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   local code, message = ARGV[i + 4], ARGV[i + 5]
   local state, attempts, reason = readRecord(KEYS[2], index)
@@ -87,12 +91,14 @@ for i = 6, #ARGV, 6 do
       d.skipped = d.skipped + 1
     elseif op == 's' then
       writeRecord(KEYS[2], index, SENT, attempts, flags + locale, elapsed)
+      noteRecipient(ev, 's', position)
       d.pending = d.pending - 1
       d.sent = d.sent + 1
     elseif op == 'f' or op == 'u' then
       writeRecord(KEYS[2], index, op == 'f' and FAILED or UNKNOWN, attempts, flags + locale, elapsed)
       recordError(KEYS[5], position, code, message, attempts, wall, requeues)
       redis.call('ZADD', KEYS[6], position, position)
+      noteRecipient(ev, op, position)
       d.pending = d.pending - 1
       if op == 'f' then d.failed = d.failed + 1 else d.unknown = d.unknown + 1 end
     else
@@ -112,4 +118,5 @@ end
 -- Recipients handed back unsent are not progress: a run that only does that is stuck.
 if progressed then redis.call('HSET', KEYS[1], 'activeAt', wall) end
 writeLease(KEYS[3], KEYS[4], ARGV[1], ARGV[2], now + tonumber(ARGV[3]))
+emitRecipients(KEYS[7], run[3], wall, ev)
 return { 'ok', completeIfDone(KEYS[1], KEYS[7], wall), applied }

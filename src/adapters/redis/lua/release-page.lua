@@ -6,7 +6,8 @@
 -- A page left with pending recipients none of which is due yet (quiet hours,
 -- retry backoff) is `parked` until the earliest is: not a stalled page.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 open, 6 unfinished, 7 parked, 8 errors, 9 bad, 10 campaign meta
--- ARGV: 1 page, 2 token, 3 recipients in the page, 4 in-doubt policy, 5 max attempts
+-- ARGV: 1 page, 2 token, 3 recipients in the page, 4 in-doubt policy, 5 max attempts,
+--       6 event mask (recipients settled unknown are outbox events: includes/outbox.lua)
 -- Returns {pending, inflight, ms until the earliest pending one is due (0 when due now) or -1, unknownMarked}
 -- @include ledger
 
@@ -21,7 +22,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   local _
   _, elapsed, wall = runClocks(KEYS[1])
   if ours then
-    marked = settleInflight(KEYS[1], KEYS[2], KEYS[8], KEYS[9], tonumber(ARGV[1]), elapsed, wall, ARGV[4], tonumber(ARGV[5]))
+    local ev = recipientEvents(ARGV[6])
+    marked = settleInflight(KEYS[1], KEYS[2], KEYS[8], KEYS[9], tonumber(ARGV[1]), elapsed, wall, ARGV[4], tonumber(ARGV[5]), ev)
+    emitRecipients(KEYS[10], redis.call('HGET', KEYS[1], 'id'), wall, ev)
     if marked > 0 then completeIfDone(KEYS[1], KEYS[10], wall) end
   end
 end

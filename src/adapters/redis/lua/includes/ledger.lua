@@ -85,9 +85,9 @@ end
 -- 'resend' (a provider that honours the idempotency key) a recipient with
 -- attempts left is pending again, due now, to be sent with the same key;
 -- otherwise — 'report', no attempts left, or a cancelled run — it is
--- `unknown`: never sent again silently. Returns how many became unknown and
--- how many pending.
-local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elapsed, now, policy, maxAttempts)
+-- `unknown`: never sent again silently (noted in `ev`, the step's recipient
+-- events). Returns how many became unknown and how many pending.
+local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elapsed, now, policy, maxAttempts, ev)
   local raw = redis.call('GET', recordsKey)
   if not raw then return 0, 0 end
   local run = redis.call('HMGET', runKey, 'pageSize', 'status')
@@ -111,6 +111,7 @@ local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elaps
           'the worker sending this recipient stopped before it heard back from the provider; it may or may not have been delivered',
           attempts, now)
         redis.call('ZADD', badKey, position, position)
+        noteRecipient(ev, 'u', position)
         unknown = unknown + 1
       end
     end

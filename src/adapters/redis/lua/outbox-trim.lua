@@ -1,0 +1,29 @@
+-- Removes the outbox's recipient entries every endpoint taking recipient
+-- events of the campaign has behind its cursor (run events stay: the events
+-- API shows them, and they are few), and none newer than `before` (an
+-- endpoint made since may not be known to every dispatcher yet).
+-- KEYS: 1 the outbox stream, 2 the campaign's webhook hash
+-- ARGV: 1 before (stream id), 2 most entries looked at, then per endpoint 3 values: name, epoch, its start without a cursor
+-- Returns how many entries went
+-- @include stream-ids
+
+local bound, inclusive = ARGV[1], false
+for i = 3, #ARGV, 3 do
+  local cursor = ARGV[i + 2]
+  local stored = redis.call('HGET', KEYS[2], 'c:' .. ARGV[i])
+  if stored then
+    local sep = string.find(stored, '|', 1, true)
+    if string.sub(stored, 1, sep - 1) == ARGV[i + 1] then cursor = string.sub(stored, sep + 1) end
+  end
+  local id, off = cursorParts(cursor)
+  local order = compareIds(id, bound)
+  -- A cursor inside an entry (off > 0) has not passed it: only what is before it goes.
+  if order < 0 or (order == 0 and off > 0) then bound, inclusive = id, off == 0 end
+end
+local entries = redis.call('XRANGE', KEYS[1], '-', bound, 'COUNT', tonumber(ARGV[2]))
+local ids = {}
+for _, entry in ipairs(entries) do
+  if (inclusive or entry[1] ~= bound) and entry[2][1] == 'type' and entry[2][2] == 'recipients' then ids[#ids + 1] = entry[1] end
+end
+if #ids > 0 then redis.call('XDEL', KEYS[1], unpack(ids)) end
+return #ids

@@ -1,0 +1,96 @@
+import type { Outbox, OutboxReader, OutboxTake } from '../../app/ports.js';
+import { formatCursor, parseCursor, type Cursor, type OutboxEntry } from '../../domain/outbox.js';
+import type { RedisClient } from './connection.js';
+import type { Keys } from './keys.js';
+import type { Reply } from './replies.js';
+import type { Scripts } from './scripts.js';
+
+/** XRANGE's answer as outbox entries. */
+export function outboxEntries(raw: Array<[string, string[]]>): OutboxEntry[] {
+  return raw.map(([id, flat]) => {
+    const fields: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+    const { type = '', run = '', at = '0', ...rest } = fields;
+    return { id, type, runId: run, at: Number(at), fields: rest };
+  });
+}
+
+function readerArgs(readers: readonly OutboxReader[]): Array<string | number> {
+  return readers.flatMap((r) => [r.name, r.epoch, r.start]);
+}
+
+/** The outboxes of campaigns, for webhook dispatchers (lua/webhook-cursor.lua, outbox-scan.lua, outbox-trim.lua). */
+export class RedisOutbox implements Outbox {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly keys: Keys,
+    private readonly scripts: Scripts,
+  ) {}
+
+  async campaigns(limit: number): Promise<Array<{ campaignId: string; mark: number | null }>> {
+    const [active, marked] = await Promise.all([
+      this.redis.smembers(this.keys.activeRuns()),
+      this.redis.zrange(this.keys.outboxCampaigns(), 0, limit - 1, 'WITHSCORES'),
+    ]);
+    const out = new Map<string, number | null>();
+    for (let i = 0; i + 1 < marked.length; i += 2) out.set(marked[i]!, Number(marked[i + 1]));
+    for (const member of active) {
+      const { campaignId } = this.keys.parseRunMember(member);
+      if (!out.has(campaignId)) out.set(campaignId, null);
+    }
+    return [...out].slice(0, limit).map(([campaignId, mark]) => ({ campaignId, mark }));
+  }
+
+  async mark(campaignId: string): Promise<void> {
+    await this.redis.zincrby(this.keys.outboxCampaigns(), 1, campaignId);
+  }
+
+  async unmark(campaignId: string, mark: number): Promise<boolean> {
+    return Number(await this.scripts.run('zrem-if-score', [this.keys.outboxCampaigns()], [campaignId, mark])) === 1;
+  }
+
+  async due(campaignId: string, readers: readonly OutboxReader[]): Promise<string[]> {
+    if (readers.length === 0) return [];
+    const k = this.keys.campaign(campaignId);
+    return (await this.scripts.run('outbox-scan', [k.events(), k.webhooks()], readerArgs(readers))) as string[];
+  }
+
+  private cursorOp(campaignId: string, op: string, endpoint: string, token: string, leaseMs: number, value = ''): Promise<Reply> {
+    return this.scripts.run('webhook-cursor', [this.keys.campaign(campaignId).webhooks()], [op, endpoint, token, leaseMs, value]) as Promise<Reply>;
+  }
+
+  async take(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<OutboxTake> {
+    const reply = await this.cursorOp(campaignId, 'take', endpoint, token, leaseMs);
+    if (reply[0] !== 'ok') return { kind: 'busy', ms: Number(reply[1]) };
+    const stored = String(reply[1]);
+    const sep = stored.indexOf('|');
+    return {
+      kind: 'ok',
+      cursor: sep < 0 ? null : { epoch: Number(stored.slice(0, sep)), cursor: parseCursor(stored.slice(sep + 1)) },
+      delivery: reply[2] ? String(reply[2]) : null,
+      lost: reply[3] ? String(reply[3]) : null,
+    };
+  }
+
+  async saveDelivery(campaignId: string, endpoint: string, token: string, leaseMs: number, delivery: string): Promise<boolean> {
+    return (await this.cursorOp(campaignId, 'delivery', endpoint, token, leaseMs, delivery))[0] === 'ok';
+  }
+
+  async advance(campaignId: string, endpoint: string, token: string, leaseMs: number, epoch: number, cursor: Cursor): Promise<boolean> {
+    return (await this.cursorOp(campaignId, 'advance', endpoint, token, leaseMs, `${epoch}|${formatCursor(cursor)}`))[0] === 'ok';
+  }
+
+  async release(campaignId: string, endpoint: string, token: string): Promise<void> {
+    await this.cursorOp(campaignId, 'release', endpoint, token, 0);
+  }
+
+  async read(campaignId: string, from: Cursor, count: number): Promise<OutboxEntry[]> {
+    const start = from.off > 0 ? from.id : `(${from.id}`;
+    return outboxEntries(await this.redis.xrange(this.keys.campaign(campaignId).events(), start, '+', 'COUNT', count));
+  }
+
+  async trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<number> {
+    const k = this.keys.campaign(campaignId);
+    return Number(await this.scripts.run('outbox-trim', [k.events(), k.webhooks()], [`${before}-0`, 1000, ...readerArgs(readers)]));
+  }
+}
