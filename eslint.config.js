@@ -24,6 +24,7 @@ const drivers = [
   'csv-parse/*',
   'pg',
   'pg-copy-streams',
+  'standardwebhooks',
   'node:http',
   'node:http2',
   'node:net',

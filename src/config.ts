@@ -4,6 +4,7 @@ import { addressFields, loadProviders, DEFAULT_PROVIDERS, type ProviderConfig } 
 import { ConfigError } from './config-error.js';
 import { frequencyCapSchema } from './domain/respect.js';
 import { DEFAULT_REDACT_FIELDS } from './logger.js';
+import { loadWebhooksFile, type WebhookFileEntry } from './adapters/webhooks/webhook-config.js';
 
 export { ConfigError } from './config-error.js';
 
@@ -153,6 +154,14 @@ export const ENV = {
     "Redis memory to measure against where Redis has no `maxmemory` (a managed Redis that hides it, a container's limit); without either, the memory guard is off and `/readyz` says so",
   ),
   SCHEDULE_GRACE_MS: doc(int(0, 30 * 86_400_000).default(3_600_000), 'an occurrence missed (every worker down) by more than this is skipped, not run late'),
+  WEBHOOKS_FILE: doc(
+    z.string().min(1).optional(),
+    'JSON array of webhook endpoints (`name`, `url`, `events`, `secretFile` or `secretEnv`, optional `campaigns`, `tps`, `timeoutMs`; see events out); more can be made through `/api/webhooks`',
+  ),
+  WEBHOOK_DEAD_LETTER_LIMIT: doc(
+    int(1, 10_000_000).default(10_000),
+    "dead letters kept per webhook endpoint (deliveries that exhausted their attempts, with their bodies, to replay); past it the oldest go, counted in `pushq_webhook_dead_letters_dropped_total` (the run's results export still has every outcome)",
+  ),
   FREQUENCY_CAPS: doc(
     z
       .string()
@@ -205,6 +214,8 @@ export type Config = FromEnv & {
   cluster: boolean;
   /** From PROVIDERS_FILE, or the one default `sim`. */
   providers: ProviderConfig[];
+  /** From WEBHOOKS_FILE (none without it). */
+  webhooks: WebhookFileEntry[];
 };
 
 function camel(name: string): string {
@@ -271,6 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrlDefaulted: input.REDIS_URL === undefined,
     cluster: /^rediss?-cluster:/.test(parsed.data.REDIS_URL),
     providers,
+    webhooks: parsed.data.WEBHOOKS_FILE ? loadWebhooksFile(parsed.data.WEBHOOKS_FILE) : [],
   };
 }
 

@@ -29,6 +29,12 @@ export interface AppEventMap {
   'run:archived': { campaignId: string; runId: string; kind: string; count: number; ms: number };
   'archive:failed': { campaignId: string; runId: string };
   'campaign:deleted': { campaignId: string; purgedRuns: number };
+  /** One webhook delivery attempt (or a dead letter's replay): delivered, failed (retried later), dead (a dead letter now), gone (410: the endpoint is disabled). */
+  'webhook:attempt': { endpoint: string; outcome: 'delivered' | 'failed' | 'dead' | 'gone'; events: number };
+  /** The outbox's bound pushed out events an endpoint was not sent (it is told: outbox.overflowed). */
+  'webhook:lost': { endpoint: string; campaignId: string };
+  /** Dead letters past WEBHOOK_DEAD_LETTER_LIMIT, dropped. */
+  'webhook:dead-letters-dropped': { endpoint: string; count: number };
   'worker:start': { instance: string };
   'worker:stop': { instance: string };
   /** Graceful shutdown: no new work taken (`begin`), in-flight work finished and recorded (`done`). */

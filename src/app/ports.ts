@@ -664,6 +664,27 @@ export interface WebhookStore {
   removeDeadLetter(endpoint: string, id: string): Promise<void>;
 }
 
+/** One delivery attempt to an endpoint: the body, signed (Standard Webhooks) with the endpoint's secret under `id`. */
+export interface WebhookRequest {
+  url: string;
+  id: string;
+  body: string;
+  secret: string;
+  timeoutMs: number;
+}
+
+export interface WebhookAnswer {
+  /** The HTTP status, or null when none came (timeout, connection refused). */
+  status: number | null;
+  /** What went wrong, when the status is not 2xx. */
+  error: string | null;
+}
+
+export interface WebhookClient {
+  deliver(request: WebhookRequest): Promise<WebhookAnswer>;
+  close(): Promise<void>;
+}
+
 /** An endpoint as a campaign's outbox scripts need it: its name, epoch, and where it starts without a cursor. */
 export interface OutboxReader {
   name: string;
@@ -692,8 +713,14 @@ export interface Outbox {
   mark(campaignId: string): Promise<void>;
   /** Unmarks it, unless it was marked again since `mark` was read. */
   unmark(campaignId: string, mark: number): Promise<boolean>;
-  /** The endpoints with something due in the campaign's outbox, and no other deliverer. */
-  due(campaignId: string, readers: readonly OutboxReader[]): Promise<string[]>;
+  /** Unmarks every campaign (there is no endpoint to deliver to). */
+  clearMarks(): Promise<void>;
+  /**
+   * The endpoints with something due in the campaign's outbox and no other
+   * deliverer (`due`), and whether any endpoint has anything left at all
+   * (`pending`: events after its cursor, or a delivery under way or waiting).
+   */
+  due(campaignId: string, readers: readonly OutboxReader[]): Promise<{ due: string[]; pending: boolean }>;
   take(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<OutboxTake>;
   saveDelivery(campaignId: string, endpoint: string, token: string, leaseMs: number, delivery: string): Promise<boolean>;
   advance(campaignId: string, endpoint: string, token: string, leaseMs: number, epoch: number, cursor: Cursor): Promise<boolean>;

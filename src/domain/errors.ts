@@ -13,6 +13,9 @@ export const ErrorCodes = {
   RECIPIENT_NOT_FOUND: 'RECIPIENT_NOT_FOUND',
   RUN_NOT_FOUND: 'RUN_NOT_FOUND',
   UNKNOWN_PROVIDER: 'UNKNOWN_PROVIDER',
+  WEBHOOK_NOT_FOUND: 'WEBHOOK_NOT_FOUND',
+  /** A webhook endpoint of that name exists already. */
+  WEBHOOK_EXISTS: 'WEBHOOK_EXISTS',
   INVALID_STATE: 'INVALID_STATE',
   NO_RECIPIENTS: 'NO_RECIPIENTS',
   /** Some recipients' messages would not render (a missing variable) or not fit the provider: the dry run's report says who. */

@@ -159,7 +159,7 @@ export function windowParts(window: Window): Array<{ type: EventType; events: Re
 }
 
 /** A delivery's id: the same for every attempt (a receiver drops repeats by it), different for every delivery. */
-export function deliveryId(campaignId: string, window: Pick<Window, 'from'>, type: EventType): string {
+export function deliveryId(campaignId: string, window: Pick<Window, 'from'>, type: string): string {
   const code = isRecipientEvent(type) ? type.slice('recipient.'.length) : type.replace('.', '-');
   return `evt_${campaignId}_${window.from.id}_${window.from.off}_${code}`;
 }

@@ -20,6 +20,7 @@ import { RetryFailed } from '../app/retry-failed.js';
 import { ScheduleCampaign } from '../app/schedule-campaign.js';
 import { SuppressionLists } from '../app/suppression-lists.js';
 import { UploadRecipients } from '../app/upload-recipients.js';
+import { Webhooks } from '../app/webhooks.js';
 import { createHttpApp } from '../adapters/http/app.js';
 import { answerBelowExpress } from '../adapters/http/errors.js';
 import { createSharedMetrics, recentWorkers, renderMetrics } from '../adapters/http/metrics.js';
@@ -154,6 +155,7 @@ export async function startApiRole(deps: {
     upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle, memory }),
     providers: providerQueries,
     suppressions: new SuppressionLists({ suppressions: s.suppressions }),
+    webhooks: new Webhooks({ registry: s.webhooks, store: s.webhookStore }),
   });
   const server: Server = createServer(app);
   answerBelowExpress(server);

@@ -95,15 +95,17 @@ export async function start(roles: Roles, env: NodeJS.ProcessEnv = process.env):
     let url: string | null = null;
     let adminToken: string | null = null;
     if (workerRedis) {
-      const s = buildServices(workerRedis, config, events, claimRedis ? { claimRedis } : {});
+      const s = buildServices(workerRedis, config, events, { log, ...(claimRedis ? { claimRedis } : {}) });
       closers.push(() => s.close());
+      await s.webhooks.start();
       const worker = startWorkerRole({ redis: workerRedis, config, services: s, providers, events, metrics, instance, log, archive });
       stopWorker = () => worker.stop();
     }
     let stopApi: (() => Promise<void>) | null = null;
     if (apiRedis) {
-      const s = buildServices(apiRedis, config, events);
+      const s = buildServices(apiRedis, config, events, { log });
       closers.push(() => s.close());
+      await s.webhooks.start();
       const api = await startApiRole({ redis: apiRedis, config, services: s, providers, metrics, instance, log, archive });
       url = api.url;
       adminToken = api.adminToken;

@@ -12,6 +12,12 @@ import { RedisFrequencyCaps, RedisSuppressions } from '../adapters/redis/redis-r
 import { leaseClockStep, RedisLocks, RedisRuns } from '../adapters/redis/redis-runs.js';
 import { RedisDeletions, RedisMemoryProbe, RedisRetention } from '../adapters/redis/redis-retention.js';
 import { Scripts } from '../adapters/redis/scripts.js';
+import { RedisOutbox } from '../adapters/redis/redis-outbox.js';
+import { RedisWebhooks } from '../adapters/redis/redis-webhooks.js';
+import { endpointOf } from '../adapters/webhooks/webhook-config.js';
+import { WebhookRegistry } from '../app/webhook-registry.js';
+import type { Logger } from '../app/ports.js';
+import { createLogger } from '../logger.js';
 import type { Config } from '../config.js';
 
 /**
@@ -21,19 +27,32 @@ import type { Config } from '../config.js';
  * `claimRedis`: the connection claims and their WAIT go through (workers with
  * REDIS_WAIT_REPLICAS; see RedisLedger).
  */
-export function buildServices(redis: RedisClient, config: Config, events: AppEvents, options: { claimRedis?: RedisClient } = {}) {
+export function buildServices(redis: RedisClient, config: Config, events: AppEvents, options: { claimRedis?: RedisClient; log?: Logger } = {}) {
+  const log = options.log ?? createLogger('silent');
   const keys = new Keys(config.queuePrefix);
   const scripts = new Scripts(redis);
-  const ledger = new RedisLedger(redis, keys, scripts, {
-    waitReplicas: config.redisWaitReplicas,
-    waitMode: config.redisWaitMode,
-    waitTimeoutMs: config.redisWaitTimeoutMs,
-    ...(options.claimRedis ? { claimRedis: options.claimRedis } : {}),
-  });
+  const webhookStore = new RedisWebhooks(redis, keys);
+  // Which recipient events the ledger steps write: what the endpoints subscribe to (started, and kept current, by the roles).
+  const webhooks = new WebhookRegistry(
+    { store: webhookStore, log },
+    config.webhooks.map((entry) => endpointOf(entry, 'file')),
+  );
+  const ledger = new RedisLedger(
+    redis,
+    keys,
+    scripts,
+    {
+      waitReplicas: config.redisWaitReplicas,
+      waitMode: config.redisWaitMode,
+      waitTimeoutMs: config.redisWaitTimeoutMs,
+      ...(options.claimRedis ? { claimRedis: options.claimRedis } : {}),
+    },
+    webhooks,
+  );
   const runs = new RedisRuns(redis, keys, scripts, leaseClockStep(config.supervisorIntervalMs));
   const locks = new RedisLocks(redis, keys, scripts);
   const store = new RedisCampaignStore(redis, keys, scripts);
-  const lifecycle = new RedisLifecycle(keys, scripts);
+  const lifecycle = new RedisLifecycle(keys, scripts, webhooks);
   const layout = queueLayout(config.sendShards, config.cluster);
   const sendQueues = layout.send.map((name) => createSendQueue(redis, config.queuePrefix, name));
   const scheduleQueue = createScheduleQueue(redis, config.queuePrefix, layout.schedule);
@@ -52,6 +71,9 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
     scheduleQueue,
     pageQueue,
     pump,
+    webhooks,
+    webhookStore,
+    outbox: new RedisOutbox(redis, keys, scripts),
     suppressions: new RedisSuppressions(redis, keys),
     metricsBoard: new RedisMetricsBoard(redis, keys),
     retention: new RedisRetention(redis, keys, scripts),
@@ -61,6 +83,7 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
     scheduler: new BullScheduler(scheduleQueue),
     starter: new RunStarter({ runs, pump, events }),
     async close() {
+      await webhooks.stop();
       await Promise.all([...sendQueues.map((q) => q.close()), scheduleQueue.close()]);
     },
   };

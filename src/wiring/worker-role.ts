@@ -18,6 +18,10 @@ import { RedisPermitLimiter } from '../adapters/redis/permit-limiter.js';
 import type { Config } from '../config.js';
 import type { Services } from './services.js';
 import { CompiledMessages } from '../domain/template.js';
+import { WebhookDispatcher } from '../app/webhook-dispatcher.js';
+import { HttpWebhookClient } from '../adapters/webhooks/webhook-client.js';
+import { readWebhookSecret } from '../adapters/webhooks/webhook-config.js';
+import type { ResolvedWebhook } from '../app/webhook-registry.js';
 
 /** The janitor over a role's services (archive and delete; see app/janitor.ts). */
 export function createJanitor(
@@ -34,8 +38,21 @@ export function createJanitor(
 }
 
 /**
- * The worker role: send jobs (pages), schedule occurrences, and the
- * supervisor. Returns the graceful stop: no new work, in-flight sends finish
+ * Webhook secrets: a file endpoint's read at start from its file or variable
+ * (a missing one stops the worker, naming it), an API endpoint's as stored.
+ */
+function webhookSecrets(config: Config, registry: Services['webhooks']): (endpoint: ResolvedWebhook) => string {
+  const fromFiles = new Map(config.webhooks.map((entry) => [entry.name, readWebhookSecret(entry)]));
+  return (endpoint) => {
+    const secret = endpoint.source === 'file' ? fromFiles.get(endpoint.name) : registry.storedSecret(endpoint.name);
+    if (secret) return secret;
+    throw new Error(`webhook ${endpoint.name} has no secret in this process`);
+  };
+}
+
+/**
+ * The worker role: send jobs (pages), schedule occurrences, webhook
+ * deliveries, and the supervisor. Returns the graceful stop: no new work, in-flight sends finish
  * and are recorded, unfinished pages go back to the queue for other workers.
  */
 export function startWorkerRole(deps: {
@@ -51,6 +68,8 @@ export function startWorkerRole(deps: {
   archive: ResultsArchive;
 }): { stop(): Promise<void> } {
   const { redis, config, services: s, providers, events, log, instance } = deps;
+  // First: a webhook secret that cannot be read stops the worker before it starts anything.
+  const secretOf = webhookSecrets(config, s.webhooks);
   const pusher = new MetricsPusher(s.metricsBoard, deps.metrics, instance);
   pusher.start();
   const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts, { onRest: (provider, from) => events.emit('permit:rested', { provider, from }) });
@@ -96,6 +115,23 @@ export function startWorkerRole(deps: {
   supervisor.start();
   const janitor = createJanitor(s, deps.archive, events, log, { intervalMs: config.supervisorIntervalMs, retentionMs: config.runRetentionMs });
   janitor.start();
+  const webhookClient = new HttpWebhookClient();
+  const dispatcher = new WebhookDispatcher(
+    {
+      registry: s.webhooks,
+      outbox: s.outbox,
+      store: s.webhookStore,
+      client: webhookClient,
+      limiter,
+      locks: s.locks,
+      sources: { store: s.store, runs: s.runs, ledger: s.ledger },
+      secretOf,
+      events,
+      log,
+    },
+    { intervalMs: 250, concurrency: 32, deadLetterLimit: config.webhookDeadLetterLimit },
+  );
+  dispatcher.start();
   events.emit('worker:start', { instance });
   log.info(
     { concurrency: config.workerConcurrency, sendConcurrency: config.sendConcurrency, providers: providers.names(), leaseMs: config.leaseMs },
@@ -106,7 +142,8 @@ export function startWorkerRole(deps: {
     async stop() {
       events.emit('shutdown:begin', { instance });
       stopping.abort();
-      await Promise.all([senders.close(), scheduled.close(), supervisor.stop(), janitor.stop()]);
+      await Promise.all([senders.close(), scheduled.close(), supervisor.stop(), janitor.stop(), dispatcher.stop()]);
+      await webhookClient.close();
       renewer.stop();
       await limiter.close();
       await pusher.stop();

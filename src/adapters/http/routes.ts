@@ -13,6 +13,7 @@ import type { RetryFailed } from '../../app/retry-failed.js';
 import type { ScheduleCampaign } from '../../app/schedule-campaign.js';
 import type { SuppressionLists } from '../../app/suppression-lists.js';
 import type { UploadRecipients } from '../../app/upload-recipients.js';
+import type { Webhooks } from '../../app/webhooks.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../../domain/errors.js';
 import { csvLine } from './csv.js';
 import { streamDryRun, streamResults } from './results-stream.js';
@@ -36,6 +37,11 @@ import {
   scheduleBody,
   suppressionIdsBody,
   uploadHeaders,
+  createWebhookBody,
+  patchWebhookBody,
+  webhookNameParam,
+  deadLettersQuery,
+  replayBody,
 } from './schemas.js';
 import { uploadSource } from './upload-source.js';
 
@@ -53,6 +59,7 @@ export interface RouteDeps {
   queries: CampaignQueries;
   providers: ProviderQueries;
   suppressions: SuppressionLists;
+  webhooks: Webhooks;
   maxBodyBytes: number;
   maxUploadBytes: number;
 }
@@ -99,6 +106,13 @@ function campaignId(req: Request): string {
   const result = campaignIdParam.safeParse(req.params);
   if (!result.success) throw campaignNotFound(String(req.params.id));
   return result.data.id;
+}
+
+/** Names that cannot be webhook names name no webhook: 404. */
+function webhookName(req: Request): string {
+  const result = webhookNameParam.safeParse(req.params);
+  if (!result.success) throw new DomainError(ErrorCodes.WEBHOOK_NOT_FOUND, `webhook ${JSON.stringify(String(req.params.name).slice(0, 100))} does not exist`);
+  return result.data.name;
 }
 
 function listName(req: Request): string {
@@ -464,6 +478,80 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       access: 'write',
       query: noQuery,
       handle: (req) => deps.suppressions.clear(listName(req)),
+    }),
+    route({
+      operationId: 'listWebhooks',
+      method: 'get',
+      path: '/webhooks',
+      summary: 'Webhook endpoints (from WEBHOOKS_FILE and made here), their state and dead letters; never their secrets',
+      access: 'read',
+      query: noQuery,
+      handle: () => deps.webhooks.list(),
+    }),
+    route({
+      operationId: 'createWebhook',
+      method: 'post',
+      path: '/webhooks',
+      summary:
+        'Make a webhook endpoint: events of campaigns (all, or `campaigns`) delivered signed (Standard Webhooks) from now on; answers its secret (given, or made) this once',
+      access: 'write',
+      query: noQuery,
+      body: createWebhookBody,
+      status: 201,
+      async handle(_req, res, { body }) {
+        const { name, ...input } = body;
+        const made = await deps.webhooks.create(name, input);
+        res.location(`/api/webhooks/${name}`);
+        return made;
+      },
+    }),
+    route({
+      operationId: 'getWebhook',
+      method: 'get',
+      path: '/webhooks/:name',
+      summary: 'One webhook endpoint',
+      access: 'read',
+      query: noQuery,
+      handle: (req) => deps.webhooks.get(webhookName(req)),
+    }),
+    route({
+      operationId: 'updateWebhook',
+      method: 'patch',
+      path: '/webhooks/:name',
+      summary:
+        'Change a webhook endpoint (a file one: enabled only). `enabled: true` turns a disabled one on, taking events from now on; new `events` or `campaigns` apply from now on',
+      access: 'write',
+      query: noQuery,
+      body: patchWebhookBody,
+      handle: (req, _res, { body }) => deps.webhooks.update(webhookName(req), body),
+    }),
+    route({
+      operationId: 'deleteWebhook',
+      method: 'delete',
+      path: '/webhooks/:name',
+      summary: 'Remove a webhook endpoint made through the API, with its dead letters',
+      access: 'write',
+      query: noQuery,
+      handle: (req) => deps.webhooks.remove(webhookName(req)),
+    }),
+    route({
+      operationId: 'listDeadLetters',
+      method: 'get',
+      path: '/webhooks/:name/dead-letters',
+      summary: 'Deliveries that exhausted their attempts, newest first: type, campaign, run, attempts, last status and error (and the body with ?payload=true)',
+      access: 'read',
+      query: deadLettersQuery,
+      handle: (req, _res, { query }) => deps.webhooks.deadLetters(webhookName(req), query.limit, query.cursor, query.payload),
+    }),
+    route({
+      operationId: 'replayDeadLetters',
+      method: 'post',
+      path: '/webhooks/:name/dead-letters/replay',
+      summary: 'Send dead letters again (`ids`, or all): under their own ids, retried as deliveries are; one delivered leaves the list',
+      access: 'write',
+      query: noQuery,
+      body: replayBody,
+      handle: (req, _res, { body }) => deps.webhooks.replay(webhookName(req), body.ids ?? null),
     }),
     route({
       operationId: 'listProviders',

@@ -6,6 +6,7 @@ import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json-depth.js';
 import { CompiledMessage, MAX_LOCALES } from '../../domain/template.js';
 import { MAX_TEST_RECIPIENTS } from '../../app/test-send.js';
+import { webhookFields, webhookName, webhookSecret } from '../webhooks/webhook-config.js';
 
 /**
  * Request schemas: the same zod objects validate requests and describe the API.
@@ -166,3 +167,36 @@ export const uploadHeaders = z.object({
 });
 
 export const campaignIdParam = z.object({ id: z.string().regex(CAMPAIGN_ID_PATTERN) });
+
+/** A webhook endpoint made through the API: as in WEBHOOKS_FILE, with its secret itself (or none: one is made and shown once). */
+export const createWebhookBody = z.strictObject({ name: webhookName, ...webhookFields, secret: webhookSecret.optional() });
+
+/** A change to an endpoint: any of its fields; `enabled` turns it on (from now on) or off; `campaigns: null` takes every campaign again. */
+export const patchWebhookBody = z.strictObject({
+  url: webhookFields.url.optional(),
+  events: webhookFields.events.optional(),
+  campaigns: webhookFields.campaigns.unwrap().nullable().optional(),
+  tps: webhookFields.tps.unwrap().optional(),
+  timeoutMs: webhookFields.timeoutMs.unwrap().optional(),
+  maxAttempts: webhookFields.maxAttempts.unwrap().optional(),
+  retryBaseMs: webhookFields.retryBaseMs.unwrap().optional(),
+  retryMaxMs: webhookFields.retryMaxMs.unwrap().optional(),
+  retryForMs: webhookFields.retryForMs.unwrap().optional(),
+  secret: webhookSecret.optional(),
+  enabled: z.boolean().optional(),
+});
+
+export const webhookNameParam = z.object({ name: webhookName });
+
+export const deadLettersQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().min(1).max(16).optional(),
+  /** Include each dead letter's body as sent (`payload`). */
+  payload: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((v) => v === 'true'),
+});
+
+/** Which dead letters to send again: these ids, or (without `ids`) all of them. */
+export const replayBody = z.strictObject({ ids: z.array(z.string().min(1).max(300)).min(1).max(10_000).optional() });

@@ -202,6 +202,8 @@ export class RedisCampaignStore implements CampaignStore {
 
   async recordOccurrence(campaignId: string, entry: OccurrenceEntry): Promise<void> {
     const k = this.keys.campaign(campaignId);
+    // A skipped occurrence is an event: the webhook dispatchers look at the campaign until it is delivered.
+    if (entry.outcome === 'skipped') await this.redis.zincrby(this.keys.outboxCampaigns(), 1, campaignId);
     await this.scripts.run(
       'record-occurrence',
       [k.occurrences(), k.meta()],

@@ -49,10 +49,15 @@ export class RedisOutbox implements Outbox {
     return Number(await this.scripts.run('zrem-if-score', [this.keys.outboxCampaigns()], [campaignId, mark])) === 1;
   }
 
-  async due(campaignId: string, readers: readonly OutboxReader[]): Promise<string[]> {
-    if (readers.length === 0) return [];
+  async clearMarks(): Promise<void> {
+    await this.redis.unlink(this.keys.outboxCampaigns());
+  }
+
+  async due(campaignId: string, readers: readonly OutboxReader[]): Promise<{ due: string[]; pending: boolean }> {
+    if (readers.length === 0) return { due: [], pending: false };
     const k = this.keys.campaign(campaignId);
-    return (await this.scripts.run('outbox-scan', [k.events(), k.webhooks()], readerArgs(readers))) as string[];
+    const [pending, ...due] = (await this.scripts.run('outbox-scan', [k.events(), k.webhooks()], readerArgs(readers))) as [number, ...string[]];
+    return { due, pending: Number(pending) === 1 };
   }
 
   private cursorOp(campaignId: string, op: string, endpoint: string, token: string, leaseMs: number, value = ''): Promise<Reply> {

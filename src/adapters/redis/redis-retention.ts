@@ -155,6 +155,7 @@ export class RedisDeletions implements Deletions {
       await this.redis.unlink(k.meta());
     }
     await this.redis.zrem(this.keys.campaignIndex(), campaignId);
+    await this.redis.zrem(this.keys.outboxCampaigns(), campaignId);
     await this.redis.zrem(this.keys.deletions(), campaignId);
   }
 }

@@ -147,6 +147,8 @@ export class RedisRuns implements Runs {
     if (status === 'completed' || (status === 'cancelled' && Number(inflight ?? 0) === 0)) {
       await this.redis.zadd(this.keys.retention(), 'NX', Number(completedAt || cancelledAt || Date.now()), member);
     }
+    // Its last events (run.completed, …) may not be delivered yet: the webhook dispatchers look at it until they are.
+    await this.redis.zincrby(this.keys.outboxCampaigns(), 1, campaignId);
     await this.redis.srem(this.keys.activeRuns(), member);
   }
 }

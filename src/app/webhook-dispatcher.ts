@@ -1,0 +1,476 @@
+import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { compareIds, deliveryId, formatCursor, nextWindow, runEventData, windowParts, type Cursor, type OutboxEntry, type Window } from '../domain/outbox.js';
+import { describeError } from '../domain/send-outcome.js';
+import { nextAttemptAt, type EventType } from '../domain/webhooks.js';
+import type { ProviderHealth } from '../domain/send-rules.js';
+import type { AppEvents } from './events.js';
+import { describeRecipientEvents, type RecipientEventSources } from './recipient-events.js';
+import { TickLoop } from './tick-loop.js';
+import { StopRequested, unlessStopped } from './waiting.js';
+import { outboxReader, type ResolvedWebhook, type WebhookRegistry } from './webhook-registry.js';
+import type { DeadLetter, Locks, Logger, Outbox, Permit, ProviderLimits, RateLimiter, WebhookAnswer, WebhookClient, WebhookStore } from './ports.js';
+
+/** What an endpoint is told when the outbox's bound pushed out events it had not been sent yet. */
+export const OVERFLOW_EVENT = 'outbox.overflowed';
+
+type DeliveryType = EventType | typeof OVERFLOW_EVENT;
+
+/**
+ * The delivery an endpoint is making in a campaign, kept in Redis beside its
+ * cursor so that whoever takes it over (after a crash) sends the very same
+ * window, under the same ids, with the attempts made so far.
+ */
+interface Delivery {
+  epoch: number;
+  from: Cursor;
+  to: Cursor;
+  /** One delivery per event type in the window, in order; `part` is the one being sent. */
+  parts: DeliveryType[];
+  part: number;
+  /** Attempts of the current part so far, and when its first was. */
+  attempt: number;
+  firstAt: number;
+  nextAt: number;
+  lastStatus: number | null;
+  lastError: string;
+}
+
+export interface WebhookDispatcherOptions {
+  intervalMs: number;
+  /** Endpoint-and-campaign pairs this process delivers at once. */
+  concurrency: number;
+  /** Dead letters kept per endpoint (WEBHOOK_DEAD_LETTER_LIMIT). */
+  deadLetterLimit: number;
+}
+
+export interface WebhookDispatcherDeps {
+  registry: WebhookRegistry;
+  outbox: Outbox;
+  store: WebhookStore;
+  client: WebhookClient;
+  limiter: RateLimiter;
+  locks: Pick<Locks, 'tryLock'>;
+  sources: RecipientEventSources;
+  /** An endpoint's secret (file endpoints: read from their file or variable; API ones: stored). */
+  secretOf(endpoint: ResolvedWebhook): string;
+  events: AppEvents;
+  log: Logger;
+}
+
+/** How long one pair keeps delivering before it lets others in (it is picked up again at the next tick). */
+const TURN_MS = 10_000;
+/** A delivery due within this long is waited for; one due later is left for a later tick. */
+const WAIT_INLINE_MS = 1000;
+/** Entries read at a time. */
+const READ_COUNT = 256;
+/** How often a campaign's outbox is trimmed at most, and how old a recipient entry must be (an endpoint made since may not be known everywhere yet). */
+const TRIM_EVERY_MS = 1000;
+const TRIM_AGE_MS = 10_000;
+/** With no endpoint enabled, how often the campaigns marked for delivery are forgotten. */
+const CLEAR_MARKS_EVERY_MS = 60_000;
+
+/** The limits an endpoint's deliveries take permits under: its tps, rests from the answer (no departure is known). */
+export function webhookLimits(endpoint: ResolvedWebhook): ProviderLimits {
+  return {
+    name: `wh:${endpoint.name}`,
+    tps: endpoint.tps,
+    timeoutMs: endpoint.timeoutMs,
+    arrivalMarginMs: endpoint.timeoutMs,
+    breaker: { failures: 20, coolDownMs: 5000, maxCoolDownMs: 60_000 },
+  };
+}
+
+function healthOf(answer: WebhookAnswer): ProviderHealth {
+  if (answer.status === null || answer.status >= 500 || answer.status === 429) return 'failed';
+  return answer.status < 300 ? 'healthy' : 'neutral';
+}
+
+function sameCursor(a: Cursor, b: Cursor): boolean {
+  return a.id === b.id && a.off === b.off;
+}
+
+/**
+ * Delivers every campaign's outbox to the webhook endpoints that take it,
+ * from every worker process: for each endpoint and campaign one deliverer at
+ * a time (a lease in Redis), so each endpoint gets a campaign's events in
+ * the order they happened, at least once, signed. A failed delivery is
+ * retried with exponential backoff and jitter (the endpoint's `retry`), and
+ * holds back what follows it for that endpoint and campaign; one that
+ * exhausts its attempts becomes a dead letter, to be replayed, and the next
+ * goes. A 410 disables the endpoint. Deliveries take permits of the
+ * endpoint's own `tps` from the global limiter.
+ */
+export class WebhookDispatcher {
+  private readonly loop: TickLoop;
+  private readonly busy = new Set<string>();
+  private readonly tasks = new Set<Promise<void>>();
+  private readonly trimmedAt = new Map<string, number>();
+  private readonly stopping = new AbortController();
+  private marksClearedAt = 0;
+
+  constructor(
+    private readonly deps: WebhookDispatcherDeps,
+    private readonly options: WebhookDispatcherOptions,
+  ) {
+    this.loop = new TickLoop(() => this.tick(), options.intervalMs);
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  /** Stops taking pairs; waits for the deliveries under way (each at most its endpoint's timeout). */
+  async stop(): Promise<void> {
+    this.stopping.abort();
+    await this.loop.stop();
+    await Promise.allSettled([...this.tasks]);
+  }
+
+  async tick(): Promise<void> {
+    const { registry, outbox, log } = this.deps;
+    try {
+      if (registry.enabled().length === 0) {
+        // Nobody to deliver to: the marks would only pile up (an endpoint made later starts from its own creation).
+        if (Date.now() - this.marksClearedAt > CLEAR_MARKS_EVERY_MS) {
+          this.marksClearedAt = Date.now();
+          await outbox.clearMarks();
+        }
+        return;
+      }
+      for (const { campaignId, mark } of await outbox.campaigns(1000)) {
+        if (this.stopping.signal.aborted) return;
+        await this.visit(campaignId, mark).catch((err) => log.warn({ campaignId, err: describeError(err) }, 'could not look at a campaign outbox'));
+      }
+      await this.replays();
+    } catch (err) {
+      log.warn({ err: describeError(err) }, 'webhook dispatcher tick failed; will try again');
+    }
+  }
+
+  /** Starts a deliverer for each endpoint with something due in the campaign; unmarks a campaign every endpoint has read. */
+  private async visit(campaignId: string, mark: number | null): Promise<void> {
+    const { registry, outbox } = this.deps;
+    const endpoints = registry.forCampaign(campaignId);
+    const scan = endpoints.length > 0 ? await outbox.due(campaignId, endpoints.map(outboxReader)) : { due: [] as string[], pending: false };
+    for (const name of scan.due) {
+      const endpoint = endpoints.find((e) => e.name === name);
+      if (endpoint) this.startPair(endpoint, campaignId);
+    }
+    if (mark !== null && !scan.pending && ![...this.busy].some((key) => key.endsWith(`|${campaignId}`))) await outbox.unmark(campaignId, mark);
+    const now = Date.now();
+    if ((endpoints.length > 0 || mark !== null) && now - (this.trimmedAt.get(campaignId) ?? 0) >= TRIM_EVERY_MS) {
+      this.trimmedAt.set(campaignId, now);
+      if (this.trimmedAt.size > 10_000) this.trimmedAt.clear();
+      const readers = endpoints.filter((e) => e.events.some((t) => t.startsWith('recipient.'))).map(outboxReader);
+      await outbox.trim(campaignId, readers, now - TRIM_AGE_MS);
+    }
+  }
+
+  private startPair(endpoint: ResolvedWebhook, campaignId: string): void {
+    const key = `${endpoint.name}|${campaignId}`;
+    if (this.busy.has(key) || this.busy.size >= this.options.concurrency || this.stopping.signal.aborted) return;
+    this.busy.add(key);
+    const task: Promise<void> = this.deliverPair(endpoint, campaignId)
+      .catch((err) => this.deps.log.warn({ endpoint: endpoint.name, campaignId, err: describeError(err) }, 'webhook delivery interrupted; it goes on later'))
+      .finally(() => {
+        this.busy.delete(key);
+        this.tasks.delete(task);
+      });
+    this.tasks.add(task);
+  }
+
+  /** One endpoint's turn in one campaign's outbox, under its lease. */
+  private async deliverPair(endpoint: ResolvedWebhook, campaignId: string): Promise<void> {
+    const { outbox } = this.deps;
+    const token = randomUUID();
+    const leaseMs = endpoint.timeoutMs + 15_000;
+    const took = await outbox.take(campaignId, endpoint.name, token, leaseMs);
+    if (took.kind !== 'ok') return;
+    const lease = { campaignId, endpoint, token, leaseMs };
+    try {
+      const { epoch, since } = endpoint.state;
+      let cursor: Cursor = took.cursor?.epoch === epoch ? took.cursor.cursor : { id: `${since}-0`, off: 0 };
+      let delivery = took.delivery ? (JSON.parse(took.delivery) as Delivery) : null;
+      if (delivery?.epoch !== epoch) delivery = null;
+      // The outbox's bound pushed out events this endpoint had not been sent: it is told, and goes on after them.
+      const behind = delivery?.from ?? cursor;
+      if (took.lost && compareIds(took.lost, behind.id) > 0 && delivery?.parts[0] !== OVERFLOW_EVENT) {
+        delivery = this.newDelivery(epoch, behind, { id: took.lost, off: 0 }, [OVERFLOW_EVENT]);
+        if (!(await outbox.saveDelivery(campaignId, endpoint.name, token, leaseMs, JSON.stringify(delivery)))) return;
+        this.deps.events.emit('webhook:lost', { endpoint: endpoint.name, campaignId });
+        this.deps.log.error(
+          { endpoint: endpoint.name, campaignId, from: formatCursor(behind), to: took.lost },
+          'webhook endpoint fell so far behind that the outbox bound pushed out events it was not sent; it is told (outbox.overflowed), the results export has them',
+        );
+      }
+      const turnEnds = performance.now() + TURN_MS;
+      while (!this.stopping.signal.aborted && performance.now() < turnEnds) {
+        let window: Window | null;
+        if (!delivery) {
+          const next = nextWindow(await outbox.read(campaignId, cursor, READ_COUNT), cursor, new Set(endpoint.events));
+          if (!next.window) {
+            if (sameCursor(next.skipTo, cursor)) return;
+            if (!(await outbox.advance(campaignId, endpoint.name, token, leaseMs, epoch, next.skipTo))) return;
+            cursor = next.skipTo;
+            continue;
+          }
+          window = next.window;
+          delivery = this.newDelivery(
+            epoch,
+            window.from,
+            window.to,
+            windowParts(window).map((p) => p.type),
+          );
+          if (!(await outbox.saveDelivery(campaignId, endpoint.name, token, leaseMs, JSON.stringify(delivery)))) return;
+        } else {
+          window = await this.rebuild(campaignId, delivery);
+        }
+        const wait = delivery.nextAt - Date.now();
+        if (wait > WAIT_INLINE_MS) return;
+        if (wait > 0) await sleep(wait);
+        const result = await this.attempt(lease, window, delivery);
+        if (result === 'stop') return;
+        if (result === 'next') {
+          delivery.part += 1;
+          delivery.attempt = 0;
+          delivery.firstAt = 0;
+          delivery.nextAt = Date.now();
+        }
+        if (delivery.part >= delivery.parts.length) {
+          if (!(await outbox.advance(campaignId, endpoint.name, token, leaseMs, epoch, delivery.to))) return;
+          cursor = delivery.to;
+          delivery = null;
+        } else if (!(await outbox.saveDelivery(campaignId, endpoint.name, token, leaseMs, JSON.stringify(delivery)))) {
+          return;
+        }
+      }
+    } finally {
+      await outbox.release(campaignId, endpoint.name, token).catch(() => undefined);
+    }
+  }
+
+  private newDelivery(epoch: number, from: Cursor, to: Cursor, parts: DeliveryType[]): Delivery {
+    return { epoch, from, to, parts, part: 0, attempt: 0, firstAt: 0, nextAt: Date.now(), lastStatus: null, lastError: '' };
+  }
+
+  /** The window a delivery was made for, read again (its end is fixed: the same events, whatever came since). */
+  private async rebuild(campaignId: string, delivery: Delivery): Promise<Window | null> {
+    if (delivery.parts[0] === OVERFLOW_EVENT) return null;
+    const wants = new Set(delivery.parts as EventType[]);
+    const entries: OutboxEntry[] = [];
+    let from = delivery.from;
+    // Read up to the window's end (unwanted entries may lie between its events).
+    for (;;) {
+      const batch = await this.deps.outbox.read(campaignId, from, READ_COUNT);
+      entries.push(...batch);
+      const last = batch.at(-1);
+      if (!last || batch.length < READ_COUNT || compareIds(last.id, delivery.to.id) >= 0) break;
+      from = { id: last.id, off: 0 };
+    }
+    const next = nextWindow(entries, delivery.from, wants, { until: delivery.to, limit: Number.MAX_SAFE_INTEGER });
+    return next.window ?? { from: delivery.from, to: delivery.to, runId: '', run: null, recipients: [] };
+  }
+
+  /** The body of part `type` of `window`: `{ type, timestamp, data }`. */
+  private async body(
+    campaignId: string,
+    window: Window | null,
+    delivery: Delivery,
+    type: DeliveryType,
+  ): Promise<{ body: string; runId: string; count: number }> {
+    if (type === OVERFLOW_EVENT || !window) {
+      const data = {
+        campaignId,
+        from: formatCursor(delivery.from),
+        to: formatCursor(delivery.to),
+        message:
+          "events of this campaign were pushed out of its outbox before this endpoint was sent them (it fell too far behind); every recipient's outcome is in GET /api/campaigns/:id/runs/:runId/results",
+      };
+      return { body: JSON.stringify({ type: OVERFLOW_EVENT, timestamp: new Date().toISOString(), data }), runId: '', count: 0 };
+    }
+    if (window.run) {
+      const { entry } = window.run;
+      const data = { campaignId, runId: entry.runId, ...runEventData(entry) };
+      return { body: JSON.stringify({ type, timestamp: new Date(entry.at).toISOString(), data }), runId: entry.runId, count: 1 };
+    }
+    const events = windowParts(window).find((p) => p.type === type)?.events ?? [];
+    const views = await describeRecipientEvents(this.deps.sources, campaignId, window.runId, events);
+    const recipients = views.map(({ type: _type, recipientId, ...rest }) => ({ id: recipientId, ...rest }));
+    const timestamp = new Date(events.at(-1)?.at ?? Date.now()).toISOString();
+    const data = { campaignId, runId: window.runId, count: recipients.length, recipients };
+    return { body: JSON.stringify({ type, timestamp, data }), runId: window.runId, count: recipients.length };
+  }
+
+  /**
+   * One attempt at the delivery's current part. `next`: delivered, or a
+   * dead letter now (the caller moves on); `retry`: its next attempt is
+   * scheduled in `delivery`; `stop`: this pair stops here (the endpoint was
+   * disabled, this process is stopping, or its lease is in doubt).
+   */
+  private async attempt(
+    lease: { campaignId: string; endpoint: ResolvedWebhook; token: string; leaseMs: number },
+    window: Window | null,
+    delivery: Delivery,
+  ): Promise<'next' | 'retry' | 'stop'> {
+    const { campaignId, endpoint } = lease;
+    const type = delivery.parts[delivery.part]!;
+    const id = deliveryId(campaignId, delivery, type);
+    const { body, runId, count } = await this.body(campaignId, window, delivery, type);
+    const answer = await this.send(endpoint, id, body, { ...lease, delivery });
+    if (answer === null) return 'stop';
+    const now = Date.now();
+    delivery.firstAt ||= now;
+    delivery.attempt += 1;
+    delivery.lastStatus = answer.status;
+    delivery.lastError = answer.error ?? '';
+    if (answer.status !== null && answer.status >= 200 && answer.status < 300) {
+      this.deps.events.emit('webhook:attempt', { endpoint: endpoint.name, outcome: 'delivered', events: count });
+      return 'next';
+    }
+    if (answer.status === 410) {
+      this.deps.events.emit('webhook:attempt', { endpoint: endpoint.name, outcome: 'gone', events: count });
+      await this.disable(endpoint, `the endpoint answered 410 Gone to ${id}`);
+      return 'stop';
+    }
+    const nextAt = nextAttemptAt(endpoint.retry, delivery.attempt, delivery.firstAt, now);
+    if (nextAt !== null) {
+      this.deps.events.emit('webhook:attempt', { endpoint: endpoint.name, outcome: 'failed', events: count });
+      delivery.nextAt = nextAt;
+      return 'retry';
+    }
+    this.deps.events.emit('webhook:attempt', { endpoint: endpoint.name, outcome: 'dead', events: count });
+    const letter: DeadLetter = {
+      id,
+      endpoint: endpoint.name,
+      campaignId,
+      runId,
+      type: type as EventType,
+      count,
+      body,
+      attempts: delivery.attempt,
+      lastStatus: answer.status,
+      lastError: delivery.lastError,
+      firstAttemptAt: delivery.firstAt,
+      deadAt: now,
+      replay: null,
+    };
+    await this.keepDeadLetter(letter);
+    return 'next';
+  }
+
+  private async keepDeadLetter(letter: DeadLetter): Promise<void> {
+    const dropped = await this.deps.store.addDeadLetter(letter, this.options.deadLetterLimit);
+    this.deps.log.error(
+      {
+        endpoint: letter.endpoint,
+        campaignId: letter.campaignId,
+        id: letter.id,
+        attempts: letter.attempts,
+        lastStatus: letter.lastStatus,
+        lastError: letter.lastError,
+      },
+      'webhook delivery exhausted its attempts: kept as a dead letter (replay with POST /api/webhooks/:name/dead-letters/replay)',
+    );
+    if (dropped > 0) {
+      this.deps.events.emit('webhook:dead-letters-dropped', { endpoint: letter.endpoint, count: dropped });
+      this.deps.log.error({ endpoint: letter.endpoint, dropped }, 'dead letters past WEBHOOK_DEAD_LETTER_LIMIT: the oldest were dropped');
+    }
+  }
+
+  /**
+   * Sends one attempt on a permit of the endpoint's own cap. Null when it
+   * was not sent: this process is stopping, or the permit took so long that
+   * the pair's lease may have passed to another deliverer.
+   */
+  private async send(
+    endpoint: ResolvedWebhook,
+    id: string,
+    body: string,
+    lease: { campaignId: string; token: string; leaseMs: number; delivery: Delivery } | null,
+  ): Promise<WebhookAnswer | null> {
+    const { limiter, client, outbox } = this.deps;
+    const limits = webhookLimits(endpoint);
+    let permit: Permit | undefined;
+    try {
+      const wait = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(lease ? Math.ceil(lease.leaseMs / 3) : 30_000)]);
+      [permit] = await unlessStopped(limiter.acquire(limits, 1, 1, lease?.campaignId ?? 'replay'), wait, (late) => late.forEach((p) => limiter.giveBack(p)));
+    } catch (err) {
+      if (err instanceof StopRequested) return null;
+      throw err;
+    }
+    const ready = permit!;
+    let answer: WebhookAnswer | null = null;
+    try {
+      while (performance.now() < ready.notBefore) await sleep(Math.ceil(ready.notBefore - performance.now()));
+      if (performance.now() + endpoint.timeoutMs > ready.usableUntil) return null;
+      // The pair's lease is renewed before the request: it outlives the request's timeout.
+      if (lease && !(await outbox.saveDelivery(lease.campaignId, endpoint.name, lease.token, lease.leaseMs, JSON.stringify(lease.delivery)))) return null;
+      answer = await client.deliver({ url: endpoint.url, id, body, secret: this.deps.secretOf(endpoint), timeoutMs: endpoint.timeoutMs });
+      return answer;
+    } finally {
+      if (answer) limiter.complete(ready, healthOf(answer));
+      else limiter.giveBack(ready);
+    }
+  }
+
+  private async disable(endpoint: ResolvedWebhook, reason: string): Promise<void> {
+    const { registry, store, log } = this.deps;
+    await store.setState(endpoint.name, { ...endpoint.state, disabled: { at: Date.now(), reason } });
+    await registry.refresh(true);
+    log.error(
+      { endpoint: endpoint.name, reason },
+      'webhook endpoint disabled: nothing is sent to it until it is enabled again (PATCH /api/webhooks/:name {"enabled": true})',
+    );
+  }
+
+  /** Dead letters being replayed, per endpoint, one replayer at a time. */
+  private async replays(): Promise<void> {
+    const { registry, store, locks } = this.deps;
+    for (const endpoint of registry.enabled()) {
+      if (this.stopping.signal.aborted) return;
+      const key = `${endpoint.name}|replay`;
+      if (this.busy.has(key)) continue;
+      const due = await store.replayDue(endpoint.name, Date.now(), 20);
+      if (due.length === 0 || !(await locks.tryLock(`webhook-replay:${endpoint.name}`, endpoint.timeoutMs * due.length + 5000))) continue;
+      this.busy.add(key);
+      const task: Promise<void> = this.replay(endpoint, due)
+        .catch((err) => this.deps.log.warn({ endpoint: endpoint.name, err: describeError(err) }, 'dead-letter replay interrupted; it goes on later'))
+        .finally(() => {
+          this.busy.delete(key);
+          this.tasks.delete(task);
+        });
+      this.tasks.add(task);
+    }
+  }
+
+  private async replay(endpoint: ResolvedWebhook, letters: DeadLetter[]): Promise<void> {
+    const { store, events } = this.deps;
+    for (const letter of letters) {
+      if (this.stopping.signal.aborted || !letter.replay) return;
+      const answer = await this.send(endpoint, letter.id, letter.body, null);
+      if (answer === null) return;
+      const now = Date.now();
+      if (answer.status !== null && answer.status >= 200 && answer.status < 300) {
+        await store.removeDeadLetter(endpoint.name, letter.id);
+        events.emit('webhook:attempt', { endpoint: endpoint.name, outcome: 'delivered', events: letter.count });
+        continue;
+      }
+      if (answer.status === 410) {
+        await this.disable(endpoint, `the endpoint answered 410 Gone to ${letter.id}`);
+        return;
+      }
+      events.emit('webhook:attempt', { endpoint: endpoint.name, outcome: 'failed', events: letter.count });
+      const attempts = letter.replay.attempts + 1;
+      const nextAt = nextAttemptAt(endpoint.retry, attempts, letter.replay.firstAt, now);
+      await store.updateDeadLetter({
+        ...letter,
+        attempts: letter.attempts + 1,
+        lastStatus: answer.status,
+        lastError: answer.error ?? '',
+        replay: nextAt === null ? null : { attempts, nextAt, firstAt: letter.replay.firstAt },
+      });
+    }
+  }
+}
