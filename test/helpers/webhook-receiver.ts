@@ -52,7 +52,7 @@ export class WebhookReceiver {
       'webhook-timestamp': String(req.headers['webhook-timestamp']),
       'webhook-signature': String(req.headers['webhook-signature']),
     };
-    let verified = false;
+    let verified: boolean;
     try {
       this.verifier.verify(body, headers);
       verified = true;
