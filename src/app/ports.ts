@@ -671,6 +671,8 @@ export interface WebhookRequest {
   body: string;
   secret: string;
   timeoutMs: number;
+  /** Abandons the request (the process is stopping, or the deliverer lost its lease): answered with status null, `aborted`. */
+  signal?: AbortSignal;
 }
 
 export interface WebhookAnswer {
@@ -678,6 +680,8 @@ export interface WebhookAnswer {
   status: number | null;
   /** What went wrong, when the status is not 2xx. */
   error: string | null;
+  /** The request was abandoned before an answer (its `signal`): not an attempt that counts. */
+  aborted?: boolean;
 }
 
 export interface WebhookClient {
@@ -724,11 +728,13 @@ export interface Outbox {
   take(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<OutboxTake>;
   saveDelivery(campaignId: string, endpoint: string, token: string, leaseMs: number, delivery: string): Promise<boolean>;
   advance(campaignId: string, endpoint: string, token: string, leaseMs: number, epoch: number, cursor: Cursor): Promise<boolean>;
+  /** Keeps the lease `leaseMs` more; false when another deliverer has it. */
+  renew(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<boolean>;
   release(campaignId: string, endpoint: string, token: string): Promise<void>;
   /** Entries from the cursor on (its own entry too when the cursor is inside it), oldest first. */
   read(campaignId: string, from: Cursor, count: number): Promise<OutboxEntry[]>;
-  /** Removes recipient entries every reader has passed, none newer than `before` (ms). */
-  trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<number>;
+  /** Removes recipient entries every reader has passed, none newer than `before` (ms); `left`: recipient entries remain. */
+  trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<{ removed: number; left: boolean }>;
 }
 
 // ── data lifecycle: the results archive, retention and deletion ────────────

@@ -59,6 +59,14 @@ export interface WebhookDispatcherDeps {
   log: Logger;
 }
 
+/**
+ * An endpoint-and-campaign lease: short, and renewed while its deliverer
+ * works, so a deliverer that dies holds the pair up for a few seconds at most.
+ */
+const PAIR_LEASE_MS = 5000;
+const PAIR_RENEW_MS = 1500;
+/** Longest a delivery waits for a permit before it lets the pair go (a slow cap, an open circuit): it comes back at a later tick. */
+const PERMIT_WAIT_MS = 5000;
 /** How long one pair keeps delivering before it lets others in (it is picked up again at the next tick). */
 const TURN_MS = 10_000;
 /** A delivery due within this long is waited for; one due later is left for a later tick. */
@@ -85,6 +93,48 @@ export function webhookLimits(endpoint: ResolvedWebhook): ProviderLimits {
 function healthOf(answer: WebhookAnswer): ProviderHealth {
   if (answer.status === null || answer.status >= 500 || answer.status === 429) return 'failed';
   return answer.status < 300 ? 'healthy' : 'neutral';
+}
+
+/** A deliverer's hold on one endpoint's place in one campaign's outbox: renewed on a timer; `signal` fires when it is lost (or the process stops). */
+class PairLease {
+  private readonly lost = new AbortController();
+  private readonly timer: NodeJS.Timeout;
+  readonly signal: AbortSignal;
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly campaignId: string,
+    private readonly endpoint: string,
+    private readonly token: string,
+    stopping: AbortSignal,
+  ) {
+    this.signal = AbortSignal.any([this.lost.signal, stopping]);
+    this.timer = setInterval(() => void this.renew(), PAIR_RENEW_MS);
+    this.timer.unref();
+  }
+
+  private async renew(): Promise<void> {
+    const held = await this.outbox.renew(this.campaignId, this.endpoint, this.token, PAIR_LEASE_MS).catch(() => true);
+    if (!held) this.lost.abort();
+  }
+
+  private held(ok: boolean): boolean {
+    if (!ok) this.lost.abort();
+    return ok;
+  }
+
+  async save(delivery: Delivery): Promise<boolean> {
+    return this.held(await this.outbox.saveDelivery(this.campaignId, this.endpoint, this.token, PAIR_LEASE_MS, JSON.stringify(delivery)));
+  }
+
+  async advance(epoch: number, cursor: Cursor): Promise<boolean> {
+    return this.held(await this.outbox.advance(this.campaignId, this.endpoint, this.token, PAIR_LEASE_MS, epoch, cursor));
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.timer);
+    await this.outbox.release(this.campaignId, this.endpoint, this.token).catch(() => undefined);
+  }
 }
 
 function sameCursor(a: Cursor, b: Cursor): boolean {
@@ -158,14 +208,15 @@ export class WebhookDispatcher {
       const endpoint = endpoints.find((e) => e.name === name);
       if (endpoint) this.startPair(endpoint, campaignId);
     }
-    if (mark !== null && !scan.pending && ![...this.busy].some((key) => key.endsWith(`|${campaignId}`))) await outbox.unmark(campaignId, mark);
+    // A campaign every endpoint has read is forgotten once its recipient entries are trimmed too.
+    const drained = mark !== null && !scan.pending && ![...this.busy].some((key) => key.endsWith(`|${campaignId}`));
     const now = Date.now();
-    if ((endpoints.length > 0 || mark !== null) && now - (this.trimmedAt.get(campaignId) ?? 0) >= TRIM_EVERY_MS) {
-      this.trimmedAt.set(campaignId, now);
-      if (this.trimmedAt.size > 10_000) this.trimmedAt.clear();
-      const readers = endpoints.filter((e) => e.events.some((t) => t.startsWith('recipient.'))).map(outboxReader);
-      await outbox.trim(campaignId, readers, now - TRIM_AGE_MS);
-    }
+    if (!drained && now - (this.trimmedAt.get(campaignId) ?? 0) < TRIM_EVERY_MS) return;
+    this.trimmedAt.set(campaignId, now);
+    if (this.trimmedAt.size > 10_000) this.trimmedAt.clear();
+    const readers = endpoints.filter((e) => e.events.some((t) => t.startsWith('recipient.'))).map(outboxReader);
+    const { left } = await outbox.trim(campaignId, readers, now - TRIM_AGE_MS);
+    if (drained && !left) await outbox.unmark(campaignId, mark);
   }
 
   private startPair(endpoint: ResolvedWebhook, campaignId: string): void {
@@ -181,14 +232,13 @@ export class WebhookDispatcher {
     this.tasks.add(task);
   }
 
-  /** One endpoint's turn in one campaign's outbox, under its lease. */
+  /** One endpoint's turn in one campaign's outbox, under its lease (renewed while the turn lasts). */
   private async deliverPair(endpoint: ResolvedWebhook, campaignId: string): Promise<void> {
     const { outbox } = this.deps;
     const token = randomUUID();
-    const leaseMs = endpoint.timeoutMs + 15_000;
-    const took = await outbox.take(campaignId, endpoint.name, token, leaseMs);
+    const took = await outbox.take(campaignId, endpoint.name, token, PAIR_LEASE_MS);
     if (took.kind !== 'ok') return;
-    const lease = { campaignId, endpoint, token, leaseMs };
+    const lease = new PairLease(outbox, campaignId, endpoint.name, token, this.stopping.signal);
     try {
       const { epoch, since } = endpoint.state;
       let cursor: Cursor = took.cursor?.epoch === epoch ? took.cursor.cursor : { id: `${since}-0`, off: 0 };
@@ -198,7 +248,7 @@ export class WebhookDispatcher {
       const behind = delivery?.from ?? cursor;
       if (took.lost && compareIds(took.lost, behind.id) > 0 && delivery?.parts[0] !== OVERFLOW_EVENT) {
         delivery = this.newDelivery(epoch, behind, { id: took.lost, off: 0 }, [OVERFLOW_EVENT]);
-        if (!(await outbox.saveDelivery(campaignId, endpoint.name, token, leaseMs, JSON.stringify(delivery)))) return;
+        if (!(await lease.save(delivery))) return;
         this.deps.events.emit('webhook:lost', { endpoint: endpoint.name, campaignId });
         this.deps.log.error(
           { endpoint: endpoint.name, campaignId, from: formatCursor(behind), to: took.lost },
@@ -206,13 +256,12 @@ export class WebhookDispatcher {
         );
       }
       const turnEnds = performance.now() + TURN_MS;
-      while (!this.stopping.signal.aborted && performance.now() < turnEnds) {
+      while (!lease.signal.aborted && performance.now() < turnEnds) {
         let window: Window | null;
         if (!delivery) {
           const next = nextWindow(await outbox.read(campaignId, cursor, READ_COUNT), cursor, new Set(endpoint.events));
           if (!next.window) {
-            if (sameCursor(next.skipTo, cursor)) return;
-            if (!(await outbox.advance(campaignId, endpoint.name, token, leaseMs, epoch, next.skipTo))) return;
+            if (sameCursor(next.skipTo, cursor) || !(await lease.advance(epoch, next.skipTo))) return;
             cursor = next.skipTo;
             continue;
           }
@@ -223,14 +272,14 @@ export class WebhookDispatcher {
             window.to,
             windowParts(window).map((p) => p.type),
           );
-          if (!(await outbox.saveDelivery(campaignId, endpoint.name, token, leaseMs, JSON.stringify(delivery)))) return;
+          if (!(await lease.save(delivery))) return;
         } else {
           window = await this.rebuild(campaignId, delivery);
         }
         const wait = delivery.nextAt - Date.now();
         if (wait > WAIT_INLINE_MS) return;
         if (wait > 0) await sleep(wait);
-        const result = await this.attempt(lease, window, delivery);
+        const result = await this.attempt(endpoint, campaignId, window, delivery, lease.signal);
         if (result === 'stop') return;
         if (result === 'next') {
           delivery.part += 1;
@@ -239,15 +288,15 @@ export class WebhookDispatcher {
           delivery.nextAt = Date.now();
         }
         if (delivery.part >= delivery.parts.length) {
-          if (!(await outbox.advance(campaignId, endpoint.name, token, leaseMs, epoch, delivery.to))) return;
+          if (!(await lease.advance(epoch, delivery.to))) return;
           cursor = delivery.to;
           delivery = null;
-        } else if (!(await outbox.saveDelivery(campaignId, endpoint.name, token, leaseMs, JSON.stringify(delivery)))) {
+        } else if (!(await lease.save(delivery))) {
           return;
         }
       }
     } finally {
-      await outbox.release(campaignId, endpoint.name, token).catch(() => undefined);
+      await lease.release();
     }
   }
 
@@ -309,16 +358,11 @@ export class WebhookDispatcher {
    * scheduled in `delivery`; `stop`: this pair stops here (the endpoint was
    * disabled, this process is stopping, or its lease is in doubt).
    */
-  private async attempt(
-    lease: { campaignId: string; endpoint: ResolvedWebhook; token: string; leaseMs: number },
-    window: Window | null,
-    delivery: Delivery,
-  ): Promise<'next' | 'retry' | 'stop'> {
-    const { campaignId, endpoint } = lease;
+  private async attempt(endpoint: ResolvedWebhook, campaignId: string, window: Window | null, delivery: Delivery, signal: AbortSignal): Promise<'next' | 'retry' | 'stop'> {
     const type = delivery.parts[delivery.part]!;
     const id = deliveryId(campaignId, delivery, type);
     const { body, runId, count } = await this.body(campaignId, window, delivery, type);
-    const answer = await this.send(endpoint, id, body, { ...lease, delivery });
+    const answer = await this.send(endpoint, id, body, campaignId, signal);
     if (answer === null) return 'stop';
     const now = Date.now();
     delivery.firstAt ||= now;
@@ -381,21 +425,15 @@ export class WebhookDispatcher {
 
   /**
    * Sends one attempt on a permit of the endpoint's own cap. Null when it
-   * was not sent: this process is stopping, or the permit took so long that
-   * the pair's lease may have passed to another deliverer.
+   * was not made, or abandoned before an answer: this process is stopping,
+   * the pair's lease was lost, or no permit came in time.
    */
-  private async send(
-    endpoint: ResolvedWebhook,
-    id: string,
-    body: string,
-    lease: { campaignId: string; token: string; leaseMs: number; delivery: Delivery } | null,
-  ): Promise<WebhookAnswer | null> {
-    const { limiter, client, outbox } = this.deps;
-    const limits = webhookLimits(endpoint);
+  private async send(endpoint: ResolvedWebhook, id: string, body: string, flow: string, signal: AbortSignal): Promise<WebhookAnswer | null> {
+    const { limiter, client } = this.deps;
     let permit: Permit | undefined;
     try {
-      const wait = AbortSignal.any([this.stopping.signal, AbortSignal.timeout(lease ? Math.ceil(lease.leaseMs / 3) : 30_000)]);
-      [permit] = await unlessStopped(limiter.acquire(limits, 1, 1, lease?.campaignId ?? 'replay'), wait, (late) => late.forEach((p) => limiter.giveBack(p)));
+      const wait = AbortSignal.any([signal, AbortSignal.timeout(PERMIT_WAIT_MS)]);
+      [permit] = await unlessStopped(limiter.acquire(webhookLimits(endpoint), 1, 1, flow), wait, (late) => late.forEach((p) => limiter.giveBack(p)));
     } catch (err) {
       if (err instanceof StopRequested) return null;
       throw err;
@@ -404,13 +442,11 @@ export class WebhookDispatcher {
     let answer: WebhookAnswer | null = null;
     try {
       while (performance.now() < ready.notBefore) await sleep(Math.ceil(ready.notBefore - performance.now()));
-      if (performance.now() + endpoint.timeoutMs > ready.usableUntil) return null;
-      // The pair's lease is renewed before the request: it outlives the request's timeout.
-      if (lease && !(await outbox.saveDelivery(lease.campaignId, endpoint.name, lease.token, lease.leaseMs, JSON.stringify(lease.delivery)))) return null;
-      answer = await client.deliver({ url: endpoint.url, id, body, secret: this.deps.secretOf(endpoint), timeoutMs: endpoint.timeoutMs });
-      return answer;
+      if (performance.now() + endpoint.timeoutMs > ready.usableUntil || signal.aborted) return null;
+      answer = await client.deliver({ url: endpoint.url, id, body, secret: this.deps.secretOf(endpoint), timeoutMs: endpoint.timeoutMs, signal });
+      return answer.aborted ? null : answer;
     } finally {
-      if (answer) limiter.complete(ready, healthOf(answer));
+      if (answer && !answer.aborted) limiter.complete(ready, healthOf(answer));
       else limiter.giveBack(ready);
     }
   }
@@ -449,7 +485,7 @@ export class WebhookDispatcher {
     const { store, events } = this.deps;
     for (const letter of letters) {
       if (this.stopping.signal.aborted || !letter.replay) return;
-      const answer = await this.send(endpoint, letter.id, letter.body, null);
+      const answer = await this.send(endpoint, letter.id, letter.body, 'replay', this.stopping.signal);
       if (answer === null) return;
       const now = Date.now();
       if (answer.status !== null && answer.status >= 200 && answer.status < 300) {

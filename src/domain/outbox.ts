@@ -112,9 +112,9 @@ export function nextWindow(
     const order = compareIds(entry.id, from.id);
     if (order < 0 || (order === 0 && from.off === 0)) continue;
     if (options.until && compareIds(entry.id, options.until.id) > 0) break;
-    const stopAt = options.until && entry.id === options.until.id ? options.until.off : Infinity;
+    // The window ends inside this entry (or, off 0, after all of it).
+    const stopAt = options.until && entry.id === options.until.id && options.until.off > 0 ? options.until.off : Infinity;
     if (entry.type !== 'recipients') {
-      if (stopAt !== Infinity) break;
       if (recipients.length > 0) return done();
       end = { id: entry.id, off: 0 };
       if (wants.has(entry.type as EventType)) {
@@ -127,7 +127,8 @@ export function nextWindow(
     const start = entry.id === from.id ? from.off : 0;
     for (let i = start; i < events.length; i += 1) {
       if (i >= stopAt || recipients.length >= limit) {
-        end = { id: entry.id, off: i };
+        // Ends before event i of this entry (before all of it: where the last one ended).
+        if (i > 0) end = { id: entry.id, off: i };
         return done();
       }
       const event = events[i]!;
@@ -136,7 +137,7 @@ export function nextWindow(
       recipients.push(event);
     }
     end = { id: entry.id, off: 0 };
-    if (stopAt !== Infinity) break;
+    if (options.until && entry.id === options.until.id) break;
   }
   return done();
 }

@@ -49,7 +49,9 @@ export async function startApiRole(deps: {
   const providerQueries = new ProviderQueries({ providers, limiter: new RedisPermitLimiter(redis, s.keys, s.scripts) });
   const memory = new MemoryGuard(s.memory, config.memoryHighWatermark);
   const dryRun = new DryRun({ store: s.store, providers });
+  const webhooks = new Webhooks({ registry: s.webhooks, store: s.webhookStore });
   const shared = createSharedMetrics({
+    webhooks: async () => (await webhooks.list()).items,
     memory: () => memory.state(),
     providerStates: () => providerQueries.list(),
     activeRuns: async () => {
@@ -155,7 +157,7 @@ export async function startApiRole(deps: {
     upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle, memory }),
     providers: providerQueries,
     suppressions: new SuppressionLists({ suppressions: s.suppressions }),
-    webhooks: new Webhooks({ registry: s.webhooks, store: s.webhookStore }),
+    webhooks,
   });
   const server: Server = createServer(app);
   answerBelowExpress(server);

@@ -122,6 +122,27 @@ export function createProcessMetrics(events: AppEvents): Registry {
   });
   events.on('archive:failed', () => archiveFailures.inc());
   events.on('campaign:deleted', () => deleted.inc());
+  const webhookAttempts = new Counter({
+    name: 'pushq_webhook_deliveries_total',
+    help: 'Webhook delivery attempts (and dead-letter replays) by endpoint and outcome: delivered, failed (tried again later), dead (a dead letter now), gone (410: the endpoint was disabled).',
+    labelNames: ['endpoint', 'outcome'],
+    registers: [registry],
+  });
+  const webhookLost = new Counter({
+    name: 'pushq_webhook_events_lost_total',
+    help: 'Times an endpoint fell so far behind that the outbox bound pushed out events it was not sent (it is told with outbox.overflowed): should stay 0.',
+    labelNames: ['endpoint'],
+    registers: [registry],
+  });
+  const deadDropped = new Counter({
+    name: 'pushq_webhook_dead_letters_dropped_total',
+    help: 'Dead letters dropped past WEBHOOK_DEAD_LETTER_LIMIT (the oldest): should stay 0.',
+    labelNames: ['endpoint'],
+    registers: [registry],
+  });
+  events.on('webhook:attempt', (e) => webhookAttempts.inc({ endpoint: e.endpoint, outcome: e.outcome }));
+  events.on('webhook:lost', (e) => webhookLost.inc({ endpoint: e.endpoint }));
+  events.on('webhook:dead-letters-dropped', (e) => deadDropped.inc({ endpoint: e.endpoint }, e.count));
   return registry;
 }
 
@@ -130,6 +151,8 @@ export interface SharedSources {
   /** Redis memory used, and its ratio to the limit (null: no limit known). */
   memory(): Promise<{ used: number; ratio: number | null }>;
   activeRuns(): Promise<RunState[]>;
+  /** Each webhook endpoint: enabled or not, and its dead letters now. */
+  webhooks(): Promise<Array<{ name: string; enabled: boolean; deadLetters: number }>>;
   queues: Queue[];
 }
 
@@ -188,6 +211,22 @@ export function createSharedMetrics(sources: SharedSources): Registry {
       });
     },
   });
+  const webhookGauge = (name: string, help: string, value: (w: { enabled: boolean; deadLetters: number }) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['endpoint'],
+      registers: [registry],
+      async collect() {
+        await quietly(async () => {
+          const endpoints = await sources.webhooks();
+          this.reset();
+          for (const w of endpoints) this.set({ endpoint: w.name }, value(w));
+        });
+      },
+    });
+  webhookGauge('pushq_webhook_dead_letters', 'Dead letters of each webhook endpoint (deliveries that exhausted their attempts), to replay.', (w) => w.deadLetters);
+  webhookGauge('pushq_webhook_enabled', 'Each webhook endpoint: 1 enabled, 0 disabled (it answered 410, or an operator disabled it).', (w) => (w.enabled ? 1 : 0));
   new Gauge({
     name: 'pushq_queue_jobs',
     help: 'BullMQ jobs by queue and state (send jobs are pages of recipients).',

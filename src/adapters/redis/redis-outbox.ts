@@ -85,6 +85,10 @@ export class RedisOutbox implements Outbox {
     return (await this.cursorOp(campaignId, 'advance', endpoint, token, leaseMs, `${epoch}|${formatCursor(cursor)}`))[0] === 'ok';
   }
 
+  async renew(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await this.cursorOp(campaignId, 'renew', endpoint, token, leaseMs))[0] === 'ok';
+  }
+
   async release(campaignId: string, endpoint: string, token: string): Promise<void> {
     await this.cursorOp(campaignId, 'release', endpoint, token, 0);
   }
@@ -94,8 +98,9 @@ export class RedisOutbox implements Outbox {
     return outboxEntries(await this.redis.xrange(this.keys.campaign(campaignId).events(), start, '+', 'COUNT', count));
   }
 
-  async trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<number> {
+  async trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<{ removed: number; left: boolean }> {
     const k = this.keys.campaign(campaignId);
-    return Number(await this.scripts.run('outbox-trim', [k.events(), k.webhooks()], [`${before}-0`, 1000, ...readerArgs(readers)]));
+    const [removed, left] = (await this.scripts.run('outbox-trim', [k.events(), k.webhooks()], [`${before}-0`, 1000, ...readerArgs(readers)])) as [number, number];
+    return { removed: Number(removed), left: Number(left) === 1 };
   }
 }

@@ -43,7 +43,7 @@ export class HttpWebhookClient implements WebhookClient {
         body: req.body,
         headersTimeout: req.timeoutMs,
         bodyTimeout: req.timeoutMs,
-        signal: AbortSignal.timeout(req.timeoutMs),
+        signal: req.signal ? AbortSignal.any([req.signal, AbortSignal.timeout(req.timeoutMs)]) : AbortSignal.timeout(req.timeoutMs),
       });
       if (res.statusCode >= 200 && res.statusCode < 300) {
         await res.body.dump();
@@ -52,6 +52,7 @@ export class HttpWebhookClient implements WebhookClient {
       const text = await readText(res.body, MAX_ERROR_BODY);
       return { status: res.statusCode, error: `HTTP ${res.statusCode}${text ? `: ${text}` : ''}` };
     } catch (err) {
+      if (req.signal?.aborted) return { status: null, error: 'abandoned before an answer', aborted: true };
       const timedOut = (err as Error).name === 'TimeoutError' || (err as { code?: string }).code === 'UND_ERR_HEADERS_TIMEOUT';
       return { status: null, error: timedOut ? `no answer within ${req.timeoutMs} ms` : describeError(err) };
     }

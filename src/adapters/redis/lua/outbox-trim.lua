@@ -4,7 +4,7 @@
 -- endpoint made since may not be known to every dispatcher yet).
 -- KEYS: 1 the outbox stream, 2 the campaign's webhook hash
 -- ARGV: 1 before (stream id), 2 most entries looked at, then per endpoint 3 values: name, epoch, its start without a cursor
--- Returns how many entries went
+-- Returns {how many entries went, 1 when recipient entries are left after them}
 -- @include stream-ids
 
 local bound, inclusive = ARGV[1], false
@@ -20,10 +20,19 @@ for i = 3, #ARGV, 3 do
   -- A cursor inside an entry (off > 0) has not passed it: only what is before it goes.
   if order < 0 or (order == 0 and off > 0) then bound, inclusive = id, off == 0 end
 end
+local function isRecipients(entry) return entry[2][1] == 'type' and entry[2][2] == 'recipients' end
 local entries = redis.call('XRANGE', KEYS[1], '-', bound, 'COUNT', tonumber(ARGV[2]))
 local ids = {}
 for _, entry in ipairs(entries) do
-  if (inclusive or entry[1] ~= bound) and entry[2][1] == 'type' and entry[2][2] == 'recipients' then ids[#ids + 1] = entry[1] end
+  if (inclusive or entry[1] ~= bound) and isRecipients(entry) then ids[#ids + 1] = entry[1] end
 end
 if #ids > 0 then redis.call('XDEL', KEYS[1], unpack(ids)) end
-return #ids
+local left = 0
+if #entries == tonumber(ARGV[2]) then
+  left = 1
+else
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], bound, '+', 'COUNT', 100)) do
+    if isRecipients(entry) then left = 1 break end
+  end
+end
+return { #ids, left }

@@ -9,6 +9,7 @@
 --   take     the lease, if free or expired (or ours): {'ok', cursor, delivery, lost} | {'busy', ms left}
 --   delivery store the delivery being made (value: JSON) and renew: {'ok'} | {'fenced'}
 --   advance  the cursor to value, the delivery done: {'ok'} | {'fenced'}
+--   renew    the lease only: {'ok'} | {'fenced'}
 --   release  the lease: {'ok'}
 -- @include clock
 
