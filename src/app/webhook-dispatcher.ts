@@ -358,7 +358,13 @@ export class WebhookDispatcher {
    * scheduled in `delivery`; `stop`: this pair stops here (the endpoint was
    * disabled, this process is stopping, or its lease is in doubt).
    */
-  private async attempt(endpoint: ResolvedWebhook, campaignId: string, window: Window | null, delivery: Delivery, signal: AbortSignal): Promise<'next' | 'retry' | 'stop'> {
+  private async attempt(
+    endpoint: ResolvedWebhook,
+    campaignId: string,
+    window: Window | null,
+    delivery: Delivery,
+    signal: AbortSignal,
+  ): Promise<'next' | 'retry' | 'stop'> {
     const type = delivery.parts[delivery.part]!;
     const id = deliveryId(campaignId, delivery, type);
     const { body, runId, count } = await this.body(campaignId, window, delivery, type);

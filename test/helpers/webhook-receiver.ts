@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
@@ -104,4 +107,17 @@ export async function startWebhookReceiver(secret = newWebhookSecret(), reply?: 
   const { port } = server.address() as AddressInfo;
   receiver = new WebhookReceiver(server, `http://127.0.0.1:${port}/hooks`, secret, reply);
   return receiver;
+}
+
+/** A WEBHOOKS_FILE for `endpoints` (each with its secret written to a file of its own). */
+export function webhooksFile(endpoints: Array<Record<string, unknown> & { secret: string }>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pushq-webhooks-'));
+  const entries = endpoints.map(({ secret, ...rest }, i) => {
+    const secretFile = join(dir, `secret-${i}`);
+    writeFileSync(secretFile, secret);
+    return { ...rest, secretFile };
+  });
+  const file = join(dir, 'webhooks.json');
+  writeFileSync(file, JSON.stringify(entries));
+  return file;
 }

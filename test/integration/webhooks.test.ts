@@ -1,6 +1,3 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ApiClient } from '../helpers/api-client.js';
 import { onCleanup, testPrefix } from '../helpers/cleanup.js';
@@ -9,20 +6,7 @@ import { startInProcess } from '../helpers/in-process.js';
 import { startMockProvider } from '../helpers/mock-provider.js';
 import { deletePrefix, testRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
-import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
-
-/** A WEBHOOKS_FILE for `endpoints` (each with its secret written to a file of its own). */
-export function webhooksFile(endpoints: Array<Record<string, unknown> & { secret: string }>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'pushq-webhooks-'));
-  const entries = endpoints.map(({ secret, ...rest }, i) => {
-    const secretFile = join(dir, `secret-${i}`);
-    writeFileSync(secretFile, secret);
-    return { ...rest, secretFile };
-  });
-  const file = join(dir, 'webhooks.json');
-  writeFileSync(file, JSON.stringify(entries));
-  return file;
-}
+import { startWebhookReceiver, webhooksFile, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 async function pushqWith(receiver: WebhookReceiver | null, endpoint: Record<string, unknown>, providerRespond?: (id: string) => number) {
   const prefix = testPrefix('wh');
@@ -100,7 +84,11 @@ describe('webhooks', () => {
     const second = await campaign(client, ids(30, 's'));
     await client.launch(second);
     await waitFor(() => other.recipientEvents(second).length === 30, { what: 'every send reported to warehouse', timeoutMs: 30_000 });
-    expect(other.recipientEvents(second).sort()).toEqual(ids(30, 's').map((r) => `recipient.sent|main|${r}`).sort());
+    expect(other.recipientEvents(second).sort()).toEqual(
+      ids(30, 's')
+        .map((r) => `recipient.sent|main|${r}`)
+        .sort(),
+    );
     expect(other.attempts.every((a) => a.verified)).toBe(true);
     // crm (run.completed and failed only) never saw a sent event.
     expect(hooks.accepted.filter((d) => d.type === 'recipient.sent')).toEqual([]);
@@ -126,7 +114,10 @@ describe('webhooks', () => {
     expect(patched.status).toBe(200);
     expect(patched.body).toMatchObject({ tps: 5, events: ['run.completed'] });
     expect((await client.request('PATCH', '/api/webhooks/crm', { tps: 5 })).status).toBe(409);
-    expect((await client.request('PATCH', '/api/webhooks/crm', { enabled: false })).body).toMatchObject({ enabled: false, disabled: { reason: 'disabled through the API' } });
+    expect((await client.request('PATCH', '/api/webhooks/crm', { enabled: false })).body).toMatchObject({
+      enabled: false,
+      disabled: { reason: 'disabled through the API' },
+    });
     expect((await client.request('PATCH', '/api/webhooks/crm', { enabled: true })).body).toMatchObject({ enabled: true, disabled: null });
     expect((await client.request('DELETE', '/api/webhooks/crm')).status).toBe(409);
     expect((await client.request('DELETE', '/api/webhooks/ops')).status).toBe(200);

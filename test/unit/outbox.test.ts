@@ -7,7 +7,11 @@ import { EVENT_CODES, EVENT_TYPES, eventMask, nextAttemptAt, type EventType } fr
 const entriesArb = fc
   .array(
     fc.oneof(
-      fc.record({ kind: fc.constant('run' as const), type: fc.constantFrom('run.started', 'run.completed', 'run.paused', 'schedule.skipped'), run: fc.constantFrom('a', 'b') }),
+      fc.record({
+        kind: fc.constant('run' as const),
+        type: fc.constantFrom('run.started', 'run.completed', 'run.paused', 'schedule.skipped'),
+        run: fc.constantFrom('a', 'b'),
+      }),
       fc.record({
         kind: fc.constant('recipients' as const),
         run: fc.constantFrom('a', 'b'),

@@ -225,8 +225,14 @@ export function createSharedMetrics(sources: SharedSources): Registry {
         });
       },
     });
-  webhookGauge('pushq_webhook_dead_letters', 'Dead letters of each webhook endpoint (deliveries that exhausted their attempts), to replay.', (w) => w.deadLetters);
-  webhookGauge('pushq_webhook_enabled', 'Each webhook endpoint: 1 enabled, 0 disabled (it answered 410, or an operator disabled it).', (w) => (w.enabled ? 1 : 0));
+  webhookGauge(
+    'pushq_webhook_dead_letters',
+    'Dead letters of each webhook endpoint (deliveries that exhausted their attempts), to replay.',
+    (w) => w.deadLetters,
+  );
+  webhookGauge('pushq_webhook_enabled', 'Each webhook endpoint: 1 enabled, 0 disabled (it answered 410, or an operator disabled it).', (w) =>
+    w.enabled ? 1 : 0,
+  );
   new Gauge({
     name: 'pushq_queue_jobs',
     help: 'BullMQ jobs by queue and state (send jobs are pages of recipients).',

@@ -100,7 +100,10 @@ export class RedisOutbox implements Outbox {
 
   async trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<{ removed: number; left: boolean }> {
     const k = this.keys.campaign(campaignId);
-    const [removed, left] = (await this.scripts.run('outbox-trim', [k.events(), k.webhooks()], [`${before}-0`, 1000, ...readerArgs(readers)])) as [number, number];
+    const [removed, left] = (await this.scripts.run('outbox-trim', [k.events(), k.webhooks()], [`${before}-0`, 1000, ...readerArgs(readers)])) as [
+      number,
+      number,
+    ];
     return { removed: Number(removed), left: Number(left) === 1 };
   }
 }
