@@ -162,6 +162,11 @@ export const ENV = {
     int(1, 10_000_000).default(10_000),
     "dead letters kept per webhook endpoint (deliveries that exhausted their attempts, with their bodies, to replay); past it the oldest go, counted in `pushq_webhook_dead_letters_dropped_total` (the run's results export still has every outcome)",
   ),
+  RECEIPT_WINDOW_MS: doc(
+    int(60_000, 90 * 86_400_000).default(7 * 86_400_000),
+    "how long a provider's own message ids are kept (16 B each) so a receipt naming only that id finds its recipient; receipts naming pushq's idempotency key need nothing kept",
+    '`604800000` (7 days)',
+  ),
   FREQUENCY_CAPS: doc(
     z
       .string()

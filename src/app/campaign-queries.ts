@@ -21,6 +21,8 @@ export interface RecipientEntryView {
   /** Why it was skipped (`suppressed`, `frequency-cap`, `token-invalid`, `cancelled`) or, while pending, deferred (`quiet-hours`, until `updatedAt`). */
   reason?: string;
   reasonDetail?: string;
+  /** Sent, and what the provider's receipt said since: delivered, or undelivered. */
+  delivery?: 'delivered' | 'undelivered';
   /** Read from the archive: the run left Redis. */
   archived?: true;
 }
@@ -51,6 +53,7 @@ function entryState(run: RunState, entry: LedgerEntry) {
     ...(reason ? { reason } : {}),
     ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
     ...(record.locale > 0 && run.locales[record.locale - 1] ? { locale: run.locales[record.locale - 1] } : {}),
+    ...(record.delivery ? { delivery: record.delivery } : {}),
     attempts: record.attempts,
     updatedAt: record.attempts > 0 || record.state !== 'pending' || record.reason !== 0 ? iso(run.createdAt + record.at) : null,
   };

@@ -240,6 +240,8 @@ export interface RunState {
   archived: { kind: string; count: number; at: number } | null;
   /** The message's locale tags when the run began, sorted: a ledger record's locale code k names the k-th. */
   locales: string[];
+  /** The run's number, which its recipients' idempotency keys carry (null: a run made before numbers). */
+  no: number | null;
 }
 
 export interface CreateRunOptions {
@@ -264,6 +266,8 @@ export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { ki
 /** The registry of runs: their state, their fan-out cursor, and which are not finished yet. */
 export interface Runs {
   createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult>;
+  /** The run a number names (a receipt's key carries it), if it is still in Redis. */
+  runByNumber(runNo: number): Promise<{ campaignId: string; runId: string } | null>;
   getRun(campaignId: string, runId: string): Promise<RunState | null>;
   /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
   advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
@@ -316,7 +320,16 @@ export interface ConfirmPolicy {
 
 export type AcquireResult =
   /** `elapsed`: ms since the run began, the time axis of the records (domain/ledger.ts). */
-  | { kind: 'ok'; records: Buffer; elapsed: number; recipientsVersion: number; markedUnknown: number }
+  | {
+      kind: 'ok';
+      records: Buffer;
+      elapsed: number;
+      recipientsVersion: number;
+      markedUnknown: number;
+      /** The run's number (its recipients' keys carry it: src/domain/ids.ts receiptKey); null for a run made before numbers. */
+      runNo: number | null;
+      pageSize: number;
+    }
   | { kind: 'busy'; delayMs: number }
   | { kind: 'inactive'; status: string; markedUnknown: number }
   /** A newer job of this page exists (it was enqueued again after a takeover): this one has nothing to do. */
@@ -415,7 +428,24 @@ export interface Ledger {
   readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]>;
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
   listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
+  /** A provider's receipt for the recipient at `position` of the run numbered `runNo` (lua/receipt.lua). */
+  receipt(
+    campaignId: string,
+    runId: string,
+    runNo: number,
+    position: number,
+    pageSize: number,
+    receipt: { delivered: boolean; at: number },
+  ): Promise<ReceiptOutcome>;
 }
+
+/**
+ * What a receipt did: `applied` (recorded), `already` (a repeat, or after
+ * delivered), `early` (before the worker recorded the send: kept for its
+ * confirm), `conflict` (the ledger has the recipient failed, skipped or never
+ * tried: nothing changed), `missing` (no such run, or not this number).
+ */
+export type ReceiptOutcome = 'applied' | 'already' | 'early' | 'conflict' | 'missing';
 
 // ── queues ──────────────────────────────────────────────────────────────────
 
@@ -597,6 +627,16 @@ export interface EventMasks {
   maskFor(campaignId: string): string;
 }
 
+/**
+ * Providers' own message ids (an `http` provider's `messageId` in its 2xx
+ * answer), kept for a while so a receipt that names only that id finds its
+ * recipient: a run number and a position, by a fingerprint of the id.
+ */
+export interface MessageIds {
+  remember(provider: string, entries: ReadonlyArray<{ messageId: string; runNo: number; position: number }>): Promise<void>;
+  find(provider: string, messageId: string): Promise<{ runNo: number; position: number } | null>;
+}
+
 /** An endpoint as the API stores it (a file's are in the configuration), its secret beside it. */
 export interface StoredWebhook extends WebhookEndpoint {
   secret: string;
@@ -748,6 +788,8 @@ export interface ResultRow {
   reasonDetail?: string;
   /** The locale variant it was sent in (absent: the default message). */
   locale?: string;
+  /** Sent, and what the provider's receipt said since (absent: no receipt). */
+  delivery?: 'delivered' | 'undelivered';
   /** For pending: when the next attempt is due; otherwise: when the state last changed. */
   updatedAt: string | null;
   lastError: { code: string; message: string; at: string | null } | null;

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { idempotencyKey } from '../domain/ids.js';
+import { idempotencyKey, receiptKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { reasonName } from '../domain/respect.js';
@@ -9,6 +9,7 @@ import { priorityClass, type Campaign, type Message } from '../domain/campaign.j
 import { REASONS } from '../domain/respect.js';
 import { renderContext, type CompiledMessage, type CompiledMessages } from '../domain/template.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
+import type { MessageIdBuffer } from './message-id-buffer.js';
 import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
@@ -72,6 +73,8 @@ export interface SendPageDeps {
   caps: FrequencyCaps;
   /** Campaign messages compiled once per process. */
   templates: CompiledMessages;
+  /** Where providers' own message ids go (providers that send receipts naming them). */
+  messageIds?: MessageIdBuffer;
   events: AppEvents;
   log: Logger;
   options: SendPageOptions;
@@ -105,6 +108,11 @@ interface PageWork {
   template: CompiledMessage;
   /** Each claimed recipient's rendered message (by index), until its request is made. */
   rendered: Map<number, Message>;
+  /** A recipient's idempotency key (one a receipt can be traced back from, for a run with a number). */
+  keyOf(index: number, recipientId: string): string;
+  /** The run's number and page size: a recipient's place, where a provider's message id leads a receipt. */
+  runNo: number | null;
+  pageSize: number;
   log: Logger;
 }
 
@@ -201,6 +209,12 @@ export class SendPage {
       flow: `${ref.campaignId}|${ref.runId}`,
       template: this.deps.templates.for(campaign),
       rendered: new Map(),
+      keyOf: (index, recipientId) =>
+        acquired.runNo === null
+          ? idempotencyKey(ref.campaignId, ref.runId, recipientId)
+          : receiptKey(acquired.runNo, ref.page * acquired.pageSize + index, ref.campaignId, ref.runId, recipientId),
+      runNo: acquired.runNo,
+      pageSize: acquired.pageSize,
       log,
     };
     let halt: Halt | null;
@@ -420,7 +434,7 @@ export class SendPage {
     const requests: SendRequest[] = group.map(({ index }) => {
       const recipient = recipientRecord(work.recipients[index]!);
       return {
-        idempotencyKey: idempotencyKey(ref.campaignId, ref.runId, recipient.id),
+        idempotencyKey: work.keyOf(index, recipient.id),
         campaignId: ref.campaignId,
         runId: ref.runId,
         recipient,
@@ -467,6 +481,9 @@ export class SendPage {
       if (outcome.kind !== 'sent') {
         // Debug only, one line per answer that was not a plain success; the logger redacts tokens and phone numbers.
         log.debug({ recipient: requests[i]!.recipient, outcome }, 'provider did not accept a send');
+      }
+      if (outcome.kind === 'sent' && outcome.messageId && work.runNo !== null) {
+        this.deps.messageIds?.add(provider.name, { messageId: outcome.messageId, runNo: work.runNo, position: ref.page * work.pageSize + index });
       }
       if (outcome.kind === 'permanent' && outcome.tokenInvalid) {
         const address = provider.address?.(requests[i]!.recipient);

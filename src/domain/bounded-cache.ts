@@ -26,4 +26,9 @@ export class BoundedCache<K, V> {
     if (this.entries.size > this.max) this.entries.delete(this.entries.keys().next().value!);
     return value;
   }
+
+  /** Drops `key` (a value that turned out wrong: a failed read). */
+  forget(key: K): void {
+    this.entries.delete(key);
+  }
 }

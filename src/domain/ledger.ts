@@ -7,6 +7,7 @@
  *      ▲                  │
  *      └──retry/requeue───┘          (inflight whose lease expired ──▶ unknown)
  *   pending ──skip──▶ skipped
+ *   sent ──receipt──▶ sent, delivered | undelivered (the provider's later word)
  *
  * `sent`, `failed`, `unknown` and `skipped` are final for the run. Nothing ever
  * leaves `unknown` by itself: a send that may have reached the provider is
@@ -16,7 +17,8 @@
  * string per (run, page). The Lua scripts in adapters/redis/lua write it; this
  * module is the single decoder of its layout (keep both in step):
  *
- *   byte 0     state (RecipientState)
+ *   byte 0     state (RecipientState; 6 and 7 are `sent` with a receipt:
+ *              delivered, undelivered)
  *   byte 1     attempts so far
  *   bytes 2-3  big-endian u16: the low 14 bits a code: why skipped, or
  *              deferred while pending (domain/respect.ts REASONS), 0 when
@@ -44,6 +46,10 @@ export type RecipientStateName = keyof typeof RecipientState;
 
 const STATE_NAMES: RecipientStateName[] = ['pending', 'inflight', 'sent', 'failed', 'unknown', 'skipped'];
 
+/** Sent, and what a receipt said of it since (state codes 6 and 7: DELIVERED, UNDELIVERED in lua/includes/ledger.lua). */
+export type Delivery = 'delivered' | 'undelivered';
+const DELIVERY_CODES: Record<Delivery, number> = { delivered: 6, undelivered: 7 };
+
 export const RECORD_BYTES = 10;
 
 /** Codes from here up are a locale variant (LOCALE in lua/includes/ledger.lua), not a reason. */
@@ -62,21 +68,26 @@ export interface LedgerRecord {
   inDoubt: boolean;
   /** ms since the run began; see the layout above for its meaning per state. */
   at: number;
+  /** A sent recipient the provider's receipt said was delivered (or not) since; null without a receipt. */
+  delivery: Delivery | null;
 }
 
 export function stateName(code: number): RecipientStateName {
-  const name = STATE_NAMES[code];
+  const name = code === DELIVERY_CODES.delivered || code === DELIVERY_CODES.undelivered ? 'sent' : STATE_NAMES[code];
   if (!name) throw new Error(`corrupt ledger record: state ${code}`);
   return name;
 }
 
 export function decodeRecord(page: Buffer, index: number): LedgerRecord {
   const offset = index * RECORD_BYTES;
-  if (offset + RECORD_BYTES > page.length) return { state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 };
+  if (offset + RECORD_BYTES > page.length)
+    return { state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0, delivery: null };
   const reason = page.readUInt16BE(offset + 2);
   const code = reason & 0x3fff;
+  const state = page.readUInt8(offset);
   return {
-    state: stateName(page.readUInt8(offset)),
+    state: stateName(state),
+    delivery: state === DELIVERY_CODES.delivered ? 'delivered' : state === DELIVERY_CODES.undelivered ? 'undelivered' : null,
     attempts: page.readUInt8(offset + 1),
     reason: code >= LOCALE_CODE_BASE ? 0 : code,
     locale: code >= LOCALE_CODE_BASE ? code - LOCALE_CODE_BASE : 0,
@@ -89,7 +100,7 @@ export function decodeRecord(page: Buffer, index: number): LedgerRecord {
 /** The inverse of decodeRecord: the 10 bytes the Lua scripts write for `record`. */
 export function encodeRecord(record: LedgerRecord): Buffer {
   const out = Buffer.alloc(RECORD_BYTES);
-  out.writeUInt8(STATE_NAMES.indexOf(record.state), 0);
+  out.writeUInt8(record.delivery ? DELIVERY_CODES[record.delivery] : STATE_NAMES.indexOf(record.state), 0);
   out.writeUInt8(record.attempts, 1);
   const code = record.locale > 0 ? LOCALE_CODE_BASE + record.locale : record.reason;
   out.writeUInt16BE((code & 0x3fff) | (record.counted ? 0x8000 : 0) | (record.inDoubt ? 0x4000 : 0), 2);
@@ -106,6 +117,9 @@ export interface RunCounts {
   failed: number;
   unknown: number;
   skipped: number;
+  /** Of `sent`: those a provider's receipt said were delivered, or not (providers that report it). */
+  delivered?: number;
+  undelivered?: number;
 }
 
 export function emptyCounts(total: number): RunCounts {

@@ -4,7 +4,8 @@
  * six kinds (domain/send-rules.ts) and never on raw status codes.
  */
 export type SendOutcome =
-  | { kind: 'sent' }
+  /** `messageId`: the provider's own id for it, when it gives one and sends receipts naming it. */
+  | { kind: 'sent'; messageId?: string }
   /**
    * The provider refused for rate. `provider`: its limit for everyone — every
    * worker holds off, and the recipient goes again later without spending an

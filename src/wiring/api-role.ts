@@ -21,6 +21,12 @@ import { ScheduleCampaign } from '../app/schedule-campaign.js';
 import { SuppressionLists } from '../app/suppression-lists.js';
 import { UploadRecipients } from '../app/upload-recipients.js';
 import { Webhooks } from '../app/webhooks.js';
+import { Receipts } from '../app/receipts.js';
+import { receiptSecret } from '../adapters/push/provider-config.js';
+import type { ReceiptSource } from '../adapters/http/receipts.js';
+import { RedisMessageIds } from '../adapters/redis/redis-message-ids.js';
+import { ConfigError } from '../config.js';
+import { WEBHOOK_SECRET_PATTERN } from '../domain/webhooks.js';
 import { createHttpApp } from '../adapters/http/app.js';
 import { answerBelowExpress } from '../adapters/http/errors.js';
 import { createSharedMetrics, recentWorkers, renderMetrics } from '../adapters/http/metrics.js';
@@ -30,6 +36,20 @@ import type { Config } from '../config.js';
 import type { Services } from './services.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/** The providers that send delivery receipts, with the secret each is checked with. */
+function receiptSourcesOf(config: Config): Map<string, ReceiptSource> {
+  const sources = new Map<string, ReceiptSource>();
+  for (const provider of config.providers) {
+    const secret = receiptSecret(provider);
+    if (secret === null || (provider.type !== 'http' && provider.type !== 'alimtalk')) continue;
+    if (provider.type === 'http' && !WEBHOOK_SECRET_PATTERN.test(secret)) {
+      throw new ConfigError(`provider ${provider.name}: its receipts secret is not a Standard Webhooks secret (whsec_ and the base64 of 24 to 64 bytes)`);
+    }
+    sources.set(provider.name, { type: provider.type, secret });
+  }
+  return sources;
+}
 
 /** The API role: REST, Bull Board, metrics and health on one HTTP server. */
 export async function startApiRole(deps: {
@@ -45,6 +65,8 @@ export async function startApiRole(deps: {
   archive: ResultsArchive;
 }): Promise<{ url: string; adminToken: string; stop(): Promise<void> }> {
   const { redis, config, services: s, providers, log } = deps;
+  // First: a receipts secret that cannot be read stops the API before it starts anything.
+  const receiptSources = receiptSourcesOf(config);
   // Reading provider state needs no lease loop: a limiter over this connection will do.
   const providerQueries = new ProviderQueries({ providers, limiter: new RedisPermitLimiter(redis, s.keys, s.scripts) });
   const memory = new MemoryGuard(s.memory, config.memoryHighWatermark);
@@ -158,6 +180,14 @@ export async function startApiRole(deps: {
     providers: providerQueries,
     suppressions: new SuppressionLists({ suppressions: s.suppressions }),
     webhooks,
+    receipts: new Receipts({
+      runs: s.runs,
+      store: s.store,
+      ledger: s.ledger,
+      outbox: s.outbox,
+      messageIds: new RedisMessageIds(redis, s.keys, s.scripts, config.receiptWindowMs),
+    }),
+    receiptSources,
   });
   const server: Server = createServer(app);
   answerBelowExpress(server);

@@ -22,6 +22,8 @@ import { WebhookDispatcher } from '../app/webhook-dispatcher.js';
 import { HttpWebhookClient } from '../adapters/webhooks/webhook-client.js';
 import { readWebhookSecret } from '../adapters/webhooks/webhook-config.js';
 import type { ResolvedWebhook } from '../app/webhook-registry.js';
+import { MessageIdBuffer } from '../app/message-id-buffer.js';
+import { RedisMessageIds } from '../adapters/redis/redis-message-ids.js';
 
 /** The janitor over a role's services (archive and delete; see app/janitor.ts). */
 export function createJanitor(
@@ -75,6 +77,7 @@ export function startWorkerRole(deps: {
   const limiter = new RedisPermitLimiter(redis, s.keys, s.scripts, { onRest: (provider, from) => events.emit('permit:rested', { provider, from }) });
   const renewer = new LeaseRenewer({ ledger: s.ledger, log }, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) });
   const stopping = new AbortController();
+  const messageIds = new MessageIdBuffer(new RedisMessageIds(redis, s.keys, s.scripts, config.receiptWindowMs), log);
   const sendPage = new SendPage({
     campaigns: s.store,
     ledger: s.ledger,
@@ -86,6 +89,7 @@ export function startWorkerRole(deps: {
     gate: new RecipientGate({ suppressions: s.suppressions, caps: s.frequencyCaps, configuredCaps: config.frequencyCaps }),
     caps: s.frequencyCaps,
     templates: new CompiledMessages(),
+    messageIds,
     events,
     log,
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
@@ -143,6 +147,7 @@ export function startWorkerRole(deps: {
       events.emit('shutdown:begin', { instance });
       stopping.abort();
       await Promise.all([senders.close(), scheduled.close(), supervisor.stop(), janitor.stop(), dispatcher.stop()]);
+      await messageIds.flush();
       await webhookClient.close();
       renewer.stop();
       await limiter.close();

@@ -35,16 +35,30 @@ describe('ledger records', () => {
     page.writeUInt16BE(0x8000 | 0x4000 | 7, RECORD_BYTES + 2);
     page.writeUIntBE(123_456_789_012, RECORD_BYTES + 4, 6);
     expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 });
-    expect(decodeRecord(page, 1)).toEqual({ state: 'failed', attempts: 4, reason: 7, locale: 0, counted: true, inDoubt: true, at: 123_456_789_012 });
+    expect(decodeRecord(page, 1)).toEqual({
+      state: 'failed',
+      attempts: 4,
+      reason: 7,
+      locale: 0,
+      counted: true,
+      inDoubt: true,
+      at: 123_456_789_012,
+      delivery: null,
+    });
     // Never written: pending.
-    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 });
+    expect(decodeRecord(page, 9)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0, delivery: null });
   });
 
   it('encodes exactly what it decodes', () => {
-    const record = { state: 'unknown' as const, attempts: 3, reason: 5, locale: 0, counted: false, inDoubt: true, at: 987_654 };
+    const record = { state: 'unknown' as const, attempts: 3, reason: 5, locale: 0, counted: false, inDoubt: true, at: 987_654, delivery: null };
     expect(decodeRecord(encodeRecord(record), 0)).toEqual(record);
-    const sentInVariant = { state: 'sent' as const, attempts: 1, reason: 0, locale: 3, counted: true, inDoubt: false, at: 5 };
+    const sentInVariant = { state: 'sent' as const, attempts: 1, reason: 0, locale: 3, counted: true, inDoubt: false, at: 5, delivery: null };
     expect(decodeRecord(encodeRecord(sentInVariant), 0)).toEqual(sentInVariant);
+    // A receipt since: still sent, and what the provider said.
+    for (const delivery of ['delivered', 'undelivered'] as const) {
+      const received = { ...sentInVariant, delivery };
+      expect(decodeRecord(encodeRecord(received), 0)).toEqual(received);
+    }
   });
 
   it('checks the conservation of counts', () => {

@@ -13,6 +13,8 @@ import { errorHandler, notFoundHandler, sendError } from './errors.js';
 import { openApiDocument } from './openapi.js';
 import { apiRouter, apiRoutes, isCampaignAction, type RouteDeps } from './routes.js';
 import { campaignIdParam } from './schemas.js';
+import { receiptsRouter, type ReceiptSource } from './receipts.js';
+import type { Receipts } from '../../app/receipts.js';
 
 export interface HttpAppDeps extends RouteDeps {
   adminToken: string;
@@ -27,6 +29,9 @@ export interface HttpAppDeps extends RouteDeps {
   log: Logger;
   /** TRUST_PROXY: express `trust proxy`. */
   trustProxy: boolean | number | string[];
+  /** Delivery receipts, and the providers that send them with their secrets. */
+  receipts: Receipts;
+  receiptSources: ReadonlyMap<string, ReceiptSource>;
 }
 
 export const BOARD_PATH = '/admin/queues';
@@ -136,6 +141,8 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   });
 
   app.use(refuseCrossSite);
+  // Providers call this one with their own signatures, not pushq's tokens.
+  app.use('/api', receiptsRouter({ receipts: deps.receipts, sources: deps.receiptSources, failedAuth }));
   app.use('/api', authenticate(roleOf, failedAuth, { browser: false }));
   app.get('/api/openapi.json', (_req, res) => {
     res.json(openapi);

@@ -4,7 +4,7 @@ import type { ResultRow } from '../../app/campaign-queries.js';
 import type { DryRunFailure, DryRunReport } from '../../app/dry-run.js';
 import { csvLine } from './csv.js';
 
-const CSV_COLUMNS = ['id', 'state', 'attempts', 'reason', 'reasonDetail', 'errorCode', 'errorMessage', 'errorAt', 'updatedAt', 'locale'] as const;
+const CSV_COLUMNS = ['id', 'state', 'attempts', 'reason', 'reasonDetail', 'errorCode', 'errorMessage', 'errorAt', 'updatedAt', 'locale', 'delivery'] as const;
 
 function csvRow(row: ResultRow): string {
   return csvLine([
@@ -18,6 +18,7 @@ function csvRow(row: ResultRow): string {
     row.lastError?.at ?? '',
     row.updatedAt ?? '',
     row.locale ?? '',
+    row.delivery ?? '',
   ]);
 }
 

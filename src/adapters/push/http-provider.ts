@@ -3,7 +3,13 @@ import { REDACTED, type OnDeparted, type ProviderRequestPreview, type PushProvid
 import { departingBody } from './departures.js';
 import { providerLimits, retryPolicy, secretHeaders, type HttpProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
-import { classifyRequestError, MAX_ERROR_BODY, parseRetryAfter, providerPool, readText } from './http-support.js';
+import { classifyRequestError, MAX_ERROR_BODY, parseJson, parseRetryAfter, providerPool, readText } from './http-support.js';
+
+/** The provider's own id for a message it took, from its 2xx answer (`{"messageId": "..."}`), when it sends receipts naming it. */
+function messageIdOf(text: string): string | undefined {
+  const body = parseJson(text) as { messageId?: unknown } | undefined;
+  return typeof body?.messageId === 'string' && body.messageId.length > 0 && body.messageId.length <= 256 ? body.messageId : undefined;
+}
 
 /** The contract's wire body. */
 function httpBody(request: SendRequest): string {
@@ -47,8 +53,11 @@ export class HttpProvider implements PushProvider {
   private readonly pool: Pool;
   private readonly path: string;
   private readonly headers: Record<string, string>;
+  /** It sends receipts: its answers' message ids are kept (a receipt may name only that). */
+  private readonly receipts: boolean;
 
   constructor(config: HttpProviderConfig, env: NodeJS.ProcessEnv = process.env) {
+    this.receipts = config.receipts !== undefined;
     this.name = config.name;
     this.headers = { ...config.headers, ...secretHeaders(config, env) };
     this.limits = providerLimits(config);
@@ -69,8 +78,12 @@ export class HttpProvider implements PushProvider {
       });
       const status = res.statusCode;
       if (status >= 200 && status < 300) {
-        await res.body.dump();
-        return { kind: 'sent' };
+        if (!this.receipts) {
+          await res.body.dump();
+          return { kind: 'sent' };
+        }
+        const messageId = messageIdOf(await readText(res.body, 1024));
+        return messageId ? { kind: 'sent', messageId } : { kind: 'sent' };
       }
       const text = await readText(res.body, MAX_ERROR_BODY);
       const message = text || `HTTP ${status}`;

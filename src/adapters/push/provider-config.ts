@@ -76,6 +76,20 @@ function oneSecret(name: string, options: { optional?: boolean } = {}) {
   };
 }
 
+/**
+ * Delivery receipts a provider sends back to `POST /api/receipts/<name>`,
+ * authenticated with a secret from a file or variable: for `http`, a
+ * Standard Webhooks `whsec_` secret the provider signs its receipts with;
+ * for `alimtalk`, the signature string set in NHN's webhook settings (sent
+ * back as X-Toast-Webhook-Signature).
+ */
+const receiptsConfig = z
+  .strictObject({ ...secretFields('secret') })
+  .refine((r) => (r.secretFile === undefined) !== (r.secretEnv === undefined), {
+    message: 'give exactly one of secretFile or secretEnv',
+    path: ['secretFile'],
+  });
+
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'an HTTP header name');
 const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]{0,8192}$/, 'an HTTP header value (no line breaks)');
 const headerMap = z.record(headerName, headerValue);
@@ -94,6 +108,7 @@ const httpProvider = z
     ...secretFields('headers'),
     /** The contract: a timeout is transient, retried with the same Idempotency-Key. `false` reports it as in doubt instead. */
     retryTimeouts: z.boolean().default(true),
+    receipts: receiptsConfig.optional(),
   })
   .superRefine(oneSecret('headers', { optional: true }));
 
@@ -201,6 +216,7 @@ const alimtalkProvider = z
      * same recipients, i.e. without batching. Defaults to batchSize == 1.
      */
     retryTimeouts: z.boolean().optional(),
+    receipts: receiptsConfig.optional(),
   })
   .superRefine(oneSecret('secretKey'));
 
@@ -286,6 +302,16 @@ function jsonPosition(err: unknown, text?: string): string {
   const before = text.slice(0, Number(at[1]));
   const line = before.split('\n').length;
   return `a syntax error at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
+}
+
+/**
+ * The secret a provider's receipts are checked with (its `receipts` entry),
+ * or null when it sends none. Read by the processes that serve the API.
+ */
+export function receiptSecret(config: ProviderConfig, env: NodeJS.ProcessEnv = process.env): string | null {
+  if ((config.type !== 'http' && config.type !== 'alimtalk') || !config.receipts) return null;
+  const { secretFile, secretEnv } = config.receipts;
+  return readSecret({ ...config, secretFile, secretEnv } as ProviderConfig & Record<string, unknown>, 'secret', env);
 }
 
 /** The recipient fields providers read a device token or phone number from: never written to a log. */

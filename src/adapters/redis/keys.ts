@@ -30,6 +30,21 @@ export class Keys {
     return { campaignId: member.slice(0, sep), runId: member.slice(sep + 1) };
   }
 
+  /** Counter: the last run number given (a run's recipients' idempotency keys carry its number). */
+  runSequence(): string {
+    return `${this.prefix}:run-seq`;
+  }
+
+  /** Hash: run number → `runMember`, for runs in Redis (a receipt's key names the number); removed when the run is archived or deleted. */
+  runNumbers(): string {
+    return `${this.prefix}:run-nos`;
+  }
+
+  /** String: one day of one bucket of a provider's message ids (redis-message-ids.ts), 16 bytes each; expires after the receipt window. */
+  messageIds(provider: string, bucket: number, day: number): string {
+    return `${this.prefix}:mid:{${provider}:${bucket}}:${day}`;
+  }
+
   /** Finished runs as `runMember`s, scored by when they finished: what the archiver takes once their retention ends. */
   retention(): string {
     return `${this.prefix}:retention`;

@@ -13,6 +13,7 @@ import type {
   LedgerEntry,
   LeaseRenewal,
   PageRef,
+  ReceiptOutcome,
   ReleaseResult,
   SettlePolicy,
 } from '../../app/ports.js';
@@ -195,6 +196,24 @@ export class RedisLedger implements Ledger {
       if (error) entries[i]!.lastError = JSON.parse(error) as LedgerEntry['lastError'];
     });
     return entries;
+  }
+
+  async receipt(
+    campaignId: string,
+    runId: string,
+    runNo: number,
+    position: number,
+    pageSize: number,
+    receipt: { delivered: boolean; at: number },
+  ): Promise<ReceiptOutcome> {
+    const { campaign, run } = this.run({ campaignId, runId });
+    const page = Math.floor(position / pageSize);
+    const reply = (await this.scripts.run(
+      'receipt',
+      [run.run, run.records(page), run.bad, campaign.meta()],
+      [position % pageSize, position, receipt.delivered ? 'd' : 'x', Math.round(receipt.at), this.masks.maskFor(campaignId), runNo],
+    )) as Reply;
+    return String(reply[0]) as ReceiptOutcome;
   }
 
   async listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]> {

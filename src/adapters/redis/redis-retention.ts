@@ -37,7 +37,10 @@ export class RedisRetention implements Retention {
   async markArchived(campaignId: string, runId: string, manifest: ArchiveManifest, kind: string, dropList: boolean): Promise<boolean> {
     const k = this.keys.campaign(campaignId);
     const reply = await this.scripts.run('mark-archived', [k.run(runId).run, k.meta()], [kind, manifest.count, dropList ? '1' : '']);
-    return Number(reply) === 1;
+    if (Number(reply) !== 1) return false;
+    // Its ledger leaves: a receipt for it has nothing to update (its number is forgotten, and the receipt answers 404).
+    await forgetRunNumber(this.redis, this.keys, k.run(runId).run);
+    return true;
   }
 
   async trimSummaries(campaignId: string, keep: number): Promise<number> {
@@ -147,6 +150,7 @@ export class RedisDeletions implements Deletions {
         const member = this.keys.runMember(campaignId, runId);
         await this.redis.zrem(this.keys.retention(), member);
         await this.redis.srem(this.keys.activeRuns(), member);
+        await forgetRunNumber(this.redis, this.keys, k.run(runId).run);
       }
       // Every other key of the campaign — lists of every version, staged uploads, runs, their ledgers — in SCAN-sized steps; the mark goes last.
       const base = this.keys.campaignBase(campaignId);
@@ -158,6 +162,12 @@ export class RedisDeletions implements Deletions {
     await this.redis.zrem(this.keys.outboxCampaigns(), campaignId);
     await this.redis.zrem(this.keys.deletions(), campaignId);
   }
+}
+
+/** A run leaving Redis: its number names nothing any more. */
+async function forgetRunNumber(redis: RedisClient, keys: Keys, runKey: string): Promise<void> {
+  const no = await redis.hget(runKey, 'no');
+  if (no) await redis.hdel(keys.runNumbers(), no);
 }
 
 function infoNumber(info: string, field: string): number | null {

@@ -40,6 +40,8 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
       failed: num(hash.failed),
       unknown: num(hash.unknown),
       skipped: num(hash.skipped),
+      // Parts of sent, once a provider's receipt has come.
+      ...(hash.delivered !== undefined || hash.undelivered !== undefined ? { delivered: num(hash.delivered), undelivered: num(hash.undelivered) } : {}),
     },
     pages: num(hash.pages),
     pageSize: num(hash.pageSize),
@@ -54,6 +56,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     finishedAt: hash.completedAt ? num(hash.completedAt) : hash.cancelledAt ? num(hash.cancelledAt) : null,
     archived: hash.archived ? { kind: hash.archived, count: num(hash.archiveCount), at: num(hash.archivedAt) } : null,
     locales: hash.locales ? hash.locales.split(',') : [],
+    no: hash.no ? num(hash.no) : null,
   };
 }
 
@@ -79,6 +82,10 @@ export class RedisRuns implements Runs {
   async createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     const campaign = this.keys.campaign(campaignId);
     const list = opts.recipients;
+    // The number is listed before the run exists (a receipt for a run that was never made finds no run; one for a
+    // number whose run has another number is refused), and unlisted when the run is refused.
+    const no = await this.redis.incr(this.keys.runSequence());
+    await this.redis.hset(this.keys.runNumbers(), String(no), this.keys.runMember(campaignId, runId));
     const reply = (await this.scripts.run(
       'create-run',
       [campaign.meta(), campaign.run(runId).run, campaign.runs()],
@@ -91,9 +98,17 @@ export class RedisRuns implements Runs {
         ...(list ? [list.version, list.total, list.pages, list.pageSize, list.buckets] : ['', '', '', '', '']),
         opts.aside ? '1' : '0',
         opts.unchangedSince ?? '',
+        no,
       ],
     )) as Reply;
-    return decode.createRun(reply);
+    const result = decode.createRun(reply);
+    if (!result.ok) await this.redis.hdel(this.keys.runNumbers(), String(no));
+    return result;
+  }
+
+  async runByNumber(runNo: number): Promise<{ campaignId: string; runId: string } | null> {
+    const member = await this.redis.hget(this.keys.runNumbers(), String(runNo));
+    return member ? this.keys.parseRunMember(member) : null;
   }
 
   async getRun(campaignId: string, runId: string): Promise<RunState | null> {

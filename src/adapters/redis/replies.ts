@@ -52,7 +52,15 @@ export const decode = {
     const kind = text(reply[0]);
     switch (kind) {
       case 'ok':
-        return { kind, records: reply[1] as Buffer, elapsed: int(reply[2]), recipientsVersion: int(reply[3]), markedUnknown: int(reply[4]) };
+        return {
+          kind,
+          records: reply[1] as Buffer,
+          elapsed: int(reply[2]),
+          recipientsVersion: int(reply[3]),
+          markedUnknown: int(reply[4]),
+          runNo: text(reply[5] ?? '') === '' ? null : int(reply[5]),
+          pageSize: int(reply[6]),
+        };
       case 'busy':
         return { kind, delayMs: int(reply[1]) };
       case 'inactive':

@@ -42,6 +42,9 @@ const SCRIPT_KEYS = {
   'outbox-scan': 2,
   'outbox-trim': 2,
   'zrem-if-score': 1,
+  receipt: 4,
+  /** One key per day of the receipt window, in one bucket (one hash tag). */
+  'message-id-find': 'any',
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_KEYS;

@@ -22,6 +22,9 @@
 -- Final outcomes are recipient events of the campaign's outbox, by the mask
 -- (includes/outbox.lua), written before the run's completion in this step;
 -- one skipped by a cancel is counted by run.cancelled, not listed.
+-- A provider's receipt that came before this confirm (receipt.lua) is applied
+-- with it: a recipient it says was delivered (or not) is sent, even one this
+-- confirm would have left unknown; a failed one drops it.
 -- Returns {'ok', runCompleted (0|1), applied} | {'fenced'}
 -- @include ledger
 
@@ -29,12 +32,13 @@ local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
 
 local now, elapsed, wall = runClocks(KEYS[1])
-local run = redis.call('HMGET', KEYS[1], 'pageSize', 'status', 'id')
+local run = redis.call('HMGET', KEYS[1], 'pageSize', 'status', 'id', 'early')
 local pageSize = tonumber(run[1])
 local cancelled = run[2] == 'cancelled'
 local page = tonumber(ARGV[1])
 local maxAttempts, maxRequeues = tonumber(ARGV[4]), tonumber(ARGV[5])
-local d = { inflight = 0, pending = 0, sent = 0, failed = 0, unknown = 0, skipped = 0, deferred = 0 }
+local d = { inflight = 0, pending = 0, sent = 0, failed = 0, unknown = 0, skipped = 0, deferred = 0, delivered = 0, undelivered = 0, early = 0 }
+local anyEarly = tonumber(run[4] or '0') > 0
 local applied, progressed = 0, false
 local ev = recipientEvents(ARGV[6])
 -- Outcomes that leave the recipient pending (again after a backoff, handed back unsent, never sent): t, r, n.
@@ -84,13 +88,30 @@ for i = 7, #ARGV, 6 do
       op = 'u'
       message = message .. ' (an earlier attempt may have been delivered)'
     end
+    -- A receipt that came first: the provider had it.
+    local early = nil
+    if anyEarly and (op == 's' or op == 'u' or op == 'f') then
+      early = redis.call('HGET', KEYS[1] .. ':early', position)
+      if early then
+        redis.call('HDEL', KEYS[1] .. ':early', position)
+        d.early = d.early - 1
+        if op == 'f' then early = nil else op = 's' end
+      end
+    end
     if cancelled and goesBack(op) then
       writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)
       redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, 1)
       d.pending = d.pending - 1
       d.skipped = d.skipped + 1
     elseif op == 's' then
-      writeRecord(KEYS[2], index, SENT, attempts, flags + locale, elapsed)
+      local st = SENT
+      if early then
+        local kind = string.sub(early, 1, 1)
+        st = kind == 'd' and DELIVERED or UNDELIVERED
+        if kind == 'd' then d.delivered = d.delivered + 1 else d.undelivered = d.undelivered + 1 end
+        noteRecipient(ev, kind, position, string.sub(early, 3))
+      end
+      writeRecord(KEYS[2], index, st, attempts, flags + locale, elapsed)
       noteRecipient(ev, 's', position)
       d.pending = d.pending - 1
       d.sent = d.sent + 1

@@ -11,7 +11,9 @@
 --       the campaign's status and latest run stay as they are, so it never
 --       counts as the campaign's, 12 the campaign's updatedAt (ms) as the
 --       caller checked it ('' : any): a campaign changed since (a PATCH, an
---       upload) is refused, 'changed'
+--       upload) is refused, 'changed', 13 the run's number ('' : none): its
+--       recipients' idempotency keys carry it, so a receipt finds them
+--       (src/domain/ids.ts receiptKey)
 -- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'changed', status} | {'missing'}
 -- @include ledger
 
@@ -57,6 +59,7 @@ redis.call('HSET', KEYS[2],
   'pages', list.pages, 'pageSize', list.pageSize, 'buckets', list.buckets, 'rv', list.rv, 'cursor', 0, 'gen', 1,
   'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5], 'locales', table.concat(tags, ','))
 redis.call('ZADD', KEYS[3], now, ARGV[1])
+if ARGV[13] and ARGV[13] ~= '' then redis.call('HSET', KEYS[2], 'no', ARGV[13]) end
 if ARGV[11] ~= '1' then redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now) end
 emit(KEYS[1], 'run.started', ARGV[1], now, 'trigger', ARGV[4], 'total', total)
 return { 'ok', tostring(now) }

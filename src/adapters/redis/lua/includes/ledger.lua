@@ -3,6 +3,8 @@
 -- @include outbox
 local RECORD = 10
 local PENDING, INFLIGHT, SENT, FAILED, UNKNOWN, SKIPPED = 0, 1, 2, 3, 4, 5
+-- Sent, with the provider's receipt since (src/domain/ledger.ts Delivery): final like SENT, counted in `sent`.
+local DELIVERED, UNDELIVERED = 6, 7
 -- The reason field: a code (REASONS of src/domain/respect.ts) in the low 14
 -- bits, and two flags kept through every retry of the run: COUNTED, the
 -- recipient was counted against a frequency cap (never counted twice);
