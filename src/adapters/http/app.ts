@@ -177,8 +177,12 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     res.json(openapi);
   });
   app.get('/admin/campaigns/data', async (_req, res) => {
-    const { items } = await deps.queries.list(100);
-    res.json({ role: res.locals.role, campaigns: items });
+    const [{ items }, webhooks] = await Promise.all([deps.queries.list(100), deps.webhooks.list()]);
+    res.json({
+      role: res.locals.role,
+      campaigns: items,
+      webhooks: webhooks.items.map(({ name, source, events, enabled, disabled, deadLetters }) => ({ name, source, events, enabled, disabled, deadLetters })),
+    });
   });
   app.post('/admin/campaigns/:id/:action', async (req, res) => {
     const action = String(req.params.action);

@@ -83,12 +83,10 @@ function oneSecret(name: string, options: { optional?: boolean } = {}) {
  * for `alimtalk`, the signature string set in NHN's webhook settings (sent
  * back as X-Toast-Webhook-Signature).
  */
-const receiptsConfig = z
-  .strictObject({ ...secretFields('secret') })
-  .refine((r) => (r.secretFile === undefined) !== (r.secretEnv === undefined), {
-    message: 'give exactly one of secretFile or secretEnv',
-    path: ['secretFile'],
-  });
+const receiptsConfig = z.strictObject({ ...secretFields('secret') }).refine((r) => (r.secretFile === undefined) !== (r.secretEnv === undefined), {
+  message: 'give exactly one of secretFile or secretEnv',
+  path: ['secretFile'],
+});
 
 const headerName = z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/, 'an HTTP header name');
 const headerValue = z.string().regex(/^[\t\x20-\x7e\x80-\xff]{0,8192}$/, 'an HTTP header value (no line breaks)');

@@ -101,6 +101,20 @@ function render(campaign, now) {
   return tr;
 }
 
+function renderWebhook(webhook) {
+  const tr = document.createElement('tr');
+  tr.dataset.name = webhook.name;
+  tr.append(
+    text('td', webhook.name + (webhook.source === 'file' ? ' (file)' : '')),
+    text('td', webhook.events.join(', ')),
+    text('td', webhook.enabled ? 'enabled' : 'disabled: ' + ((webhook.disabled && webhook.disabled.reason) || ''), webhook.enabled ? '' : 'failed'),
+  );
+  const dead = text('td', String(webhook.deadLetters), webhook.deadLetters > 0 ? 'failed' : '');
+  dead.dataset.testid = 'dead-letters';
+  tr.append(dead);
+  return tr;
+}
+
 async function refresh() {
   try {
     const res = await fetch('/admin/campaigns/data');
@@ -110,6 +124,9 @@ async function refresh() {
     document.getElementById('role').textContent = role === 'admin' ? 'signed in as admin' : 'signed in as viewer (read only)';
     const now = Date.now();
     rows.replaceChildren(...data.campaigns.map((campaign) => render(campaign, now)));
+    const webhooks = data.webhooks || [];
+    document.getElementById('webhooks-section').hidden = webhooks.length === 0;
+    document.getElementById('webhooks').replaceChildren(...webhooks.map(renderWebhook));
   } catch (err) {
     showError('cannot load campaigns: ' + err.message);
   }
