@@ -768,6 +768,8 @@ export interface Outbox {
   take(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<OutboxTake>;
   saveDelivery(campaignId: string, endpoint: string, token: string, leaseMs: number, delivery: string): Promise<boolean>;
   advance(campaignId: string, endpoint: string, token: string, leaseMs: number, epoch: number, cursor: Cursor): Promise<boolean>;
+  /** The newest entry the outbox's bound pushed out, if any did. */
+  lost(campaignId: string): Promise<string | null>;
   /** Keeps the lease `leaseMs` more; false when another deliverer has it. */
   renew(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<boolean>;
   release(campaignId: string, endpoint: string, token: string): Promise<void>;

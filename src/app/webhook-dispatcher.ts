@@ -244,19 +244,20 @@ export class WebhookDispatcher {
       let cursor: Cursor = took.cursor?.epoch === epoch ? took.cursor.cursor : { id: `${since}-0`, off: 0 };
       let delivery = took.delivery ? (JSON.parse(took.delivery) as Delivery) : null;
       if (delivery?.epoch !== epoch) delivery = null;
-      // The outbox's bound pushed out events this endpoint had not been sent: it is told, and goes on after them.
-      const behind = delivery?.from ?? cursor;
-      if (took.lost && compareIds(took.lost, behind.id) > 0 && delivery?.parts[0] !== OVERFLOW_EVENT) {
-        delivery = this.newDelivery(epoch, behind, { id: took.lost, off: 0 }, [OVERFLOW_EVENT]);
-        if (!(await lease.save(delivery))) return;
-        this.deps.events.emit('webhook:lost', { endpoint: endpoint.name, campaignId });
-        this.deps.log.error(
-          { endpoint: endpoint.name, campaignId, from: formatCursor(behind), to: took.lost },
-          'webhook endpoint fell so far behind that the outbox bound pushed out events it was not sent; it is told (outbox.overflowed), the results export has them',
-        );
-      }
+      let lost = took.lost;
       const turnEnds = performance.now() + TURN_MS;
       while (!lease.signal.aborted && performance.now() < turnEnds) {
+        // The outbox's bound pushed out events this endpoint had not been sent: it is told, and goes on after them.
+        const behind = delivery?.from ?? cursor;
+        if (lost && compareIds(lost, behind.id) > 0 && delivery?.parts[0] !== OVERFLOW_EVENT) {
+          delivery = this.newDelivery(epoch, behind, { id: lost, off: 0 }, [OVERFLOW_EVENT]);
+          if (!(await lease.save(delivery))) return;
+          this.deps.events.emit('webhook:lost', { endpoint: endpoint.name, campaignId });
+          this.deps.log.error(
+            { endpoint: endpoint.name, campaignId, from: formatCursor(behind), to: lost },
+            'webhook endpoint fell so far behind that the outbox bound pushed out events it was not sent; it is told (outbox.overflowed), the results export has them',
+          );
+        }
         let window: Window | null;
         if (!delivery) {
           const next = nextWindow(await outbox.read(campaignId, cursor, READ_COUNT), cursor, new Set(endpoint.events));
@@ -281,6 +282,7 @@ export class WebhookDispatcher {
         if (wait > 0) await sleep(wait);
         const result = await this.attempt(endpoint, campaignId, window, delivery, lease.signal);
         if (result === 'stop') return;
+        lost = await outbox.lost(campaignId);
         if (result === 'next') {
           delivery.part += 1;
           delivery.attempt = 0;

@@ -40,6 +40,12 @@ describe('every route', () => {
       .replace('{name}', 'sim')
       .replace('{list}', 'global');
 
+  /** `{name}` is a provider's name and a webhook endpoint's: one of each named sim (made again where a test deleted it). */
+  const simWebhook = async () => {
+    const made = await admin.request('POST', '/api/webhooks', { name: 'sim', url: 'http://127.0.0.1:9/hooks', events: ['run.completed'] });
+    expect([201, 409]).toContain(made.status);
+  };
+
   beforeAll(async () => {
     app = await startInProcess(
       prefix,
@@ -48,6 +54,7 @@ describe('every route', () => {
     );
     admin = new ApiClient(app.url!, TEST_TOKEN);
     viewer = new ApiClient(app.url!, VIEWER);
+    await simWebhook();
     campaignId = (await admin.createCampaign({ provider: 'sim', recipients: ['r1', 'r2'] })).id;
     const run = (await admin.createCampaign({ provider: 'sim', recipients: ['r1'] })).id;
     await admin.launch(run);
@@ -111,6 +118,7 @@ describe('every route', () => {
   });
 
   it('refuses every route without a valid token, and every change with the viewer token', async () => {
+    await simWebhook();
     for (const [i, op] of operations.entries()) {
       // Failed authentications slow an address down (tested below): probe each route from an address of its own.
       const dispatcher = new Agent({ localAddress: `127.0.1.${i + 1}` });
@@ -140,9 +148,10 @@ describe('every route', () => {
     for (const op of operations.filter((o) => o['x-access'] === 'write')) {
       const where = `${op.method} ${op.path}`;
       const json = op.requestBody?.content['application/json'];
-      // Unknown id: 404 (or 422 first, when the empty body is not valid for the route).
-      const unknown = (await admin.request(op.method, op.path.replace('{id}', '01aaaaaaaaaaaaaaaaaaaaaaaa'), json ? {} : undefined)).status;
-      expect(op.path.includes('{id}') ? [404, ...(json ? [422] : [])] : [422], where).toContain(unknown);
+      // Unknown id (or name): 404 (or 422 first, when the empty body is not valid for the route).
+      const unknown = (await admin.request(op.method, op.path.replace('{id}', '01aaaaaaaaaaaaaaaaaaaaaaaa').replace('{name}', 'nobody'), json ? {} : undefined))
+        .status;
+      expect(op.path.includes('{id}') || op.path.includes('{name}') ? [404, ...(json ? [422] : [])] : [422], where).toContain(unknown);
       // Unknown query parameter: 422 naming it.
       const query = await admin.request(op.method, `${concrete(op.path)}?bogus=1`, json ? {} : undefined);
       expect(query.status, where).toBe(422);

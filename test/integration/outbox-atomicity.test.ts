@@ -17,7 +17,8 @@ import { testRedis } from '../helpers/redis.js';
 /**
  * Outbox atomicity at ledger level: whatever sequence of ledger steps runs —
  * claims, skips, confirms of every outcome, releases, workers dying, lease
- * expiry, failovers forgetting claims, a cancel — and whatever goes wrong on
+ * expiry, failovers forgetting claims, providers' receipts before and after
+ * the confirm, a cancel — and whatever goes wrong on
  * the way (a reply lost after the step ran, so the client runs it again; a
  * step Redis refuses for memory), the recipient events in the campaign's
  * outbox are one for each final outcome the ledger holds, and none else.
@@ -49,7 +50,7 @@ describe('recipient events in the outbox', () => {
     const client = testRedis(proxy.url);
     onCleanup(() => client.disconnect());
     const h = redisHarness('outbox-atomic', { redis: client, prefix: 'outbox-atomic' });
-    const masks = { maskFor: () => 'fuks' };
+    const masks = { maskFor: () => 'fuksdx' };
     const ledger = new RedisLedger(client, h.keys, h.scripts, undefined, masks);
     const lifecycle = new RedisLifecycle(h.keys, h.scripts, masks);
 
@@ -63,6 +64,19 @@ describe('recipient events in the outbox', () => {
         const holders: Array<string | null> = Array.from({ length: PAGES }, () => null);
         const claimed = Array.from({ length: PAGES }, () => new Map<number, number>());
         let tokens = 0;
+        const runNo = (await h.runs.getRun(campaignId, runId))!.no!;
+        /** Recipients a receipt turned from unknown to sent: their earlier unknown event stands. */
+        const wasUnknown = new Set<number>();
+        const recordAt = async (position: number) => {
+          const raw =
+            (await admin.getBuffer(
+              h.keys
+                .campaign(campaignId)
+                .run(runId)
+                .records(Math.floor(position / PAGE_SIZE)),
+            )) ?? Buffer.alloc(0);
+          return decodeRecord(raw, position % PAGE_SIZE);
+        };
 
         const step = async () => {
           const page = Math.floor(rnd() * PAGES);
@@ -77,7 +91,7 @@ describe('recipient events in the outbox', () => {
               holders[page] = token;
               claimed[page]!.clear();
             }
-          } else if (roll < 0.45) {
+          } else if (roll < 0.4) {
             const directives: ClaimDirective[] = [];
             for (let index = 0; index < PAGE_SIZE; index += 1) {
               const r = rnd();
@@ -88,24 +102,31 @@ describe('recipient events in the outbox', () => {
             const result = await ledger.claim(ref, holder, LEASE, directives);
             if (result.kind === 'ok') for (const c of result.claimed) claimed[page]!.set(c.index, c.attempt);
             else if (result.kind === 'fenced') holders[page] = null;
-          } else if (roll < 0.75) {
+          } else if (roll < 0.68) {
             const entries: ConfirmEntry[] = [...claimed[page]!]
               .filter(() => rnd() < 0.7)
               .map(([index, attempt]) => ({ index, attempt, outcome: pick(OUTCOMES), inDoubt: rnd() < 0.2, delayMs: 0, code: 'X', message: 'm' }));
             const result = await ledger.confirm(ref, holder, LEASE, confirmPolicy(3, 2), entries);
             if (result.kind === 'fenced') holders[page] = null;
             for (const e of entries) claimed[page]!.delete(e.index);
-          } else if (roll < 0.82) {
+          } else if (roll < 0.74) {
             await ledger.releasePage(ref, holder, PAGE_SIZE, settlePolicy(policy, 3));
             holders[page] = null;
             claimed[page]!.clear();
-          } else if (roll < 0.9) {
+          } else if (roll < 0.8) {
             // The worker dies; later the supervisor settles its lease.
             await h.abandonLease(ref);
             holders[page] = null;
             claimed[page]!.clear();
             if (rnd() < 0.5) await ledger.expireLeases(campaignId, runId, settlePolicy(policy, 3));
-          } else if (roll < 0.96 && claimed[page]!.size > 0) {
+          } else if (roll < 0.85) {
+            // The provider's receipt for anyone (in flight, sent, unknown, pending a retry, never tried, repeated).
+            const position = Math.floor(rnd() * PAGES * PAGE_SIZE);
+            const before = await recordAt(position);
+            await ledger.receipt(campaignId, runId, runNo, position, PAGE_SIZE, { delivered: rnd() < 0.6, at: Date.now() });
+            // (Its answer may be a lost reply's repeat, `already`: the record says what happened.)
+            if (before.state === 'unknown' && (await recordAt(position)).state === 'sent') wasUnknown.add(position);
+          } else if (roll < 0.9 && claimed[page]!.size > 0) {
             // A failover forgets a claim the holder already sent: its confirm must still land once.
             const [index] = [...claimed[page]!.keys()];
             const raw = (await admin.getBuffer(h.keys.campaign(campaignId).run(runId).records(page))) ?? Buffer.alloc(0);
@@ -142,6 +163,9 @@ describe('recipient events in the outbox', () => {
             const record = decodeRecord(raw, index);
             const position = page * PAGE_SIZE + index;
             if (record.state === 'sent') expected.push(`s${position}`);
+            if (record.delivery === 'delivered') expected.push(`d${position}`);
+            if (record.delivery === 'undelivered') expected.push(`x${position}`);
+            if (wasUnknown.has(position)) expected.push(`u${position}`);
             if (record.state === 'failed') expected.push(`f${position}`);
             if (record.state === 'unknown') expected.push(`u${position}`);
             if (record.state === 'skipped' && record.reason !== REASONS.cancelled) expected.push(`k${position}:${record.reason}`);
@@ -150,17 +174,34 @@ describe('recipient events in the outbox', () => {
           }
         }
         const stream = await h.store.events(campaignId, null, 10_000);
-        const got = stream
-          .filter((e) => e.type === 'recipients')
-          .flatMap((e) => recipientEventsOf(e).map((r) => `${EVENT_CODES[r.type]}${r.position}${r.detail ? `:${r.detail}` : ''}`));
+        const events = stream.filter((e) => e.type === 'recipients').flatMap((e) => recipientEventsOf(e));
+        // A receipt's events carry its time; an undelivered one may come before the delivered one that settles it.
+        const delivered = new Set(events.filter((r) => r.type === 'recipient.delivered').map((r) => r.position));
+        const got = events
+          .filter((r) => !(r.type === 'recipient.undelivered' && delivered.has(r.position)))
+          .map((r) => `${EVENT_CODES[r.type]}${r.position}${r.detail && r.type === 'recipient.skipped' ? `:${r.detail}` : ''}`);
+        for (const position of delivered)
+          expect(events.filter((r) => r.type === 'recipient.undelivered' && r.position === position).length).toBeLessThanOrEqual(1);
         expect(got.sort(), `seed ${seed}`).toEqual(expected.sort());
         // And with the run's counts: every final outcome counted is an event (a cancel's skips are in run.cancelled).
         const count = (prefix: string) => got.filter((g) => g.startsWith(prefix)).length;
-        expect({ sent: count('s'), failed: count('f'), unknown: count('u'), skipped: count('k') + (run.skippedBy.cancelled ?? 0) }, `seed ${seed}`).toEqual({
+        expect(
+          {
+            sent: count('s'),
+            failed: count('f'),
+            unknown: count('u') - wasUnknown.size,
+            skipped: count('k') + (run.skippedBy.cancelled ?? 0),
+            delivered: count('d'),
+            undelivered: count('x'),
+          },
+          `seed ${seed}`,
+        ).toEqual({
           sent: run.counts.sent,
           failed: run.counts.failed,
           unknown: run.counts.unknown,
           skipped: run.counts.skipped,
+          delivered: run.counts.delivered ?? 0,
+          undelivered: run.counts.undelivered ?? 0,
         });
         expect(stream.filter((e) => e.type === 'run.cancelled')).toHaveLength(cancelled ? 1 : 0);
         expect(stream.filter((e) => e.type === 'run.completed')).toHaveLength(run.status === 'completed' ? 1 : 0);

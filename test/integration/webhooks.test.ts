@@ -6,6 +6,9 @@ import { startInProcess } from '../helpers/in-process.js';
 import { startMockProvider } from '../helpers/mock-provider.js';
 import { deletePrefix, testRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
+import { RedisLedger } from '../../src/adapters/redis/redis-ledger.js';
+import { REASONS } from '../../src/domain/respect.js';
+import { acquireOptions, redisHarness } from '../helpers/harness.js';
 import { startWebhookReceiver, webhooksFile, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 async function pushqWith(receiver: WebhookReceiver | null, endpoint: Record<string, unknown>, providerRespond?: (id: string) => number) {
@@ -172,4 +175,43 @@ describe('webhooks', () => {
     // Nothing of the first campaign (it happened while disabled) reached it after the 410.
     expect(hooks.attempts.slice(tried).every((a) => JSON.parse(a.body).data.campaignId === second)).toBe(true);
   });
+
+  it('tell an endpoint that fell behind the outbox bound what it missed (outbox.overflowed), counted, then go on', async () => {
+    let down = true;
+    const hooks = await receiver(() => (down ? 500 : 200));
+    const { client, prefix, redis } = await pushqWith(hooks, { events: ['recipient.skipped'], maxAttempts: 1000, retryBaseMs: 100, retryMaxMs: 200 });
+    // A run written straight to the ledger (no worker sends it): 10,100 skips, one ledger step each.
+    const h = redisHarness('overflow', { redis, prefix });
+    const ledger = new RedisLedger(redis, h.keys, h.scripts, undefined, { maskFor: () => 'k' });
+    const size = 10_100;
+    const campaignId = await h.createCampaign(ids(size), 10_000);
+    const runId = await h.startRun(campaignId);
+    await redis.zincrby(h.keys.outboxCampaigns(), 1, campaignId);
+    const skip = async (position: number) => {
+      const ref = { campaignId, runId, page: Math.floor(position / 10_000) };
+      await ledger.acquirePage(ref, 'w', acquireOptions(60_000));
+      await ledger.claim(ref, 'w', 60_000, [{ index: position % 10_000, op: 'skip', reason: REASONS.suppressed, detail: 'global' }]);
+    };
+    await skip(0);
+    // The endpoint is down: its first delivery is tried again and again while the outbox fills past its bound.
+    await waitFor(() => hooks.attempts.length >= 2, { what: 'the first delivery refused twice' });
+    for (let position = 1; position < size; position += 1) await skip(position);
+    expect(await redis.xlen(`${prefix}:{c:${campaignId}}:events`)).toBeLessThanOrEqual(10_000);
+    down = false;
+    await waitFor(() => hooks.accepted.some((d) => d.type === 'outbox.overflowed'), { what: 'outbox.overflowed', timeoutMs: 30_000 });
+    const overflow = hooks.accepted.find((d) => d.type === 'outbox.overflowed')!;
+    expect(overflow.data).toMatchObject({ campaignId, message: expect.stringContaining('/results') });
+    // What the outbox still held after the loss reaches it, in order, after the notice.
+    await waitFor(() => hooks.recipientEvents(campaignId).includes(`recipient.skipped|main|r${size - 1}`), {
+      what: 'the last skip delivered',
+      timeoutMs: 30_000,
+    });
+    const after = hooks.accepted
+      .slice(hooks.accepted.indexOf(overflow) + 1)
+      .flatMap((d) => (d.data.recipients ?? []).map((r) => Number(String(r.id).slice(1))));
+    expect(after).toEqual([...after].sort((a, b) => a - b));
+    expect(after.length).toBeGreaterThan(9000);
+    const metrics = await (await fetch(`${client.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/pushq_webhook_events_lost_total\{endpoint="crm"\} 1/);
+  }, 120_000);
 });

@@ -34,7 +34,7 @@ describe('ledger records', () => {
     page.writeUInt8(4, RECORD_BYTES + 1);
     page.writeUInt16BE(0x8000 | 0x4000 | 7, RECORD_BYTES + 2);
     page.writeUIntBE(123_456_789_012, RECORD_BYTES + 4, 6);
-    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0 });
+    expect(decodeRecord(page, 0)).toEqual({ state: 'pending', attempts: 0, reason: 0, locale: 0, counted: false, inDoubt: false, at: 0, delivery: null });
     expect(decodeRecord(page, 1)).toEqual({
       state: 'failed',
       attempts: 4,

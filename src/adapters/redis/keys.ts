@@ -30,12 +30,7 @@ export class Keys {
     return { campaignId: member.slice(0, sep), runId: member.slice(sep + 1) };
   }
 
-  /** Counter: the last run number given (a run's recipients' idempotency keys carry its number). */
-  runSequence(): string {
-    return `${this.prefix}:run-seq`;
-  }
-
-  /** Hash: run number → `runMember`, for runs in Redis (a receipt's key names the number); removed when the run is archived or deleted. */
+  /** Hash: run number → `runMember`, for runs in Redis (a run's recipients' idempotency keys carry its number); removed when the run is archived or deleted. */
   runNumbers(): string {
     return `${this.prefix}:run-nos`;
   }

@@ -85,6 +85,10 @@ export class RedisOutbox implements Outbox {
     return (await this.cursorOp(campaignId, 'advance', endpoint, token, leaseMs, `${epoch}|${formatCursor(cursor)}`))[0] === 'ok';
   }
 
+  lost(campaignId: string): Promise<string | null> {
+    return this.redis.hget(this.keys.campaign(campaignId).webhooks(), 'lost');
+  }
+
   async renew(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<boolean> {
     return (await this.cursorOp(campaignId, 'renew', endpoint, token, leaseMs))[0] === 'ok';
   }

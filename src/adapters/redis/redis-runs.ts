@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redisTime, type RedisClient } from './connection.js';
 import type { Clock, CreateRunOptions, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
@@ -7,6 +7,9 @@ import { reasonName, type ReasonName } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
 import { decode, type Reply } from './replies.js';
 import type { Scripts } from './scripts.js';
+
+/** Run numbers are 40 bits (src/domain/ids.ts receiptKey). */
+const RUN_NUMBERS = 2 ** 40;
 
 function num(value: string | undefined): number {
   return value === undefined ? 0 : Number(value);
@@ -82,10 +85,7 @@ export class RedisRuns implements Runs {
   async createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     const campaign = this.keys.campaign(campaignId);
     const list = opts.recipients;
-    // The number is listed before the run exists (a receipt for a run that was never made finds no run; one for a
-    // number whose run has another number is refused), and unlisted when the run is refused.
-    const no = await this.redis.incr(this.keys.runSequence());
-    await this.redis.hset(this.keys.runNumbers(), String(no), this.keys.runMember(campaignId, runId));
+    const { no, listed } = await this.numberFor(campaignId, runId);
     const reply = (await this.scripts.run(
       'create-run',
       [campaign.meta(), campaign.run(runId).run, campaign.runs()],
@@ -102,8 +102,26 @@ export class RedisRuns implements Runs {
       ],
     )) as Reply;
     const result = decode.createRun(reply);
-    if (!result.ok) await this.redis.hdel(this.keys.runNumbers(), String(no));
+    // A refused start leaves nothing behind.
+    if (!result.ok && listed) await this.redis.hdel(this.keys.runNumbers(), String(no));
     return result;
+  }
+
+  /**
+   * The run's number: derived from its campaign and id (the same for every
+   * attempt to make it), moved on past numbers another run in Redis holds,
+   * and listed before the run exists — a receipt naming a number whose run
+   * was never made finds none, and one whose run has another number is
+   * refused. `listed`: this call listed it (to unlist when the run is refused).
+   */
+  private async numberFor(campaignId: string, runId: string): Promise<{ no: number; listed: boolean }> {
+    const member = this.keys.runMember(campaignId, runId);
+    const base = createHash('sha256').update(member).digest().readUIntBE(0, 5);
+    for (let probe = 0; ; probe += 1) {
+      const no = (base + probe) % RUN_NUMBERS || 1;
+      if ((await this.redis.hsetnx(this.keys.runNumbers(), String(no), member)) === 1) return { no, listed: true };
+      if ((await this.redis.hget(this.keys.runNumbers(), String(no))) === member) return { no, listed: false };
+    }
   }
 
   async runByNumber(runNo: number): Promise<{ campaignId: string; runId: string } | null> {
@@ -163,7 +181,7 @@ export class RedisRuns implements Runs {
       await this.redis.zadd(this.keys.retention(), 'NX', Number(completedAt || cancelledAt || Date.now()), member);
     }
     // Its last events (run.completed, …) may not be delivered yet: the webhook dispatchers look at it until they are.
-    await this.redis.zincrby(this.keys.outboxCampaigns(), 1, campaignId);
+    if (status !== null) await this.redis.zincrby(this.keys.outboxCampaigns(), 1, campaignId);
     await this.redis.srem(this.keys.activeRuns(), member);
   }
 }

@@ -24,9 +24,10 @@ if holder ~= token then
   if holder and expiry > now then return { 'busy', expiry - now } end
   -- No live holder: whatever is in flight has nobody to confirm it.
   local ev = recipientEvents(ARGV[7])
-  marked = settleInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, elapsed, wall, ARGV[4], tonumber(ARGV[5]), ev)
+  local _, sent
+  marked, _, sent = settleInflight(KEYS[1], KEYS[2], KEYS[5], KEYS[6], page, elapsed, wall, ARGV[4], tonumber(ARGV[5]), ev)
   emitRecipients(KEYS[7], redis.call('HGET', KEYS[1], 'id'), wall, ev)
-  if marked > 0 then completeIfDone(KEYS[1], KEYS[7], wall) end
+  if marked + sent > 0 then completeIfDone(KEYS[1], KEYS[7], wall) end
   runStatus = redis.call('HGET', KEYS[1], 'status')
 end
 

@@ -41,7 +41,8 @@ elseif pending then
 end
 redis.call('HINCRBY', KEYS[1], status == 'd' and 'delivered' or 'undelivered', 1)
 local ev = recipientEvents(ARGV[5])
-if pending then noteRecipient(ev, 's', position) end
+-- Sent now, for a recipient the ledger had pending or unknown (its earlier `recipient.unknown` stands as what was known then).
+if pending or state == UNKNOWN then noteRecipient(ev, 's', position) end
 noteRecipient(ev, status, position, ARGV[4])
 emitRecipients(KEYS[4], run[3], wall, ev)
 if pending then completeIfDone(KEYS[1], KEYS[4], wall) end

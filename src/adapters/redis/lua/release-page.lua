@@ -23,9 +23,10 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   _, elapsed, wall = runClocks(KEYS[1])
   if ours then
     local ev = recipientEvents(ARGV[6])
-    marked = settleInflight(KEYS[1], KEYS[2], KEYS[8], KEYS[9], tonumber(ARGV[1]), elapsed, wall, ARGV[4], tonumber(ARGV[5]), ev)
+    local sent
+    marked, _, sent = settleInflight(KEYS[1], KEYS[2], KEYS[8], KEYS[9], tonumber(ARGV[1]), elapsed, wall, ARGV[4], tonumber(ARGV[5]), ev)
     emitRecipients(KEYS[10], redis.call('HGET', KEYS[1], 'id'), wall, ev)
-    if marked > 0 then completeIfDone(KEYS[1], KEYS[10], wall) end
+    if marked + sent > 0 then completeIfDone(KEYS[1], KEYS[10], wall) end
   end
 end
 

@@ -88,19 +88,32 @@ end
 -- attempts left is pending again, due now, to be sent with the same key;
 -- otherwise — 'report', no attempts left, or a cancelled run — it is
 -- `unknown`: never sent again silently (noted in `ev`, the step's recipient
--- events). Returns how many became unknown and how many pending.
+-- events). One the provider's receipt already reported (receipt.lua, before
+-- any confirm) is sent, as the receipt says. Returns how many became
+-- unknown, how many pending, and how many sent.
 local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elapsed, now, policy, maxAttempts, ev)
   local raw = redis.call('GET', recordsKey)
-  if not raw then return 0, 0 end
-  local run = redis.call('HMGET', runKey, 'pageSize', 'status')
+  if not raw then return 0, 0, 0 end
+  local run = redis.call('HMGET', runKey, 'pageSize', 'status', 'early')
   local pageSize = tonumber(run[1])
   local resendable = policy == 'resend' and run[2] ~= 'cancelled'
-  local unknown, resent = 0, 0
+  local anyEarly = tonumber(run[3] or '0') > 0
+  local unknown, resent, sent, delivered, undelivered = 0, 0, 0, 0, 0
   for index = 0, math.floor(#raw / RECORD) - 1 do
     local state, attempts, reason = struct.unpack('>BBH', raw, index * RECORD + 1)
     if state == INFLIGHT then
       local position = page * pageSize + index
-      if resendable and attempts < maxAttempts then
+      local early = anyEarly and redis.call('HGET', runKey .. ':early', position)
+      if early then
+        local kind = string.sub(early, 1, 1)
+        redis.call('HDEL', runKey .. ':early', position)
+        redis.call('HINCRBY', runKey, 'early', -1)
+        writeRecord(recordsKey, index, kind == 'd' and DELIVERED or UNDELIVERED, attempts, reason, elapsed)
+        noteRecipient(ev, 's', position)
+        noteRecipient(ev, kind, position, string.sub(early, 3))
+        if kind == 'd' then delivered = delivered + 1 else undelivered = undelivered + 1 end
+        sent = sent + 1
+      elseif resendable and attempts < maxAttempts then
         writeRecord(recordsKey, index, PENDING, attempts, inDoubt(reason) and reason or reason + IN_DOUBT, elapsed)
         noteDoubt(runKey, position, true)
         recordError(errorsKey, position, 'LEASE_EXPIRED',
@@ -118,12 +131,13 @@ local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elaps
       end
     end
   end
-  if unknown + resent > 0 then redis.call('HINCRBY', runKey, 'inflight', -(unknown + resent)) end
-  if unknown > 0 then
-    redis.call('HINCRBY', runKey, 'pending', -unknown)
-    redis.call('HINCRBY', runKey, 'unknown', unknown)
-  end
-  return unknown, resent
+  if unknown + resent + sent > 0 then redis.call('HINCRBY', runKey, 'inflight', -(unknown + resent + sent)) end
+  if unknown + sent > 0 then redis.call('HINCRBY', runKey, 'pending', -(unknown + sent)) end
+  if unknown > 0 then redis.call('HINCRBY', runKey, 'unknown', unknown) end
+  if sent > 0 then redis.call('HINCRBY', runKey, 'sent', sent) end
+  if delivered > 0 then redis.call('HINCRBY', runKey, 'delivered', delivered) end
+  if undelivered > 0 then redis.call('HINCRBY', runKey, 'undelivered', undelivered) end
+  return unknown, resent, sent
 end
 
 -- Ends the run once nothing is pending (in-flight counts as pending) and puts
