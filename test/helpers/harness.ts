@@ -82,6 +82,11 @@ export function redisHarness(label: string, options: { redis?: Redis; prefix?: s
     if (record.state !== 'inflight') throw new Error(`forgetClaim: record ${index} is ${record.state}, not inflight`);
     await redis.setrange(run.records(ref.page), index * RECORD_BYTES, encodeRecord({ ...record, state: 'pending', attempts: record.attempts - 1 }));
     await redis.hincrby(run.run, 'inflight', -1);
+    // The claim took a recipient in doubt off the run's doubt index: the replica never saw that either.
+    if (record.inDoubt) {
+      const pageSize = Number(await redis.hget(run.run, 'pageSize'));
+      await redis.zadd(run.doubt, ref.page * pageSize + index, ref.page * pageSize + index);
+    }
   }
 
   /** The page's holder died: its lease ended long ago (the state a SIGKILL leaves once the lease runs out). */

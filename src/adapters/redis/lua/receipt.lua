@@ -33,6 +33,16 @@ if state == UNKNOWN then
   redis.call('ZREM', KEYS[3], position)
 elseif state == UNDELIVERED then
   redis.call('HINCRBY', KEYS[1], 'undelivered', -1)
+elseif pending and run[1] == 'cancelled' then
+  -- The cancel counted it already (its record stays pending): unknown when it was in doubt, else skipped.
+  redis.call('HINCRBY', KEYS[1], 'sent', 1)
+  if inDoubt(reason) then
+    redis.call('HINCRBY', KEYS[1], 'unknown', -1)
+    redis.call('ZREM', KEYS[3], position)
+  else
+    redis.call('HINCRBY', KEYS[1], 'skipped', -1)
+    redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, -1)
+  end
 elseif pending then
   redis.call('HINCRBY', KEYS[1], 'pending', -1)
   redis.call('HINCRBY', KEYS[1], 'sent', 1)
