@@ -23,10 +23,14 @@
  *               1M run (BENCH_EXPORT_ROWS; BENCH_PG_URL): rows/s, the API's peak RSS
  *   templates   the whole-list dry run of 1M personalised recipients
  *               (BENCH_DRY_RUN_RECIPIENTS), and a launch it refuses
+ *   events      sends/s with a webhook endpoint taking recipient.sent vs none
+ *               (BENCH_EVENTS_RECIPIENTS); Redis bytes per recipient of the
+ *               ledger with receipts, and receipts applied per second
+ *               (BENCH_RECEIPTS_RECIPIENTS)
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -41,6 +45,8 @@ import { PushqProcess, REPO_ROOT, startApiProcess, startWorkerProcess } from '..
 import { startRedisCluster } from '../test/helpers/redis-cluster.js';
 import { startOwnRedis, type OwnRedis } from '../test/helpers/redis-server.js';
 import { waitFor } from '../test/helpers/wait.js';
+import { newWebhookSecret, webhooksFile } from '../test/helpers/webhook-receiver.js';
+import { Webhook } from 'standardwebhooks';
 import { CompiledMessage } from '../src/domain/template.js';
 import type { Message } from '../src/domain/campaign.js';
 import type { RecipientRecord } from '../src/domain/recipient.js';
@@ -69,8 +75,8 @@ class RemoteMock {
     readonly url: string,
   ) {}
 
-  static async start(cap?: number, latencyMs = 0): Promise<RemoteMock> {
-    const env = { ...process.env, ...(cap ? { MOCK_CAP: String(cap) } : {}), MOCK_LATENCY_MS: String(latencyMs) };
+  static async start(cap?: number, latencyMs = 0, extraEnv: Record<string, string> = {}): Promise<RemoteMock> {
+    const env = { ...process.env, ...(cap ? { MOCK_CAP: String(cap) } : {}), MOCK_LATENCY_MS: String(latencyMs), ...extraEnv };
     const proc = new PushqProcess(
       spawn(process.execPath, ['--import', 'tsx', 'bench/mock-server.ts'], { cwd: REPO_ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] }),
     );
@@ -888,6 +894,135 @@ async function templates(): Promise<void> {
   }
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates };
+/**
+ * Events out: what the outbox and the webhook deliveries cost when an
+ * endpoint takes an event per send (the same sim campaigns with and without
+ * it, alternating, best of two), and what receipts cost Redis.
+ */
+async function events(): Promise<void> {
+  const n = Number(process.env.BENCH_EVENTS_RECIPIENTS ?? 60_000);
+  const sink = new PushqProcess(spawn(process.execPath, ['--import', 'tsx', 'bench/webhook-sink.ts'], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] }));
+  const [, sinkUrl] = await sink.waitForOutput(/sink (\S+)\n/);
+  const secret = newWebhookSecret();
+  const sim = providersFile([{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 5 }]);
+  const nowhere = { url: 'http://127.0.0.1:9/unused' };
+  const plain = await pushq(nowhere, 100_000, 2, { PROVIDERS_FILE: sim });
+  const subscribed = await pushq(nowhere, 100_000, 2, {
+    PROVIDERS_FILE: sim,
+    WEBHOOKS_FILE: webhooksFile([{ name: 'warehouse', url: sinkUrl!, secret, events: ['recipient.sent'], tps: 5000 }]),
+  });
+  const delivered = async () => ((await (await fetch(sinkUrl!)).json()) as { events: number }).events;
+  const rates = { plain: [] as number[], subscribed: [] as number[] };
+  let eventsPerSecond = 0;
+  try {
+    for (let i = 0; i < 2; i += 1) {
+      for (const [name, system] of [
+        ['plain', plain],
+        ['subscribed', subscribed],
+      ] as const) {
+        const before = await delivered();
+        const started = performance.now();
+        await system.run(n, 600_000);
+        rates[name].push(n / ((performance.now() - started) / 1000));
+        if (name === 'subscribed') {
+          await waitFor(async () => (await delivered()) - before >= n, { timeoutMs: 600_000, intervalMs: 50 });
+          eventsPerSecond = Math.max(eventsPerSecond, n / ((performance.now() - started) / 1000));
+        }
+      }
+    }
+  } finally {
+    await plain.stop();
+    await subscribed.stop();
+    await sink.kill('SIGKILL');
+  }
+  const base = Math.max(...rates.plain);
+  const withEvents = Math.max(...rates.subscribed);
+  table(`Events out: ${fmt(n)} recipients, sim provider, 2 worker processes, an endpoint on loopback`, [
+    { what: 'no webhook endpoint', 'sends/s': fmt(base), 'vs none': '1.00', 'sent events delivered/s': '—' },
+    {
+      what: 'an endpoint taking recipient.sent (an event per send, 500 a delivery)',
+      'sends/s': fmt(withEvents),
+      'vs none': (withEvents / base).toFixed(2),
+      'sent events delivered/s': fmt(eventsPerSecond),
+    },
+  ]);
+  await receiptsCost();
+}
+
+/** Redis bytes per recipient of a run whose provider sends receipts, and receipts applied per second. */
+async function receiptsCost(): Promise<void> {
+  const n = Number(process.env.BENCH_RECEIPTS_RECIPIENTS ?? 100_000);
+  const secret = newWebhookSecret();
+  const secretDir = mkdtempSync(join(tmpdir(), 'pushq-bench-receipts-'));
+  const secretFile = join(secretDir, 'secret');
+  writeFileSync(secretFile, secret);
+  const mock = await RemoteMock.start(undefined, 0, { MOCK_MESSAGE_IDS: '1' });
+  const system = await pushq(mock, 100_000, 2, {
+    PROVIDERS_FILE: providersFile([
+      { name: 'plain', type: 'http', url: mock.url, tps: 100_000 },
+      { name: 'mock', type: 'http', url: mock.url, tps: 100_000, receipts: { secretFile } },
+    ]),
+  });
+  const ids = Array.from({ length: n }, (_, i) => `user-${String(i).padStart(7, '0')}`);
+  const run = async (provider: string) => {
+    const campaign = await system.client.createCampaign({ provider, recipients: ids });
+    const stored = await usedMemory(system.redisUrl);
+    await system.client.launch(campaign.id);
+    await waitFor(async () => (await system.client.campaign(campaign.id)).status === 'completed', { timeoutMs: 600_000, intervalMs: 100 });
+    return { id: campaign.id as string, bytes: (await usedMemory(system.redisUrl)) - stored };
+  };
+  const signer = new Webhook(secret);
+  try {
+    // Warm-up on both providers: each one's limiter slots are made by its first campaign.
+    await system.run(1, 30_000);
+    await system.client.launch((await system.client.createCampaign({ provider: 'plain', recipients: ['w'] })).id);
+    const plainRun = await run('plain');
+    await mock.reset();
+    const receiptsRun = await run('mock');
+    const keys = (await mock.arrivals()).map((a) => a.key!);
+    const beforeReceipts = await usedMemory(system.redisUrl);
+    const started = performance.now();
+    for (let i = 0; i < keys.length; i += 1000) {
+      const body = JSON.stringify({ receipts: keys.slice(i, i + 1000).map((key) => ({ idempotencyKey: key, status: 'delivered' })) });
+      const now = new Date();
+      const id = `msg_bench_${i}`;
+      const res = await fetch(new URL('/api/receipts/mock', system.client.baseUrl), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'webhook-id': id,
+          'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
+          'webhook-signature': signer.sign(id, now, body),
+        },
+        body,
+      });
+      if (res.status !== 200) throw new Error(`receipts answered ${res.status}: ${await res.text()}`);
+      await res.body?.cancel();
+    }
+    const receiptsPerSecond = keys.length / ((performance.now() - started) / 1000);
+    const counts = (await system.client.campaign(receiptsRun.id)).counts;
+    if (counts.delivered !== n) throw new Error(`${counts.delivered} of ${n} receipts recorded`);
+    const afterReceipts = await usedMemory(system.redisUrl);
+    const per = (bytes: number) => (bytes / n).toFixed(1);
+    table(
+      `Receipts: Redis bytes per recipient of a completed run, ${fmt(n)} recipients (INFO used_memory)`,
+      [
+        { what: 'ledger of a run, provider without receipts', 'bytes/recipient': per(plainRun.bytes) },
+        { what: 'ledger of a run whose provider sends receipts and names messages by its own id (kept 16 B each)', 'bytes/recipient': per(receiptsRun.bytes) },
+        {
+          what: `… after ${fmt(n)} delivered receipts (records change state in place)`,
+          'bytes/recipient': per(receiptsRun.bytes + afterReceipts - beforeReceipts),
+        },
+      ],
+      `receipts applied: ${fmt(receiptsPerSecond)}/s (by idempotency key, batches of 1,000, signed, one API process)`,
+    );
+  } finally {
+    await system.stop();
+    await mock.close();
+    rmSync(secretDir, { recursive: true, force: true });
+  }
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates, events };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();
