@@ -1,41 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { compareIds, deliveryId, formatCursor, nextWindow, runEventData, windowParts, type Cursor, type OutboxEntry, type Window } from '../domain/outbox.js';
+import { compareIds, deliveryId, formatCursor, nextWindow, windowParts, type Cursor, type Window } from '../domain/outbox.js';
 import { describeError } from '../domain/send-outcome.js';
 import { nextAttemptAt, type EventType } from '../domain/webhooks.js';
-import type { ProviderHealth } from '../domain/send-rules.js';
 import type { AppEvents } from './events.js';
-import { describeRecipientEvents, type RecipientEventSources } from './recipient-events.js';
+import type { RecipientEventSources } from './recipient-events.js';
+import {
+  deliveryBody,
+  healthOf,
+  newDelivery,
+  OVERFLOW_EVENT,
+  PAIR_LEASE_MS,
+  PairLease,
+  READ_COUNT,
+  rebuildWindow,
+  webhookLimits,
+  type Delivery,
+} from './webhook-delivery.js';
 import { TickLoop } from './tick-loop.js';
 import { StopRequested, unlessStopped } from './waiting.js';
 import { outboxReader, type ResolvedWebhook, type WebhookRegistry } from './webhook-registry.js';
-import type { DeadLetter, Locks, Logger, Outbox, Permit, ProviderLimits, RateLimiter, WebhookAnswer, WebhookClient, WebhookStore } from './ports.js';
-
-/** What an endpoint is told when the outbox's bound pushed out events it had not been sent yet. */
-export const OVERFLOW_EVENT = 'outbox.overflowed';
-
-type DeliveryType = EventType | typeof OVERFLOW_EVENT;
-
-/**
- * The delivery an endpoint is making in a campaign, kept in Redis beside its
- * cursor so that whoever takes it over (after a crash) sends the very same
- * window, under the same ids, with the attempts made so far.
- */
-interface Delivery {
-  epoch: number;
-  from: Cursor;
-  to: Cursor;
-  /** One delivery per event type in the window, in order; `part` is the one being sent. */
-  parts: DeliveryType[];
-  part: number;
-  /** Attempts of the current part so far, and when its first was. */
-  attempt: number;
-  firstAt: number;
-  nextAt: number;
-  lastStatus: number | null;
-  lastError: string;
-}
+import type { DeadLetter, Locks, Logger, Outbox, Permit, RateLimiter, WebhookAnswer, WebhookClient, WebhookStore } from './ports.js';
 
 export interface WebhookDispatcherOptions {
   intervalMs: number;
@@ -59,83 +45,17 @@ export interface WebhookDispatcherDeps {
   log: Logger;
 }
 
-/**
- * An endpoint-and-campaign lease: short, and renewed while its deliverer
- * works, so a deliverer that dies holds the pair up for a few seconds at most.
- */
-const PAIR_LEASE_MS = 5000;
-const PAIR_RENEW_MS = 1500;
 /** Longest a delivery waits for a permit before it lets the pair go (a slow cap, an open circuit): it comes back at a later tick. */
 const PERMIT_WAIT_MS = 5000;
 /** How long one pair keeps delivering before it lets others in (it is picked up again at the next tick). */
 const TURN_MS = 10_000;
 /** A delivery due within this long is waited for; one due later is left for a later tick. */
 const WAIT_INLINE_MS = 1000;
-/** Entries read at a time. */
-const READ_COUNT = 256;
 /** How often a campaign's outbox is trimmed at most, and how old a recipient entry must be (an endpoint made since may not be known everywhere yet). */
 const TRIM_EVERY_MS = 1000;
 const TRIM_AGE_MS = 10_000;
 /** With no endpoint enabled, how often the campaigns marked for delivery are forgotten. */
 const CLEAR_MARKS_EVERY_MS = 60_000;
-
-/** The limits an endpoint's deliveries take permits under: its tps, rests from the answer (no departure is known). */
-export function webhookLimits(endpoint: ResolvedWebhook): ProviderLimits {
-  return {
-    name: `wh:${endpoint.name}`,
-    tps: endpoint.tps,
-    timeoutMs: endpoint.timeoutMs,
-    arrivalMarginMs: endpoint.timeoutMs,
-    breaker: { failures: 20, coolDownMs: 5000, maxCoolDownMs: 60_000 },
-  };
-}
-
-function healthOf(answer: WebhookAnswer): ProviderHealth {
-  if (answer.status === null || answer.status >= 500 || answer.status === 429) return 'failed';
-  return answer.status < 300 ? 'healthy' : 'neutral';
-}
-
-/** A deliverer's hold on one endpoint's place in one campaign's outbox: renewed on a timer; `signal` fires when it is lost (or the process stops). */
-class PairLease {
-  private readonly lost = new AbortController();
-  private readonly timer: NodeJS.Timeout;
-  readonly signal: AbortSignal;
-
-  constructor(
-    private readonly outbox: Outbox,
-    private readonly campaignId: string,
-    private readonly endpoint: string,
-    private readonly token: string,
-    stopping: AbortSignal,
-  ) {
-    this.signal = AbortSignal.any([this.lost.signal, stopping]);
-    this.timer = setInterval(() => void this.renew(), PAIR_RENEW_MS);
-    this.timer.unref();
-  }
-
-  private async renew(): Promise<void> {
-    const held = await this.outbox.renew(this.campaignId, this.endpoint, this.token, PAIR_LEASE_MS).catch(() => true);
-    if (!held) this.lost.abort();
-  }
-
-  private held(ok: boolean): boolean {
-    if (!ok) this.lost.abort();
-    return ok;
-  }
-
-  async save(delivery: Delivery): Promise<boolean> {
-    return this.held(await this.outbox.saveDelivery(this.campaignId, this.endpoint, this.token, PAIR_LEASE_MS, JSON.stringify(delivery)));
-  }
-
-  async advance(epoch: number, cursor: Cursor): Promise<boolean> {
-    return this.held(await this.outbox.advance(this.campaignId, this.endpoint, this.token, PAIR_LEASE_MS, epoch, cursor));
-  }
-
-  async release(): Promise<void> {
-    clearInterval(this.timer);
-    await this.outbox.release(this.campaignId, this.endpoint, this.token).catch(() => undefined);
-  }
-}
 
 function sameCursor(a: Cursor, b: Cursor): boolean {
   return a.id === b.id && a.off === b.off;
@@ -250,7 +170,7 @@ export class WebhookDispatcher {
         // The outbox's bound pushed out events this endpoint had not been sent: it is told, and goes on after them.
         const behind = delivery?.from ?? cursor;
         if (lost && compareIds(lost, behind.id) > 0 && delivery?.parts[0] !== OVERFLOW_EVENT) {
-          delivery = this.newDelivery(epoch, behind, { id: lost, off: 0 }, [OVERFLOW_EVENT]);
+          delivery = newDelivery(epoch, behind, { id: lost, off: 0 }, [OVERFLOW_EVENT]);
           if (!(await lease.save(delivery))) return;
           this.deps.events.emit('webhook:lost', { endpoint: endpoint.name, campaignId });
           this.deps.log.error(
@@ -267,7 +187,7 @@ export class WebhookDispatcher {
             continue;
           }
           window = next.window;
-          delivery = this.newDelivery(
+          delivery = newDelivery(
             epoch,
             window.from,
             window.to,
@@ -275,7 +195,7 @@ export class WebhookDispatcher {
           );
           if (!(await lease.save(delivery))) return;
         } else {
-          window = await this.rebuild(campaignId, delivery);
+          window = await rebuildWindow(outbox, campaignId, delivery);
         }
         const wait = delivery.nextAt - Date.now();
         if (wait > WAIT_INLINE_MS) return;
@@ -302,58 +222,6 @@ export class WebhookDispatcher {
     }
   }
 
-  private newDelivery(epoch: number, from: Cursor, to: Cursor, parts: DeliveryType[]): Delivery {
-    return { epoch, from, to, parts, part: 0, attempt: 0, firstAt: 0, nextAt: Date.now(), lastStatus: null, lastError: '' };
-  }
-
-  /** The window a delivery was made for, read again (its end is fixed: the same events, whatever came since). */
-  private async rebuild(campaignId: string, delivery: Delivery): Promise<Window | null> {
-    if (delivery.parts[0] === OVERFLOW_EVENT) return null;
-    const wants = new Set(delivery.parts as EventType[]);
-    const entries: OutboxEntry[] = [];
-    let from = delivery.from;
-    // Read up to the window's end (unwanted entries may lie between its events).
-    for (;;) {
-      const batch = await this.deps.outbox.read(campaignId, from, READ_COUNT);
-      entries.push(...batch);
-      const last = batch.at(-1);
-      if (!last || batch.length < READ_COUNT || compareIds(last.id, delivery.to.id) >= 0) break;
-      from = { id: last.id, off: 0 };
-    }
-    const next = nextWindow(entries, delivery.from, wants, { until: delivery.to, limit: Number.MAX_SAFE_INTEGER });
-    return next.window ?? { from: delivery.from, to: delivery.to, runId: '', run: null, recipients: [] };
-  }
-
-  /** The body of part `type` of `window`: `{ type, timestamp, data }`. */
-  private async body(
-    campaignId: string,
-    window: Window | null,
-    delivery: Delivery,
-    type: DeliveryType,
-  ): Promise<{ body: string; runId: string; count: number }> {
-    if (type === OVERFLOW_EVENT || !window) {
-      const data = {
-        campaignId,
-        from: formatCursor(delivery.from),
-        to: formatCursor(delivery.to),
-        message:
-          "events of this campaign were pushed out of its outbox before this endpoint was sent them (it fell too far behind); every recipient's outcome is in GET /api/campaigns/:id/runs/:runId/results",
-      };
-      return { body: JSON.stringify({ type: OVERFLOW_EVENT, timestamp: new Date().toISOString(), data }), runId: '', count: 0 };
-    }
-    if (window.run) {
-      const { entry } = window.run;
-      const data = { campaignId, runId: entry.runId, ...runEventData(entry) };
-      return { body: JSON.stringify({ type, timestamp: new Date(entry.at).toISOString(), data }), runId: entry.runId, count: 1 };
-    }
-    const events = windowParts(window).find((p) => p.type === type)?.events ?? [];
-    const views = await describeRecipientEvents(this.deps.sources, campaignId, window.runId, events);
-    const recipients = views.map(({ type: _type, recipientId, ...rest }) => ({ id: recipientId, ...rest }));
-    const timestamp = new Date(events.at(-1)?.at ?? Date.now()).toISOString();
-    const data = { campaignId, runId: window.runId, count: recipients.length, recipients };
-    return { body: JSON.stringify({ type, timestamp, data }), runId: window.runId, count: recipients.length };
-  }
-
   /**
    * One attempt at the delivery's current part. `next`: delivered, or a
    * dead letter now (the caller moves on); `retry`: its next attempt is
@@ -369,7 +237,7 @@ export class WebhookDispatcher {
   ): Promise<'next' | 'retry' | 'stop'> {
     const type = delivery.parts[delivery.part]!;
     const id = deliveryId(campaignId, delivery, type);
-    const { body, runId, count } = await this.body(campaignId, window, delivery, type);
+    const { body, runId, count } = await deliveryBody(this.deps.sources, campaignId, window, delivery, type);
     const answer = await this.send(endpoint, id, body, campaignId, signal);
     if (answer === null) return 'stop';
     const now = Date.now();
