@@ -428,15 +428,14 @@ export interface Ledger {
   readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]>;
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */
   listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]>;
-  /** A provider's receipt for the recipient at `position` of the run numbered `runNo` (lua/receipt.lua). */
-  receipt(
+  /** Providers' receipts for recipients of the run numbered `runNo`, by position, in order (lua/receipt.lua): one outcome each. */
+  receipts(
     campaignId: string,
     runId: string,
     runNo: number,
-    position: number,
     pageSize: number,
-    receipt: { delivered: boolean; at: number },
-  ): Promise<ReceiptOutcome>;
+    receipts: ReadonlyArray<{ position: number; delivered: boolean; at: number }>,
+  ): Promise<ReceiptOutcome[]>;
 }
 
 /**

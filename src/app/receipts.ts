@@ -25,23 +25,20 @@ export type ReceiptResult = { key?: string; messageId?: string; outcome: Receipt
 
 /** List pages read to check receipts against, kept a while: receipts come in bursts for the same pages. */
 const PAGE_CACHE = 256;
-/** Receipts of one request applied at once (each one ledger step). */
-const APPLY_CONCURRENCY = 64;
+/** Receipts resolved at once (each a few reads). */
+const RESOLVE_CONCURRENCY = 64;
+/** Receipts of one run applied in one ledger step at most. */
+const STEP_SIZE = 500;
 
-/** What one request's receipts share: each run looked up once, each campaign marked once. */
-class Batch {
-  private readonly runs = new Map<number, Promise<unknown>>();
-  private readonly marked = new Map<string, Promise<void>>();
-
-  run<T>(runNo: number, load: () => Promise<T>): Promise<T> {
-    if (!this.runs.has(runNo)) this.runs.set(runNo, load());
-    return this.runs.get(runNo) as Promise<T>;
-  }
-
-  once(campaignId: string, mark: () => Promise<void>): Promise<void> {
-    if (!this.marked.has(campaignId)) this.marked.set(campaignId, mark());
-    return this.marked.get(campaignId)!;
-  }
+/** A run a receipt leads to, with what checking and applying it needs. */
+interface Target {
+  campaignId: string;
+  runId: string;
+  runNo: number;
+  provider: string;
+  pageSize: number;
+  version: number;
+  total: number;
 }
 
 /**
@@ -60,60 +57,66 @@ export class Receipts {
     private readonly deps: {
       runs: Pick<Runs, 'getRun' | 'runByNumber'>;
       store: Pick<CampaignStore, 'get' | 'readPage'>;
-      ledger: Pick<Ledger, 'receipt'>;
+      ledger: Pick<Ledger, 'receipts'>;
       outbox: Pick<Outbox, 'mark'>;
       messageIds: MessageIds;
     },
   ) {}
 
   async apply(provider: string, receipts: readonly Receipt[]): Promise<ReceiptResult[]> {
-    const batch = new Batch();
-    // Different messages in parallel; receipts for the same message in their order (undelivered, then delivered).
-    const byMessage = new Map<string, number[]>();
-    receipts.forEach((r, i) => {
-      const id = r.key ?? `m:${r.messageId}`;
-      byMessage.set(id, [...(byMessage.get(id) ?? []), i]);
-    });
-    const outcomes: Array<ReceiptOutcome | 'unknown'> = [];
-    const groups = [...byMessage.values()];
-    for (let i = 0; i < groups.length; i += APPLY_CONCURRENCY) {
-      await Promise.all(
-        groups.slice(i, i + APPLY_CONCURRENCY).map(async (indexes) => {
-          for (const index of indexes) outcomes[index] = await this.one(provider, receipts[index]!, batch);
-        }),
-      );
+    const outcomes: Array<ReceiptOutcome | 'unknown'> = receipts.map(() => 'unknown');
+    // Which recipient each receipt is about (runs looked up once per request).
+    const runs = new Map<number, Promise<Target | null>>();
+    const found: Array<{ index: number; target: Target; position: number } | null> = [];
+    for (let i = 0; i < receipts.length; i += RESOLVE_CONCURRENCY) {
+      const chunk = receipts.slice(i, i + RESOLVE_CONCURRENCY);
+      found.push(...(await Promise.all(chunk.map((r, j) => this.resolve(provider, r, runs).then((f) => (f ? { index: i + j, ...f } : null))))));
+    }
+    // Applied per run, in the order given (a message's undelivered, then delivered), a ledger step per batch.
+    const byRun = new Map<number, Array<{ index: number; target: Target; position: number }>>();
+    for (const f of found) if (f) byRun.set(f.target.runNo, [...(byRun.get(f.target.runNo) ?? []), f]);
+    for (const group of byRun.values()) {
+      const { campaignId, runId, runNo, pageSize } = group[0]!.target;
+      // Their events may go to a webhook after the run finished: the dispatchers look at the campaign again.
+      await this.deps.outbox.mark(campaignId);
+      for (let i = 0; i < group.length; i += STEP_SIZE) {
+        const step = group.slice(i, i + STEP_SIZE);
+        const applied = await this.deps.ledger.receipts(
+          campaignId,
+          runId,
+          runNo,
+          pageSize,
+          step.map(({ index, position }) => ({ position, delivered: receipts[index]!.delivered, at: receipts[index]!.at })),
+        );
+        step.forEach(({ index }, j) => (outcomes[index] = applied[j] === 'missing' ? 'unknown' : applied[j]!));
+      }
     }
     return receipts.map((r, i) => (r.key !== undefined ? { key: r.key, outcome: outcomes[i]! } : { messageId: r.messageId, outcome: outcomes[i]! }));
   }
 
-  private async one(provider: string, receipt: Receipt, batch: Batch): Promise<ReceiptOutcome | 'unknown'> {
+  /** The run and position a receipt names, when it names a recipient this provider was sent (its key's check bits match). */
+  private async resolve(provider: string, receipt: Receipt, runs: Map<number, Promise<Target | null>>): Promise<{ target: Target; position: number } | null> {
     const named = receipt.key !== undefined ? readReceiptKey(receipt.key) : await this.deps.messageIds.find(provider, receipt.messageId);
-    if (!named) return 'unknown';
-    const target = await batch.run(named.runNo, () => this.resolveRun(named.runNo));
+    if (!named) return null;
+    if (!runs.has(named.runNo)) runs.set(named.runNo, this.target(named.runNo));
+    const target = await runs.get(named.runNo)!;
     // Only the provider that sent it reports on it.
-    if (!target || target.provider !== provider) return 'unknown';
-    const { campaignId, runId, pageSize, version, total } = target;
-    if (named.position >= total) return 'unknown';
-    const ids = await this.page(campaignId, version, Math.floor(named.position / pageSize));
-    const id = ids[named.position % pageSize];
+    if (!target || target.provider !== provider || named.position >= target.total) return null;
+    const ids = await this.page(target.campaignId, target.version, Math.floor(named.position / target.pageSize));
+    const id = ids[named.position % target.pageSize];
     // A key must be that recipient's (its check bits); a message id was found by its own fingerprint.
-    if (id === undefined || (receipt.key !== undefined && !isReceiptKeyOf(receipt.key, campaignId, runId, id))) return 'unknown';
-    // Its event may go to a webhook after the run finished: the dispatchers look at the campaign again (once per batch).
-    await batch.once(campaignId, () => this.deps.outbox.mark(campaignId));
-    const outcome = await this.deps.ledger.receipt(campaignId, runId, named.runNo, named.position, pageSize, receipt);
-    return outcome === 'missing' ? 'unknown' : outcome;
+    if (id === undefined || (receipt.key !== undefined && !isReceiptKeyOf(receipt.key, target.campaignId, target.runId, id))) return null;
+    return { target, position: named.position };
   }
 
   /** The run a number names, if it is in Redis with that number, and its campaign's provider. */
-  private async resolveRun(
-    runNo: number,
-  ): Promise<{ campaignId: string; runId: string; provider: string; pageSize: number; version: number; total: number } | null> {
+  private async target(runNo: number): Promise<Target | null> {
     const where = await this.deps.runs.runByNumber(runNo);
     if (!where) return null;
     const [run, campaign] = await Promise.all([this.deps.runs.getRun(where.campaignId, where.runId), this.deps.store.get(where.campaignId)]);
     if (!run || run.no !== runNo || run.archived || !campaign) return null;
     const { pageSize, version, total } = run.recipients;
-    return { ...where, provider: campaign.provider, pageSize, version, total };
+    return { ...where, runNo, provider: campaign.provider, pageSize, version, total };
   }
 
   private page(campaignId: string, version: number, page: number): Promise<string[]> {

@@ -120,15 +120,24 @@ describe('recipient events in the outbox', () => {
             claimed[page]!.clear();
             if (rnd() < 0.5) await ledger.expireLeases(campaignId, runId, settlePolicy(policy, 3));
           } else if (roll < 0.85) {
-            // The provider's receipt for anyone (in flight, sent, unknown, pending a retry, never tried, repeated).
-            const position = Math.floor(rnd() * PAGES * PAGE_SIZE);
-            const before = await recordAt(position);
-            await ledger.receipt(campaignId, runId, runNo, position, PAGE_SIZE, { delivered: rnd() < 0.6, at: Date.now() });
-            // (Its answer may be a lost reply's repeat, `already`: the record says what happened.)
-            // (A cancel counted a pending recipient in doubt as unknown, its record left pending.)
-            const wasCountedUnknown =
-              before.state === 'unknown' || (before.state === 'pending' && before.inDoubt && (await h.runs.getRun(campaignId, runId))!.status === 'cancelled');
-            if (wasCountedUnknown && (await recordAt(position)).state === 'sent') wasUnknown.add(position);
+            // Providers' receipts, one to four in a step, for anyone (in flight, sent, unknown, pending a retry, never tried, repeated).
+            const positions = Array.from({ length: 1 + Math.floor(rnd() * 4) }, () => Math.floor(rnd() * PAGES * PAGE_SIZE));
+            const cancelledRun = (await h.runs.getRun(campaignId, runId))!.status === 'cancelled';
+            const before = await Promise.all(positions.map(recordAt));
+            await ledger.receipts(
+              campaignId,
+              runId,
+              runNo,
+              PAGE_SIZE,
+              positions.map((position) => ({ position, delivered: rnd() < 0.6, at: Date.now() })),
+            );
+            // (Its answer may be a lost reply's repeat, `already`: the record says what happened. A cancel counted a pending
+            // recipient in doubt as unknown, its record left pending.)
+            for (const [i, position] of positions.entries()) {
+              const was = before[i]!;
+              const countedUnknown = was.state === 'unknown' || (was.state === 'pending' && was.inDoubt && cancelledRun);
+              if (countedUnknown && (await recordAt(position)).state === 'sent') wasUnknown.add(position);
+            }
           } else if (roll < 0.9 && claimed[page]!.size > 0) {
             // A failover forgets a claim the holder already sent: its confirm must still land once.
             const [index] = [...claimed[page]!.keys()];

@@ -12,6 +12,7 @@ import { startMockProvider, type MockProviderOptions } from '../helpers/mock-pro
 import { deletePrefix, testRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
 import { newWebhookSecret, startWebhookReceiver, webhooksFile } from '../helpers/webhook-receiver.js';
+import { acquireOptions, confirmPolicy, ids, redisHarness } from '../helpers/harness.js';
 
 /**
  * Receipts in: a provider's later word that a message was delivered (or
@@ -240,5 +241,41 @@ describe('receipts', () => {
     expect((await client.campaign(id)).counts).toMatchObject({ sent: 3, delivered: 1, undelivered: 1 });
     // Other events (template reviews) are acknowledged and change nothing.
     expect((await send({ 'x-toast-webhook-signature': signature }, { event: 'TEMPLATE_STATUS_UPDATE', hooks: [{}] })).status).toBe(200);
+  });
+
+  it('keep a receipt that beat the confirm, and never send again a recipient it covers: not after a retry, not after a failure, not after its worker died', async () => {
+    const h = redisHarness('early');
+    const campaignId = await h.createCampaign(ids(4), 10);
+    const runId = await h.startRun(campaignId);
+    const run = (await h.runs.getRun(campaignId, runId))!;
+    const ref = { campaignId, runId, page: 0 };
+    await h.ledger.acquirePage(ref, 'w', acquireOptions(60_000));
+    await h.ledger.claim(
+      ref,
+      'w',
+      60_000,
+      [0, 1, 2, 3].map((index) => ({ index, op: 'claim' as const })),
+    );
+    // Undelivered then delivered before any confirm: delivered wins.
+    const receipt = (position: number, delivered: boolean) => h.ledger.receipts(campaignId, runId, run.no!, 10, [{ position, delivered, at: Date.now() }]);
+    expect(await receipt(0, false)).toEqual(['early']);
+    expect(await receipt(0, true)).toEqual(['early']);
+    expect(await receipt(1, true)).toEqual(['early']);
+    expect(await receipt(2, false)).toEqual(['early']);
+    // The worker's answers: a timeout to retry, a permanent failure, nothing (it dies; the lease runs out).
+    const entry = (index: number, outcome: 'retry' | 'failed') => ({ index, attempt: 1, outcome, delayMs: 0, code: 'X', message: 'm' });
+    await h.ledger.confirm(ref, 'w', 60_000, confirmPolicy(5), [entry(0, 'retry'), entry(1, 'failed')]);
+    await h.abandonLease(ref);
+    await h.ledger.expireLeases(campaignId, runId, { inDoubt: 'resend', maxAttempts: 5 });
+    const entries = await h.ledger.readPageEntries(campaignId, runId, 0, 10, 4);
+    expect(entries.map((e) => [e.record.state, e.record.delivery])).toEqual([
+      ['sent', 'delivered'],
+      ['sent', 'delivered'],
+      ['sent', 'undelivered'],
+      // No receipt, its worker gone, `resend`: pending again, to go out with the same key.
+      ['pending', null],
+    ]);
+    expect((await h.runs.getRun(campaignId, runId))!.counts).toMatchObject({ sent: 3, pending: 1, inflight: 0, delivered: 2, undelivered: 1 });
+    expect(await h.redis.hget(h.keys.campaign(campaignId).run(runId).run, 'early')).toBe('0');
   });
 });

@@ -198,22 +198,19 @@ export class RedisLedger implements Ledger {
     return entries;
   }
 
-  async receipt(
+  async receipts(
     campaignId: string,
     runId: string,
     runNo: number,
-    position: number,
     pageSize: number,
-    receipt: { delivered: boolean; at: number },
-  ): Promise<ReceiptOutcome> {
+    receipts: ReadonlyArray<{ position: number; delivered: boolean; at: number }>,
+  ): Promise<ReceiptOutcome[]> {
+    if (receipts.length === 0) return [];
     const { campaign, run } = this.run({ campaignId, runId });
-    const page = Math.floor(position / pageSize);
-    const reply = (await this.scripts.run(
-      'receipt',
-      [run.run, run.records(page), run.bad, campaign.meta()],
-      [position % pageSize, position, receipt.delivered ? 'd' : 'x', Math.round(receipt.at), this.masks.maskFor(campaignId), runNo],
-    )) as Reply;
-    return String(reply[0]) as ReceiptOutcome;
+    const keys = [run.run, run.bad, campaign.meta(), ...receipts.map((r) => run.records(Math.floor(r.position / pageSize)))];
+    const args: Array<string | number> = [this.masks.maskFor(campaignId), runNo];
+    for (const r of receipts) args.push(r.position % pageSize, r.position, r.delivered ? 'd' : 'x', Math.round(r.at));
+    return ((await this.scripts.run('receipt', keys, args)) as string[]).map((o) => o as ReceiptOutcome);
   }
 
   async listBad(campaignId: string, runId: string, afterPosition: number, limit: number): Promise<number[]> {

@@ -42,7 +42,8 @@ const SCRIPT_KEYS = {
   'outbox-scan': 2,
   'outbox-trim': 2,
   'zrem-if-score': 1,
-  receipt: 4,
+  /** A run's hash, bad set and campaign meta, then one records key per receipt (one hash tag). */
+  receipt: 'any',
   /** One key per day of the receipt window, in one bucket (one hash tag). */
   'message-id-find': 'any',
 } as const;

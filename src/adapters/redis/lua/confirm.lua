@@ -23,8 +23,8 @@
 -- (includes/outbox.lua), written before the run's completion in this step;
 -- one skipped by a cancel is counted by run.cancelled, not listed.
 -- A provider's receipt that came before this confirm (receipt.lua) is applied
--- with it: a recipient it says was delivered (or not) is sent, even one this
--- confirm would have left unknown; a failed one drops it.
+-- with it: a recipient it says was delivered (or not) is sent, whatever this
+-- attempt's answer was (a timeout to retry, a failure, unknown).
 -- Returns {'ok', runCompleted (0|1), applied} | {'fenced'}
 -- @include ledger
 
@@ -88,15 +88,13 @@ for i = 7, #ARGV, 6 do
       op = 'u'
       message = message .. ' (an earlier attempt may have been delivered)'
     end
-    -- A receipt that came first: the provider had it.
-    local early = nil
-    if anyEarly and (op == 's' or op == 'u' or op == 'f') then
-      early = redis.call('HGET', KEYS[1] .. ':early', position)
-      if early then
-        redis.call('HDEL', KEYS[1] .. ':early', position)
-        d.early = d.early - 1
-        if op == 'f' then early = nil else op = 's' end
-      end
+    -- A receipt that came first: the provider had the message (every attempt carries the same key), whatever this
+    -- attempt's answer said — sent, and never tried again.
+    local early = anyEarly and redis.call('HGET', KEYS[1] .. ':early', position) or nil
+    if early then
+      redis.call('HDEL', KEYS[1] .. ':early', position)
+      d.early = d.early - 1
+      op = 's'
     end
     if cancelled and goesBack(op) then
       writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)

@@ -1,59 +1,82 @@
--- A provider's receipt for one recipient of a run: `sent → delivered |
+-- Providers' receipts for recipients of one run: each `sent → delivered |
 -- undelivered`, with its counts (`delivered` and `undelivered` are parts of
--- `sent`) and its outbox event, in one step. Idempotent: a receipt repeated,
--- or one that comes after `delivered`, changes nothing; `undelivered` then
--- `delivered` (a late success) moves to delivered.
+-- `sent`), and their outbox events (one entry for the batch), in one step.
+-- Idempotent: a receipt repeated, or one that comes after `delivered`,
+-- changes nothing; `undelivered` then `delivered` (a late success) moves to
+-- delivered. Receipts for one recipient are applied in the order given.
 -- A receipt says the provider had the message, whatever the ledger thought:
 -- a recipient the ledger has as `unknown` is sent; one waiting to be tried
 -- again (a timeout retried) is sent now and never tried again; one still in
 -- flight (the receipt beat the worker's confirm) keeps the receipt for the
--- confirm to apply (confirm.lua).
--- KEYS: 1 run, 2 records of its page, 3 bad, 4 campaign meta
--- ARGV: 1 index in the page, 2 position in the run, 3 'd' delivered | 'x' undelivered, 4 when (epoch ms),
---       5 event mask, 6 the run number the receipt's key names
--- Returns {outcome} with outcome: applied | already | early | conflict (failed, skipped, never tried: not applied) | missing
+-- confirm, or whatever settles it, to apply (confirm.lua, settleInflight).
+-- KEYS: 1 run, 2 bad, 3 campaign meta, then the records of each receipt's page
+-- ARGV: 1 event mask, 2 the run number the receipts' keys name,
+--       then per receipt 4 values: index in its page, position in the run, 'd' delivered | 'x' undelivered, when (epoch ms)
+-- Returns one outcome per receipt: applied | already | early | conflict (failed, skipped, never tried: not applied) | missing
 -- @include ledger
 
-local run = redis.call('HMGET', KEYS[1], 'status', 'no', 'id')
-if not run[1] or run[2] ~= ARGV[6] then return { 'missing' } end
-local index, position, status = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local state, attempts, reason = readRecord(KEYS[2], index)
-if state == DELIVERED or (state == UNDELIVERED and status == 'x') then return { 'already' } end
-if state == INFLIGHT then
-  if redis.call('HSETNX', KEYS[1] .. ':early', position, status .. ':' .. ARGV[4]) == 1 then redis.call('HINCRBY', KEYS[1], 'early', 1) end
-  return { 'early' }
+local out = {}
+local run = redis.call('HMGET', KEYS[1], 'status', 'no', 'id', 'archived')
+-- A run marked archived is what the archive holds: its ledger is leaving Redis.
+if not run[1] or run[2] ~= ARGV[2] or run[4] then
+  for i = 3, #ARGV, 4 do out[#out + 1] = 'missing' end
+  return out
 end
-local pending = state == PENDING and attempts > 0
-if not (pending or state == SENT or state == UNDELIVERED or state == UNKNOWN) then return { 'conflict' } end
+local cancelled = run[1] == 'cancelled'
 local _, elapsed, wall = runClocks(KEYS[1])
-writeRecord(KEYS[2], index, status == 'd' and DELIVERED or UNDELIVERED, attempts, flagsOf(reason) + (reasonCode(reason) >= LOCALE and reasonCode(reason) or 0), elapsed)
-if state == UNKNOWN then
-  redis.call('HINCRBY', KEYS[1], 'unknown', -1)
-  redis.call('HINCRBY', KEYS[1], 'sent', 1)
-  redis.call('ZREM', KEYS[3], position)
-elseif state == UNDELIVERED then
-  redis.call('HINCRBY', KEYS[1], 'undelivered', -1)
-elseif pending and run[1] == 'cancelled' then
-  -- The cancel counted it already (its record stays pending): unknown when it was in doubt, else skipped.
-  redis.call('HINCRBY', KEYS[1], 'sent', 1)
-  if inDoubt(reason) then
-    redis.call('HINCRBY', KEYS[1], 'unknown', -1)
-    redis.call('ZREM', KEYS[3], position)
+local ev = recipientEvents(ARGV[1])
+local d = { sent = 0, pending = 0, unknown = 0, skipped = 0, cancelSkips = 0, deferred = 0, delivered = 0, undelivered = 0, early = 0 }
+local completes = false
+for i = 3, #ARGV, 4 do
+  local records = KEYS[4 + (i - 3) / 4]
+  local index, position, status, at = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
+  local state, attempts, reason = readRecord(records, index)
+  local pending = state == PENDING and attempts > 0
+  if state == DELIVERED or (state == UNDELIVERED and status == 'x') then
+    out[#out + 1] = 'already'
+  elseif state == INFLIGHT then
+    -- Kept for the confirm; delivered wins over undelivered, whichever came first.
+    local held = redis.call('HGET', KEYS[1] .. ':early', position)
+    if not held then d.early = d.early + 1 end
+    if not held or (status == 'd' and string.sub(held, 1, 1) == 'x') then redis.call('HSET', KEYS[1] .. ':early', position, status .. ':' .. at) end
+    out[#out + 1] = 'early'
+  elseif not (pending or state == SENT or state == UNDELIVERED or state == UNKNOWN) then
+    out[#out + 1] = 'conflict'
   else
-    redis.call('HINCRBY', KEYS[1], 'skipped', -1)
-    redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, -1)
+    local code = reasonCode(reason)
+    writeRecord(records, index, status == 'd' and DELIVERED or UNDELIVERED, attempts, flagsOf(reason) + (code >= LOCALE and code or 0), elapsed)
+    if state == UNDELIVERED then
+      d.undelivered = d.undelivered - 1
+    elseif state ~= SENT then
+      -- Sent now: from unknown, from waiting for a retry, or — a cancelled run counted its pending ones
+      -- already (their records stay pending) — from unknown (in doubt) or skipped.
+      d.sent = d.sent + 1
+      if state == UNKNOWN then
+        d.unknown = d.unknown - 1
+        redis.call('ZREM', KEYS[2], position)
+      elseif pending and cancelled and inDoubt(reason) then
+        d.unknown = d.unknown - 1
+        redis.call('ZREM', KEYS[2], position)
+      elseif pending and cancelled then
+        d.skipped = d.skipped - 1
+        d.cancelSkips = d.cancelSkips - 1
+      elseif pending then
+        d.pending = d.pending - 1
+        if code == QUIET then d.deferred = d.deferred - 1 end
+        if inDoubt(reason) then noteDoubt(KEYS[1], position, false) end
+        completes = true
+      end
+      -- Its earlier `recipient.unknown`, if any, stands as what was known then.
+      noteRecipient(ev, 's', position)
+    end
+    if status == 'd' then d.delivered = d.delivered + 1 else d.undelivered = d.undelivered + 1 end
+    noteRecipient(ev, status, position, at)
+    out[#out + 1] = 'applied'
   end
-elseif pending then
-  redis.call('HINCRBY', KEYS[1], 'pending', -1)
-  redis.call('HINCRBY', KEYS[1], 'sent', 1)
-  if reasonCode(reason) == QUIET then redis.call('HINCRBY', KEYS[1], 'deferred', -1) end
-  if inDoubt(reason) then noteDoubt(KEYS[1], position, false) end
 end
-redis.call('HINCRBY', KEYS[1], status == 'd' and 'delivered' or 'undelivered', 1)
-local ev = recipientEvents(ARGV[5])
--- Sent now, for a recipient the ledger had pending or unknown (its earlier `recipient.unknown` stands as what was known then).
-if pending or state == UNKNOWN then noteRecipient(ev, 's', position) end
-noteRecipient(ev, status, position, ARGV[4])
-emitRecipients(KEYS[4], run[3], wall, ev)
-if pending then completeIfDone(KEYS[1], KEYS[4], wall) end
-return { 'applied' }
+for field, delta in pairs(d) do
+  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field == 'cancelSkips' and 'skip:' .. CANCELLED or field, delta) end
+end
+emitRecipients(KEYS[3], run[3], wall, ev)
+if completes then completeIfDone(KEYS[1], KEYS[3], wall) end
+return out
