@@ -683,8 +683,8 @@ export interface WebhookStore {
   save(endpoint: StoredWebhook, create: boolean): Promise<boolean>;
   remove(name: string): Promise<boolean>;
   states(): Promise<Map<string, WebhookState>>;
-  /** Notes an endpoint never seen before as taking events from `now`; answers its state. */
-  ensureState(name: string, now: number): Promise<WebhookState>;
+  /** Notes an endpoint never seen before with `fresh` as its state; answers its state (the one there already, if any). */
+  ensureState(name: string, fresh: WebhookState): Promise<WebhookState>;
   setState(name: string, state: WebhookState): Promise<void>;
   /** Removes an endpoint's state and dead letters (the endpoint is gone). */
   forget(name: string): Promise<void>;
@@ -743,8 +743,6 @@ export type OutboxTake =
       cursor: { epoch: number; cursor: Cursor } | null;
       /** The delivery it was making (JSON), if any. */
       delivery: string | null;
-      /** The newest entry the outbox's bound pushed out, if any did. */
-      lost: string | null;
     }
   | { kind: 'busy'; ms: number };
 
@@ -767,13 +765,15 @@ export interface Outbox {
   take(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<OutboxTake>;
   saveDelivery(campaignId: string, endpoint: string, token: string, leaseMs: number, delivery: string): Promise<boolean>;
   advance(campaignId: string, endpoint: string, token: string, leaseMs: number, epoch: number, cursor: Cursor): Promise<boolean>;
-  /** The newest entry the outbox's bound pushed out, if any did. */
-  lost(campaignId: string): Promise<string | null>;
   /** Keeps the lease `leaseMs` more; false when another deliverer has it. */
   renew(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<boolean>;
   release(campaignId: string, endpoint: string, token: string): Promise<void>;
-  /** Entries from the cursor on (its own entry too when the cursor is inside it), oldest first. */
-  read(campaignId: string, from: Cursor, count: number): Promise<OutboxEntry[]>;
+  /**
+   * Entries from the cursor on (its own entry too when the cursor is inside
+   * it), oldest first, and — read with them — the newest entry the outbox's
+   * bound pushed out (`lost`) and the newest run event among those (`lostRun`).
+   */
+  read(campaignId: string, from: Cursor, count: number): Promise<{ entries: OutboxEntry[]; lost: string | null; lostRun: string | null }>;
   /** Removes recipient entries every reader has passed, none newer than `before` (ms); `left`: recipient entries remain. */
   trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<{ removed: number; left: boolean }>;
 }

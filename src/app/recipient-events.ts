@@ -41,21 +41,18 @@ export async function describeRecipientEvents(
   events: readonly RecipientEvent[],
 ): Promise<RecipientEventView[]> {
   const run = await deps.runs.getRun(campaignId, runId);
-  const pages = new Map<number, Promise<string[] | null>>();
+  const pages = new Map<number, Promise<string[]>>();
+  // A read that fails throws (a delivery is tried again later, with the same body): never sent with ids missing.
   const idAt = async (position: number): Promise<string | null> => {
     if (!run || run.archived) return null;
     const { pageSize, version } = run.recipients;
     const page = Math.floor(position / pageSize);
-    if (!pages.has(page)) {
+    if (!pages.has(page))
       pages.set(
         page,
-        deps.store.readPage(campaignId, version, page).then(
-          (rows) => rows.map(recipientId),
-          () => null,
-        ),
+        deps.store.readPage(campaignId, version, page).then((rows) => rows.map(recipientId)),
       );
-    }
-    return (await pages.get(page)!)?.[position % pageSize] ?? null;
+    return (await pages.get(page)!)[position % pageSize] ?? null;
   };
   return Promise.all(
     events.map(async (event): Promise<RecipientEventView> => {

@@ -108,21 +108,44 @@ export function healthOf(answer: WebhookAnswer): ProviderHealth {
   return answer.status < 300 ? 'healthy' : 'neutral';
 }
 
-/** The window a delivery was made for, read again (its end is fixed: the same events, whatever came since); null for an overflow notice. */
-export async function rebuildWindow(outbox: Pick<Outbox, 'read'>, campaignId: string, delivery: Delivery): Promise<Window | null> {
-  if (delivery.parts[0] === OVERFLOW_EVENT) return null;
+/**
+ * Whether entries after `cursor` were pushed out by the outbox's bound
+ * (`lost`: the newest that went): then an endpoint there missed them.
+ */
+export function missed(lost: string | null, cursor: Cursor): boolean {
+  if (!lost) return false;
+  const order = compareIds(lost, cursor.id);
+  return order > 0 || (order === 0 && cursor.off > 0);
+}
+
+/**
+ * The window a delivery was made for, read again (its end is fixed: the same
+ * events, whatever came since), with what the bound pushed out as of that
+ * read: when it took any of the window's entries, the window is gone.
+ */
+export async function rebuildWindow(
+  outbox: Pick<Outbox, 'read'>,
+  campaignId: string,
+  delivery: Delivery,
+  /** What counts as lost for this endpoint (`lost`, or `lostRun` for one that takes no recipient event). */
+  lostOf: (read: { lost: string | null; lostRun: string | null }) => string | null,
+): Promise<{ window: Window | null; lost: string | null }> {
   const entries: OutboxEntry[] = [];
   let from = delivery.from;
-  // Read up to the window's end (unwanted entries may lie between its events).
+  // Read up to the window's end (unwanted entries may lie between its events); each read says what the bound had
+  // pushed out by then, and the first that reaches past where it read from is the one that matters.
   for (;;) {
     const batch = await outbox.read(campaignId, from, READ_COUNT);
-    entries.push(...batch);
-    const last = batch.at(-1);
-    if (!last || batch.length < READ_COUNT || compareIds(last.id, delivery.to.id) >= 0) break;
+    const lost = lostOf(batch);
+    if (missed(lost, from)) return { window: null, lost };
+    entries.push(...batch.entries);
+    const last = batch.entries.at(-1);
+    if (!last || batch.entries.length < READ_COUNT || compareIds(last.id, delivery.to.id) >= 0) {
+      const next = nextWindow(entries, delivery.from, new Set(delivery.parts as EventType[]), { until: delivery.to, limit: Number.MAX_SAFE_INTEGER });
+      return { window: next.window, lost };
+    }
     from = { id: last.id, off: 0 };
   }
-  const next = nextWindow(entries, delivery.from, new Set(delivery.parts as EventType[]), { until: delivery.to, limit: Number.MAX_SAFE_INTEGER });
-  return next.window ?? { from: delivery.from, to: delivery.to, runId: '', run: null, recipients: [] };
 }
 
 /** The body of part `type` of a delivery: `{ type, timestamp, data }`, the same at every attempt. */

@@ -3,12 +3,13 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { compareIds, deliveryId, formatCursor, nextWindow, windowParts, type Cursor, type Window } from '../domain/outbox.js';
 import { describeError } from '../domain/send-outcome.js';
-import { nextAttemptAt, type EventType } from '../domain/webhooks.js';
+import { nextAttemptAt, wantsRecipientEvents, type EventType } from '../domain/webhooks.js';
 import type { AppEvents } from './events.js';
 import type { RecipientEventSources } from './recipient-events.js';
 import {
   deliveryBody,
   healthOf,
+  missed,
   newDelivery,
   OVERFLOW_EVENT,
   PAIR_LEASE_MS,
@@ -134,7 +135,7 @@ export class WebhookDispatcher {
     if (!drained && now - (this.trimmedAt.get(campaignId) ?? 0) < TRIM_EVERY_MS) return;
     this.trimmedAt.set(campaignId, now);
     if (this.trimmedAt.size > 10_000) this.trimmedAt.clear();
-    const readers = endpoints.filter((e) => e.events.some((t) => t.startsWith('recipient.'))).map(outboxReader);
+    const readers = endpoints.filter(wantsRecipientEvents).map(outboxReader);
     const { left } = await outbox.trim(campaignId, readers, now - TRIM_AGE_MS);
     if (drained && !left) await outbox.unmark(campaignId, mark);
   }
@@ -164,56 +165,65 @@ export class WebhookDispatcher {
       let cursor: Cursor = took.cursor?.epoch === epoch ? took.cursor.cursor : { id: `${since}-0`, off: 0 };
       let delivery = took.delivery ? (JSON.parse(took.delivery) as Delivery) : null;
       if (delivery?.epoch !== epoch) delivery = null;
-      let lost = took.lost;
+      // An endpoint that takes no recipient event missed nothing when only recipient entries were pushed out.
+      const wantsRecipients = wantsRecipientEvents(endpoint);
+      const lostFor = (read: { lost: string | null; lostRun: string | null }) => (wantsRecipients ? read.lost : read.lostRun);
       const turnEnds = performance.now() + TURN_MS;
       while (!lease.signal.aborted && performance.now() < turnEnds) {
-        // The outbox's bound pushed out events this endpoint had not been sent: it is told, and goes on after them.
-        const behind = delivery?.from ?? cursor;
-        if (lost && compareIds(lost, behind.id) > 0 && delivery?.parts[0] !== OVERFLOW_EVENT) {
-          delivery = newDelivery(epoch, behind, { id: lost, off: 0 }, [OVERFLOW_EVENT]);
+        let window: Window | null = null;
+        let gap: { from: Cursor; lost: string } | null = null;
+        if (!delivery) {
+          const read = await outbox.read(campaignId, cursor, READ_COUNT);
+          const lost = lostFor(read);
+          if (lost && missed(lost, cursor)) {
+            gap = { from: cursor, lost };
+          } else {
+            const next = nextWindow(read.entries, cursor, new Set(endpoint.events));
+            if (!next.window) {
+              if (sameCursor(next.skipTo, cursor) || !(await lease.advance(epoch, next.skipTo))) return;
+              cursor = next.skipTo;
+              continue;
+            }
+            window = next.window;
+            delivery = newDelivery(
+              epoch,
+              window.from,
+              window.to,
+              windowParts(window).map((p) => p.type),
+            );
+            if (!(await lease.save(delivery))) return;
+          }
+        } else if (delivery.parts[0] !== OVERFLOW_EVENT) {
+          const rebuilt = await rebuildWindow(outbox, campaignId, delivery, lostFor);
+          // The window's own entries were pushed out before it was delivered: the endpoint is told instead.
+          if (!rebuilt.window) gap = { from: delivery.from, lost: rebuilt.lost ?? delivery.to.id };
+          else window = rebuilt.window;
+        }
+        if (gap) {
+          delivery = newDelivery(epoch, gap.from, { id: compareIds(gap.lost, gap.from.id) >= 0 ? gap.lost : gap.from.id, off: 0 }, [OVERFLOW_EVENT]);
           if (!(await lease.save(delivery))) return;
           this.deps.events.emit('webhook:lost', { endpoint: endpoint.name, campaignId });
           this.deps.log.error(
-            { endpoint: endpoint.name, campaignId, from: formatCursor(behind), to: lost },
+            { endpoint: endpoint.name, campaignId, from: formatCursor(gap.from), to: gap.lost },
             'webhook endpoint fell so far behind that the outbox bound pushed out events it was not sent; it is told (outbox.overflowed), the results export has them',
           );
         }
-        let window: Window | null;
-        if (!delivery) {
-          const next = nextWindow(await outbox.read(campaignId, cursor, READ_COUNT), cursor, new Set(endpoint.events));
-          if (!next.window) {
-            if (sameCursor(next.skipTo, cursor) || !(await lease.advance(epoch, next.skipTo))) return;
-            cursor = next.skipTo;
-            continue;
-          }
-          window = next.window;
-          delivery = newDelivery(
-            epoch,
-            window.from,
-            window.to,
-            windowParts(window).map((p) => p.type),
-          );
-          if (!(await lease.save(delivery))) return;
-        } else {
-          window = await rebuildWindow(outbox, campaignId, delivery);
-        }
-        const wait = delivery.nextAt - Date.now();
+        const wait = delivery!.nextAt - Date.now();
         if (wait > WAIT_INLINE_MS) return;
         if (wait > 0) await sleep(wait);
-        const result = await this.attempt(endpoint, campaignId, window, delivery, lease.signal);
+        const result = await this.attempt(endpoint, campaignId, window, delivery!, lease.signal);
         if (result === 'stop') return;
-        lost = await outbox.lost(campaignId);
         if (result === 'next') {
-          delivery.part += 1;
-          delivery.attempt = 0;
-          delivery.firstAt = 0;
-          delivery.nextAt = Date.now();
+          delivery!.part += 1;
+          delivery!.attempt = 0;
+          delivery!.firstAt = 0;
+          delivery!.nextAt = Date.now();
         }
-        if (delivery.part >= delivery.parts.length) {
-          if (!(await lease.advance(epoch, delivery.to))) return;
-          cursor = delivery.to;
+        if (delivery!.part >= delivery!.parts.length) {
+          if (!(await lease.advance(epoch, delivery!.to))) return;
+          cursor = delivery!.to;
           delivery = null;
-        } else if (!(await lease.save(delivery))) {
+        } else if (!(await lease.save(delivery!))) {
           return;
         }
       }
@@ -329,7 +339,10 @@ export class WebhookDispatcher {
 
   private async disable(endpoint: ResolvedWebhook, reason: string): Promise<void> {
     const { registry, store, log } = this.deps;
-    await store.setState(endpoint.name, { ...endpoint.state, disabled: { at: Date.now(), reason } });
+    // As it is now: an operator may have enabled it again (a new epoch) since this deliverer looked.
+    const current = (await store.states()).get(endpoint.name);
+    if (!current || current.epoch !== endpoint.state.epoch || current.disabled) return;
+    await store.setState(endpoint.name, { ...current, disabled: { at: Date.now(), reason } });
     await registry.refresh(true);
     log.error(
       { endpoint: endpoint.name, reason },
@@ -345,7 +358,8 @@ export class WebhookDispatcher {
       const key = `${endpoint.name}|replay`;
       if (this.busy.has(key)) continue;
       const due = await store.replayDue(endpoint.name, Date.now(), 20);
-      if (due.length === 0 || !(await locks.tryLock(`webhook-replay:${endpoint.name}`, endpoint.timeoutMs * due.length + 5000))) continue;
+      // Held for as long as the batch may take: each letter waits for a permit, then for its answer.
+      if (due.length === 0 || !(await locks.tryLock(`webhook-replay:${endpoint.name}`, (endpoint.timeoutMs + PERMIT_WAIT_MS) * due.length + 5000))) continue;
       this.busy.add(key);
       const task: Promise<void> = this.replay(endpoint, due)
         .catch((err) => this.deps.log.warn({ endpoint: endpoint.name, err: describeError(err) }, 'dead-letter replay interrupted; it goes on later'))

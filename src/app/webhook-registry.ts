@@ -1,7 +1,7 @@
 import { eventMask, subscribesTo, type WebhookEndpoint } from '../domain/webhooks.js';
 import { describeError } from '../domain/send-outcome.js';
 import { TickLoop } from './tick-loop.js';
-import type { EventMasks, Logger, OutboxReader, StoredWebhook, WebhookState, WebhookStore } from './ports.js';
+import type { Clock, EventMasks, Logger, OutboxReader, StoredWebhook, WebhookState, WebhookStore } from './ports.js';
 
 /** An endpoint with what every process shares of it. */
 export interface ResolvedWebhook extends WebhookEndpoint {
@@ -13,6 +13,16 @@ export interface ResolvedWebhook extends WebhookEndpoint {
 
 /** How often a process looks whether an endpoint changed (one GET of a counter). */
 export const WEBHOOK_REFRESH_MS = 1000;
+
+/**
+ * A new state for an endpoint that takes the events of steps from `now`
+ * (Redis's clock, the one the steps' event times are on). Its recipient
+ * events are written from the moment each process knows it: within
+ * WEBHOOK_REFRESH_MS (an API endpoint; a file endpoint from its start).
+ */
+export function freshState(now: number): WebhookState {
+  return { since: now, epoch: now, disabled: null };
+}
 
 /**
  * The webhook endpoints every process knows: those of WEBHOOKS_FILE and
@@ -29,7 +39,7 @@ export class WebhookRegistry implements EventMasks {
   private readonly loop: TickLoop;
 
   constructor(
-    private readonly deps: { store: WebhookStore; log: Logger; now?: () => number },
+    private readonly deps: { store: WebhookStore; clock: Clock; log: Logger },
     private readonly fileEndpoints: readonly WebhookEndpoint[],
   ) {
     this.loop = new TickLoop(
@@ -54,11 +64,10 @@ export class WebhookRegistry implements EventMasks {
     const version = await store.version();
     if (!force && version === this.version) return;
     const [stored, states] = await Promise.all([store.list(), store.states()]);
-    const now = (this.deps.now ?? Date.now)();
     const resolved: ResolvedWebhook[] = [];
     const secrets = new Map<string, string>();
     const add = async (endpoint: WebhookEndpoint, meta: Pick<StoredWebhook, 'createdAt' | 'updatedAt'> | null) => {
-      const state = states.get(endpoint.name) ?? (await store.ensureState(endpoint.name, meta?.createdAt ?? now));
+      const state = states.get(endpoint.name) ?? (await store.ensureState(endpoint.name, freshState(await this.deps.clock.serverTime())));
       resolved.push({ ...endpoint, state, createdAt: meta?.createdAt ?? null, updatedAt: meta?.updatedAt ?? null });
     };
     for (const endpoint of this.fileEndpoints) await add(endpoint, null);

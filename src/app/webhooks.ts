@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import type { WebhookEndpoint, WebhookRetry } from '../domain/webhooks.js';
-import type { DeadLetter, StoredWebhook, WebhookStore } from './ports.js';
-import type { ResolvedWebhook, WebhookRegistry } from './webhook-registry.js';
+import type { Clock, DeadLetter, StoredWebhook, WebhookStore } from './ports.js';
+import { freshState, type ResolvedWebhook, type WebhookRegistry } from './webhook-registry.js';
 
 /** An endpoint as the API shows it: never its secret. */
 export interface WebhookView {
@@ -75,11 +75,7 @@ export function deadLetterView(letter: DeadLetter, withBody: boolean): DeadLette
  * given) at creation and shown in that answer only.
  */
 export class Webhooks {
-  constructor(private readonly deps: { registry: WebhookRegistry; store: WebhookStore; now?: () => number }) {}
-
-  private now(): number {
-    return (this.deps.now ?? Date.now)();
-  }
+  constructor(private readonly deps: { registry: WebhookRegistry; store: WebhookStore; clock: Clock }) {}
 
   private async view(endpoint: ResolvedWebhook): Promise<WebhookView> {
     const { state, retry } = endpoint;
@@ -126,7 +122,7 @@ export class Webhooks {
     await registry.refresh();
     const taken = () => new DomainError(ErrorCodes.WEBHOOK_EXISTS, `a webhook named ${JSON.stringify(name)} exists already`);
     if (registry.get(name)) throw taken();
-    const now = this.now();
+    const now = Date.now();
     const secret = input.secret ?? `whsec_${randomBytes(32).toString('base64')}`;
     const endpoint: StoredWebhook = {
       name,
@@ -142,17 +138,18 @@ export class Webhooks {
       updatedAt: now,
     };
     if (!(await store.save(endpoint, true))) throw taken();
-    // Whatever state an earlier endpoint of this name left is not this one's.
-    await store.setState(name, { since: now, epoch: now, disabled: null });
+    // Whatever state an earlier endpoint of this name left is not this one's (the epoch is a time: new).
+    await store.setState(name, freshState(await this.deps.clock.serverTime()));
     await registry.refresh(true);
     return { ...(await this.get(name)), secret };
   }
 
   /**
    * Changes an endpoint. `enabled: true` enables one that was disabled: it
-   * takes events from now on (what happened while it was disabled is not
-   * kept for it). New `events` or `campaigns` apply from now on too. A file
-   * endpoint can only be enabled or disabled here.
+   * takes events from then on (what happened while it was disabled is not
+   * kept for it). New `events` or `campaigns` take effect within a second,
+   * its place in each outbox kept. A file endpoint can only be enabled or
+   * disabled here.
    */
   async update(name: string, patch: Partial<WebhookInput> & { enabled?: boolean }): Promise<WebhookView> {
     const { registry, store } = this.deps;
@@ -161,10 +158,9 @@ export class Webhooks {
     if (endpoint.source === 'file' && Object.keys(fields).length > 0) {
       throw new DomainError(ErrorCodes.INVALID_STATE, `webhook ${name} is defined in WEBHOOKS_FILE: change it there (here it can only be enabled or disabled)`);
     }
-    const now = this.now();
+    const now = Date.now();
     let state = endpoint.state;
-    const restart = fields.events !== undefined || fields.campaigns !== undefined || (enabled === true && state.disabled !== null);
-    if (restart) state = { since: now, epoch: now, disabled: null };
+    if (enabled === true && state.disabled !== null) state = freshState(await this.deps.clock.serverTime());
     if (enabled === false && state.disabled === null) state = { ...state, disabled: { at: now, reason: 'disabled through the API' } };
     if (endpoint.source === 'api' && Object.keys(fields).length > 0) {
       const stored = (await store.list()).find((e) => e.name === name);
@@ -218,7 +214,7 @@ export class Webhooks {
     const endpoint = await this.find(name);
     if (endpoint.state.disabled)
       throw new DomainError(ErrorCodes.INVALID_STATE, `webhook ${name} is disabled (${endpoint.state.disabled.reason}): enable it first`);
-    return { replaying: await this.deps.store.replay(name, ids, this.now()) };
+    return { replaying: await this.deps.store.replay(name, ids, Date.now()) };
   }
 }
 

@@ -7,8 +7,8 @@
  * An entry is one run event (`run.started`, …) or a `recipients` entry: the
  * recipient events of one ledger step, positions by kind in the order of
  * CODE_ORDER (lua/includes/outbox.lua). A window is either one run event, or
- * up to `limit` recipient events of one run from consecutive entries; it is
- * sent as one delivery per event type in it. A cursor is an entry id and how
+ * up to `limit` recipient events of one run from consecutive entries, at most
+ * one per recipient; it is sent as one delivery per event type in it. A cursor is an entry id and how
  * many of that entry's events are behind it, so a window may end inside an
  * entry and the next begin there.
  */
@@ -32,7 +32,7 @@ export interface Cursor {
 }
 
 /** Codes in the order a `recipients` entry lists its events. */
-export const CODE_ORDER = ['f', 'u', 'k', 's', 'd', 'x'] as const;
+export const CODE_ORDER = ['f', 'u', 'k', 's', 'x', 'd'] as const;
 
 export interface RecipientEvent {
   type: RecipientEventType;
@@ -106,6 +106,7 @@ export function nextWindow(
   let end: Cursor = from;
   let runId: string | null = null;
   const recipients: RecipientEvent[] = [];
+  const positions = new Set<number>();
   const done = () => (recipients.length > 0 ? { window: { from, to: end, runId: runId!, run: null, recipients } } : { window: null, skipTo: end });
 
   for (const entry of entries) {
@@ -126,15 +127,19 @@ export function nextWindow(
     const events = recipientEventsOf(entry);
     const start = entry.id === from.id ? from.off : 0;
     for (let i = start; i < events.length; i += 1) {
-      if (i >= stopAt || recipients.length >= limit) {
+      const event = events[i]!;
+      const wanted = wants.has(event.type);
+      // A recipient's second event (undelivered, then delivered) goes in the next window: a window's parts go by
+      // type, so within one its order would not be theirs.
+      if (i >= stopAt || recipients.length >= limit || (wanted && positions.has(event.position))) {
         // Ends before event i of this entry (before all of it: where the last one ended).
         if (i > 0) end = { id: entry.id, off: i };
         return done();
       }
-      const event = events[i]!;
-      if (!wants.has(event.type)) continue;
+      if (!wanted) continue;
       runId ??= entry.runId;
       recipients.push(event);
+      positions.add(event.position);
     }
     end = { id: entry.id, off: 0 };
     if (options.until && entry.id === options.until.id) break;

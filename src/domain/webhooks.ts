@@ -32,8 +32,8 @@ export const EVENT_CODES: Record<RecipientEventType, string> = {
   'recipient.unknown': 'u',
   'recipient.skipped': 'k',
   'recipient.sent': 's',
-  'recipient.delivered': 'd',
   'recipient.undelivered': 'x',
+  'recipient.delivered': 'd',
 };
 
 export const CODE_TYPES: Record<string, RecipientEventType> = Object.fromEntries(

@@ -71,7 +71,7 @@ export async function startApiRole(deps: {
   const providerQueries = new ProviderQueries({ providers, limiter: new RedisPermitLimiter(redis, s.keys, s.scripts) });
   const memory = new MemoryGuard(s.memory, config.memoryHighWatermark);
   const dryRun = new DryRun({ store: s.store, providers });
-  const webhooks = new Webhooks({ registry: s.webhooks, store: s.webhookStore });
+  const webhooks = new Webhooks({ registry: s.webhooks, store: s.webhookStore, clock: s.locks });
   const shared = createSharedMetrics({
     webhooks: async () => (await webhooks.list()).items,
     memory: () => memory.state(),

@@ -33,8 +33,9 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
   const scripts = new Scripts(redis);
   const webhookStore = new RedisWebhooks(redis, keys);
   // Which recipient events the ledger steps write: what the endpoints subscribe to (started, and kept current, by the roles).
+  const locks = new RedisLocks(redis, keys, scripts);
   const webhooks = new WebhookRegistry(
-    { store: webhookStore, log },
+    { store: webhookStore, clock: locks, log },
     config.webhooks.map((entry) => endpointOf(entry, 'file')),
   );
   const ledger = new RedisLedger(
@@ -50,7 +51,6 @@ export function buildServices(redis: RedisClient, config: Config, events: AppEve
     webhooks,
   );
   const runs = new RedisRuns(redis, keys, scripts, leaseClockStep(config.supervisorIntervalMs));
-  const locks = new RedisLocks(redis, keys, scripts);
   const store = new RedisCampaignStore(redis, keys, scripts);
   const lifecycle = new RedisLifecycle(keys, scripts, webhooks);
   const layout = queueLayout(config.sendShards, config.cluster);

@@ -15,20 +15,25 @@ const entriesArb = fc
       fc.record({
         kind: fc.constant('recipients' as const),
         run: fc.constantFrom('a', 'b'),
-        codes: fc.array(fc.constantFrom('f', 'u', 'k', 's', 'd'), { minLength: 1, maxLength: 40 }),
+        codes: fc.array(fc.constantFrom('f', 'u', 'k', 's', 'd', 'x'), { minLength: 1, maxLength: 40 }),
       }),
     ),
     { maxLength: 30 },
   )
   .map((specs) => {
     let position = 0;
+    let lastUndelivered: number | null = null;
     return specs.map((spec, i): OutboxEntry => {
       const id = `${1000 + i}-0`;
       if (spec.kind === 'run') return { id, type: spec.type, runId: spec.run, at: 1000 + i, fields: {} };
       const fields: Record<string, string> = {};
       for (const code of spec.codes) {
         position += 1;
-        const item = code === 'k' ? `${position}:2` : String(position);
+        // A delivered receipt now and then for a recipient an earlier undelivered one was about (a late success).
+        let at = position;
+        if (code === 'd' && lastUndelivered !== null && position % 2 === 0) [at, lastUndelivered] = [lastUndelivered, null];
+        if (code === 'x') lastUndelivered = position;
+        const item = code === 'k' ? `${at}:2` : String(at);
         fields[code] = fields[code] ? `${fields[code]},${item}` : item;
       }
       return { id, type: 'recipients', runId: spec.run, at: 1000 + i, fields };
@@ -56,6 +61,8 @@ describe('outbox windows', () => {
       fc.property(entriesArb, wantsArb, fc.integer({ min: 1, max: 50 }), (entries, wantList, limit) => {
         const wants = new Set(wantList as EventType[]);
         const got: string[] = [];
+        const windowOf = new Map<string, number>();
+        let windows = 0;
         let cursor: Cursor = { id: '0-0', off: 0 };
         for (let guard = 0; guard < 10_000; guard += 1) {
           const next = nextWindow(entries, cursor, wants, { limit });
@@ -67,6 +74,8 @@ describe('outbox windows', () => {
           const { window } = next;
           expect(window.recipients.length).toBeLessThanOrEqual(limit);
           expect(new Set(window.recipients.map(() => window.runId)).size).toBeLessThanOrEqual(1);
+          // One event per recipient a window: a receiver gets a recipient's events in their order.
+          expect(new Set(window.recipients.map((r) => r.position)).size).toBe(window.recipients.length);
           // Rebuilt (a retry after a crash, with more entries since): the very same events.
           const again = nextWindow(entries, window.from, new Set(windowParts(window).map((p) => p.type) as EventType[]), {
             until: window.to,
@@ -76,12 +85,20 @@ describe('outbox windows', () => {
           if (window.run) got.push(`${window.run.type}@${window.run.entry.id}`);
           for (const part of windowParts(window)) for (const r of part.events) expect(r.type).toBe(part.type);
           got.push(...window.recipients.map((r) => `${r.type}:${r.position}`));
+          for (const r of window.recipients) windowOf.set(`${r.type}:${r.position}`, windows);
+          windows += 1;
           expect(compareIds(window.to.id, cursor.id)).toBeGreaterThanOrEqual(0);
           cursor = window.to;
         }
         // Within a window the parts are by type; across windows the order is the stream's.
         expect(got.slice().sort()).toEqual(owed(entries, wants).sort());
         expect(new Set(got).size).toBe(got.length);
+        // A recipient's undelivered receipt reaches the endpoint before the delivered one that came after it.
+        for (const [event, index] of windowOf) {
+          if (!event.startsWith('recipient.delivered:')) continue;
+          const earlier = windowOf.get(event.replace('delivered', 'undelivered'));
+          if (earlier !== undefined) expect(earlier).toBeLessThan(index);
+        }
       }),
       { numRuns: 500 },
     );

@@ -238,6 +238,7 @@ export class CampaignKeys {
       unfinished: `${base}:unfinished`,
       parked: `${base}:parked`,
       doubt: `${base}:doubt`,
+      early: `${base}:early`,
     };
   }
 }
@@ -266,4 +267,6 @@ export interface RunKeys {
   parked: string;
   /** Zset of positions pending in doubt (an earlier attempt may have been delivered): a cancel counts them unknown. The Lua scripts derive it from `run`. */
   doubt: string;
+  /** Hash position → a provider's receipt that came before the worker's confirm (lua/receipt.lua); derived from `run` by the scripts. */
+  early: string;
 }

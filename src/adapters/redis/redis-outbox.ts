@@ -27,18 +27,20 @@ export class RedisOutbox implements Outbox {
     private readonly scripts: Scripts,
   ) {}
 
+  /** Where the next look at the marked campaigns starts: they are taken `limit` at a time, in turn. */
+  private markOffset = 0;
+
   async campaigns(limit: number): Promise<Array<{ campaignId: string; mark: number | null }>> {
     const [active, marked] = await Promise.all([
       this.redis.smembers(this.keys.activeRuns()),
-      this.redis.zrange(this.keys.outboxCampaigns(), 0, limit - 1, 'WITHSCORES'),
+      this.redis.zrange(this.keys.outboxCampaigns(), this.markOffset, this.markOffset + limit - 1, 'WITHSCORES'),
     ]);
+    this.markOffset = marked.length / 2 < limit ? 0 : this.markOffset + limit;
+    // Campaigns sending now first, then the marked ones.
     const out = new Map<string, number | null>();
+    for (const member of active) out.set(this.keys.parseRunMember(member).campaignId, null);
     for (let i = 0; i + 1 < marked.length; i += 2) out.set(marked[i]!, Number(marked[i + 1]));
-    for (const member of active) {
-      const { campaignId } = this.keys.parseRunMember(member);
-      if (!out.has(campaignId)) out.set(campaignId, null);
-    }
-    return [...out].slice(0, limit).map(([campaignId, mark]) => ({ campaignId, mark }));
+    return [...out].map(([campaignId, mark]) => ({ campaignId, mark }));
   }
 
   async mark(campaignId: string): Promise<void> {
@@ -73,7 +75,6 @@ export class RedisOutbox implements Outbox {
       kind: 'ok',
       cursor: sep < 0 ? null : { epoch: Number(stored.slice(0, sep)), cursor: parseCursor(stored.slice(sep + 1)) },
       delivery: reply[2] ? String(reply[2]) : null,
-      lost: reply[3] ? String(reply[3]) : null,
     };
   }
 
@@ -85,10 +86,6 @@ export class RedisOutbox implements Outbox {
     return (await this.cursorOp(campaignId, 'advance', endpoint, token, leaseMs, `${epoch}|${formatCursor(cursor)}`))[0] === 'ok';
   }
 
-  lost(campaignId: string): Promise<string | null> {
-    return this.redis.hget(this.keys.campaign(campaignId).webhooks(), 'lost');
-  }
-
   async renew(campaignId: string, endpoint: string, token: string, leaseMs: number): Promise<boolean> {
     return (await this.cursorOp(campaignId, 'renew', endpoint, token, leaseMs))[0] === 'ok';
   }
@@ -97,9 +94,14 @@ export class RedisOutbox implements Outbox {
     await this.cursorOp(campaignId, 'release', endpoint, token, 0);
   }
 
-  async read(campaignId: string, from: Cursor, count: number): Promise<OutboxEntry[]> {
+  async read(campaignId: string, from: Cursor, count: number): Promise<{ entries: OutboxEntry[]; lost: string | null; lostRun: string | null }> {
+    const k = this.keys.campaign(campaignId);
     const start = from.off > 0 ? from.id : `(${from.id}`;
-    return outboxEntries(await this.redis.xrange(this.keys.campaign(campaignId).events(), start, '+', 'COUNT', count));
+    // One transaction: what was pushed out is known as of the entries read.
+    const replies = await this.redis.multi().xrange(k.events(), start, '+', 'COUNT', count).hmget(k.webhooks(), 'lost', 'lostRun').exec();
+    if (!replies || replies.some(([err]) => err)) throw replies?.find(([err]) => err)?.[0] ?? new Error('outbox read aborted');
+    const [lost, lostRun] = replies[1]![1] as Array<string | null>;
+    return { entries: outboxEntries(replies[0]![1] as Array<[string, string[]]>), lost: lost ?? null, lostRun: lostRun ?? null };
   }
 
   async trim(campaignId: string, readers: readonly OutboxReader[], before: number): Promise<{ removed: number; left: boolean }> {

@@ -48,9 +48,7 @@ export class RedisWebhooks implements WebhookStore {
     return new Map(Object.entries(all).map(([name, json]) => [name, JSON.parse(json) as WebhookState]));
   }
 
-  async ensureState(name: string, now: number): Promise<WebhookState> {
-    // The epoch is a time, so an endpoint made again under an old name never reads its predecessor's cursors.
-    const fresh: WebhookState = { since: now, epoch: now, disabled: null };
+  async ensureState(name: string, fresh: WebhookState): Promise<WebhookState> {
     if ((await this.redis.hsetnx(this.keys.webhookState(), name, JSON.stringify(fresh))) === 1) {
       await this.bump();
       return fresh;
@@ -130,6 +128,8 @@ export class RedisWebhooks implements WebhookStore {
 
   async updateDeadLetter(letter: DeadLetter): Promise<void> {
     const dl = this.keys.deadLetters(letter.endpoint);
+    // Dropped meanwhile (past the limit, or the endpoint removed): not brought back.
+    if ((await this.redis.zscore(dl.order, letter.id)) === null) return;
     const tx = this.redis.multi().hset(dl.letters, letter.id, JSON.stringify(letter));
     if (letter.replay) tx.zadd(dl.replay, letter.replay.nextAt, letter.id);
     else tx.zrem(dl.replay, letter.id);

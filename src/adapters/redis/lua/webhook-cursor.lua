@@ -6,7 +6,7 @@
 -- `l:<name>` the lease (`token|expiry ms`).
 -- KEYS: 1 the campaign's webhook hash
 -- ARGV: 1 op, 2 endpoint name, 3 token, 4 lease ms, 5 value
---   take     the lease, if free or expired (or ours): {'ok', cursor, delivery, lost} | {'busy', ms left}
+--   take     the lease, if free or expired (or ours): {'ok', cursor, delivery} | {'busy', ms left}
 --   delivery store the delivery being made (value: JSON) and renew: {'ok'} | {'fenced'}
 --   advance  the cursor to value, the delivery done: {'ok'} | {'fenced'}
 --   renew    the lease only: {'ok'} | {'fenced'}
@@ -27,8 +27,8 @@ local ours = holder == token and expiry > now
 if ARGV[1] == 'take' then
   if holder and holder ~= token and expiry > now then return { 'busy', expiry - now } end
   redis.call('HSET', KEYS[1], leaseField, token .. '|' .. (now + tonumber(ARGV[4])))
-  local f = redis.call('HMGET', KEYS[1], 'c:' .. name, 'd:' .. name, 'lost')
-  return { 'ok', f[1] or '', f[2] or '', f[3] or '' }
+  local f = redis.call('HMGET', KEYS[1], 'c:' .. name, 'd:' .. name)
+  return { 'ok', f[1] or '', f[2] or '' }
 end
 if ARGV[1] == 'release' then
   if holder == token then redis.call('HDEL', KEYS[1], leaseField) end

@@ -2,8 +2,9 @@
 -- appended to in the very step that makes the transition it reports, so an
 -- event is never lost and never written for a transition that did not happen.
 -- Bounded: past OUTBOX_MAXLEN entries the oldest go, and the newest id that
--- went is noted (`lost` in the campaign's webhook hash), so a webhook endpoint
--- that was still behind it knows it missed events (src/app/webhook-dispatcher.ts).
+-- went is noted (`lost` in the campaign's webhook hash; `lostRun` for the
+-- newest run event among them), so a webhook endpoint that was still behind
+-- it knows it missed events (src/app/webhook-dispatcher.ts).
 local OUTBOX_MAXLEN = 10000 -- the same as OUTBOX_MAXLEN in src/adapters/redis/keys.ts
 local OUTBOX_TRIM = 100
 
@@ -20,10 +21,14 @@ local function emit(metaKey, eventType, runId, at, ...)
   local key = outboxKey(metaKey)
   if redis.call('XLEN', key) >= OUTBOX_MAXLEN then
     local oldest = redis.call('XRANGE', key, '-', '+', 'COUNT', OUTBOX_TRIM)
-    local ids = {}
-    for i, entry in ipairs(oldest) do ids[i] = entry[1] end
+    local ids, lostRun = {}, nil
+    for i, entry in ipairs(oldest) do
+      ids[i] = entry[1]
+      if entry[2][2] ~= 'recipients' then lostRun = entry[1] end
+    end
     redis.call('XDEL', key, unpack(ids))
     redis.call('HSET', campaignKey(metaKey, 'wh'), 'lost', ids[#ids])
+    if lostRun then redis.call('HSET', campaignKey(metaKey, 'wh'), 'lostRun', lostRun) end
   end
   redis.call('XADD', key, '*', 'type', eventType, 'run', runId, 'at', at, ...)
 end
@@ -32,8 +37,9 @@ end
 -- step ends: positions by kind, each kind only while a webhook endpoint
 -- subscribes to it (the caller's mask, src/domain/webhooks.ts EVENT_CODES):
 -- f failed, u unknown, k skipped (position:reason code), s sent,
--- d delivered, x undelivered.
-local RECIPIENT_KINDS = { 'f', 'u', 'k', 's', 'd', 'x' }
+-- x undelivered, d delivered — in this order within an entry: one step can
+-- make a recipient sent, then undelivered, then delivered, never the reverse.
+local RECIPIENT_KINDS = { 'f', 'u', 'k', 's', 'x', 'd' }
 
 local function recipientEvents(mask)
   return { mask = mask or '', n = 0, f = {}, u = {}, k = {}, s = {}, d = {}, x = {} }
