@@ -6,6 +6,10 @@ import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { startInProcess } from '../helpers/in-process.js';
 import { deletePrefix, testRedis } from '../helpers/redis.js';
 import { waitFor } from '../helpers/wait.js';
+import { RedisOutbox } from '../../src/adapters/redis/redis-outbox.js';
+import { RedisLedger } from '../../src/adapters/redis/redis-ledger.js';
+import { REASONS } from '../../src/domain/respect.js';
+import { acquireOptions, ids, redisHarness } from '../helpers/harness.js';
 
 /**
  * The campaign outbox: each run transition writes its event in the same Lua
@@ -99,5 +103,38 @@ describe('the campaign outbox', () => {
     const occurrences = (await client.request('GET', `/api/campaigns/${id}/runs`)).body.occurrences as Array<{ at: string; outcome: string; reason?: string }>;
     expect(skipped[0]!.data).toMatchObject({ reason: 'paused', occurrence: expect.stringMatching(/^\d{4}-/) });
     expect(occurrences).toContainEqual(expect.objectContaining({ at: skipped[0]!.data.occurrence, outcome: 'skipped', reason: 'paused' }));
+  });
+});
+
+describe('outbox trimming', () => {
+  it('removes recipient entries endpoints have passed even behind more than a look of run events, and keeps the run events', async () => {
+    const h = redisHarness('trim');
+    const outbox = new RedisOutbox(h.redis, h.keys, h.scripts);
+    const ledger = new RedisLedger(h.redis, h.keys, h.scripts, undefined, { maskFor: () => 'k' });
+    const campaignId = await h.createCampaign(ids(20), 20);
+    const runId = await h.startRun(campaignId);
+    // 1,100 run events at the head of the stream (skipped occurrences of a frequent schedule), then 20 recipient entries.
+    for (let i = 0; i < 1100; i += 1) {
+      await h.store.recordOccurrence(campaignId, {
+        at: new Date(i * 1000).toISOString(),
+        outcome: 'skipped',
+        reason: 'paused',
+        handledAt: new Date().toISOString(),
+      });
+    }
+    const ref = { campaignId, runId, page: 0 };
+    await ledger.acquirePage(ref, 'w', acquireOptions(60_000));
+    for (let index = 0; index < 20; index += 1) {
+      await ledger.claim(ref, 'w', 60_000, [{ index, op: 'skip', reason: REASONS.suppressed, detail: 'global' }]);
+    }
+    const kinds = async () => (await h.store.events(campaignId, null, 10_000)).map((e) => e.type);
+    expect((await kinds()).filter((t) => t === 'recipients')).toHaveLength(20);
+    // No endpoint takes recipient events: every recipient entry may go (those older than `before`).
+    let result = { removed: 0, left: true };
+    for (let call = 0; call < 5 && result.left; call += 1) result = await outbox.trim(campaignId, [], Date.now() + 60_000);
+    expect(result.left).toBe(false);
+    const after = await kinds();
+    expect(after.filter((t) => t === 'recipients')).toHaveLength(0);
+    expect(after.filter((t) => t === 'schedule.skipped')).toHaveLength(1100);
   });
 });
