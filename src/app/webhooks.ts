@@ -4,18 +4,22 @@ import type { WebhookEndpoint, WebhookRetry } from '../domain/webhooks.js';
 import type { Clock, DeadLetter, StoredWebhook, WebhookStore } from './ports.js';
 import { freshState, type ResolvedWebhook, type WebhookRegistry } from './webhook-registry.js';
 
+/** An endpoint's retry settings, as the API and WEBHOOKS_FILE name them. */
+interface RetryFields {
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  retryForMs: number;
+}
+
 /** An endpoint as the API shows it: never its secret. */
-export interface WebhookView {
+export interface WebhookView extends RetryFields {
   name: string;
   url: string;
   events: string[];
   campaigns: string[] | null;
   tps: number;
   timeoutMs: number;
-  maxAttempts: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  retryForMs: number;
   /** `file`: from WEBHOOKS_FILE (change the file to change it); `api`: made here. */
   source: 'file' | 'api';
   enabled: boolean;
@@ -29,16 +33,12 @@ export interface WebhookView {
 }
 
 /** What a new endpoint, or a change to one, may say (the API's schemas check the values). */
-export interface WebhookInput {
+export interface WebhookInput extends RetryFields {
   url: string;
   events: WebhookEndpoint['events'];
   campaigns?: string[] | null;
   tps: number;
   timeoutMs: number;
-  maxAttempts: number;
-  retryBaseMs: number;
-  retryMaxMs: number;
-  retryForMs: number;
   secret?: string;
 }
 
@@ -54,7 +54,7 @@ function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-function retryOf(input: Pick<WebhookInput, 'maxAttempts' | 'retryBaseMs' | 'retryMaxMs' | 'retryForMs'>): WebhookRetry {
+function retryOf(input: RetryFields): WebhookRetry {
   return { maxAttempts: input.maxAttempts, baseMs: input.retryBaseMs, maxMs: Math.max(input.retryBaseMs, input.retryMaxMs), forMs: input.retryForMs };
 }
 
@@ -86,10 +86,7 @@ export class Webhooks {
       campaigns: endpoint.campaigns,
       tps: endpoint.tps,
       timeoutMs: endpoint.timeoutMs,
-      maxAttempts: retry.maxAttempts,
-      retryBaseMs: retry.baseMs,
-      retryMaxMs: retry.maxMs,
-      retryForMs: retry.forMs,
+      ...retryInputOf(retry),
       source: endpoint.source,
       enabled: state.disabled === null,
       disabled: state.disabled ? { at: iso(state.disabled.at), reason: state.disabled.reason } : null,
@@ -218,6 +215,6 @@ export class Webhooks {
   }
 }
 
-function retryInputOf(retry: WebhookRetry): Pick<WebhookInput, 'maxAttempts' | 'retryBaseMs' | 'retryMaxMs' | 'retryForMs'> {
+function retryInputOf(retry: WebhookRetry): RetryFields {
   return { maxAttempts: retry.maxAttempts, retryBaseMs: retry.baseMs, retryMaxMs: retry.maxMs, retryForMs: retry.forMs };
 }

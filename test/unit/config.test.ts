@@ -112,6 +112,24 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ PROVIDERS_FILE: '/nonexistent/providers.json' })).toThrow(/cannot be read/);
   });
 
+  it('reads WEBHOOKS_FILE and names what is wrong in it', () => {
+    const file = (entries: unknown) => {
+      const path = join(mkdtempSync(join(tmpdir(), 'pushq-webhooks-')), 'webhooks.json');
+      writeFileSync(path, JSON.stringify(entries));
+      return path;
+    };
+    const good = { name: 'crm', url: 'https://crm.example.com/hooks', events: ['run.completed'], secretEnv: 'CRM_SECRET' };
+    expect(loadConfig({ WEBHOOKS_FILE: file([good]) }).webhooks).toEqual([
+      expect.objectContaining({ name: 'crm', tps: 10, timeoutMs: 10_000, maxAttempts: 50, retryForMs: 86_400_000 }),
+    ]);
+    expect(loadConfig({}).webhooks).toEqual([]);
+    expect(() => loadConfig({ WEBHOOKS_FILE: file([{ ...good, events: ['run.nope'] }]) })).toThrow(/WEBHOOKS_FILE .*at \[0\.events\.0\]/);
+    expect(() => loadConfig({ WEBHOOKS_FILE: file([{ ...good, secretEnv: undefined }]) })).toThrow(/exactly one of secretFile or secretEnv/);
+    expect(() => loadConfig({ WEBHOOKS_FILE: file([good, good]) })).toThrow(/used twice/);
+    expect(() => loadConfig({ WEBHOOKS_FILE: file([{ ...good, secret: 'whsec_inline' }]) })).toThrow(/WEBHOOKS_FILE .*secret/);
+    expect(() => loadConfig({ WEBHOOKS_FILE: '/nonexistent/webhooks.json' })).toThrow(/WEBHOOKS_FILE .*cannot be read/);
+  });
+
   it('points at a syntax error in the providers file without quoting the file (it may hold a key)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pushq-providers-'));
     for (const [i, text] of [

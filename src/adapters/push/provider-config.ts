@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../../config-error.js';
+import { jsonPosition, loadJsonFile } from '../config-file.js';
 
 /**
  * The providers file (PROVIDERS_FILE): one zod schema per provider type,
@@ -291,18 +292,6 @@ export function retryPolicy(config: ProviderConfig) {
 export const DEFAULT_PROVIDERS: ProviderConfig[] = [providerSchema.parse({ name: 'sim', type: 'sim', tps: 200 })];
 
 /**
- * Where JSON.parse stopped, without the text around it: V8's messages quote
- * the input, and the input here may hold a key.
- */
-function jsonPosition(err: unknown, text?: string): string {
-  const at = /at position (\d+)/.exec((err as Error).message ?? '');
-  if (!at || text === undefined) return at ? `at character ${at[1]}` : 'a syntax error';
-  const before = text.slice(0, Number(at[1]));
-  const line = before.split('\n').length;
-  return `a syntax error at line ${line}, column ${before.length - before.lastIndexOf('\n')}`;
-}
-
-/**
  * The secret a provider's receipts are checked with (its `receipts` entry),
  * or null when it sends none. Read by the processes that serve the API.
  */
@@ -318,22 +307,5 @@ export function addressFields(providers: readonly ProviderConfig[]): string[] {
 }
 
 export function loadProviders(file: string): ProviderConfig[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`PROVIDERS_FILE ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`PROVIDERS_FILE ${file} is not valid JSON (${jsonPosition(err, text)})`);
-  }
-  const parsed = providersSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`PROVIDERS_FILE ${file}: at [${issue.path.join('.')}]: ${issue.message}`);
-  }
-  return parsed.data;
+  return loadJsonFile('PROVIDERS_FILE', file, providersSchema);
 }

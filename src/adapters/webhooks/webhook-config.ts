@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigError } from '../../config-error.js';
+import { loadJsonFile } from '../config-file.js';
 import { CAMPAIGN_ID_PATTERN } from '../../domain/ids.js';
 import { DEFAULT_WEBHOOK_RETRY, EVENT_TYPES, WEBHOOK_SECRET_PATTERN, type WebhookEndpoint } from '../../domain/webhooks.js';
 
@@ -85,24 +86,7 @@ export function endpointOf(entry: z.infer<z.ZodObject<typeof webhookFields>> & {
 }
 
 export function loadWebhooksFile(file: string): WebhookFileEntry[] {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(`WEBHOOKS_FILE ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch {
-    throw new ConfigError(`WEBHOOKS_FILE ${file} is not valid JSON`);
-  }
-  const parsed = fileSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new ConfigError(`WEBHOOKS_FILE ${file}: at [${issue.path.join('.')}]: ${issue.message}`);
-  }
-  return parsed.data;
+  return loadJsonFile('WEBHOOKS_FILE', file, fileSchema);
 }
 
 /**
