@@ -11,13 +11,14 @@ import {
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { invalidRecipients, RecipientCollector, type IngestSummary } from '../domain/recipient.js';
-import type { FrequencyCap, QuietHours } from '../domain/respect.js';
+import { parseDuration, type FrequencyCap, type QuietHours } from '../domain/respect.js';
+import { checkWindows, windowFields, type WindowSettings } from '../domain/windows.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { currentView, requireCampaign, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, Lifecycle, Logger, PageQueue, Runs, Scheduler, Staging, Transition } from './ports.js';
 import type { RunPump } from './pump.js';
 
-export interface CampaignPatch {
+export interface CampaignPatch extends Partial<WindowSettings> {
   name?: string;
   message?: Message;
   priority?: CampaignPriority;
@@ -104,7 +105,23 @@ export class CampaignLifecycle {
   }
 
   async edit(id: string, patch: CampaignPatch): Promise<{ campaign: CampaignView; recipients: IngestSummary | null }> {
-    const fields: Record<string, string> = {};
+    const { pace, ...rest } = patch;
+    const others = Object.entries(rest).some(([key, value]) => key !== 'invalid' && value !== undefined);
+    if (pace !== undefined && !others) {
+      // Pace alone: any state, and a run that sends takes it at once.
+      const tps = pace && 'tps' in pace ? pace.tps : null;
+      const spreadMs = pace && 'spreadOver' in pace ? parseDuration(pace.spreadOver) : null;
+      await this.apply(id, 'change the pace of', (c) => this.deps.lifecycle.setPace(id, c.latestRunId, { tps, spreadMs }));
+      return { campaign: await this.view(id), recipients: null };
+    }
+    checkWindows(patch, Date.now());
+    const fields: Record<string, string> = windowFields({
+      deliverAt: patch.deliverAt,
+      pace,
+      // One deadline at a time: setting one clears the other.
+      expiresAt: patch.expiresAt !== undefined ? patch.expiresAt : patch.expiresAfter ? null : undefined,
+      expiresAfter: patch.expiresAfter !== undefined ? patch.expiresAfter : patch.expiresAt ? null : undefined,
+    });
     if (patch.name !== undefined) fields.name = patch.name;
     if (patch.message !== undefined) {
       fields.message = JSON.stringify(patch.message);
@@ -199,6 +216,11 @@ export class CampaignLifecycle {
         suppressionLists: source.suppressionLists,
         frequencyCap: source.frequencyCap,
         onRenderError: source.onRenderError,
+        deliverAt: source.deliverAt,
+        pace: source.pace,
+        // A fixed deadline is the source's; a clone made after it passed has none (a launch would send to no one).
+        expiresAt: source.expiresAt !== null && Date.parse(source.expiresAt) > createdAt ? source.expiresAt : null,
+        expiresAfter: source.expiresAfter,
         listFields: source.listFields,
         templated: source.templated,
         createdAt,

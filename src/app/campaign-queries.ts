@@ -104,7 +104,7 @@ export class CampaignQueries {
   constructor(
     private readonly deps: {
       store: CampaignStore;
-      runs: Pick<Runs, 'getRun'>;
+      runs: Pick<Runs, 'getRun' | 'waves'>;
       ledger: Pick<Ledger, 'readEntry' | 'readPageEntries' | 'listBad'>;
       /** Where archived runs are read from. */
       archive: ResultsArchive;
@@ -118,12 +118,22 @@ export class CampaignQueries {
 
   async get(id: string): Promise<CampaignView> {
     const { campaign, run } = await this.load(id);
-    return campaignView(campaign, run);
+    return campaignView(campaign, run, await this.wavesOf(run));
+  }
+
+  /** The waves of a run that delivers at local times (none for one that does not, or that left Redis). */
+  private async wavesOf(run: RunState | null): Promise<Array<{ at: number; recipients: number }> | undefined> {
+    return run?.deliverAt && !run.archived ? this.deps.runs.waves(run.campaignId, run.id) : undefined;
   }
 
   async list(limit: number, cursor?: string): Promise<Paged<CampaignView>> {
     const page = await this.deps.store.list(limit, cursor);
-    const items = await Promise.all(page.items.map(async (campaign) => campaignView(campaign, await latestRun(this.deps.runs, campaign))));
+    const items = await Promise.all(
+      page.items.map(async (campaign) => {
+        const run = await latestRun(this.deps.runs, campaign);
+        return campaignView(campaign, run, await this.wavesOf(run));
+      }),
+    );
     return { items, nextCursor: page.nextCursor };
   }
 

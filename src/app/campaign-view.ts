@@ -1,7 +1,7 @@
 import type { Campaign, CampaignSettings } from '../domain/campaign.js';
 import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
-import type { ReasonName } from '../domain/respect.js';
+import type { DeferReason, ReasonName } from '../domain/respect.js';
 import { campaignNotFound } from '../domain/errors.js';
 import { templateWarnings } from '../domain/template.js';
 import type { CampaignStore, Runs, RunState } from './ports.js';
@@ -44,6 +44,18 @@ export interface RunView {
   stuck: boolean;
   /** Its results left Redis for the archive (RUN_RETENTION_MS): they are read from there. */
   archived?: true;
+  /** When it was due (a scheduled occurrence's own time): local times and expiresAfter count from it. */
+  startAt: string;
+  /** Nothing is sent after this; null: no deadline. */
+  expiresAt: string | null;
+  /** With `deliverAt`: its recipients' local-time waves, earliest first (`due`: that instant has come). */
+  waves?: WaveView[];
+}
+
+export interface WaveView {
+  at: string;
+  recipients: number;
+  due: boolean;
 }
 
 /**
@@ -53,19 +65,37 @@ export interface RunView {
  */
 export interface CountsView extends RunCounts {
   deferred: number;
+  /** `deferred` by what they wait for: `quiet-hours`, `local-time`. */
+  deferredBy: Partial<Record<DeferReason, number>>;
   deferredUntil: string | null;
   skippedBy: Partial<Record<ReasonName, number>>;
+  /** Of `skipped`: not sent before the run's deadline. */
+  expired: number;
+  /** The run's pace at the provider now, recipients a second (a `spreadOver` worked out); null: none of its own. */
+  pace: number | null;
 }
 
 export function countsView(run: RunState): CountsView {
-  return { ...run.counts, deferred: run.deferred, deferredUntil: run.deferredUntil === null ? null : iso(run.deferredUntil), skippedBy: run.skippedBy };
+  return {
+    ...run.counts,
+    deferred: run.deferred,
+    deferredBy: run.deferredBy,
+    deferredUntil: run.deferredUntil === null ? null : iso(run.deferredUntil),
+    skippedBy: run.skippedBy,
+    expired: run.skippedBy.expired ?? 0,
+    pace: run.pace === null ? null : Math.round(run.pace * 1000) / 1000,
+  };
+}
+
+function noCounts(total: number): CountsView {
+  return { ...emptyCounts(total), deferred: 0, deferredBy: {}, deferredUntil: null, skippedBy: {}, expired: 0, pace: null };
 }
 
 export function iso(ms: number): string {
   return new Date(ms).toISOString();
 }
 
-export function runView(run: RunState): RunView {
+export function runView(run: RunState, waves?: ReadonlyArray<{ at: number; recipients: number }>, now = Date.now()): RunView {
   return {
     id: run.id,
     status: run.status,
@@ -74,10 +104,13 @@ export function runView(run: RunState): RunView {
     completedAt: run.completedAt === null ? null : iso(run.completedAt),
     stuck: run.stuckSince !== null && run.status === 'running',
     ...(run.archived ? { archived: true as const } : {}),
+    startAt: iso(run.startAt),
+    expiresAt: run.expiresAt === null ? null : iso(run.expiresAt),
+    ...(waves ? { waves: waves.map((w) => ({ at: iso(w.at), recipients: w.recipients, due: w.at <= now })) } : {}),
   };
 }
 
-export function campaignView(campaign: Campaign, run: RunState | null): CampaignView {
+export function campaignView(campaign: Campaign, run: RunState | null, waves?: ReadonlyArray<{ at: number; recipients: number }>): CampaignView {
   return {
     id: campaign.id,
     name: campaign.name,
@@ -90,13 +123,17 @@ export function campaignView(campaign: Campaign, run: RunState | null): Campaign
     suppressionLists: campaign.suppressionLists,
     frequencyCap: campaign.frequencyCap,
     onRenderError: campaign.onRenderError,
+    deliverAt: campaign.deliverAt,
+    pace: campaign.pace,
+    expiresAt: campaign.expiresAt,
+    expiresAfter: campaign.expiresAfter,
     status: campaign.status,
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,
     recipientCount: campaign.recipients.total,
     warnings: templateWarnings(campaign, campaign.listFields, campaign.recipients.total),
-    counts: run ? countsView(run) : { ...emptyCounts(campaign.recipients.total), deferred: 0, deferredUntil: null, skippedBy: {} },
-    latestRun: run ? runView(run) : null,
+    counts: run ? countsView(run) : noCounts(campaign.recipients.total),
+    latestRun: run ? runView(run, waves) : null,
     schedule: campaign.schedule ? scheduleView(campaign.schedule, Date.now()) : null,
   };
 }

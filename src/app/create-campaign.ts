@@ -4,10 +4,11 @@ import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
 import { FieldNames, invalidRecipients, RecipientCollector, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
+import { checkWindows, type WindowSettings } from '../domain/windows.js';
 import { campaignView, type CampaignView } from './campaign-view.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
 
-export interface CreateCampaignInput {
+export interface CreateCampaignInput extends WindowSettings {
   name: string;
   provider: string;
   message: Message;
@@ -53,6 +54,7 @@ export class CreateCampaign {
         known: this.deps.providers.names(),
       });
     }
+    checkWindows(input, Date.now());
     const collector = new RecipientCollector();
     for (const recipient of input.recipients ?? []) collector.add(recipient);
     const summary = collector.summary();
@@ -74,6 +76,10 @@ export class CreateCampaign {
         suppressionLists: input.suppressionLists,
         frequencyCap: input.frequencyCap,
         onRenderError: input.onRenderError,
+        deliverAt: input.deliverAt,
+        pace: input.pace,
+        expiresAt: input.expiresAt,
+        expiresAfter: input.expiresAfter,
         listFields: input.recipients ? fieldNamesOf(collector.recipients) : null,
         templated: true,
         createdAt,

@@ -74,6 +74,8 @@ export class FireOccurrence {
       allowedFrom: ['scheduled'],
       statusAfter: spec.kind === 'at' ? 'completed' : 'scheduled',
       trigger: 'schedule',
+      // Its deadline and local times count from when it was due, however late it fires.
+      startAt: latest,
     });
     if (created.ok) {
       await record(latest, 'ran', { runId });
@@ -81,6 +83,16 @@ export class FireOccurrence {
       return 'ran';
     }
     if (created.reason === 'exists') return 'duplicate';
+    if (created.reason === 'expired') {
+      // Every worker missed it until its deadline: nothing of it is worth sending any more.
+      await record(latest, 'skipped', { reason: 'expired' });
+      this.deps.log.warn(
+        { campaignId, occurrence: new Date(latest).toISOString(), deadline: new Date(created.deadline ?? 0).toISOString() },
+        'occurrence skipped whole: its deadline passed before it could start',
+      );
+      if (spec.kind === 'at') await this.deps.lifecycle.setSchedule(campaignId, null, campaign.scheduleVersion);
+      return 'skipped';
+    }
     const reason =
       created.reason === 'empty'
         ? 'no-recipients'

@@ -50,6 +50,14 @@ export class LaunchCampaign {
           status: created.status,
         });
       }
+      if (created.reason === 'expired') {
+        throw invalidState(
+          campaignId,
+          created.status ?? campaign.status,
+          'launch',
+          `Its deadline (expiresAt ${new Date(created.deadline ?? 0).toISOString()}) has passed: it would send to no one. PATCH expiresAt, or clone it.`,
+        );
+      }
       if (created.reason === 'changed') {
         throw new DomainError(
           ErrorCodes.INVALID_STATE,

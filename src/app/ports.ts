@@ -4,7 +4,8 @@
  * the real adapters on a real Redis.
  */
 import type { Campaign, CampaignSettings, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
-import type { FrequencyCap, ReasonName } from '../domain/respect.js';
+import type { DeferReason, FrequencyCap, ReasonName } from '../domain/respect.js';
+import type { DeliverAt } from '../domain/windows.js';
 import type { ScheduleSpec } from '../domain/schedule.js';
 import type { LedgerRecord, RunCounts } from '../domain/ledger.js';
 import type { StoredRecipient } from '../domain/recipient.js';
@@ -184,6 +185,8 @@ export interface Lifecycle {
   resume(campaignId: string, latestRunId: string | null, idleStatus: 'scheduled' | 'draft'): Promise<Transition<{ gen?: number; pages?: number[] }>>;
   cancel(campaignId: string, latestRunId: string | null): Promise<Transition>;
   edit(campaignId: string, fields: Record<string, string>): Promise<Transition>;
+  /** Sets the campaign's pace (tps or spread, null: none), in any state; its latest run, sending or paused, takes it at once. */
+  setPace(campaignId: string, latestRunId: string | null, pace: { tps: number | null; spreadMs: number | null }): Promise<Transition>;
   /** Makes a staged list current; `dropVersion` is the old version when no run reads it any more. */
   swapRecipients(
     campaignId: string,
@@ -242,6 +245,16 @@ export interface RunState {
   locales: string[];
   /** The run's number, which its recipients' idempotency keys carry (null: a run made before numbers). */
   no: number | null;
+  /** When it was due (a scheduled occurrence's time, a launch's moment): local times and expiresAfter count from it. */
+  startAt: number;
+  /** Nothing is sent after this (ms); null: no deadline. */
+  expiresAt: number | null;
+  /** Its pace at the provider, recipients a second; null: none of its own. */
+  pace: number | null;
+  /** Its local-time delivery (its campaign's when it began); null: none. */
+  deliverAt: DeliverAt | null;
+  /** Pending recipients waiting for their time, by reason (parts of `deferred`). */
+  deferredBy: Partial<Record<DeferReason, number>>;
 }
 
 export interface CreateRunOptions {
@@ -255,10 +268,14 @@ export interface CreateRunOptions {
   aside?: boolean;
   /** The campaign's `updatedAt` (ms) as the caller checked it: refused (`changed`) when it changed since (a PATCH, an upload). */
   unchangedSince?: number;
+  /** When the run was due (a scheduled occurrence's time; default now): its deadline and local times count from it. */
+  startAt?: number;
 }
 
 export type CreateRunResult =
-  { ok: true; createdAt: number } | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty' | 'changed'; status?: CampaignStatus };
+  | { ok: true; createdAt: number }
+  /** `expired`: its deadline (`deadline`, ms) passed before it could start; no run was made. */
+  | { ok: false; reason: 'missing' | 'state' | 'exists' | 'empty' | 'changed' | 'expired'; status?: CampaignStatus; deadline?: number };
 
 /** What the supervisor's stall check found: pages to enqueue again, or a run only waiting for parked recipients to be due. */
 export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { kind: 'parked'; wakesIn: number } | { kind: 'fresh' } | { kind: 'inactive' };
@@ -269,6 +286,8 @@ export interface Runs {
   /** The run a number names (a receipt's key carries it), if it is still in Redis. */
   runByNumber(runNo: number): Promise<{ campaignId: string; runId: string } | null>;
   getRun(campaignId: string, runId: string): Promise<RunState | null>;
+  /** A run's local-time waves (lua/claim.lua): each due instant (ms) and the recipients deferred to it, earliest first. */
+  waves(campaignId: string, runId: string): Promise<Array<{ at: number; recipients: number }>>;
   /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
   advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
   /** Pages in their first pass (`open`), and of those, how many a worker holds right now (`active`). */
@@ -329,6 +348,12 @@ export type AcquireResult =
       /** The run's number (its recipients' keys carry it: src/domain/ids.ts receiptKey); null for a run made before numbers. */
       runNo: number | null;
       pageSize: number;
+      /** When the run was due (ms): its recipients' local times count from it. */
+      startAt: number;
+      /** ms until the run's deadline on the Redis clock when the page was taken; null: none. */
+      deadlineIn: number | null;
+      /** The run's local-time delivery (its campaign's when it began); null: none. */
+      deliverAt: DeliverAt | null;
     }
   | { kind: 'busy'; delayMs: number }
   | { kind: 'inactive'; status: string; markedUnknown: number }
@@ -343,7 +368,8 @@ export interface Claimed {
 }
 
 export type ClaimResult =
-  | { kind: 'ok'; claimed: Claimed[] }
+  /** `msLeft`: until the run's deadline less the guard, on the Redis clock when the claim ran (null: no deadline). */
+  | { kind: 'ok'; claimed: Claimed[]; msLeft: number | null }
   | { kind: 'fenced' }
   | { kind: 'inactive'; status: string }
   /** Not enough replicas acknowledged the claim in time: nobody was claimed (REDIS_WAIT_REPLICAS). */
@@ -352,8 +378,10 @@ export type ClaimResult =
 export type ClaimDirective =
   /** `counted`: just counted against a frequency cap (the record remembers, so a retry is not counted again). */
   | { index: number; op: 'claim'; counted?: boolean; locale?: number }
-  /** Quiet hours: due again at `until` (epoch ms, read on the Redis clock like every ledger time). */
-  | { index: number; op: 'defer'; until: number }
+  /** Quiet hours or local time (`reason`, a REASONS code; quiet hours by default): due again at `until` (epoch ms, read on the Redis clock like every ledger time). */
+  | { index: number; op: 'defer'; until: number; reason?: number }
+  /** Past the run's deadline: skipped, reason `expired` (before it: left as it is). */
+  | { index: number; op: 'expire' }
   /** Never sent in this run: `reason` is a code of domain/respect.ts REASONS. */
   | { index: number; op: 'skip'; reason: number; detail: string };
 
@@ -415,7 +443,12 @@ export interface LedgerEntry {
 export interface Ledger {
   acquirePage(ref: PageRef, token: string, options: { leaseMs: number; gen: number; settle: SettlePolicy }): Promise<AcquireResult>;
   /** Claims, defers or skips recipients of a page in one step (see lua/claim.lua); answers the claimed ones. Renews the lease. */
-  claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[]): Promise<ClaimResult>;
+  /**
+   * `deadlineGuardMs`: how long before the run's deadline a recipient stops
+   * being claimed (what its request needs to reach the provider); a claim
+   * after that expires it instead.
+   */
+  claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs?: number): Promise<ClaimResult>;
   /** Records outcomes of claimed recipients (see lua/confirm.lua). Renews the lease. */
   confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
   /** Renews every lease in one batch (one call per run). */
@@ -423,6 +456,13 @@ export interface Ledger {
   releasePage(ref: PageRef, token: string, size: number, settle: SettlePolicy): Promise<ReleaseResult>;
   /** Settles pages whose lease ran out, and completes the run when nothing is pending. */
   expireLeases(campaignId: string, runId: string, settle: SettlePolicy): Promise<ExpireResult>;
+  /**
+   * Past the run's deadline (running or paused): every recipient of pages
+   * [from, to) still pending is skipped, reason `expired` (unknown when in
+   * doubt); see lua/expire-pages.lua. `early`: the deadline has not passed
+   * on the Redis clock, nothing changed.
+   */
+  expirePages(campaignId: string, runId: string, from: number, to: number): Promise<{ expired: number; unknown: number; completed: boolean; early: boolean }>;
   readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry>;
   /** The entries of one page's `size` recipients, in order (two reads). */
   readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]>;

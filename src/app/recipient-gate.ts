@@ -1,11 +1,21 @@
 import { recipientId, recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { capApplies, quietHoursFor, quietUntil, REASONS, zoneFor, type FrequencyCap } from '../domain/respect.js';
 import type { Campaign } from '../domain/campaign.js';
+import { localDue, localZone, type DeliverAt } from '../domain/windows.js';
 import type { CapReservation, ClaimDirective, FrequencyCaps, PushProvider, Suppressions } from './ports.js';
 
 /** The list of device tokens (phone numbers) a provider reported invalid. */
 export function tokenInvalidList(provider: string): string {
   return `token-invalid:${provider}`;
+}
+
+/** What of a run's delivery windows the gate needs (domain/windows.ts). */
+export interface RunWindows {
+  deliverAt: DeliverAt | null;
+  /** When the run was due (ms): local times count from it. */
+  startAt: number;
+  /** Its deadline (epoch ms, as this process's clock reads it), or null. */
+  deadline: number | null;
 }
 
 export interface GateDecision {
@@ -16,9 +26,10 @@ export interface GateDecision {
 }
 
 /**
- * Decides, right before a batch is claimed, who may not be sent now: quiet
- * hours defer, suppression lists and the frequency cap skip. Checked at send
- * time (not at launch), so an id suppressed mid-run is still not sent.
+ * Decides, right before a batch is claimed, who may not be sent now: local
+ * time and quiet hours defer (or expire, past the deadline), suppression
+ * lists and the frequency cap skip. Checked at send time (not at launch), so
+ * an id suppressed mid-run is still not sent.
  */
 export class RecipientGate {
   constructor(
@@ -40,26 +51,50 @@ export class RecipientGate {
     await this.deps.suppressions.add(tokenInvalidList(provider), addresses);
   }
 
-  /** Splits recipients into those inside their quiet hours (deferred to the window's end) and the others. */
-  quietHours(campaign: Campaign, page: readonly StoredRecipient[], indexes: readonly number[], now: number): { deferred: ClaimDirective[]; open: number[] } {
-    const deferred: ClaimDirective[] = [];
+  /**
+   * Splits recipients into those who may be sent now and those who must
+   * wait: for their local time (the run's `deliverAt`), then for their quiet
+   * hours to end (quiet hours win) — deferred to that instant — or, when that
+   * instant is at or past the run's deadline, skipped as `expired` at once
+   * (they can never be sent in time).
+   */
+  timing(
+    campaign: Campaign,
+    run: RunWindows,
+    page: readonly StoredRecipient[],
+    indexes: readonly number[],
+    now: number,
+  ): { held: ClaimDirective[]; open: number[] } {
+    const held: ClaimDirective[] = [];
     const open: number[] = [];
     // Recipients of a page share a handful of zones: one answer per zone and window.
-    const known = new Map<string, number>();
+    const known = new Map<string, { at: number; reason: number }>();
     for (const index of indexes) {
       const recipient = recipientRecord(page[index]!);
       const hours = quietHoursFor(campaign, recipient);
-      let at = now;
-      if (hours) {
-        const zone = zoneFor(hours, recipient);
-        const key = `${hours.start}|${hours.end}|${zone}`;
-        at = known.get(key) ?? quietUntil(hours, zone, now);
-        known.set(key, at);
+      const localZoneName = run.deliverAt ? localZone(run.deliverAt, recipient) : '';
+      const quietZone = hours ? zoneFor(hours, recipient) : '';
+      const key = `${localZoneName}|${quietZone}|${hours ? `${hours.start}|${hours.end}` : ''}`;
+      let wait = known.get(key);
+      if (!wait) {
+        wait = { at: now, reason: REASONS.none };
+        if (run.deliverAt) {
+          const due = localDue(run.deliverAt.localTime, localZoneName, run.startAt);
+          if (due > now) wait = { at: due, reason: REASONS['local-time'] };
+        }
+        if (hours) {
+          const end = quietUntil(hours, quietZone, wait.at);
+          if (end > wait.at) wait = { at: end, reason: REASONS['quiet-hours'] };
+        }
+        known.set(key, wait);
       }
-      if (at > now) deferred.push({ index, op: 'defer', until: at });
-      else open.push(index);
+      if (wait.at <= now) open.push(index);
+      else if (run.deadline !== null && wait.at >= run.deadline) {
+        const why = wait.reason === REASONS['local-time'] ? 'its local time' : 'the end of its quiet hours';
+        held.push({ index, op: 'skip', reason: REASONS.expired, detail: `${why} (${new Date(wait.at).toISOString()}) comes after the run's deadline` });
+      } else held.push({ index, op: 'defer', until: wait.at, reason: wait.reason });
     }
-    return { deferred, open };
+    return { held, open };
   }
 
   /** Who of `open` is on a campaign suppression list (by id) or has a token the provider reported invalid (by token). */
@@ -94,6 +129,7 @@ export class RecipientGate {
 
   async decide(
     campaign: Campaign,
+    run: RunWindows,
     provider: PushProvider,
     page: readonly StoredRecipient[],
     batch: readonly number[],
@@ -101,7 +137,7 @@ export class RecipientGate {
     now: number,
   ): Promise<GateDecision> {
     // Checked again here: a window may have begun since the page started.
-    const { deferred: directives, open } = this.quietHours(campaign, page, batch, now);
+    const { held: directives, open } = this.timing(campaign, run, page, batch, now);
     const skips = await this.suppressed(campaign, provider, page, open);
     const allowed: number[] = [];
     open.forEach((index, i) => {

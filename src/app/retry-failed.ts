@@ -67,7 +67,11 @@ export class RetryFailed {
         campaignId,
         created.status ?? campaign.status,
         'retry-failed',
-        created.reason === 'exists' ? `Run ${runId} was made already.` : undefined,
+        created.reason === 'exists'
+          ? `Run ${runId} was made already.`
+          : created.reason === 'expired'
+            ? `The campaign's deadline (expiresAt ${new Date(created.deadline ?? 0).toISOString()}) has passed: PATCH expiresAt to retry.`
+            : undefined,
       );
     }
     const [updated, run] = await Promise.all([this.deps.store.get(campaignId), this.deps.runs.getRun(campaignId, runId)]);

@@ -13,7 +13,7 @@ import type { MessageIdBuffer } from './message-id-buffer.js';
 import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
-import type { GateDecision, RecipientGate } from './recipient-gate.js';
+import type { GateDecision, RecipientGate, RunWindows } from './recipient-gate.js';
 import { RENDER_SLICE_MS, StopRequested, sleepUntil, TimeSlice } from './waiting.js';
 import type { Allotment, RequestShare, SendBudget } from './send-budget.js';
 import type {
@@ -113,6 +113,14 @@ interface PageWork {
   /** The run's number and page size: a recipient's place, where a provider's message id leads a receipt. */
   runNo: number | null;
   pageSize: number;
+  /** The run's local time, start and deadline, for the gate. */
+  windows: RunWindows;
+  /**
+   * performance.now() after which no request may leave: the run's deadline
+   * less what a request needs to reach the provider (its arrivalMarginMs);
+   * null: no deadline. Moved earlier by each claim's reading of the Redis clock.
+   */
+  lastDeparture: number | null;
   log: Logger;
 }
 
@@ -155,7 +163,7 @@ export class SendPage {
     }
     const page = renewer.hold(ref, token, acquiredAt);
     try {
-      return await this.sendHeld(page, campaign, provider, settle, acquired, stop, log);
+      return await this.sendHeld(page, campaign, provider, settle, acquired, acquiredAt, stop, log);
     } finally {
       renewer.drop(page);
     }
@@ -181,6 +189,8 @@ export class SendPage {
     provider: PushProvider,
     settle: SettlePolicy,
     acquired: Extract<AcquireResult, { kind: 'ok' }>,
+    /** performance.now() before the page was taken: what the run's clocks were read against. */
+    acquiredAt: number,
     stop: AbortSignal,
     log: Logger,
   ): Promise<PageResult> {
@@ -215,11 +225,17 @@ export class SendPage {
           : receiptKey(acquired.runNo, ref.page * acquired.pageSize + index, ref.campaignId, ref.runId, recipientId),
       runNo: acquired.runNo,
       pageSize: acquired.pageSize,
+      windows: {
+        deliverAt: acquired.deliverAt,
+        startAt: acquired.startAt,
+        deadline: acquired.deadlineIn === null ? null : Date.now() + acquired.deadlineIn,
+      },
+      lastDeparture: acquired.deadlineIn === null ? null : acquiredAt + acquired.deadlineIn - provider.limits.arrivalMarginMs,
       log,
     };
     let halt: Halt | null;
     try {
-      halt = (await this.parkQuiet(work, due)) ?? (await this.sendDue(work, due, stop));
+      halt = (await this.park(work, due)) ?? (await this.sendDue(work, due, stop));
     } catch (err) {
       // What was sent is recorded if it can be; the page goes back now (what nobody will confirm is settled by the in-doubt policy).
       await work.confirms.flush();
@@ -264,26 +280,49 @@ export class SendPage {
   }
 
   /**
-   * Defers, before any rate-limit permit is asked for, the due recipients
-   * inside their quiet hours (their records wait for the window's end, and
-   * the page is parked until the earliest of them); removes them from `due`.
+   * Before any rate-limit permit is asked for: defers the due recipients who
+   * must wait for their local time or the end of their quiet hours (their
+   * records wait, and the page is parked until the earliest of them), and
+   * expires those who could only be sent after the run's deadline; removes
+   * them from `due`.
    */
-  private async parkQuiet(work: PageWork, due: number[]): Promise<Halt | null> {
-    const { deferred, open } = this.deps.gate.quietHours(work.campaign, work.recipients, due, Date.now());
-    if (deferred.length === 0) return null;
-    for (let i = 0; i < deferred.length; i += PARK_BATCH) {
-      const halt = this.halted(await this.claim(work, deferred.slice(i, i + PARK_BATCH)));
-      if (halt) return halt;
-    }
-    this.countGated(deferred);
+  private async park(work: PageWork, due: number[]): Promise<Halt | null> {
+    const { held, open } = this.deps.gate.timing(work.campaign, work.windows, work.recipients, due, Date.now());
+    if (held.length === 0) return null;
+    const halt = await this.claimAll(work, held);
+    if (halt) return halt;
     due.splice(0, due.length, ...open);
     return null;
   }
 
+  /** Directives that spend no permit (defer, skip, expire), PARK_BATCH to a ledger call. */
+  private async claimAll(work: PageWork, directives: readonly ClaimDirective[]): Promise<Halt | null> {
+    for (let i = 0; i < directives.length; i += PARK_BATCH) {
+      const halt = this.halted(await this.claim(work, directives.slice(i, i + PARK_BATCH)));
+      if (halt) return halt;
+    }
+    this.countGated(directives);
+    return null;
+  }
+
+  /** Past the deadline: what is still due is expired (the ledger checks the deadline on its own clock). */
+  private expireDue(work: PageWork, due: readonly number[]): Promise<Halt | null> {
+    return this.claimAll(
+      work,
+      due.map((index) => ({ index, op: 'expire' })),
+    );
+  }
+
+  private pastDeadline(work: PageWork): boolean {
+    return work.lastDeparture !== null && performance.now() >= work.lastDeparture;
+  }
+
   private async claim(work: PageWork, directives: readonly ClaimDirective[]): Promise<ClaimResult> {
     const sentAt = performance.now();
-    const claim = await this.deps.ledger.claim(work.ref, work.page.token, this.deps.options.leaseMs, directives);
+    const claim = await this.deps.ledger.claim(work.ref, work.page.token, this.deps.options.leaseMs, directives, work.provider.limits.arrivalMarginMs);
     if (claim.kind === 'ok' || claim.kind === 'unreplicated') work.page.renewed(sentAt);
+    // The Redis clock ran the claim after sentAt: the last departure it implies is no later than this.
+    if (claim.kind === 'ok' && claim.msLeft !== null) work.lastDeparture = Math.min(work.lastDeparture ?? Infinity, sentAt + claim.msLeft);
     return claim;
   }
 
@@ -305,6 +344,10 @@ export class SendPage {
       while (next < due.length) {
         halt = work.page.halt ?? (stop.aborted ? { kind: 'stopped' } : null);
         if (halt) break;
+        if (this.pastDeadline(work)) {
+          halt = await this.expireDue(work, due.slice(next));
+          break;
+        }
         let allotment: Allotment;
         try {
           allotment = await budget.allot(
@@ -342,7 +385,7 @@ export class SendPage {
     // first may be used, so recipients are in flight as briefly as possible.
     await sleepUntil(allotment.firstStart - CLAIM_AHEAD_MS);
     if (!work.page.live) return work.page.halt ?? { kind: 'fenced' };
-    const gate = await this.deps.gate.decide(work.campaign, work.provider, work.recipients, batch, work.countedOf, Date.now());
+    const gate = await this.deps.gate.decide(work.campaign, work.windows, work.provider, work.recipients, batch, work.countedOf, Date.now());
     await this.render(work, gate);
     let claim: ClaimResult | null = null;
     try {
@@ -413,7 +456,12 @@ export class SendPage {
     const held = new Map<string, number>();
     for (const d of directives) {
       if (d.op === 'claim') continue;
-      const key = d.op === 'skip' ? `skipped|${reasonName(d.reason)}` : 'deferred|quiet-hours';
+      const key =
+        d.op === 'skip'
+          ? `skipped|${reasonName(d.reason)}`
+          : d.op === 'expire'
+            ? 'skipped|expired'
+            : `deferred|${reasonName(d.reason ?? REASONS['quiet-hours'])}`;
       held.set(key, (held.get(key) ?? 0) + 1);
     }
     for (const [key, count] of held) {
@@ -456,6 +504,9 @@ export class SendPage {
       const started = performance.now();
       if (!work.page.live) {
         unsent = { outcome: 'unclaim', delayMs: 0, code: 'LEASE_UNCERTAIN', message: 'the page lease may have been lost; not sent' };
+      } else if (work.lastDeparture !== null && started > work.lastDeparture) {
+        // Back to pending, unsent: the page's next pass expires it.
+        unsent = { outcome: 'unclaim', delayMs: 0, code: 'EXPIRED', message: "the run's deadline came before the request could leave; not sent" };
       } else if (started + provider.limits.timeoutMs > share.usableUntil) {
         // A permit could expire while the request is out: never send on it.
         unsent = { outcome: 'unclaim', delayMs: 0, code: 'PERMIT_EXPIRED', message: 'rate-limit permit too close to expiry; not sent' };

@@ -6,6 +6,9 @@ import { TickLoop } from './tick-loop.js';
 import type { CampaignStore, Clock, Ledger, Locks, Logger, PageQueue, ProviderRegistry, Runs, RunState, SettlePolicy } from './ports.js';
 import type { RunPump } from './pump.js';
 
+/** Pages one step of a deadline's sweep covers (a few thousand records: a short script). */
+const EXPIRE_PAGES_PER_CALL = 16;
+
 export interface SupervisorOptions {
   intervalMs: number;
   /** A running run with no ledger change for this long gets its unfinished pages enqueued again. */
@@ -42,7 +45,7 @@ export class Supervisor {
 
   constructor(
     private readonly deps: {
-      ledger: Pick<Ledger, 'expireLeases'>;
+      ledger: Pick<Ledger, 'expireLeases' | 'expirePages'>;
       runs: Runs;
       locks: Pick<Locks, 'tryLock'>;
       clock: Clock;
@@ -119,6 +122,10 @@ export class Supervisor {
       if (run?.status === 'completed') events.emit('run:completed', { campaignId, runId });
       return;
     }
+    if (run.expiresAt !== null && run.counts.pending > run.counts.inflight && (await this.expire(run))) {
+      run = await runs.getRun(campaignId, runId);
+      if (!run || run.status === 'completed') return this.checkRun(campaignId, runId);
+    }
     this.checkCounts(run);
     if (run.status !== 'running') return;
     const kicked = await runs.kickStalled(campaignId, runId, this.options.stallMs);
@@ -128,6 +135,29 @@ export class Supervisor {
     }
     await pump.fill(campaignId, runId);
     await this.checkProgress(run, kicked.kind === 'parked');
+  }
+
+  /**
+   * A run past its deadline: what is still pending on any page — opened or
+   * not, deferred, parked, paused — is expired. True when it changed anything.
+   */
+  private async expire(run: RunState): Promise<boolean> {
+    if ((await this.deps.clock.serverTime()) < run.expiresAt!) return false;
+    let expired = 0;
+    let unknown = 0;
+    for (let from = 0; from < run.pages; from += EXPIRE_PAGES_PER_CALL) {
+      const step = await this.deps.ledger.expirePages(run.campaignId, run.id, from, Math.min(run.pages, from + EXPIRE_PAGES_PER_CALL));
+      if (step.early) return false;
+      expired += step.expired;
+      unknown += step.unknown;
+      if (step.completed) break;
+    }
+    if (expired + unknown === 0) return false;
+    this.deps.log.info({ campaignId: run.campaignId, runId: run.id, expired, unknown }, "deadline passed: the run's pending recipients expired");
+    this.deps.events.emit('ledger:transitions', { to: 'skipped', count: expired });
+    this.deps.events.emit('recipients:held', { outcome: 'skipped', reason: 'expired', count: expired });
+    if (unknown > 0) this.deps.events.emit('recipients:unknown', { campaignId: run.campaignId, runId: run.id, page: -1, count: unknown });
+    return true;
   }
 
   private checkCounts(run: RunState): void {

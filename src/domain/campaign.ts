@@ -2,6 +2,7 @@ import { DomainError, ErrorCodes } from './errors.js';
 import type { RunCounts } from './ledger.js';
 import type { FrequencyCap, QuietHours } from './respect.js';
 import type { ScheduleSpec } from './schedule.js';
+import type { DeliverAt, Pace } from './windows.js';
 
 /**
  * Campaign lifecycle.
@@ -28,7 +29,7 @@ export type CampaignStatus = (typeof CAMPAIGN_STATUSES)[number];
 export const RUN_STATUSES = ['running', 'paused', 'completed', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
-export type CampaignAction = 'launch' | 'schedule' | 'pause' | 'resume' | 'cancel' | 'edit' | 'upload' | 'clone' | 'delete';
+export type CampaignAction = 'launch' | 'schedule' | 'pause' | 'resume' | 'cancel' | 'edit' | 'upload' | 'clone' | 'delete' | 'pace';
 
 const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
   launch: ['draft', 'scheduled'],
@@ -42,6 +43,8 @@ const ALLOWED: Record<CampaignAction, readonly CampaignStatus[]> = {
   clone: ['draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled'],
   // A run that sends must be cancelled first: deleting its ledger mid-send would lose who was sent.
   delete: ['draft', 'scheduled', 'completed', 'cancelled'],
+  // A run that sends takes a new pace within a second (domain/windows.ts).
+  pace: ['draft', 'scheduled', 'running', 'paused', 'completed', 'cancelled'],
 };
 
 /**
@@ -126,12 +129,33 @@ export interface Campaign {
    * its text reads, braces and all, until its message is next PATCHed.
    */
   templated: boolean;
+  /** Each recipient at this time of their own day (domain/windows.ts); null: as soon as the run sends. */
+  deliverAt: DeliverAt | null;
+  /** Its own rate at the provider, inside the provider's cap; null: as fast as the provider's cap and other campaigns allow. */
+  pace: Pace | null;
+  /** After this instant (ISO-8601) nothing more is sent; null: no fixed deadline. */
+  expiresAt: string | null;
+  /** A deadline this long after each run's start ("3h"); null: none. */
+  expiresAfter: string | null;
 }
 
 /** What an operator sets on a campaign (create, PATCH, clone): the fields a new campaign and its view share. */
 export type CampaignSettings = Pick<
   Campaign,
-  'name' | 'provider' | 'message' | 'priority' | 'maxAttempts' | 'kind' | 'quietHours' | 'suppressionLists' | 'frequencyCap' | 'onRenderError'
+  | 'name'
+  | 'provider'
+  | 'message'
+  | 'priority'
+  | 'maxAttempts'
+  | 'kind'
+  | 'quietHours'
+  | 'suppressionLists'
+  | 'frequencyCap'
+  | 'onRenderError'
+  | 'deliverAt'
+  | 'pace'
+  | 'expiresAt'
+  | 'expiresAfter'
 >;
 
 export interface Run {

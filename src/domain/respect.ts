@@ -37,7 +37,15 @@ export const REASONS = {
   cancelled: 5,
   /** The message did not render for this recipient (a missing variable): never sent as a half-filled text. */
   'render-error': 6,
+  /** Waiting for its local time (a campaign's `deliverAt`, domain/windows.ts): deferred, like quiet hours. */
+  'local-time': 7,
+  /** Not sent before the run's deadline (`expiresAt` / `expiresAfter`, domain/windows.ts). */
+  expired: 8,
 } as const;
+
+/** The reasons a pending recipient waits for (the others are why one was skipped). */
+export const DEFER_REASONS = ['quiet-hours', 'local-time'] as const;
+export type DeferReason = (typeof DEFER_REASONS)[number];
 export type ReasonName = keyof typeof REASONS;
 
 export function reasonName(code: number): ReasonName | null {

@@ -1,3 +1,4 @@
+import type { WindowSettings } from '../../src/domain/windows.js';
 import type { Redis } from 'ioredis';
 import { RedisCampaignStore } from '../../src/adapters/redis/campaign-store.js';
 import { Keys } from '../../src/adapters/redis/keys.js';
@@ -18,7 +19,7 @@ import { onCleanup, testPrefix } from './cleanup.js';
 import { deletePrefix, testRedis } from './redis.js';
 
 /** A draft campaign's stored record with test defaults (everything a store's `create` needs). */
-export function draftRecord(id: string, layout: RecipientLayout, over: { name?: string; provider?: string } = {}) {
+export function draftRecord(id: string, layout: RecipientLayout, over: { name?: string; provider?: string } & Partial<WindowSettings> = {}) {
   return {
     id,
     name: over.name ?? 'n',
@@ -33,6 +34,10 @@ export function draftRecord(id: string, layout: RecipientLayout, over: { name?: 
     onRenderError: 'refuse' as const,
     listFields: null,
     templated: true,
+    deliverAt: over.deliverAt ?? null,
+    pace: over.pace ?? null,
+    expiresAt: over.expiresAt ?? null,
+    expiresAfter: over.expiresAfter ?? null,
     createdAt: Date.now(),
     layout,
   };

@@ -212,8 +212,11 @@ describe('REST API', () => {
         unknown: 0,
         skipped: 0,
         deferred: 0,
+        deferredBy: {},
         deferredUntil: null,
         skippedBy: {},
+        expired: 0,
+        pace: null,
       });
       const first = await api.request('GET', `/api/campaigns/${campaign.id}/failures?limit=5`);
       expect(first.body.items).toHaveLength(5);

@@ -82,7 +82,7 @@ describe('a claim lost after the send went out', () => {
     await h.forgetClaim(ref, 0);
     await h.ledger.confirm(ref, 'A', LEASE * 30, confirmPolicy(5), [entry(0, 'sent')]);
     expect((await stateOf(h, ref, 0)).state).toBe('sent');
-    expect(await h.ledger.claim(ref, 'A', LEASE * 30, claims(0))).toEqual({ kind: 'ok', claimed: [] });
+    expect(await h.ledger.claim(ref, 'A', LEASE * 30, claims(0))).toEqual({ kind: 'ok', claimed: [], msLeft: null });
     expect((await h.runs.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 1, inflight: 0, sent: 1 });
   });
 });

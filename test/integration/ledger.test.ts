@@ -72,7 +72,7 @@ describe('claim and confirm', () => {
     expect(acquired.kind).toBe('ok');
 
     const claim = await h.ledger.claim(ref, 'A', LEASE, claims(0, 1, 2, 3, 4, 5, 6, 7, 8));
-    expect(claim).toEqual({ kind: 'ok', claimed: [0, 1, 2, 3, 4, 5, 6, 7, 8].map((index) => ({ index, attempt: 1 })) });
+    expect(claim).toEqual({ kind: 'ok', claimed: [0, 1, 2, 3, 4, 5, 6, 7, 8].map((index) => ({ index, attempt: 1 })), msLeft: null });
     expect((await h.runs.getRun(campaignId, runId))?.counts).toMatchObject({ pending: 10, inflight: 9 });
 
     const result = await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [
@@ -96,6 +96,7 @@ describe('claim and confirm', () => {
         { index: 3, attempt: 2 },
         { index: 9, attempt: 1 },
       ],
+      msLeft: null,
     });
     const failedEntry = await h.ledger.readEntry(campaignId, runId, 2, 100);
     expect(failedEntry.record).toMatchObject({ state: 'failed', attempts: 1 });
@@ -129,7 +130,7 @@ describe('claim and confirm', () => {
     const { h, campaignId, runId, ref } = await runningPage(5);
     await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     const replies = await Promise.all(Array.from({ length: 20 }, () => h.ledger.claim(ref, 'A', LEASE, claims(1))));
-    for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempt: 1 }] });
+    for (const reply of replies) expect(reply).toEqual({ kind: 'ok', claimed: [{ index: 1, attempt: 1 }], msLeft: null });
     expect((await h.runs.getRun(campaignId, runId))?.counts.inflight).toBe(1);
   });
 
@@ -165,6 +166,7 @@ describe('claim and confirm', () => {
         { index: 2, attempt: 1 },
         { index: 3, attempt: 1 },
       ],
+      msLeft: null,
     });
     const result = await h.ledger.confirm(ref, 'B', LEASE, confirmPolicy(5), [sent(2), sent(3)]);
     expect(result).toMatchObject({ kind: 'ok', runCompleted: true });
@@ -216,7 +218,7 @@ describe('claims that defer and skip (recipient respect)', () => {
       { index: 3, op: 'skip', reason: REASONS.suppressed, detail: 'on suppression list global' },
       { index: 4, op: 'skip', reason: REASONS['frequency-cap'], detail: 'frequency cap: at most 1 per 24h' },
     ]);
-    expect(result).toEqual({ kind: 'ok', claimed: [{ index: 0, attempt: 1 }] });
+    expect(result).toEqual({ kind: 'ok', claimed: [{ index: 0, attempt: 1 }], msLeft: null });
     let run = (await h.runs.getRun(campaignId, runId))!;
     expect(run.counts).toMatchObject({ total: 6, pending: 4, inflight: 1, skipped: 2 });
     expect(run.deferred).toBe(2);
@@ -228,13 +230,14 @@ describe('claims that defer and skip (recipient respect)', () => {
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).record).toMatchObject({ state: 'pending', reason: REASONS['quiet-hours'] });
 
     // Not due yet: a claim does not take a deferred recipient; deferring again does not count it twice.
-    expect(await h.ledger.claim(ref, 'A', LEASE, claims(1))).toEqual({ kind: 'ok', claimed: [] });
+    expect(await h.ledger.claim(ref, 'A', LEASE, claims(1))).toEqual({ kind: 'ok', claimed: [], msLeft: null });
     await h.ledger.claim(ref, 'A', LEASE, [{ index: 1, op: 'defer', until: Date.now() }]);
     expect((await h.runs.getRun(campaignId, runId))!.deferred).toBe(2);
     // Due now: claimed, and no longer deferred. A skip of a recipient in flight changes nothing.
     expect(await h.ledger.claim(ref, 'A', LEASE, [...claims(1), { index: 0, op: 'skip', reason: REASONS.suppressed, detail: 'late' }])).toEqual({
       kind: 'ok',
       claimed: [{ index: 1, attempt: 1 }],
+      msLeft: null,
     });
     run = (await h.runs.getRun(campaignId, runId))!;
     expect(run.deferred).toBe(1);

@@ -18,7 +18,7 @@ describe('campaign rules', () => {
     expect(err.code).toBe('INVALID_STATE');
     expect(err.message).toMatch(/retry-failed/);
     expect(err.message).toMatch(/clone/);
-    expect(err.details).toEqual({ status: 'completed', allowedActions: ['clone', 'delete'] });
+    expect(err.details).toEqual({ status: 'completed', allowedActions: ['clone', 'delete', 'pace'] });
   });
 
   it('splits recipients into pages and small index buckets', () => {

@@ -7,6 +7,7 @@ import { MAX_JSON_DEPTH, nestsDeeperThan } from '../../domain/json-depth.js';
 import { CompiledMessage, MAX_LOCALES } from '../../domain/template.js';
 import { MAX_TEST_RECIPIENTS } from '../../app/test-send.js';
 import { webhookFields, webhookName, webhookSecret } from '../webhooks/webhook-config.js';
+import { deliverAtSchema, paceSchema, windowDuration } from '../../domain/windows.js';
 
 /**
  * Request schemas: the same zod objects validate requests and describe the API.
@@ -51,6 +52,18 @@ export const quietHoursSchema = z.strictObject({
   timezone: z.string().refine(isValidTimeZone, 'an IANA time zone such as Asia/Seoul').default('UTC'),
 });
 
+/** Delivery windows (domain/windows.ts): local time, pace, deadline. */
+const windowFieldSchemas = {
+  /** Each recipient at this time of their own day (`timezone` field, else this zone). */
+  deliverAt: deliverAtSchema.nullable(),
+  /** `{ tps }`: at most this many a second at the provider; `{ spreadOver: "2h" }`: the pending recipients evenly over that long. */
+  pace: paceSchema.nullable(),
+  /** Nothing is sent after this instant (ISO-8601 with an offset). */
+  expiresAt: z.iso.datetime({ offset: true }).nullable(),
+  /** Nothing is sent this long after each run's start ("3h"). */
+  expiresAfter: windowDuration.nullable(),
+};
+
 /** Recipient respect: kind, quiet hours, suppression lists, frequency cap. */
 const respectFields = {
   kind: z.string().regex(/^[a-z][a-z0-9_-]{0,31}$/, 'lower-case letters, digits, _ and - (transactional, advertising, …)'),
@@ -72,6 +85,10 @@ export const createCampaignBody = z.strictObject({
   frequencyCap: respectFields.frequencyCap.default(null),
   /** A recipient whose message does not render: refuse the launch (`refuse`), or skip them, reason `render-error` (`skip`). */
   onRenderError: z.enum(RENDER_ERROR_POLICIES).default('refuse'),
+  deliverAt: windowFieldSchemas.deliverAt.default(null),
+  pace: windowFieldSchemas.pace.default(null),
+  expiresAt: windowFieldSchemas.expiresAt.default(null),
+  expiresAfter: windowFieldSchemas.expiresAfter.default(null),
   recipients: z.array(z.unknown()).optional(),
 });
 
@@ -121,6 +138,12 @@ export const patchCampaignBody = z.strictObject({
   suppressionLists: respectFields.suppressionLists.optional(),
   frequencyCap: respectFields.frequencyCap.optional(),
   onRenderError: z.enum(RENDER_ERROR_POLICIES).optional(),
+  deliverAt: windowFieldSchemas.deliverAt.optional(),
+  /** The one field a PATCH may change in any state: a running run takes the new pace within a second. */
+  pace: windowFieldSchemas.pace.optional(),
+  /** Setting one deadline clears the other. */
+  expiresAt: windowFieldSchemas.expiresAt.optional(),
+  expiresAfter: windowFieldSchemas.expiresAfter.optional(),
   recipients: z.array(z.unknown()).optional(),
 });
 

@@ -5,6 +5,7 @@ import { type Campaign, type CampaignPriority, type CampaignStatus, type Message
 import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
+import { readWindowFields, windowFields } from '../../domain/windows.js';
 import type { CampaignKeys, Keys } from './keys.js';
 import { outboxEntries } from './redis-outbox.js';
 import type { OutboxEntry } from '../../domain/outbox.js';
@@ -43,6 +44,7 @@ function parseCampaign(hash: Record<string, string>): Campaign | null {
     schedule: hash.schedule ? (JSON.parse(hash.schedule) as ScheduleSpec) : null,
     scheduleVersion: Number(hash.scheduleVersion ?? 0),
     listArchived: hash.listArchived === '1',
+    ...readWindowFields(hash),
   };
 }
 
@@ -102,6 +104,7 @@ export class RedisCampaignStore implements CampaignStore {
       onRenderError: campaign.onRenderError,
       listFields: campaign.listFields ? JSON.stringify(campaign.listFields) : '',
       templated: campaign.templated ? '1' : '',
+      ...windowFields(campaign),
       status: 'draft',
       createdAt: campaign.createdAt,
       updatedAt: campaign.createdAt,

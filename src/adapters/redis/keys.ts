@@ -239,6 +239,7 @@ export class CampaignKeys {
       parked: `${base}:parked`,
       doubt: `${base}:doubt`,
       early: `${base}:early`,
+      waves: `${base}:waves`,
     };
   }
 }
@@ -269,4 +270,6 @@ export interface RunKeys {
   doubt: string;
   /** Hash position → a provider's receipt that came before the worker's confirm (lua/receipt.lua); derived from `run` by the scripts. */
   early: string;
+  /** Hash: the instant (ms) a wave of local-time recipients is due → how many were deferred to it (lua/claim.lua); derived from `run`. */
+  waves: string;
 }

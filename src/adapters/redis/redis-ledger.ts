@@ -76,12 +76,13 @@ export class RedisLedger implements Ledger {
     return decode.acquirePage(reply);
   }
 
-  async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[]): Promise<ClaimResult> {
+  async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs = 0): Promise<ClaimResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [ref.page, token, leaseMs, this.masks.maskFor(ref.campaignId)];
+    const args: Array<string | number> = [ref.page, token, leaseMs, this.masks.maskFor(ref.campaignId), Math.max(0, Math.round(deadlineGuardMs))];
     for (const d of directives) {
       if (d.op === 'claim') args.push(d.index, CLAIM_OPS.claim, d.counted ? 1 : 0, d.locale ?? 0);
-      else if (d.op === 'defer') args.push(d.index, CLAIM_OPS.defer, Math.round(d.until), '');
+      else if (d.op === 'defer') args.push(d.index, CLAIM_OPS.defer, Math.round(d.until), d.reason ?? '');
+      else if (d.op === 'expire') args.push(d.index, CLAIM_OPS.expire, '', '');
       else args.push(d.index, CLAIM_OPS.skip, d.reason, d.detail);
     }
     const result = decode.claim(
@@ -170,6 +171,21 @@ export class RedisLedger implements Ledger {
       [settle.inDoubt, run.recordsPrefix, run.leasePrefix, settle.maxAttempts, this.masks.maskFor(campaignId)],
     )) as Reply;
     return decode.expireLeases(reply);
+  }
+
+  async expirePages(
+    campaignId: string,
+    runId: string,
+    from: number,
+    to: number,
+  ): Promise<{ expired: number; unknown: number; completed: boolean; early: boolean }> {
+    const { campaign, run } = this.run({ campaignId, runId });
+    const reply = (await this.scripts.run(
+      'expire-pages',
+      [run.run, campaign.meta(), run.bad, run.unfinished, run.parked, run.errors],
+      [run.recordsPrefix, this.masks.maskFor(campaignId), from, to],
+    )) as Reply;
+    return { expired: Number(reply[0]), unknown: Number(reply[1]), completed: Number(reply[2]) === 1, early: reply[3] !== undefined };
   }
 
   async readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry> {

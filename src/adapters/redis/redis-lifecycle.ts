@@ -75,6 +75,16 @@ export class RedisLifecycle implements Lifecycle {
     return reply[0] === 'ok' ? { ok: true, status: 'cancelled' } : this.refused(reply);
   }
 
+  async setPace(campaignId: string, latestRunId: string | null, pace: { tps: number | null; spreadMs: number | null }): Promise<Transition> {
+    const reply = await this.transition('set-pace', campaignId, latestRunId, [
+      sourceStatesFor('pace').join(','),
+      latestRunId ?? '',
+      pace.tps ?? '',
+      pace.spreadMs ?? '',
+    ]);
+    return reply[0] === 'ok' ? { ok: true, status: reply[1] as CampaignStatus } : this.refused(reply);
+  }
+
   async edit(campaignId: string, fields: Record<string, string>): Promise<Transition> {
     const reply = (await this.scripts.run(
       'edit-campaign',

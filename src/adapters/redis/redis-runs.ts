@@ -3,8 +3,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { redisTime, type RedisClient } from './connection.js';
 import type { Clock, CreateRunOptions, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
 import type { PriorityClass, RunStatus } from '../../domain/campaign.js';
-import { reasonName, type ReasonName } from '../../domain/respect.js';
+import { reasonName, REASONS, type DeferReason, type ReasonName } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
+import type { DeliverAt } from '../../domain/windows.js';
 import { decode, type Reply } from './replies.js';
 import type { Scripts } from './scripts.js';
 
@@ -60,7 +61,19 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     archived: hash.archived ? { kind: hash.archived, count: num(hash.archiveCount), at: num(hash.archivedAt) } : null,
     locales: hash.locales ? hash.locales.split(',') : [],
     no: hash.no ? num(hash.no) : null,
+    startAt: hash.startAt ? num(hash.startAt) : num(hash.createdAt),
+    expiresAt: hash.expiresAt ? num(hash.expiresAt) : null,
+    pace: hash.pace ? num(hash.pace) : null,
+    deliverAt: hash.deliverAt ? (JSON.parse(hash.deliverAt) as DeliverAt) : null,
+    deferredBy: deferredBy(hash),
   };
+}
+
+/** `deferred` by reason: claim.lua counts local-time ones in `defer:7` too; the rest wait for quiet hours. */
+function deferredBy(hash: Record<string, string>): Partial<Record<DeferReason, number>> {
+  const local = num(hash[`defer:${REASONS['local-time']}`]);
+  const quiet = num(hash.deferred) - local;
+  return { ...(quiet > 0 ? { 'quiet-hours': quiet } : {}), ...(local > 0 ? { 'local-time': local } : {}) };
 }
 
 /**
@@ -82,6 +95,13 @@ export class RedisRuns implements Runs {
     private readonly clockStepMs = leaseClockStep(1000),
   ) {}
 
+  async waves(campaignId: string, runId: string): Promise<Array<{ at: number; recipients: number }>> {
+    const hash = await this.redis.hgetall(this.keys.campaign(campaignId).run(runId).waves);
+    return Object.entries(hash)
+      .map(([at, recipients]) => ({ at: Number(at), recipients: Number(recipients) }))
+      .sort((a, b) => a.at - b.at);
+  }
+
   async createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult> {
     const campaign = this.keys.campaign(campaignId);
     const list = opts.recipients;
@@ -99,6 +119,7 @@ export class RedisRuns implements Runs {
         opts.aside ? '1' : '0',
         opts.unchangedSince ?? '',
         no,
+        opts.startAt ?? '',
       ],
     )) as Reply;
     const result = decode.createRun(reply);

@@ -1,3 +1,4 @@
+import type { DeliverAt } from '../../domain/windows.js';
 import type {
   AcquireResult,
   ClaimResult,
@@ -36,15 +37,16 @@ export const CONFIRM_OPS: Record<ConfirmOutcome | 'retryInDoubt', string> = {
 };
 
 /** claim.lua's directive letters. */
-export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k' } as const;
+export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k', expire: 'x' } as const;
 
 export const decode = {
   createRun(reply: Reply): CreateRunResult {
     if (reply[0] === 'ok') return { ok: true, createdAt: int(reply[1]) };
     return {
       ok: false,
-      reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty' | 'changed',
+      reason: text(reply[0]) as 'missing' | 'state' | 'exists' | 'empty' | 'changed' | 'expired',
       status: reply[1] === undefined ? undefined : (text(reply[1]) as CampaignStatus),
+      ...(reply[2] !== undefined ? { deadline: int(reply[2]) } : {}),
     };
   },
 
@@ -60,6 +62,9 @@ export const decode = {
           markedUnknown: int(reply[4]),
           runNo: text(reply[5] ?? '') === '' ? null : int(reply[5]),
           pageSize: int(reply[6]),
+          startAt: int(reply[7]),
+          deadlineIn: text(reply[8] ?? '') === '' ? null : int(reply[8]),
+          deliverAt: text(reply[9] ?? '') === '' ? null : (JSON.parse(text(reply[9])) as DeliverAt),
         };
       case 'busy':
         return { kind, delayMs: int(reply[1]) };
@@ -77,8 +82,9 @@ export const decode = {
     if (kind === 'fenced') return { kind };
     if (kind === 'inactive') return { kind, status: text(reply[1]) };
     const claimed = [];
-    for (let i = 1; i < reply.length; i += 2) claimed.push({ index: int(reply[i]), attempt: int(reply[i + 1]) });
-    return { kind: 'ok', claimed };
+    for (let i = 2; i < reply.length; i += 2) claimed.push({ index: int(reply[i]), attempt: int(reply[i + 1]) });
+    const msLeft = text(reply[1] ?? '');
+    return { kind: 'ok', claimed, msLeft: msLeft === '' ? null : Number(msLeft) };
   },
 
   confirm(reply: Reply): ConfirmResult {

@@ -33,7 +33,7 @@ if ARGV[2] ~= '' then
     redis.call('HINCRBY', KEYS[2], 'skipped', skipped)
     redis.call('HINCRBY', KEYS[2], 'skip:5', skipped) -- REASONS.cancelled
     if #doubtful > 0 then redis.call('HINCRBY', KEYS[2], 'unknown', #doubtful) end
-    redis.call('HSET', KEYS[2], 'deferred', 0)
+    redis.call('HSET', KEYS[2], 'deferred', 0, 'defer:7', 0) -- REASONS['local-time']
     redis.call('HINCRBY', KEYS[2], 'pending', -waiting)
     redis.call('HSET', KEYS[2], 'status', 'cancelled', 'cancelledAt', now)
     emitRecipients(KEYS[1], ARGV[2], now, ev)

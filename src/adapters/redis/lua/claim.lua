@@ -4,9 +4,16 @@
 --      the recipient was just counted against a frequency cap; `b` the
 --      locale variant it is sent in (k ≥ 1: the run's k-th locale tag; 0 or
 --      '': the default message), kept in its record's code;
---   d  defer (quiet hours): stays pending, due again at `a` (epoch ms); counted as deferred;
+--   d  defer: stays pending, due again at `a` (epoch ms); `b` why (QUIET,
+--      LOCAL_TIME; QUIET when ''): counted as deferred (includes/ledger.lua);
+--      a local-time one is counted in its wave (`:waves`, by due instant);
 --   k  skip: pending → skipped for good, reason code `a`, detail `b`
---      (suppressed, frequency cap, invalid token).
+--      (suppressed, frequency cap, invalid token);
+--   x  expire: pending → skipped, reason EXPIRED, once the run's deadline
+--      has passed; before it, nothing.
+-- Deadline: past the run's `expiresAt` less the guard (ARGV 5: what a request
+-- needs to reach the provider), a `c` expires the recipient instead of
+-- claiming it — in the step that would have claimed it.
 -- Only the lease holder may do any of it, and only while the run is running,
 -- so a pause stops every worker at its next claim. A record already in flight
 -- under this lease is answered as claimed again to a `c`: a claim whose reply
@@ -16,29 +23,58 @@
 -- Skips (and recipients found in doubt) are recipient events of the campaign's
 -- outbox, by the mask (includes/outbox.lua), in this step.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta, 7 bad
--- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, then (index, directive, a, b) per recipient
--- Returns {'ok', index, attempts, index, attempts, …} (the claimed) | {'fenced'} | {'inactive', status}
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, 5 deadline guard ms, then (index, directive, a, b) per recipient
+-- Returns {'ok', ms left until the deadline less the guard ('' : none), index, attempts, index, attempts, …} (the claimed)
+--       | {'fenced'} | {'inactive', status}
 -- @include ledger
 
 local holder = readLease(KEYS[3])
 if holder ~= ARGV[2] then return { 'fenced' } end
-local run = redis.call('HMGET', KEYS[1], 'status', 'pageSize', 'id')
+local run = redis.call('HMGET', KEYS[1], 'status', 'pageSize', 'id', 'expiresAt')
 if run[1] ~= 'running' then return { 'inactive', run[1] or 'missing' } end
 
 local now, elapsed, wall = runClocks(KEYS[1])
 local pageSize = tonumber(run[2])
-local out = { 'ok' }
-local claimed, deferred, skipped, doubted, latestWake = 0, 0, 0, 0, 0
+local deadline = tonumber(run[4] or '')
+local msLeft = deadline and deadline - tonumber(ARGV[5]) - wall or nil
+local expired = msLeft ~= nil and msLeft <= 0
+local out = { 'ok', msLeft and tostring(msLeft) or '' }
+local claimed, skipped, doubted, latestWake = 0, 0, 0, 0
+local d = {}
 local ev = recipientEvents(ARGV[4])
-for i = 5, #ARGV, 4 do
+
+-- pending → skipped (reason `code`), or unknown when an earlier attempt may have been delivered.
+local function skip(index, attempts, reason, code, detail)
+  local position = tonumber(ARGV[1]) * pageSize + index
+  leaveDeferral(d, reason)
+  if inDoubt(reason) then
+    writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)
+    noteDoubt(KEYS[1], position, false)
+    recordError(KEYS[5], position, 'IN_DOUBT', detail .. '; an earlier attempt may have been delivered', attempts, wall)
+    redis.call('ZADD', KEYS[7], position, position)
+    noteRecipient(ev, 'u', position)
+    doubted = doubted + 1
+  else
+    writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
+    -- An expired recipient's reason says it all: no detail kept (a deadline may skip millions).
+    if code ~= EXPIRED then recordError(KEYS[5], position, 'SKIPPED', detail, attempts, wall) end
+    redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
+    noteRecipient(ev, 'k', position, code)
+    skipped = skipped + 1
+  end
+end
+
+for i = 6, #ARGV, 4 do
   local index, op = tonumber(ARGV[i]), ARGV[i + 1]
   local state, attempts, reason, at = readRecord(KEYS[2], index)
   if state == INFLIGHT and op == 'c' then
     out[#out + 1] = index
     out[#out + 1] = attempts
+  elseif state == PENDING and (op == 'x' or op == 'c') and expired then
+    skip(index, attempts, reason, EXPIRED, 'not sent before the deadline of the run')
   elseif state == PENDING and op == 'c' and at <= elapsed then
     attempts = math.min(attempts + 1, 255)
-    if reasonCode(reason) == QUIET then deferred = deferred - 1 end
+    leaveDeferral(d, reason)
     local flags = flagsOf(reason)
     if ARGV[i + 2] == '1' and not counted(reason) then flags = flags + COUNTED end
     local locale = tonumber(ARGV[i + 3]) or 0
@@ -50,33 +86,28 @@ for i = 5, #ARGV, 4 do
     out[#out + 1] = attempts
   elseif state == PENDING and op == 'd' then
     -- `a` is an instant (epoch ms): due after as long as the wall clock has until then.
-    local wake = math.max(elapsed, elapsed + tonumber(ARGV[i + 2]) - wall)
-    if reasonCode(reason) ~= QUIET then deferred = deferred + 1 end
-    writeRecord(KEYS[2], index, PENDING, attempts, QUIET + flagsOf(reason), wake)
+    local dueAt = tonumber(ARGV[i + 2])
+    local wake = math.max(elapsed, elapsed + dueAt - wall)
+    local why = tonumber(ARGV[i + 3]) or QUIET
+    if reasonCode(reason) ~= why then
+      leaveDeferral(d, reason)
+      enterDeferral(d, why)
+      if why == LOCAL_TIME then
+        -- The run's waves, by due instant (a few dozen zones; bounded all the same).
+        local waves = KEYS[1] .. ':waves'
+        if redis.call('HEXISTS', waves, dueAt) == 1 or redis.call('HLEN', waves) < 200 then redis.call('HINCRBY', waves, dueAt, 1) end
+      end
+    end
+    writeRecord(KEYS[2], index, PENDING, attempts, why + flagsOf(reason), wake)
     if wake > latestWake then latestWake = wake end
   elseif state == PENDING and op == 'k' then
-    local code = tonumber(ARGV[i + 2])
-    local position = tonumber(ARGV[1]) * pageSize + index
-    if reasonCode(reason) == QUIET then deferred = deferred - 1 end
-    if inDoubt(reason) then
-      -- An earlier attempt may have been delivered: not skipped, in doubt.
-      writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)
-      noteDoubt(KEYS[1], position, false)
-      recordError(KEYS[5], position, 'IN_DOUBT', ARGV[i + 3] .. '; an earlier attempt may have been delivered', attempts, wall)
-      redis.call('ZADD', KEYS[7], position, position)
-      noteRecipient(ev, 'u', position)
-      doubted = doubted + 1
-    else
-      writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
-      recordError(KEYS[5], position, 'SKIPPED', ARGV[i + 3], attempts, wall)
-      redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
-      noteRecipient(ev, 'k', position, code)
-      skipped = skipped + 1
-    end
+    skip(index, attempts, reason, tonumber(ARGV[i + 2]), ARGV[i + 3])
   end
 end
 if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', claimed) end
-if deferred ~= 0 then redis.call('HINCRBY', KEYS[1], 'deferred', deferred) end
+for field, delta in pairs(d) do
+  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
+end
 if latestWake > 0 then
   local current = tonumber(redis.call('HGET', KEYS[1], 'deferredUntil') or '0')
   local wakeAt = wall + latestWake - elapsed

@@ -52,7 +52,7 @@ for i = 7, #ARGV, 6 do
   if lost then
     attempts = attempt
     -- As claim.lua would have: a deferred record claimed is no longer deferred.
-    if reasonCode(reason) == QUIET then d.deferred = d.deferred - 1 end
+    leaveDeferral(d, reason)
     -- The claim never made it into the counts either; a cancel counted the record skipped.
     if cancelled then
       d.skipped = d.skipped - 1

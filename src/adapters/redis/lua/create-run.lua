@@ -13,16 +13,24 @@
 --       caller checked it ('' : any): a campaign changed since (a PATCH, an
 --       upload) is refused, 'changed', 13 the run's number ('' : none): its
 --       recipients' idempotency keys carry it, so a receipt finds them
---       (src/domain/ids.ts receiptKey)
--- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'changed', status} | {'missing'}
+--       (src/domain/ids.ts receiptKey), 14 the instant the run was due (ms; '' : now): a
+--       scheduled occurrence's own time, from which its deadline and local times count
+-- The campaign's delivery windows (src/domain/windows.ts windowFields) become
+-- the run's: `startAt`, `expiresAt` (the earlier of the campaign's expiresAt
+-- and the start plus its expiresAfter), `deliverAt` and its pace
+-- (includes/pace.lua) — none for a run aside. A
+-- run whose deadline has passed is not made ('expired'): a scheduled one
+-- that every worker missed until then is skipped whole.
+-- Returns {'ok', createdAtMs} | {'state', status} | {'exists', status} | {'empty', status} | {'changed', status} | {'expired', status, deadline} | {'missing'}
 -- @include ledger
+-- @include pace
 
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return { 'missing' } end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return { 'state', status } end
 if redis.call('EXISTS', KEYS[2]) == 1 then return { 'exists', status } end
 if ARGV[12] and ARGV[12] ~= '' and redis.call('HGET', KEYS[1], 'updatedAt') ~= ARGV[12] then return { 'changed', status } end
-local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets')
+local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets', 'expiresAt', 'expiresAfter', 'paceTps', 'paceSpreadMs', 'deliverAt')
 local list = { rv = meta[2], total = meta[3], pages = meta[4], pageSize = meta[5], buckets = meta[6] }
 if ARGV[6] and ARGV[6] ~= '' then
   list = { rv = ARGV[6], total = ARGV[7], pages = ARGV[8], pageSize = ARGV[9], buckets = ARGV[10] }
@@ -50,6 +58,13 @@ if message then
 end
 
 local now = wallMs()
+local startAt = tonumber(ARGV[14] or '') or now
+-- A run aside (a test send) shows the message now: no window applies to it.
+local aside = ARGV[11] == '1'
+local deadline = not aside and tonumber(meta[7] or '') or nil
+local expiresAfter = not aside and tonumber(meta[8] or '') or nil
+if expiresAfter and (not deadline or startAt + expiresAfter < deadline) then deadline = startAt + expiresAfter end
+if deadline and deadline <= now then return { 'expired', status, tostring(deadline) } end
 local after = ARGV[3]
 if after == '' then after = status end
 redis.call('HSET', KEYS[2],
@@ -60,6 +75,12 @@ redis.call('HSET', KEYS[2],
   'priorityClass', PRIORITY_CLASS[meta[1] or 'normal'] or 1, 'clkStep', ARGV[5], 'locales', table.concat(tags, ','))
 redis.call('ZADD', KEYS[3], now, ARGV[1])
 if ARGV[13] and ARGV[13] ~= '' then redis.call('HSET', KEYS[2], 'no', ARGV[13]) end
+redis.call('HSET', KEYS[2], 'startAt', startAt)
+if deadline then redis.call('HSET', KEYS[2], 'expiresAt', deadline) end
+if not aside then
+  setRunPace(KEYS[2], tonumber(meta[9] or ''), tonumber(meta[10] or ''), now)
+  if meta[11] and meta[11] ~= '' then redis.call('HSET', KEYS[2], 'deliverAt', meta[11]) end
+end
 if ARGV[11] ~= '1' then redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now) end
 emit(KEYS[1], 'run.started', ARGV[1], now, 'trigger', ARGV[4], 'total', total)
 return { 'ok', tostring(now) }

@@ -14,6 +14,6 @@ if run[3] then return 1 end
 if (run[1] ~= 'completed' and run[1] ~= 'cancelled') or tonumber(run[2]) ~= 0 then return 0 end
 redis.call('HSET', KEYS[1], 'archived', ARGV[1], 'archiveCount', ARGV[2], 'archivedAt', nowMs())
 -- What only a sending run needs (fan-out cursor, lease clocks, deferrals): the summary keeps counts, times and layout.
-redis.call('HDEL', KEYS[1], 'after', 'cursor', 'gen', 'clk', 'clkWall', 'clkStep', 'due', 'dueWall', 'kickedAt', 'deferred', 'deferredUntil', 'stuckSince', 'pausedAt', 'priorityClass')
+redis.call('HDEL', KEYS[1], 'after', 'cursor', 'gen', 'clk', 'clkWall', 'clkStep', 'due', 'dueWall', 'kickedAt', 'deferred', 'defer:7', 'deferredUntil', 'spreadEnd', 'spreadLeft', 'stuckSince', 'pausedAt', 'priorityClass')
 if ARGV[3] == '1' then redis.call('HSET', KEYS[2], 'listArchived', '1') end
 return 1

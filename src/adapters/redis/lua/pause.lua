@@ -4,6 +4,7 @@
 -- ARGV: 1 allowed states (csv), 2 latest run id as the caller read it
 -- Returns {'ok', status} | {'state', status} | {'moved'} | {'missing'}
 -- @include campaign
+-- @include pace
 
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return { 'missing' } end
@@ -12,6 +13,7 @@ if not latestIs(KEYS[1], ARGV[2]) then return { 'moved' } end
 local now = nowMs()
 if status == 'running' then
   redis.call('HSET', KEYS[2], 'status', 'paused', 'pausedAt', now)
+  pauseSpread(KEYS[2], now)
   emit(KEYS[1], 'run.paused', ARGV[2], now)
 end
 redis.call('HSET', KEYS[1], 'status', 'paused', 'pausedFrom', status, 'updatedAt', now)

@@ -62,7 +62,7 @@ for i = 3, #ARGV, 4 do
         d.cancelSkips = d.cancelSkips - 1
       elseif pending then
         d.pending = d.pending - 1
-        if code == QUIET then d.deferred = d.deferred - 1 end
+        leaveDeferral(d, reason)
         if inDoubt(reason) then noteDoubt(KEYS[1], position, false) end
         completes = true
       end

@@ -4,6 +4,7 @@
 -- ARGV: 1 latest run id as the caller read it, 2 status for a campaign paused between runs
 -- Returns {'ok', status, gen, page, …} | {'ok', status} | {'state', status} | {'moved'} | {'missing'}
 -- @include campaign
+-- @include pace
 
 local meta = redis.call('HMGET', KEYS[1], 'status', 'pausedFrom')
 if not meta[1] then return { 'missing' } end
@@ -16,6 +17,7 @@ if meta[2] ~= 'running' then
   return { 'ok', ARGV[2] }
 end
 redis.call('HSET', KEYS[2], 'status', 'running', 'activeAt', now)
+resumeSpread(KEYS[2], now)
 emit(KEYS[1], 'run.resumed', ARGV[1], now)
 local gen = redis.call('HINCRBY', KEYS[2], 'gen', 1)
 redis.call('HSET', KEYS[1], 'status', 'running', 'updatedAt', now)

@@ -12,7 +12,8 @@ local DELIVERED, UNDELIVERED = 6, 7
 -- the recipient can never end `failed` or `skipped` (it may have been
 -- delivered): it ends `sent` or `unknown`.
 local COUNTED, IN_DOUBT = 32768, 16384
-local QUIET, CANCELLED = 1, 5
+-- REASONS of src/domain/respect.ts that the scripts act on.
+local QUIET, CANCELLED, LOCAL_TIME, EXPIRED = 1, 5, 7, 8
 -- Once claimed, the code of a record holds the message variant it was sent
 -- in: LOCALE + k for the run's k-th locale tag (run hash `locales`), none for
 -- the default. Skip and defer reasons are below it.
@@ -22,6 +23,23 @@ local function counted(reason) return reason >= COUNTED end
 local function inDoubt(reason) return reason % COUNTED >= IN_DOUBT end
 -- The flags of a reason field, without its code.
 local function flagsOf(reason) return reason - reasonCode(reason) end
+
+-- Pending recipients waiting for their time are counted in the run's
+-- `deferred`, and those waiting for their local time in `defer:7` as well
+-- (the rest wait for quiet hours). A record leaving such a wait (claimed,
+-- skipped, settled) takes itself out, in `d`: the deltas a script adds to
+-- the run's fields.
+local DEFER_LOCAL = 'defer:' .. LOCAL_TIME
+local function isDeferral(code) return code == QUIET or code == LOCAL_TIME end
+local function leaveDeferral(d, reason)
+  local code = reasonCode(reason)
+  if isDeferral(code) then d.deferred = (d.deferred or 0) - 1 end
+  if code == LOCAL_TIME then d[DEFER_LOCAL] = (d[DEFER_LOCAL] or 0) - 1 end
+end
+local function enterDeferral(d, code)
+  d.deferred = (d.deferred or 0) + 1
+  if code == LOCAL_TIME then d[DEFER_LOCAL] = (d[DEFER_LOCAL] or 0) + 1 end
+end
 
 -- A run's clocks (see includes/clock.lua), kept in its hash:
 -- - `lease`: page leases, on a steady clock whose step from one call to the
