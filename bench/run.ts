@@ -9,7 +9,8 @@
  *               300 / 2,000 (BENCH_CAPS), providers answering in 0 / 200 / 500 ms
  *               (BENCH_LATENCIES): rate, whole-campaign use of the cap, first and
  *               last second, busiest sliding second, 429s, duplicates
- *               (BENCH_PEERS=0: pushq alone; BENCH_COLD=1: workers not warmed up)
+ *               (BENCH_PEERS=0: pushq alone; BENCH_COLD=1: workers not warmed up);
+ *               a campaign paced at a quarter of the cap beside an unpaced one
  *   throughput  uncapped sends/s with the ledger on, vs naive BullMQ and the raw HTTP ceiling;
  *               a 3-variable template vs the fixed text (sim), µs per render
  *   memory      Redis bytes per recipient, pushq vs one BullMQ job per recipient
@@ -320,7 +321,8 @@ async function limiter(): Promise<void> {
   // BENCH_PEERS=0 measures pushq alone (quicker, while tuning).
   const peers = process.env.BENCH_PEERS !== '0';
   const rows: Row[] = [];
-  for (const cap of caps) {
+  // BENCH_PACED_ONLY=1: only the paced rows (BENCH_PACED_ENV: JSON of extra worker settings for them).
+  for (const cap of process.env.BENCH_PACED_ONLY === '1' ? [] : caps) {
     const from = rows.length;
     for (const latency of latencies) {
       const row = (name: string, make: (mock: RemoteMock) => Promise<System>) => capped(name, make, cap, seconds, latency);
@@ -335,11 +337,88 @@ async function limiter(): Promise<void> {
     }
     for (const row of rows.slice(from)) console.log(JSON.stringify(row));
   }
+  const paced: Row[] = [];
+  for (const cap of caps) for (const latency of latencies.filter((l) => l <= 200)) paced.push(await pacedBesideUnpaced(cap, latency, seconds));
+  if (rows.length > 0)
+    table(
+      `Rate limiting at the provider (${cpus().length} cores; ${seconds} s of steady sending per row; the mock answers 429 above the cap in any sliding second)`,
+      rows,
+      'utilisation = average rate / cap while work is waiting (after a 2 s ramp-up); whole campaign = delivered / (last arrival − first) / cap; first / last 1 s = arrivals in the first / last second of the campaign ÷ cap (ramp-up, tail); busiest 1 s = most requests the provider saw in any sliding second.',
+    );
   table(
-    `Rate limiting at the provider (${cpus().length} cores; ${seconds} s of steady sending per row; the mock answers 429 above the cap in any sliding second)`,
-    rows,
-    'utilisation = average rate / cap while work is waiting (after a 2 s ramp-up); whole campaign = delivered / (last arrival − first) / cap; first / last 1 s = arrivals in the first / last second of the campaign ÷ cap (ramp-up, tail); busiest 1 s = most requests the provider saw in any sliding second.',
+    'A campaign paced at a quarter of the cap beside an unpaced one (pushq, 3 workers; same mock)',
+    paced,
+    'paced avg/s and unpaced avg/s: from 2 s after the paced campaign began until a second before it ended; of the rest = unpaced ÷ (cap − pace); busiest 1 s: any sliding second at the provider.',
   );
+}
+
+/**
+ * A campaign with `pace: { tps: cap / 4 }` beside an unpaced one on the same
+ * provider, 3 workers: at the provider, the paced one's busiest second and
+ * its use of its pace, the unpaced one's share of the rest, both together
+ * against the cap.
+ */
+async function pacedBesideUnpaced(cap: number, latencyMs: number, seconds: number): Promise<Row> {
+  const pace = cap / 4;
+  const mock = await RemoteMock.start(cap, latencyMs);
+  process.stderr.write(`bench: paced ${pace}/s beside unpaced at ${cap}/s, ${latencyMs} ms… `);
+  const system = await pushq(mock, cap, 3, JSON.parse(process.env.BENCH_PACED_ENV ?? '{}') as Record<string, string>);
+  let arrivals: Arrival[] = [];
+  const ids: string[] = [];
+  try {
+    if (process.env.BENCH_COLD !== '1') {
+      await system.warmUp!();
+      await mock.reset();
+    }
+    // Twice the other rows' length: long enough for the paced run's pages to turn over (src/app/pump.ts PACED_PAGE_SECONDS).
+    const total = 2 * (seconds + RAMP_MS / 1000 + 1);
+    for (const [label, n, extra] of [
+      ['paced', Math.round(pace * total), { pace: { tps: pace } }],
+      ['unpaced', Math.round((cap - pace) * total * 1.5), {}],
+    ] as const) {
+      const recipients = Array.from({ length: n }, (_, i) => `${label}-${i}`);
+      const res = await system.client.request('POST', '/api/campaigns', {
+        name: label,
+        provider: 'mock',
+        message: { title: 't', body: 'b' },
+        recipients,
+        ...extra,
+      });
+      ids.push(res.body.id as string);
+    }
+    await Promise.all(ids.map((id) => system.client.launch(id)));
+    await waitFor(async () => (await system.client.campaign(ids[0]!)).status === 'completed', { timeoutMs: (total + 8) * 1000, intervalMs: 50 }).catch(
+      () => undefined,
+    );
+    arrivals = await mock.arrivals();
+  } finally {
+    await system.stop();
+    await mock.close();
+  }
+  const of = (id: string) =>
+    arrivals
+      .filter((a) => a.campaignId === id)
+      .map((a) => a.at)
+      .sort((a, b) => a - b);
+  const [p, u] = [of(ids[0]!), of(ids[1]!)];
+  // While both had work: after the ramp-up, until the paced one's last second.
+  const from = (p[0] ?? 0) + RAMP_MS;
+  const to = (p[p.length - 1] ?? 0) - 1000;
+  const rateOf = (times: number[]) => (to > from ? (times.filter((t) => t >= from && t < to).length * 1000) / (to - from) : 0);
+  process.stderr.write(`${fmt(rateOf(p))}/s of ${pace}\n`);
+  return {
+    cap: fmt(cap),
+    'latency ms': latencyMs,
+    pace: fmt(pace),
+    'paced avg/s': fmt(rateOf(p)),
+    'of its pace': `${((100 * rateOf(p)) / pace).toFixed(1)} %`,
+    'paced busiest 1 s': fmt(maxInWindow(p)),
+    'unpaced avg/s': fmt(rateOf(u)),
+    'of the rest': `${((100 * rateOf(u)) / (cap - pace)).toFixed(1)} %`,
+    'both busiest 1 s': fmt(maxInWindow([...p, ...u])),
+    '429s': fmt(arrivals.filter((a) => a.status === 429).length),
+    duplicates: duplicates(arrivals),
+  };
 }
 
 // ── throughput and memory ──────────────────────────────────────────────────

@@ -286,10 +286,14 @@ export interface Runs {
   /** The run a number names (a receipt's key carries it), if it is still in Redis. */
   runByNumber(runNo: number): Promise<{ campaignId: string; runId: string } | null>;
   getRun(campaignId: string, runId: string): Promise<RunState | null>;
+  /** The pace of each run (null: none, or no such run), in one round trip. */
+  paces(runs: ReadonlyArray<{ campaignId: string; runId: string }>): Promise<Array<number | null>>;
   /** A run's local-time waves (lua/claim.lua): each due instant (ms) and the recipients deferred to it, earliest first. */
   waves(campaignId: string, runId: string): Promise<Array<{ at: number; recipients: number }>>;
   /** Compare-and-set of the fan-out cursor after pages [from, to) were enqueued. */
   advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
+  /** A page of a paced run nearly through its first pass makes room in the run's window for the next (src/app/send-page.ts). */
+  leaveFirstPass(ref: PageRef): Promise<void>;
   /** Pages in their first pass (`open`), and of those, how many a worker holds right now (`active`). */
   pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }>;
   /** Supervisor remedy for a run with no progress for `stallMs`: see lua/kick-run.lua. */
@@ -354,6 +358,8 @@ export type AcquireResult =
       deadlineIn: number | null;
       /** The run's local-time delivery (its campaign's when it began); null: none. */
       deliverAt: DeliverAt | null;
+      /** The run's pace now (recipients a second); null: none. */
+      pace: number | null;
     }
   | { kind: 'busy'; delayMs: number }
   | { kind: 'inactive'; status: string; markedUnknown: number }
@@ -612,6 +618,13 @@ export interface Permit {
   readonly usableUntil: number;
 }
 
+/** A campaign's own pace inside its provider's cap (domain/windows.ts): `key` names it (the campaign id). */
+export interface FlowPace {
+  key: string;
+  /** Recipients (requests) a second; fractional for a spread. */
+  tps: number;
+}
+
 /**
  * What a permit's rest counted from: its request's departure plus the
  * margin; the answer less the fastest answer time (the answer came late);
@@ -640,9 +653,11 @@ export interface RateLimiter {
    * Waits until at least one permit is free, then returns between 1 and
    * `want`. Priority class 0 is served first; a class waits while a higher
    * one is left wanting. Within a class, callers of different `flow`s (runs)
-   * are served in turn, however many callers each flow has.
+   * are served in turn, however many callers each flow has. A caller with
+   * a `pace` gets only permits of that pace: at most ⌈tps⌉ in any sliding
+   * second at the provider, `tps` on average, inside the provider's cap.
    */
-  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow?: string): Promise<Permit[]>;
+  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow?: string, pace?: FlowPace | null): Promise<Permit[]>;
   /**
    * The request that used the permit has completed just now; it left this
    * process at `departedAt` (performance.now()) when the provider could tell.

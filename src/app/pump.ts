@@ -1,6 +1,22 @@
 import type { PageQueue, Runs } from './ports.js';
 
 /**
+ * A paced run keeps as many pages in their first pass as its pace sends in
+ * about this long (at least two, at most RUN_WINDOW): its pages share the
+ * pace, so each lasts about this long, and the moment a new page waits for a
+ * free worker slot (other campaigns' pages hold them) is a small part of it.
+ * Fewer would leave the pace unused between pages; more would hold worker
+ * slots for nothing.
+ */
+export const PACED_PAGE_SECONDS = 10;
+
+/** The fan-out window of a run: RUN_WINDOW, or what its pace needs. */
+export function runWindow(window: number, pace: number | null, pageSize: number): number {
+  if (pace === null) return window;
+  return Math.min(window, Math.max(2, Math.ceil((pace * PACED_PAGE_SECONDS) / Math.max(1, pageSize))));
+}
+
+/**
  * Feeds a run's pages to the send queue: a run keeps at most `maxWaiting`
  * pages waiting in the queue (and at most `window` in their first pass), and
  * tops up whenever one of its pages starts or ends its first pass. The queue
@@ -34,7 +50,7 @@ export class RunPump {
       const run = await this.deps.runs.getRun(campaignId, runId);
       if (!run || run.status !== 'running' || run.cursor >= run.pages) return 0;
       const { open, active } = await this.deps.runs.pageCounts(campaignId, runId);
-      const room = Math.min(this.deps.window - open, this.maxWaiting - Math.max(0, open - active));
+      const room = Math.min(runWindow(this.deps.window, run.pace, run.pageSize) - open, this.maxWaiting - Math.max(0, open - active));
       const from = run.cursor;
       const to = Math.min(run.pages, from + Math.max(0, room));
       if (to <= from) return 0;

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { ProviderHealth } from '../domain/send-rules.js';
 import type { PriorityClass } from '../domain/campaign.js';
 import type { AppEvents } from './events.js';
-import type { Permit, PushProvider, RateLimiter } from './ports.js';
+import type { FlowPace, Permit, PushProvider, RateLimiter } from './ports.js';
 import type { Semaphore } from './semaphore.js';
 import { StopRequested, unlessStopped } from './waiting.js';
 
@@ -12,6 +12,13 @@ import { StopRequested, unlessStopped } from './waiting.js';
  * unused, which costs a little of the cap; bigger batches save requests.
  */
 const MAX_BATCH_LINGER_MS = 100;
+
+/**
+ * A paced run asks for what its pace grants in about this long at a time:
+ * a slow campaign must not hold many send slots idle while it waits for its
+ * next permit.
+ */
+const PACED_ALLOT_MS = 250;
 
 /**
  * One request's share of an allotment: one send slot and its permits (one
@@ -121,12 +128,20 @@ export class SendBudget {
 
   /**
    * Waits for slots and permits for up to `want` recipients of `flow` (a
-   * run) on `provider`. Throws StopRequested when `stop` fires first, having
-   * returned whatever it took.
+   * run) on `provider`, within the run's `pace` when it has one. Throws
+   * StopRequested when `stop` fires first, having returned whatever it took.
    */
-  async allot(provider: PushProvider, priorityClass: PriorityClass, flow: string, want: number, stop: AbortSignal): Promise<Allotment> {
+  async allot(
+    provider: PushProvider,
+    priorityClass: PriorityClass,
+    flow: string,
+    want: number,
+    stop: AbortSignal,
+    pace: FlowPace | null = null,
+  ): Promise<Allotment> {
     const perRequest = provider.batch?.size ?? 1;
     const permitPerMessage = !provider.batch || provider.batch.countBy === 'message';
+    if (pace) want = Math.min(want, Math.max(perRequest, Math.ceil((pace.tps * PACED_ALLOT_MS) / 1000)));
     const slots = await unlessStopped(this.slots.acquire(Math.ceil(want / perRequest)), stop, (n) => this.slots.release(n));
     const permits: Permit[] = [];
     // Owns the slots from here on, and every permit as it arrives.
@@ -134,8 +149,8 @@ export class SendBudget {
     try {
       const started = performance.now();
       const wanted = permitPerMessage ? Math.min(want, slots * perRequest) : slots;
-      permits.push(...(await this.acquire(provider, wanted, priorityClass, flow, stop)));
-      if (perRequest > 1 && permitPerMessage) await this.linger(provider, permits, Math.min(want, perRequest), priorityClass, flow, stop);
+      permits.push(...(await this.acquire(provider, wanted, priorityClass, flow, stop, pace)));
+      if (perRequest > 1 && permitPerMessage) await this.linger(provider, permits, Math.min(want, perRequest), priorityClass, flow, stop, pace);
       this.events.emit('limiter:waited', { provider: provider.name, ms: performance.now() - started });
       return owned;
     } catch (err) {
@@ -144,8 +159,15 @@ export class SendBudget {
     }
   }
 
-  private acquire(provider: PushProvider, want: number, priorityClass: PriorityClass, flow: string, stop: AbortSignal): Promise<Permit[]> {
-    return unlessStopped(this.limiter.acquire(provider.limits, want, priorityClass, flow), stop, (late) => late.forEach((p) => this.limiter.giveBack(p)));
+  private acquire(
+    provider: PushProvider,
+    want: number,
+    priorityClass: PriorityClass,
+    flow: string,
+    stop: AbortSignal,
+    pace: FlowPace | null,
+  ): Promise<Permit[]> {
+    return unlessStopped(this.limiter.acquire(provider.limits, want, priorityClass, flow, pace), stop, (late) => late.forEach((p) => this.limiter.giveBack(p)));
   }
 
   /**
@@ -161,12 +183,13 @@ export class SendBudget {
     priorityClass: PriorityClass,
     flow: string,
     stop: AbortSignal,
+    pace: FlowPace | null,
   ): Promise<void> {
-    const lingerMs = Math.min(MAX_BATCH_LINGER_MS, Math.ceil((target * 1000) / provider.limits.tps));
+    const lingerMs = Math.min(MAX_BATCH_LINGER_MS, Math.ceil((target * 1000) / (pace ? Math.min(pace.tps, provider.limits.tps) : provider.limits.tps)));
     const linger = AbortSignal.any([stop, AbortSignal.timeout(lingerMs)]);
     while (permits.length < target && !linger.aborted) {
       try {
-        permits.push(...(await this.acquire(provider, target - permits.length, priorityClass, flow, linger)));
+        permits.push(...(await this.acquire(provider, target - permits.length, priorityClass, flow, linger, pace)));
       } catch (err) {
         if (err instanceof StopRequested) break;
         throw err;

@@ -13,6 +13,7 @@ import type { MessageIdBuffer } from './message-id-buffer.js';
 import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
+import type { RunPaces } from './run-paces.js';
 import type { GateDecision, RecipientGate, RunWindows } from './recipient-gate.js';
 import { RENDER_SLICE_MS, StopRequested, sleepUntil, TimeSlice } from './waiting.js';
 import type { Allotment, RequestShare, SendBudget } from './send-budget.js';
@@ -61,7 +62,7 @@ export interface SendPageOptions extends ConfirmBufferOptions {
 export interface SendPageDeps {
   campaigns: Pick<CampaignStore, 'get' | 'readPage'>;
   ledger: Ledger;
-  runs: Pick<Runs, 'markInactive'>;
+  runs: Pick<Runs, 'markInactive' | 'leaveFirstPass'>;
   /** Send slots and rate-limit permits: taken and returned in one place. */
   budget: SendBudget;
   /** Keeps this process's page leases alive. */
@@ -70,6 +71,8 @@ export interface SendPageDeps {
   pump: Pick<RunPump, 'fill'>;
   /** Quiet hours, suppression lists, frequency caps. */
   gate: RecipientGate;
+  /** Each run's pace, kept current while its pages send. */
+  paces: RunPaces;
   caps: FrequencyCaps;
   /** Campaign messages compiled once per process. */
   templates: CompiledMessages;
@@ -85,6 +88,13 @@ const CLAIM_AHEAD_MS = 5;
 
 /** Recipients deferred per ledger call when a page starts inside quiet hours. */
 const PARK_BATCH = 1000;
+
+/**
+ * A page of a paced run with this many seconds of its pace left to send
+ * makes room for the run's next page, so that page has a worker before this
+ * one ends: the pace goes on without a gap while pages turn over.
+ */
+const PACED_RELIEF_SECONDS = 2;
 
 /** A page whose claims no replica acknowledged comes back after this long at the earliest. */
 const UNREPLICATED_BACKOFF_MS = 1000;
@@ -162,10 +172,12 @@ export class SendPage {
       this.deps.events.emit('recipients:unknown', { ...ref, count: acquired.markedUnknown });
     }
     const page = renewer.hold(ref, token, acquiredAt);
+    const releasePace = this.deps.paces.hold(ref.campaignId, ref.runId, acquired.pace);
     try {
       return await this.sendHeld(page, campaign, provider, settle, acquired, acquiredAt, stop, log);
     } finally {
       renewer.drop(page);
+      releasePace();
     }
   }
 
@@ -339,9 +351,15 @@ export class SendPage {
     const perRequest = work.provider.batch?.size ?? 1;
     const inflight = new Set<Promise<void>>();
     let halt: Halt | null = null;
+    let relieved = false;
     try {
       let next = 0;
       while (next < due.length) {
+        const pace = this.deps.paces.paceOf(work.ref.campaignId, work.ref.runId);
+        if (pace && !relieved && due.length - next <= pace.tps * PACED_RELIEF_SECONDS) {
+          relieved = true;
+          await this.makeRoom(work);
+        }
         halt = work.page.halt ?? (stop.aborted ? { kind: 'stopped' } : null);
         if (halt) break;
         if (this.pastDeadline(work)) {
@@ -356,6 +374,7 @@ export class SendPage {
             work.flow,
             Math.min(due.length - next, Math.max(options.claimBatch, perRequest)),
             stop,
+            pace,
           );
         } catch (err) {
           if (!(err instanceof StopRequested)) throw err;
@@ -377,6 +396,16 @@ export class SendPage {
       throw err;
     }
     return halt;
+  }
+
+  /** Leaves the run's first-pass window early and lets the next page in (best effort: the page's release does it anyway). */
+  private async makeRoom(work: PageWork): Promise<void> {
+    try {
+      await this.deps.runs.leaveFirstPass(work.ref);
+      await this.deps.pump.fill(work.ref.campaignId, work.ref.runId);
+    } catch (err) {
+      work.log.warn({ err: describeError(err) }, 'could not let the next page of the paced run in early');
+    }
   }
 
   /** Claims `batch` (what the gate lets through) and starts one request per group of it on the allotment's slots and permits. */

@@ -9,6 +9,7 @@ import { MemoryGuard } from '../app/memory-guard.js';
 import { RecipientGate } from '../app/recipient-gate.js';
 import { Semaphore } from '../app/semaphore.js';
 import { SendBudget } from '../app/send-budget.js';
+import { RunPaces } from '../app/run-paces.js';
 import { SendPage } from '../app/send-page.js';
 import { Supervisor } from '../app/supervisor.js';
 import type { Registry } from 'prom-client';
@@ -78,6 +79,7 @@ export function startWorkerRole(deps: {
   const renewer = new LeaseRenewer({ ledger: s.ledger, log }, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) });
   const stopping = new AbortController();
   const messageIds = new MessageIdBuffer(new RedisMessageIds(redis, s.keys, s.scripts, config.receiptWindowMs), log);
+  const paces = new RunPaces({ runs: s.runs, log });
   const sendPage = new SendPage({
     campaigns: s.store,
     ledger: s.ledger,
@@ -87,6 +89,7 @@ export function startWorkerRole(deps: {
     providers,
     pump: s.pump,
     gate: new RecipientGate({ suppressions: s.suppressions, caps: s.frequencyCaps, configuredCaps: config.frequencyCaps }),
+    paces,
     caps: s.frequencyCaps,
     templates: new CompiledMessages(),
     messageIds,
@@ -150,6 +153,7 @@ export function startWorkerRole(deps: {
       await messageIds.flush();
       await webhookClient.close();
       renewer.stop();
+      paces.stop();
       await limiter.close();
       await pusher.stop();
       log.info({ limiterCalls: limiter.stats.calls, permitsGranted: limiter.stats.granted }, 'limiter totals');

@@ -56,8 +56,11 @@ describe('a campaign end to end across processes', () => {
       unknown: 0,
       skipped: 0,
       deferred: 0,
+      deferredBy: {},
       deferredUntil: null,
       skippedBy: {},
+      expired: 0,
+      pace: null,
     });
 
     const deliveries = mock.deliveries();

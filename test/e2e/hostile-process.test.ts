@@ -54,6 +54,7 @@ describe('client-supplied numbers', () => {
     });
     expect(await redis.exists(k.staging(version), k.bucket(version, 12345678901), k.bucket(version, 3))).toBe(0);
     expect(workers[0]!.alive).toBe(true);
-    expect(workers[0]!.output).toMatch(/dropped recipient uploads abandoned half-way/);
+    // Logged right after the drop: wait for the line rather than race it.
+    await waitFor(() => /dropped recipient uploads abandoned half-way/.test(workers[0]!.output), { timeoutMs: 5000, what: 'the log line' });
   });
 });

@@ -143,7 +143,7 @@ describe('pause, resume, cancel', () => {
     for (const action of ['pause', 'resume', 'cancel', 'launch']) {
       const res = await client.request('POST', `/api/campaigns/${id}/${action}`);
       expect(res.status, action).toBe(409);
-      expect(res.body.error).toMatchObject({ code: 'INVALID_STATE', details: { status: 'completed', allowedActions: ['clone', 'delete'] } });
+      expect(res.body.error).toMatchObject({ code: 'INVALID_STATE', details: { status: 'completed', allowedActions: ['clone', 'delete', 'pace'] } });
       expect(res.body.error.message).toContain('completed');
     }
     const schedule = await client.request('POST', `/api/campaigns/${id}/schedule`, { at: new Date(Date.now() + 60_000).toISOString() });

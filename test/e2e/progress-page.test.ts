@@ -71,4 +71,25 @@ describe.skipIf(!installed)('the campaign progress page', () => {
     await page.screenshot({ path: join(shots, 'bull-board.png') });
     await context.close();
   });
+
+  it('shows the local-time waves of a campaign, and its deferred recipients by reason', async () => {
+    // 09:00 in each recipient's zone, hours away in both: two waves, nothing due.
+    const localTime = new Intl.DateTimeFormat('en-GB', { timeZone: 'Asia/Seoul', hourCycle: 'h23', hour: '2-digit', minute: '2-digit' }).format(
+      new Date(Date.now() + 3 * 3_600_000),
+    );
+    const recipients = [...range(3, 'kr').map((id) => ({ id, timezone: 'Asia/Seoul' })), ...range(2, 'uk').map((id) => ({ id, timezone: 'Europe/London' }))];
+    const id = await launchCampaign(stack.client, recipients, { name: 'Waves', deliverAt: { localTime, timezone: 'Asia/Seoul' } });
+    const context = await browser.newContext({ httpCredentials: { username: 'admin', password: TEST_TOKEN }, viewport: { width: 1400, height: 500 } });
+    const page = await context.newPage();
+    await page.goto(`${stack.client.baseUrl}/admin/campaigns`);
+    const waves = page.locator(`tr[data-id="${id}"] [data-testid="waves"]`);
+    await waves.waitFor();
+    const shown = (await waves.textContent()) ?? '';
+    const api = (await stack.client.campaign(id)).latestRun.waves as Array<{ at: string; recipients: number }>;
+    expect(api.map((w) => w.recipients)).toEqual([3, 2]);
+    for (const w of api) expect(shown).toContain(`${w.at.slice(5, 16).replace('T', ' ')}Z ${w.recipients}`);
+    expect(await page.locator(`tr[data-id="${id}"]`).textContent()).toContain('local time 5');
+    await context.close();
+    await stack.client.request('POST', `/api/campaigns/${id}/cancel`);
+  });
 });

@@ -16,6 +16,7 @@ import { RecipientGate } from '../../src/app/recipient-gate.js';
 import { Semaphore } from '../../src/app/semaphore.js';
 import { LeaseRenewer } from '../../src/app/lease-renewer.js';
 import { SendBudget } from '../../src/app/send-budget.js';
+import { RunPaces } from '../../src/app/run-paces.js';
 import { SendPage } from '../../src/app/send-page.js';
 import type { SendOutcome } from '../../src/domain/send-outcome.js';
 import { createLogger } from '../../src/logger.js';
@@ -133,6 +134,7 @@ function setup() {
     providers,
     pump: { fill: async () => 0 },
     gate: new RecipientGate({ suppressions: suppressions as unknown as Suppressions, caps: noCaps, configuredCaps: [] }),
+    paces: new RunPaces({ runs: h.runs, log }),
     caps: noCaps,
     templates: new CompiledMessages(),
     events,

@@ -1,3 +1,4 @@
+import { DEFER_REASONS } from '../../domain/respect.js';
 import { AggregatorRegistry, collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Queue } from 'bullmq';
 import type { AppEvents } from '../../app/events.js';
@@ -54,7 +55,7 @@ export function createProcessMetrics(events: AppEvents): Registry {
   });
   const respect = new Counter({
     name: 'pushq_recipients_held_total',
-    help: 'Recipients not sent by recipient respect: skipped (suppressed, frequency-cap, token-invalid) or deferred (quiet-hours), by reason.',
+    help: 'Recipients not sent now: skipped (suppressed, frequency-cap, token-invalid, render-error, expired) or deferred (quiet-hours, local-time), by reason.',
     labelNames: ['outcome', 'reason'],
     registers: [registry],
   });
@@ -208,6 +209,39 @@ export function createSharedMetrics(sources: SharedSources): Registry {
         this.reset();
         for (const status of ['running', 'paused']) this.set({ status }, runs.filter((r) => r.status === status).length);
         this.set({ status: 'stuck' }, runs.filter((r) => r.stuckSince !== null && r.status === 'running').length);
+      });
+    },
+  });
+  new Gauge({
+    name: 'pushq_recipients_deferred',
+    help: 'Recipients of unfinished runs waiting for their time, by reason (quiet-hours, local-time).',
+    labelNames: ['reason'],
+    registers: [registry],
+    async collect() {
+      await quietly(async () => {
+        const runs = await sources.activeRuns();
+        this.reset();
+        for (const reason of DEFER_REASONS)
+          this.set(
+            { reason },
+            runs.reduce((sum, r) => sum + (r.deferredBy[reason] ?? 0), 0),
+          );
+      });
+    },
+  });
+  new Gauge({
+    name: 'pushq_paced_runs',
+    help: 'Runs sending under a pace of their own (pace), and the sum of their paces in recipients a second (tps).',
+    labelNames: ['measure'],
+    registers: [registry],
+    async collect() {
+      await quietly(async () => {
+        const paced = (await sources.activeRuns()).filter((r) => r.status === 'running' && r.pace !== null);
+        this.set({ measure: 'runs' }, paced.length);
+        this.set(
+          { measure: 'tps' },
+          paced.reduce((sum, r) => sum + r.pace!, 0),
+        );
       });
     },
   });

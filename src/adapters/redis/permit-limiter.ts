@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { redisTime, type RedisClient } from './connection.js';
-import type { Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter, RestBasis } from '../../app/ports.js';
+import type { FlowPace, Permit, PermitOutcome, ProviderLimits, ProviderState, RateLimiter, RestBasis } from '../../app/ports.js';
 import type { PriorityClass } from '../../domain/campaign.js';
 import type { Keys } from './keys.js';
 import type { Scripts } from './scripts.js';
@@ -38,10 +38,13 @@ export interface PermitLimiterOptions {
 /** A permit with the server time it is (or was) free at, to hand it back unused without shortening its rest. */
 interface LeasedPermit extends Permit {
   readonly freeAt: number;
+  /** A paced flow's permit (lua/permit-lease.lua): only callers of that pace may use it. */
+  readonly paceKey?: string;
 }
 
 interface Waiter {
   want: number;
+  pace: FlowPace | null;
   resolve(permits: Permit[]): void;
   reject(err: unknown): void;
 }
@@ -53,6 +56,8 @@ interface Pool {
   limits: ProviderLimits;
   priorityClass: PriorityClass;
   free: LeasedPermit[];
+  /** Permits of paced flows, by pace key: each usable only by callers of that flow. */
+  pacedFree: Map<string, LeasedPermit[]>;
   /** Permits whose request completed: `at` is when their rest began (performance.now()). */
   completed: Array<{ id: string; at: number; outcome: string }>;
   unused: LeasedPermit[];
@@ -147,17 +152,17 @@ export class RedisPermitLimiter implements RateLimiter {
     this.onRest = options.onRest;
   }
 
-  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow = ''): Promise<Permit[]> {
+  acquire(limits: ProviderLimits, want: number, priorityClass: PriorityClass, flow = '', pace: FlowPace | null = null): Promise<Permit[]> {
     if (this.closed) return Promise.reject(new Error('rate limiter is closed'));
     const pool = this.pool(limits, priorityClass);
     if (pool.demand === 0) {
-      const local = this.takeLocal(pool, want);
+      const local = this.takeLocal(pool, want, pace);
       if (local.length > 0) return Promise.resolve(local);
     }
     return new Promise<Permit[]>((resolve, reject) => {
       let queue = pool.waiters.get(flow);
       if (!queue) pool.waiters.set(flow, (queue = []));
-      const waiter = { want: Math.max(1, want), resolve, reject };
+      const waiter = { want: Math.max(1, want), pace, resolve, reject };
       queue.push(waiter);
       pool.demand += waiter.want;
       void this.run(pool);
@@ -203,8 +208,7 @@ export class RedisPermitLimiter implements RateLimiter {
   giveBack(permit: Permit): void {
     const pool = this.pools.get(permit.pool);
     if (!pool) return;
-    pool.free.push(permit as LeasedPermit);
-    this.serveWaiters(pool, []);
+    this.serveWaiters(pool, [permit as LeasedPermit]);
     this.scheduleFlush(pool);
   }
 
@@ -247,8 +251,8 @@ export class RedisPermitLimiter implements RateLimiter {
     for (const pool of this.pools.values()) {
       if (pool.timer) clearTimeout(pool.timer);
       this.rejectAll(pool, new Error('rate limiter is closed'));
-      pool.unused.push(...pool.free.splice(0));
-      if (pool.completed.length > 0 || pool.unused.length > 0) await this.lease(pool, 0).catch(() => undefined);
+      this.dropFree(pool);
+      if (pool.completed.length > 0 || pool.unused.length > 0) await this.lease(pool, false).catch(() => undefined);
     }
   }
 
@@ -261,6 +265,7 @@ export class RedisPermitLimiter implements RateLimiter {
         limits,
         priorityClass,
         free: [],
+        pacedFree: new Map(),
         completed: [],
         unused: [],
         waiters: new Map(),
@@ -276,32 +281,51 @@ export class RedisPermitLimiter implements RateLimiter {
     return pool;
   }
 
-  /** Permits already leased by this process that are still safe to use. */
-  private takeLocal(pool: Pool, want: number): Permit[] {
+  /** Permits already leased by this process that are still safe to use: of the pace's own when the caller is paced. */
+  private takeLocal(pool: Pool, want: number, pace: FlowPace | null): Permit[] {
+    const source = pace ? pool.pacedFree.get(pace.key) : pool.free;
     const out: Permit[] = [];
+    if (!source) return out;
     const now = performance.now();
-    while (out.length < want && pool.free.length > 0) {
-      const permit = pool.free.shift()!;
+    while (out.length < want && source.length > 0) {
+      const permit = source.shift()!;
       if (permit.usableUntil > Math.max(now, permit.notBefore) + pool.limits.timeoutMs) out.push(permit);
       else pool.unused.push(permit);
     }
     return out;
   }
 
-  /** Hands out what is in the pool, one waiter per flow in turn. */
+  /** Every permit held unused goes back to Redis with the next call. */
+  private dropFree(pool: Pool): void {
+    pool.unused.push(...pool.free.splice(0));
+    for (const permits of pool.pacedFree.values()) pool.unused.push(...permits);
+    pool.pacedFree.clear();
+  }
+
+  /** Hands out what is in the pool, one waiter per flow in turn; a paced flow only takes its own pace's permits. */
   private serveWaiters(pool: Pool, fresh: LeasedPermit[]): void {
-    pool.free.push(...fresh);
-    for (const [flow, queue] of pool.waiters) {
-      if (pool.free.length === 0) break;
-      const waiter = queue[0]!;
-      const permits = this.takeLocal(pool, waiter.want);
-      if (permits.length === 0) break;
-      queue.shift();
-      pool.demand -= waiter.want;
-      // Served: this flow goes to the back of the line.
-      pool.waiters.delete(flow);
-      if (queue.length > 0) pool.waiters.set(flow, queue);
-      waiter.resolve(permits);
+    for (const permit of fresh) {
+      if (permit.paceKey === undefined) pool.free.push(permit);
+      else {
+        let own = pool.pacedFree.get(permit.paceKey);
+        if (!own) pool.pacedFree.set(permit.paceKey, (own = []));
+        own.push(permit);
+      }
+    }
+    for (let served = true; served;) {
+      served = false;
+      for (const [flow, queue] of [...pool.waiters]) {
+        const waiter = queue[0]!;
+        const permits = this.takeLocal(pool, waiter.want, waiter.pace);
+        if (permits.length === 0) continue;
+        queue.shift();
+        pool.demand -= waiter.want;
+        // Served: this flow goes to the back of the line.
+        pool.waiters.delete(flow);
+        if (queue.length > 0) pool.waiters.set(flow, queue);
+        waiter.resolve(permits);
+        served = true;
+      }
     }
     pool.wake?.();
   }
@@ -317,7 +341,7 @@ export class RedisPermitLimiter implements RateLimiter {
     pool.timer = setTimeout(() => {
       pool.timer = null;
       // Permits nobody asked for within the delay go back to everyone.
-      pool.unused.push(...pool.free.splice(0));
+      this.dropFree(pool);
       void this.run(pool);
     }, this.opts.flushDelayMs);
     pool.timer.unref();
@@ -335,7 +359,7 @@ export class RedisPermitLimiter implements RateLimiter {
     }
     try {
       while (!this.closed && (pool.demand > 0 || pool.completed.length > 0 || pool.unused.length > 0)) {
-        const { retryIn, granted } = await this.lease(pool, Math.min(this.opts.maxBatch, pool.demand));
+        const { retryIn, granted } = await this.lease(pool, true);
         if (pool.demand === 0) break;
         // Processes that keep coming back empty-handed back off (never longer
         // than the lead, which covers a wake that late), so many waiting
@@ -356,19 +380,41 @@ export class RedisPermitLimiter implements RateLimiter {
       this.rejectAll(pool, err);
     } finally {
       pool.running = false;
-      if (pool.free.length > 0 || pool.completed.length > 0) this.scheduleFlush(pool);
+      if (pool.free.length > 0 || pool.pacedFree.size > 0 || pool.completed.length > 0) this.scheduleFlush(pool);
     }
   }
 
-  /** One round trip: hand back completed and unused permits, lease up to `want`. */
-  private async lease(pool: Pool, want: number): Promise<{ retryIn: number; granted: number }> {
+  /**
+   * What the waiters want: unpaced permits, and each paced flow's own (with
+   * its pace now), each at most a batch.
+   */
+  private wants(pool: Pool): { generic: number; paced: Map<string, { want: number; tps: number }> } {
+    let generic = 0;
+    const paced = new Map<string, { want: number; tps: number }>();
+    for (const queue of pool.waiters.values()) {
+      for (const waiter of queue) {
+        if (!waiter.pace) generic += waiter.want;
+        else {
+          const flow = paced.get(waiter.pace.key) ?? { want: 0, tps: waiter.pace.tps };
+          flow.want = Math.min(this.opts.maxBatch, flow.want + waiter.want);
+          flow.tps = waiter.pace.tps;
+          paced.set(waiter.pace.key, flow);
+        }
+      }
+    }
+    return { generic: Math.min(this.opts.maxBatch, generic), paced };
+  }
+
+  /** One round trip: hand back completed and unused permits, and (with `ask`) lease what the waiters want. */
+  private async lease(pool: Pool, ask: boolean): Promise<{ retryIn: number; granted: number }> {
     const completed = pool.completed.splice(0);
     const unused = pool.unused.splice(0);
     const sentAt = performance.now();
     const { limits } = pool;
+    const wants = ask ? this.wants(pool) : { generic: 0, paced: new Map<string, { want: number; tps: number }>() };
     const args: Array<string | number> = [
       limits.tps,
-      want,
+      wants.generic,
       limits.timeoutMs + this.opts.leaseSlackMs,
       1000 + this.opts.marginMs,
       pool.priorityClass,
@@ -378,7 +424,9 @@ export class RedisPermitLimiter implements RateLimiter {
       this.opts.leadMs,
       this.vouched(limits.name, sentAt),
       completed.length,
+      wants.paced.size,
     ];
+    for (const [key, flow] of wants.paced) args.push(key, flow.want, flow.tps);
     // "ms since the rest began" measured before the call is at most the true
     // elapsed time when the script runs, so the permit never frees early.
     for (const c of completed) args.push(c.id, Math.max(0, Math.floor(sentAt - c.at)), c.outcome);
@@ -407,7 +455,11 @@ export class RedisPermitLimiter implements RateLimiter {
       // local time receivedAt + d it reads at least serverNow + d: waiting until
       // then never starts a request before the permit is free.
       const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
-      fresh.push({ provider: limits.name, pool: pool.key, id: String(reply[i]), freeAt, notBefore, usableUntil });
+      const id = String(reply[i]);
+      // `<slot>:<seq>:<flow slot>:<pace key>` for a paced flow's permit.
+      const parts = id.split(':');
+      const paceKey = parts.length >= 4 ? parts.slice(3).join(':') : undefined;
+      fresh.push({ provider: limits.name, pool: pool.key, id, freeAt, notBefore, usableUntil, ...(paceKey === undefined ? {} : { paceKey }) });
     }
     this.stats.granted += fresh.length;
     this.serveWaiters(pool, fresh);

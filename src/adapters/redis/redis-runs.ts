@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redisTime, type RedisClient } from './connection.js';
-import type { Clock, CreateRunOptions, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
+import type { Clock, CreateRunOptions, PageRef, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
 import type { PriorityClass, RunStatus } from '../../domain/campaign.js';
 import { reasonName, REASONS, type DeferReason, type ReasonName } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
@@ -95,6 +95,17 @@ export class RedisRuns implements Runs {
     private readonly clockStepMs = leaseClockStep(1000),
   ) {}
 
+  async paces(runs: ReadonlyArray<{ campaignId: string; runId: string }>): Promise<Array<number | null>> {
+    if (runs.length === 0) return [];
+    const tx = this.redis.pipeline();
+    for (const { campaignId, runId } of runs) tx.hget(this.keys.campaign(campaignId).run(runId).run, 'pace');
+    const replies = (await tx.exec()) ?? [];
+    return replies.map(([err, value]) => {
+      if (err) throw err;
+      return typeof value === 'string' && value !== '' ? Number(value) : null;
+    });
+  }
+
   async waves(campaignId: string, runId: string): Promise<Array<{ at: number; recipients: number }>> {
     const hash = await this.redis.hgetall(this.keys.campaign(campaignId).run(runId).waves);
     return Object.entries(hash)
@@ -157,6 +168,10 @@ export class RedisRuns implements Runs {
   async advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'> {
     const run = this.keys.campaign(campaignId).run(runId);
     return decode.advanceCursor((await this.scripts.run('advance-cursor', [run.run, run.open, run.unfinished], [from, to])) as Reply);
+  }
+
+  async leaveFirstPass(ref: PageRef): Promise<void> {
+    await this.redis.srem(this.keys.campaign(ref.campaignId).run(ref.runId).open, String(ref.page));
   }
 
   async pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }> {

@@ -65,6 +65,7 @@ export const decode = {
           startAt: int(reply[7]),
           deadlineIn: text(reply[8] ?? '') === '' ? null : int(reply[8]),
           deliverAt: text(reply[9] ?? '') === '' ? null : (JSON.parse(text(reply[9])) as DeliverAt),
+          pace: text(reply[10] ?? '') === '' ? null : Number(text(reply[10])),
         };
       case 'busy':
         return { kind, delayMs: int(reply[1]) };

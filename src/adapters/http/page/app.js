@@ -67,13 +67,29 @@ function render(campaign, now) {
   const reasons = Object.entries(c.skippedBy || {})
     .map(([reason, n]) => reason + ' ' + n)
     .join(', ');
-  const held = c.deferred > 0 ? ` · deferred ${c.deferred} (quiet hours, until ${c.deferredUntil})` : '';
-  tr.append(
-    text(
-      'td',
-      `${done}/${c.total} · sent ${c.sent} · failed ${c.failed} · unknown ${c.unknown} · skipped ${c.skipped}${reasons ? ' (' + reasons + ')' : ''}${held}`,
-    ),
+  const by = c.deferredBy || {};
+  const why = [by['quiet-hours'] ? `quiet hours ${by['quiet-hours']}` : '', by['local-time'] ? `local time ${by['local-time']}` : '']
+    .filter(Boolean)
+    .join(', ');
+  const held = c.deferred > 0 ? ` · deferred ${c.deferred} (${why || 'quiet hours'}, until ${c.deferredUntil})` : '';
+  const pace = c.pace ? ` · pace ${c.pace}/s` : '';
+  const countsCell = text(
+    'td',
+    `${done}/${c.total} · sent ${c.sent} · failed ${c.failed} · unknown ${c.unknown} · skipped ${c.skipped}${reasons ? ' (' + reasons + ')' : ''}${held}${pace}`,
   );
+  const run = campaign.latestRun;
+  if (run && run.waves && run.waves.length > 0) {
+    // Local-time waves, earliest first: each due instant (UTC) and the recipients deferred to it; ✓ once it has come.
+    const waves = text(
+      'div',
+      'waves: ' + run.waves.map((w) => `${w.at.slice(5, 16).replace('T', ' ')}Z ${w.recipients}${w.due ? ' ✓' : ''}`).join(' · '),
+      'waves',
+    );
+    waves.dataset.testid = 'waves';
+    countsCell.append(waves);
+  }
+  if (run && run.expiresAt) countsCell.append(text('div', `deadline ${run.expiresAt}`, 'deadline'));
+  tr.append(countsCell);
   tr.append(text('td', rate > 0 ? rate.toFixed(0) + '/s' : '–'));
   // Deferred recipients wait for their window, not for throughput: no ETA from the rate for them.
   tr.append(text('td', rate > 0 ? duration((c.pending - (c.deferred || 0)) / rate) : '–'));

@@ -8,7 +8,7 @@
 -- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy ('report' | 'resend'), 5 max attempts, 6 job generation,
 --       7 event mask (recipients settled unknown are outbox events: includes/outbox.lua)
 -- Returns {'ok', records, elapsed (ms since the run began: the records' time axis), recipientsVersion, unknownMarked, run number ('' : none), page size,
---        the run's start (ms), ms until its deadline ('' : none), its deliverAt ('' : none)}
+--        the run's start (ms), ms until its deadline ('' : none), its deliverAt ('' : none), its pace ('' : none)}
 --      | {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'superseded'} | {'missing'}
 -- @include ledger
 
@@ -48,7 +48,7 @@ if redis.call('EXISTS', KEYS[2]) == 0 then
   local size = math.min(tonumber(layout[1]), tonumber(layout[2]) - page * tonumber(layout[1]))
   if size > 0 then redis.call('SET', KEYS[2], string.rep('\0', size * RECORD)) end
 end
-local run = redis.call('HMGET', KEYS[1], 'rv', 'no', 'pageSize', 'startAt', 'createdAt', 'expiresAt', 'deliverAt')
+local run = redis.call('HMGET', KEYS[1], 'rv', 'no', 'pageSize', 'startAt', 'createdAt', 'expiresAt', 'deliverAt', 'pace')
 local deadline = tonumber(run[6] or '')
 return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(elapsed), run[1], marked, run[2] or '', run[3],
-  run[4] or run[5], deadline and tostring(deadline - wall) or '', run[7] or '' }
+  run[4] or run[5], deadline and tostring(deadline - wall) or '', run[7] or '', run[8] or '' }
