@@ -281,6 +281,12 @@ export type CreateRunResult =
 export type KickResult = { kind: 'kicked'; gen: number; pages: number[] } | { kind: 'parked'; wakesIn: number } | { kind: 'fresh' } | { kind: 'inactive' };
 
 /** The registry of runs: their state, their fan-out cursor, and which are not finished yet. */
+export interface PageCounts {
+  open: number;
+  held: number;
+  waiting: number;
+}
+
 export interface Runs {
   createRun(campaignId: string, runId: string, opts: CreateRunOptions): Promise<CreateRunResult>;
   /** The run a number names (a receipt's key carries it), if it is still in Redis. */
@@ -294,8 +300,11 @@ export interface Runs {
   advanceCursor(campaignId: string, runId: string, from: number, to: number): Promise<'ok' | 'moved' | 'inactive'>;
   /** A page of a paced run nearly through its first pass makes room in the run's window for the next (src/app/send-page.ts). */
   leaveFirstPass(ref: PageRef): Promise<void>;
-  /** Pages in their first pass (`open`), and of those, how many a worker holds right now (`active`). */
-  pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }>;
+  /**
+   * Pages in their first pass (`open`), pages a worker holds right now in any
+   * pass (`held`), and first-pass pages no worker holds yet (`waiting`).
+   */
+  pageCounts(campaignId: string, runId: string): Promise<PageCounts>;
   /** Supervisor remedy for a run with no progress for `stallMs`: see lua/kick-run.lua. */
   kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult>;
   markStuck(campaignId: string, runId: string, stuck: boolean): Promise<void>;

@@ -44,13 +44,21 @@ export class RunPump {
     return this.deps.maxWaiting ?? 2;
   }
 
+  /** How many pages of a run paced at `pace` share it in their first pass. */
+  pagesSharing(pace: number, pageSize: number): number {
+    return runWindow(this.deps.window, pace, pageSize);
+  }
+
   /** Enqueues the pages the window has room for; returns how many. */
   async fill(campaignId: string, runId: string): Promise<number> {
     for (let attempt = 0; attempt < 5; attempt += 1) {
       const run = await this.deps.runs.getRun(campaignId, runId);
       if (!run || run.status !== 'running' || run.cursor >= run.pages) return 0;
-      const { open, active } = await this.deps.runs.pageCounts(campaignId, runId);
-      const room = Math.min(runWindow(this.deps.window, run.pace, run.pageSize) - open, this.maxWaiting - Math.max(0, open - active));
+      const { open, held, waiting } = await this.deps.runs.pageCounts(campaignId, runId);
+      const window = runWindow(this.deps.window, run.pace, run.pageSize);
+      // A paced run's pages near their end leave the first pass early (send-page.ts); all it holds stays bounded.
+      const inPlay = run.pace === null ? 0 : held + waiting;
+      const room = Math.min(window - open, this.maxWaiting - waiting, run.pace === null ? Infinity : 2 * window - inPlay);
       const from = run.cursor;
       const to = Math.min(run.pages, from + Math.max(0, room));
       if (to <= from) return 0;

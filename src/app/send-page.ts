@@ -68,7 +68,7 @@ export interface SendPageDeps {
   /** Keeps this process's page leases alive. */
   renewer: LeaseRenewer;
   providers: ProviderRegistry;
-  pump: Pick<RunPump, 'fill'>;
+  pump: Pick<RunPump, 'fill' | 'pagesSharing'>;
   /** Quiet hours, suppression lists, frequency caps. */
   gate: RecipientGate;
   /** Each run's pace, kept current while its pages send. */
@@ -356,7 +356,8 @@ export class SendPage {
       let next = 0;
       while (next < due.length) {
         const pace = this.deps.paces.paceOf(work.ref.campaignId, work.ref.runId);
-        if (pace && !relieved && due.length - next <= pace.tps * PACED_RELIEF_SECONDS) {
+        // About two seconds from its end at its share of the pace (the run's first-pass pages share it).
+        if (pace && !relieved && due.length - next <= (pace.tps * PACED_RELIEF_SECONDS) / this.deps.pump.pagesSharing(pace.tps, work.pageSize)) {
           relieved = true;
           await this.makeRoom(work);
         }

@@ -40,6 +40,11 @@ export interface SupervisorOptions {
  *   it waits for is parked recipients.
  * It also drops recipient lists whose upload was abandoned half-way.
  */
+/** Quiet a slow paced run may keep as a matter of course: two of the gaps its pace puts between sends. */
+function paceGapMs(run: RunState): number {
+  return run.pace === null ? 0 : Math.ceil((2 * 1000) / run.pace);
+}
+
 export class Supervisor {
   private readonly loop: TickLoop;
 
@@ -128,7 +133,7 @@ export class Supervisor {
     }
     this.checkCounts(run);
     if (run.status !== 'running') return;
-    const kicked = await runs.kickStalled(campaignId, runId, this.options.stallMs);
+    const kicked = await runs.kickStalled(campaignId, runId, this.options.stallMs + paceGapMs(run));
     if (kicked.kind === 'kicked' && kicked.pages.length > 0) {
       log.warn({ campaignId, runId, pages: kicked.pages.length }, 'run made no progress; enqueueing its unfinished pages again');
       await this.requeue(run, kicked.gen, kicked.pages);
@@ -169,7 +174,7 @@ export class Supervisor {
   /** `parked`: every recipient left waits for its time (quiet hours, backoff); quiet is not stuck then. */
   private async checkProgress(run: RunState, parked: boolean): Promise<void> {
     const idle = (await this.deps.clock.serverTime()) - run.activeAt;
-    const stuck = run.counts.pending > 0 && idle > this.options.stuckMs && !parked;
+    const stuck = run.counts.pending > 0 && idle > this.options.stuckMs + paceGapMs(run) && !parked;
     if (stuck === (run.stuckSince !== null)) return;
     await this.deps.runs.markStuck(run.campaignId, run.id, stuck);
     if (stuck) {

@@ -58,7 +58,7 @@ export const deliverAtSchema = z.strictObject({
   timezone: z.string().refine(isValidTimeZone, 'an IANA time zone such as Asia/Seoul').default('UTC'),
 });
 
-export const paceSchema = z.union([z.strictObject({ tps: z.number().min(PACE_MIN_TPS).max(1_000_000) }), z.strictObject({ spreadOver: windowDuration })]);
+export const paceSchema = z.union([z.strictObject({ tps: z.number().min(PACE_MIN_TPS).max(100_000) }), z.strictObject({ spreadOver: windowDuration })]);
 
 /** ms → the shortest exact duration string ("3h", "90m", "45s"); the inverse of parseDuration for whole seconds. */
 export function formatDuration(ms: number): string {

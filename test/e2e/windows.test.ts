@@ -228,6 +228,24 @@ describe('pace', () => {
     expect(rows.filter((r) => r.reason === 'expired').map((r) => r.id)).toEqual(range(600, 'e').filter((r) => !arrived.has(r)));
   });
 
+  it('a paced run holds a few pages, not every worker slot: a campaign launched beside it goes out at once (default settings)', async () => {
+    // 300/s in pages of 500 (PAGE_SIZE): each page gets a share of the pace, so
+    // it is far longer than two seconds from its end when it starts.
+    const stack = await setup({ workers: 2, provider: { tps: 1000 } });
+    const { client, mock } = stack;
+    mock.keepBodies = false;
+    const paced = await launchCampaign(client, range(40_000, 'p'), { pace: { tps: 300 } });
+    // Long enough for its pages to have filled every slot (16: 2 workers × 8) had they kept letting each other in.
+    await waitFor(() => mock.arrivals.length >= 1500, { timeoutMs: 20_000, what: 'five seconds of the paced run' });
+    const other = await launchCampaign(client, range(1000, 'o'));
+    const launched = performance.now();
+    await waitForStatus(client, other, 'completed', 30_000);
+    // Its 1,000 at the 700/s the pace leaves take under 2 s; waiting for a paced page to end would take ~25 s.
+    expect(performance.now() - launched).toBeLessThan(8000);
+    expect(maxInWindow(mock.arrivals.filter((a) => a.campaignId === paced).map((a) => a.at))).toBeLessThanOrEqual(300);
+    await client.request('POST', `/api/campaigns/${paced}/cancel`);
+  });
+
   it('a PATCH of pace alone, while the run sends, takes effect within a second', async () => {
     const stack = await setup({ workers: 2, provider: { tps: 1000 } });
     const { client, mock } = stack;

@@ -295,7 +295,7 @@ describe('release and the fan-out cursor', () => {
     const runId = await h.startRun(campaignId);
     expect(await h.runs.advanceCursor(campaignId, runId, 0, 2)).toBe('ok');
     expect(await h.runs.advanceCursor(campaignId, runId, 0, 2)).toBe('moved');
-    expect(await h.runs.pageCounts(campaignId, runId)).toEqual({ open: 2, active: 0 });
+    expect(await h.runs.pageCounts(campaignId, runId)).toEqual({ open: 2, held: 0, waiting: 2 });
     const ref = { campaignId, runId, page: 1 };
     await h.ledger.acquirePage(ref, 'A', acquireOptions(LEASE, 'report'));
     await h.ledger.claim(ref, 'A', LEASE, claims(0, 1));
@@ -307,7 +307,7 @@ describe('release and the fan-out cursor', () => {
     expect(left.pending).toBe(99);
     expect(left.inflight).toBe(0);
     expect(left.nextDueIn).toBe(0);
-    expect(await h.runs.pageCounts(campaignId, runId)).toEqual({ open: 1, active: 0 });
+    expect(await h.runs.pageCounts(campaignId, runId)).toEqual({ open: 1, held: 0, waiting: 1 });
     expect(await h.redis.sismember(h.keys.campaign(campaignId).run(runId).unfinished, '1')).toBe(1);
   });
 });

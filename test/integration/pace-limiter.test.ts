@@ -73,6 +73,40 @@ describe('a campaign pace in the limiter', () => {
     expect(rate(free.arrivals, start + 1000, start + 5500)).toBeGreaterThanOrEqual(0.9 * (400 - pacedRate));
   });
 
+  it('a pace above the cap is the cap: the flow gets no more slots than the cap has (a million would be a million Redis calls in one script)', async () => {
+    const p = cleanPrefix('pace');
+    const limits = testLimits({ name: 'huge', tps: 50, timeoutMs: 2000, arrivalMarginMs: 10 });
+    const limiter = limiterOn(p);
+    const permits = await limiter.acquire(limits, 10, 1, 'huge|main', { key: 'huge', tps: 1_000_000 });
+    expect(permits.length).toBeGreaterThan(0);
+    permits.forEach((permit) => limiter.giveBack(permit));
+    const flowKey = `${new Keys(p).limiter('huge').config}:pace:huge`;
+    const redis = testConnection();
+    expect(await redis.zcard(flowKey)).toBeGreaterThan(0);
+    expect(await redis.zcard(flowKey)).toBeLessThanOrEqual(50);
+    expect(Number(await redis.hget(`${flowKey}:s`, 'slots'))).toBeLessThanOrEqual(50);
+  });
+
+  it("a paced permit handed back unused in a busy process goes back to Redis at once: another process gets the flow's slot (a paused page resumed elsewhere)", async () => {
+    const p = cleanPrefix('pace');
+    const limits = testLimits({ name: 'handed', tps: 20, timeoutMs: 2000, arrivalMarginMs: 10 });
+    const [busy, other] = [limiterOn(p), limiterOn(p)];
+    // Unpaced demand that never ends keeps the busy process's limiter calling Redis.
+    const until = performance.now() + 4000;
+    const load = send([busy], limits, [{ flow: 'load|main', pace: () => null, arrivals: [] }], until, 12);
+    const pace = { key: 'slow', tps: 1 };
+    const [held] = await busy.acquire(limits, 1, 1, 'slow|main', pace);
+    expect(held).toBeDefined();
+    // Its page stopped before sending (paused): the one slot of the flow is handed back unused.
+    busy.giveBack(held!);
+    const asked = performance.now();
+    const [taken] = await other.acquire(limits, 1, 1, 'slow|other', pace);
+    other.giveBack(taken!);
+    // Not when the busy process's lease on it runs out (timeoutMs + 10 s).
+    expect(performance.now() - asked).toBeLessThan(2000);
+    await load;
+  });
+
   it('a fractional pace: at most ⌈tps⌉ in any second, tps on average, evenly spread', async () => {
     const p = cleanPrefix('pace');
     const limits = testLimits({ name: 'spread', tps: 1000, timeoutMs: 2000, arrivalMarginMs: 10 });

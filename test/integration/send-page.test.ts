@@ -132,7 +132,7 @@ function setup() {
     budget: new SendBudget({ slots, limiter, events }),
     renewer,
     providers,
-    pump: { fill: async () => 0 },
+    pump: { fill: async () => 0, pagesSharing: () => 2 },
     gate: new RecipientGate({ suppressions: suppressions as unknown as Suppressions, caps: noCaps, configuredCaps: [] }),
     paces: new RunPaces({ runs: h.runs, log }),
     caps: noCaps,

@@ -66,6 +66,28 @@ describe('the supervisor', () => {
     expect((await h.runs.getRun(campaignId, runId))?.stuckSince).toBeNull();
   });
 
+  it('does not call a slow paced run stuck (nor kick it) between sends its pace spaces apart, and does once it misses a couple of them', async () => {
+    const { h, supervisor } = setup('report');
+    const campaignId = await h.createCampaign(ids(5), 100);
+    const runId = await h.startRun(campaignId);
+    await h.runs.markActive(campaignId, runId);
+    // One send every 1,000 s (1,000 recipients spread over 11.5 days).
+    await h.redis.hset(h.keys.campaign(campaignId).run(runId).run, 'pace', 0.001);
+    await h.runs.advanceCursor(campaignId, runId, 0, 1);
+    const gen = Number(await h.redis.hget(h.keys.campaign(campaignId).run(runId).run, 'gen'));
+    await h.ageRun(campaignId, runId, 600_000);
+    await supervisor.tick();
+    let run = (await h.runs.getRun(campaignId, runId))!;
+    expect(run.stuckSince).toBeNull();
+    // Not kicked: its page was not enqueued again under a new generation.
+    expect(Number(await h.redis.hget(h.keys.campaign(campaignId).run(runId).run, 'gen'))).toBe(gen);
+    await h.ageRun(campaignId, runId, 3_600_000);
+    await h.locks.unlock('supervisor', '1');
+    await supervisor.tick();
+    run = (await h.runs.getRun(campaignId, runId))!;
+    expect(run.stuckSince).not.toBeNull();
+  });
+
   it('leaves a run alone whose pending recipients are all parked (quiet hours), and kicks it once they are due', async () => {
     const { h, supervisor } = setup('report');
     const campaignId = await h.createCampaign(ids(3), 100);

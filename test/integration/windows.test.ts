@@ -4,6 +4,7 @@ import type { ClaimDirective, ConfirmEntry, PageRef } from '../../src/app/ports.
 import { REASONS } from '../../src/domain/respect.js';
 import { planLayout } from '../../src/domain/campaign.js';
 import { newId } from '../../src/domain/ids.js';
+import { RedisLifecycle } from '../../src/adapters/redis/redis-lifecycle.js';
 import type { WindowSettings } from '../../src/domain/windows.js';
 import { acquireOptions, confirmPolicy, draftRecord, ids, redisHarness } from '../helpers/harness.js';
 
@@ -115,6 +116,31 @@ describe('a run deadline', () => {
     run = (await h.runs.getRun(campaignId, runId))!;
     expect(run.status).toBe('completed');
     expect(run.counts).toMatchObject({ sent: 2, unknown: 1, skipped: 32, pending: 0 });
+  });
+});
+
+describe('a paused run past its deadline', () => {
+  it("completes, and an occurrence of a recurring campaign leaves the campaign paused: the operator's pause holds for the next occurrence, and resume brings back its schedule", async () => {
+    const h = redisHarness('windows');
+    const campaignId = await campaignWith(h, 10, { expiresAfter: '1h' });
+    const created = await h.runs.createRun(campaignId, 'occ', { allowedFrom: ['draft'], statusAfter: 'scheduled', trigger: 'schedule' });
+    expect(created.ok).toBe(true);
+    const lifecycle = new RedisLifecycle(h.keys, h.scripts);
+    expect(await lifecycle.pause(campaignId, 'occ')).toEqual({ ok: true, status: 'paused' });
+    await h.redis.hset(h.keys.campaign(campaignId).run('occ').run, 'expiresAt', (await h.locks.serverTime()) - 1);
+    expect(await h.ledger.expirePages(campaignId, 'occ', 0, 1)).toMatchObject({ expired: 10, completed: true });
+    expect((await h.runs.getRun(campaignId, 'occ'))!.status).toBe('completed');
+    expect((await h.store.get(campaignId))!.status).toBe('paused');
+    expect(await lifecycle.resume(campaignId, 'occ', 'scheduled')).toEqual({ ok: true, status: 'scheduled' });
+  });
+
+  it('of a one-off campaign completes the campaign: nothing is left to hold', async () => {
+    const { h, campaignId, runId, runKey } = await started({ expiresAfter: '1h' });
+    const lifecycle = new RedisLifecycle(h.keys, h.scripts);
+    expect(await lifecycle.pause(campaignId, runId)).toEqual({ ok: true, status: 'paused' });
+    await h.redis.hset(runKey.run, 'expiresAt', (await h.locks.serverTime()) - 1);
+    expect(await h.ledger.expirePages(campaignId, runId, 0, 1)).toMatchObject({ expired: 10, completed: true });
+    expect((await h.store.get(campaignId))!.status).toBe('completed');
   });
 });
 

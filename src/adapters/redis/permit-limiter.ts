@@ -295,6 +295,29 @@ export class RedisPermitLimiter implements RateLimiter {
     return out;
   }
 
+  /**
+   * Permits whose callers are gone (their page stopped, or handed them back)
+   * go back to Redis with this call while the loop runs: the flush timer
+   * that does it otherwise waits for the loop to end, which a busy pool's
+   * never does, and a slow paced flow has only a slot or two.
+   */
+  private dropUnwanted(pool: Pool): void {
+    const wanted = new Set<string>();
+    let generic = false;
+    for (const queue of pool.waiters.values()) {
+      for (const waiter of queue) {
+        if (waiter.pace) wanted.add(waiter.pace.key);
+        else generic = true;
+      }
+    }
+    if (!generic) pool.unused.push(...pool.free.splice(0));
+    for (const [key, permits] of pool.pacedFree) {
+      if (wanted.has(key)) continue;
+      pool.unused.push(...permits);
+      pool.pacedFree.delete(key);
+    }
+  }
+
   /** Every permit held unused goes back to Redis with the next call. */
   private dropFree(pool: Pool): void {
     pool.unused.push(...pool.free.splice(0));
@@ -359,6 +382,7 @@ export class RedisPermitLimiter implements RateLimiter {
     }
     try {
       while (!this.closed && (pool.demand > 0 || pool.completed.length > 0 || pool.unused.length > 0)) {
+        this.dropUnwanted(pool);
         const { retryIn, granted } = await this.lease(pool, true);
         if (pool.demand === 0) break;
         // Processes that keep coming back empty-handed back off (never longer

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { redisTime, type RedisClient } from './connection.js';
-import type { Clock, CreateRunOptions, PageRef, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
+import type { Clock, CreateRunOptions, PageCounts, PageRef, CreateRunResult, KickResult, Locks, Runs, RunState } from '../../app/ports.js';
 import type { PriorityClass, RunStatus } from '../../domain/campaign.js';
 import { reasonName, REASONS, type DeferReason, type ReasonName } from '../../domain/respect.js';
 import type { Keys } from './keys.js';
@@ -174,10 +174,14 @@ export class RedisRuns implements Runs {
     await this.redis.srem(this.keys.campaign(ref.campaignId).run(ref.runId).open, String(ref.page));
   }
 
-  async pageCounts(campaignId: string, runId: string): Promise<{ open: number; active: number }> {
+  async pageCounts(campaignId: string, runId: string): Promise<PageCounts> {
     const run = this.keys.campaign(campaignId).run(runId);
-    const [open, active] = await Promise.all([this.redis.scard(run.open), this.redis.zcard(run.leases)]);
-    return { open, active };
+    const [open, held, both] = await Promise.all([
+      this.redis.scard(run.open),
+      this.redis.zcard(run.leases),
+      this.redis.call('ZINTERCARD', 2, run.open, run.leases) as Promise<number>,
+    ]);
+    return { open, held, waiting: open - Number(both) };
   }
 
   async kickStalled(campaignId: string, runId: string, stallMs: number): Promise<KickResult> {

@@ -79,6 +79,12 @@ local class = tonumber(ARGV[5])
 local failuresToOpen, coolDownMs, maxCoolDownMs = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local lead = tonumber(ARGV[9])
 local YIELD_MS, BURST_MS = 100, 20
+-- Paced flows' GCRA runs this much faster than their pace, and this much over
+-- their paces is kept from unpaced demand (measured: with neither, a paced
+-- flow beside a busy unpaced one got 98% of its pace on an idle machine and
+-- under 97% on a loaded one, each bound at the pace losing what the others'
+-- jitter costs).
+local FLOW_HEADROOM = 1.03
 
 local state = {}
 do
@@ -197,7 +203,8 @@ local paced = {}
 for j = 0, pacedCount - 1 do
   local flow = flowOf(ARGV[13 + j * 3])
   flow.want = tonumber(ARGV[14 + j * 3])
-  flow.tps = tonumber(ARGV[15 + j * 3])
+  -- A pace above the cap is the cap (and ⌈tps⌉ slots of a huge pace would be as many calls here).
+  flow.tps = math.min(tonumber(ARGV[15 + j * 3]), cap)
   paced[#paced + 1] = flow
 end
 local i = 13 + pacedCount * 3
@@ -299,7 +306,9 @@ for _, flow in ipairs(paced) do
   if n > flow.slots then flow.slots = n end
   flow.active = n
   -- Its own GCRA, slowed with the provider's after a 429; a short burst only: a spread is even, a late start catches up at most this much.
-  flow.interval = 1000 / (flow.tps * rate)
+  -- It runs FLOW_HEADROOM faster than the pace: the slots hold the pace, the GCRA only spreads it (two bounds at one rate
+  -- each lose what the other's jitter costs).
+  flow.interval = 1000 / (flow.tps * rate * FLOW_HEADROOM)
   flow.burst = BURST_MS
 end
 -- When a paced flow could next start (its next free slot and its own pace), and that slot.
@@ -334,7 +343,9 @@ for field, value in pairs(state) do
     end
   end
 end
-reserved = math.min(reserved, 0.95 * cap) * rate
+-- A little over the paces: slots cycle a few ms over their second, so a cap's
+-- slots carry a little under the cap, and that shortfall must not fall on the paced.
+reserved = math.min(reserved * FLOW_HEADROOM, 0.95 * cap) * rate
 
 local interval = 1000 / (cap * rate - reserved)
 local burst = math.max(BURST_MS, interval)

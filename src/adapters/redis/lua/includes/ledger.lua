@@ -166,7 +166,13 @@ local function completeIfDone(runKey, metaKey, now)
   if (fields[1] ~= 'running' and fields[1] ~= 'paused') or tonumber(fields[2]) ~= 0 then return 0 end
   redis.call('HSET', runKey, 'status', 'completed', 'completedAt', now)
   if redis.call('HGET', metaKey, 'latestRun') == fields[4] then
-    redis.call('HSET', metaKey, 'status', fields[3], 'updatedAt', now)
+    if fields[1] == 'paused' and fields[3] ~= 'completed' and redis.call('HGET', metaKey, 'status') == 'paused' then
+      -- A paused run ended by its deadline: the operator's pause holds for
+      -- the campaign's next occurrences, resumed into its schedule.
+      redis.call('HSET', metaKey, 'pausedFrom', fields[3], 'updatedAt', now)
+    else
+      redis.call('HSET', metaKey, 'status', fields[3], 'updatedAt', now)
+    end
   end
   local c = redis.call('HMGET', runKey, 'total', 'sent', 'failed', 'unknown', 'skipped', 'trigger')
   emit(metaKey, 'run.completed', fields[4], now, 'trigger', c[6] or '',
