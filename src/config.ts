@@ -99,10 +99,13 @@ export const ENV = {
     int(100, 3_600_000).default(1000),
     'supervisor tick: expired leases settled and their pages handed on, runs completed, windows topped up',
   ),
-  STALL_MS: doc(int(1000, 86_400_000).default(30_000), 'a running run with no progress for this long gets its unfinished pages enqueued again (lost jobs)'),
+  STALL_MS: doc(
+    int(1000, 86_400_000).default(30_000),
+    'a running run with no progress for this long gets its unfinished pages enqueued again (lost jobs); a paced run, this plus two of the gaps its pace leaves between sends',
+  ),
   STUCK_MS: doc(
     int(1000, 86_400_000).default(300_000),
-    'a running run with recipients pending and no progress for this long raises the stuck-run alarm (log, metric, API)',
+    "a running run with recipients pending and no progress for this long raises the stuck-run alarm (log, metric, API); a paced run, this plus two of its pace's gaps (a spread over days sends minutes apart)",
   ),
   STAGING_TTL_MS: doc(int(1000, 86_400_000).default(600_000), 'an upload with nothing received for this long is abandoned: its staged rows are dropped'),
   MAX_BODY_BYTES: doc(int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024), 'largest JSON body (inline recipients)'),

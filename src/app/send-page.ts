@@ -90,9 +90,10 @@ const CLAIM_AHEAD_MS = 5;
 const PARK_BATCH = 1000;
 
 /**
- * A page of a paced run with this many seconds of its pace left to send
- * makes room for the run's next page, so that page has a worker before this
- * one ends: the pace goes on without a gap while pages turn over.
+ * A page of a paced run with this many seconds left to send at its share of
+ * the pace (the run's first-pass pages share it) makes room for the run's
+ * next page, so that page has a worker before this one ends: the pace goes
+ * on without a gap while pages turn over.
  */
 const PACED_RELIEF_SECONDS = 2;
 

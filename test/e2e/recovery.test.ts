@@ -25,17 +25,19 @@ describe('with default settings', () => {
     const id = await launchCampaign(client, range(6000, 'c'));
     let kills = 0;
     const replacements: Array<Promise<PushqProcess>> = [];
+    let lastKill = performance.now();
     const churn = setInterval(() => {
       // Every 2 s, or as soon after as the last replacement is up: a kill rate above what the machine can start
       // (a tsx process takes 1 s idle, several under load) would measure process start-up, not recovery.
-      if (workers.length < 3) return;
+      if (workers.length < 3 || performance.now() - lastKill < 2000) return;
+      lastKill = performance.now();
       const oldest = workers.shift();
       if (!oldest) return;
       void oldest.kill('SIGKILL');
       kills += 1;
       // Replaced at once (not awaited: a start takes a second or two on a loaded machine).
       replacements.push(stack.addWorker());
-    }, 2000);
+    }, 100);
     let done;
     try {
       done = await waitForStatus(client, id, 'completed', 45_000);
