@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
  * while a worker is SIGKILLed every 2 s") run after everything else, alone:
  * next to the chaos test on two cores they measure the other test, not pushq.
  */
-const timed = ['test/e2e/recovery.test.ts'];
+const timed = ['test/e2e/recovery.test.ts', 'test/e2e/pace-share.test.ts'];
 
 export default defineConfig({
   test: {
@@ -19,7 +19,8 @@ export default defineConfig({
     maxWorkers: 2,
     projects: [
       { extends: true, test: { name: 'suite', include: ['test/**/*.test.ts'], exclude: timed, sequence: { groupOrder: 0 } } },
-      { extends: true, test: { name: 'timed', include: timed, sequence: { groupOrder: 1 } } },
+      // One file at a time: each measures pushq alone.
+      { extends: true, test: { name: 'timed', include: timed, fileParallelism: false, sequence: { groupOrder: 1 } } },
     ],
   },
 });

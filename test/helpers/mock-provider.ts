@@ -74,6 +74,11 @@ export function maxInWindow(times: readonly number[], ms = 1000): number {
   return best;
 }
 
+/** Arrivals a second over [from, to) (times in ms). */
+export function rateIn(times: readonly number[], from: number, to: number): number {
+  return (times.filter((t) => t >= from && t < to).length * 1000) / (to - from);
+}
+
 export class MockProvider {
   readonly arrivals: Arrival[] = [];
   readonly bodies: WireBody[] = [];
