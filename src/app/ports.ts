@@ -561,6 +561,8 @@ export interface SendRequest {
   runId: string;
   recipient: { id: string } & Record<string, unknown>;
   message: Message;
+  /** The campaign's kind (`advertising` messages carry the notices the law asks for, src/adapters/push/sms-provider.ts). */
+  kind?: string;
 }
 
 export interface PushProvider {

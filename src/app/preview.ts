@@ -50,6 +50,7 @@ export class Preview {
       runId: PREVIEW_RUN_ID,
       recipient,
       message: result.message,
+      kind: campaign.kind,
     };
     const { providers } = this.deps;
     const own = providers.get(campaign.provider);

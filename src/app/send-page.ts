@@ -518,6 +518,7 @@ export class SendPage {
         runId: ref.runId,
         recipient,
         message: work.rendered.get(index) ?? campaign.message,
+        kind: campaign.kind,
       };
     });
     for (const { index } of group) work.rendered.delete(index);

@@ -1,4 +1,5 @@
 import type { Message } from './campaign.js';
+import { smsText } from './sms-text.js';
 
 /**
  * What a provider refuses for its size, checked on the rendered message (the
@@ -40,6 +41,11 @@ export function sizeProblem(type: string, message: Message): string | null {
       return characters > SIZE_LIMITS.alimtalk.characters
         ? `${SIZE_LIMITS.alimtalk.what} is ${characters} characters, above ${SIZE_LIMITS.alimtalk.characters}`
         : null;
+    }
+    case 'sms': {
+      // An advertisement's notices are added at sending: they may still turn an SMS into an LMS, or pass LMS's limit.
+      const text = smsText(message.title, message.body);
+      return text.ok ? null : text.message;
     }
     default:
       return null;

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeAlimtalk, type FakeAlimtalk } from '../helpers/fakes/fake-alimtalk.js';
 import { startFakeApns, type FakeApns } from '../helpers/fakes/fake-apns.js';
 import { startFakeFcm, type FakeFcm } from '../helpers/fakes/fake-fcm.js';
+import { SMS_RECIPIENT_CODES, startFakeSms, type FakeSms } from '../helpers/fakes/fake-sms.js';
 import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { spawnPushq, startApiProcess } from '../helpers/processes.js';
@@ -18,24 +19,26 @@ import { launchCampaign, stacksPerTest, waitForStatus, type Stack } from '../hel
  * limited by what the provider counts.
  */
 const ALIMTALK_SECRET_ENV = 'PUSHQ_E2E_ALIMTALK_SECRET';
+const SMS_SECRET_ENV = 'PUSHQ_E2E_SMS_SECRET';
 let fcm: FakeFcm;
 let apns: FakeApns;
 let kakao: FakeAlimtalk;
+let sms: FakeSms;
 let secretsDir: string;
 const start = stacksPerTest();
 
 beforeAll(async () => {
-  [fcm, apns, kakao] = await Promise.all([startFakeFcm(), startFakeApns(), startFakeAlimtalk()]);
+  [fcm, apns, kakao, sms] = await Promise.all([startFakeFcm(), startFakeApns(), startFakeAlimtalk(), startFakeSms()]);
   secretsDir = mkdtempSync(join(tmpdir(), 'pushq-secrets-'));
   writeFileSync(join(secretsDir, 'service-account.json'), JSON.stringify(fcm.serviceAccount));
   writeFileSync(join(secretsDir, 'AuthKey.p8'), apns.privateKeyPem);
 });
 afterAll(async () => {
-  await Promise.all([fcm.close(), apns.close(), kakao.close()]);
+  await Promise.all([fcm.close(), apns.close(), kakao.close(), sms.close()]);
 });
 
 async function setup(providers: Array<Record<string, unknown>>, workers = 2, env: Record<string, string> = {}): Promise<Stack> {
-  return start({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey, ...env } });
+  return start({ workers, providers, env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey, [SMS_SECRET_ENV]: sms.secretKey, ...env } });
 }
 
 const fcmProvider = (extra: Record<string, unknown> = {}) => ({
@@ -68,6 +71,18 @@ const alimtalkProvider = (extra: Record<string, unknown> = {}) => ({
   senderKey: kakao.senderKey,
   templateCode: 'WELCOME01',
   invalidRecipientCodes: [-3029],
+  ...extra,
+});
+
+const smsProvider = (extra: Record<string, unknown> = {}) => ({
+  name: 'sms',
+  type: 'sms',
+  tps: 200,
+  baseUrl: sms.url,
+  appKey: sms.appKey,
+  secretKeyEnv: SMS_SECRET_ENV,
+  sendNo: sms.sendNo,
+  invalidRecipientCodes: [SMS_RECIPIENT_CODES.invalidNumber],
   ...extra,
 });
 
@@ -231,6 +246,45 @@ describe('alimtalk batches', () => {
     expect(delivered[0]!.templateParameter).toEqual({ name: expect.stringMatching(/^n\d+$/) });
     // The invalid numbers are on the list for next time.
     expect((await stack.client.request('GET', '/api/suppressions/token-invalid:kakao')).body.size).toBe(12);
+  });
+
+  it('SMS: an advertising campaign goes out as SMS or LMS by each rendered text, with the notices the law asks for, once each; an emoji or a dead number fails its recipient', async () => {
+    const stack = await setup([smsProvider({ batchSize: 10, adSenderName: '푸시상점', optOutNumber: '080-123-4567' })]);
+    const phone = (i: number) => `0105${String(i).padStart(7, '0')}`;
+    const recipients = [
+      ...Array.from({ length: 20 }, (_, i) => ({ id: `s${i}`, phone: phone(i), note: '가을 세일 쿠폰이 도착했어요', nightAdConsent: true })),
+      ...Array.from({ length: 10 }, (_, i) => ({
+        id: `l${i}`,
+        phone: phone(100 + i),
+        note: `${'오늘 하루 전 품목 30% 할인, '.repeat(4)}${i}`,
+        nightAdConsent: true,
+      })),
+      { id: 'emoji', phone: phone(200), note: '세일 🎉', nightAdConsent: true },
+      { id: 'dead', phone: '01000000099', note: '가을 세일', nightAdConsent: true },
+      { id: 'nophone', note: '가을 세일', nightAdConsent: true },
+    ];
+    const before = sms.deliveries.length;
+    const id = await launchCampaign(stack.client, recipients, {
+      provider: 'sms',
+      kind: 'advertising',
+      message: { title: '가을 세일', body: '{{ note }}', data: {} },
+    });
+    const done = await waitForStatus(stack.client, id, 'completed');
+    expect(done.counts).toMatchObject({ total: 33, sent: 30, failed: 3, unknown: 0 });
+    const delivered = sms.deliveries.slice(before);
+    expect(delivered).toHaveLength(30);
+    expect(new Set(delivered.map((d) => d.recipientGroupingKey)).size).toBe(30);
+    expect(delivered.filter((d) => d.type === 'SMS')).toHaveLength(20);
+    expect(delivered.filter((d) => d.type === 'LMS').every((d) => d.title === '가을 세일')).toBe(true);
+    for (const d of delivered) {
+      expect(d.ad).toBe(true);
+      expect(d.body.startsWith('(광고)푸시상점\n')).toBe(true);
+      expect(d.body.endsWith('\n무료수신거부 080-123-4567')).toBe(true);
+    }
+    expect(await recipientView(stack, id, 'emoji')).toMatchObject({ state: 'failed', lastError: { code: 'SMS_UNENCODABLE' } });
+    expect(await recipientView(stack, id, 'nophone')).toMatchObject({ state: 'failed', lastError: { code: 'NO_PHONE' } });
+    expect(await recipientView(stack, id, 'dead')).toMatchObject({ state: 'failed', lastError: { code: `SMS_${SMS_RECIPIENT_CODES.invalidNumber}` } });
+    expect((await stack.client.request('GET', '/api/suppressions/token-invalid:sms')).body.size).toBe(1);
   });
 
   it('go out full when the limiter counts requests', async () => {

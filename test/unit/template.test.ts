@@ -163,6 +163,10 @@ describe('provider size limits', () => {
     expect(sizeProblem('alimtalk', big)).toBe('alimtalk text (message.body) is 1500 characters, above 1000');
     expect(sizeProblem('alimtalk', { ...big, body: '가'.repeat(1000) })).toBeNull();
     expect(sizeProblem('http', big)).toBeNull();
+    // SMS: EUC-KR bytes (1,500 Hangul = 3,000 > an LMS's 2,000), and what EUC-KR cannot carry.
+    expect(sizeProblem('sms', small)).toBeNull();
+    expect(sizeProblem('sms', big)).toBe('the text is 3000 bytes in EUC-KR; an LMS takes 2000');
+    expect(sizeProblem('sms', { ...small, body: '세일 🎉' })).toBe('the text has "🎉" (U+1F389) at 3, which SMS (EUC-KR) cannot carry');
   });
 });
 

@@ -219,13 +219,44 @@ const alimtalkProvider = z
   })
   .superRefine(oneSecret('secretKey'));
 
-export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider, fcmProvider, apnsProvider, alimtalkProvider]);
+const smsProvider = z
+  .object({
+    ...common,
+    type: z.literal('sms'),
+    baseUrl: z.url({ protocol: /^https?$/ }).default('https://api-sms.cloud.toast.com'),
+    appKey: z.string().min(1),
+    /** X-Secret-Key. */
+    ...secretFields('secretKey'),
+    /** The sender number registered with the provider. */
+    sendNo: z.string().regex(/^\d{3,20}$/, 'the registered sender number, digits only'),
+    phoneField: fieldName.default('phone'),
+    /** Recipients per request (the API takes up to 1,000); recipients of one text share a request. */
+    batchSize: z.number().int().min(1).max(1000).default(1),
+    /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
+    countBy: z.enum(['request', 'message']).default('message'),
+    /** Per-recipient result codes that mean the number can never receive: its id goes on token-invalid:<name>. */
+    invalidRecipientCodes: z.array(z.number().int()).default([]),
+    /** Advertising messages: the name after `(광고)`, and the free 080 opt-out number the law asks for (without it they are refused). */
+    adSenderName: z.string().min(1).max(30).optional(),
+    optOutNumber: z
+      .string()
+      .regex(/^080-?\d{3,4}-?\d{4}$/, 'a free 080 number, such as 080-123-4567')
+      .optional(),
+    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+    connections: z.number().int().min(1).max(100_000).optional(),
+    /** The API takes no idempotency key: a timed-out request resent may be a second message, so it is reported unless this says to resend. */
+    retryTimeouts: z.boolean().default(false),
+  })
+  .superRefine(oneSecret('secretKey'));
+
+export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider, fcmProvider, apnsProvider, alimtalkProvider, smsProvider]);
 export type ProviderConfig = z.infer<typeof providerSchema>;
 export type HttpProviderConfig = z.infer<typeof httpProvider>;
 export type SimProviderConfig = z.infer<typeof simProvider>;
 export type FcmProviderConfig = z.infer<typeof fcmProvider>;
 export type ApnsProviderConfig = z.infer<typeof apnsProvider>;
 export type AlimtalkProviderConfig = z.infer<typeof alimtalkProvider>;
+export type SmsProviderConfig = z.infer<typeof smsProvider>;
 
 export function apnsBaseUrl(config: ApnsProviderConfig): string {
   return config.baseUrl ?? APNS_HOSTS[config.environment];
@@ -303,7 +334,7 @@ export function receiptSecret(config: ProviderConfig, env: NodeJS.ProcessEnv = p
 
 /** The recipient fields providers read a device token or phone number from: never written to a log. */
 export function addressFields(providers: readonly ProviderConfig[]): string[] {
-  return providers.flatMap((p) => (p.type === 'fcm' || p.type === 'apns' ? [p.tokenField] : p.type === 'alimtalk' ? [p.phoneField] : []));
+  return providers.flatMap((p) => (p.type === 'fcm' || p.type === 'apns' ? [p.tokenField] : p.type === 'alimtalk' || p.type === 'sms' ? [p.phoneField] : []));
 }
 
 export function loadProviders(file: string): ProviderConfig[] {

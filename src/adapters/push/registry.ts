@@ -6,6 +6,7 @@ import { apnsPreview, ApnsProvider } from './apns-provider.js';
 import { fcmPreview, FcmProvider } from './fcm-provider.js';
 import { httpPreview, HttpProvider } from './http-provider.js';
 import { simPreview, SimProvider } from './sim-provider.js';
+import { smsPreview, SmsProvider } from './sms-provider.js';
 
 type Factory<T extends ProviderConfig['type']> = (config: Extract<ProviderConfig, { type: T }>) => PushProvider;
 
@@ -16,6 +17,7 @@ const FACTORIES: { [T in ProviderConfig['type']]: Factory<T> } = {
   fcm: (config) => new FcmProvider(config),
   apns: (config) => new ApnsProvider(config),
   alimtalk: (config) => new AlimtalkProvider(config),
+  sms: (config) => new SmsProvider(config),
 };
 
 type Previewer<T extends ProviderConfig['type']> = (config: Extract<ProviderConfig, { type: T }>, request: SendRequest) => ProviderRequestPreview;
@@ -27,6 +29,7 @@ const PREVIEWS: { [T in ProviderConfig['type']]: Previewer<T> } = {
   fcm: fcmPreview,
   apns: apnsPreview,
   alimtalk: alimtalkPreview,
+  sms: smsPreview,
 };
 
 /**
@@ -57,7 +60,8 @@ class DescribedProvider implements PushProvider {
 /** An entry of a provider with a connection pool, its ceiling filled in when the file leaves it out. */
 function withConnections(config: ProviderConfig, connections: number | undefined): ProviderConfig {
   if (connections === undefined) return config;
-  if (config.type === 'http' || config.type === 'fcm' || config.type === 'alimtalk') return { ...config, connections: config.connections ?? connections };
+  if (config.type === 'http' || config.type === 'fcm' || config.type === 'alimtalk' || config.type === 'sms')
+    return { ...config, connections: config.connections ?? connections };
   return config;
 }
 

@@ -1,0 +1,216 @@
+import type { Pool } from 'undici';
+import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
+import type { SendOutcome } from '../../domain/send-outcome.js';
+import { departingBody } from './departures.js';
+import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
+import { providerLimits, readSecret, retryPolicy, type SmsProviderConfig } from './provider-config.js';
+import { smsText, withAdNotice, type SmsText } from '../../domain/sms-text.js';
+
+interface SmsResponse {
+  header?: { resultCode?: number; resultMessage?: string; isSuccessful?: boolean };
+  body?: {
+    data?: {
+      requestId?: string;
+      sendResultList?: Array<{ recipientNo?: string; resultCode?: number; resultMessage?: string; recipientSeq?: number; recipientGroupingKey?: string }>;
+    };
+  };
+}
+
+type Ready = Extract<SmsText, { ok: true }> & { ad: boolean };
+
+/** The campaign kind whose messages carry the advertising notice. */
+const ADVERTISING = 'advertising';
+
+/** What one recipient's request is: its type, title and body as sent, or why it cannot be sent. */
+function prepare(config: SmsProviderConfig, request: SendRequest): Ready | SendOutcome {
+  const ad = request.kind === ADVERTISING;
+  let body = request.message.body;
+  if (ad) {
+    if (!config.optOutNumber) {
+      return {
+        kind: 'permanent',
+        code: 'SMS_AD_NO_OPT_OUT',
+        message: `an advertising message needs the free opt-out number the law asks for: set optOutNumber on provider ${config.name}`,
+      };
+    }
+    body = withAdNotice(body, config.adSenderName, config.optOutNumber);
+  }
+  const text = smsText(request.message.title, body);
+  if (!text.ok) return { kind: 'permanent', code: text.code, message: text.message };
+  return { ...text, ad };
+}
+
+const isReady = (value: Ready | SendOutcome): value is Ready => 'type' in value && (value.type === 'SMS' || value.type === 'LMS');
+
+/** NHN SMS v3.0: SMS and LMS (the MMS path without an attachment), each with its advertising twin. */
+function smsPath(url: URL, config: SmsProviderConfig, text: Ready): string {
+  const kind = `${text.ad ? 'ad-' : ''}${text.type === 'SMS' ? 'sms' : 'mms'}`;
+  return `${url.pathname.replace(/\/$/, '')}/sms/v3.0/appKeys/${encodeURIComponent(config.appKey)}/sender/${kind}`;
+}
+
+/** (`requests` share one text: sendBatch sees to it.) */
+function smsBody(config: SmsProviderConfig, text: Ready, requests: readonly SendRequest[]): string {
+  return JSON.stringify({
+    ...(text.type === 'LMS' ? { title: text.title } : {}),
+    body: text.body,
+    sendNo: config.sendNo,
+    recipientList: requests.map((r) => ({ recipientNo: r.recipient[config.phoneField], recipientGroupingKey: r.idempotencyKey })),
+  });
+}
+
+const smsHeaders = (secretKey: string) => ({ 'content-type': 'application/json;charset=UTF-8', 'x-secret-key': secretKey });
+
+/**
+ * The request for `request` (one recipient), from the configuration alone
+ * (the secret key is not read); for a text it would refuse, the refusal
+ * (`refused`: code and why) in place of a body.
+ */
+export function smsPreview(config: SmsProviderConfig, request: SendRequest): ProviderRequestPreview {
+  const url = new URL(config.baseUrl);
+  const text = prepare(config, request);
+  if (!isReady(text)) {
+    const why = text as Extract<SendOutcome, { kind: 'permanent' }>;
+    const path = smsPath(url, config, { ok: true, type: 'SMS', body: '', bytes: 0, ad: request.kind === ADVERTISING });
+    return { method: 'POST', url: `${url.origin}${path}`, headers: smsHeaders(REDACTED), body: { refused: { code: why.code, message: why.message } } };
+  }
+  return {
+    method: 'POST',
+    url: `${url.origin}${smsPath(url, config, text)}`,
+    headers: smsHeaders(REDACTED),
+    body: JSON.parse(smsBody(config, text, [request])),
+  };
+}
+
+/** Recipients whose texts are the same go in one request. */
+const textKey = (text: Ready) => `${text.ad ? 'ad' : ''}|${text.type}|${text.type === 'LMS' ? text.title : ''}|${text.body}`;
+
+/**
+ * A Korean SMS/LMS sender in the shape of NHN Cloud's SMS API v3.0: POST
+ * /sms/v3.0/appKeys/{appKey}/sender/{sms|mms|ad-sms|ad-mms} with
+ * X-Secret-Key, the registered sender number (`sendNo`), the text and a
+ * recipient list (phone numbers from the recipient field `phoneField`; our
+ * idempotency key as each one's recipientGroupingKey). The type is chosen
+ * per recipient from the rendered text: SMS when it fits 90 bytes of
+ * EUC-KR, otherwise LMS with the message's title (up to 2,000 bytes); a
+ * character EUC-KR cannot carry (an emoji) fails the recipient rather than
+ * reaching the phone as '?'. A campaign of kind `advertising` goes to the
+ * advertising path with `(광고)<adSenderName>` first and `무료수신거부
+ * <optOutNumber>` last unless its text has them, as Korean law asks.
+ *
+ * `batchSize` > 1 puts recipients of the same text in one request (the API
+ * takes 1,000); a different text waits for a later batch. Per recipient:
+ * resultCode 0 sent, another failed (token-invalid when listed in
+ * `invalidRecipientCodes`). A request the API refuses fails its
+ * recipients; HTTP 429 rate limited; 5xx and connection errors transient;
+ * a timeout in doubt, and not resent unless `retryTimeouts` (the API has no
+ * idempotency key: a resend may be a second message).
+ */
+export class SmsProvider implements PushProvider {
+  readonly type = 'sms';
+  readonly name: string;
+  readonly limits;
+  readonly retry;
+  readonly batch: BatchPolicy | undefined;
+  private readonly pool: Pool;
+  private readonly url: URL;
+  /** ES-private: never serialised or logged with the provider. */
+  readonly #secretKey: string;
+  private readonly invalidCodes: Set<number>;
+
+  constructor(private readonly config: SmsProviderConfig) {
+    this.name = config.name;
+    this.limits = providerLimits(config);
+    this.retry = retryPolicy(config);
+    this.batch = config.batchSize > 1 ? { size: config.batchSize, countBy: config.countBy } : undefined;
+    this.#secretKey = readSecret(config, 'secretKey');
+    this.url = new URL(config.baseUrl);
+    this.pool = providerPool(this.url.origin, config);
+    this.invalidCodes = new Set(config.invalidRecipientCodes);
+  }
+
+  address(recipient: SendRequest['recipient']): string | undefined {
+    return recipientAddress(recipient, this.config.phoneField);
+  }
+
+  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
+    return (await this.sendBatch([request], onDeparted))[0]!;
+  }
+
+  async sendBatch(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]> {
+    const prepared = requests.map((r) => (this.address(r.recipient) ? prepare(this.config, r) : noAddress('NO_PHONE', this.config.phoneField)));
+    const first = prepared.find(isReady);
+    if (!first) return prepared as SendOutcome[];
+    const key = textKey(first);
+    const outcomes: Array<SendOutcome | null> = prepared.map((p) => {
+      if (!isReady(p)) return p;
+      if (textKey(p) === key) return null;
+      return { kind: 'not-sent', code: 'SMS_TEXT_BATCH', message: 'a text other than the batch’s: sent in a later batch' };
+    });
+    const sendable = requests.filter((_, i) => outcomes[i] === null);
+    const answers = await this.post(first, sendable, onDeparted);
+    let next = 0;
+    return outcomes.map((o) => o ?? answers[next++]!);
+  }
+
+  private async post(text: Ready, requests: readonly SendRequest[], onDeparted: OnDeparted | undefined): Promise<SendOutcome[]> {
+    const all = (outcome: SendOutcome) => requests.map(() => outcome);
+    try {
+      const res = await this.pool.request({
+        method: 'POST',
+        path: smsPath(this.url, this.config, text),
+        headers: smsHeaders(this.#secretKey),
+        body: departingBody(smsBody(this.config, text, requests), onDeparted),
+      });
+      const body = await readText(res.body, 1_000_000);
+      const status = res.statusCode;
+      if (status === 429) {
+        return all({
+          kind: 'rate-limited',
+          scope: 'provider',
+          code: 'HTTP_429',
+          message: body.slice(0, MAX_ERROR_BODY) || 'HTTP 429',
+          retryAfterMs: parseRetryAfter(res.headers['retry-after']),
+        });
+      }
+      if (status >= 500) return all({ kind: 'transient', code: `HTTP_${status}`, message: body.slice(0, MAX_ERROR_BODY) || `HTTP ${status}` });
+      const answer = parseJson(body) as SmsResponse | undefined;
+      if (!answer?.header) {
+        return all(
+          status >= 200 && status < 300
+            ? { kind: 'in-doubt', code: `HTTP_${status}`, message: `unreadable answer: ${body.slice(0, 200)}`, final: true }
+            : { kind: 'permanent', code: `HTTP_${status}`, message: `unreadable answer: ${body.slice(0, 200)}` },
+        );
+      }
+      return this.judge(requests, answer, status);
+    } catch (err) {
+      return all(classifyRequestError(err));
+    }
+  }
+
+  private judge(requests: readonly SendRequest[], answer: SmsResponse, status: number): SendOutcome[] {
+    const header = answer.header!;
+    if (!header.isSuccessful) {
+      const code = header.resultCode ?? status;
+      const outcome: SendOutcome = { kind: 'permanent', code: `SMS_${code}`, message: header.resultMessage ?? `HTTP ${status}` };
+      return requests.map(() => outcome);
+    }
+    const results = answer.body?.data?.sendResultList ?? [];
+    return requests.map((request, i) => {
+      const result = results.find((r) => r.recipientGroupingKey === request.idempotencyKey) ?? results.find((r) => r.recipientSeq === i + 1);
+      if (!result || typeof result.resultCode !== 'number') {
+        return { kind: 'in-doubt', code: 'NO_RESULT', message: 'the request was accepted without a result for this recipient', final: true };
+      }
+      if (result.resultCode === 0) return { kind: 'sent' };
+      return {
+        kind: 'permanent',
+        code: `SMS_${result.resultCode}`,
+        message: result.resultMessage ?? 'refused',
+        tokenInvalid: this.invalidCodes.has(result.resultCode),
+      };
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
