@@ -10,7 +10,7 @@ import { ApiClient } from '../helpers/api-client.js';
 import { providersFile, TEST_TOKEN } from '../helpers/fixtures.js';
 import { spawnPushq, startApiProcess } from '../helpers/processes.js';
 import { testRedis } from '../helpers/redis.js';
-import { launchCampaign, stacksPerTest, waitForStatus, type Stack } from '../helpers/stack.js';
+import { createCampaign, launchCampaign, stacksPerTest, waitForStatus, type Stack } from '../helpers/stack.js';
 
 /**
  * The real providers through real processes: an API and workers sending to
@@ -248,7 +248,7 @@ describe('alimtalk batches', () => {
     expect((await stack.client.request('GET', '/api/suppressions/token-invalid:kakao')).body.size).toBe(12);
   });
 
-  it('SMS: an advertising campaign goes out as SMS or LMS by each rendered text, with the notices the law asks for, once each; an emoji or a dead number fails its recipient', async () => {
+  it('SMS: an advertising campaign goes out as SMS or LMS by each rendered text, with the notices the law asks for, once each; an emoji refuses the launch (or fails its recipient under onRenderError skip), as does a dead number', async () => {
     const stack = await setup([smsProvider({ batchSize: 10, adSenderName: '푸시상점', optOutNumber: '080-123-4567' })]);
     const phone = (i: number) => `0105${String(i).padStart(7, '0')}`;
     const recipients = [
@@ -264,13 +264,17 @@ describe('alimtalk batches', () => {
       { id: 'nophone', note: '가을 세일', nightAdConsent: true },
     ];
     const before = sms.deliveries.length;
-    const id = await launchCampaign(stack.client, recipients, {
-      provider: 'sms',
-      kind: 'advertising',
-      message: { title: '가을 세일', body: '{{ note }}', data: {} },
-    });
+    const campaign = { provider: 'sms', kind: 'advertising', message: { title: '가을 세일', body: '{{ note }}', data: {} } };
+    // The launch's dry run finds the emoji first: the whole launch is refused, naming it, and nothing is sent.
+    const refused = await createCampaign(stack.client, recipients, campaign);
+    const answer = await stack.client.request('POST', `/api/campaigns/${refused}/launch`);
+    expect(answer.status).toBe(422);
+    expect(answer.body.error).toMatchObject({ code: 'RENDER_FAILED', message: expect.stringContaining('"🎉" (U+1F389)') });
+    expect(sms.deliveries.length).toBe(before);
+    // Told to skip what does not render, it sends the rest; the emoji rendered, and the provider refuses it (failed, named).
+    const id = await launchCampaign(stack.client, recipients, { ...campaign, onRenderError: 'skip' });
     const done = await waitForStatus(stack.client, id, 'completed');
-    expect(done.counts).toMatchObject({ total: 33, sent: 30, failed: 3, unknown: 0 });
+    expect(done.counts).toMatchObject({ total: 33, sent: 30, failed: 3, skipped: 0, unknown: 0 });
     const delivered = sms.deliveries.slice(before);
     expect(delivered).toHaveLength(30);
     expect(new Set(delivered.map((d) => d.recipientGroupingKey)).size).toBe(30);
