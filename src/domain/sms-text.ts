@@ -1,11 +1,12 @@
 import iconv from 'iconv-lite';
 
 /**
- * Korean SMS text as carriers count it: EUC-KR bytes (in practice CP949,
- * its superset that has every Hangul syllable; NHN's "EUC-KR" is that), an
- * ASCII character one byte and any other two. What EUC-KR cannot carry
- * (emoji, accented Latin, most other scripts) is refused, never replaced by
- * '?' on the way to the phone.
+ * Korean SMS text as carriers count it: EUC-KR bytes, an ASCII character
+ * one byte and a KS X 1001 character (the 2,350 common Hangul syllables,
+ * jamo, hanja, symbols) two. What EUC-KR cannot carry is refused, never
+ * replaced by '?' on the way to the phone: emoji, accented Latin, most
+ * other scripts, and the Hangul syllables only CP949 (Windows' extension)
+ * has — 똠, 햏, 뷁 — which phones and carriers are known to show broken.
  */
 
 /** An SMS carries at most this many bytes; a longer text goes as LMS. */
@@ -29,7 +30,8 @@ function widthOf(char: string): number {
   let width = widths.get(char);
   if (width === undefined) {
     const encoded = iconv.encode(char, 'cp949');
-    width = encoded.length === 1 && encoded[0] === 0x3f ? 0 : encoded.length;
+    // EUC-KR proper: both bytes 0xA1-0xFE (CP949's extension uses lower ones; '?' is what iconv gives for none).
+    width = encoded.length === 2 && encoded[0]! >= 0xa1 && encoded[1]! >= 0xa1 ? 2 : 0;
     if (widths.size < MAX_WIDTHS) widths.set(char, width);
   }
   return width;
@@ -53,17 +55,18 @@ export function eucKrLength(text: string): EncodedLength {
  * first, `무료수신거부 <080 number>` last — each added only when the text
  * does not already have it (a template written for SMS usually does).
  */
-export function withAdNotice(body: string, senderName: string | undefined, optOutNumber: string): string {
-  let out = body;
-  if (!out.trimStart().startsWith(AD_PREFIX)) out = `${AD_PREFIX}${senderName ?? ''}\n${out}`;
-  if (!/수신\s*거부/.test(out)) out = `${out}\n${OPT_OUT_LABEL} ${optOutNumber}`;
+export function withAdNotice(body: string, senderName: string, optOutNumber: string): string {
+  let out = body.trimStart();
+  if (!out.startsWith(AD_PREFIX)) out = `${AD_PREFIX}${senderName}\n${out}`;
+  // An opt-out line is one that gives the free number, not any mention of opting out.
+  if (!/수신\s*거부\s*:?\s*080/.test(out)) out = `${out}\n${OPT_OUT_LABEL} ${optOutNumber}`;
   return out;
 }
 
 export type SmsText =
   | { ok: true; type: 'SMS'; body: string; bytes: number }
   | { ok: true; type: 'LMS'; title: string; body: string; bytes: number }
-  | { ok: false; code: 'SMS_UNENCODABLE' | 'SMS_TOO_LONG' | 'SMS_TITLE_TOO_LONG'; message: string };
+  | { ok: false; code: 'SMS_UNENCODABLE' | 'SMS_TOO_LONG' | 'SMS_TITLE_TOO_LONG' | 'SMS_NO_TITLE'; message: string };
 
 /** Describes a character for an error message: itself and its code point. */
 function describe(char: string): string {
@@ -83,6 +86,8 @@ export function smsText(title: string, body: string): SmsText {
   if (length.bytes <= SMS_MAX_BYTES) return { ok: true, type: 'SMS', body, bytes: length.bytes };
   if (length.bytes > LMS_MAX_BYTES)
     return { ok: false, code: 'SMS_TOO_LONG', message: `the text is ${length.bytes} bytes in EUC-KR; an LMS takes ${LMS_MAX_BYTES}` };
+  if (title.trim() === '')
+    return { ok: false, code: 'SMS_NO_TITLE', message: `the text is ${length.bytes} bytes, an LMS, and an LMS needs the message's title` };
   const titled = eucKrLength(title);
   if (!titled.ok) {
     return { ok: false, code: 'SMS_UNENCODABLE', message: `the title has ${describe(titled.char)} at ${titled.index}, which LMS (EUC-KR) cannot carry` };

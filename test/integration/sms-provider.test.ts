@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SmsProvider, smsPreview } from '../../src/adapters/push/sms-provider.js';
 import type { SendRequest } from '../../src/app/ports.js';
@@ -90,10 +92,24 @@ describe('the sms provider against a local NHN-style SMS v3.0 API', () => {
     expect(await provider.send(request('01012340006', '인증번호 123456', { kind: 'transactional' }))).toEqual({ kind: 'sent' });
     expect(fake.deliveries.at(-1)).toMatchObject({ ad: false, body: '인증번호 123456' });
     expect(await make().send(request('01012340007', '세일', { kind: 'advertising' }))).toMatchObject({ kind: 'permanent', code: 'SMS_AD_NO_OPT_OUT' });
+    // A mention of opting out is not the opt-out line: the notice is added (the fake refuses an advertisement without the 080 line).
+    expect(await provider.send(request('01012340008', '(광고)푸시상점 세일\n수신거부 문의는 고객센터로', { kind: 'advertising' }))).toEqual({ kind: 'sent' });
+    expect(fake.deliveries.at(-1)!.body.endsWith('\n무료수신거부 080-123-4567')).toBe(true);
   });
 
-  it('batches recipients of one text and judges each by its own result code; another text waits for a later batch', async () => {
+  it('sends a personalised batch (every text its own) in one request per text when the cap counts messages; counting requests, one text a request and the rest later', async () => {
     const provider = make({ batchSize: 10 });
+    const batch = Array.from({ length: 6 }, (_, i) => request(`0101234005${i}`, `김${'민서준'[i % 3]}님, 주문 ${i}번이 출발했습니다`));
+    const before = fake.requests.length;
+    expect((await provider.sendBatch(batch)).map((o) => o.kind)).toEqual(Array(6).fill('sent'));
+    expect(fake.requests.length - before).toBe(6);
+    const byRequest = make({ batchSize: 10, countBy: 'request' });
+    const again = Array.from({ length: 3 }, (_, i) => request(`0101234006${i}`, `주문 ${i}번`));
+    expect((await byRequest.sendBatch(again)).map((o) => o.kind)).toEqual(['sent', 'not-sent', 'not-sent']);
+  });
+
+  it('batches recipients of one text and judges each by its own result code; another text waits for a later batch when the cap counts requests', async () => {
+    const provider = make({ batchSize: 10, countBy: 'request' });
     const text = '배송이 시작되었습니다';
     const batch = [
       request('01012340010', text),
@@ -111,11 +127,42 @@ describe('the sms provider against a local NHN-style SMS v3.0 API', () => {
     expect(outcomes[2]).toMatchObject({ code: `SMS_${SMS_RECIPIENT_CODES.blocked}`, tokenInvalid: false });
   });
 
-  it('fails the recipients of a request the API refuses (a sender number it does not know), and reports a timeout in doubt', async () => {
+  it('fails the recipients of a request the API refuses (a sender number it does not know); retries what is about our account (a wrong secret)', async () => {
     expect(await make({ sendNo: '0212345678' }).send(request('01012340020', '안녕'))).toMatchObject({ kind: 'permanent', code: 'SMS_-2002' });
-    const silent = make({ baseUrl: 'http://127.0.0.1:9', timeoutMs: 200 });
-    expect((await silent.send(request('01012340021', '안녕'))).kind).toMatch(/transient|in-doubt/);
-    expect(make().retry.retryTimeouts).toBe(false);
+    process.env[SECRET_ENV] = 'rotated-and-wrong';
+    try {
+      expect(await make().send(request('01012340022', '안녕'))).toMatchObject({ kind: 'transient', code: 'SMS_-1001' });
+    } finally {
+      process.env[SECRET_ENV] = 'sms-secret-key';
+    }
+  });
+
+  it('never resends what may have gone out: a timeout, a 502/504 after the API took it, a result left out are in doubt; 503 and 429 are retried', async () => {
+    const hanging = createServer(() => undefined);
+    await new Promise<void>((resolve) => hanging.listen(0, '127.0.0.1', resolve));
+    try {
+      const silent = make({ baseUrl: `http://127.0.0.1:${(hanging.address() as AddressInfo).port}`, timeoutMs: 200 });
+      expect(await silent.send(request('01012340021', '안녕'))).toMatchObject({ kind: 'in-doubt' });
+    } finally {
+      hanging.close();
+    }
+    const provider = make();
+    const before = fake.deliveries.length;
+    fake.failAfterProcessing = { status: 504, count: 1 };
+    expect(await provider.send(request('01012340023', '안녕'))).toMatchObject({ kind: 'in-doubt', code: 'HTTP_504', final: true });
+    expect(fake.deliveries.length).toBe(before + 1);
+    fake.failNext = { status: 503, count: 1 };
+    expect(await provider.send(request('01012340024', '안녕'))).toMatchObject({ kind: 'transient', code: 'HTTP_503' });
+    fake.failNext = { status: 429, count: 1 };
+    expect(await provider.send(request('01012340025', '안녕'))).toMatchObject({ kind: 'rate-limited' });
+    expect(await provider.send(request('01099990026', '안녕'))).toMatchObject({ kind: 'in-doubt', code: 'NO_RESULT', final: true });
+    expect(provider.retry).toMatchObject({ retryTimeouts: false, inDoubt: 'report' });
+  });
+
+  it('refuses a configuration that would resend in doubt, or advertise without both the sender name and the opt-out number', () => {
+    expect(() => config(fake, { inDoubt: 'resend' })).toThrow(/idempotency key/);
+    expect(() => config(fake, { optOutNumber: '080-123-4567' })).toThrow(/both adSenderName and optOutNumber/);
+    expect(() => config(fake, { adSenderName: '상점', optOutNumber: '010-1234-5678' })).toThrow(/080/);
   });
 
   it('previews the exact request, the secret redacted, and the refusal for a text it would refuse', () => {

@@ -236,7 +236,9 @@ const smsProvider = z
     countBy: z.enum(['request', 'message']).default('message'),
     /** Per-recipient result codes that mean the number can never receive: its id goes on token-invalid:<name>. */
     invalidRecipientCodes: z.array(z.number().int()).default([]),
-    /** Advertising messages: the name after `(광고)`, and the free 080 opt-out number the law asks for (without it they are refused). */
+    /** Request-level result codes about our account (bad app key or secret, quota): retried and counted by the circuit breaker. */
+    accountCodes: z.array(z.number().int()).default([-1000, -1001]),
+    /** Advertising messages: the name after `(광고)`, and the free 080 opt-out number the law asks for (without both they are refused). */
     adSenderName: z.string().min(1).max(30).optional(),
     optOutNumber: z
       .string()
@@ -247,7 +249,19 @@ const smsProvider = z
     /** The API takes no idempotency key: a timed-out request resent may be a second message, so it is reported unless this says to resend. */
     retryTimeouts: z.boolean().default(false),
   })
-  .superRefine(oneSecret('secretKey'));
+  .superRefine(oneSecret('secretKey'))
+  .superRefine((config, ctx) => {
+    if (config.inDoubt === 'resend') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['inDoubt'],
+        message: 'the SMS API takes no idempotency key: resending what may have gone out is a second paid message; use "report"',
+      });
+    }
+    if ((config.adSenderName === undefined) !== (config.optOutNumber === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['optOutNumber'], message: 'advertising needs both adSenderName and optOutNumber' });
+    }
+  });
 
 export const providerSchema = z.discriminatedUnion('type', [httpProvider, simProvider, fcmProvider, apnsProvider, alimtalkProvider, smsProvider]);
 export type ProviderConfig = z.infer<typeof providerSchema>;

@@ -26,11 +26,11 @@ function prepare(config: SmsProviderConfig, request: SendRequest): Ready | SendO
   const ad = request.kind === ADVERTISING;
   let body = request.message.body;
   if (ad) {
-    if (!config.optOutNumber) {
+    if (!config.optOutNumber || !config.adSenderName) {
       return {
         kind: 'permanent',
         code: 'SMS_AD_NO_OPT_OUT',
-        message: `an advertising message needs the free opt-out number the law asks for: set optOutNumber on provider ${config.name}`,
+        message: `an advertising message needs the sender's name and the free opt-out number the law asks for: set adSenderName and optOutNumber on provider ${config.name}`,
       };
     }
     body = withAdNotice(body, config.adSenderName, config.optOutNumber);
@@ -98,12 +98,14 @@ const textKey = (text: Ready) => `${text.ad ? 'ad' : ''}|${text.type}|${text.typ
  * <optOutNumber>` last unless its text has them, as Korean law asks.
  *
  * `batchSize` > 1 puts recipients of the same text in one request (the API
- * takes 1,000); a different text waits for a later batch. Per recipient:
+ * takes 1,000; see sendBatch for different texts). Per recipient:
  * resultCode 0 sent, another failed (token-invalid when listed in
- * `invalidRecipientCodes`). A request the API refuses fails its
- * recipients; HTTP 429 rate limited; 5xx and connection errors transient;
- * a timeout in doubt, and not resent unless `retryTimeouts` (the API has no
- * idempotency key: a resend may be a second message).
+ * `invalidRecipientCodes`). A request the API refuses fails its recipients,
+ * unless its code is one of `accountCodes` (retried, and counted by the
+ * circuit breaker); HTTP 429 rate limited; 503 and connection errors
+ * transient; a timeout or another 5xx in doubt, and not resent unless
+ * `retryTimeouts` (the API has no idempotency key: a resend may be a
+ * second message; `inDoubt: "resend"` is refused for this type).
  */
 export class SmsProvider implements PushProvider {
   readonly type = 'sms';
@@ -116,6 +118,7 @@ export class SmsProvider implements PushProvider {
   /** ES-private: never serialised or logged with the provider. */
   readonly #secretKey: string;
   private readonly invalidCodes: Set<number>;
+  private readonly accountCodes: Set<number>;
 
   constructor(private readonly config: SmsProviderConfig) {
     this.name = config.name;
@@ -126,6 +129,7 @@ export class SmsProvider implements PushProvider {
     this.url = new URL(config.baseUrl);
     this.pool = providerPool(this.url.origin, config);
     this.invalidCodes = new Set(config.invalidRecipientCodes);
+    this.accountCodes = new Set(config.accountCodes);
   }
 
   address(recipient: SendRequest['recipient']): string | undefined {
@@ -136,20 +140,38 @@ export class SmsProvider implements PushProvider {
     return (await this.sendBatch([request], onDeparted))[0]!;
   }
 
+  /**
+   * One request per text among `requests` when the cap counts messages (a
+   * permit each, so any grouping keeps to it: a personalised campaign's
+   * recipients each get their own request); when it counts requests, one
+   * request, and recipients of another text go back for a later batch.
+   */
   async sendBatch(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]> {
-    const prepared = requests.map((r) => (this.address(r.recipient) ? prepare(this.config, r) : noAddress('NO_PHONE', this.config.phoneField)));
-    const first = prepared.find(isReady);
-    if (!first) return prepared as SendOutcome[];
-    const key = textKey(first);
-    const outcomes: Array<SendOutcome | null> = prepared.map((p) => {
-      if (!isReady(p)) return p;
-      if (textKey(p) === key) return null;
-      return { kind: 'not-sent', code: 'SMS_TEXT_BATCH', message: 'a text other than the batch’s: sent in a later batch' };
+    const outcomes: Array<SendOutcome | undefined> = [];
+    const groups = new Map<string, { text: Ready; indexes: number[] }>();
+    requests.forEach((r, i) => {
+      const prepared = this.address(r.recipient) ? prepare(this.config, r) : noAddress('NO_PHONE', this.config.phoneField);
+      if (!isReady(prepared)) {
+        outcomes[i] = prepared;
+        return;
+      }
+      const key = textKey(prepared);
+      const group = groups.get(key);
+      if (group) group.indexes.push(i);
+      else if (groups.size === 0 || this.config.countBy === 'message') groups.set(key, { text: prepared, indexes: [i] });
+      else outcomes[i] = { kind: 'not-sent', code: 'SMS_TEXT_BATCH', message: 'a text other than the batch’s: sent in a later batch' };
     });
-    const sendable = requests.filter((_, i) => outcomes[i] === null);
-    const answers = await this.post(first, sendable, onDeparted);
-    let next = 0;
-    return outcomes.map((o) => o ?? answers[next++]!);
+    await Promise.all(
+      [...groups.values()].map(async ({ text, indexes }) => {
+        const answers = await this.post(
+          text,
+          indexes.map((i) => requests[i]!),
+          onDeparted,
+        );
+        indexes.forEach((i, k) => (outcomes[i] = answers[k]));
+      }),
+    );
+    return outcomes as SendOutcome[];
   }
 
   private async post(text: Ready, requests: readonly SendRequest[], onDeparted: OnDeparted | undefined): Promise<SendOutcome[]> {
@@ -172,7 +194,9 @@ export class SmsProvider implements PushProvider {
           retryAfterMs: parseRetryAfter(res.headers['retry-after']),
         });
       }
-      if (status >= 500) return all({ kind: 'transient', code: `HTTP_${status}`, message: body.slice(0, MAX_ERROR_BODY) || `HTTP ${status}` });
+      // 503: not taken, try again. Any other 5xx may come from a gateway after the API took the request: in doubt, not resent.
+      if (status === 503) return all({ kind: 'transient', code: 'HTTP_503', message: body.slice(0, MAX_ERROR_BODY) || 'HTTP 503' });
+      if (status >= 500) return all({ kind: 'in-doubt', code: `HTTP_${status}`, message: body.slice(0, MAX_ERROR_BODY) || `HTTP ${status}`, final: true });
       const answer = parseJson(body) as SmsResponse | undefined;
       if (!answer?.header) {
         return all(
@@ -191,7 +215,11 @@ export class SmsProvider implements PushProvider {
     const header = answer.header!;
     if (!header.isSuccessful) {
       const code = header.resultCode ?? status;
-      const outcome: SendOutcome = { kind: 'permanent', code: `SMS_${code}`, message: header.resultMessage ?? `HTTP ${status}` };
+      const message = header.resultMessage ?? `HTTP ${status}`;
+      // Our account (app key, secret, quota): retried, and they open the circuit, rather than failing a campaign at full speed.
+      const outcome: SendOutcome = this.accountCodes.has(code)
+        ? { kind: 'transient', code: `SMS_${code}`, message }
+        : { kind: 'permanent', code: `SMS_${code}`, message };
       return requests.map(() => outcome);
     }
     const results = answer.body?.data?.sendResultList ?? [];

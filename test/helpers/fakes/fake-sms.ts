@@ -28,16 +28,26 @@ export const SMS_CODES = { badAppKey: -1000, badSecret: -1001, badSendNo: -2002,
 /** Per-recipient codes this fake answers (see `answer`). */
 export const SMS_RECIPIENT_CODES = { invalidNumber: -3001, blocked: -3002 } as const;
 
+/** EUC-KR proper (no CP949 extension: every byte of a two-byte character 0xA1-0xFE), or null. */
 function eucKrBytes(text: string): number | null {
   const bytes = iconv.encode(text, 'cp949');
-  // A character it cannot carry comes back as '?': compare with the text decoded again.
-  return iconv.decode(bytes, 'cp949') === text ? bytes.length : null;
+  if (iconv.decode(bytes, 'cp949') !== text) return null;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i]! < 0x80) continue;
+    if (bytes[i]! < 0xa1 || bytes[i + 1]! < 0xa1) return null;
+    i += 1;
+  }
+  return bytes.length;
 }
 
 export class FakeSms {
   readonly deliveries: SmsDelivery[] = [];
   readonly requests: Array<{ at: number; path: string; recipients: number }> = [];
   readonly refused: number[] = [];
+  /** The next requests answer this HTTP status (and are not processed). */
+  failNext: { status: number; count: number } | null = null;
+  /** The next requests are processed, then answered with this HTTP status (a gateway that lost the answer). */
+  failAfterProcessing: { status: number; count: number } | null = null;
 
   constructor(
     private readonly server: Server,
@@ -58,6 +68,12 @@ export class FakeSms {
     };
     const path = /^\/sms\/v3\.0\/appKeys\/([^/]+)\/sender\/(ad-)?(sms|mms)$/.exec(req.url ?? '');
     if (req.method !== 'POST' || !path) return reply(404, { header: { resultCode: 404, resultMessage: 'not found', isSuccessful: false } });
+    if (this.failNext && this.failNext.count > 0) {
+      this.failNext.count -= 1;
+      res.writeHead(this.failNext.status);
+      res.end(`status ${this.failNext.status}`);
+      return;
+    }
     if (decodeURIComponent(path[1]!) !== this.appKey) return refuse(SMS_CODES.badAppKey, 'Invalid appKey');
     if (req.headers['x-secret-key'] !== this.secretKey) return refuse(SMS_CODES.badSecret, 'Invalid secretKey');
     let request: { title?: string; body?: string; sendNo?: string; recipientList?: Array<{ recipientNo?: string; recipientGroupingKey?: string }> };
@@ -80,10 +96,10 @@ export class FakeSms {
     if (list.length === 0 || list.length > 1000) return refuse(-2001, 'recipientList must hold 1 to 1000 recipients');
     const now = Date.now();
     this.requests.push({ at: now, path: req.url!, recipients: list.length });
-    const sendResultList = list.map((r, i) => {
+    const sendResultList = list.flatMap((r, i) => {
       const recipientNo = String(r.recipientNo ?? '');
       const [resultCode, resultMessage] = answer(recipientNo);
-      if (resultCode === 0) {
+      if (resultCode === 0 || resultCode === null) {
         this.deliveries.push({
           recipientNo,
           type,
@@ -94,8 +110,16 @@ export class FakeSms {
           at: now,
         });
       }
-      return { recipientNo, resultCode, resultMessage, recipientSeq: i + 1, recipientGroupingKey: r.recipientGroupingKey };
+      // Sent, but the answer leaves this one out.
+      if (resultCode === null) return [];
+      return [{ recipientNo, resultCode, resultMessage, recipientSeq: i + 1, recipientGroupingKey: r.recipientGroupingKey }];
     });
+    if (this.failAfterProcessing && this.failAfterProcessing.count > 0) {
+      this.failAfterProcessing.count -= 1;
+      res.writeHead(this.failAfterProcessing.status);
+      res.end(`status ${this.failAfterProcessing.status}`);
+      return;
+    }
     reply(200, {
       header: { resultCode: 0, resultMessage: 'SUCCESS', isSuccessful: true },
       body: { data: { requestId: `sms-${this.requests.length}`, statusCode: '2', senderGroupingKey: null, sendResultList } },
@@ -115,8 +139,9 @@ export class FakeSms {
   }
 }
 
-/** How the fake answers one recipient, chosen by the phone number's prefix. */
-function answer(recipientNo: string): [number, string] {
+/** How the fake answers one recipient, chosen by the phone number's prefix (null: sent, left out of the answer). */
+function answer(recipientNo: string): [number | null, string] {
+  if (recipientNo.startsWith('0109999')) return [null, ''];
   if (recipientNo.startsWith('0100000')) return [SMS_RECIPIENT_CODES.invalidNumber, 'Invalid recipient number'];
   if (recipientNo.startsWith('0103333')) return [SMS_RECIPIENT_CODES.blocked, 'Recipient refused messages'];
   return [0, 'SUCCESS'];
