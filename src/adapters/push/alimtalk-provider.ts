@@ -4,7 +4,18 @@ import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPrevie
 import { departingBody } from './departures.js';
 import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
-import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
+import {
+  classifyRequestError,
+  MAX_ERROR_BODY,
+  NO_RESULT,
+  noAddress,
+  parseJson,
+  providerPool,
+  rateLimitedByProvider,
+  readText,
+  recipientAddress,
+  resultOf,
+} from './http-support.js';
 
 /** Fields of a recipient that are about delivery, never template text. */
 const NOT_PARAMETERS = new Set(['id', 'timezone', 'nightAdConsent', 'token']);
@@ -177,14 +188,7 @@ export class AlimtalkProvider implements PushProvider {
       });
       const text = await readText(res.body, 1_000_000);
       const status = res.statusCode;
-      if (status === 429)
-        return all({
-          kind: 'rate-limited',
-          scope: 'provider',
-          code: 'HTTP_429',
-          message: text.slice(0, MAX_ERROR_BODY) || 'HTTP 429',
-          retryAfterMs: parseRetryAfter(res.headers['retry-after']),
-        });
+      if (status === 429) return all(rateLimitedByProvider(text, res.headers['retry-after']));
       const answer = parseJson(text) as AlimtalkResponse | undefined;
       if (status >= 500) return all({ kind: 'transient', code: `HTTP_${status}`, message: text.slice(0, MAX_ERROR_BODY) || `HTTP ${status}` });
       if (!answer?.header) {
@@ -217,10 +221,8 @@ export class AlimtalkProvider implements PushProvider {
     }
     const results = answer.message?.sendResults ?? [];
     return requests.map((request, i) => {
-      const result = results.find((r) => r.recipientGroupingKey === request.idempotencyKey) ?? results.find((r) => r.recipientSeq === i + 1);
-      if (!result || typeof result.resultCode !== 'number') {
-        return { kind: 'in-doubt', code: 'NO_RESULT', message: 'the request was accepted without a result for this recipient', final: true };
-      }
+      const result = resultOf(results, request.idempotencyKey, i);
+      if (!result || typeof result.resultCode !== 'number') return NO_RESULT;
       if (result.resultCode === 0) return { kind: 'sent' };
       return {
         kind: 'permanent',

@@ -80,3 +80,27 @@ export function providerPool(origin: string, options: { connections?: number | u
     connectTimeout: Math.min(options.timeoutMs, 10_000),
   });
 }
+
+/** An HTTP 429 for a whole request: the provider's cap, slowed for every worker, its Retry-After honoured. */
+export function rateLimitedByProvider(body: string, retryAfter: string | string[] | undefined): SendOutcome {
+  return {
+    kind: 'rate-limited',
+    scope: 'provider',
+    code: 'HTTP_429',
+    message: body.slice(0, MAX_ERROR_BODY) || 'HTTP 429',
+    retryAfterMs: parseRetryAfter(retryAfter),
+  };
+}
+
+/** One recipient's entry in an NHN-style answer (alimtalk, SMS): by our key (recipientGroupingKey), else by its place in the request. */
+export function resultOf<T extends { recipientSeq?: number; recipientGroupingKey?: string }>(results: readonly T[], key: string, index: number): T | undefined {
+  return results.find((r) => r.recipientGroupingKey === key) ?? results.find((r) => r.recipientSeq === index + 1);
+}
+
+/** An accepted request whose answer says nothing of this recipient: it may have gone out. */
+export const NO_RESULT: SendOutcome = {
+  kind: 'in-doubt',
+  code: 'NO_RESULT',
+  message: 'the request was accepted without a result for this recipient',
+  final: true,
+};

@@ -2,7 +2,18 @@ import type { Pool } from 'undici';
 import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { departingBody } from './departures.js';
-import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, parseRetryAfter, providerPool, readText, recipientAddress } from './http-support.js';
+import {
+  classifyRequestError,
+  MAX_ERROR_BODY,
+  NO_RESULT,
+  noAddress,
+  parseJson,
+  providerPool,
+  rateLimitedByProvider,
+  readText,
+  recipientAddress,
+  resultOf,
+} from './http-support.js';
 import { providerLimits, readSecret, retryPolicy, type SmsProviderConfig } from './provider-config.js';
 import { smsText, withAdNotice, type SmsText } from '../../domain/sms-text.js';
 
@@ -185,15 +196,7 @@ export class SmsProvider implements PushProvider {
       });
       const body = await readText(res.body, 1_000_000);
       const status = res.statusCode;
-      if (status === 429) {
-        return all({
-          kind: 'rate-limited',
-          scope: 'provider',
-          code: 'HTTP_429',
-          message: body.slice(0, MAX_ERROR_BODY) || 'HTTP 429',
-          retryAfterMs: parseRetryAfter(res.headers['retry-after']),
-        });
-      }
+      if (status === 429) return all(rateLimitedByProvider(body, res.headers['retry-after']));
       // 503: not taken, try again. Any other 5xx may come from a gateway after the API took the request: in doubt, not resent.
       if (status === 503) return all({ kind: 'transient', code: 'HTTP_503', message: body.slice(0, MAX_ERROR_BODY) || 'HTTP 503' });
       if (status >= 500) return all({ kind: 'in-doubt', code: `HTTP_${status}`, message: body.slice(0, MAX_ERROR_BODY) || `HTTP ${status}`, final: true });
@@ -224,10 +227,8 @@ export class SmsProvider implements PushProvider {
     }
     const results = answer.body?.data?.sendResultList ?? [];
     return requests.map((request, i) => {
-      const result = results.find((r) => r.recipientGroupingKey === request.idempotencyKey) ?? results.find((r) => r.recipientSeq === i + 1);
-      if (!result || typeof result.resultCode !== 'number') {
-        return { kind: 'in-doubt', code: 'NO_RESULT', message: 'the request was accepted without a result for this recipient', final: true };
-      }
+      const result = resultOf(results, request.idempotencyKey, i);
+      if (!result || typeof result.resultCode !== 'number') return NO_RESULT;
       if (result.resultCode === 0) return { kind: 'sent' };
       return {
         kind: 'permanent',
