@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { countPerKey, startNhnServer } from './nhn-server.js';
 
 /**
  * A stand-in for an alimtalk (KakaoTalk business message) API on loopback,
@@ -123,9 +123,7 @@ export class FakeAlimtalk {
 
   /** Deliveries per recipientGroupingKey (our idempotency key). */
   deliveredPerKey(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const d of this.deliveries) counts.set(d.recipientGroupingKey, (counts.get(d.recipientGroupingKey) ?? 0) + 1);
-    return counts;
+    return countPerKey(this.deliveries);
   }
 
   /** The most messages (recipients), or requests, in any sliding second, judged by arrival. */
@@ -156,14 +154,7 @@ function answer(recipientNo: string): [number, string] {
 
 export async function startFakeAlimtalk(templates: readonly string[] = ['WELCOME01']): Promise<FakeAlimtalk> {
   let fake: FakeAlimtalk | undefined;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => fake!.handle(req, res, Buffer.concat(chunks).toString('utf8')));
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { server, url } = await startNhnServer((req, res, body) => fake!.handle(req, res, body));
   fake = new FakeAlimtalk(server, url, 'app-key-test', 'secret-key-test', 'sender-key-test', new Set(templates));
   return fake;
 }

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { startNhnServer } from './nhn-server.js';
 import iconv from 'iconv-lite';
 
 /**
@@ -126,13 +126,6 @@ export class FakeSms {
     });
   }
 
-  /** Deliveries per recipientGroupingKey (our idempotency key). */
-  deliveredPerKey(): Map<string, number> {
-    const counts = new Map<string, number>();
-    for (const d of this.deliveries) counts.set(d.recipientGroupingKey, (counts.get(d.recipientGroupingKey) ?? 0) + 1);
-    return counts;
-  }
-
   close(): Promise<void> {
     this.server.closeAllConnections();
     return new Promise((resolve) => this.server.close(() => resolve()));
@@ -149,14 +142,7 @@ function answer(recipientNo: string): [number | null, string] {
 
 export async function startFakeSms(): Promise<FakeSms> {
   let fake: FakeSms | undefined;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => fake!.handle(req, res, Buffer.concat(chunks).toString('utf8')));
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { server, url } = await startNhnServer((req, res, body) => fake!.handle(req, res, body));
   fake = new FakeSms(server, url, 'sms-app-key', 'sms-secret-key', '15885678');
   return fake;
 }
