@@ -7,6 +7,8 @@ import iconv from 'iconv-lite';
  * replaced by '?' on the way to the phone: emoji, accented Latin, most
  * other scripts, and the Hangul syllables only CP949 (Windows' extension)
  * has — 똠, 햏, 뷁 — which phones and carriers are known to show broken.
+ * Nor the two signs KS X 1001 only gained in 1998 (€ and ®): decoders
+ * disagree on them (ICU 78's EUC-KR table has neither), so a phone may too.
  */
 
 /** An SMS carries at most this many bytes; a longer text goes as LMS. */
@@ -26,7 +28,11 @@ export type EncodedLength = { ok: true; bytes: number } | { ok: false; char: str
 const widths = new Map<string, number>();
 const MAX_WIDTHS = 20_000;
 
+/** KS X 1001:1998's additions (A2E6, A2E7): not every EUC-KR decoder knows them. */
+const LATE_ADDITIONS = new Set(['\u20ac', '\u00ae']);
+
 function widthOf(char: string): number {
+  if (LATE_ADDITIONS.has(char)) return 0;
   let width = widths.get(char);
   if (width === undefined) {
     const encoded = iconv.encode(char, 'cp949');

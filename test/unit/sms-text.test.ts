@@ -38,7 +38,10 @@ describe('Korean SMS text', () => {
     expect(eucKrLength('안녕하세요')).toEqual({ ok: true, bytes: 10 });
     expect(eucKrLength('주문 123번이 출발했습니다.')).toEqual({ ok: true, bytes: 2 * 10 + 6 });
     expect(eucKrLength('방각하')).toEqual({ ok: true, bytes: 6 });
-    expect(eucKrLength('ㄱ€漢')).toEqual({ ok: true, bytes: 6 });
+    expect(eucKrLength('ㄱ※漢')).toEqual({ ok: true, bytes: 6 });
+    // KS X 1001:1998's two additions: decoders disagree on them, so they are refused.
+    expect(eucKrLength('ㄱ€')).toEqual({ ok: false, char: '€', index: 1 });
+    expect(eucKrLength('®')).toEqual({ ok: false, char: '®', index: 0 });
   });
 
   it('names the first character EUC-KR cannot carry: an emoji, an accented letter, a no-break space, a syllable only CP949 has', () => {
