@@ -28,6 +28,9 @@
  *               (BENCH_EVENTS_RECIPIENTS); Redis bytes per recipient of the
  *               ledger with receipts, and receipts applied per second
  *               (BENCH_RECEIPTS_RECIPIENTS)
+ *   fallback    Redis bytes per recipient of a run whose push leg falls back to a
+ *               second channel for 20 % (BENCH_FALLBACK_RECIPIENTS), vs the same
+ *               run without a chain
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -1102,6 +1105,63 @@ async function receiptsCost(): Promise<void> {
   }
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates, events };
+/** Redis bytes per recipient of a run with a fallback chain (sim providers: a push leg without a token for 20 %, then an SMS-like leg). */
+async function fallback(): Promise<void> {
+  const n = Number(process.env.BENCH_FALLBACK_RECIPIENTS ?? 100_000);
+  const mock = await RemoteMock.start();
+  const system = await pushq(mock, 100_000, 2, {
+    PROVIDERS_FILE: providersFile([
+      { name: 'mock', type: 'http', url: mock.url, tps: 100_000 },
+      { name: 'push', type: 'sim', tps: 100_000, latencyMs: 0, tokenField: 'token' },
+      { name: 'text', type: 'sim', tps: 100_000, latencyMs: 0, tokenField: 'phone' },
+    ]),
+  });
+  const recipients = Array.from({ length: n }, (_, i) => ({
+    id: `user-${String(i).padStart(7, '0')}`,
+    phone: `0105${String(i).padStart(7, '0')}`,
+    ...(i % 5 === 0 ? {} : { token: `t${i}` }),
+  }));
+  const run = async (chain: boolean) => {
+    const res = await system.client.request('POST', '/api/campaigns', {
+      name: 'fallback bench',
+      provider: 'push',
+      message: { title: 'Hello', body: 'World' },
+      recipients,
+      ...(chain ? { fallback: [{ provider: 'text' }] } : {}),
+    });
+    if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
+    const stored = await usedMemory(system.redisUrl);
+    await system.client.launch(res.body.id);
+    await waitFor(async () => (await system.client.campaign(res.body.id)).status === 'completed', { timeoutMs: 600_000, intervalMs: 100 });
+    const counts = (await system.client.campaign(res.body.id)).counts;
+    return { bytes: (await usedMemory(system.redisUrl)) - stored, counts };
+  };
+  try {
+    // Warm-up on each provider: its limiter's slots (a cost per provider, not per recipient) are made by its first campaign.
+    for (const provider of ['push', 'text']) {
+      const warm = await system.client.request('POST', '/api/campaigns', {
+        name: 'warm',
+        provider,
+        message: { title: 'a', body: 'b' },
+        recipients: [{ id: 'w', token: 't', phone: '1' }],
+      });
+      await system.client.launch(warm.body.id);
+      await waitFor(async () => (await system.client.campaign(warm.body.id)).status === 'completed', { timeoutMs: 30_000, intervalMs: 100 });
+    }
+    const without = await run(false);
+    const withChain = await run(true);
+    if (withChain.counts.sent !== n || withChain.counts.byLeg?.[1]?.sent !== n / 5) throw new Error(`unexpected counts ${JSON.stringify(withChain.counts)}`);
+    const per = (bytes: number) => (bytes / n).toFixed(1);
+    table(`Fallback: Redis bytes per recipient of a completed run, ${fmt(n)} recipients, 20 % without a push token (INFO used_memory)`, [
+      { what: 'no chain: the 20 % end failed (NO_TOKEN)', 'bytes/recipient': per(without.bytes) },
+      { what: 'push → second channel: the 20 % sent on leg 1', 'bytes/recipient': per(withChain.bytes) },
+    ]);
+  } finally {
+    await system.stop();
+    await mock.close();
+  }
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates, events, fallback };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

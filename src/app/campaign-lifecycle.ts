@@ -15,7 +15,9 @@ import { parseDuration, type FrequencyCap, type QuietHours } from '../domain/res
 import { checkWindows, windowFields, type WindowSettings } from '../domain/windows.js';
 import { nextOccurrence } from '../domain/schedule.js';
 import { currentView, requireCampaign, type CampaignView } from './campaign-view.js';
-import type { CampaignStore, Lifecycle, Logger, PageQueue, Runs, Scheduler, Staging, Transition } from './ports.js';
+import type { CampaignStore, Lifecycle, Logger, PageQueue, ProviderRegistry, Runs, Scheduler, Staging, Transition } from './ports.js';
+import { fallbackFields, type FallbackLeg } from '../domain/fallback.js';
+import { checkFallback } from './create-campaign.js';
 import type { RunPump } from './pump.js';
 
 export interface CampaignPatch extends Partial<WindowSettings> {
@@ -28,6 +30,7 @@ export interface CampaignPatch extends Partial<WindowSettings> {
   suppressionLists?: string[];
   frequencyCap?: FrequencyCap | null;
   onRenderError?: RenderErrorPolicy;
+  fallback?: FallbackLeg[];
   /** Replaces the whole list (inline); the change is all or nothing. */
   recipients?: readonly unknown[];
   invalid: 'skip' | 'reject';
@@ -49,6 +52,8 @@ export class CampaignLifecycle {
       queue: PageQueue;
       pump: RunPump;
       pageSize: number;
+      /** Where a fallback chain's providers are checked. */
+      providers: Pick<ProviderRegistry, 'get' | 'names'>;
       /** Refuses new work while Redis is nearly full. */
       memory?: Pick<MemoryGuard, 'admit'>;
       log: Logger;
@@ -135,6 +140,10 @@ export class CampaignLifecycle {
     if (patch.suppressionLists !== undefined) fields.suppressionLists = JSON.stringify(patch.suppressionLists);
     if (patch.frequencyCap !== undefined) fields.frequencyCap = patch.frequencyCap ? JSON.stringify(patch.frequencyCap) : '';
     if (patch.onRenderError !== undefined) fields.onRenderError = patch.onRenderError;
+    if (patch.fallback !== undefined) {
+      checkFallback(this.deps.providers, (await requireCampaign(this.deps.store, id)).provider, patch.fallback);
+      Object.assign(fields, fallbackFields(patch.fallback));
+    }
     let summary: IngestSummary | null = null;
     if (patch.recipients) {
       const collector = new RecipientCollector();
@@ -221,6 +230,7 @@ export class CampaignLifecycle {
         // A fixed deadline is the source's; a clone made after it passed has none (a launch would send to no one).
         expiresAt: source.expiresAt !== null && Date.parse(source.expiresAt) > createdAt ? source.expiresAt : null,
         expiresAfter: source.expiresAfter,
+        fallback: source.fallback,
         listFields: source.listFields,
         templated: source.templated,
         createdAt,

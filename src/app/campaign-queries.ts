@@ -2,6 +2,7 @@ import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
+import { providerOfLeg, type LeftBecause, type Legs } from '../domain/fallback.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
 import { recipientEventsOf, runEventData, type OutboxEntry } from '../domain/outbox.js';
 import { describeRecipientEvents } from './recipient-events.js';
@@ -25,6 +26,12 @@ export interface RecipientEntryView {
   delivery?: 'delivered' | 'undelivered';
   /** Read from the archive: the run left Redis. */
   archived?: true;
+  /**
+   * A campaign with a fallback chain: the legs this recipient reached, in
+   * order — each earlier one with why it was left (`failed`, `token-invalid`,
+   * `no-token`, `unknown`), the last with the recipient's state on it.
+   */
+  legs?: Array<{ leg: number; provider: string; left?: LeftBecause; state?: string }>;
 }
 
 export interface RunDetailView extends RunView {
@@ -159,6 +166,7 @@ export class CampaignQueries {
       ...entryState(run, entry),
       lastError: entry.lastError ? { ...entry.lastError, at: iso(entry.lastError.at) } : null,
       runStartedAt: iso(run.createdAt),
+      ...(campaign.fallback.length > 0 && entry.legs ? { legs: legsView(campaign, entry.legs, entry.record.state) } : {}),
     };
   }
 
@@ -282,4 +290,9 @@ export class CampaignQueries {
     );
     return { items, nextCursor: positions.length > limit ? String(shown[shown.length - 1]) : null };
   }
+}
+
+function legsView(campaign: Campaign, legs: Legs, state: string): NonNullable<RecipientEntryView['legs']> {
+  const provider = (leg: number) => providerOfLeg(campaign, leg) ?? '';
+  return [...legs.left.map((left, leg) => ({ leg, provider: provider(leg), left })), { leg: legs.leg, provider: provider(legs.leg), state }];
 }

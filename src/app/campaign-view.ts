@@ -1,3 +1,4 @@
+import type { LegCounts } from '../domain/fallback.js';
 import type { Campaign, CampaignSettings } from '../domain/campaign.js';
 import { scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { emptyCounts, type RunCounts } from '../domain/ledger.js';
@@ -73,6 +74,8 @@ export interface CountsView extends RunCounts {
   expired: number;
   /** The run's pace at the provider now, recipients a second (a `spreadOver` worked out); null: none of its own. */
   pace: number | null;
+  /** A run with a fallback chain: per leg, who reached it, was sent on it, moved on from it (domain/fallback.ts). */
+  byLeg?: LegCounts[];
 }
 
 export function countsView(run: RunState): CountsView {
@@ -84,6 +87,7 @@ export function countsView(run: RunState): CountsView {
     skippedBy: run.skippedBy,
     expired: run.skippedBy.expired ?? 0,
     pace: run.pace === null ? null : Math.round(run.pace * 1000) / 1000,
+    ...(run.byLeg ? { byLeg: run.byLeg } : {}),
   };
 }
 
@@ -127,6 +131,7 @@ export function campaignView(campaign: Campaign, run: RunState | null, waves?: R
     pace: campaign.pace,
     expiresAt: campaign.expiresAt,
     expiresAfter: campaign.expiresAfter,
+    fallback: campaign.fallback,
     status: campaign.status,
     createdAt: campaign.createdAt,
     updatedAt: campaign.updatedAt,

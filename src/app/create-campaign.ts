@@ -2,6 +2,7 @@ import { LIST_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { planLayout, type CampaignPriority, type Message, type RenderErrorPolicy } from '../domain/campaign.js';
 import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { newId } from '../domain/ids.js';
+import type { FallbackLeg } from '../domain/fallback.js';
 import { FieldNames, invalidRecipients, RecipientCollector, type IngestSummary, type StoredRecipient } from '../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../domain/respect.js';
 import { checkWindows, type WindowSettings } from '../domain/windows.js';
@@ -19,6 +20,8 @@ export interface CreateCampaignInput extends WindowSettings {
   suppressionLists: string[];
   frequencyCap: FrequencyCap | null;
   onRenderError: RenderErrorPolicy;
+  /** Providers tried next (domain/fallback.ts). */
+  fallback?: FallbackLeg[];
   /** Inline recipients; without them the campaign waits in draft for an upload. */
   recipients?: readonly unknown[];
   /** What an unusable recipient does: skipped and reported, or the whole request refused. */
@@ -54,6 +57,7 @@ export class CreateCampaign {
         known: this.deps.providers.names(),
       });
     }
+    checkFallback(this.deps.providers, input.provider, input.fallback ?? []);
     checkWindows(input, Date.now());
     const collector = new RecipientCollector();
     for (const recipient of input.recipients ?? []) collector.add(recipient);
@@ -80,6 +84,7 @@ export class CreateCampaign {
         pace: input.pace,
         expiresAt: input.expiresAt,
         expiresAfter: input.expiresAfter,
+        fallback: input.fallback ?? [],
         listFields: input.recipients ? fieldNamesOf(collector.recipients) : null,
         templated: true,
         createdAt,
@@ -91,4 +96,31 @@ export class CreateCampaign {
     if (!campaign) throw new Error(`campaign ${id} vanished right after it was written`);
     return { campaign: campaignView(campaign, null), recipients: input.recipients ? summary : null };
   }
+}
+
+/**
+ * A fallback chain names configured providers, none twice and none the
+ * campaign's own (a second try on the same channel is what attempts are
+ * for); refused with the leg's path otherwise.
+ */
+export function checkFallback(providers: Pick<ProviderRegistry, 'get' | 'names'>, main: string, legs: readonly FallbackLeg[]): void {
+  const seen = new Set([main]);
+  legs.forEach((leg, i) => {
+    if (!providers.get(leg.provider)) {
+      throw new DomainError(ErrorCodes.UNKNOWN_PROVIDER, `fallback provider ${JSON.stringify(leg.provider)} is not configured`, {
+        path: ['fallback', i, 'provider'],
+        known: providers.names(),
+      });
+    }
+    if (seen.has(leg.provider)) {
+      throw new DomainError(
+        ErrorCodes.VALIDATION_FAILED,
+        `fallback leg ${i + 1} repeats provider ${JSON.stringify(leg.provider)}: each leg must be another channel`,
+        {
+          path: ['fallback', i, 'provider'],
+        },
+      );
+    }
+    seen.add(leg.provider);
+  });
 }

@@ -42,10 +42,12 @@ export interface DryRunReport {
   /** Per locale variant chosen (`default` for the default message). */
   locales: Record<string, { recipients: number; rendered: number; failed: number }>;
   durationMs: number;
+  /** A campaign with a fallback chain: the same for each leg's message on its provider (any recipient may reach any leg). */
+  fallback?: Array<DryRunReport & { leg: number; provider: string }>;
 }
 
 /** One recipient whose message would not render or not fit (the dry run's full listing, NDJSON). */
-export type DryRunFailure = { id: string; locale: string | null } & (
+export type DryRunFailure = { id: string; locale: string | null; /** A fallback leg's message (1…), not the main one. */ leg?: number } & (
   { outcome: 'missing-variable'; variable: string } | { outcome: 'error'; error: string } | { outcome: 'too-long'; limit: string; detail: string }
 );
 
@@ -99,23 +101,44 @@ export class DryRun {
     return compiled.compiled;
   }
 
-  /** What a dry run's answer depends on: the message, the provider's type and the list version. */
+  /** What a dry run's answer depends on: the message, the provider's type and the list version, and the same of each fallback leg. */
   private fingerprint(campaign: Campaign): string {
-    const type = this.typeOf(campaign);
+    const legs = fallbackLegs(campaign).map((leg) => [leg.message, leg.provider, this.typeOf(leg)]);
     return createHash('sha256')
-      .update(JSON.stringify([campaign.message, campaign.provider, type, campaign.recipients.version, campaign.recipients.total]))
+      .update(JSON.stringify([campaign.message, campaign.provider, this.typeOf(campaign), campaign.recipients.version, campaign.recipients.total, legs]))
       .digest('base64url');
   }
 
-  /** `onFailure`: called for every recipient who would fail, in list order (awaited: a slow reader slows the run). */
+  /**
+   * `onFailure`: called for every recipient who would fail, in list order
+   * (awaited: a slow reader slows the run); on a fallback leg, after the
+   * main message's, with the leg named in `locale`'s place (`leg 1 (sms)`).
+   */
   async execute(campaignId: string, onFailure?: (failure: DryRunFailure) => Promise<void>): Promise<DryRunReport> {
-    return this.report(await requireCampaign(this.deps.store, campaignId), onFailure);
+    const campaign = await requireCampaign(this.deps.store, campaignId);
+    const main = await this.report(campaign, onFailure, this.compiled(campaign), false);
+    const legs = fallbackLegs(campaign);
+    if (legs.length > 0) {
+      main.fallback = [];
+      for (const [i, leg] of legs.entries()) {
+        const report = await this.report(leg, onFailure && ((f) => onFailure({ ...f, leg: i + 1 })), this.compiled(leg), false);
+        main.fallback.push({ leg: i + 1, provider: leg.provider, ...report });
+      }
+    }
+    if (main.ok && (main.fallback ?? []).every((r) => r.ok)) await this.remember(campaign);
+    return main;
+  }
+
+  /** Only a whole clean answer is remembered; losing it costs one more dry run. */
+  private async remember(campaign: Campaign): Promise<void> {
+    await this.deps.store.rememberCleanDryRun(campaign.id, this.fingerprint(campaign), CLEAN_DRY_RUN_TTL_MS).catch(() => undefined);
   }
 
   async report(
     campaign: Campaign,
     onFailure?: (failure: DryRunFailure) => Promise<void>,
     template: CompiledMessage = this.compiled(campaign),
+    remember = true,
   ): Promise<DryRunReport> {
     if (campaign.listArchived) throw listArchived(campaign.id, 'render it');
     const started = performance.now();
@@ -201,23 +224,35 @@ export class DryRun {
     report.tooLong = tooLong.entries().map(([limit, g]) => ({ limit, example: g.first, count: g.count, examples: g.examples }));
     report.ok = report.failed === 0;
     report.durationMs = Math.round(performance.now() - started);
-    // Only a whole clean answer is remembered; losing it costs one more dry run.
-    if (report.ok) await this.deps.store.rememberCleanDryRun(campaign.id, this.fingerprint(campaign), CLEAN_DRY_RUN_TTL_MS).catch(() => undefined);
+    if (report.ok && remember) await this.remember(campaign);
     return report;
   }
 
   /** Refuses `action` (launch, schedule) when anyone would not get a whole message, unless the campaign skips them. */
   async assertRenders(campaign: Campaign, action: string): Promise<DryRunReport | null> {
     if (campaign.onRenderError === 'skip') return null;
+    const legs = fallbackLegs(campaign);
+    const templates = [campaign, ...legs].map((c) => this.compiled(c));
     // A fixed text that fits is the same answer for everyone: no list to read.
-    const template = this.compiled(campaign);
-    if (template.fixed && !sizeProblem(this.typeOf(campaign), campaign.message)) return null;
-    // A clean dry run of this very message, provider and list within the hour: the same answer.
+    const fits = (c: Campaign, i: number) => templates[i]!.fixed && !sizeProblem(this.typeOf(c), c.message);
+    if ([campaign, ...legs].every(fits)) return null;
+    // A clean dry run of these very messages, providers and list within the hour: the same answer.
     if ((await this.deps.store.lastCleanDryRun(campaign.id)) === this.fingerprint(campaign)) return null;
-    const report = await this.report(campaign, undefined, template);
-    if (report.ok) return report;
-    throw renderFailed(report, action);
+    let main: DryRunReport | null = null;
+    for (const [i, c] of [campaign, ...legs].entries()) {
+      if (fits(c, i)) continue;
+      const report = await this.report(c, undefined, templates[i], false);
+      if (!report.ok) throw renderFailed(report, action, i === 0 ? undefined : `fallback leg ${i} (${c.provider})`);
+      if (i === 0) main = report;
+    }
+    await this.remember(campaign);
+    return main;
   }
+}
+
+/** Each fallback leg as the campaign it renders like: its provider, its message (the campaign's when it has none). */
+function fallbackLegs(campaign: Campaign): Campaign[] {
+  return campaign.fallback.map((leg) => ({ ...campaign, provider: leg.provider, message: leg.message ?? campaign.message, fallback: [] }));
 }
 
 export function listArchived(campaignId: string, what: string): DomainError {
@@ -226,14 +261,14 @@ export function listArchived(campaignId: string, what: string): DomainError {
   });
 }
 
-export function renderFailed(report: DryRunReport, action: string): DomainError {
+export function renderFailed(report: DryRunReport, action: string, leg?: string): DomainError {
   const parts: string[] = [];
   for (const m of report.missingVariables.slice(0, 3)) parts.push(`${m.count} without ${m.variable} (first: ${m.examples[0]})`);
   for (const t of report.tooLong.slice(0, 2)) parts.push(`${t.count} too long for ${t.limit} (${t.example})`);
   for (const e of report.errors.slice(0, 2)) parts.push(`${e.count}: ${e.error}`);
   return new DomainError(
     ErrorCodes.RENDER_FAILED,
-    `cannot ${action} campaign ${report.campaignId}: the message would not render for ${report.failed} of ${report.recipients} recipient(s): ${parts.join('; ')}. ` +
+    `cannot ${action} campaign ${report.campaignId}: the message${leg ? ` of its ${leg}` : ''} would not render for ${report.failed} of ${report.recipients} recipient(s): ${parts.join('; ')}. ` +
       'Fix the template or the list (POST …/dry-run shows who), give the field a default ({{ name | default: "there" }}), or set "onRenderError": "skip" to skip them (reason render-error). Nothing was changed.',
     report,
   );

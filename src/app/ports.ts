@@ -3,6 +3,7 @@
  * undici, express) implement these; tests of the use cases run them against
  * the real adapters on a real Redis.
  */
+import type { LegCounts, Legs } from '../domain/fallback.js';
 import type { Campaign, CampaignSettings, CampaignStatus, Message, PriorityClass, RecipientLayout, RunStatus } from '../domain/campaign.js';
 import type { DeferReason, FrequencyCap, ReasonName } from '../domain/respect.js';
 import type { DeliverAt } from '../domain/windows.js';
@@ -255,6 +256,8 @@ export interface RunState {
   deliverAt: DeliverAt | null;
   /** Pending recipients waiting for their time, by reason (parts of `deferred`). */
   deferredBy: Partial<Record<DeferReason, number>>;
+  /** Counts by fallback leg (domain/fallback.ts); null: the run has no fallback chain. */
+  byLeg: LegCounts[] | null;
 }
 
 export interface CreateRunOptions {
@@ -348,6 +351,8 @@ export interface SettlePolicy {
 export interface ConfirmPolicy {
   maxAttempts: number;
   maxRequeues: number;
+  /** The fallback leg the entries were sent on (domain/fallback.ts); 0 by default. */
+  leg?: number;
 }
 
 export type AcquireResult =
@@ -360,6 +365,8 @@ export type AcquireResult =
       markedUnknown: number;
       /** The run's number (its recipients' keys carry it: src/domain/ids.ts receiptKey); null for a run made before numbers. */
       runNo: number | null;
+      /** Each recipient's legs byte (domain/fallback.ts; empty: every recipient on leg 0). */
+      legs: Buffer;
       pageSize: number;
       /** When the run was due (ms): its recipients' local times count from it. */
       startAt: number;
@@ -410,6 +417,8 @@ export interface ConfirmEntry {
   outcome: ConfirmOutcome;
   /** A `retry` after an answer in doubt: the recipient may have been delivered, so it can only end sent or unknown. */
   inDoubt?: boolean;
+  /** A `failed` because the token is dead or missing (a fallback chain may move on: domain/fallback.ts). */
+  dead?: 'token-invalid' | 'no-token';
   delayMs: number;
   code: string;
   message: string;
@@ -448,6 +457,8 @@ export interface ExpireResult {
 
 export interface LedgerEntry {
   record: LedgerRecord;
+  /** Its fallback legs (domain/fallback.ts): the leg it is on and why it left each earlier one. Leg 0 when it never moved. */
+  legs?: Legs;
   lastError: { code: string; message: string; attempts: number; at: number; requeues?: number } | null;
 }
 
@@ -463,7 +474,8 @@ export interface Ledger {
    * being claimed (what its request needs to reach the provider); a claim
    * after that expires it instead.
    */
-  claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs?: number): Promise<ClaimResult>;
+  /** `leg`: the fallback leg the directives are for (domain/fallback.ts); a recipient on another is left alone. */
+  claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs?: number, leg?: number): Promise<ClaimResult>;
   /** Records outcomes of claimed recipients (see lua/confirm.lua). Renews the lease. */
   confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult>;
   /** Renews every lease in one batch (one call per run). */

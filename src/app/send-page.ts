@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { idempotencyKey, receiptKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
+import { decodeLegs, providerOfLeg } from '../domain/fallback.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { reasonName } from '../domain/respect.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
@@ -105,6 +106,8 @@ interface PageWork {
   page: HeldPage;
   ref: PageRef;
   campaign: Campaign;
+  /** The fallback leg this work sends (domain/fallback.ts): 0 the campaign's provider. */
+  leg: number;
   provider: PushProvider;
   settle: SettlePolicy;
   recipients: StoredRecipient[];
@@ -115,7 +118,8 @@ interface PageWork {
   invalidTokens: string[];
   /** The run, as the limiter's turn-taking knows it. */
   flow: string;
-  /** The campaign's message, compiled. */
+  /** The leg's message (the campaign's, or a fallback leg's own), and compiled. */
+  message: Message;
   template: CompiledMessage;
   /** Each claimed recipient's rendered message (by index), until its request is made. */
   rendered: Map<number, Message>;
@@ -182,6 +186,16 @@ export class SendPage {
     }
   }
 
+  /** The provider of a fallback leg; one this worker does not have leaves the page to be retried loudly, as a missing main provider does. */
+  private legProvider(campaign: Campaign, leg: number): PushProvider {
+    const name = providerOfLeg(campaign, leg);
+    const legProvider = name === undefined ? undefined : this.deps.providers.get(name);
+    if (!legProvider) {
+      throw new Error(`campaign ${campaign.id} falls back to provider ${JSON.stringify(name)} on leg ${leg}, which is not configured in this worker`);
+    }
+    return legProvider;
+  }
+
   private notAcquired(ref: PageRef, acquired: Exclude<AcquireResult, { kind: 'ok' }>): PageResult {
     switch (acquired.kind) {
       case 'busy':
@@ -213,29 +227,36 @@ export class SendPage {
     pump.fill(ref.campaignId, ref.runId).catch((err) => log.warn({ err: describeError(err) }, 'could not enqueue the next page'));
 
     const recipients = await this.deps.campaigns.readPage(ref.campaignId, acquired.recipientsVersion, ref.page);
-    const due: number[] = [];
+    // Due recipients by the leg they are on: each leg sends through its own provider, under its own cap.
+    const dueByLeg = new Map<number, number[]>();
     for (let index = 0; index < recipients.length; index += 1) {
       const record = decodeRecord(acquired.records, index);
-      if (record.state === 'pending' && record.at <= acquired.elapsed) due.push(index);
+      if (record.state !== 'pending' || record.at > acquired.elapsed) continue;
+      const leg = index < acquired.legs.length ? decodeLegs(acquired.legs[index]!).leg : 0;
+      const due = dueByLeg.get(leg);
+      if (due) due.push(index);
+      else dueByLeg.set(leg, [index]);
     }
 
-    const work: PageWork = {
+    const legWork = (leg: number, legProvider: PushProvider, legSettle: SettlePolicy): PageWork => ({
       page,
       ref,
       campaign,
-      provider,
-      settle,
+      leg,
+      provider: legProvider,
+      settle: legSettle,
       recipients,
       countedOf: (index) => decodeRecord(acquired.records, index).counted,
-      confirms: new ConfirmBuffer(ledger, page, { maxAttempts: settle.maxAttempts, maxRequeues: provider.retry.maxRequeues }, options),
+      confirms: new ConfirmBuffer(ledger, page, { maxAttempts: legSettle.maxAttempts, maxRequeues: legProvider.retry.maxRequeues, leg }, options),
       invalidTokens: [],
       flow: `${ref.campaignId}|${ref.runId}`,
-      template: this.deps.templates.for(campaign),
+      message: leg === 0 ? campaign.message : legCampaign(campaign, leg).message,
+      template: this.deps.templates.for(leg === 0 ? campaign : legCampaign(campaign, leg)),
       rendered: new Map(),
       keyOf: (index, recipientId) =>
         acquired.runNo === null
-          ? idempotencyKey(ref.campaignId, ref.runId, recipientId)
-          : receiptKey(acquired.runNo, ref.page * acquired.pageSize + index, ref.campaignId, ref.runId, recipientId),
+          ? idempotencyKey(ref.campaignId, ref.runId, recipientId, leg)
+          : receiptKey(acquired.runNo, ref.page * acquired.pageSize + index, ref.campaignId, ref.runId, recipientId, leg),
       runNo: acquired.runNo,
       pageSize: acquired.pageSize,
       windows: {
@@ -243,29 +264,37 @@ export class SendPage {
         startAt: acquired.startAt,
         deadline: acquired.deadlineIn === null ? null : Date.now() + acquired.deadlineIn,
       },
-      lastDeparture: acquired.deadlineIn === null ? null : acquiredAt + acquired.deadlineIn - provider.limits.arrivalMarginMs,
-      log,
-    };
-    let halt: Halt | null;
+      lastDeparture: acquired.deadlineIn === null ? null : acquiredAt + acquired.deadlineIn - legProvider.limits.arrivalMarginMs,
+      log: leg === 0 ? log : log.child({ leg }),
+    });
+    const works: PageWork[] = [];
+    let halt: Halt | null = null;
     try {
-      halt = (await this.park(work, due)) ?? (await this.sendDue(work, due, stop));
+      for (const leg of [...dueByLeg.keys()].sort((a, b) => a - b)) {
+        const due = dueByLeg.get(leg)!;
+        const legProvider = leg === 0 ? provider : this.legProvider(campaign, leg);
+        const work = legWork(leg, legProvider, leg === 0 ? settle : settlePolicyOf(campaign.maxAttempts, legProvider.retry));
+        works.push(work);
+        halt = (await this.park(work, due)) ?? (await this.sendDue(work, due, stop));
+        if (halt) break;
+      }
     } catch (err) {
       // What was sent is recorded if it can be; the page goes back now (what nobody will confirm is settled by the in-doubt policy).
-      await work.confirms.flush();
+      await Promise.all(works.map((w) => w.confirms.flush()));
       await ledger.releasePage(ref, page.token, recipients.length, settle).catch(() => undefined);
       throw err;
     }
-    const { confirms } = work;
-    await confirms.flush();
-    if (work.invalidTokens.length > 0) {
+    await Promise.all(works.map((w) => w.confirms.flush()));
+    for (const work of works.filter((w) => w.invalidTokens.length > 0)) {
       // Later campaigns skip them (reason token-invalid); losing this on a crash only costs one more refused send.
       await this.deps.gate
-        .markTokensInvalid(provider.name, work.invalidTokens)
+        .markTokensInvalid(work.provider.name, work.invalidTokens)
         .catch((err) => log.warn({ err: describeError(err) }, 'could not record invalid tokens'));
     }
-    if (confirms.failure) {
+    const failure = works.find((w) => w.confirms.failure)?.confirms.failure;
+    if (failure) {
       await ledger.releasePage(ref, page.token, recipients.length, settle).catch(() => undefined);
-      throw confirms.failure;
+      throw failure;
     }
 
     const left = await ledger.releasePage(ref, page.token, recipients.length, settle);
@@ -274,12 +303,12 @@ export class SendPage {
       log.warn({ count: left.markedUnknown }, 'recipients were left in flight with no confirm recorded; now unknown');
       events.emit('recipients:unknown', { ...ref, count: left.markedUnknown });
     }
-    if (confirms.runCompleted) {
+    if (works.some((w) => w.confirms.runCompleted)) {
       await this.deps.runs.markInactive(ref.campaignId, ref.runId);
       events.emit('run:completed', { campaignId: ref.campaignId, runId: ref.runId });
       log.info({}, 'run completed');
     }
-    if (confirms.fenced || halt?.kind === 'fenced') {
+    if (works.some((w) => w.confirms.fenced) || halt?.kind === 'fenced') {
       events.emit('lease:fenced', ref);
       log.warn({}, 'lost the page lease; another worker owns the page now');
       return { kind: 'fenced' };
@@ -332,7 +361,14 @@ export class SendPage {
 
   private async claim(work: PageWork, directives: readonly ClaimDirective[]): Promise<ClaimResult> {
     const sentAt = performance.now();
-    const claim = await this.deps.ledger.claim(work.ref, work.page.token, this.deps.options.leaseMs, directives, work.provider.limits.arrivalMarginMs);
+    const claim = await this.deps.ledger.claim(
+      work.ref,
+      work.page.token,
+      this.deps.options.leaseMs,
+      directives,
+      work.provider.limits.arrivalMarginMs,
+      work.leg,
+    );
     if (claim.kind === 'ok' || claim.kind === 'unreplicated') work.page.renewed(sentAt);
     // The Redis clock ran the claim after sentAt: the last departure it implies is no later than this.
     if (claim.kind === 'ok' && claim.msLeft !== null) work.lastDeparture = Math.min(work.lastDeparture ?? Infinity, sentAt + claim.msLeft);
@@ -517,7 +553,7 @@ export class SendPage {
         campaignId: ref.campaignId,
         runId: ref.runId,
         recipient,
-        message: work.rendered.get(index) ?? campaign.message,
+        message: work.rendered.get(index) ?? work.message,
         kind: campaign.kind,
       };
     });
@@ -579,4 +615,10 @@ export class SendPage {
     const pauseFor = outcomes ? pushback(outcomes) : null;
     if (pauseFor !== null) limiter.pause(provider.name, pauseFor).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
   }
+}
+
+/** What a fallback leg sends: the campaign with the leg's message (its own, else the campaign's), compiled apart. */
+function legCampaign(campaign: Campaign, leg: number): Campaign {
+  const own = campaign.fallback[leg - 1]?.message;
+  return { ...campaign, id: `${campaign.id}#leg${leg}`, message: own ?? campaign.message };
 }

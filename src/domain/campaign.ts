@@ -1,4 +1,5 @@
 import { DomainError, ErrorCodes } from './errors.js';
+import type { FallbackLeg } from './fallback.js';
 import type { RunCounts } from './ledger.js';
 import type { FrequencyCap, QuietHours } from './respect.js';
 import type { ScheduleSpec } from './schedule.js';
@@ -137,6 +138,8 @@ export interface Campaign {
   expiresAt: string | null;
   /** A deadline this long after each run's start ("3h"); null: none. */
   expiresAfter: string | null;
+  /** Providers tried next for a recipient its own provider could not reach (domain/fallback.ts); empty: none. */
+  fallback: FallbackLeg[];
 }
 
 /** What an operator sets on a campaign (create, PATCH, clone): the fields a new campaign and its view share. */
@@ -156,6 +159,7 @@ export type CampaignSettings = Pick<
   | 'pace'
   | 'expiresAt'
   | 'expiresAfter'
+  | 'fallback'
 >;
 
 export interface Run {

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { MAX_FALLBACK_LEGS } from './fallback.js';
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 
@@ -27,8 +28,8 @@ export const CAMPAIGN_ID_PATTERN = /^[0-9a-hjkmnp-tv-z]{26}$/;
  * runs, campaigns and recipients. Shaped as a UUID (version 8, RFC 9562) since
  * some providers (APNs apns-id) demand that form.
  */
-export function idempotencyKey(campaignId: string, runId: string, recipientId: string): string {
-  const digest = createHash('sha256').update(campaignId).update('\0').update(runId).update('\0').update(recipientId).digest();
+export function idempotencyKey(campaignId: string, runId: string, recipientId: string, leg = 0): string {
+  const digest = createHash('sha256').update(campaignId).update('\0').update(runId).update(legSuffix(leg)).update('\0').update(recipientId).digest();
   digest[6] = (digest[6]! & 0x0f) | 0x80;
   digest[8] = (digest[8]! & 0x3f) | 0x80;
   const hex = digest.subarray(0, 16).toString('hex');
@@ -48,8 +49,16 @@ export function idempotencyKey(campaignId: string, runId: string, recipientId: s
  *   bytes 0-4 run number · 5 check · 6 version 8 | check · 7 check ·
  *   8 variant 10 | check · 9-12 position · 13-15 check
  */
-export function receiptKey(runNo: number, position: number, campaignId: string, runId: string, recipientId: string): string {
-  const check = createHash('sha256').update('pushq-receipt\0').update(campaignId).update('\0').update(runId).update('\0').update(recipientId).digest();
+export function receiptKey(runNo: number, position: number, campaignId: string, runId: string, recipientId: string, leg = 0): string {
+  const check = createHash('sha256')
+    .update('pushq-receipt\0')
+    .update(campaignId)
+    .update('\0')
+    .update(runId)
+    .update(legSuffix(leg))
+    .update('\0')
+    .update(recipientId)
+    .digest();
   const bytes = Buffer.alloc(16);
   bytes.writeUIntBE(runNo, 0, 5);
   bytes[5] = check[0]!;
@@ -70,8 +79,22 @@ export function readReceiptKey(key: string): { runNo: number; position: number }
   return runNo > 0 ? { runNo, position: bytes.readUInt32BE(9) } : null;
 }
 
-/** Whether `key` is the receipt key of that recipient of that run (its check bits match). */
+/**
+ * Whether `key` is the receipt key of that recipient of that run (its check
+ * bits match), on any of its fallback legs.
+ */
 export function isReceiptKeyOf(key: string, campaignId: string, runId: string, recipientId: string): boolean {
   const named = readReceiptKey(key);
-  return named !== null && receiptKey(named.runNo, named.position, campaignId, runId, recipientId) === key;
+  if (named === null) return false;
+  for (let leg = 0; leg <= MAX_FALLBACK_LEGS; leg += 1) if (receiptKey(named.runNo, named.position, campaignId, runId, recipientId, leg) === key) return true;
+  return false;
+}
+
+/**
+ * A fallback leg (domain/fallback.ts) has keys of its own: a provider that
+ * honours keys must never drop a leg's message as a repeat of another's.
+ * Leg 0's keys are what they were before legs existed.
+ */
+function legSuffix(leg: number): string {
+  return leg === 0 ? '' : `\0leg${leg}`;
 }

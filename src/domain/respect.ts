@@ -41,6 +41,8 @@ export const REASONS = {
   'local-time': 7,
   /** Not sent before the run's deadline (`expiresAt` / `expiresAfter`, domain/windows.ts). */
   expired: 8,
+  /** A fallback leg's message budget (`maxMessages`) was spent before this recipient's turn on it (domain/fallback.ts). */
+  'fallback-budget': 9,
 } as const;
 
 /** The reasons a pending recipient waits for (the others are why one was skipped). */

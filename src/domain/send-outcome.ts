@@ -17,8 +17,9 @@ export type SendOutcome =
    * The provider will never accept this one (bad request, bad token).
    * `tokenInvalid`: the device token or number itself is dead (unregistered,
    * malformed): the recipient goes on the provider's token-invalid list.
+   * `noAddress`: the recipient has no token or number for this provider at all.
    */
-  | { kind: 'permanent'; code: string; message: string; tokenInvalid?: boolean }
+  | { kind: 'permanent'; code: string; message: string; tokenInvalid?: boolean; noAddress?: boolean }
   /** Worth another attempt after a backoff (5xx, connection error). */
   | { kind: 'transient'; code: string; message: string }
   /**

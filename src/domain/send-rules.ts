@@ -43,6 +43,8 @@ export interface Settlement {
   outcome: RecordOutcome;
   /** A retry after an answer in doubt (it may have been delivered): the recipient can then only end sent or unknown. */
   inDoubt?: boolean;
+  /** A `failed` for want of an address: the token is dead, or there is none (a fallback chain may move on for either). */
+  dead?: 'token-invalid' | 'no-token';
   delayMs: number;
   code: string;
   message: string;
@@ -54,8 +56,10 @@ export function settlement(answer: SendOutcome, attempt: number, rules: RetryRul
   switch (answer.kind) {
     case 'sent':
       return { outcome: 'sent', delayMs: 0, code: '', message: '' };
-    case 'permanent':
-      return { outcome: 'failed', delayMs: 0, code: answer.code, message: answer.message };
+    case 'permanent': {
+      const dead = answer.tokenInvalid ? 'token-invalid' : answer.noAddress ? 'no-token' : undefined;
+      return { outcome: 'failed', ...(dead ? { dead } : {}), delayMs: 0, code: answer.code, message: answer.message };
+    }
     case 'transient':
       return { outcome: 'retry', delayMs: backoff(), code: answer.code, message: answer.message };
     case 'in-doubt':

@@ -94,6 +94,7 @@ export async function startApiRole(deps: {
     queue: s.pageQueue,
     pump: s.pump,
     pageSize: config.pageSize,
+    providers,
     memory,
     log,
   });

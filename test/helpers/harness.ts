@@ -15,11 +15,16 @@ import { RunPump } from '../../src/app/pump.js';
 import { Supervisor } from '../../src/app/supervisor.js';
 import { BullPageQueue, createSendQueue } from '../../src/adapters/redis/queues.js';
 import { createLogger } from '../../src/logger.js';
+import type { FallbackLeg } from '../../src/domain/fallback.js';
 import { onCleanup, testPrefix } from './cleanup.js';
 import { deletePrefix, testRedis } from './redis.js';
 
 /** A draft campaign's stored record with test defaults (everything a store's `create` needs). */
-export function draftRecord(id: string, layout: RecipientLayout, over: { name?: string; provider?: string } & Partial<WindowSettings> = {}) {
+export function draftRecord(
+  id: string,
+  layout: RecipientLayout,
+  over: { name?: string; provider?: string; fallback?: FallbackLeg[] } & Partial<WindowSettings> = {},
+) {
   return {
     id,
     name: over.name ?? 'n',
@@ -38,6 +43,7 @@ export function draftRecord(id: string, layout: RecipientLayout, over: { name?: 
     pace: over.pace ?? null,
     expiresAt: over.expiresAt ?? null,
     expiresAfter: over.expiresAfter ?? null,
+    fallback: over.fallback ?? [],
     createdAt: Date.now(),
     layout,
   };

@@ -34,6 +34,7 @@ function services(label: string) {
       queue: s.pageQueue,
       pump: s.pump,
       pageSize: 100,
+      providers: { get: () => undefined, names: () => [] },
       log,
     });
   const schedule = (scheduler: Scheduler) =>

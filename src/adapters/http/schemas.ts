@@ -8,6 +8,7 @@ import { CompiledMessage, MAX_LOCALES } from '../../domain/template.js';
 import { MAX_TEST_RECIPIENTS } from '../../app/test-send.js';
 import { webhookFields, webhookName, webhookSecret } from '../webhooks/webhook-config.js';
 import { deliverAtSchema, paceSchema, windowDuration } from '../../domain/windows.js';
+import { FALLBACK_REASONS, MAX_FALLBACK_LEGS } from '../../domain/fallback.js';
 
 /**
  * Request schemas: the same zod objects validate requests and describe the API.
@@ -41,6 +42,26 @@ export const messageSchema = z
       ctx.addIssue({ code: 'custom', path: p.path.slice(1), message: `not a valid template (line ${p.line}, column ${p.column}): ${p.message}` });
     }
   });
+
+/** One leg of a campaign's channel fallback (domain/fallback.ts). */
+export const fallbackLegSchema = z.strictObject({
+  provider: z.string().min(1).max(64),
+  /** What of the previous leg sends a recipient on to this one. */
+  on: z
+    .array(z.enum(FALLBACK_REASONS))
+    .min(1)
+    .max(FALLBACK_REASONS.length)
+    .refine((on) => new Set(on).size === on.length, 'a reason listed twice')
+    .default([...FALLBACK_REASONS]),
+  /** Also a recipient whose previous leg ended `unknown`: the provider may have delivered it, so they may get two messages. */
+  onUnknown: z.boolean().default(false),
+  /** This leg's own message (templated like the campaign's); the campaign's message when left out. */
+  message: messageSchema.nullable().default(null),
+  /** Most messages this leg sends per run; past it recipients are skipped, reason `fallback-budget`. */
+  maxMessages: z.number().int().min(0).max(1_000_000_000).nullable().default(null),
+});
+
+export const fallbackSchema = z.array(fallbackLegSchema).max(MAX_FALLBACK_LEGS);
 
 const timeOfDay = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$/, 'a local time HH:MM or HH:MM:SS');
 const listName = z.string().regex(/^[a-z0-9][a-z0-9_:.-]{0,63}$/, 'lower-case letters, digits and _ : . - (1-64)');
@@ -89,6 +110,8 @@ export const createCampaignBody = z.strictObject({
   pace: windowFieldSchemas.pace.default(null),
   expiresAt: windowFieldSchemas.expiresAt.default(null),
   expiresAfter: windowFieldSchemas.expiresAfter.default(null),
+  /** Providers to try next for a recipient this provider could not reach (up to 3 legs). */
+  fallback: fallbackSchema.default([]),
   recipients: z.array(z.unknown()).optional(),
 });
 
@@ -144,6 +167,7 @@ export const patchCampaignBody = z.strictObject({
   /** Setting one deadline clears the other. */
   expiresAt: windowFieldSchemas.expiresAt.optional(),
   expiresAfter: windowFieldSchemas.expiresAfter.optional(),
+  fallback: fallbackSchema.optional(),
   recipients: z.array(z.unknown()).optional(),
 });
 

@@ -57,7 +57,7 @@ export function recipientAddress(recipient: Record<string, unknown>, field: stri
 
 /** The answer for a recipient without one: nothing to send to, ever. */
 export function noAddress(code: 'NO_TOKEN' | 'NO_PHONE', field: string): SendOutcome {
-  return { kind: 'permanent', code, message: `the recipient has no ${field} field` };
+  return { kind: 'permanent', code, message: `the recipient has no ${field} field`, noAddress: true };
 }
 
 /**

@@ -49,6 +49,8 @@ const simProvider = z.object({
   latencyMs: z.number().min(0).max(60_000).default(20),
   failureRate: z.number().min(0).max(1).default(0),
   timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+  /** A recipient field it sends to (a device token, a phone number): a recipient without one fails, NO_TOKEN, as a real provider would. */
+  tokenField: z.string().min(1).max(64).optional(),
 });
 
 /**
@@ -348,7 +350,15 @@ export function receiptSecret(config: ProviderConfig, env: NodeJS.ProcessEnv = p
 
 /** The recipient fields providers read a device token or phone number from: never written to a log. */
 export function addressFields(providers: readonly ProviderConfig[]): string[] {
-  return providers.flatMap((p) => (p.type === 'fcm' || p.type === 'apns' ? [p.tokenField] : p.type === 'alimtalk' || p.type === 'sms' ? [p.phoneField] : []));
+  return providers.flatMap((p) =>
+    p.type === 'fcm' || p.type === 'apns'
+      ? [p.tokenField]
+      : p.type === 'alimtalk' || p.type === 'sms'
+        ? [p.phoneField]
+        : p.type === 'sim' && p.tokenField
+          ? [p.tokenField]
+          : [],
+  );
 }
 
 export function loadProviders(file: string): ProviderConfig[] {

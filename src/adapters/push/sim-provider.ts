@@ -1,3 +1,4 @@
+import { noAddress, recipientAddress } from './http-support.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import type { OnDeparted, ProviderRequestPreview, PushProvider, SendRequest } from '../../app/ports.js';
@@ -10,7 +11,8 @@ export function simPreview(config: SimProviderConfig, request: SendRequest): Pro
 }
 
 /**
- * Sends nowhere: waits `latencyMs`, fails a `failureRate` share transiently,
+ * Sends nowhere: waits `latencyMs`, fails a `failureRate` share transiently
+ * (and, with a `tokenField`, a recipient without one for good),
  * and goes through the same limiter, ledger and retries as a real provider —
  * for demos and benchmarks.
  */
@@ -29,7 +31,12 @@ export class SimProvider implements PushProvider {
     this.retry = retryPolicy(config);
   }
 
-  async send(_request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
+  address(recipient: SendRequest['recipient']): string | undefined {
+    return this.config.tokenField === undefined ? undefined : recipientAddress(recipient, this.config.tokenField);
+  }
+
+  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
+    if (this.config.tokenField !== undefined && !this.address(request.recipient)) return noAddress('NO_TOKEN', this.config.tokenField);
     // Nowhere to travel: it "arrives" as it is sent.
     onDeparted?.(performance.now());
     if (this.config.latencyMs > 0) await sleep(this.config.latencyMs);

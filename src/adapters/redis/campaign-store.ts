@@ -6,6 +6,7 @@ import { recipientId, type StoredRecipient } from '../../domain/recipient.js';
 import type { FrequencyCap, QuietHours } from '../../domain/respect.js';
 import type { ScheduleSpec } from '../../domain/schedule.js';
 import { readWindowFields, windowFields } from '../../domain/windows.js';
+import { fallbackFields, readFallback } from '../../domain/fallback.js';
 import type { CampaignKeys, Keys } from './keys.js';
 import { outboxEntries } from './redis-outbox.js';
 import type { OutboxEntry } from '../../domain/outbox.js';
@@ -45,6 +46,7 @@ function parseCampaign(hash: Record<string, string>): Campaign | null {
     scheduleVersion: Number(hash.scheduleVersion ?? 0),
     listArchived: hash.listArchived === '1',
     ...readWindowFields(hash),
+    fallback: readFallback(hash),
   };
 }
 
@@ -105,6 +107,7 @@ export class RedisCampaignStore implements CampaignStore {
       listFields: campaign.listFields ? JSON.stringify(campaign.listFields) : '',
       templated: campaign.templated ? '1' : '',
       ...windowFields(campaign),
+      ...fallbackFields(campaign.fallback),
       status: 'draft',
       createdAt: campaign.createdAt,
       updatedAt: campaign.createdAt,

@@ -228,6 +228,7 @@ export class CampaignKeys {
     return {
       run: base,
       records: (page: number) => `${base}:st:${page}`,
+      legs: (page: number) => `${base}:lg:${page}`,
       recordsPrefix: `${base}:st:`,
       lease: (page: number) => `${base}:lease:${page}`,
       leasePrefix: `${base}:lease:`,
@@ -249,6 +250,8 @@ export interface RunKeys {
   run: string;
   /** String of fixed-width ledger records for one page (see domain/ledger.ts). */
   records(page: number): string;
+  /** One byte per recipient of a page: its fallback leg (domain/fallback.ts); the scripts derive it from `records(page)`. */
+  legs(page: number): string;
   /** `records(page)` is this followed by the page number (for scripts that walk pages). */
   recordsPrefix: string;
   /** `token|expiryMs` of the worker that owns a page right now. */

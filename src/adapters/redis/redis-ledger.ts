@@ -19,7 +19,8 @@ import type {
 } from '../../app/ports.js';
 import { decodeRecord, RECORD_BYTES } from '../../domain/ledger.js';
 import type { Keys } from './keys.js';
-import { CLAIM_OPS, CONFIRM_OPS, decode, type Reply } from './replies.js';
+import { decodeLegs } from '../../domain/fallback.js';
+import { CLAIM_OPS, CONFIRM_OPS, DEAD_OPS, decode, type Reply } from './replies.js';
 import { Scripts } from './scripts.js';
 
 export interface LedgerDurability {
@@ -76,9 +77,9 @@ export class RedisLedger implements Ledger {
     return decode.acquirePage(reply);
   }
 
-  async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs = 0): Promise<ClaimResult> {
+  async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs = 0, leg = 0): Promise<ClaimResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [ref.page, token, leaseMs, this.masks.maskFor(ref.campaignId), Math.max(0, Math.round(deadlineGuardMs))];
+    const args: Array<string | number> = [ref.page, token, leaseMs, this.masks.maskFor(ref.campaignId), Math.max(0, Math.round(deadlineGuardMs)), leg];
     for (const d of directives) {
       if (d.op === 'claim') args.push(d.index, CLAIM_OPS.claim, d.counted ? 1 : 0, d.locale ?? 0);
       else if (d.op === 'defer') args.push(d.index, CLAIM_OPS.defer, Math.round(d.until), d.reason ?? '');
@@ -96,7 +97,7 @@ export class RedisLedger implements Ledger {
     // Not sent, and now known not to be: back to pending, the attempt not spent (if this write is
     // lost too, the page's next holder settles them by the in-doubt policy).
     const back = result.claimed.map((c): ConfirmEntry => ({ ...c, outcome: 'unclaim', delayMs: 1000, code: '', message: '' }));
-    await this.confirm(ref, token, leaseMs, { maxAttempts: 255, maxRequeues: 255 }, back);
+    await this.confirm(ref, token, leaseMs, { maxAttempts: 255, maxRequeues: 255, leg }, back);
     return { kind: 'unreplicated', count: result.claimed.length };
   }
 
@@ -114,12 +115,20 @@ export class RedisLedger implements Ledger {
 
   async confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [ref.page, token, leaseMs, policy.maxAttempts, policy.maxRequeues, this.masks.maskFor(ref.campaignId)];
+    const args: Array<string | number> = [
+      ref.page,
+      token,
+      leaseMs,
+      policy.maxAttempts,
+      policy.maxRequeues,
+      this.masks.maskFor(ref.campaignId),
+      policy.leg ?? 0,
+    ];
     for (const e of entries)
       args.push(
         e.index,
         e.attempt,
-        e.outcome === 'retry' && e.inDoubt ? CONFIRM_OPS.retryInDoubt : CONFIRM_OPS[e.outcome],
+        e.outcome === 'retry' && e.inDoubt ? CONFIRM_OPS.retryInDoubt : e.outcome === 'failed' && e.dead ? DEAD_OPS[e.dead] : CONFIRM_OPS[e.outcome],
         Math.max(0, Math.round(e.delayMs)),
         e.code,
         e.message,
@@ -192,11 +201,16 @@ export class RedisLedger implements Ledger {
     const { run } = this.run({ campaignId, runId });
     const page = Math.floor(position / pageSize);
     const index = position % pageSize;
-    const [raw, error] = await Promise.all([
+    const [raw, error, legs] = await Promise.all([
       this.redis.getrangeBuffer(run.records(page), index * RECORD_BYTES, index * RECORD_BYTES + RECORD_BYTES - 1),
       this.redis.hget(run.errors, String(position)),
+      this.redis.getrangeBuffer(run.legs(page), index, index),
     ]);
-    return { record: decodeRecord(raw, 0), lastError: error ? (JSON.parse(error) as LedgerEntry['lastError']) : null };
+    return {
+      record: decodeRecord(raw, 0),
+      legs: decodeLegs(legs.length > 0 ? legs[0]! : 0),
+      lastError: error ? (JSON.parse(error) as LedgerEntry['lastError']) : null,
+    };
   }
 
   async readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]> {

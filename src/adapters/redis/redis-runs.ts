@@ -12,6 +12,8 @@ import type { Scripts } from './scripts.js';
 /** Run numbers are 40 bits (src/domain/ids.ts receiptKey). */
 const RUN_NUMBERS = 2 ** 40;
 
+import { legCountsOf } from '../../domain/fallback.js';
+
 function num(value: string | undefined): number {
   return value === undefined ? 0 : Number(value);
 }
@@ -66,6 +68,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     pace: hash.pace ? num(hash.pace) : null,
     deliverAt: hash.deliverAt ? (JSON.parse(hash.deliverAt) as DeliverAt) : null,
     deferredBy: deferredBy(hash),
+    byLeg: legCountsOf(hash, num(hash.total), num(hash.sent)),
   };
 }
 

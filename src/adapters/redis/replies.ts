@@ -36,6 +36,9 @@ export const CONFIRM_OPS: Record<ConfirmOutcome | 'retryInDoubt', string> = {
   unknown: 'u',
 };
 
+/** confirm.lua's letters for a failure that ends a leg for want of an address. */
+export const DEAD_OPS = { 'token-invalid': 'i', 'no-token': 'o' } as const;
+
 /** claim.lua's directive letters. */
 export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k', expire: 'x' } as const;
 
@@ -66,6 +69,7 @@ export const decode = {
           deadlineIn: text(reply[8] ?? '') === '' ? null : int(reply[8]),
           deliverAt: text(reply[9] ?? '') === '' ? null : (JSON.parse(text(reply[9])) as DeliverAt),
           pace: text(reply[10] ?? '') === '' ? null : Number(text(reply[10])),
+          legs: Buffer.isBuffer(reply[11]) ? reply[11] : Buffer.from(text(reply[11] ?? ''), 'latin1'),
         };
       case 'busy':
         return { kind, delayMs: int(reply[1]) };

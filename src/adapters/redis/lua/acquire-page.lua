@@ -8,7 +8,8 @@
 -- ARGV: 1 page, 2 token, 3 lease ms, 4 in-doubt policy ('report' | 'resend'), 5 max attempts, 6 job generation,
 --       7 event mask (recipients settled unknown are outbox events: includes/outbox.lua)
 -- Returns {'ok', records, elapsed (ms since the run began: the records' time axis), recipientsVersion, unknownMarked, run number ('' : none), page size,
---        the run's start (ms), ms until its deadline ('' : none), its deliverAt ('' : none), its pace ('' : none)}
+--        the run's start (ms), ms until its deadline ('' : none), its deliverAt ('' : none), its pace ('' : none),
+--        the page's legs bytes ('' : every recipient on leg 0; includes/ledger.lua fallBack)}
 --      | {'busy', ms until the lease ends} | {'inactive', runStatus, unknownMarked} | {'superseded'} | {'missing'}
 -- @include ledger
 
@@ -51,4 +52,4 @@ end
 local run = redis.call('HMGET', KEYS[1], 'rv', 'no', 'pageSize', 'startAt', 'createdAt', 'expiresAt', 'deliverAt', 'pace')
 local deadline = tonumber(run[6] or '')
 return { 'ok', redis.call('GET', KEYS[2]) or '', tostring(elapsed), run[1], marked, run[2] or '', run[3],
-  run[4] or run[5], deadline and tostring(deadline - wall) or '', run[7] or '', run[8] or '' }
+  run[4] or run[5], deadline and tostring(deadline - wall) or '', run[7] or '', run[8] or '', redis.call('GET', legsKeyOf(KEYS[2])) or '' }

@@ -22,8 +22,14 @@
 -- A recipient to skip that an earlier attempt may have reached (in doubt) ends `unknown` instead.
 -- Skips (and recipients found in doubt) are recipient events of the campaign's
 -- outbox, by the mask (includes/outbox.lua), in this step.
+-- Channel fallback (includes/ledger.lua fallBack): the caller sends one leg
+-- (ARGV 6); a directive for a recipient on another leg is ignored. A
+-- recipient skipped as token-invalid moves on to the next leg when the run's
+-- rules say so. On a leg with a message budget (`fbMax`), a recipient's
+-- first claim on it counts against the budget (`leg:k:msgs`); one past it is
+-- skipped, reason FALLBACK_BUDGET.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta, 7 bad
--- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, 5 deadline guard ms, then (index, directive, a, b) per recipient
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, 5 deadline guard ms, 6 leg, then (index, directive, a, b) per recipient
 -- Returns {'ok', ms left until the deadline less the guard ('' : none), index, attempts, index, attempts, …} (the claimed)
 --       | {'fenced'} | {'inactive', status}
 -- @include ledger
@@ -42,12 +48,20 @@ local out = { 'ok', msLeft and tostring(msLeft) or '' }
 local claimed, skipped, doubted, latestWake = 0, 0, 0, 0
 local d = {}
 local ev = recipientEvents(ARGV[4])
+local rules = fallbackRules(KEYS[1])
+local leg = tonumber(ARGV[6]) or 0
+-- This leg's message budget and what is spent of it.
+local budget = rules and leg > 0 and rules.max[leg + 1] or nil
+local spent = budget and tonumber(redis.call('HGET', KEYS[1], 'leg:' .. leg .. ':msgs') or '0') or 0
+local spentBefore = spent
 
 -- pending → skipped (reason `code`), or unknown when an earlier attempt may have been delivered.
 local function skip(index, attempts, reason, code, detail)
   local position = tonumber(ARGV[1]) * pageSize + index
   leaveDeferral(d, reason)
-  if inDoubt(reason) then
+  if not inDoubt(reason) and code == TOKEN_INVALID and fallBack(KEYS[1], KEYS[2], index, reason, 't', elapsed, rules, d) then
+    -- On the next leg now (why: its legs byte).
+  elseif inDoubt(reason) then
     writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)
     noteDoubt(KEYS[1], position, false)
     recordError(KEYS[5], position, 'IN_DOUBT', detail .. '; an earlier attempt may have been delivered', attempts, wall)
@@ -64,15 +78,20 @@ local function skip(index, attempts, reason, code, detail)
   end
 end
 
-for i = 6, #ARGV, 4 do
+for i = 7, #ARGV, 4 do
   local index, op = tonumber(ARGV[i]), ARGV[i + 1]
   local state, attempts, reason, at = readRecord(KEYS[2], index)
-  if state == INFLIGHT and op == 'c' then
+  if rules and readLegs(KEYS[2], index) % 4 ~= leg then
+    -- Sent on another leg than the caller's: not this caller's to decide.
+  elseif state == INFLIGHT and op == 'c' then
     out[#out + 1] = index
     out[#out + 1] = attempts
   elseif state == PENDING and (op == 'x' or op == 'c') and expired then
     skip(index, attempts, reason, EXPIRED, 'not sent before the deadline of the run')
+  elseif state == PENDING and op == 'c' and at <= elapsed and budget and attempts == 0 and spent >= budget then
+    skip(index, attempts, reason, FALLBACK_BUDGET, 'the message budget of fallback leg ' .. leg .. ' (maxMessages ' .. budget .. ') is spent')
   elseif state == PENDING and op == 'c' and at <= elapsed then
+    if budget and attempts == 0 then spent = spent + 1 end
     attempts = math.min(attempts + 1, 255)
     leaveDeferral(d, reason)
     local flags = flagsOf(reason)
@@ -105,6 +124,7 @@ for i = 6, #ARGV, 4 do
   end
 end
 if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', claimed) end
+if spent > spentBefore then d['leg:' .. leg .. ':msgs'] = spent - spentBefore end
 for field, delta in pairs(d) do
   if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
 end

@@ -9,10 +9,16 @@
 -- been in flight — never left pending to be sent again. A record already
 -- final, or pending with the entry's attempt (a confirm resent after a lost
 -- reply), is left alone.
+-- Channel fallback (includes/ledger.lua fallBack): the entries are of one
+-- leg (ARGV 7); an entry for a recipient no longer on it (a confirm resent
+-- after it moved on) is not applied. A recipient whose leg ends failed
+-- (token invalid, no token) or unknown moves on to the next leg instead,
+-- when the run's rules say so — never after an answer in doubt unless they
+-- list unknown.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
--- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues, 6 event mask,
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues, 6 event mask, 7 leg,
 --       then per recipient 6 values: index, attempt (as claimed), op, delay ms, error code, error message
---   op: s sent | f failed for good | t retry after delay (failed once the
+--   op: s sent | f failed for good (i: the token is dead, o: there is none) | t retry after delay (failed once the
 --       attempts are spent) | q the same after an answer in doubt (the
 --       record remembers: it can then only end sent or unknown, never
 --       failed) | r requeue: the provider said not now, the
@@ -41,13 +47,22 @@ local d = { inflight = 0, pending = 0, sent = 0, failed = 0, unknown = 0, skippe
 local anyEarly = tonumber(run[4] or '0') > 0
 local applied, progressed = 0, false
 local ev = recipientEvents(ARGV[6])
+local rules = fallbackRules(KEYS[1])
+local leg = tonumber(ARGV[7]) or 0
+local budget = rules and leg > 0 and rules.max[leg + 1] or nil
+-- Why a failure ends a leg, by op letter (anything else failed: f).
+local FAILED_WHY = { i = 't', o = 'n' }
 -- Outcomes that leave the recipient pending (again after a backoff, handed back unsent, never sent): t, r, n.
 local function goesBack(op) return op == 't' or op == 'r' or op == 'n' end
 
-for i = 7, #ARGV, 6 do
+for i = 8, #ARGV, 6 do
   local index, attempt, op, delay = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   local code, message = ARGV[i + 4], ARGV[i + 5]
+  local why = FAILED_WHY[op] or 'f'
+  if FAILED_WHY[op] then op = 'f' end
   local state, attempts, reason = readRecord(KEYS[2], index)
+  -- An entry of a leg the recipient has left applies to nothing.
+  if rules and readLegs(KEYS[2], index) % 4 ~= leg then state = -1 end
   local lost = state == PENDING and attempts == attempt - 1
   if lost then
     attempts = attempt
@@ -96,7 +111,10 @@ for i = 7, #ARGV, 6 do
       d.early = d.early - 1
       op = 's'
     end
-    if cancelled and goesBack(op) then
+    if (op == 'f' or op == 'u') and not cancelled and fallBack(KEYS[1], KEYS[2], index, flags, op == 'u' and 'u' or why, elapsed, rules, d) then
+      -- Ended on this leg for a reason the chain moves on from: pending on the next (no failure counted, nothing sent
+      -- twice). Why it left is its legs byte; no error text is kept for it (a fifth of a list may move on).
+    elseif cancelled and goesBack(op) then
       writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)
       redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, 1)
       d.pending = d.pending - 1
@@ -110,6 +128,7 @@ for i = 7, #ARGV, 6 do
         noteRecipient(ev, kind, position, string.sub(early, 3))
       end
       writeRecord(KEYS[2], index, st, attempts, flags + locale, elapsed)
+      countLegSent(KEYS[2], index, rules, d)
       noteRecipient(ev, 's', position)
       d.pending = d.pending - 1
       d.sent = d.sent + 1
@@ -121,7 +140,11 @@ for i = 7, #ARGV, 6 do
       d.pending = d.pending - 1
       if op == 'f' then d.failed = d.failed + 1 else d.unknown = d.unknown + 1 end
     else
-      if op == 'r' or op == 'n' then attempts = attempts - 1 end
+      if op == 'r' or op == 'n' then
+        attempts = attempts - 1
+        -- Never sent on this leg after all: its message budget gets it back.
+        if budget and attempts == 0 then d['leg:' .. leg .. ':msgs'] = (d['leg:' .. leg .. ':msgs'] or 0) - 1 end
+      end
       writeRecord(KEYS[2], index, PENDING, attempts, flags, elapsed + delay)
       if op ~= 'n' and code ~= '' then recordError(KEYS[5], position, code, message, attempts, wall, requeues) end
       if inDoubt(flags) then noteDoubt(KEYS[1], position, true) end

@@ -13,7 +13,7 @@ local DELIVERED, UNDELIVERED = 6, 7
 -- delivered): it ends `sent` or `unknown`.
 local COUNTED, IN_DOUBT = 32768, 16384
 -- REASONS of src/domain/respect.ts that the scripts act on.
-local QUIET, CANCELLED, LOCAL_TIME, EXPIRED = 1, 5, 7, 8
+local QUIET, TOKEN_INVALID, CANCELLED, LOCAL_TIME, EXPIRED = 1, 4, 5, 7, 8
 -- Once claimed, the code of a record holds the message variant it was sent
 -- in: LOCALE + k for the run's k-th locale tag (run hash `locales`), none for
 -- the default. Skip and defer reasons are below it.
@@ -75,6 +75,64 @@ local function writeRecord(key, index, state, attempts, reason, at)
   redis.call('SETRANGE', key, index * RECORD, struct.pack('>BBHI6', state, attempts, reason, at))
 end
 
+-- Channel fallback (src/domain/fallback.ts). A run with a fallback chain has
+-- `fb` in its hash: per leg a recipient can leave, the letters of the
+-- outcomes that move it on (f failed, t token-invalid, n no-token, u
+-- unknown), comma separated; and `fbMax`: per leg, its message budget ('' :
+-- none). Each recipient's leg is a byte in a string per page beside its
+-- records (written only once someone on the page moves on; missing: 0):
+-- bits 0-1 its leg, bits 2k+2..2k+3 why it left leg k.
+local LEFT_CODE = { f = 0, t = 1, n = 2, u = 3 }
+-- The reason a recipient past a leg's budget is skipped with (REASONS of src/domain/respect.ts).
+local FALLBACK_BUDGET = 9
+
+local function legsKeyOf(recordsKey) return (string.gsub(recordsKey, ':st:(%d+)$', ':lg:%1')) end
+
+local function readLegs(recordsKey, index)
+  local raw = redis.call('GETRANGE', legsKeyOf(recordsKey), index, index)
+  if raw == '' then return 0 end
+  return string.byte(raw)
+end
+
+-- The run's rules, read once per script: nil when it has no fallback.
+local function fallbackRules(runKey)
+  local f = redis.call('HMGET', runKey, 'fb', 'fbMax')
+  if not f[1] or f[1] == '' then return nil end
+  local rules = { on = {}, max = {} }
+  for part in string.gmatch(f[1] .. ',', '([^,]*),') do rules.on[#rules.on + 1] = part end
+  local k = 0
+  for part in string.gmatch((f[2] or '') .. ',', '([^,]*),') do
+    k = k + 1
+    rules.max[k] = tonumber(part)
+  end
+  return rules
+end
+
+-- Moves a recipient whose leg just ended with `why` (a letter) on to the
+-- next leg, when the run's rules say so: pending again, due now, no
+-- attempts spent on the new leg, its frequency-cap mark kept (a fallback is
+-- the same message, not a second one). Returns true when it moved on.
+local function fallBack(runKey, recordsKey, index, reason, why, elapsed, rules, d)
+  if not rules then return false end
+  local byte = readLegs(recordsKey, index)
+  local leg = byte % 4
+  local on = rules.on[leg + 1]
+  if not on or not string.find(on, why, 1, true) then return false end
+  local moved = byte - leg + (leg + 1) + LEFT_CODE[why] * 4 ^ (leg + 1)
+  redis.call('SETRANGE', legsKeyOf(recordsKey), index, string.char(moved))
+  writeRecord(recordsKey, index, PENDING, 0, counted(reason) and COUNTED or 0, elapsed)
+  d['leg:' .. leg .. ':out'] = (d['leg:' .. leg .. ':out'] or 0) + 1
+  d['leg:' .. (leg + 1) .. ':in'] = (d['leg:' .. (leg + 1) .. ':in'] or 0) + 1
+  return true
+end
+
+-- Counts a recipient's sending on its leg (`leg:k:sent`), for a run with a fallback chain.
+local function countLegSent(recordsKey, index, rules, d)
+  if not rules then return end
+  local key = 'leg:' .. (readLegs(recordsKey, index) % 4) .. ':sent'
+  d[key] = (d[key] or 0) + 1
+end
+
 -- The run's index of recipients pending in doubt (an earlier attempt may have
 -- been delivered; retried, or resent): a cancel counts them unknown, not
 -- skipped. Kept beside the run's hash (same hash tag).
@@ -116,6 +174,8 @@ local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elaps
   local pageSize = tonumber(run[1])
   local resendable = policy == 'resend' and run[2] ~= 'cancelled'
   local anyEarly = tonumber(run[3] or '0') > 0
+  -- The policy is the campaign's own provider's: a recipient on a fallback leg is never resent blind (reported unknown).
+  local anyLegs = redis.call('EXISTS', legsKeyOf(recordsKey)) == 1
   local unknown, resent, sent, delivered, undelivered = 0, 0, 0, 0, 0
   for index = 0, math.floor(#raw / RECORD) - 1 do
     local state, attempts, reason = struct.unpack('>BBH', raw, index * RECORD + 1)
@@ -131,7 +191,7 @@ local function settleInflight(runKey, recordsKey, errorsKey, badKey, page, elaps
         noteRecipient(ev, kind, position, string.sub(early, 3))
         if kind == 'd' then delivered = delivered + 1 else undelivered = undelivered + 1 end
         sent = sent + 1
-      elseif resendable and attempts < maxAttempts then
+      elseif resendable and attempts < maxAttempts and not (anyLegs and readLegs(recordsKey, index) % 4 > 0) then
         writeRecord(recordsKey, index, PENDING, attempts, inDoubt(reason) and reason or reason + IN_DOUBT, elapsed)
         noteDoubt(runKey, position, true)
         recordError(errorsKey, position, 'LEASE_EXPIRED',

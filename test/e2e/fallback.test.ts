@@ -1,0 +1,192 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeAlimtalk, type FakeAlimtalk } from '../helpers/fakes/fake-alimtalk.js';
+import { startFakeSms, type FakeSms } from '../helpers/fakes/fake-sms.js';
+import type { PushqProcess } from '../helpers/processes.js';
+import { createCampaign, launchCampaign, stacksPerTest, waitForStatus, type Stack } from '../helpers/stack.js';
+import { onCleanup } from '../helpers/cleanup.js';
+
+/**
+ * Channel fallback end to end (domain/fallback.ts): alimtalk first, SMS for
+ * whoever alimtalk could not reach — real API and worker processes with
+ * default settings, the NHN-style alimtalk and SMS servers on loopback. The
+ * guarantee under test: a recipient gets the message on one channel at
+ * most, whatever answers are lost and whichever workers are SIGKILLed.
+ */
+const ALIMTALK_SECRET_ENV = 'PUSHQ_E2E_ALIMTALK_SECRET';
+const SMS_SECRET_ENV = 'PUSHQ_E2E_SMS_SECRET';
+let kakao: FakeAlimtalk;
+let sms: FakeSms;
+const start = stacksPerTest();
+
+beforeAll(async () => {
+  [kakao, sms] = await Promise.all([startFakeAlimtalk(), startFakeSms()]);
+});
+afterAll(async () => {
+  await Promise.all([kakao.close(), sms.close()]);
+});
+
+function setup(workers: number, kakaoTps = 200): Promise<Stack> {
+  return start({
+    workers,
+    providers: [
+      {
+        name: 'kakao',
+        type: 'alimtalk',
+        tps: kakaoTps,
+        baseUrl: kakao.url,
+        appKey: kakao.appKey,
+        secretKeyEnv: ALIMTALK_SECRET_ENV,
+        senderKey: kakao.senderKey,
+        templateCode: 'WELCOME01',
+        batchSize: 10,
+      },
+      { name: 'sms', type: 'sms', tps: 200, baseUrl: sms.url, appKey: sms.appKey, secretKeyEnv: SMS_SECRET_ENV, sendNo: sms.sendNo, batchSize: 10 },
+    ],
+    env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey, [SMS_SECRET_ENV]: sms.secretKey },
+  });
+}
+
+const LONG_NOTE = '주문하신 상품이 오늘 출발했습니다. 배송 조회는 앱의 주문 내역에서 하실 수 있습니다. 감사합니다.';
+
+/**
+ * `size` recipients from `from`: 20 % not KakaoTalk users (the fake answers
+ * -3024 for 0101111…), 5 % without a phone, the rest on KakaoTalk; half
+ * with a note that fits an SMS, half one that needs an LMS.
+ */
+function audience(from: number, size: number) {
+  return Array.from({ length: size }, (_, k) => {
+    const i = from + k;
+    const kind = k % 20 < 4 ? 'sms' : k % 20 === 4 ? 'none' : 'kakao';
+    const phone = kind === 'sms' ? `0101111${String(i).padStart(4, '0')}` : kind === 'kakao' ? `0105${String(i).padStart(7, '0')}` : undefined;
+    return { id: `f${i}`, kind, ...(phone ? { phone } : {}), note: i % 2 === 0 ? `주문 ${i} 접수` : `${LONG_NOTE} (${i})` };
+  });
+}
+
+const fallbackToSms = (extra: Record<string, unknown> = {}) => ({
+  provider: 'kakao',
+  fallback: [{ provider: 'sms', message: { title: '주문 알림', body: '{{ note }}' }, ...extra }],
+});
+
+/** Deliveries per phone number on both channels since the marks. */
+function deliveriesSince(kakaoFrom: number, smsFrom: number) {
+  const byPhone = new Map<string, { kakao: number; sms: number }>();
+  const of = (phone: string) => byPhone.get(phone) ?? byPhone.set(phone, { kakao: 0, sms: 0 }).get(phone)!;
+  for (const d of kakao.deliveries.slice(kakaoFrom)) of(d.recipientNo).kakao += 1;
+  for (const d of sms.deliveries.slice(smsFrom)) of(d.recipientNo).sms += 1;
+  return byPhone;
+}
+
+describe('channel fallback', () => {
+  it('sends exactly the non-KakaoTalk 20 % as SMS or LMS by length, once each; an alimtalk answer lost on the way never falls back', async () => {
+    const stack = await setup(2);
+    const recipients = audience(0, 1000);
+    const [kakaoFrom, smsFrom] = [kakao.deliveries.length, sms.deliveries.length];
+    // Two alimtalk requests are processed and their answers lost: those recipients are unknown, and stay so.
+    kakao.cutAfterProcessing = 2;
+    const id = await launchCampaign(stack.client, recipients, fallbackToSms());
+    const done = await waitForStatus(stack.client, id, 'completed');
+
+    // The cut answers: recipients (up to 20, two batches) alimtalk may have reached are unknown, and none of them fell back.
+    const failures = (await stack.client.request('GET', `/api/campaigns/${id}/failures?limit=100`)).body.items as Array<{ recipientId: string; state: string }>;
+    const unknownIds = new Set(failures.filter((f) => f.state === 'unknown').map((f) => f.recipientId));
+    const unknown = done.counts.unknown as number;
+    expect(unknownIds.size).toBe(unknown);
+    expect(unknown).toBeGreaterThan(0);
+    expect(unknown).toBeLessThanOrEqual(20);
+    const smsSent = sms.deliveries.slice(smsFrom);
+    const expectedSms = recipients.filter((r) => r.kind === 'sms' && !unknownIds.has(r.id));
+    expect(smsSent.map((d) => d.recipientNo).sort()).toEqual(expectedSms.map((r) => r.phone).sort());
+    for (const d of smsSent) {
+      const r = expectedSms.find((x) => x.phone === d.recipientNo)!;
+      expect(d.body).toBe(r.note);
+      expect(d.type).toBe(r.note === LONG_NOTE || r.note.startsWith(LONG_NOTE) ? 'LMS' : 'SMS');
+    }
+    expect(new Set(smsSent.map((d) => d.type))).toEqual(new Set(['SMS', 'LMS']));
+    for (const [phone, got] of deliveriesSince(kakaoFrom, smsFrom)) expect({ phone, total: got.kakao + got.sms }).toEqual({ phone, total: 1 });
+
+    // Of the unknown, those on KakaoTalk got their alimtalk (the fake processed it); the others got nothing, as nobody could know.
+    const lostSms = recipients.filter((r) => r.kind === 'sms' && unknownIds.has(r.id)).length;
+    const lostNone = recipients.filter((r) => r.kind === 'none' && unknownIds.has(r.id)).length;
+    expect(lostNone).toBe(0);
+    expect(done.counts).toMatchObject({ total: 1000, sent: 950 - unknown, failed: 50, skipped: 0 });
+    expect(done.counts.byLeg).toEqual([
+      { leg: 0, entered: 1000, sent: 750 - (unknown - lostSms), movedOn: 250 - lostSms },
+      { leg: 1, entered: 250 - lostSms, sent: 200 - lostSms, movedOn: 0 },
+    ]);
+
+    const view = async (r: { id: string }) => (await stack.client.request('GET', `/api/campaigns/${id}/recipients/${r.id}`)).body;
+    const settled = recipients.filter((r) => !unknownIds.has(r.id));
+    expect(await view(settled.find((r) => r.kind === 'sms')!)).toMatchObject({
+      state: 'sent',
+      legs: [
+        { leg: 0, provider: 'kakao', left: 'failed' },
+        { leg: 1, provider: 'sms', state: 'sent' },
+      ],
+    });
+    expect(await view(settled.find((r) => r.kind === 'none')!)).toMatchObject({
+      state: 'failed',
+      lastError: { code: 'NO_PHONE' },
+      legs: [
+        { leg: 0, provider: 'kakao', left: 'no-token' },
+        { leg: 1, provider: 'sms', state: 'failed' },
+      ],
+    });
+    expect(await view(settled.find((r) => r.kind === 'kakao')!)).toMatchObject({ state: 'sent', legs: [{ leg: 0, provider: 'kakao', state: 'sent' }] });
+    expect(await view({ id: [...unknownIds][0]! })).toMatchObject({ state: 'unknown', legs: [{ leg: 0, provider: 'kakao', state: 'unknown' }] });
+  });
+
+  it('stops a fallback leg at exactly its maxMessages; the rest are skipped, reason fallback-budget; a leg message its provider cannot carry refuses the launch', async () => {
+    const stack = await setup(2);
+    // An emoji in the SMS leg's text: the launch's dry run checks every leg on its own provider, and names the leg.
+    const emoji = await createCampaign(stack.client, audience(3000, 20), {
+      provider: 'kakao',
+      fallback: [{ provider: 'sms', message: { title: '주문 알림', body: '{{ note }} 🎉' } }],
+    });
+    const refused = await stack.client.request('POST', `/api/campaigns/${emoji}/launch`);
+    expect(refused.status).toBe(422);
+    expect(refused.body.error).toMatchObject({ code: 'RENDER_FAILED', message: expect.stringContaining('fallback leg 1 (sms)') });
+    const dry = await stack.client.request('POST', `/api/campaigns/${emoji}/dry-run`);
+    expect(dry.body).toMatchObject({ ok: true, fallback: [{ leg: 1, provider: 'sms', ok: false, failed: 20 }] });
+
+    const recipients = audience(2000, 200).filter((r) => r.kind === 'sms');
+    const smsFrom = sms.deliveries.length;
+    const id = await launchCampaign(stack.client, recipients, fallbackToSms({ maxMessages: 17 }));
+    const done = await waitForStatus(stack.client, id, 'completed');
+    expect(sms.deliveries.length - smsFrom).toBe(17);
+    expect(done.counts).toMatchObject({ total: 40, sent: 17, skipped: 23, skippedBy: { 'fallback-budget': 23 } });
+    expect(done.counts.byLeg[1]).toMatchObject({ entered: 40, sent: 17, messages: 17 });
+  });
+
+  it('with workers SIGKILLed throughout the run, no recipient gets both an alimtalk and an SMS, and the run completes', async () => {
+    const stack = await setup(2, 100);
+    const recipients = audience(5000, 1000);
+    const [kakaoFrom, smsFrom] = [kakao.deliveries.length, sms.deliveries.length];
+    const id = await launchCampaign(stack.client, recipients, fallbackToSms());
+    // Kill the oldest worker about every 1.5 s while the run sends (at least 4 times), replacing it at once.
+    let kills = 0;
+    let last = Date.now();
+    const replacements: Array<Promise<PushqProcess>> = [];
+    const timer = setInterval(() => {
+      if (kills >= 6 || Date.now() - last < 1500 || stack.workers.length < 2) return;
+      last = Date.now();
+      kills += 1;
+      void stack.workers.shift()!.kill('SIGKILL');
+      replacements.push(stack.addWorker());
+    }, 100);
+    onCleanup(() => clearInterval(timer));
+    const done = await waitForStatus(stack.client, id, 'completed', 150_000);
+    clearInterval(timer);
+    await Promise.allSettled(replacements);
+    expect(kills).toBeGreaterThanOrEqual(4);
+
+    const both = [...deliveriesSince(kakaoFrom, smsFrom)].filter(([, got]) => got.kakao + got.sms > 1);
+    expect(both).toEqual([]);
+    // Every SMS went to someone alimtalk could not reach, and most of them got one.
+    const smsPhones = new Set(recipients.filter((r) => r.kind === 'sms').map((r) => r.phone));
+    const smsSent = sms.deliveries.slice(smsFrom);
+    expect(smsSent.every((d) => smsPhones.has(d.recipientNo))).toBe(true);
+    expect(smsSent.length).toBeGreaterThan(150);
+    expect(done.counts.total).toBe(1000);
+    expect(done.counts.pending).toBe(0);
+  });
+});
