@@ -491,6 +491,16 @@ export interface Ledger {
    */
   expirePages(campaignId: string, runId: string, from: number, to: number): Promise<{ expired: number; unknown: number; completed: boolean; early: boolean }>;
   readEntry(campaignId: string, runId: string, position: number, pageSize: number): Promise<LedgerEntry>;
+  /**
+   * Sets the legs bytes of a page of a run about to be made (a retry run's
+   * recipients start on the leg they failed on), unless the page has them
+   * already: a run made by a racing call may have moved someone on since.
+   */
+  presetLegs(campaignId: string, runId: string, page: number, legs: Buffer): Promise<void>;
+  /** Counts recipients a retry run started on a later leg (`legs`: one entry each) as having entered it. */
+  countPresetLegs(campaignId: string, runId: string, legs: readonly number[]): Promise<void>;
+  /** Removes the legs bytes of a run that was not made after all. */
+  dropLegs(campaignId: string, runId: string, pages: number): Promise<void>;
   /** The entries of one page's `size` recipients, in order (two reads). */
   readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]>;
   /** Positions that ended failed or unknown, ascending, after `afterPosition`. */

@@ -130,5 +130,8 @@ export function legCountsOf(hash: Record<string, string | undefined>, total: num
   }
   // Leg 0's sends are the rest: its confirms count them too, but a receipt that came first settles without the count.
   out[0]!.sent = Math.max(0, sent - out.slice(1).reduce((sum, c) => sum + c.sent, 0));
+  // A retry run starts some on the leg they failed on: those never entered leg 0.
+  const started = out.slice(1).reduce((sum, c, k) => sum + Math.max(0, c.entered - out[k]!.movedOn), 0);
+  out[0]!.entered = total - started;
   return out;
 }

@@ -157,6 +157,36 @@ describe('channel fallback', () => {
     expect(done.counts.byLeg[1]).toMatchObject({ entered: 40, sent: 17, messages: 17 });
   });
 
+  it('retry-failed retries each failed recipient on the leg it failed on, never on the first channel again', async () => {
+    const stack = await setup(2);
+    // 0100000…: a dead number on both channels (alimtalk -3029, SMS -3001): failed on the SMS leg.
+    const recipients = [
+      ...audience(7000, 20).filter((r) => r.kind !== 'none'),
+      ...Array.from({ length: 5 }, (_, i) => ({ id: `dead${i}`, phone: `0100000${String(i).padStart(4, '0')}`, note: '안내' })),
+    ];
+    const id = await launchCampaign(stack.client, recipients, fallbackToSms());
+    const first = await waitForStatus(stack.client, id, 'completed');
+    expect(first.counts).toMatchObject({ total: 24, sent: 19, failed: 5 });
+    const [kakaoRequests, smsRequests] = [kakao.requests.length, sms.requests.length];
+    const retry = await stack.client.request('POST', `/api/campaigns/${id}/retry-failed`);
+    expect(retry.status).toBe(200);
+    const again = await waitForStatus(stack.client, id, 'completed');
+    expect(again.counts).toMatchObject({ total: 5, failed: 5 });
+    expect(again.counts.byLeg).toEqual([
+      { leg: 0, entered: 0, sent: 0, movedOn: 0 },
+      { leg: 1, entered: 5, sent: 0, movedOn: 0 },
+    ]);
+    expect(kakao.requests.length).toBe(kakaoRequests);
+    expect(sms.requests.length).toBeGreaterThan(smsRequests);
+    expect((await stack.client.request('GET', `/api/campaigns/${id}/recipients/dead0`)).body).toMatchObject({
+      state: 'failed',
+      legs: [
+        { leg: 0, provider: 'kakao', left: 'failed' },
+        { leg: 1, provider: 'sms', state: 'failed' },
+      ],
+    });
+  });
+
   it('with workers SIGKILLed throughout the run, no recipient gets both an alimtalk and an SMS, and the run completes', async () => {
     const stack = await setup(2, 100);
     const recipients = audience(5000, 1000);

@@ -213,6 +213,24 @@ export class RedisLedger implements Ledger {
     };
   }
 
+  async presetLegs(campaignId: string, runId: string, page: number, legs: Buffer): Promise<void> {
+    await this.redis.set(this.run({ campaignId, runId }).run.legs(page), legs, 'NX');
+  }
+
+  async countPresetLegs(campaignId: string, runId: string, legs: readonly number[]): Promise<void> {
+    const counts = new Map<number, number>();
+    for (const leg of legs) counts.set(leg, (counts.get(leg) ?? 0) + 1);
+    const key = this.run({ campaignId, runId }).run.run;
+    for (const [leg, n] of counts) await this.redis.hincrby(key, `leg:${leg}:in`, n);
+  }
+
+  async dropLegs(campaignId: string, runId: string, pages: number): Promise<void> {
+    const { run } = this.run({ campaignId, runId });
+    for (let page = 0; page < pages; page += 1000) {
+      await this.redis.unlink(...Array.from({ length: Math.min(1000, pages - page) }, (_, i) => run.legs(page + i)));
+    }
+  }
+
   async readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]> {
     const { run } = this.run({ campaignId, runId });
     const raw = (await this.redis.getBuffer(run.records(page))) ?? Buffer.alloc(0);
