@@ -2,7 +2,7 @@ import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
-import { providerOfLeg, type LeftBecause, type Legs } from '../domain/fallback.js';
+import type { LeftBecause, Legs } from '../domain/fallback.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
 import { recipientEventsOf, runEventData, type OutboxEntry } from '../domain/outbox.js';
 import { describeRecipientEvents } from './recipient-events.js';
@@ -61,6 +61,7 @@ function entryState(run: RunState, entry: LedgerEntry) {
     ...(reason && entry.lastError?.code === 'SKIPPED' ? { reasonDetail: entry.lastError.message } : {}),
     ...(record.locale > 0 && run.locales[record.locale - 1] ? { locale: run.locales[record.locale - 1] } : {}),
     ...(record.delivery ? { delivery: record.delivery } : {}),
+    ...(run.chain ? { provider: run.chain[entry.legs?.leg ?? 0] ?? '' } : {}),
     attempts: record.attempts,
     updatedAt: record.attempts > 0 || record.state !== 'pending' || record.reason !== 0 ? iso(run.createdAt + record.at) : null,
   };
@@ -166,7 +167,7 @@ export class CampaignQueries {
       ...entryState(run, entry),
       lastError: entry.lastError ? { ...entry.lastError, at: iso(entry.lastError.at) } : null,
       runStartedAt: iso(run.createdAt),
-      ...(campaign.fallback.length > 0 && entry.legs ? { legs: legsView(campaign, entry.legs, entry.record.state) } : {}),
+      ...(run.chain && entry.legs ? { legs: legsView(run.chain, entry.legs, entry.record.state) } : {}),
     };
   }
 
@@ -292,7 +293,6 @@ export class CampaignQueries {
   }
 }
 
-function legsView(campaign: Campaign, legs: Legs, state: string): NonNullable<RecipientEntryView['legs']> {
-  const provider = (leg: number) => providerOfLeg(campaign, leg) ?? '';
-  return [...legs.left.map((left, leg) => ({ leg, provider: provider(leg), left })), { leg: legs.leg, provider: provider(legs.leg), state }];
+function legsView(chain: readonly string[], legs: Legs, state: string): NonNullable<RecipientEntryView['legs']> {
+  return [...legs.left.map((left, leg) => ({ leg, provider: chain[leg] ?? '', left })), { leg: legs.leg, provider: chain[legs.leg] ?? '', state }];
 }

@@ -258,6 +258,8 @@ export interface RunState {
   deferredBy: Partial<Record<DeferReason, number>>;
   /** Counts by fallback leg (domain/fallback.ts); null: the run has no fallback chain. */
   byLeg: LegCounts[] | null;
+  /** The providers of its legs, in order, as they were when it was made; null: no fallback chain. */
+  chain: string[] | null;
 }
 
 export interface CreateRunOptions {
@@ -511,7 +513,8 @@ export interface Ledger {
     runId: string,
     runNo: number,
     pageSize: number,
-    receipts: ReadonlyArray<{ position: number; delivered: boolean; at: number }>,
+    /** `leg`: the fallback leg whose provider reported (0 by default); `resent`: that provider re-sent it by SMS itself. */
+    receipts: ReadonlyArray<{ position: number; delivered: boolean; at: number; leg?: number; resent?: boolean }>,
   ): Promise<ReceiptOutcome[]>;
 }
 
@@ -585,6 +588,12 @@ export interface SendRequest {
   message: Message;
   /** The campaign's kind (`advertising` messages carry the notices the law asks for, src/adapters/push/sms-provider.ts). */
   kind?: string;
+  /**
+   * For a provider that re-sends by SMS itself when its own channel cannot
+   * deliver (`nativeFallback`): the recipient's rendered text of the
+   * campaign's SMS fallback leg (domain/fallback.ts).
+   */
+  fallback?: Message;
 }
 
 export interface PushProvider {
@@ -594,6 +603,8 @@ export interface PushProvider {
   readonly retry: RetryPolicy;
   /** A provider whose requests carry several recipients: how many, and whether `tps` counts requests or messages. */
   readonly batch?: BatchPolicy;
+  /** It re-sends as SMS itself what its channel cannot deliver, given the text (`SendRequest.fallback`): NHN's resendParameter. */
+  readonly nativeFallback?: boolean;
   /**
    * The device token or phone number a recipient is reached at, for
    * providers that report it invalid: what goes on (and is checked against)
@@ -879,6 +890,8 @@ export interface ResultRow {
   locale?: string;
   /** Sent, and what the provider's receipt said since (absent: no receipt). */
   delivery?: 'delivered' | 'undelivered';
+  /** A run with a fallback chain: the provider of the leg it ended on (domain/fallback.ts). */
+  provider?: string;
   /** For pending: when the next attempt is due; otherwise: when the state last changed. */
   updatedAt: string | null;
   lastError: { code: string; message: string; at: string | null } | null;

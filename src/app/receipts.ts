@@ -19,6 +19,8 @@ export type Receipt = (
   delivered: boolean;
   /** When the provider says it happened (epoch ms). */
   at: number;
+  /** The provider re-sent it by SMS itself (nativeFallback) and this is how that went: the recipient is on its SMS leg now. */
+  resent?: boolean;
 };
 
 export type ReceiptResult = { key?: string; messageId?: string; outcome: ReceiptOutcome | 'unknown' };
@@ -35,7 +37,8 @@ interface Target {
   campaignId: string;
   runId: string;
   runNo: number;
-  provider: string;
+  /** The providers of its legs, in order: the campaign's, then its fallback chain's (each leg its own provider). */
+  chain: string[];
   pageSize: number;
   version: number;
   total: number;
@@ -67,13 +70,13 @@ export class Receipts {
     const outcomes: Array<ReceiptOutcome | 'unknown'> = receipts.map(() => 'unknown');
     // Which recipient each receipt is about (runs looked up once per request).
     const runs = new Map<number, Promise<Target | null>>();
-    const found: Array<{ index: number; target: Target; position: number } | null> = [];
+    const found: Array<{ index: number; target: Target; position: number; leg: number } | null> = [];
     for (let i = 0; i < receipts.length; i += RESOLVE_CONCURRENCY) {
       const chunk = receipts.slice(i, i + RESOLVE_CONCURRENCY);
       found.push(...(await Promise.all(chunk.map((r, j) => this.resolve(provider, r, runs).then((f) => (f ? { index: i + j, ...f } : null))))));
     }
     // Applied per run, in the order given (a message's undelivered, then delivered), a ledger step per batch.
-    const byRun = new Map<number, Array<{ index: number; target: Target; position: number }>>();
+    const byRun = new Map<number, Array<{ index: number; target: Target; position: number; leg: number }>>();
     for (const f of found) if (f) byRun.set(f.target.runNo, [...(byRun.get(f.target.runNo) ?? []), f]);
     for (const group of byRun.values()) {
       const { campaignId, runId, runNo, pageSize } = group[0]!.target;
@@ -86,7 +89,13 @@ export class Receipts {
           runId,
           runNo,
           pageSize,
-          step.map(({ index, position }) => ({ position, delivered: receipts[index]!.delivered, at: receipts[index]!.at })),
+          step.map(({ index, position, leg }) => ({
+            position,
+            leg,
+            delivered: receipts[index]!.delivered,
+            at: receipts[index]!.at,
+            resent: receipts[index]!.resent === true,
+          })),
         );
         step.forEach(({ index }, j) => (outcomes[index] = applied[j] === 'missing' ? 'unknown' : applied[j]!));
       }
@@ -95,18 +104,23 @@ export class Receipts {
   }
 
   /** The run and position a receipt names, when it names a recipient this provider was sent (its key's check bits match). */
-  private async resolve(provider: string, receipt: Receipt, runs: Map<number, Promise<Target | null>>): Promise<{ target: Target; position: number } | null> {
+  private async resolve(
+    provider: string,
+    receipt: Receipt,
+    runs: Map<number, Promise<Target | null>>,
+  ): Promise<{ target: Target; position: number; leg: number } | null> {
     const named = receipt.key !== undefined ? readReceiptKey(receipt.key) : await this.deps.messageIds.find(provider, receipt.messageId);
     if (!named) return null;
     if (!runs.has(named.runNo)) runs.set(named.runNo, this.target(named.runNo));
     const target = await runs.get(named.runNo)!;
-    // Only the provider that sent it reports on it.
-    if (!target || target.provider !== provider || named.position >= target.total) return null;
+    // Only a provider that sent it reports on it: the campaign's, or a fallback leg's (which says which leg).
+    const leg = target ? target.chain.indexOf(provider) : -1;
+    if (!target || leg < 0 || named.position >= target.total) return null;
     const ids = await this.page(target.campaignId, target.version, Math.floor(named.position / target.pageSize));
     const id = ids[named.position % target.pageSize];
     // A key must be that recipient's (its check bits); a message id was found by its own fingerprint.
-    if (id === undefined || (receipt.key !== undefined && !isReceiptKeyOf(receipt.key, target.campaignId, target.runId, id))) return null;
-    return { target, position: named.position };
+    if (id === undefined || (receipt.key !== undefined && !isReceiptKeyOf(receipt.key, target.campaignId, target.runId, id, leg))) return null;
+    return { target, position: named.position, leg };
   }
 
   /** The run a number names, if it is in Redis with that number, and its campaign's provider. */
@@ -116,7 +130,7 @@ export class Receipts {
     const [run, campaign] = await Promise.all([this.deps.runs.getRun(where.campaignId, where.runId), this.deps.store.get(where.campaignId)]);
     if (!run || run.no !== runNo || run.archived || !campaign) return null;
     const { pageSize, version, total } = run.recipients;
-    return { ...where, runNo, provider: campaign.provider, pageSize, version, total };
+    return { ...where, runNo, chain: [campaign.provider, ...campaign.fallback.map((leg) => leg.provider)], pageSize, version, total };
   }
 
   private page(campaignId: string, version: number, page: number): Promise<string[]> {

@@ -123,6 +123,12 @@ interface PageWork {
   template: CompiledMessage;
   /** Each claimed recipient's rendered message (by index), until its request is made. */
   rendered: Map<number, Message>;
+  /**
+   * Leg 0 on a provider that re-sends by SMS itself (nativeFallback) with an
+   * `sms` first fallback leg: that leg's message, compiled, whose rendered
+   * text goes with each request (`SendRequest.fallback`); null otherwise.
+   */
+  native: { message: Message; template: CompiledMessage; rendered: Map<number, Message> } | null;
   /** A recipient's idempotency key (one a receipt can be traced back from, for a run with a number). */
   keyOf(index: number, recipientId: string): string;
   /** The run's number and page size: a recipient's place, where a provider's message id leads a receipt. */
@@ -184,6 +190,15 @@ export class SendPage {
       renewer.drop(page);
       releasePace();
     }
+  }
+
+  /** What a leg-0 request carries for its provider's own SMS re-send, when the provider does that and the chain's first leg is SMS. */
+  private nativeLeg(campaign: Campaign, provider: PushProvider): PageWork['native'] {
+    const first = campaign.fallback[0];
+    // An advertisement's SMS must carry the notices the SMS provider adds: pushq's own leg sends it.
+    if (!provider.nativeFallback || !first || campaign.kind === 'advertising' || this.deps.providers.get(first.provider)?.type !== 'sms') return null;
+    const leg = legCampaign(campaign, 1);
+    return { message: leg.message, template: this.deps.templates.for(leg), rendered: new Map() };
   }
 
   /** The provider of a fallback leg; one this worker does not have leaves the page to be retried loudly, as a missing main provider does. */
@@ -253,6 +268,7 @@ export class SendPage {
       message: leg === 0 ? campaign.message : legCampaign(campaign, leg).message,
       template: this.deps.templates.for(leg === 0 ? campaign : legCampaign(campaign, leg)),
       rendered: new Map(),
+      native: leg === 0 ? this.nativeLeg(campaign, legProvider) : null,
       keyOf: (index, recipientId) =>
         acquired.runNo === null
           ? idempotencyKey(ref.campaignId, ref.runId, recipientId, leg)
@@ -481,6 +497,7 @@ export class SendPage {
    * `render-error`, with the variable named, never sent half-filled.
    */
   private async render(work: PageWork, gate: GateDecision): Promise<void> {
+    await this.renderNative(work, gate);
     if (work.template.fixed) return;
     const context = renderContext(work.campaign, work.ref.runId, Date.now());
     // A slow template does not hold the event loop (lease renewals, other pages' confirms) for long.
@@ -490,8 +507,23 @@ export class SendPage {
       const result = work.template.render(recipientRecord(work.recipients[d.index]!), context);
       if (result.ok) {
         work.rendered.set(d.index, result.message);
-        gate.directives[i] = { ...d, locale: work.template.localeCode(result.locale) };
+        // A record's locale code names one of the run's (main message's) tags: a leg's own variants are not recorded.
+        gate.directives[i] = { ...d, locale: work.leg === 0 ? work.template.localeCode(result.locale) : 0 };
       } else gate.directives[i] = { index: d.index, op: 'skip', reason: REASONS['render-error'], detail: result.error };
+      await slice.yieldIfDue();
+    }
+  }
+
+  /** The SMS text of each recipient about to be claimed, for a provider's own re-send; one that does not render goes without (pushq's own leg then covers a refusal). */
+  private async renderNative(work: PageWork, gate: GateDecision): Promise<void> {
+    const native = work.native;
+    if (!native || native.template.fixed) return;
+    const context = renderContext(work.campaign, work.ref.runId, Date.now());
+    const slice = new TimeSlice(RENDER_SLICE_MS);
+    for (const d of gate.directives) {
+      if (d.op !== 'claim') continue;
+      const result = native.template.render(recipientRecord(work.recipients[d.index]!), context);
+      if (result.ok) native.rendered.set(d.index, result.message);
       await slice.yieldIfDue();
     }
   }
@@ -555,9 +587,13 @@ export class SendPage {
         recipient,
         message: work.rendered.get(index) ?? work.message,
         kind: campaign.kind,
+        ...(work.native ? nativeText(work.native, index) : {}),
       };
     });
-    for (const { index } of group) work.rendered.delete(index);
+    for (const { index } of group) {
+      work.rendered.delete(index);
+      work.native?.rendered.delete(index);
+    }
     let outcomes: SendOutcome[] | null = null;
     let unsent: Settlement | null = null;
     let durationMs = 0;
@@ -621,4 +657,10 @@ export class SendPage {
 function legCampaign(campaign: Campaign, leg: number): Campaign {
   const own = campaign.fallback[leg - 1]?.message;
   return { ...campaign, id: `${campaign.id}#leg${leg}`, message: own ?? campaign.message };
+}
+
+/** A recipient's text for a provider's own SMS re-send: rendered for them, or the fixed text. */
+function nativeText(native: NonNullable<PageWork['native']>, index: number): Pick<SendRequest, 'fallback'> {
+  const text = native.template.fixed ? native.message : native.rendered.get(index);
+  return text ? { fallback: text } : {};
 }

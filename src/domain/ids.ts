@@ -1,5 +1,4 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { MAX_FALLBACK_LEGS } from './fallback.js';
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 
@@ -79,15 +78,10 @@ export function readReceiptKey(key: string): { runNo: number; position: number }
   return runNo > 0 ? { runNo, position: bytes.readUInt32BE(9) } : null;
 }
 
-/**
- * Whether `key` is the receipt key of that recipient of that run (its check
- * bits match), on any of its fallback legs.
- */
-export function isReceiptKeyOf(key: string, campaignId: string, runId: string, recipientId: string): boolean {
+/** Whether `key` is the receipt key of that recipient of that run on that fallback leg (its check bits match). */
+export function isReceiptKeyOf(key: string, campaignId: string, runId: string, recipientId: string, leg = 0): boolean {
   const named = readReceiptKey(key);
-  if (named === null) return false;
-  for (let leg = 0; leg <= MAX_FALLBACK_LEGS; leg += 1) if (receiptKey(named.runNo, named.position, campaignId, runId, recipientId, leg) === key) return true;
-  return false;
+  return named !== null && receiptKey(named.runNo, named.position, campaignId, runId, recipientId, leg) === key;
 }
 
 /**

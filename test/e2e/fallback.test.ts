@@ -4,6 +4,7 @@ import { startFakeSms, type FakeSms } from '../helpers/fakes/fake-sms.js';
 import type { PushqProcess } from '../helpers/processes.js';
 import { createCampaign, launchCampaign, stacksPerTest, waitForStatus, type Stack } from '../helpers/stack.js';
 import { onCleanup } from '../helpers/cleanup.js';
+import { TEST_TOKEN } from '../helpers/fixtures.js';
 
 /**
  * Channel fallback end to end (domain/fallback.ts): alimtalk first, SMS for
@@ -25,7 +26,10 @@ afterAll(async () => {
   await Promise.all([kakao.close(), sms.close()]);
 });
 
-function setup(workers: number, kakaoTps = 200): Promise<Stack> {
+const HOOK_SIGNATURE = 'nhn-console-signature-e2e';
+const HOOK_SIGNATURE_ENV = 'PUSHQ_E2E_ALIMTALK_HOOK_SIGNATURE';
+
+function setup(workers: number, kakaoTps = 200, kakaoExtra: Record<string, unknown> = {}): Promise<Stack> {
   return start({
     workers,
     providers: [
@@ -39,10 +43,12 @@ function setup(workers: number, kakaoTps = 200): Promise<Stack> {
         senderKey: kakao.senderKey,
         templateCode: 'WELCOME01',
         batchSize: 10,
+        receipts: { secretEnv: HOOK_SIGNATURE_ENV },
+        ...kakaoExtra,
       },
       { name: 'sms', type: 'sms', tps: 200, baseUrl: sms.url, appKey: sms.appKey, secretKeyEnv: SMS_SECRET_ENV, sendNo: sms.sendNo, batchSize: 10 },
     ],
-    env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey, [SMS_SECRET_ENV]: sms.secretKey },
+    env: { [ALIMTALK_SECRET_ENV]: kakao.secretKey, [SMS_SECRET_ENV]: sms.secretKey, [HOOK_SIGNATURE_ENV]: HOOK_SIGNATURE },
   });
 }
 
@@ -133,6 +139,19 @@ describe('channel fallback', () => {
     });
     expect(await view(settled.find((r) => r.kind === 'kakao')!)).toMatchObject({ state: 'sent', legs: [{ leg: 0, provider: 'kakao', state: 'sent' }] });
     expect(await view({ id: [...unknownIds][0]! })).toMatchObject({ state: 'unknown', legs: [{ leg: 0, provider: 'kakao', state: 'unknown' }] });
+
+    // The results export names the channel each recipient ended on.
+    const lines = (
+      await (await fetch(`${stack.client.baseUrl}/api/campaigns/${id}/runs/main/results`, { headers: { authorization: `Bearer ${TEST_TOKEN}` } })).text()
+    )
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { id?: string; state?: string; provider?: string });
+    const rows = new Map(lines.filter((l) => l.id).map((l) => [l.id!, l]));
+    expect(rows.size).toBe(1000);
+    for (const r of settled) {
+      expect(rows.get(r.id)).toMatchObject({ provider: r.kind === 'kakao' ? 'kakao' : 'sms', state: r.kind === 'none' ? 'failed' : 'sent' });
+    }
   });
 
   it('stops a fallback leg at exactly its maxMessages; the rest are skipped, reason fallback-budget; a leg message its provider cannot carry refuses the launch', async () => {
@@ -185,6 +204,57 @@ describe('channel fallback', () => {
         { leg: 1, provider: 'sms', state: 'failed' },
       ],
     });
+  });
+
+  it("with the alimtalk provider's nativeFallback, NHN re-sends the SMS leg's text itself (SMS or LMS), pushq sends none, and NHN's hooks put the re-sent on the SMS leg", async () => {
+    const stack = await setup(2, 200, { nativeFallback: true, resendSendNo: '15880000' });
+    const recipients = audience(9000, 100);
+    const [smsFrom, resendsFrom, hooksFrom] = [sms.deliveries.length, kakao.resends.length, kakao.hooks.length];
+    const id = await launchCampaign(stack.client, recipients, fallbackToSms());
+    const done = await waitForStatus(stack.client, id, 'completed');
+    // Accepted with the re-send: sent on leg 0; the 5 without a phone fail on both legs (nothing to send to).
+    expect(done.counts).toMatchObject({ total: 100, sent: 95, failed: 5 });
+    expect(sms.deliveries.length).toBe(smsFrom);
+    const resends = kakao.resends.slice(resendsFrom);
+    const notKakao = recipients.filter((r) => r.kind === 'sms');
+    expect(resends.map((r) => r.recipientNo).sort()).toEqual(notKakao.map((r) => r.phone).sort());
+    for (const r of resends) {
+      const note = notKakao.find((x) => x.phone === r.recipientNo)!.note;
+      expect(r).toMatchObject({ content: note, sendNo: '15880000', type: note.startsWith(LONG_NOTE) ? 'LMS' : 'SMS' });
+      if (r.type === 'LMS') expect(r.title).toBe('주문 알림');
+    }
+
+    // NHN's MESSAGE_RESULT_UPDATE hooks: delivered by alimtalk, or re-sent as SMS (RSC04).
+    const hooks = kakao.hooks.slice(hooksFrom);
+    const posted = await fetch(`${stack.client.baseUrl}/api/receipts/kakao`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-toast-webhook-signature': HOOK_SIGNATURE },
+      body: JSON.stringify({ event: 'MESSAGE_RESULT_UPDATE', hooks }),
+    });
+    expect(posted.status).toBe(200);
+    const after = (await stack.client.request('GET', `/api/campaigns/${id}`)).body;
+    expect(after.counts).toMatchObject({ sent: 95, delivered: 95, failed: 5 });
+    expect(after.counts.byLeg).toEqual([
+      { leg: 0, entered: 100, sent: 75, movedOn: 25 },
+      { leg: 1, entered: 25, sent: 20, movedOn: 0 },
+    ]);
+    const resent = (await stack.client.request('GET', `/api/campaigns/${id}/recipients/${notKakao[0]!.id}`)).body;
+    expect(resent).toMatchObject({
+      state: 'sent',
+      delivery: 'delivered',
+      legs: [
+        { leg: 0, provider: 'kakao', left: 'failed' },
+        { leg: 1, provider: 'sms', state: 'sent' },
+      ],
+    });
+    // The same hooks again change nothing.
+    const again = await fetch(`${stack.client.baseUrl}/api/receipts/kakao`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-toast-webhook-signature': HOOK_SIGNATURE },
+      body: JSON.stringify({ event: 'MESSAGE_RESULT_UPDATE', hooks }),
+    });
+    expect(((await again.json()) as { results: Array<{ outcome: string }> }).results.every((r) => r.outcome === 'already')).toBe(true);
+    expect((await stack.client.request('GET', `/api/campaigns/${id}`)).body.counts.byLeg[1]).toMatchObject({ entered: 25, sent: 20 });
   });
 
   it('with workers SIGKILLed throughout the run, no recipient gets both an alimtalk and an SMS, and the run completes', async () => {

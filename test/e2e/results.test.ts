@@ -50,7 +50,7 @@ describe('the results export', () => {
     expect(csv.status).toBe(200);
     expect(csv.headers['content-type']).toMatch(/^text\/csv/);
     const csvLines = csv.body.trimEnd().split('\n');
-    expect(csvLines[0]).toBe('id,state,attempts,reason,reasonDetail,errorCode,errorMessage,errorAt,updatedAt,locale,delivery');
+    expect(csvLines[0]).toBe('id,state,attempts,reason,reasonDetail,errorCode,errorMessage,errorAt,updatedAt,locale,delivery,provider');
     expect(csvLines).toHaveLength(44);
     expect(csv.trailers).toMatchObject({ 'x-recipient-count-written': '43', 'x-content-sha256': createHash('sha256').update(csv.body).digest('hex') });
     // A spreadsheet shows the formula-looking id, never runs it.

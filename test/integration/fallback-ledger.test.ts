@@ -199,4 +199,96 @@ describe('fallback in the ledger', () => {
     expect(run?.byLeg?.[1]).toMatchObject({ entered: 6, messages: 3 });
     expect(run?.skippedBy).toEqual({ 'fallback-budget': 3 });
   });
+
+  it('does not move on when a leg ends by spent attempts (server errors): one of those requests may have been taken', async () => {
+    const { h, ref, entry } = await running(1, [leg()]);
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(1), [outcome(0, { outcome: 'retry', code: 'HTTP_502' })]);
+    expect(await entry(0)).toMatchObject({ state: 'failed', leg: 0 });
+  });
+
+  it("gives a leg's message budget back for a recipient it never sent (no address: refused before any request)", async () => {
+    const { h, ref, entry } = await running(3, [leg({ maxMessages: 1 })]);
+    await h.ledger.claim(
+      ref,
+      'A',
+      LEASE,
+      [0, 1, 2].map((index) => ({ index, op: 'claim' as const })),
+    );
+    await h.ledger.confirm(
+      ref,
+      'A',
+      LEASE,
+      confirmPolicy(3),
+      [0, 1, 2].map((index) => outcome(index, {})),
+    );
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }], 0, 1);
+    await h.ledger.confirm(ref, 'A', LEASE, { ...confirmPolicy(3), leg: 1 }, [outcome(0, { dead: 'no-token' })]);
+    expect(
+      await h.ledger.claim(
+        ref,
+        'A',
+        LEASE,
+        [1, 2].map((index) => ({ index, op: 'claim' as const })),
+        0,
+        1,
+      ),
+    ).toMatchObject({ claimed: [{ index: 1 }] });
+    expect(await entry(2)).toMatchObject({ state: 'skipped', reason: REASONS['fallback-budget'] });
+  });
+
+  it('starts each leg with its own requeue count and no error of the leg before', async () => {
+    const { h, campaignId, runId, ref, entry } = await running(1, [leg()]);
+    for (let i = 0; i < 3; i += 1) {
+      await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }]);
+      await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(3, 3), [outcome(0, { outcome: 'requeue', code: 'HTTP_429' })]);
+    }
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(3, 3), [outcome(0, {})]);
+    expect((await h.ledger.readEntry(campaignId, runId, 0, 100)).lastError).toBeNull();
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }], 0, 1);
+    await h.ledger.confirm(ref, 'A', LEASE, { ...confirmPolicy(3, 3), leg: 1 }, [outcome(0, { outcome: 'requeue', code: 'HTTP_429' })]);
+    expect(await entry(0)).toMatchObject({ state: 'pending', leg: 1 });
+  });
+
+  it("keeps a leg's budget exact through a claim lost in a failover", async () => {
+    const { h, campaignId, runId, ref } = await running(1, [leg({ maxMessages: 5 })]);
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }]);
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(3), [outcome(0, {})]);
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }], 0, 1);
+    // The promoted replica never saw the claim, nor its count.
+    await h.forgetClaim(ref, 0);
+    await h.redis.hincrby(h.keys.campaign(campaignId).run(runId).run, 'leg:1:msgs', -1);
+    await h.ledger.confirm(ref, 'A', LEASE, { ...confirmPolicy(3), leg: 1 }, [outcome(0, { outcome: 'unclaim' })]);
+    expect((await h.runs.getRun(campaignId, runId))?.byLeg?.[1]).toMatchObject({ messages: 0 });
+    await h.ledger.claim(ref, 'A', LEASE, [{ index: 0, op: 'claim' }], 0, 1);
+    await h.forgetClaim(ref, 0);
+    await h.redis.hincrby(h.keys.campaign(campaignId).run(runId).run, 'leg:1:msgs', -1);
+    await h.ledger.confirm(ref, 'A', LEASE, { ...confirmPolicy(3), leg: 1 }, [outcome(0, { outcome: 'sent' })]);
+    expect((await h.runs.getRun(campaignId, runId))?.byLeg?.[1]).toMatchObject({ messages: 1, sent: 1 });
+  });
+
+  it("takes receipts on the leg they are about: an earlier leg's is a conflict, but its proof of delivery stops a fallback not yet sent", async () => {
+    const { h, campaignId, runId, ref, entry } = await running(2, [leg({ onUnknown: true })]);
+    const runNo = (await h.runs.getRun(campaignId, runId))!.no!;
+    await h.ledger.claim(
+      ref,
+      'A',
+      LEASE,
+      [0, 1].map((index) => ({ index, op: 'claim' as const })),
+    );
+    await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(3), [outcome(0, {}), outcome(1, { outcome: 'unknown' })]);
+    // 0 failed on leg 0 and is on leg 1: leg 0's provider has nothing to say about it now.
+    expect(await h.ledger.receipts(campaignId, runId, runNo, 100, [{ position: 0, leg: 0, delivered: false, at: Date.now() }])).toEqual(['conflict']);
+    // 1 was unknown on leg 0 and waits for leg 1: leg 0's provider says it was delivered after all — sent, and no SMS.
+    expect(await h.ledger.receipts(campaignId, runId, runNo, 100, [{ position: 1, leg: 0, delivered: true, at: Date.now() }])).toEqual(['applied']);
+    expect(await entry(1)).toMatchObject({ state: 'sent', delivery: 'delivered', leg: 0 });
+    expect(await h.ledger.claim(ref, 'A', LEASE, [{ index: 1, op: 'claim' }], 0, 1)).toMatchObject({ claimed: [] });
+    const run = await h.runs.getRun(campaignId, runId);
+    expect(run?.counts).toMatchObject({ pending: 1, sent: 1, unknown: 0, delivered: 1 });
+    expect(run?.byLeg).toEqual([
+      { leg: 0, entered: 2, sent: 1, movedOn: 1 },
+      { leg: 1, entered: 1, sent: 0, movedOn: 0 },
+    ]);
+  });
 });

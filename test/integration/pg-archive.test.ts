@@ -57,7 +57,7 @@ describe('the PostgreSQL archive', () => {
     expect(count).toBe(3000);
   });
 
-  it('upgrades an archive made before locales and receipts (migrations 2 and 3): old rows read as before, new rows keep their locale and delivery', async () => {
+  it('upgrades an archive made before locales, receipts and fallback (migrations 2 to 4): old rows read as before, new rows keep their locale, delivery and provider', async () => {
     const schema = `pushq_t_${randomBytes(4).toString('hex')}`;
     const old = archive(schema);
     await old.write(run('main'), rows(10));
@@ -65,8 +65,8 @@ describe('the PostgreSQL archive', () => {
     // As an earlier version left it: migration 1 only, no locale or delivery column.
     const client = new pg.Client({ connectionString: PG_URL });
     await client.connect();
-    await client.query(`ALTER TABLE "${schema}".run_results DROP COLUMN locale, DROP COLUMN delivery`);
-    await client.query(`DELETE FROM "${schema}".archive_migrations WHERE version IN (2, 3)`);
+    await client.query(`ALTER TABLE "${schema}".run_results DROP COLUMN locale, DROP COLUMN delivery, DROP COLUMN provider`);
+    await client.query(`DELETE FROM "${schema}".archive_migrations WHERE version IN (2, 3, 4)`);
     await client.end();
     const upgraded = archive(schema);
     const read: ResultRow[] = [];
@@ -74,8 +74,9 @@ describe('the PostgreSQL archive', () => {
     expect(read).toHaveLength(10);
     expect(read[0]).not.toHaveProperty('locale');
     expect(read[0]).not.toHaveProperty('delivery');
+    expect(read[0]).not.toHaveProperty('provider');
     async function* withLocale(): AsyncGenerator<ResultRow> {
-      yield { id: 'k', state: 'sent', locale: 'ko', delivery: 'delivered', attempts: 1, updatedAt: null, lastError: null };
+      yield { id: 'k', state: 'sent', locale: 'ko', delivery: 'delivered', provider: 'sms', attempts: 1, updatedAt: null, lastError: null };
     }
     await upgraded.write(run('o20261201T000000Z'), withLocale());
     expect(await upgraded.find('c1', 'o20261201T000000Z', 'k')).toEqual({
@@ -83,6 +84,7 @@ describe('the PostgreSQL archive', () => {
       state: 'sent',
       locale: 'ko',
       delivery: 'delivered',
+      provider: 'sms',
       attempts: 1,
       updatedAt: null,
       lastError: null,

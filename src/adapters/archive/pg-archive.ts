@@ -32,14 +32,14 @@ function fromCopyField(field: string): string | null {
 }
 
 const COLUMNS =
-  'run_created_at, campaign_id, run_id, position, recipient_id, state, attempts, reason, reason_detail, error_code, error_message, error_at, updated_at, locale, delivery';
+  'run_created_at, campaign_id, run_id, position, recipient_id, state, attempts, reason, reason_detail, error_code, error_message, error_at, updated_at, locale, delivery, provider';
 
 const ISO = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-const READ_COLUMNS = `recipient_id, state, attempts, reason, reason_detail, error_code, error_message, ${ISO('error_at')}, ${ISO('updated_at')}, locale, delivery`;
+const READ_COLUMNS = `recipient_id, state, attempts, reason, reason_detail, error_code, error_message, ${ISO('error_at')}, ${ISO('updated_at')}, locale, delivery, provider`;
 
 /** A row as the results export writes it, with its keys in the same order (so the NDJSON, and its SHA-256, are the same bytes). */
 function rowOf(f: Array<string | null>): ResultRow {
-  const [id, state, attempts, reason, reasonDetail, code, message, errorAt, updatedAt, locale, delivery] = f;
+  const [id, state, attempts, reason, reasonDetail, code, message, errorAt, updatedAt, locale, delivery, provider] = f;
   return {
     id: id!,
     state: state!,
@@ -47,6 +47,7 @@ function rowOf(f: Array<string | null>): ResultRow {
     ...(reasonDetail !== null ? { reasonDetail: reasonDetail! } : {}),
     ...(locale !== null && locale !== undefined ? { locale } : {}),
     ...(delivery === 'delivered' || delivery === 'undelivered' ? { delivery } : {}),
+    ...(provider !== null && provider !== undefined ? { provider } : {}),
     attempts: Number(attempts),
     updatedAt: updatedAt ?? null,
     lastError: code !== null ? { code: code!, message: message ?? '', at: errorAt ?? null } : null,
@@ -107,6 +108,11 @@ export class PgArchive implements ResultsArchive {
         // What a provider's receipt said of a sent recipient (delivered, undelivered).
         await c.query(`ALTER TABLE ${this.s}.run_results ADD COLUMN IF NOT EXISTS delivery text`);
         await c.query(`INSERT INTO ${this.s}.archive_migrations (version) VALUES (3)`);
+      }
+      if (!done.has(4)) {
+        // The provider of the leg a recipient ended on (channel fallback).
+        await c.query(`ALTER TABLE ${this.s}.run_results ADD COLUMN IF NOT EXISTS provider text`);
+        await c.query(`INSERT INTO ${this.s}.archive_migrations (version) VALUES (4)`);
       }
     }).catch((err: unknown) => {
       this.ready = null;
@@ -176,6 +182,7 @@ export class PgArchive implements ResultsArchive {
             copyField(row.updatedAt),
             copyField(row.locale),
             copyField(row.delivery),
+            copyField(row.provider),
           ].join('\t') + '\n',
       );
       await pipeline(Readable.from(body.chunks), c.query(copyFrom(`COPY ${this.s}.run_results (${COLUMNS}) FROM STDIN`)));

@@ -21,7 +21,11 @@ import { sendError, validationError } from './errors.js';
  *   in its console in `X-Toast-Webhook-Signature`, `MESSAGE_RESULT_UPDATE`
  *   events whose hooks carry the `recipientGroupingKey` pushq sent (the
  *   idempotency key) and a `resultCode` (`1000` or `MRC01`: delivered;
- *   anything else: undelivered). Other events are acknowledged and ignored.
+ *   anything else: undelivered). A message NHN re-sent by SMS itself
+ *   (nativeFallback) carries a `resendStatus`: `RSC04` the SMS went out
+ *   (delivered, on the SMS leg), `RSC05` it failed (undelivered, on the SMS
+ *   leg); `RSC02`/`RSC03` (waiting, in progress) are not final and wait for
+ *   the next hook. Other events are acknowledged and ignored.
  */
 export interface ReceiptSource {
   type: 'http' | 'alimtalk';
@@ -49,6 +53,7 @@ const genericBody = z.union([
 const nhnHook = z.looseObject({
   recipientGroupingKey: z.string().max(100).nullish(),
   resultCode: z.union([z.string(), z.number()]).nullish(),
+  resendStatus: z.string().nullish(),
   receiveDate: z.string().nullish(),
   createDate: z.string().nullish(),
 });
@@ -56,6 +61,8 @@ const nhnBody = z.looseObject({ event: z.string(), hooks: z.array(z.unknown()).m
 
 /** NHN's result codes that mean the message reached the phone. */
 const NHN_DELIVERED = new Set(['1000', 'MRC01']);
+/** NHN's re-send (대체 발송) statuses: done by SMS, failed; waiting and in progress are not final. */
+const NHN_RESENT = { done: 'RSC04', failed: 'RSC05', pending: new Set(['RSC02', 'RSC03']) } as const;
 
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
@@ -137,10 +144,16 @@ export function receiptsRouter(deps: { receipts: Receipts; sources: ReadonlyMap<
       for (const item of body.hooks) {
         const hook = nhnHook.safeParse(item);
         if (!hook.success || !hook.data.recipientGroupingKey) continue;
+        const delivered = NHN_DELIVERED.has(String(hook.data.resultCode ?? ''));
+        const resend = hook.data.resendStatus ?? '';
+        // The alimtalk failed and NHN's SMS is on its way: the next hook says how it went.
+        if (!delivered && NHN_RESENT.pending.has(resend)) continue;
+        const resent = !delivered && (resend === NHN_RESENT.done || resend === NHN_RESENT.failed);
         receipts.push({
           key: hook.data.recipientGroupingKey,
-          delivered: NHN_DELIVERED.has(String(hook.data.resultCode ?? '')),
+          delivered: delivered || resend === NHN_RESENT.done,
           at: nhnTime(hook.data.receiveDate ?? hook.data.createDate, now),
+          ...(resent ? { resent } : {}),
         });
       }
     }

@@ -4,7 +4,20 @@ import type { ResultRow } from '../../app/campaign-queries.js';
 import type { DryRunFailure, DryRunReport } from '../../app/dry-run.js';
 import { csvLine } from './csv.js';
 
-const CSV_COLUMNS = ['id', 'state', 'attempts', 'reason', 'reasonDetail', 'errorCode', 'errorMessage', 'errorAt', 'updatedAt', 'locale', 'delivery'] as const;
+const CSV_COLUMNS = [
+  'id',
+  'state',
+  'attempts',
+  'reason',
+  'reasonDetail',
+  'errorCode',
+  'errorMessage',
+  'errorAt',
+  'updatedAt',
+  'locale',
+  'delivery',
+  'provider',
+] as const;
 
 function csvRow(row: ResultRow): string {
   return csvLine([
@@ -19,6 +32,7 @@ function csvRow(row: ResultRow): string {
     row.updatedAt ?? '',
     row.locale ?? '',
     row.delivery ?? '',
+    row.provider ?? '',
   ]);
 }
 

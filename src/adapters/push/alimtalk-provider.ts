@@ -1,3 +1,4 @@
+import { smsText } from '../../domain/sms-text.js';
 import { createHash } from 'node:crypto';
 import type { Pool } from 'undici';
 import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
@@ -85,8 +86,30 @@ function alimtalkBody(config: AlimtalkProviderConfig, requests: readonly SendReq
       recipientNo: r.recipient[config.phoneField],
       templateParameter: templateParameters(config, r),
       recipientGroupingKey: r.idempotencyKey,
+      ...resendParameter(config, r),
     })),
   });
+}
+
+/**
+ * NHN's re-send by SMS (nativeFallback): the fallback leg's text as SMS when
+ * it fits 90 bytes of EUC-KR, else as LMS with its title. A text SMS cannot
+ * carry (an emoji) is not handed over: the recipient's alimtalk goes without
+ * it, and a refusal falls back through pushq's own SMS leg.
+ */
+function resendParameter(config: AlimtalkProviderConfig, request: SendRequest): { resendParameter?: Record<string, unknown> } {
+  if (!config.nativeFallback || !request.fallback) return {};
+  const text = smsText(request.fallback.title, request.fallback.body);
+  if (!text.ok) return {};
+  return {
+    resendParameter: {
+      isResend: true,
+      resendType: text.type,
+      ...(text.type === 'LMS' ? { resendTitle: text.title } : {}),
+      resendContent: text.body,
+      resendSendNo: config.resendSendNo,
+    },
+  };
 }
 
 function alimtalkHeaders(requests: readonly SendRequest[], secretKey: string): Record<string, string> {
@@ -132,8 +155,10 @@ export class AlimtalkProvider implements PushProvider {
   /** ES-private: never serialised or logged with the provider. */
   readonly #secretKey: string;
   private readonly invalidCodes: Set<number>;
+  readonly nativeFallback: boolean;
 
   constructor(private readonly config: AlimtalkProviderConfig) {
+    this.nativeFallback = config.nativeFallback;
     this.name = config.name;
     this.limits = providerLimits(config);
     this.retry = retryPolicy(config);

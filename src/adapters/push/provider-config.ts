@@ -218,8 +218,25 @@ const alimtalkProvider = z
      */
     retryTimeouts: z.boolean().optional(),
     receipts: receiptsConfig.optional(),
+    /**
+     * NHN's own SMS re-send (대체 발송, resendParameter): a campaign whose
+     * first fallback leg is an `sms` provider sends that leg's text with each
+     * alimtalk, and NHN sends it as SMS or LMS when the alimtalk cannot be
+     * delivered; its receipts say which (src/domain/fallback.ts).
+     */
+    nativeFallback: z.boolean().default(false),
+    /** The sender number NHN re-sends from (registered with NHN's SMS service): required with nativeFallback. */
+    resendSendNo: z
+      .string()
+      .regex(/^\d{3,20}$/, 'the registered sender number, digits only')
+      .optional(),
   })
-  .superRefine(oneSecret('secretKey'));
+  .superRefine(oneSecret('secretKey'))
+  .superRefine((config, ctx) => {
+    if (config.nativeFallback && !config.resendSendNo) {
+      ctx.addIssue({ code: 'custom', path: ['resendSendNo'], message: 'nativeFallback needs the sender number NHN re-sends from' });
+    }
+  });
 
 const smsProvider = z
   .object({

@@ -233,8 +233,12 @@ export class RedisLedger implements Ledger {
 
   async readPageEntries(campaignId: string, runId: string, page: number, pageSize: number, size: number): Promise<LedgerEntry[]> {
     const { run } = this.run({ campaignId, runId });
-    const raw = (await this.redis.getBuffer(run.records(page))) ?? Buffer.alloc(0);
-    const entries: LedgerEntry[] = Array.from({ length: size }, (_, i) => ({ record: decodeRecord(raw, i), lastError: null }));
+    const [raw, legs] = await Promise.all([run.records(page), run.legs(page)].map(async (key) => (await this.redis.getBuffer(key)) ?? Buffer.alloc(0)));
+    const entries: LedgerEntry[] = Array.from({ length: size }, (_, i) => ({
+      record: decodeRecord(raw!, i),
+      legs: decodeLegs(i < legs!.length ? legs![i]! : 0),
+      lastError: null,
+    }));
     // Only a recipient that was tried or held can have an error recorded.
     const asked = entries.flatMap(({ record }, i) => (record.attempts > 0 || record.reason !== 0 ? [i] : []));
     if (asked.length === 0) return entries;
@@ -251,13 +255,13 @@ export class RedisLedger implements Ledger {
     runId: string,
     runNo: number,
     pageSize: number,
-    receipts: ReadonlyArray<{ position: number; delivered: boolean; at: number }>,
+    receipts: ReadonlyArray<{ position: number; delivered: boolean; at: number; leg?: number; resent?: boolean }>,
   ): Promise<ReceiptOutcome[]> {
     if (receipts.length === 0) return [];
     const { campaign, run } = this.run({ campaignId, runId });
     const keys = [run.run, run.bad, campaign.meta(), ...receipts.map((r) => run.records(Math.floor(r.position / pageSize)))];
     const args: Array<string | number> = [this.masks.maskFor(campaignId), runNo];
-    for (const r of receipts) args.push(r.position % pageSize, r.position, r.delivered ? 'd' : 'x', Math.round(r.at));
+    for (const r of receipts) args.push(r.position % pageSize, r.position, r.delivered ? 'd' : 'x', Math.round(r.at), r.leg ?? 0, r.resent ? 1 : 0);
     return ((await this.scripts.run('receipt', keys, args)) as string[]).map((o) => o as ReceiptOutcome);
   }
 

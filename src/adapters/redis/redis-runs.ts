@@ -69,6 +69,7 @@ export function parseRun(campaignId: string, hash: Record<string, string>): RunS
     deliverAt: hash.deliverAt ? (JSON.parse(hash.deliverAt) as DeliverAt) : null,
     deferredBy: deferredBy(hash),
     byLeg: legCountsOf(hash, num(hash.total), num(hash.sent)),
+    chain: hash.chain ? (JSON.parse(hash.chain) as string[]) : null,
   };
 }
 

@@ -27,6 +27,16 @@ export interface AlimtalkRequestSeen {
   idempotencyKey: string;
 }
 
+/** An SMS or LMS NHN sent itself for an alimtalk that could not be delivered (resendParameter, 대체 발송). */
+export interface AlimtalkResend {
+  recipientNo: string;
+  type: 'SMS' | 'LMS';
+  title: string | null;
+  content: string;
+  sendNo: string;
+  recipientGroupingKey: string;
+}
+
 export const ACCOUNT_CODES = { badAppKey: -1000, badSecret: -1001 } as const;
 export const REPLAYED = -1005;
 export const BAD_TEMPLATE = -3006;
@@ -35,6 +45,10 @@ export const RECIPIENT_CODES = { notKakaoUser: -3024, invalidNumber: -3029, bloc
 
 export class FakeAlimtalk {
   readonly deliveries: AlimtalkDelivery[] = [];
+  /** What NHN re-sent by SMS itself: a recipient who is not a KakaoTalk user, when the request carried a resendParameter. */
+  readonly resends: AlimtalkResend[] = [];
+  /** The MESSAGE_RESULT_UPDATE hooks NHN would post for what it took: delivered (MRC01), or re-sent (RSC04). */
+  readonly hooks: Array<Record<string, unknown>> = [];
   readonly requests: AlimtalkRequestSeen[] = [];
   /** Result codes of refused requests, in order. */
   readonly refused: number[] = [];
@@ -82,7 +96,12 @@ export class FakeAlimtalk {
     let request: {
       senderKey?: string;
       templateCode?: string;
-      recipientList?: Array<{ recipientNo?: string; templateParameter?: Record<string, string>; recipientGroupingKey?: string }>;
+      recipientList?: Array<{
+        recipientNo?: string;
+        templateParameter?: Record<string, string>;
+        recipientGroupingKey?: string;
+        resendParameter?: { isResend?: boolean; resendType?: 'SMS' | 'LMS'; resendTitle?: string; resendContent?: string; resendSendNo?: string };
+      }>;
     };
     try {
       request = JSON.parse(body);
@@ -97,7 +116,26 @@ export class FakeAlimtalk {
     this.requests.push({ at: now, recipients: list.length, idempotencyKey });
     const sendResults = list.map((r, i) => {
       const recipientNo = String(r.recipientNo ?? '');
+      const recipientGroupingKey = String(r.recipientGroupingKey ?? '');
+      const resend = r.resendParameter;
+      // Not a KakaoTalk user, but a re-send was asked for: NHN takes it, and sends the text as SMS or LMS itself.
+      if (resend?.isResend && recipientNo.startsWith(NOT_KAKAO_PREFIX)) {
+        if (!resend.resendContent || !resend.resendSendNo || (resend.resendType !== 'SMS' && resend.resendType !== 'LMS')) {
+          return { recipientSeq: i + 1, recipientNo, resultCode: -2010, resultMessage: 'Invalid resendParameter', recipientGroupingKey };
+        }
+        this.resends.push({
+          recipientNo,
+          type: resend.resendType,
+          title: resend.resendTitle ?? null,
+          content: resend.resendContent,
+          sendNo: resend.resendSendNo,
+          recipientGroupingKey,
+        });
+        this.hooks.push({ recipientNo, recipientGroupingKey, resultCode: 'MRC02', resendStatus: 'RSC04', receiveDate: '2026-12-06 09:00:00' });
+        return { recipientSeq: i + 1, recipientNo, resultCode: 0, resultMessage: 'SUCCESS', recipientGroupingKey };
+      }
       const [resultCode, resultMessage] = answer(recipientNo);
+      if (resultCode === 0) this.hooks.push({ recipientNo, recipientGroupingKey, resultCode: 'MRC01', receiveDate: '2026-12-06 09:00:00' });
       if (resultCode === 0) {
         this.deliveries.push({
           recipientNo,
@@ -144,10 +182,13 @@ export class FakeAlimtalk {
   }
 }
 
+/** Numbers of people who are not KakaoTalk users. */
+const NOT_KAKAO_PREFIX = '0101111';
+
 /** How the fake answers one recipient, chosen by the phone number's prefix. */
 function answer(recipientNo: string): [number, string] {
   if (recipientNo.startsWith('0100000')) return [RECIPIENT_CODES.invalidNumber, 'Invalid recipient number'];
-  if (recipientNo.startsWith('0101111')) return [RECIPIENT_CODES.notKakaoUser, 'Not a KakaoTalk user'];
+  if (recipientNo.startsWith(NOT_KAKAO_PREFIX)) return [RECIPIENT_CODES.notKakaoUser, 'Not a KakaoTalk user'];
   if (recipientNo.startsWith('0102222')) return [RECIPIENT_CODES.blockedByUser, 'The user blocked the channel'];
   return [0, 'SUCCESS'];
 }

@@ -59,7 +59,7 @@ local spentBefore = spent
 local function skip(index, attempts, reason, code, detail)
   local position = tonumber(ARGV[1]) * pageSize + index
   leaveDeferral(d, reason)
-  if not inDoubt(reason) and code == TOKEN_INVALID and fallBack(KEYS[1], KEYS[2], index, reason, 't', elapsed, rules, d) then
+  if not inDoubt(reason) and code == TOKEN_INVALID and fallBack(KEYS[1], KEYS[2], KEYS[5], position, index, reason, 't', elapsed, rules, d) then
     -- On the next leg now (why: its legs byte).
   elseif inDoubt(reason) then
     writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)

@@ -89,7 +89,10 @@ for i = 8, #ARGV, 6 do
       if not inDoubt(flags) then flags = flags + IN_DOUBT end
       op = 't'
     end
-    if op == 't' and attempts >= maxAttempts then op = 'f' end
+    -- Attempts spent on answers that were not refusals (server errors, timeouts retried): failed, but one of those
+    -- requests may have been taken, so such a failure never moves on to another channel.
+    local exhausted = op == 't' and attempts >= maxAttempts
+    if exhausted then op = 'f' end
     if op == 'r' then
       local last = redis.call('HGET', KEYS[5], position)
       requeues = (last and tonumber(cjson.decode(last).requeues or 0) or 0) + 1
@@ -111,7 +114,8 @@ for i = 8, #ARGV, 6 do
       d.early = d.early - 1
       op = 's'
     end
-    if (op == 'f' or op == 'u') and not cancelled and fallBack(KEYS[1], KEYS[2], index, flags, op == 'u' and 'u' or why, elapsed, rules, d) then
+    if (op == 'u' or (op == 'f' and not exhausted)) and not cancelled
+      and fallBack(KEYS[1], KEYS[2], KEYS[5], position, index, flags, op == 'u' and 'u' or why, elapsed, rules, d) then
       -- Ended on this leg for a reason the chain moves on from: pending on the next (no failure counted, nothing sent
       -- twice). Why it left is its legs byte; no error text is kept for it (a fifth of a list may move on).
     elseif cancelled and goesBack(op) then
@@ -140,14 +144,18 @@ for i = 8, #ARGV, 6 do
       d.pending = d.pending - 1
       if op == 'f' then d.failed = d.failed + 1 else d.unknown = d.unknown + 1 end
     else
-      if op == 'r' or op == 'n' then
-        attempts = attempts - 1
-        -- Never sent on this leg after all: its message budget gets it back.
-        if budget and attempts == 0 then d['leg:' .. leg .. ':msgs'] = (d['leg:' .. leg .. ':msgs'] or 0) - 1 end
-      end
+      if op == 'r' or op == 'n' then attempts = attempts - 1 end
       writeRecord(KEYS[2], index, PENDING, attempts, flags, elapsed + delay)
       if op ~= 'n' and code ~= '' then recordError(KEYS[5], position, code, message, attempts, wall, requeues) end
       if inDoubt(flags) then noteDoubt(KEYS[1], position, true) end
+    end
+    -- A leg's message budget counts a recipient's first claim on it (claim.lua). Handed back unsent, or refused
+    -- before any request (no address), it gets that back; a claim lost in a failover never counted, so its
+    -- confirm counts a message that went out instead.
+    if budget and attempt == 1 then
+      local unsent = goesBack(op) and op ~= 't' or why == 'n'
+      local delta = lost and (unsent and 0 or 1) or (unsent and -1 or 0)
+      if delta ~= 0 then d['leg:' .. leg .. ':msgs'] = (d['leg:' .. leg .. ':msgs'] or 0) + delta end
     end
     -- A lost claim found the record pending in doubt; it is not pending any more unless it went back.
     if lost and inDoubt(reason) and not goesBack(op) then noteDoubt(KEYS[1], position, false) end

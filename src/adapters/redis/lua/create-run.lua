@@ -30,7 +30,7 @@ if not status then return { 'missing' } end
 if not string.find(',' .. ARGV[2] .. ',', ',' .. status .. ',', 1, true) then return { 'state', status } end
 if redis.call('EXISTS', KEYS[2]) == 1 then return { 'exists', status } end
 if ARGV[12] and ARGV[12] ~= '' and redis.call('HGET', KEYS[1], 'updatedAt') ~= ARGV[12] then return { 'changed', status } end
-local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets', 'expiresAt', 'expiresAfter', 'paceTps', 'paceSpreadMs', 'deliverAt', 'fb', 'fbMax')
+local meta = redis.call('HMGET', KEYS[1], 'priority', 'rv', 'total', 'pages', 'pageSize', 'buckets', 'expiresAt', 'expiresAfter', 'paceTps', 'paceSpreadMs', 'deliverAt', 'fb', 'fbMax', 'provider', 'fallback')
 local list = { rv = meta[2], total = meta[3], pages = meta[4], pageSize = meta[5], buckets = meta[6] }
 if ARGV[6] and ARGV[6] ~= '' then
   list = { rv = ARGV[6], total = ARGV[7], pages = ARGV[8], pageSize = ARGV[9], buckets = ARGV[10] }
@@ -81,7 +81,15 @@ if not aside then
   setRunPace(KEYS[2], tonumber(meta[9] or ''), tonumber(meta[10] or ''), now)
   if meta[11] and meta[11] ~= '' then redis.call('HSET', KEYS[2], 'deliverAt', meta[11]) end
   -- Its fallback rules (src/domain/fallback.ts fallbackRules), as they are now: a later edit never changes a run.
-  if meta[12] and meta[12] ~= '' then redis.call('HSET', KEYS[2], 'fb', meta[12], 'fbMax', meta[13] or '') end
+  -- and its providers by leg (`chain`, JSON), so its results name the channel whatever the campaign becomes.
+  if meta[12] and meta[12] ~= '' then
+    local chain = { meta[14] }
+    local ok, legs = pcall(cjson.decode, meta[15] or '')
+    if ok and type(legs) == 'table' then
+      for _, leg in ipairs(legs) do chain[#chain + 1] = leg.provider end
+    end
+    redis.call('HSET', KEYS[2], 'fb', meta[12], 'fbMax', meta[13] or '', 'chain', cjson.encode(chain))
+  end
 end
 if ARGV[11] ~= '1' then redis.call('HSET', KEYS[1], 'status', 'running', 'latestRun', ARGV[1], 'updatedAt', now) end
 emit(KEYS[1], 'run.started', ARGV[1], now, 'trigger', ARGV[4], 'total', total)

@@ -111,8 +111,9 @@ end
 -- Moves a recipient whose leg just ended with `why` (a letter) on to the
 -- next leg, when the run's rules say so: pending again, due now, no
 -- attempts spent on the new leg, its frequency-cap mark kept (a fallback is
--- the same message, not a second one). Returns true when it moved on.
-local function fallBack(runKey, recordsKey, index, reason, why, elapsed, rules, d)
+-- the same message, not a second one), the last leg's error and requeue
+-- count gone (the new leg's provider has its own). Returns true when it moved on.
+local function fallBack(runKey, recordsKey, errorsKey, position, index, reason, why, elapsed, rules, d)
   if not rules then return false end
   local byte = readLegs(recordsKey, index)
   local leg = byte % 4
@@ -121,6 +122,7 @@ local function fallBack(runKey, recordsKey, index, reason, why, elapsed, rules, 
   local moved = byte - leg + (leg + 1) + LEFT_CODE[why] * 4 ^ (leg + 1)
   redis.call('SETRANGE', legsKeyOf(recordsKey), index, string.char(moved))
   writeRecord(recordsKey, index, PENDING, 0, counted(reason) and COUNTED or 0, elapsed)
+  redis.call('HDEL', errorsKey, position)
   d['leg:' .. leg .. ':out'] = (d['leg:' .. leg .. ':out'] or 0) + 1
   d['leg:' .. (leg + 1) .. ':in'] = (d['leg:' .. (leg + 1) .. ':in'] or 0) + 1
   return true
