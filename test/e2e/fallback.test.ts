@@ -167,6 +167,13 @@ describe('channel fallback', () => {
     const dry = await stack.client.request('POST', `/api/campaigns/${emoji}/dry-run`);
     expect(dry.body).toMatchObject({ ok: true, fallback: [{ leg: 1, provider: 'sms', ok: false, failed: 20 }] });
 
+    // A frequency cap of one message a day counts a person once across legs: the SMS is the same message, not a second.
+    const capped = audience(2500, 20).filter((r) => r.kind === 'sms');
+    const cappedFrom = sms.deliveries.length;
+    const cappedId = await launchCampaign(stack.client, capped, { ...fallbackToSms(), frequencyCap: { max: 1, per: '24h' } });
+    expect((await waitForStatus(stack.client, cappedId, 'completed')).counts).toMatchObject({ total: 4, sent: 4, skipped: 0 });
+    expect(sms.deliveries.length - cappedFrom).toBe(4);
+
     const recipients = audience(2000, 200).filter((r) => r.kind === 'sms');
     const smsFrom = sms.deliveries.length;
     const id = await launchCampaign(stack.client, recipients, fallbackToSms({ maxMessages: 17 }));

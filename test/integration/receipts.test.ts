@@ -141,7 +141,7 @@ describe('receipts', () => {
     expect((await client.request('GET', `/api/campaigns/${id}/recipients/c`)).body).toMatchObject({ state: 'sent', delivery: 'undelivered' });
     expect((await client.request('GET', `/api/campaigns/${id}/recipients/d`)).body).not.toHaveProperty('delivery');
     const csv = String((await client.request('GET', `/api/campaigns/${id}/runs/main/results?format=csv`)).body);
-    expect(csv.split('\n')[0]).toMatch(/,delivery$/);
+    expect(csv.split('\n')[0]).toMatch(/,delivery,provider$/);
     await waitFor(() => hooks.recipientEvents(id).length === 4, { what: 'the delivery events' });
     expect(hooks.recipientEvents(id).sort()).toEqual([
       'recipient.delivered|main|a',
