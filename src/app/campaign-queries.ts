@@ -2,6 +2,7 @@ import { DomainError, ErrorCodes } from '../domain/errors.js';
 import { recipientId, recipientRecord, type RecipientRecord } from '../domain/recipient.js';
 import type { Campaign } from '../domain/campaign.js';
 import { reasonName } from '../domain/respect.js';
+import { SERIES_WINDOW_S, type RunSeriesStore, type SeriesPoint } from './run-series.js';
 import type { LeftBecause, Legs } from '../domain/fallback.js';
 import { campaignView, countsView, iso, latestRun, requireCampaign, runView, type CampaignView, type CountsView, type RunView } from './campaign-view.js';
 import { recipientEventsOf, runEventData, type OutboxEntry } from '../domain/outbox.js';
@@ -116,8 +117,18 @@ export class CampaignQueries {
       ledger: Pick<Ledger, 'readEntry' | 'readPageEntries' | 'listBad'>;
       /** Where archived runs are read from. */
       archive: ResultsArchive;
+      /** Runs' per-second outcomes (the campaign page's chart). */
+      series?: Pick<RunSeriesStore, 'read'>;
     },
   ) {}
+
+  /** A run's per-second outcomes of its last hour (src/app/run-series.ts), oldest first. */
+  async series(campaignId: string, runId: string): Promise<{ runId: string; windowSeconds: number; points: SeriesPoint[] }> {
+    await requireCampaign(this.deps.store, campaignId);
+    const run = RUN_ID_PATTERN.test(runId) ? await this.deps.runs.getRun(campaignId, runId) : null;
+    if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId.slice(0, 128))}`);
+    return { runId, windowSeconds: SERIES_WINDOW_S, points: this.deps.series ? await this.deps.series.read(campaignId, runId) : [] };
+  }
 
   private async load(id: string): Promise<{ campaign: Campaign; run: RunState | null }> {
     const campaign = await requireCampaign(this.deps.store, id);

@@ -11,6 +11,7 @@ import { REASONS } from '../domain/respect.js';
 import { renderContext, type CompiledMessage, type CompiledMessages } from '../domain/template.js';
 import { ConfirmBuffer, type ConfirmBufferOptions } from './confirm-buffer.js';
 import type { MessageIdBuffer } from './message-id-buffer.js';
+import type { RunSeries } from './run-series.js';
 import type { AppEvents } from './events.js';
 import type { HeldPage, LeaseHalt, LeaseRenewer } from './lease-renewer.js';
 import type { RunPump } from './pump.js';
@@ -79,6 +80,8 @@ export interface SendPageDeps {
   templates: CompiledMessages;
   /** Where providers' own message ids go (providers that send receipts naming them). */
   messageIds?: MessageIdBuffer;
+  /** Each run's per-second outcomes, for the campaign page's chart. */
+  series?: RunSeries;
   events: AppEvents;
   log: Logger;
   options: SendPageOptions;
@@ -359,7 +362,7 @@ export class SendPage {
       const halt = this.halted(await this.claim(work, directives.slice(i, i + PARK_BATCH)));
       if (halt) return halt;
     }
-    this.countGated(directives);
+    this.countGated(directives, work.ref);
     return null;
   }
 
@@ -481,7 +484,7 @@ export class SendPage {
       if (halt.kind === 'unreplicated') this.unreplicated(work, halt.count);
       return halt;
     }
-    this.countGated(gate.directives);
+    this.countGated(gate.directives, work.ref);
     if (claim.claimed.length > 0) this.deps.events.emit('ledger:transitions', { to: 'claimed', count: claim.claimed.length });
     for (let i = 0; i < claim.claimed.length; i += allotment.perRequest) {
       const group = claim.claimed.slice(i, i + allotment.perRequest);
@@ -551,7 +554,7 @@ export class SendPage {
     work.log.error({ count }, 'claims not replicated: too few replicas acknowledged them in time (REDIS_WAIT_REPLICAS); nothing is sent until they do');
   }
 
-  private countGated(directives: readonly ClaimDirective[]): void {
+  private countGated(directives: readonly ClaimDirective[], ref: PageRef): void {
     const held = new Map<string, number>();
     for (const d of directives) {
       if (d.op === 'claim') continue;
@@ -565,6 +568,7 @@ export class SendPage {
     }
     for (const [key, count] of held) {
       const [outcome, reason] = key.split('|') as ['skipped' | 'deferred', string];
+      this.deps.series?.add(ref, outcome, count);
       this.deps.events.emit('ledger:transitions', { to: outcome, count });
       this.deps.events.emit('recipients:held', { outcome, reason, count });
     }
@@ -646,6 +650,7 @@ export class SendPage {
       }
       const settled = unsent ?? settlement(outcome, attempt, provider.retry);
       work.confirms.add({ index, attempt, ...settled });
+      if (settled.outcome !== 'unclaim') this.deps.series?.add(ref, settled.outcome);
       events.emit('ledger:transitions', { to: settled.outcome, count: 1 });
     });
     const pauseFor = outcomes ? pushback(outcomes) : null;

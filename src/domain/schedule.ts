@@ -156,10 +156,18 @@ export interface ScheduleView {
   cron?: string;
   timezone?: string;
   nextRunAt: string | null;
+  /** The next five occurrences (one for `at`), ISO-8601 UTC; the campaign page shows them in the schedule's zone. */
+  next: string[];
 }
 
 export function scheduleView(spec: ScheduleSpec, now: number): ScheduleView {
-  const next = nextOccurrence(spec, now - 1);
+  const next: string[] = [];
+  for (let after = now - 1; next.length < 5;) {
+    const at = nextOccurrence(spec, after);
+    if (at === null) break;
+    next.push(new Date(at).toISOString());
+    after = at;
+  }
   const base = spec.kind === 'at' ? { kind: spec.kind, at: new Date(spec.at).toISOString() } : { kind: spec.kind, cron: spec.cron, timezone: spec.timezone };
-  return { ...base, nextRunAt: next === null ? null : new Date(next).toISOString() };
+  return { ...base, nextRunAt: next[0] ?? null, next };
 }

@@ -1,3 +1,4 @@
+import { RedisRunSeries } from '../adapters/redis/redis-series.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
@@ -175,7 +176,13 @@ export async function startApiRole(deps: {
       log,
     }),
     lifecycle,
-    queries: new CampaignQueries({ store: s.store, runs: s.runs, ledger: s.ledger, archive: deps.archive }),
+    queries: new CampaignQueries({
+      store: s.store,
+      runs: s.runs,
+      ledger: s.ledger,
+      archive: deps.archive,
+      series: new RedisRunSeries(redis, s.keys, s.scripts),
+    }),
     retryFailed: new RetryFailed({ store: s.store, runs: s.runs, ledger: s.ledger, starter: s.starter, pageSize: config.pageSize, memory }),
     upload: new UploadRecipients({ store: s.store, runs: s.runs, lifecycle, memory }),
     providers: providerQueries,

@@ -1,3 +1,5 @@
+import { RunSeries } from '../app/run-series.js';
+import { RedisRunSeries } from '../adapters/redis/redis-series.js';
 import type { RedisClient } from '../adapters/redis/connection.js';
 import type { AppEvents } from '../app/events.js';
 import type { Logger } from '../app/ports.js';
@@ -79,6 +81,7 @@ export function startWorkerRole(deps: {
   const renewer = new LeaseRenewer({ ledger: s.ledger, log }, { leaseMs: config.leaseMs, intervalMs: Math.max(100, Math.floor(config.leaseMs / 4)) });
   const stopping = new AbortController();
   const messageIds = new MessageIdBuffer(new RedisMessageIds(redis, s.keys, s.scripts, config.receiptWindowMs), log);
+  const series = new RunSeries(new RedisRunSeries(redis, s.keys, s.scripts), log);
   const paces = new RunPaces({ runs: s.runs, log });
   const sendPage = new SendPage({
     campaigns: s.store,
@@ -93,6 +96,7 @@ export function startWorkerRole(deps: {
     caps: s.frequencyCaps,
     templates: new CompiledMessages(),
     messageIds,
+    series,
     events,
     log,
     options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
@@ -151,6 +155,7 @@ export function startWorkerRole(deps: {
       stopping.abort();
       await Promise.all([senders.close(), scheduled.close(), supervisor.stop(), janitor.stop(), dispatcher.stop()]);
       await messageIds.flush();
+      await series.close();
       await webhookClient.close();
       renewer.stop();
       paces.stop();

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -37,6 +38,10 @@ export interface HttpAppDeps extends RouteDeps {
 export const BOARD_PATH = '/admin/queues';
 const PAGE = new URL('./page/', import.meta.url);
 const asset = (name: string) => readFileSync(new URL(name, PAGE), 'utf8');
+const requireFrom = createRequire(import.meta.url);
+const vendored = new Map<string, string>();
+/** A file of an installed package, read once. */
+const vendor = (path: string) => vendored.get(path) ?? vendored.set(path, readFileSync(requireFrom.resolve(path), 'utf8')).get(path)!;
 
 /** Bull Board twice: full for the admin, read-only (enforced by the board's own API) for viewers. */
 function boards(queues: Queue[]): { admin: RequestHandler; viewer: RequestHandler } {
@@ -184,6 +189,28 @@ export function createHttpApp(deps: HttpAppDeps): Express {
       webhooks: webhooks.items.map(({ name, source, events, enabled, disabled, deadLetters }) => ({ name, source, events, enabled, disabled, deadLetters })),
     });
   });
+  app.get('/admin/campaigns/role', (_req, res) => {
+    res.json({ role: res.locals.role });
+  });
+  // uPlot, the charts' one library, from its package (no build step).
+  app.get('/admin/campaigns/uplot.js', (_req, res) => {
+    res.type('js').send(vendor('uplot/dist/uPlot.iife.min.js'));
+  });
+  app.get('/admin/campaigns/uplot.css', (_req, res) => {
+    res.type('css').send(vendor('uplot/dist/uPlot.min.css'));
+  });
+  for (const name of ['campaign.js', 'new.js']) {
+    app.get(`/admin/campaigns/${name}`, (_req, res) => {
+      res.type('js').send(asset(name));
+    });
+  }
+  app.get('/admin/campaigns/new', (_req, res) => {
+    res.type('html').send(asset('new.html'));
+  });
+  app.get('/admin/campaigns/:id', (req, res, next) => {
+    if (!campaignIdParam.safeParse(req.params).success) return next();
+    res.type('html').send(asset('campaign.html'));
+  });
   app.post('/admin/campaigns/:id/:action', async (req, res) => {
     const action = String(req.params.action);
     const id = campaignIdParam.safeParse(req.params);
@@ -193,6 +220,17 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     }
     res.json(await deps.lifecycle[action](id.data.id));
   });
+
+  // The whole API for the pages, under the browser's credentials: the same routes, schemas and roles
+  // (a viewer reads, only an admin changes), and every change needs the page's header (CSRF).
+  app.use('/admin/api', browserAuth, adminOnlyWrites, (req, res, next) => {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && req.headers[PAGE_HEADER] !== '1') {
+      return sendError(res, ErrorCodes.FORBIDDEN, `page actions need the ${PAGE_HEADER} header the page sends (a form from elsewhere cannot)`);
+    }
+    next();
+  });
+  app.use('/admin/api', apiRouter(routes, deps.maxBodyBytes));
+  app.use('/admin/api', notFoundHandler);
 
   app.use(notFoundHandler);
   app.use(errorHandler(deps.log));

@@ -342,6 +342,16 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       handle: (req, _res, { query }) => deps.queries.runs(campaignId(req), query.limit),
     }),
     route({
+      operationId: 'getRunSeries',
+      method: 'get',
+      path: '/campaigns/:id/runs/:runId/series',
+      summary:
+        "A run's outcomes second by second over its last hour, as the workers counted them (sent, failed, unknown, retry, requeue at the provider; skipped, deferred by the gate): what the campaign page charts",
+      access: 'read',
+      query: noQuery,
+      handle: (req) => deps.queries.series(campaignId(req), String(req.params.runId)),
+    }),
+    route({
       operationId: 'listEvents',
       method: 'get',
       path: '/campaigns/:id/events',

@@ -229,6 +229,7 @@ export class CampaignKeys {
       run: base,
       records: (page: number) => `${base}:st:${page}`,
       legs: (page: number) => `${base}:lg:${page}`,
+      series: `${base}:ts`,
       recordsPrefix: `${base}:st:`,
       lease: (page: number) => `${base}:lease:${page}`,
       leasePrefix: `${base}:lease:`,
@@ -250,6 +251,8 @@ export interface RunKeys {
   run: string;
   /** String of fixed-width ledger records for one page (see domain/ledger.ts). */
   records(page: number): string;
+  /** The run's per-second series of outcomes (src/app/run-series.ts), a bounded ring of slots. */
+  series: string;
   /** One byte per recipient of a page: its fallback leg (domain/fallback.ts); the scripts derive it from `records(page)`. */
   legs(page: number): string;
   /** `records(page)` is this followed by the page number (for scripts that walk pages). */

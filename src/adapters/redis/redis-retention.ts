@@ -58,7 +58,7 @@ export class RedisRetention implements Retention {
 
   async dropRunData(campaignId: string, runId: string, pages: number): Promise<void> {
     const run = this.keys.campaign(campaignId).run(runId);
-    const names = [run.errors, run.bad, run.open, run.unfinished, run.parked, run.doubt, run.early, run.waves, run.leases];
+    const names = [run.errors, run.bad, run.open, run.unfinished, run.parked, run.doubt, run.early, run.waves, run.leases, run.series];
     for (let page = 0; page < pages; page += 1) names.push(run.records(page), run.legs(page), run.lease(page));
     await unlinkAll(this.redis, names);
   }

@@ -48,6 +48,7 @@ const SCRIPT_KEYS = {
   receipt: 'any',
   /** One key per day of the receipt window, in one bucket (one hash tag). */
   'message-id-find': 'any',
+  'series-add': 1,
 } as const;
 
 export type ScriptName = keyof typeof SCRIPT_KEYS;

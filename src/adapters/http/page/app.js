@@ -49,7 +49,11 @@ function render(campaign, now) {
   tr.dataset.id = campaign.id;
   tr.dataset.status = campaign.status;
   const name = document.createElement('td');
-  name.append(text('div', campaign.name), text('div', campaign.id, 'id'));
+  const link = text('a', campaign.name);
+  link.href = '/admin/campaigns/' + encodeURIComponent(campaign.id);
+  const title = document.createElement('div');
+  title.append(link);
+  name.append(title, text('div', campaign.id, 'id'));
   tr.append(name, text('td', campaign.status, 'status-' + campaign.status));
   const barCell = document.createElement('td');
   const bar = document.createElement('div');
