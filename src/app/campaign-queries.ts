@@ -123,11 +123,13 @@ export class CampaignQueries {
   ) {}
 
   /** A run's per-second outcomes of its last hour (src/app/run-series.ts), oldest first. */
-  async series(campaignId: string, runId: string): Promise<{ runId: string; windowSeconds: number; points: SeriesPoint[] }> {
+  async series(campaignId: string, runId: string): Promise<{ runId: string; windowSeconds: number; now: number; points: SeriesPoint[] }> {
     await requireCampaign(this.deps.store, campaignId);
     const run = RUN_ID_PATTERN.test(runId) ? await this.deps.runs.getRun(campaignId, runId) : null;
     if (!run) throw new DomainError(ErrorCodes.RUN_NOT_FOUND, `campaign ${campaignId} has no run ${JSON.stringify(runId.slice(0, 128))}`);
-    return { runId, windowSeconds: SERIES_WINDOW_S, points: this.deps.series ? await this.deps.series.read(campaignId, runId) : [] };
+    const points = this.deps.series ? await this.deps.series.read(campaignId, runId) : [];
+    // The server's clock, which the chart cuts at (not the browser's).
+    return { runId, windowSeconds: SERIES_WINDOW_S, now: Math.floor(Date.now() / 1000), points };
   }
 
   private async load(id: string): Promise<{ campaign: Campaign; run: RunState | null }> {

@@ -1,7 +1,7 @@
 import { LEDGER_BYTES_PER_RECIPIENT, type MemoryGuard } from './memory-guard.js';
 import { invalidState } from '../domain/campaign.js';
 import { campaignNotFound, DomainError, ErrorCodes } from '../domain/errors.js';
-import { parseSchedule } from '../domain/schedule.js';
+import { parseSchedule, scheduleView, type ScheduleView } from '../domain/schedule.js';
 import { currentView, type CampaignView } from './campaign-view.js';
 import type { DryRun } from './dry-run.js';
 import type { CampaignStore, Lifecycle, Locks, Logger, Runs, ScheduleBefore, Scheduler } from './ports.js';
@@ -30,6 +30,12 @@ export class ScheduleCampaign {
       renders?: Pick<DryRun, 'assertRenders'>;
     },
   ) {}
+
+  /** What a schedule would be, checked as `execute` checks it, with its next occurrences: nothing is changed. */
+  preview(input: { at?: string; cron?: string; timezone?: string }): ScheduleView {
+    const now = Date.now();
+    return scheduleView(parseSchedule(input, now, this.deps.minIntervalMs), now);
+  }
 
   async execute(campaignId: string, input: { at?: string; cron?: string; timezone?: string }): Promise<CampaignView> {
     const spec = parseSchedule(input, Date.now(), this.deps.minIntervalMs);

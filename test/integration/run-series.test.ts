@@ -20,6 +20,11 @@ describe("a run's per-second series", () => {
     now += SERIES_WINDOW_S * 1000;
     await store.add('c1', 'main', [point(sec - 1 + SERIES_WINDOW_S, 4)]);
     expect(await store.read('c1', 'main')).toEqual([point(sec - 1 + SERIES_WINDOW_S, 4)]);
+    // A worker whose clock is a window behind does not overwrite the newer second in its slot.
+    await store.add('c1', 'main', [point(sec - 1, 9)]);
+    expect(await store.read('c1', 'main')).toEqual([point(sec - 1 + SERIES_WINDOW_S, 4)]);
+    // Gone a window after the last count.
+    expect(await h.redis.ttl(h.keys.campaign('c1').run('main').series)).toBeGreaterThan(SERIES_WINDOW_S);
     for (let i = 0; i < 3 * SERIES_WINDOW_S; i += 97) await store.add('c1', 'main', [point(sec + i, 1)]);
     expect(await h.redis.hlen(h.keys.campaign('c1').run('main').series)).toBeLessThanOrEqual(SERIES_WINDOW_S);
   });

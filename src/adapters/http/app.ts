@@ -190,7 +190,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
     });
   });
   app.get('/admin/campaigns/role', (_req, res) => {
-    res.json({ role: res.locals.role });
+    res.json({ role: res.locals.role, maxUploadBytes: deps.maxUploadBytes });
   });
   // uPlot, the charts' one library, from its package (no build step).
   app.get('/admin/campaigns/uplot.js', (_req, res) => {
@@ -223,7 +223,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
 
   // The whole API for the pages, under the browser's credentials: the same routes, schemas and roles
   // (a viewer reads, only an admin changes), and every change needs the page's header (CSRF).
-  app.use('/admin/api', browserAuth, adminOnlyWrites, (req, res, next) => {
+  app.use('/admin/api', pageHeaders, browserAuth, adminOnlyWrites, (req, res, next) => {
     if (req.method !== 'GET' && req.method !== 'HEAD' && req.headers[PAGE_HEADER] !== '1') {
       return sendError(res, ErrorCodes.FORBIDDEN, `page actions need the ${PAGE_HEADER} header the page sends (a form from elsewhere cannot)`);
     }

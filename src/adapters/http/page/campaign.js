@@ -10,6 +10,7 @@ let role = 'viewer';
 let campaign = null;
 let failuresCursor = null;
 let failuresShownFor = null;
+let paged = false;
 let rateChart = null;
 let totalChart = null;
 let tps = null;
@@ -47,12 +48,15 @@ function duration(seconds) {
 const number = (n) => Number(n).toLocaleString('en');
 const path = (...parts) => parts.map(encodeURIComponent).join('/');
 
+let controlsFor = null;
 function controls() {
   const box = $('controls');
+  // Rebuilt only when what they offer changes: keyboard focus stays where it is between refreshes.
+  const key = role + '|' + (campaign ? campaign.status : '');
+  if (key === controlsFor) return;
+  controlsFor = key;
   box.replaceChildren();
   if (role !== 'admin' || !campaign) return;
-  const c = campaign.counts;
-  const open = c.pending;
   const actions =
     {
       draft: ['launch', 'cancel'],
@@ -65,6 +69,8 @@ function controls() {
     button.type = 'button';
     button.dataset.testid = action;
     button.addEventListener('click', async () => {
+      const c = campaign.counts;
+      const open = c.pending;
       // Naming what it does to how many people, before it does it.
       const ask =
         action === 'launch'
@@ -79,16 +85,17 @@ function controls() {
       } catch (err) {
         showError(err.message);
       }
-      await refresh();
+      // The next refresh shows the new state and its controls.
+      controlsFor = null;
     });
     box.append(button);
   }
 }
 
-/** Seconds from the first point to now, with zeros where no worker reported. */
-function dense(points) {
+/** Seconds from the first point to the server's now, with zeros where no worker reported. */
+function dense(points, serverNow) {
   // The last two seconds are still being counted (workers report once a second).
-  const now = Math.floor(Date.now() / 1000) - 2;
+  const now = (serverNow || Math.floor(Date.now() / 1000)) - 2;
   const first = points.length > 0 ? Math.min(now, Math.max(points[0].at, now - 3600)) : now - 60;
   const byAt = new Map(points.map((p) => [p.at, p.counts]));
   const rows = [];
@@ -96,8 +103,8 @@ function dense(points) {
   return rows;
 }
 
-function drawCharts(points) {
-  const rows = dense(points);
+function drawCharts(points, serverNow) {
+  const rows = dense(points, serverNow);
   const xs = rows.map(([at]) => at);
   const per = (o) => rows.map(([, c]) => (c ? c[o] : 0));
   const pace = campaign && campaign.counts.pace ? campaign.counts.pace : null;
@@ -300,13 +307,15 @@ async function refresh() {
     if (ticks % 10 === 0) await showProvider();
     const runId = campaign.latestRun ? campaign.latestRun.id : null;
     const series = runId ? await api('/campaigns/' + path(id) + '/runs/' + path(runId) + '/series') : { points: [] };
-    const rows = drawCharts(series.points);
+    const rows = drawCharts(series.points, series.now);
     showCounts(rows);
     showSchedule();
     controls();
     if (ticks % 5 === 0) showRuns((await api('/campaigns/' + path(id) + '/runs?limit=10')).items);
     const bad = campaign.counts.failed + campaign.counts.unknown;
-    if (bad !== failuresShownFor) {
+    // New failures refresh the first page, unless the operator has paged on (then the button says so).
+    if (bad !== failuresShownFor && paged) $('more').textContent = `More (${bad} in all now)`;
+    else if (bad !== failuresShownFor) {
       failuresShownFor = bad;
       await loadFailures(false);
     }
@@ -318,7 +327,10 @@ async function refresh() {
   }
 }
 
-$('more').addEventListener('click', () => loadFailures(true).catch((err) => showError(err.message)));
+$('more').addEventListener('click', () => {
+  paged = true;
+  loadFailures(true).catch((err) => showError(err.message));
+});
 $('find').addEventListener('submit', async (event) => {
   event.preventDefault();
   const rid = $('find-id').value.trim();
@@ -339,6 +351,9 @@ $('find').addEventListener('submit', async (event) => {
     role = 'viewer';
   }
   $('role').textContent = role === 'admin' ? 'admin' : 'viewer (read only)';
-  await refresh();
-  setInterval(refresh, 1000);
+  // The next refresh a second after this one ends: never two in flight, so an older answer never paints last.
+  for (;;) {
+    await refresh();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
 })();

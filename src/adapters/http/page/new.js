@@ -5,6 +5,7 @@
 const $ = (selector) => document.getElementById(selector);
 let campaignId = null;
 let recipientCount = 0;
+let maxUploadBytes = 0;
 
 function showError(message) {
   $('error').textContent = message || '';
@@ -30,7 +31,10 @@ async function api(path, options = {}) {
 
 function clearFieldErrors() {
   for (const el of document.querySelectorAll('.field-error')) el.remove();
-  for (const el of document.querySelectorAll('[aria-invalid]')) el.removeAttribute('aria-invalid');
+  for (const el of document.querySelectorAll('[aria-invalid]')) {
+    el.removeAttribute('aria-invalid');
+    el.removeAttribute('aria-describedby');
+  }
 }
 
 /** A refusal's issues (`body.message.title`, or a path array), each shown after the field it names. */
@@ -198,31 +202,85 @@ const K = Uint32Array.from([
   0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
 ]);
 
-/** Rows as the server counts them: non-empty lines (CSV: outside quotes, less the header). */
+/**
+ * Rows as the server counts them (src/adapters/http/upload-source.ts). CSV,
+ * as csv-parse reads it: the record delimiter is the first line break seen
+ * outside quotes (\r\n, \n or \r), a record of zero bytes is skipped, a BOM
+ * is not content, and the header is not a row. NDJSON: lines split at \n,
+ * blank ones (spaces, tabs, \r) skipped.
+ */
+class RowCounter {
+  constructor(csv) {
+    this.csv = csv;
+    this.rows = 0;
+    this.quoted = false;
+    this.delimiter = null;
+    this.pendingCR = false;
+    this.content = false;
+    this.offset = 0;
+  }
+  end() {
+    if (this.content) this.rows += 1;
+    this.content = false;
+  }
+  byte(b) {
+    const at = this.offset++;
+    // The BOM (EF BB BF) at the very start is not content.
+    if (at < 3 && b === [0xef, 0xbb, 0xbf][at] && !this.content && this.rows === 0) return;
+    if (!this.csv) {
+      if (b === 0x0a) this.end();
+      else if (b !== 0x20 && b !== 0x09 && b !== 0x0d) this.content = true;
+      return;
+    }
+    if (this.pendingCR) {
+      this.pendingCR = false;
+      if (this.delimiter === null) {
+        // The first line break is a \r: \r\n if \n follows, else \r alone is the delimiter.
+        this.delimiter = b === 0x0a ? 'crlf' : 'cr';
+        this.end();
+        if (b === 0x0a) return;
+      } else if (b === 0x0a) return this.end();
+      // (delimiter \r\n) a \r not followed by \n is content.
+      else this.content = true;
+    }
+    if (b === 0x22) this.quoted = !this.quoted;
+    if (!this.quoted) {
+      if (this.delimiter === null && b === 0x0d) return void (this.pendingCR = true);
+      if (this.delimiter === null && b === 0x0a) this.delimiter = 'lf';
+      if ((this.delimiter === 'lf' && b === 0x0a) || (this.delimiter === 'cr' && b === 0x0d)) return this.end();
+      if (this.delimiter === 'crlf' && b === 0x0d) return void (this.pendingCR = true);
+    }
+    this.content = true;
+  }
+  feed(bytes) {
+    for (let i = 0; i < bytes.length; i++) this.byte(bytes[i]);
+  }
+  finish() {
+    if (this.pendingCR) {
+      this.pendingCR = false;
+      // A last \r: the delimiter when it is the first line break; with \r\n records, content.
+      if (this.delimiter === 'crlf') this.content = true;
+      else this.end();
+    }
+    this.end();
+    return this.csv ? Math.max(0, this.rows - 1) : this.rows;
+  }
+}
+
 async function countAndHash(file, csv, onProgress) {
   const hash = new Sha256();
-  let rows = 0;
-  let quoted = false;
-  let lineHasContent = false;
+  const counter = new RowCounter(csv);
   let read = 0;
   const reader = file.stream().getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     hash.update(value);
-    for (let i = 0; i < value.length; i++) {
-      const b = value[i];
-      if (csv && b === 0x22) quoted = !quoted;
-      if (b === 0x0a && !quoted) {
-        if (lineHasContent) rows += 1;
-        lineHasContent = false;
-      } else if (b !== 0x0d && b !== 0x20 && b !== 0x09) lineHasContent = true;
-    }
+    counter.feed(value);
     read += value.length;
     onProgress(read);
   }
-  if (lineHasContent) rows += 1;
-  return { rows: csv ? Math.max(0, rows - 1) : rows, sha256: hash.hex() };
+  return { rows: counter.finish(), sha256: hash.hex() };
 }
 
 function rateAndEta(done, total, startedAt) {
@@ -248,7 +306,12 @@ function upload(file, type, rows, sha256) {
         `uploading: ${(e.loaded / 1e6).toFixed(1)} of ${(e.total / 1e6).toFixed(1)} MB · ${rateAndEta(e.loaded, e.total, started)}`;
     };
     xhr.onload = () => {
-      const body = JSON.parse(xhr.responseText || '{}');
+      let body = {};
+      try {
+        body = JSON.parse(xhr.responseText || '{}');
+      } catch {
+        // Not ours (a proxy's page): the status says enough.
+      }
       if (xhr.status >= 200 && xhr.status < 300) resolve(body);
       else reject(Object.assign(new Error((body.error && body.error.message) || 'upload refused: ' + xhr.status), { body }));
     };
@@ -260,6 +323,11 @@ function upload(file, type, rows, sha256) {
 $('file').addEventListener('change', async () => {
   const file = $('file').files[0];
   if (!file || !campaignId) return;
+  if (maxUploadBytes && file.size > maxUploadBytes) {
+    $('upload-status').textContent =
+      `refused before sending: ${(file.size / 1e6).toFixed(1)} MB is more than the server takes (${(maxUploadBytes / 1e6).toFixed(1)} MB, MAX_UPLOAD_BYTES)`;
+    return;
+  }
   const csv = !/\.(ndjson|jsonl)$/i.test(file.name) && file.type !== 'application/x-ndjson';
   const type = csv ? 'text/csv' : 'application/x-ndjson';
   const progress = $('upload-progress');
@@ -277,11 +345,13 @@ $('file').addEventListener('change', async () => {
     const s = answer.recipients || answer.ingest || answer;
     recipientCount = (answer.campaign && answer.campaign.recipientCount) || s.accepted || 0;
     $('upload-status').textContent = `${rows} rows, SHA-256 ${sha256.slice(0, 12)}…: accepted ${s.accepted}, duplicate ${s.duplicate}, invalid ${s.invalid}`;
+    $('upload-result').textContent = `upload done: ${s.accepted} recipients accepted`;
     $('upload-status').dataset.accepted = String(s.accepted);
     document.querySelector('[data-step="3"]').hidden = false;
     document.querySelector('[data-step="4"]').hidden = false;
   } catch (err) {
     $('upload-status').textContent = 'refused, nothing was changed: ' + err.message;
+    $('upload-result').textContent = $('upload-status').textContent;
   }
 });
 
@@ -309,7 +379,37 @@ $('preview-form').addEventListener('submit', async (event) => {
   $('preview').hidden = false;
 });
 
-// ---- step 4: dry run, then launch or schedule ----
+// ---- step 4: the schedule's next occurrences as the server works them out, dry run, launch ----
+
+let nextTimer = null;
+function showNextRuns() {
+  clearTimeout(nextTimer);
+  nextTimer = setTimeout(async () => {
+    const when = $('s-kind').value;
+    const zone = $('s-zone').value.trim() || 'UTC';
+    const out = $('s-next');
+    if (when === 'now') {
+      out.textContent = '';
+      return;
+    }
+    const query =
+      when === 'at'
+        ? '?at=' + encodeURIComponent($('s-at').value ? new Date($('s-at').value).toISOString() : '')
+        : '?cron=' + encodeURIComponent($('s-cron').value) + '&timezone=' + encodeURIComponent(zone);
+    try {
+      const view = await api('/schedules/next' + query);
+      const format = new Intl.DateTimeFormat('en-GB', { timeZone: zone, dateStyle: 'medium', timeStyle: 'short' });
+      out.textContent = 'next: ' + view.next.map((at) => format.format(new Date(at))).join(' · ') + ` (${zone})`;
+      out.dataset.count = String(view.next.length);
+    } catch (err) {
+      out.textContent = err.message;
+      out.dataset.count = '0';
+    }
+  }, 300);
+}
+for (const field of ['s-kind', 's-at', 's-cron', 's-zone']) $(field).addEventListener('input', showNextRuns);
+
+// launch or schedule
 
 $('dry-run').addEventListener('click', async () => {
   try {
@@ -332,7 +432,7 @@ $('dry-run').addEventListener('click', async () => {
 $('launch').addEventListener('click', async () => {
   const when = $('s-kind').value;
   const zone = $('s-zone').value.trim() || 'UTC';
-  const what = when === 'now' ? 'now' : when === 'at' ? 'at ' + $('s-at').value : `on "${$('s-cron').value}" (${zone})`;
+  const what = when === 'now' ? 'now' : when === 'at' ? `at ${$('s-at').value} (this browser's local time)` : `on "${$('s-cron').value}" (${zone})`;
   // Naming how many people, before anything is sent.
   if (!confirm(`Send to ${recipientCount.toLocaleString('en')} recipients ${what}?`)) return;
   try {
@@ -348,7 +448,9 @@ $('launch').addEventListener('click', async () => {
 });
 
 (async () => {
-  const role = (await (await fetch('/admin/campaigns/role')).json()).role;
+  const me = await (await fetch('/admin/campaigns/role')).json();
+  const role = me.role;
+  maxUploadBytes = me.maxUploadBytes || 0;
   $('role').textContent = role === 'admin' ? 'admin' : 'viewer (read only): a viewer cannot create campaigns';
   if (role !== 'admin') for (const el of document.querySelectorAll('main button, main input, main select, main textarea')) el.disabled = true;
   try {
@@ -369,3 +471,6 @@ $('launch').addEventListener('click', async () => {
     $('zones').append(option);
   }
 })();
+
+// What the console's test checks against Node's SHA-256 and the server's row count.
+globalThis.pushqUpload = { Sha256, RowCounter };
