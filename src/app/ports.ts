@@ -789,8 +789,8 @@ export interface WebhookStore {
   forget(name: string): Promise<void>;
   /** Keeps a dead letter (the same id again replaces it); the oldest go past `max`, answering how many went. */
   addDeadLetter(letter: DeadLetter, max: number): Promise<number>;
-  /** Newest first, after the opaque cursor. */
-  deadLetters(endpoint: string, limit: number, cursor?: string): Promise<{ items: DeadLetter[]; nextCursor: string | null }>;
+  /** Newest first, after the opaque cursor; `campaignId`: only that campaign's (a page may then hold fewer than `limit`, with a cursor to go on). */
+  deadLetters(endpoint: string, limit: number, cursor?: string, campaignId?: string): Promise<{ items: DeadLetter[]; nextCursor: string | null }>;
   deadLetterCount(endpoint: string): Promise<number>;
   /** Marks dead letters (`ids`, or all with null) to be replayed from `at`; answers how many. */
   replay(endpoint: string, ids: readonly string[] | null, at: number): Promise<number>;

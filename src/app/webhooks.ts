@@ -197,12 +197,13 @@ export class Webhooks {
     limit: number,
     cursor: string | undefined,
     withPayload: boolean,
+    campaignId?: string,
   ): Promise<{ items: DeadLetterView[]; nextCursor: string | null; total: number }> {
     await this.find(name);
     if (cursor !== undefined && !/^\d{1,9}$/.test(cursor)) {
       throw new DomainError(ErrorCodes.VALIDATION_FAILED, 'cursor is not one this API returned', { path: ['cursor'] });
     }
-    const page = await this.deps.store.deadLetters(name, limit, cursor);
+    const page = await this.deps.store.deadLetters(name, limit, cursor, campaignId);
     return { items: page.items.map((l) => deadLetterView(l, withPayload)), nextCursor: page.nextCursor, total: await this.deps.store.deadLetterCount(name) };
   }
 

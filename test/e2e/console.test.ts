@@ -7,6 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TEST_TOKEN } from '../helpers/fixtures.js';
 import { REPO_ROOT } from '../helpers/processes.js';
 import { launchCampaign, range, startStack, type Stack } from '../helpers/stack.js';
+import { newWebhookSecret, startWebhookReceiver } from '../helpers/webhook-receiver.js';
+import { onCleanup } from '../helpers/cleanup.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const installed = existsSync(CHROMIUM);
@@ -218,6 +220,23 @@ describe.skipIf(!installed)('the operator console', () => {
     const csv = await watch.request.get(`${stack.client.baseUrl}/admin/api/campaigns/${failing}/failures.csv`);
     expect((await csv.text()).trim().split('\n')).toHaveLength(31);
     await watch.context().close();
+
+    // Webhook dead letters of this campaign: an endpoint that refuses everything, one attempt each.
+    const refusing = await startWebhookReceiver(newWebhookSecret(), () => 500);
+    onCleanup(() => refusing.close());
+    const made = await stack.client.request('POST', '/api/webhooks', {
+      name: 'crm',
+      url: refusing.url,
+      events: ['run.started', 'run.completed'],
+      maxAttempts: 1,
+      secret: refusing.secret,
+    });
+    expect(made.status).toBe(201);
+    const hooked = await launchCampaign(stack.client, range(3, 'hook'), { name: 'Hooked' });
+    const letters = await open(VIEWER_TOKEN, `/admin/campaigns/${hooked}`);
+    await expect.poll(() => letters.getByTestId('dead-letters').locator('tr').count(), { timeout: 30_000 }).toBeGreaterThan(0);
+    expect(await letters.getByTestId('dead-letters').textContent()).toContain('crm');
+    await letters.context().close();
 
     // A schedule: its next five occurrences, in the campaign's zone.
     const scheduled = (await stack.client.createCampaign({ name: 'Weekly', provider: 'mock', recipients: ['s1'] })).id as string;

@@ -560,7 +560,7 @@ export function apiRoutes(deps: RouteDeps): Route[] {
       summary: 'Deliveries that exhausted their attempts, newest first: type, campaign, run, attempts, last status and error (and the body with ?payload=true)',
       access: 'read',
       query: deadLettersQuery,
-      handle: (req, _res, { query }) => deps.webhooks.deadLetters(webhookName(req), query.limit, query.cursor, query.payload),
+      handle: (req, _res, { query }) => deps.webhooks.deadLetters(webhookName(req), query.limit, query.cursor, query.payload, query.campaign),
     }),
     route({
       operationId: 'replayDeadLetters',

@@ -238,6 +238,8 @@ export const webhookNameParam = z.object({ name: webhookName });
 export const deadLettersQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().min(1).max(16).optional(),
+  /** Only this campaign's (scanned newest first, 2,000 a page at most: follow nextCursor). */
+  campaign: z.string().regex(CAMPAIGN_ID_PATTERN).optional(),
   /** Include each dead letter's body as sent (`payload`). */
   payload: z
     .enum(['true', 'false'])

@@ -6,6 +6,9 @@ import type { Keys } from './keys.js';
  * Webhook endpoints made through the API, every endpoint's shared state, and
  * their dead letters (keys.ts: `webhooks`, `webhook-state`, `dl:{wh:<name>}`).
  */
+/** Dead letters one filtered page reads at most. */
+const DEAD_LETTER_SCAN = 2000;
+
 export class RedisWebhooks implements WebhookStore {
   constructor(
     private readonly redis: RedisClient,
@@ -84,7 +87,8 @@ export class RedisWebhooks implements WebhookStore {
     return oldest.length;
   }
 
-  async deadLetters(endpoint: string, limit: number, cursor?: string): Promise<{ items: DeadLetter[]; nextCursor: string | null }> {
+  async deadLetters(endpoint: string, limit: number, cursor?: string, campaignId?: string): Promise<{ items: DeadLetter[]; nextCursor: string | null }> {
+    if (campaignId !== undefined) return this.deadLettersOf(endpoint, campaignId, limit, cursor);
     const dl = this.keys.deadLetters(endpoint);
     const start = cursor === undefined ? 0 : Number(cursor);
     const ids = await this.redis.zrevrange(dl.order, start, start + limit);
@@ -94,6 +98,31 @@ export class RedisWebhooks implements WebhookStore {
       items: items.filter((json): json is string => json !== null).map((json) => JSON.parse(json) as DeadLetter),
       nextCursor: ids.length > limit ? String(start + limit) : null,
     };
+  }
+
+  /** One campaign's dead letters: the list scanned newest first, at most DEAD_LETTER_SCAN per call (the cursor goes on from there). */
+  private async deadLettersOf(
+    endpoint: string,
+    campaignId: string,
+    limit: number,
+    cursor?: string,
+  ): Promise<{ items: DeadLetter[]; nextCursor: string | null }> {
+    const dl = this.keys.deadLetters(endpoint);
+    const items: DeadLetter[] = [];
+    let at = cursor === undefined ? 0 : Number(cursor);
+    const end = at + DEAD_LETTER_SCAN;
+    while (items.length < limit && at < end) {
+      const ids = await this.redis.zrevrange(dl.order, at, at + 199);
+      if (ids.length === 0) return { items, nextCursor: null };
+      const letters = await this.redis.hmget(dl.letters, ...ids);
+      for (const [i, json] of letters.entries()) {
+        const letter = json === null ? null : (JSON.parse(json) as DeadLetter);
+        if (letter?.campaignId === campaignId) items.push(letter);
+        if (items.length === limit) return { items, nextCursor: String(at + i + 1) };
+      }
+      at += ids.length;
+    }
+    return { items, nextCursor: (await this.redis.zcard(dl.order)) > at ? String(at) : null };
   }
 
   deadLetterCount(endpoint: string): Promise<number> {

@@ -272,8 +272,8 @@ async function showDeadLetters() {
     const hooks = (await api('/webhooks')).items || [];
     const rows = [];
     for (const hook of hooks.filter((h) => h.deadLetters > 0)) {
-      const page = await api('/webhooks/' + path(hook.name) + '/dead-letters?limit=100');
-      for (const letter of page.items.filter((l) => l.campaignId === id)) {
+      const page = await api('/webhooks/' + path(hook.name) + '/dead-letters?limit=100&campaign=' + encodeURIComponent(id));
+      for (const letter of page.items) {
         const tr = document.createElement('tr');
         tr.append(
           text('td', hook.name),
