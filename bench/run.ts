@@ -28,13 +28,31 @@
  *               (BENCH_EVENTS_RECIPIENTS); Redis bytes per recipient of the
  *               ledger with receipts, and receipts applied per second
  *               (BENCH_RECEIPTS_RECIPIENTS)
+ *   cost        CPU per send of the workers and of Redis, Redis calls and bytes on
+ *               the wire per send, for the sim and http providers (2 workers,
+ *               uncapped, BENCH_COST_RECIPIENTS); `--baseline <git ref>` runs the
+ *               same against that checkout in the same run and prints ratios;
+ *               `--profile` writes a worker's CPU profile (.artifacts/), its top
+ *               15 functions by self time and a flame graph (.artifacts/flame.png)
  *   fallback    Redis bytes per recipient of a run whose push leg falls back to a
  *               second channel for 20 % (BENCH_FALLBACK_RECIPIENTS), vs the same
  *               run without a chain
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { cpus, tmpdir } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -149,6 +167,7 @@ async function pushq(
   workers: number,
   extraEnv: Record<string, string> = {},
   ownRedis?: { url: string; kill(): Promise<void> },
+  spawnOptions: { root?: string; workerNodeArgs?: string[] } = {},
 ): Promise<System & { client: ApiClient; apiPid: number; workerPids: number[] }> {
   const redis = ownRedis ?? (await startOwnRedis(['--appendonly', 'no']));
   const env = {
@@ -157,8 +176,10 @@ async function pushq(
     PROVIDERS_FILE: providersFile([{ name: 'mock', type: 'http', url: mock.url, tps, timeoutMs: 5000 }]),
     ...extraEnv,
   };
-  const { process: api, url } = await startApiProcess(env);
-  const started = await Promise.all(Array.from({ length: workers }, () => startWorkerProcess(env)));
+  const { process: api, url } = await startApiProcess(env, { root: spawnOptions.root });
+  const started = await Promise.all(
+    Array.from({ length: workers }, () => startWorkerProcess(env, { root: spawnOptions.root, nodeArgs: spawnOptions.workerNodeArgs })),
+  );
   const client = new ApiClient(url, TEST_TOKEN);
   const system: System & { client: ApiClient; apiPid: number; workerPids: number[] } = {
     client,
@@ -1162,6 +1183,232 @@ async function fallback(): Promise<void> {
   }
 }
 
-const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates, events, fallback };
+/** A flag's value from the command line (`--baseline main`). */
+function argValue(flag: string): string | undefined {
+  const i = process.argv.indexOf(flag);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+
+/** A checkout of `ref` beside this one (a git worktree sharing this node_modules), made once per commit. */
+async function baselineCheckout(ref: string): Promise<{ root: string; sha: string }> {
+  const git = (...args: string[]) =>
+    new Promise<string>((resolve, reject) => {
+      const proc = spawn('git', args, { cwd: REPO_ROOT });
+      let out = '';
+      proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      proc.on('exit', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`git ${args.join(' ')}: ${out}`))));
+    });
+  const sha = await git('rev-parse', '--verify', `${ref}^{commit}`);
+  const root = join(tmpdir(), `pushq-baseline-${sha.slice(0, 12)}`);
+  if (!existsSync(join(root, 'package.json'))) {
+    await git('worktree', 'add', '--detach', '--force', root, sha);
+  }
+  if (!existsSync(join(root, 'node_modules'))) symlinkSync(join(REPO_ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
+  return { root, sha };
+}
+
+/** Every command Redis has run so far (INFO commandstats), and its bytes in and out (INFO stats). */
+async function redisTotals(url: string): Promise<{ calls: number; bytes: number; cpu: number }> {
+  const redis = new Redis(url, { lazyConnect: true });
+  try {
+    const [commands, stats, cpu] = await Promise.all([redis.info('commandstats'), redis.info('stats'), redis.info('cpu')]);
+    const calls = [...commands.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+    const bytes = Number(/^total_net_input_bytes:(\d+)/m.exec(stats)?.[1] ?? 0) + Number(/^total_net_output_bytes:(\d+)/m.exec(stats)?.[1] ?? 0);
+    const used = Number(/^used_cpu_user:([\d.]+)/m.exec(cpu)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(cpu)?.[1] ?? 0);
+    return { calls, bytes, cpu: used };
+  } finally {
+    redis.disconnect();
+  }
+}
+
+interface CostRow {
+  rate: number;
+  workerUs: number;
+  redisUs: number;
+  calls: number;
+  bytes: number;
+}
+
+/** One uncapped run of `n` recipients on 2 workers of the checkout at `root`: what each send cost. */
+async function costOf(root: string, provider: 'sim' | 'http', n: number, profileDir?: string): Promise<CostRow> {
+  const mock = await RemoteMock.start();
+  const providers =
+    provider === 'sim'
+      ? [{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 0 }]
+      : [{ name: 'mock', type: 'http', url: mock.url, tps: 100_000, timeoutMs: 5000 }];
+  const system = await pushq(mock, 100_000, 2, { PROVIDERS_FILE: providersFile(providers) }, undefined, {
+    root,
+    workerNodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+  });
+  try {
+    await system.run(20_000, 120_000);
+    const cpuBefore = system.workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const before = await redisTotals(system.redisUrl);
+    const started = performance.now();
+    await system.run(n, 600_000);
+    const seconds = (performance.now() - started) / 1000;
+    const workerCpu = system.workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpuBefore;
+    const after = await redisTotals(system.redisUrl);
+    return {
+      rate: n / seconds,
+      workerUs: (workerCpu / n) * 1e6,
+      redisUs: ((after.cpu - before.cpu) / n) * 1e6,
+      calls: (after.calls - before.calls) / n,
+      bytes: (after.bytes - before.bytes) / n,
+    };
+  } finally {
+    await system.stop();
+    await mock.close();
+  }
+}
+
+/** A CPU profile's functions by self time (ms), the top `k`. */
+function topSelfTime(profile: CpuProfile, k: number): Array<{ fn: string; ms: number; share: number }> {
+  const self = new Map<number, number>();
+  const deltas = profile.timeDeltas;
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (deltas[i] ?? 0)));
+  const byFn = new Map<string, number>();
+  for (const node of profile.nodes) {
+    const f = node.callFrame;
+    const where = f.url ? `${f.url.replace(/^.*\/(node_modules\/|src\/)/, '$1')}:${f.lineNumber + 1}` : '';
+    const name = `${f.functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;
+    byFn.set(name, (byFn.get(name) ?? 0) + (self.get(node.id) ?? 0));
+  }
+  const total = [...byFn.values()].reduce((a, b) => a + b, 0);
+  return [...byFn.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, k)
+    .map(([fn, us]) => ({ fn, ms: us / 1000, share: us / total }));
+}
+
+interface CpuProfile {
+  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }>;
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/** An SVG flame graph of a CPU profile (total time per call path, widest at the bottom). */
+function flameGraph(profile: CpuProfile): string {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const total = new Map<number, number>();
+  const sum = (id: number): number => {
+    const node = byId.get(id)!;
+    const t = (self.get(id) ?? 0) + (node.children ?? []).reduce((acc, c) => acc + sum(c), 0);
+    total.set(id, t);
+    return t;
+  };
+  const root = profile.nodes[0]!;
+  const all = sum(root.id);
+  const width = 1600;
+  const row = 16;
+  const rects: string[] = [];
+  let depthMax = 0;
+  const draw = (id: number, x: number, depth: number) => {
+    const node = byId.get(id)!;
+    const w = ((total.get(id) ?? 0) / all) * width;
+    if (w < 0.5) return;
+    depthMax = Math.max(depthMax, depth);
+    const name = node.callFrame.functionName || '(anonymous)';
+    const hue = node.callFrame.url.includes('node_modules') ? 200 : node.callFrame.url.includes('/src/') ? 20 : 100;
+    const label = w > 40 ? name.slice(0, Math.floor(w / 7)) : '';
+    rects.push(
+      `<g><title>${escapeXml(name)} ${((100 * (total.get(id) ?? 0)) / all).toFixed(1)} %</title><rect x="${x.toFixed(1)}" y="{Y${depth}}" width="${w.toFixed(1)}" height="${row - 1}" fill="hsl(${hue},70%,${60 + (depth % 3) * 6}%)"/>` +
+        (label ? `<text x="${(x + 3).toFixed(1)}" y="{T${depth}}" font-size="11" font-family="monospace">${escapeXml(label)}</text>` : '') +
+        '</g>',
+    );
+    let cx = x;
+    for (const child of node.children ?? []) {
+      draw(child, cx, depth + 1);
+      cx += ((total.get(child) ?? 0) / all) * width;
+    }
+  };
+  draw(root.id, 0, 0);
+  const height = (depthMax + 1) * row + 20;
+  const svg = rects
+    .join('\n')
+    .replace(/\{Y(\d+)\}/g, (_, d) => String(height - (Number(d) + 1) * row))
+    .replace(/\{T(\d+)\}/g, (_, d) => String(height - Number(d) * row - 4));
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">${svg}</svg>`;
+}
+
+function escapeXml(text: string): string {
+  return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c]!);
+}
+
+/** The flame graph as an image, drawn by headless Chromium. */
+async function renderPng(svg: string, path: string): Promise<void> {
+  const { chromium } = await import('playwright-core');
+  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium', args: ['--no-sandbox', '--disable-gpu'] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+    await page.setContent(`<!doctype html><body style="margin:0">${svg}</body>`);
+    await page.screenshot({ path, fullPage: true });
+  } finally {
+    await browser.close();
+  }
+}
+
+/**
+ * What one send costs: worker and Redis CPU, Redis calls and bytes on the
+ * wire, for the sim and http providers, against a baseline checkout in the
+ * same run when given (`--baseline <ref>`).
+ */
+async function cost(): Promise<void> {
+  const n = Number(process.env.BENCH_COST_RECIPIENTS ?? 100_000);
+  const ref = argValue('--baseline');
+  const checkouts: Array<{ label: string; root: string }> = [];
+  if (ref) {
+    const base = await baselineCheckout(ref);
+    checkouts.push({ label: `baseline ${ref} (${base.sha.slice(0, 7)})`, root: base.root });
+  }
+  checkouts.push({ label: 'this checkout', root: REPO_ROOT });
+  const rows: Row[] = [];
+  const measured = new Map<string, CostRow>();
+  for (const provider of ['sim', 'http'] as const) {
+    for (const { label, root } of checkouts) {
+      const c = await costOf(root, provider, n);
+      measured.set(`${provider}|${label}`, c);
+      const base = ref ? measured.get(`${provider}|${checkouts[0]!.label}`) : undefined;
+      rows.push({
+        provider,
+        checkout: label,
+        'sends/s': fmt(c.rate),
+        'vs baseline': base && base !== c ? (c.rate / base.rate).toFixed(2) : '–',
+        'worker CPU µs/send (2 workers)': c.workerUs.toFixed(1),
+        'Redis CPU µs/send': c.redisUs.toFixed(1),
+        'Redis calls/send': c.calls.toFixed(2),
+        'Redis bytes/send (in + out)': fmt(c.bytes),
+      });
+    }
+  }
+  table(`Cost per send: ${fmt(n)} recipients, 2 worker processes, uncapped, ledger on, ${cpus().length} cores`, rows);
+  const oneRedis = measured.get(`sim|this checkout`)!;
+  console.log(
+    `One Redis core at this Redis CPU per send: ~${fmt(1e6 / oneRedis.redisUs)} sends/s (1 s ÷ ${oneRedis.redisUs.toFixed(1)} µs); ` +
+      `a 3-master cluster ~${fmt((3 * 1e6) / oneRedis.redisUs)} sends/s on paper (each master a core of its own, runs spread by hash tag).`,
+  );
+  if (process.argv.includes('--profile')) {
+    const dir = join(REPO_ROOT, '.artifacts', 'profile');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    await costOf(REPO_ROOT, 'sim', n, dir);
+    const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+    if (files.length === 0) throw new Error('no CPU profile was written (workers must exit by SIGTERM)');
+    const profile = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as CpuProfile;
+    table(
+      `Worker CPU profile (sim, uncapped): top 15 functions by self time (${files[0]})`,
+      topSelfTime(profile, 15).map((t) => ({ function: t.fn, 'self ms': t.ms.toFixed(0), share: `${(t.share * 100).toFixed(1)} %` })),
+    );
+    const svg = flameGraph(profile);
+    writeFileSync(join(REPO_ROOT, '.artifacts', 'flame.svg'), svg);
+    await renderPng(svg, join(REPO_ROOT, '.artifacts', 'flame.png'));
+    console.log('flame graph: .artifacts/flame.svg, .artifacts/flame.png');
+  }
+}
+
+const SECTIONS: Record<string, () => Promise<void>> = { limiter, throughput, memory, idle, ingest, scale, lifecycle, templates, events, fallback, cost };
 const wanted = process.argv.slice(2).filter((a) => a in SECTIONS);
 for (const name of wanted.length > 0 ? wanted : Object.keys(SECTIONS)) await SECTIONS[name]!();

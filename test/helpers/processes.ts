@@ -36,11 +36,17 @@ export class PushqProcess {
   }
 }
 
-export function spawnPushq(entry: 'start' | 'api' | 'worker', env: Record<string, string | undefined>): PushqProcess {
+/** Where a process runs from (another checkout, for a benchmark's baseline) and extra node flags (a CPU profile). */
+export interface SpawnOptions {
+  root?: string;
+  nodeArgs?: string[];
+}
+
+export function spawnPushq(entry: 'start' | 'api' | 'worker', env: Record<string, string | undefined>, options: SpawnOptions = {}): PushqProcess {
   const merged: NodeJS.ProcessEnv = { ...process.env, LOG_LEVEL: 'info', ...env };
   for (const [k, v] of Object.entries(env)) if (v === undefined) delete merged[k];
-  const proc = spawn(process.execPath, ['--import', 'tsx', `workers/${entry}.ts`], {
-    cwd: REPO_ROOT,
+  const proc = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', `workers/${entry}.ts`], {
+    cwd: options.root ?? REPO_ROOT,
     env: merged,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -58,14 +64,14 @@ async function started(process: PushqProcess, pattern: RegExp): Promise<RegExpMa
 }
 
 /** Starts an API process on a free port and returns its base URL once it listens. */
-export async function startApiProcess(env: Record<string, string | undefined>): Promise<{ process: PushqProcess; url: string }> {
-  const process = spawnPushq('api', { PORT: '0', ...env });
+export async function startApiProcess(env: Record<string, string | undefined>, options: SpawnOptions = {}): Promise<{ process: PushqProcess; url: string }> {
+  const process = spawnPushq('api', { PORT: '0', ...env }, options);
   const match = await started(process, /"url":"(http:\/\/[^"]+)"[^\n]*"msg":"API listening"/);
   return { process, url: match[1]! };
 }
 
-export async function startWorkerProcess(env: Record<string, string | undefined>): Promise<PushqProcess> {
-  const process = spawnPushq('worker', env);
+export async function startWorkerProcess(env: Record<string, string | undefined>, options: SpawnOptions = {}): Promise<PushqProcess> {
+  const process = spawnPushq('worker', env, options);
   await started(process, /"msg":"worker started"/);
   return process;
 }
