@@ -1271,6 +1271,8 @@ function topSelfTime(profile: CpuProfile, k: number): Array<{ fn: string; ms: nu
   const byFn = new Map<string, number>();
   for (const node of profile.nodes) {
     const f = node.callFrame;
+    // Waiting is not cost: shares are of the time the worker was busy.
+    if (IDLE_FRAMES.has(f.functionName)) continue;
     const where = f.url ? `${f.url.replace(/^.*\/(node_modules\/|src\/)/, '$1')}:${f.lineNumber + 1}` : '';
     const name = `${f.functionName || '(anonymous)'}${where ? ` ${where}` : ''}`;
     byFn.set(name, (byFn.get(name) ?? 0) + (self.get(node.id) ?? 0));
@@ -1281,6 +1283,9 @@ function topSelfTime(profile: CpuProfile, k: number): Array<{ fn: string; ms: nu
     .slice(0, k)
     .map(([fn, us]) => ({ fn, ms: us / 1000, share: us / total }));
 }
+
+/** A profile's pseudo-frames for time the process spent waiting. */
+const IDLE_FRAMES = new Set(['(idle)', '(program)']);
 
 interface CpuProfile {
   nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }>;
@@ -1294,20 +1299,22 @@ function flameGraph(profile: CpuProfile): string {
   const self = new Map<number, number>();
   profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
   const total = new Map<number, number>();
-  const sum = (id: number): number => {
+  const root = profile.nodes[0]!;
+  const busy = (id: number): number => {
     const node = byId.get(id)!;
-    const t = (self.get(id) ?? 0) + (node.children ?? []).reduce((acc, c) => acc + sum(c), 0);
+    if (IDLE_FRAMES.has(node.callFrame.functionName)) return 0;
+    const t = (self.get(id) ?? 0) + (node.children ?? []).reduce((acc, c) => acc + busy(c), 0);
     total.set(id, t);
     return t;
   };
-  const root = profile.nodes[0]!;
-  const all = sum(root.id);
+  const all = busy(root.id);
   const width = 1600;
   const row = 16;
   const rects: string[] = [];
   let depthMax = 0;
   const draw = (id: number, x: number, depth: number) => {
     const node = byId.get(id)!;
+    if (IDLE_FRAMES.has(node.callFrame.functionName)) return;
     const w = ((total.get(id) ?? 0) / all) * width;
     if (w < 0.5) return;
     depthMax = Math.max(depthMax, depth);
@@ -1394,12 +1401,13 @@ async function cost(): Promise<void> {
     const dir = join(REPO_ROOT, '.artifacts', 'profile');
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    await costOf(REPO_ROOT, 'sim', n, dir);
+    // Three times the recipients: start-up (module loading) weighs less in the profile.
+    await costOf(REPO_ROOT, 'sim', 3 * n, dir);
     const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
     if (files.length === 0) throw new Error('no CPU profile was written (workers must exit by SIGTERM)');
     const profile = JSON.parse(readFileSync(join(dir, files[0]!), 'utf8')) as CpuProfile;
     table(
-      `Worker CPU profile (sim, uncapped): top 15 functions by self time (${files[0]})`,
+      `Worker CPU profile (sim, uncapped, ${fmt(3 * n)} recipients after a warm-up; start-up included): top 15 functions by self time, shares of busy time (${files[0]})`,
       topSelfTime(profile, 15).map((t) => ({ function: t.fn, 'self ms': t.ms.toFixed(0), share: `${(t.share * 100).toFixed(1)} %` })),
     );
     const svg = flameGraph(profile);
