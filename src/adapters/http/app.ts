@@ -199,7 +199,7 @@ export function createHttpApp(deps: HttpAppDeps): Express {
   app.get('/admin/campaigns/uplot.css', (_req, res) => {
     res.type('css').send(vendor('uplot/dist/uPlot.min.css'));
   });
-  for (const name of ['campaign.js', 'new.js']) {
+  for (const name of ['campaign.js', 'new.js', 'common.js']) {
     app.get(`/admin/campaigns/${name}`, (_req, res) => {
       res.type('js').send(asset(name));
     });

@@ -5,20 +5,6 @@ const previous = new Map();
 const rows = document.getElementById('campaigns');
 let role = 'viewer';
 
-function text(tag, value, className) {
-  const el = document.createElement(tag);
-  el.textContent = value;
-  if (className) el.className = className;
-  return el;
-}
-
-function duration(seconds) {
-  if (!Number.isFinite(seconds) || seconds < 0) return '–';
-  if (seconds < 60) return Math.round(seconds) + ' s';
-  if (seconds < 3600) return Math.floor(seconds / 60) + ' min ' + Math.round(seconds % 60) + ' s';
-  return Math.floor(seconds / 3600) + ' h ' + Math.floor((seconds % 3600) / 60) + ' min';
-}
-
 async function act(id, action) {
   // The header a cross-site form cannot send: the server refuses page actions without it (CSRF).
   const res = await fetch('/admin/campaigns/' + encodeURIComponent(id) + '/' + action, { method: 'POST', headers: { 'x-pushq-page': '1' } });
@@ -27,12 +13,6 @@ async function act(id, action) {
     showError((body.error && body.error.message) || res.statusText);
   }
   await refresh();
-}
-
-function showError(message) {
-  const el = document.getElementById('error');
-  el.textContent = message || '';
-  el.hidden = !message;
 }
 
 function render(campaign, now) {

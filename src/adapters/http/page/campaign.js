@@ -15,36 +15,6 @@ let rateChart = null;
 let totalChart = null;
 let tps = null;
 
-function text(tag, value, className) {
-  const el = document.createElement(tag);
-  el.textContent = value;
-  if (className) el.className = className;
-  return el;
-}
-
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
-async function api(path, options = {}) {
-  const headers = {
-    ...(options.body ? { 'content-type': 'application/json' } : {}),
-    ...(options.method && options.method !== 'GET' ? { 'x-pushq-page': '1' } : {}),
-  };
-  const res = await fetch('/admin/api' + path, { ...options, headers: { ...headers, ...(options.headers || {}) } });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw Object.assign(new Error((body.error && body.error.message) || res.status + ' ' + res.statusText), { status: res.status, body });
-  return body;
-}
-
-function duration(seconds) {
-  if (!Number.isFinite(seconds) || seconds < 0) return '–';
-  if (seconds < 60) return Math.round(seconds) + ' s';
-  if (seconds < 3600) return Math.floor(seconds / 60) + ' min ' + Math.round(seconds % 60) + ' s';
-  return Math.floor(seconds / 3600) + ' h ' + Math.floor((seconds % 3600) / 60) + ' min';
-}
-
 const number = (n) => Number(n).toLocaleString('en');
 const path = (...parts) => parts.map(encodeURIComponent).join('/');
 

@@ -7,26 +7,6 @@ let campaignId = null;
 let recipientCount = 0;
 let maxUploadBytes = 0;
 
-function showError(message) {
-  $('error').textContent = message || '';
-  $('error').hidden = !message;
-}
-
-async function api(path, options = {}) {
-  const headers = {
-    ...(options.json !== undefined ? { 'content-type': 'application/json' } : {}),
-    ...(options.method && options.method !== 'GET' ? { 'x-pushq-page': '1' } : {}),
-  };
-  const res = await fetch('/admin/api' + path, {
-    method: options.method || 'GET',
-    headers,
-    ...(options.json !== undefined ? { body: JSON.stringify(options.json) } : {}),
-  });
-  const body = await res.json().catch(() => ({}));
-  if (!res.ok) throw Object.assign(new Error((body.error && body.error.message) || res.status + ' ' + res.statusText), { status: res.status, body });
-  return body;
-}
-
 // ---- step 1: the campaign, checked by the API's own schemas ----
 
 function clearFieldErrors() {
