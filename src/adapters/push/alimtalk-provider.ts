@@ -1,22 +1,11 @@
 import { smsText } from '../../domain/sms-text.js';
 import { createHash } from 'node:crypto';
-import type { Pool } from 'undici';
-import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
+import { REDACTED, type OnDeparted, type ProviderRequestPreview, type SendRequest } from '../../app/ports.js';
+import { NhnProvider } from './nhn-provider.js';
 import { departingBody } from './departures.js';
-import { providerLimits, readSecret, retryPolicy, type AlimtalkProviderConfig } from './provider-config.js';
+import type { AlimtalkProviderConfig } from './provider-config.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
-import {
-  classifyRequestError,
-  MAX_ERROR_BODY,
-  NO_RESULT,
-  noAddress,
-  parseJson,
-  providerPool,
-  rateLimitedByProvider,
-  readText,
-  recipientAddress,
-  resultOf,
-} from './http-support.js';
+import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, rateLimitedByProvider, readText } from './http-support.js';
 
 /** Fields of a recipient that are about delivery, never template text. */
 const NOT_PARAMETERS = new Set(['id', 'timezone', 'nightAdConsent', 'token']);
@@ -144,38 +133,15 @@ export function alimtalkPreview(config: AlimtalkProviderConfig, request: SendReq
  * and reported; others failed. HTTP 429 rate limited; 5xx, connection errors
  * transient; timeouts in doubt.
  */
-export class AlimtalkProvider implements PushProvider {
+export class AlimtalkProvider extends NhnProvider {
   readonly type = 'alimtalk';
-  readonly name: string;
-  readonly limits;
-  readonly retry;
-  readonly batch: BatchPolicy | undefined;
-  private readonly pool: Pool;
   private readonly path: string;
-  /** ES-private: never serialised or logged with the provider. */
-  readonly #secretKey: string;
-  private readonly invalidCodes: Set<number>;
   readonly nativeFallback: boolean;
 
-  constructor(private readonly config: AlimtalkProviderConfig) {
+  constructor(protected override readonly config: AlimtalkProviderConfig) {
+    super(config);
     this.nativeFallback = config.nativeFallback;
-    this.name = config.name;
-    this.limits = providerLimits(config);
-    this.retry = retryPolicy(config);
-    this.batch = config.batchSize > 1 ? { size: config.batchSize, countBy: config.countBy } : undefined;
-    this.#secretKey = readSecret(config, 'secretKey');
-    const url = new URL(config.baseUrl);
-    this.path = alimtalkPath(url, config);
-    this.pool = providerPool(url.origin, config);
-    this.invalidCodes = new Set(config.invalidRecipientCodes);
-  }
-
-  address(recipient: SendRequest['recipient']): string | undefined {
-    return recipientAddress(recipient, this.config.phoneField);
-  }
-
-  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
-    return (await this.sendBatch([request], onDeparted))[0]!;
+    this.path = alimtalkPath(this.url, config);
   }
 
   async sendBatch(requests: readonly SendRequest[], onDeparted?: OnDeparted): Promise<SendOutcome[]> {
@@ -208,7 +174,7 @@ export class AlimtalkProvider implements PushProvider {
       const res = await this.pool.request({
         method: 'POST',
         path: this.path,
-        headers: alimtalkHeaders(requests, this.#secretKey),
+        headers: alimtalkHeaders(requests, this.secretKey),
         body: departingBody(body, onDeparted),
       });
       const text = await readText(res.body, 1_000_000);
@@ -244,21 +210,6 @@ export class AlimtalkProvider implements PushProvider {
             : { kind: 'permanent', code: `ALIMTALK_${code}`, message };
       return requests.map(() => outcome);
     }
-    const results = answer.message?.sendResults ?? [];
-    return requests.map((request, i) => {
-      const result = resultOf(results, request.idempotencyKey, i);
-      if (!result || typeof result.resultCode !== 'number') return NO_RESULT;
-      if (result.resultCode === 0) return { kind: 'sent' };
-      return {
-        kind: 'permanent',
-        code: `ALIMTALK_${result.resultCode}`,
-        message: result.resultMessage ?? 'refused',
-        tokenInvalid: this.invalidCodes.has(result.resultCode),
-      };
-    });
-  }
-
-  async close(): Promise<void> {
-    await this.pool.close();
+    return this.perRecipient(requests, answer.message?.sendResults ?? [], 'ALIMTALK');
   }
 }

@@ -1,20 +1,9 @@
-import type { Pool } from 'undici';
-import { REDACTED, type BatchPolicy, type OnDeparted, type ProviderRequestPreview, type PushProvider, type SendRequest } from '../../app/ports.js';
+import { REDACTED, type OnDeparted, type ProviderRequestPreview, type SendRequest } from '../../app/ports.js';
+import { NhnProvider } from './nhn-provider.js';
 import type { SendOutcome } from '../../domain/send-outcome.js';
 import { departingBody } from './departures.js';
-import {
-  classifyRequestError,
-  MAX_ERROR_BODY,
-  NO_RESULT,
-  noAddress,
-  parseJson,
-  providerPool,
-  rateLimitedByProvider,
-  readText,
-  recipientAddress,
-  resultOf,
-} from './http-support.js';
-import { providerLimits, readSecret, retryPolicy, type SmsProviderConfig } from './provider-config.js';
+import { classifyRequestError, MAX_ERROR_BODY, noAddress, parseJson, rateLimitedByProvider, readText } from './http-support.js';
+import type { SmsProviderConfig } from './provider-config.js';
 import { smsText, withAdNotice, type SmsText } from '../../domain/sms-text.js';
 
 interface SmsResponse {
@@ -118,37 +107,13 @@ const textKey = (text: Ready) => `${text.ad ? 'ad' : ''}|${text.type}|${text.typ
  * `retryTimeouts` (the API has no idempotency key: a resend may be a
  * second message; `inDoubt: "resend"` is refused for this type).
  */
-export class SmsProvider implements PushProvider {
+export class SmsProvider extends NhnProvider {
   readonly type = 'sms';
-  readonly name: string;
-  readonly limits;
-  readonly retry;
-  readonly batch: BatchPolicy | undefined;
-  private readonly pool: Pool;
-  private readonly url: URL;
-  /** ES-private: never serialised or logged with the provider. */
-  readonly #secretKey: string;
-  private readonly invalidCodes: Set<number>;
   private readonly accountCodes: Set<number>;
 
-  constructor(private readonly config: SmsProviderConfig) {
-    this.name = config.name;
-    this.limits = providerLimits(config);
-    this.retry = retryPolicy(config);
-    this.batch = config.batchSize > 1 ? { size: config.batchSize, countBy: config.countBy } : undefined;
-    this.#secretKey = readSecret(config, 'secretKey');
-    this.url = new URL(config.baseUrl);
-    this.pool = providerPool(this.url.origin, config);
-    this.invalidCodes = new Set(config.invalidRecipientCodes);
+  constructor(protected override readonly config: SmsProviderConfig) {
+    super(config);
     this.accountCodes = new Set(config.accountCodes);
-  }
-
-  address(recipient: SendRequest['recipient']): string | undefined {
-    return recipientAddress(recipient, this.config.phoneField);
-  }
-
-  async send(request: SendRequest, onDeparted?: OnDeparted): Promise<SendOutcome> {
-    return (await this.sendBatch([request], onDeparted))[0]!;
   }
 
   /**
@@ -191,7 +156,7 @@ export class SmsProvider implements PushProvider {
       const res = await this.pool.request({
         method: 'POST',
         path: smsPath(this.url, this.config, text),
-        headers: smsHeaders(this.#secretKey),
+        headers: smsHeaders(this.secretKey),
         body: departingBody(smsBody(this.config, text, requests), onDeparted),
       });
       const body = await readText(res.body, 1_000_000);
@@ -225,21 +190,6 @@ export class SmsProvider implements PushProvider {
         : { kind: 'permanent', code: `SMS_${code}`, message };
       return requests.map(() => outcome);
     }
-    const results = answer.body?.data?.sendResultList ?? [];
-    return requests.map((request, i) => {
-      const result = resultOf(results, request.idempotencyKey, i);
-      if (!result || typeof result.resultCode !== 'number') return NO_RESULT;
-      if (result.resultCode === 0) return { kind: 'sent' };
-      return {
-        kind: 'permanent',
-        code: `SMS_${result.resultCode}`,
-        message: result.resultMessage ?? 'refused',
-        tokenInvalid: this.invalidCodes.has(result.resultCode),
-      };
-    });
-  }
-
-  async close(): Promise<void> {
-    await this.pool.close();
+    return this.perRecipient(requests, answer.body?.data?.sendResultList ?? [], 'SMS');
   }
 }
