@@ -728,6 +728,11 @@ function cpuSeconds(pid: number): number {
   }
 }
 
+/** CPU seconds (user + system) an INFO cpu answer says Redis has used. */
+function usedCpu(info: string): number {
+  return Number(/^used_cpu_user:([\d.]+)/m.exec(info)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(info)?.[1] ?? 0);
+}
+
 /** CPU seconds Redis servers have used so far (INFO cpu), summed over `ports`. */
 async function redisCpu(ports: readonly number[]): Promise<number> {
   let total = 0;
@@ -735,7 +740,7 @@ async function redisCpu(ports: readonly number[]): Promise<number> {
     const redis = new Redis({ host: '127.0.0.1', port, lazyConnect: true });
     try {
       const info = await redis.info('cpu');
-      total += Number(/^used_cpu_user:([\d.]+)/m.exec(info)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(info)?.[1] ?? 0);
+      total += usedCpu(info);
     } finally {
       redis.disconnect();
     }
@@ -1215,8 +1220,7 @@ async function redisTotals(url: string): Promise<{ calls: number; bytes: number;
     const [commands, stats, cpu] = await Promise.all([redis.info('commandstats'), redis.info('stats'), redis.info('cpu')]);
     const calls = [...commands.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
     const bytes = Number(/^total_net_input_bytes:(\d+)/m.exec(stats)?.[1] ?? 0) + Number(/^total_net_output_bytes:(\d+)/m.exec(stats)?.[1] ?? 0);
-    const used = Number(/^used_cpu_user:([\d.]+)/m.exec(cpu)?.[1] ?? 0) + Number(/^used_cpu_sys:([\d.]+)/m.exec(cpu)?.[1] ?? 0);
-    return { calls, bytes, cpu: used };
+    return { calls, bytes, cpu: usedCpu(cpu) };
   } finally {
     redis.disconnect();
   }

@@ -7,6 +7,7 @@ import { recipientRecord } from '../domain/recipient.js';
 import { compileCampaignMessage, renderContext, templateProblems, type CompiledMessage } from '../domain/template.js';
 import { RENDER_SLICE_MS, TimeSlice } from './waiting.js';
 import { requireCampaign } from './campaign-view.js';
+import { legCampaign } from '../domain/fallback.js';
 import type { CampaignStore, ProviderRegistry } from './ports.js';
 
 /** Ids named per outcome: enough to find the pattern, never the list. */
@@ -250,9 +251,9 @@ export class DryRun {
   }
 }
 
-/** Each fallback leg as the campaign it renders like: its provider, its message (the campaign's when it has none). */
+/** Each fallback leg as the campaign it renders like. */
 function fallbackLegs(campaign: Campaign): Campaign[] {
-  return campaign.fallback.map((leg) => ({ ...campaign, provider: leg.provider, message: leg.message ?? campaign.message, fallback: [] }));
+  return campaign.fallback.map((_, i) => legCampaign(campaign, i + 1));
 }
 
 export function listArchived(campaignId: string, what: string): DomainError {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { idempotencyKey, receiptKey } from '../domain/ids.js';
 import { decodeRecord } from '../domain/ledger.js';
-import { decodeLegs, providerOfLeg } from '../domain/fallback.js';
+import { decodeLegs, legCampaign, providerOfLeg } from '../domain/fallback.js';
 import { recipientRecord, type StoredRecipient } from '../domain/recipient.js';
 import { reasonName } from '../domain/respect.js';
 import { describeError, type SendOutcome } from '../domain/send-outcome.js';
@@ -200,8 +200,14 @@ export class SendPage {
     const first = campaign.fallback[0];
     // An advertisement's SMS must carry the notices the SMS provider adds: pushq's own leg sends it.
     if (!provider.nativeFallback || !first || campaign.kind === 'advertising' || this.deps.providers.get(first.provider)?.type !== 'sms') return null;
-    const leg = legCampaign(campaign, 1);
-    return { message: leg.message, template: this.deps.templates.for(leg), rendered: new Map() };
+    return { ...this.legMessage(campaign, 1), rendered: new Map() };
+  }
+
+  /** A leg's message and its compiled template (a leg's compiled apart from the campaign's: its own cache key). */
+  private legMessage(campaign: Campaign, leg: number): { message: Message; template: CompiledMessage } {
+    if (leg === 0) return { message: campaign.message, template: this.deps.templates.for(campaign) };
+    const asLeg = legCampaign(campaign, leg);
+    return { message: asLeg.message, template: this.deps.templates.for({ ...asLeg, id: `${campaign.id}#leg${leg}` }) };
   }
 
   /** The provider of a fallback leg; one this worker does not have leaves the page to be retried loudly, as a missing main provider does. */
@@ -268,8 +274,7 @@ export class SendPage {
       confirms: new ConfirmBuffer(ledger, page, { maxAttempts: legSettle.maxAttempts, maxRequeues: legProvider.retry.maxRequeues, leg }, options),
       invalidTokens: [],
       flow: `${ref.campaignId}|${ref.runId}`,
-      message: leg === 0 ? campaign.message : legCampaign(campaign, leg).message,
-      template: this.deps.templates.for(leg === 0 ? campaign : legCampaign(campaign, leg)),
+      ...this.legMessage(campaign, leg),
       rendered: new Map(),
       native: leg === 0 ? this.nativeLeg(campaign, legProvider) : null,
       keyOf: (index, recipientId) =>
@@ -656,12 +661,6 @@ export class SendPage {
     const pauseFor = outcomes ? pushback(outcomes) : null;
     if (pauseFor !== null) limiter.pause(provider.name, pauseFor).catch((err) => log.warn({ err: describeError(err) }, 'could not pause the provider'));
   }
-}
-
-/** What a fallback leg sends: the campaign with the leg's message (its own, else the campaign's), compiled apart. */
-function legCampaign(campaign: Campaign, leg: number): Campaign {
-  const own = campaign.fallback[leg - 1]?.message;
-  return { ...campaign, id: `${campaign.id}#leg${leg}`, message: own ?? campaign.message };
 }
 
 /** A recipient's text for a provider's own SMS re-send: rendered for them, or the fixed text. */

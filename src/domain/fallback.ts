@@ -84,6 +84,15 @@ export function encodeLegs(legs: Legs): number {
   return legs.left.reduce((byte, why, k) => byte | (LEFT_CODES.indexOf(why) << (2 * k + 2)), legs.leg);
 }
 
+/**
+ * The campaign as fallback leg `leg` (1…) sends it: that leg's provider, its
+ * message (the campaign's when it has none), and no chain of its own.
+ */
+export function legCampaign<C extends { provider: string; message: Message; fallback: readonly FallbackLeg[] }>(campaign: C, leg: number): C {
+  const own = campaign.fallback[leg - 1]!;
+  return { ...campaign, provider: own.provider, message: own.message ?? campaign.message, fallback: [] };
+}
+
 /** The provider a recipient on `leg` is sent through. */
 export function providerOfLeg(campaign: { provider: string; fallback: readonly FallbackLeg[] }, leg: number): string | undefined {
   return leg === 0 ? campaign.provider : campaign.fallback[leg - 1]?.provider;

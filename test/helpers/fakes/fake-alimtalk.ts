@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { countPerKey, startNhnServer } from './nhn-server.js';
+import { countPerKey, nhnAnswers, startNhnServer } from './nhn-server.js';
 
 /**
  * A stand-in for an alimtalk (KakaoTalk business message) API on loopback,
@@ -69,14 +69,7 @@ export class FakeAlimtalk {
 
   handle(req: IncomingMessage, res: ServerResponse, body: string): void {
     const now = Date.now();
-    const reply = (status: number, payload: object) => {
-      res.writeHead(status, { 'content-type': 'application/json;charset=UTF-8' });
-      res.end(JSON.stringify(payload));
-    };
-    const refuse = (code: number, message: string) => {
-      this.refused.push(code);
-      reply(200, { header: { resultCode: code, resultMessage: message, isSuccessful: false } });
-    };
+    const { reply, refuse } = nhnAnswers(res, this.refused);
     const path = /^\/alimtalk\/v2\.3\/appkeys\/([^/]+)\/messages$/.exec(req.url ?? '');
     if (req.method !== 'POST' || !path) return reply(404, { header: { resultCode: 404, resultMessage: 'not found', isSuccessful: false } });
     if (this.failNext && this.failNext.count > 0) {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import { startNhnServer } from './nhn-server.js';
+import { nhnAnswers, startNhnServer } from './nhn-server.js';
 import iconv from 'iconv-lite';
 
 /**
@@ -58,14 +58,7 @@ export class FakeSms {
   ) {}
 
   handle(req: IncomingMessage, res: ServerResponse, raw: string): void {
-    const reply = (status: number, payload: object) => {
-      res.writeHead(status, { 'content-type': 'application/json;charset=UTF-8' });
-      res.end(JSON.stringify(payload));
-    };
-    const refuse = (code: number, message: string) => {
-      this.refused.push(code);
-      reply(200, { header: { resultCode: code, resultMessage: message, isSuccessful: false } });
-    };
+    const { reply, refuse } = nhnAnswers(res, this.refused);
     const path = /^\/sms\/v3\.0\/appKeys\/([^/]+)\/sender\/(ad-)?(sms|mms)$/.exec(req.url ?? '');
     if (req.method !== 'POST' || !path) return reply(404, { header: { resultCode: 404, resultMessage: 'not found', isSuccessful: false } });
     if (this.failNext && this.failNext.count > 0) {

@@ -22,3 +22,20 @@ export function countPerKey(deliveries: ReadonlyArray<{ recipientGroupingKey: st
   for (const d of deliveries) counts.set(d.recipientGroupingKey, (counts.get(d.recipientGroupingKey) ?? 0) + 1);
   return counts;
 }
+
+/**
+ * How an NHN-style fake answers: `reply` any status and body; `refuse` a
+ * request at the request level (HTTP 200, header.isSuccessful false, the
+ * code kept in `refused`), as NHN does.
+ */
+export function nhnAnswers(res: ServerResponse, refused: number[]) {
+  const reply = (status: number, payload: object) => {
+    res.writeHead(status, { 'content-type': 'application/json;charset=UTF-8' });
+    res.end(JSON.stringify(payload));
+  };
+  const refuse = (code: number, message: string) => {
+    refused.push(code);
+    reply(200, { header: { resultCode: code, resultMessage: message, isSuccessful: false } });
+  };
+  return { reply, refuse };
+}

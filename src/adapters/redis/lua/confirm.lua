@@ -132,7 +132,8 @@ for i = 8, #ARGV, 6 do
         noteRecipient(ev, kind, position, string.sub(early, 3))
       end
       writeRecord(KEYS[2], index, st, attempts, flags + locale, elapsed)
-      countLegSent(KEYS[2], index, rules, d)
+      -- (The leg check above: a recipient with rules is on the entries' leg.)
+      countLegSent(leg, rules, d)
       noteRecipient(ev, 's', position)
       d.pending = d.pending - 1
       d.sent = d.sent + 1

@@ -128,10 +128,10 @@ local function fallBack(runKey, recordsKey, errorsKey, position, index, reason, 
   return true
 end
 
--- Counts a recipient's sending on its leg (`leg:k:sent`), for a run with a fallback chain.
-local function countLegSent(recordsKey, index, rules, d)
+-- Counts a recipient sent on `leg` (`leg:k:sent`), for a run with a fallback chain.
+local function countLegSent(leg, rules, d)
   if not rules then return end
-  local key = 'leg:' .. (readLegs(recordsKey, index) % 4) .. ':sent'
+  local key = 'leg:' .. leg .. ':sent'
   d[key] = (d[key] or 0) + 1
 end
 
