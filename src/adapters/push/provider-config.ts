@@ -189,28 +189,40 @@ const apnsProvider = z
   })
   .superRefine(oneSecret('key'));
 
+/**
+ * What NHN Cloud's alimtalk and SMS senders share (adapters/push/nhn-provider.ts):
+ * the app key and X-Secret-Key, the phone field, recipients per request, what
+ * `tps` counts, the result codes of dead numbers, timeouts and connections.
+ */
+const nhnFields = {
+  appKey: z.string().min(1),
+  /** X-Secret-Key. */
+  ...secretFields('secretKey'),
+  phoneField: fieldName.default('phone'),
+  /** Recipients per request (the API takes up to 1,000). */
+  batchSize: z.number().int().min(1).max(1000).default(1),
+  /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
+  countBy: z.enum(['request', 'message']).default('message'),
+  /** Per-recipient result codes that mean the phone number can never receive: its id goes on token-invalid:<name>. */
+  invalidRecipientCodes: z.array(z.number().int()).default([]),
+  timeoutMs: z.number().int().min(1).max(300_000).default(5000),
+  connections: z.number().int().min(1).max(100_000).optional(),
+};
+
+/** A sender number registered with NHN. */
+const senderNumber = z.string().regex(/^\d{3,20}$/, 'the registered sender number, digits only');
+
 const alimtalkProvider = z
   .object({
     ...common,
     type: z.literal('alimtalk'),
     baseUrl: z.url({ protocol: /^https?$/ }).default('https://api-alimtalk.cloud.toast.com'),
-    appKey: z.string().min(1),
-    /** X-Secret-Key. */
-    ...secretFields('secretKey'),
+    ...nhnFields,
     senderKey: z.string().min(1),
     /** A campaign's `message.data.templateCode` overrides it. */
     templateCode: z.string().min(1).max(20),
-    phoneField: fieldName.default('phone'),
     /** Recipient fields passed as template parameters; all its other text fields when omitted. */
     templateParameters: z.array(fieldName).optional(),
-    /** Recipients per request (the API takes up to 1,000). */
-    batchSize: z.number().int().min(1).max(1000).default(1),
-    /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
-    countBy: z.enum(['request', 'message']).default('message'),
-    /** Per-recipient result codes that mean the phone number can never receive: its id goes on token-invalid:<name>. */
-    invalidRecipientCodes: z.array(z.number().int()).default([]),
-    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    connections: z.number().int().min(1).max(100_000).optional(),
     /**
      * The API refuses a key it saw in the last 10 minutes, so a timed-out
      * request is safely retried with its key — when the retry carries the
@@ -226,10 +238,7 @@ const alimtalkProvider = z
      */
     nativeFallback: z.boolean().default(false),
     /** The sender number NHN re-sends from (registered with NHN's SMS service): required with nativeFallback. */
-    resendSendNo: z
-      .string()
-      .regex(/^\d{3,20}$/, 'the registered sender number, digits only')
-      .optional(),
+    resendSendNo: senderNumber.optional(),
   })
   .superRefine(oneSecret('secretKey'))
   .superRefine((config, ctx) => {
@@ -243,18 +252,10 @@ const smsProvider = z
     ...common,
     type: z.literal('sms'),
     baseUrl: z.url({ protocol: /^https?$/ }).default('https://api-sms.cloud.toast.com'),
-    appKey: z.string().min(1),
-    /** X-Secret-Key. */
-    ...secretFields('secretKey'),
+    /** (Recipients of one text share a request.) */
+    ...nhnFields,
     /** The sender number registered with the provider. */
-    sendNo: z.string().regex(/^\d{3,20}$/, 'the registered sender number, digits only'),
-    phoneField: fieldName.default('phone'),
-    /** Recipients per request (the API takes up to 1,000); recipients of one text share a request. */
-    batchSize: z.number().int().min(1).max(1000).default(1),
-    /** What `tps` counts: requests, or messages (recipients) — as the provider's contract counts them. */
-    countBy: z.enum(['request', 'message']).default('message'),
-    /** Per-recipient result codes that mean the number can never receive: its id goes on token-invalid:<name>. */
-    invalidRecipientCodes: z.array(z.number().int()).default([]),
+    sendNo: senderNumber,
     /** Request-level result codes about our account (bad app key or secret, quota): retried and counted by the circuit breaker. */
     accountCodes: z.array(z.number().int()).default([-1000, -1001]),
     /** Advertising messages: the name after `(광고)`, and the free 080 opt-out number the law asks for (without both they are refused). */
@@ -263,8 +264,6 @@ const smsProvider = z
       .string()
       .regex(/^080-?\d{3,4}-?\d{4}$/, 'a free 080 number, such as 080-123-4567')
       .optional(),
-    timeoutMs: z.number().int().min(1).max(300_000).default(5000),
-    connections: z.number().int().min(1).max(100_000).optional(),
     /** The API takes no idempotency key: a timed-out request resent may be a second message, so it is reported unless this says to resend. */
     retryTimeouts: z.boolean().default(false),
   })
