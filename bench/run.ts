@@ -1226,6 +1226,62 @@ async function redisTotals(url: string): Promise<{ calls: number; bytes: number;
   }
 }
 
+async function slowlogAll(url: string): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true });
+  await redis.config('SET', 'slowlog-log-slower-than', '0');
+  await redis.config('SET', 'slowlog-max-len', '2000000');
+  await redis.slowlog('RESET');
+  redis.disconnect();
+}
+
+/** Redis time by command over the whole process life, per send of the measured run (for finding what to cut). */
+async function printCommandStats(url: string, n: number): Promise<void> {
+  const redis = new Redis(url, { lazyConnect: true });
+  try {
+    const text = await redis.info('commandstats');
+    const rows = [...text.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)]
+      .map((m) => ({ command: m[1]!, calls: Number(m[2]), usec: Number(m[3]) }))
+      .sort((a, b) => b.usec - a.usec)
+      .slice(0, 20);
+    const log = (await redis.call('SLOWLOG', 'GET', '-1')) as Array<[number, number, number, string[]]>;
+    const byScript = new Map<string, { calls: number; usec: number; args: number }>();
+    for (const [, , usec, args] of log) {
+      if (!/^evalsha$/i.test(args[0] ?? '')) continue;
+      const key = `${(args[1] ?? '').slice(0, 8)} ${args[3] ?? ''}`;
+      const e = byScript.get(key) ?? { calls: 0, usec: 0, args: 0 };
+      e.calls += 1;
+      e.usec += usec;
+      e.args += args.length;
+      byScript.set(key, e);
+    }
+    table(
+      'Scripts (measured run)',
+      [...byScript.entries()]
+        .sort((a, b) => b[1].usec - a[1].usec)
+        .slice(0, 15)
+        .map(([k, e]) => ({
+          script: k.slice(0, 90),
+          calls: fmt(e.calls),
+          'µs/call': (e.usec / e.calls).toFixed(1),
+          'µs per send': (e.usec / n).toFixed(2),
+          'args/call (≤32 logged)': (e.args / e.calls).toFixed(1),
+        })),
+    );
+    table(
+      'Redis commands (whole life, incl. warm-up)',
+      rows.map((r) => ({
+        command: r.command,
+        calls: fmt(r.calls),
+        'µs total': fmt(r.usec),
+        'µs/call': (r.usec / r.calls).toFixed(2),
+        'µs per measured send': (r.usec / n).toFixed(2),
+      })),
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
 interface CostRow {
   rate: number;
   workerUs: number;
@@ -1249,11 +1305,13 @@ async function costOf(root: string, provider: 'sim' | 'http', n: number, profile
     await system.run(20_000, 120_000);
     const cpuBefore = system.workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
     const before = await redisTotals(system.redisUrl);
+    if (process.env.BENCH_COST_COMMANDS) await slowlogAll(system.redisUrl);
     const started = performance.now();
     await system.run(n, 600_000);
     const seconds = (performance.now() - started) / 1000;
     const workerCpu = system.workerPids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) - cpuBefore;
     const after = await redisTotals(system.redisUrl);
+    if (process.env.BENCH_COST_COMMANDS) await printCommandStats(system.redisUrl, n);
     return {
       rate: n / seconds,
       workerUs: (workerCpu / n) * 1e6,

@@ -68,6 +68,59 @@ describe('the permit limiter', () => {
     expect(busiest).toBeGreaterThan(limits.tps / 2);
   });
 
+  it('at a cap where one grant carries many permits, keeps every sliding second within the cap, before and after the cap is lowered', async () => {
+    // Starts closer together than a couple of ms are granted as one (lua/permit-lease.lua GRANT_SPAN_MS): at 3,000 tps
+    // a grant is several permits, whose units come back at the instants their requests were answered (apart).
+    const p = prefix();
+    const high = testLimits({ name: 'wide', tps: 3000, timeoutMs: 2000 });
+    const low = testLimits({ name: 'wide', tps: 1500, timeoutMs: 2000 });
+    const arrivals: number[] = [];
+    const grants = new Set<string>();
+    let permitsUsed = 0;
+    const started = performance.now();
+    let lowered = Infinity;
+    const sender = async (limiter: RedisPermitLimiter, limits: typeof high, from: number, until: number) => {
+      await sleep(from);
+      while (performance.now() - started < until) {
+        const permits = await limiter.acquire(limits, 40, 1);
+        await Promise.all(
+          permits.map(async (permit, i) => {
+            // Some permits of a grant go back unused (a page ends), the rest are answered at scattered instants.
+            if (i % 17 === 16) return limiter.giveBack(permit);
+            grants.add(permit.id.split('/')[0]!);
+            permitsUsed += 1;
+            await sleepUntil(permit.notBefore);
+            const latency = Math.random() * 30;
+            const arriveAfter = Math.random() * latency;
+            await sleep(arriveAfter);
+            arrivals.push(performance.now());
+            await sleep(latency - arriveAfter);
+            limiter.complete(permit, 'healthy');
+          }),
+        );
+      }
+    };
+    // Several loops per process, as a worker's pages are: demand well above either cap.
+    const process = (limits: typeof high) => {
+      const { limiter } = limiterOn(p);
+      return Promise.all(Array.from({ length: 4 }, () => sender(limiter, limits, 0, 5000)));
+    };
+    const lowering = async () => {
+      await sleep(2500);
+      lowered = performance.now();
+      await process(low);
+    };
+    await Promise.all([process(high), process(high), process(high), lowering()]);
+    const before = arrivals.filter((at) => at < lowered);
+    const after = arrivals.filter((at) => at >= lowered + 1000);
+    expect(maxInWindow(before)).toBeLessThanOrEqual(high.tps);
+    expect(maxInWindow(after)).toBeLessThanOrEqual(low.tps);
+    // The caps were reached (so the checks above tested something), and grants did carry several permits each.
+    expect(maxInWindow(before)).toBeGreaterThan(high.tps * 0.9);
+    expect(maxInWindow(after)).toBeGreaterThan(low.tps * 0.9);
+    expect(permitsUsed / grants.size).toBeGreaterThan(2);
+  });
+
   it('holds every permit of a provider while it is paused (429 with Retry-After)', async () => {
     const p = prefix();
     const { redis, limiter } = limiterOn(p);

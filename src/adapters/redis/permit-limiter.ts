@@ -40,6 +40,25 @@ interface LeasedPermit extends Permit {
   readonly freeAt: number;
   /** A paced flow's permit (lua/permit-lease.lua): only callers of that pace may use it. */
   readonly paceKey?: string;
+  /** The grant it is one unit of: handed back whole, once every unit is accounted for. */
+  readonly grant: Grant;
+}
+
+/**
+ * A grant of lua/permit-lease.lua: one or more permits (units) leased
+ * together. It goes back in one entry once each of its units completed (its
+ * rest began at `rests`) or went unused (free again at `unused`).
+ */
+interface Grant {
+  readonly name: string;
+  /** Ids of its permits not yet completed or handed back. */
+  readonly out: Set<string>;
+  /** performance.now() at which each completed unit's rest began. */
+  readonly rests: number[];
+  /** Server time each unused unit was free at. */
+  readonly unused: number[];
+  /** The completed units' outcome codes, in order. */
+  outcomes: string;
 }
 
 interface Waiter {
@@ -58,8 +77,9 @@ interface Pool {
   free: LeasedPermit[];
   /** Permits of paced flows, by pace key: each usable only by callers of that flow. */
   pacedFree: Map<string, LeasedPermit[]>;
-  /** Permits whose request completed: `at` is when their rest began (performance.now()). */
-  completed: Array<{ id: string; at: number; outcome: string }>;
+  /** Grants whose every unit completed or went unused: handed back with the next call. */
+  ready: Grant[];
+  /** Permits leased but not used, to account to their grants with the next call. */
   unused: LeasedPermit[];
   /** Waiters by flow, flows in the order they are served next (round robin). */
   waiters: Map<string, Waiter[]>;
@@ -171,11 +191,14 @@ export class RedisPermitLimiter implements RateLimiter {
 
   complete(permit: Permit, outcome: PermitOutcome, departedAt?: number): void {
     const pool = this.pools.get(permit.pool);
-    if (!pool) return;
+    const grant = (permit as Partial<LeasedPermit>).grant;
+    if (!pool || !grant?.out.delete(permit.id)) return;
     const now = performance.now();
     const rest = departedAt === undefined ? { at: now, from: 'answer' as const } : this.restFrom(pool.limits, Math.min(departedAt, now), now);
     this.onRest?.(pool.limits.name, rest.from);
-    pool.completed.push({ id: permit.id, at: rest.at, outcome: OUTCOME_CODE[outcome] });
+    grant.rests.push(rest.at);
+    grant.outcomes += OUTCOME_CODE[outcome];
+    if (grant.out.size === 0) pool.ready.push(grant);
     this.scheduleFlush(pool);
   }
 
@@ -252,7 +275,7 @@ export class RedisPermitLimiter implements RateLimiter {
       if (pool.timer) clearTimeout(pool.timer);
       this.rejectAll(pool, new Error('rate limiter is closed'));
       this.dropFree(pool);
-      if (pool.completed.length > 0 || pool.unused.length > 0) await this.lease(pool, false).catch(() => undefined);
+      if (pool.ready.length > 0 || pool.unused.length > 0) await this.lease(pool, false).catch(() => undefined);
     }
   }
 
@@ -266,7 +289,7 @@ export class RedisPermitLimiter implements RateLimiter {
         priorityClass,
         free: [],
         pacedFree: new Map(),
-        completed: [],
+        ready: [],
         unused: [],
         waiters: new Map(),
         demand: 0,
@@ -381,7 +404,7 @@ export class RedisPermitLimiter implements RateLimiter {
       pool.timer = null;
     }
     try {
-      while (!this.closed && (pool.demand > 0 || pool.completed.length > 0 || pool.unused.length > 0)) {
+      while (!this.closed && (pool.demand > 0 || pool.ready.length > 0 || pool.unused.length > 0)) {
         this.dropUnwanted(pool);
         const { retryIn, granted } = await this.lease(pool, true);
         if (pool.demand === 0) break;
@@ -404,7 +427,7 @@ export class RedisPermitLimiter implements RateLimiter {
       this.rejectAll(pool, err);
     } finally {
       pool.running = false;
-      if (pool.free.length > 0 || pool.pacedFree.size > 0 || pool.completed.length > 0) this.scheduleFlush(pool);
+      if (pool.free.length > 0 || pool.pacedFree.size > 0 || pool.ready.length > 0) this.scheduleFlush(pool);
     }
   }
 
@@ -431,8 +454,13 @@ export class RedisPermitLimiter implements RateLimiter {
 
   /** One round trip: hand back completed and unused permits, and (with `ask`) lease what the waiters want. */
   private async lease(pool: Pool, ask: boolean): Promise<{ retryIn: number; granted: number }> {
-    const completed = pool.completed.splice(0);
-    const unused = pool.unused.splice(0);
+    for (const permit of pool.unused.splice(0)) {
+      const { grant } = permit;
+      if (!grant.out.delete(permit.id)) continue;
+      grant.unused.push(permit.freeAt);
+      if (grant.out.size === 0) pool.ready.push(grant);
+    }
+    const ready = pool.ready.splice(0);
     const sentAt = performance.now();
     const { limits } = pool;
     const wants = ask ? this.wants(pool) : { generic: 0, paced: new Map<string, { want: number; tps: number }>() };
@@ -447,14 +475,11 @@ export class RedisPermitLimiter implements RateLimiter {
       limits.breaker.maxCoolDownMs,
       this.opts.leadMs,
       this.vouched(limits.name, sentAt),
-      completed.length,
+      ready.length,
       wants.paced.size,
     ];
     for (const [key, flow] of wants.paced) args.push(key, flow.want, flow.tps);
-    // "ms since the rest began" measured before the call is at most the true
-    // elapsed time when the script runs, so the permit never frees early.
-    for (const c of completed) args.push(c.id, Math.max(0, Math.floor(sentAt - c.at)), c.outcome);
-    for (const u of unused) args.push(u.id, u.freeAt);
+    for (const grant of ready) args.push(grant.name, restsOf(grant, sentAt), grant.outcomes);
     const k = this.keys.limiter(limits.name);
     let reply: Array<string | number>;
     this.stats.calls += 1;
@@ -462,8 +487,7 @@ export class RedisPermitLimiter implements RateLimiter {
       reply = (await this.scripts.run('permit-lease', [k.free, k.held, k.config, k.retired], args)) as Array<string | number>;
     } catch (err) {
       // Nothing was handed back: keep them to hand back on the next call.
-      pool.completed.unshift(...completed);
-      pool.unused.unshift(...unused);
+      pool.ready.unshift(...ready);
       throw err;
     }
     const receivedAt = performance.now();
@@ -473,20 +497,47 @@ export class RedisPermitLimiter implements RateLimiter {
     // The lease ends `leaseMs` after the script ran, which is after `sentAt`.
     const usableUntil = sentAt + limits.timeoutMs + this.opts.leaseSlackMs;
     const fresh: LeasedPermit[] = [];
-    for (let i = 2; i < reply.length; i += 2) {
-      const freeAt = Number(reply[i + 1]); // its start: free, and allowed by the pace
-      // The server's clock read at least `serverNow` when the reply left, so at
-      // local time receivedAt + d it reads at least serverNow + d: waiting until
-      // then never starts a request before the permit is free.
-      const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
-      const id = String(reply[i]);
-      // `<slot>:<seq>:<flow slot>:<pace key>` for a paced flow's permit.
-      const parts = id.split(':');
+    for (let i = 2; i < reply.length; i += 3) {
+      const name = String(reply[i]);
+      const units = Number(reply[i + 1]);
+      // Its start: free, and allowed by the pace (every unit of the grant).
+      const freeAt = Number(reply[i + 2]);
+      // `g<seq>:1:<flow slot>:<pace key>` for a paced flow's permit.
+      const parts = name.split(':');
       const paceKey = parts.length >= 4 ? parts.slice(3).join(':') : undefined;
-      fresh.push({ provider: limits.name, pool: pool.key, id, freeAt, notBefore, usableUntil, ...(paceKey === undefined ? {} : { paceKey }) });
+      const grant: Grant = { name, out: new Set(), rests: [], unused: [], outcomes: '' };
+      for (let u = 0; u < units; u += 1) {
+        // The server's clock read at least `serverNow` when the reply left, so at
+        // local time receivedAt + d it reads at least serverNow + d: waiting until
+        // then never starts a request before the permit is free.
+        const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
+        const id = units === 1 ? name : `${name}/${u}`;
+        grant.out.add(id);
+        fresh.push({ provider: limits.name, pool: pool.key, id, freeAt, notBefore, usableUntil, grant, ...(paceKey === undefined ? {} : { paceKey }) });
+      }
     }
     this.stats.granted += fresh.length;
     this.serveWaiters(pool, fresh);
     return { retryIn: retryAt < 0 ? -1 : retryAt - serverNow, granted: fresh.length };
   }
+}
+
+/**
+ * A grant's units as permit-lease.lua takes them back: `n:ago` for n units
+ * whose rest began `ago` ms before the call, `n@t` for n unused ones free
+ * at server time t. "ms since the rest began" measured before the call is at
+ * most the true elapsed time when the script runs, so a unit never frees
+ * early; units within a millisecond of each other go as one.
+ */
+function restsOf(grant: Grant, sentAt: number): string {
+  const groups = new Map<string, number>();
+  for (const at of grant.rests) {
+    const key = `:${Math.max(0, Math.floor(sentAt - at))}`;
+    groups.set(key, (groups.get(key) ?? 0) + 1);
+  }
+  for (const freeAt of grant.unused) {
+    const key = `@${freeAt}`;
+    groups.set(key, (groups.get(key) ?? 0) + 1);
+  }
+  return [...groups].map(([key, n]) => `${n}${key}`).join(',');
 }

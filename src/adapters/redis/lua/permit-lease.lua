@@ -113,10 +113,65 @@ for field, value in pairs(state) do
   end
 end
 
--- Slots [0, slots) exist; each is in exactly one of free, held (as a grant) or retired.
+-- Units. A slot of the cap is a unit; units are stored in blocks (`b<seq>:<n>`:
+-- n units free at the same instant, the block's score), and granted in
+-- grants (`g<seq>:<n>`) of units whose starts lie within GRANT_SPAN_MS of
+-- each other: at a high cap one zset member stands for many permits, at a
+-- low one (starts more than the span apart) each grant is one permit as
+-- before. Members of the earlier layout (a bare slot number, a grant
+-- `<slot>:<seq>`) are one unit each and are read as such.
+-- Units created: `slots`; retired (in the retired zset): `retired`; the rest
+-- (free or held) are active, never more than the cap once the held come back.
+local GRANT_SPAN_MS = 2
+local function unitsOf(member)
+  local n = string.match(member, '^[bg]%d+:(%d+)')
+  return n and tonumber(n) or 1
+end
+local blockSeq = num('blockSeq', 0)
+local function block(units)
+  blockSeq = blockSeq + 1
+  return 'b' .. blockSeq .. ':' .. units
+end
+-- Moves `units` units from the blocks of `source` to `target` (those free
+-- soonest first), each keeping its free-at time; splits the last block.
+-- Returns how many moved (fewer when the source has fewer).
+local function moveUnits(source, target, units)
+  local moved = 0
+  while moved < units do
+    local first = redis.call('ZRANGE', source, 0, 0, 'WITHSCORES')
+    if not first[1] then break end
+    local n = unitsOf(first[1])
+    local take = math.min(n, units - moved)
+    redis.call('ZREM', source, first[1])
+    redis.call('ZADD', target, first[2], block(take))
+    if take < n then redis.call('ZADD', source, first[2], block(n - take)) end
+    moved = moved + take
+  end
+  return moved
+end
 local slots = num('slots', num('tps', 0))
-local active = num('cap', slots)
--- Moves the free slots in [from, to) between the free and retired zsets, each keeping its free-at time.
+local retired = tonumber(state.retired or '')
+if not retired then
+  -- The earlier layout kept no count: one unit per member.
+  retired = 0
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do retired = retired + unitsOf(member) end
+end
+local retiredBefore = state.retired and retired or -1
+if cap < slots - retired then
+  -- Free units retire now; held ones as they come back.
+  retired = retired + moveUnits(KEYS[1], KEYS[4], slots - retired - cap)
+elseif cap > slots - retired and retired > 0 then
+  retired = retired - moveUnits(KEYS[4], KEYS[1], math.min(retired, cap - (slots - retired)))
+end
+if cap > slots - retired then
+  redis.call('ZADD', KEYS[1], 0, block(cap - (slots - retired)))
+  slots = cap + retired
+  set('slots', slots)
+end
+if retired ~= retiredBefore then set('retired', retired) end
+if num('cap', -1) ~= cap then set('cap', cap) end
+
+-- Moves a paced flow's free slots in [from, to) between its free and retired zsets, each keeping its free-at time.
 local function moveSlots(source, target, from, to)
   for slot = from, to - 1 do
     local freeAt = redis.call('ZSCORE', source, slot)
@@ -126,31 +181,13 @@ local function moveSlots(source, target, from, to)
     end
   end
 end
-if cap < active then
-  moveSlots(KEYS[1], KEYS[4], cap, active)
-elseif cap > active then
-  moveSlots(KEYS[4], KEYS[1], active, math.min(cap, slots))
-end
-if cap > slots then
-  local batch = {}
-  for slot = slots, cap - 1 do
-    batch[#batch + 1] = 0
-    batch[#batch + 1] = slot
-    if #batch >= 2000 then redis.call('ZADD', KEYS[1], unpack(batch)); batch = {} end
-  end
-  if #batch > 0 then redis.call('ZADD', KEYS[1], unpack(batch)) end
-  slots = cap
-  set('slots', slots)
-end
-if cap ~= active then set('cap', cap) end
 
--- A grant: provider slot, and for a paced flow's grant its flow slot and flow id.
+-- A grant: its units, and for a paced flow's grant (one unit) its flow slot and flow id.
 local function parseGrant(grant)
-  local slot, _, fslot, flow = string.match(grant, '^(%d+):(%d+):(%d+):(.+)$')
-  if slot then return tonumber(slot), tonumber(fslot), flow end
-  slot = string.match(grant, '^(%d+)')
-  return tonumber(slot), nil, nil
+  local _, _, fslot, flow = string.match(grant, '^(g?%d+):(%d+):(%d+):(.+)$')
+  return (string.sub(grant, 1, 1) == 'g') and unitsOf(grant) or 1, tonumber(fslot), flow
 end
+
 
 -- Paced flows: their keys, and their state as this call found it.
 local FLOW_IDLE_MS = 600000
@@ -174,17 +211,84 @@ local function flowWindow(flow)
   return windowMs - 1000 + math.ceil(1000 * math.max(1, math.ceil(flow.tps)) / flow.tps)
 end
 
--- Only the grant that holds a slot can return it, and only once.
-local function giveBack(grant, freeAt, restStart)
-  if redis.call('ZREM', KEYS[2], grant) == 0 then return end
-  local slot, fslot, id = parseGrant(grant)
-  if slot < cap then redis.call('ZADD', KEYS[1], freeAt, slot) else redis.call('ZADD', KEYS[4], freeAt, slot) end
-  if fslot then
-    local flow = flowOf(id)
-    local at = restStart and restStart + flowWindow(flow) or freeAt
-    -- A slot above the flow's count (its pace fell while it was out) retires, keeping its rest.
-    redis.call('ZADD', fslot < flow.active and flow.free or flow.retired, at, fslot)
+-- One command over many members: `args` in chunks (Lua's unpack has a limit), each chunk after `head`.
+local CHUNK = 2000
+local function batched(command, key, args, width)
+  local per = CHUNK - CHUNK % width
+  for from = 1, #args, per do
+    redis.call(command, key, unpack(args, from, math.min(#args, from + per - 1)))
   end
+end
+
+-- Only the grant that holds units can return them, and only once. Hand-backs
+-- are gathered (`back`) and applied together (`applyBacks`): a call per key
+-- for all of them, and one block per instant the units are free again.
+-- `parts`: {units, free at, rest start or false} — a grant's units may rest
+-- from different instants (their answers came apart).
+local back = { grants = {}, parts = {}, seen = {} }
+local function giveBack(grant, parts)
+  if back.seen[grant] then return end
+  back.seen[grant] = true
+  local n = #back.grants + 1
+  back.grants[n], back.parts[n] = grant, parts
+end
+local function applyBacks()
+  local grants = back.grants
+  if #grants == 0 then return end
+  local held = {}
+  for from = 1, #grants, CHUNK do
+    local scores = redis.call('ZMSCORE', KEYS[2], unpack(grants, from, math.min(#grants, from + CHUNK - 1)))
+    for k = 1, #scores do held[from + k - 1] = scores[k] ~= false end
+  end
+  local removed, toFree, toRetire = {}, {}, {}
+  local function place(units, freeAt)
+    -- Units above the cap (it fell while they were out) retire, keeping their rest.
+    local over = math.min(units, slots - retired - cap)
+    if over > 0 then
+      toRetire[freeAt] = (toRetire[freeAt] or 0) + over
+      retired = retired + over
+      units = units - over
+    end
+    if units > 0 then toFree[freeAt] = (toFree[freeAt] or 0) + units end
+  end
+  for n = 1, #grants do
+    if held[n] then
+      local grant = grants[n]
+      removed[#removed + 1] = grant
+      local units, fslot, id = parseGrant(grant)
+      local parts, given = back.parts[n], 0
+      for _, part in ipairs(parts) do
+        local k = math.min(part[1], units - given)
+        if k > 0 then
+          place(k, part[2])
+          given = given + k
+        end
+      end
+      -- Units the caller did not account for rest a whole window from now.
+      if given < units then place(units - given, now + windowMs) end
+      if fslot then
+        -- A paced flow's grant is one unit: its flow slot rests from the same instant.
+        local flow, part = flowOf(id), parts[1] or { 1, now + windowMs, now }
+        local at = part[3] and part[3] + flowWindow(flow) or part[2]
+        -- A slot above the flow's count (its pace fell while it was out) retires, keeping its rest.
+        redis.call('ZADD', fslot < flow.active and flow.free or flow.retired, at, fslot)
+      end
+    end
+  end
+  batched('ZREM', KEYS[2], removed, 1)
+  local free, retiring = {}, {}
+  for freeAt, units in pairs(toFree) do
+    free[#free + 1] = freeAt
+    free[#free + 1] = block(units)
+  end
+  for freeAt, units in pairs(toRetire) do
+    retiring[#retiring + 1] = freeAt
+    retiring[#retiring + 1] = block(units)
+  end
+  batched('ZADD', KEYS[1], free, 2)
+  batched('ZADD', KEYS[4], retiring, 2)
+  if #retiring > 0 then set('retired', retired) end
+  back = { grants = {}, parts = {}, seen = {} }
 end
 
 local breaker = state.breaker or 'closed'
@@ -197,7 +301,7 @@ local function open(coolDown)
 end
 local function isProbe(grant) return breaker == 'half' and (state.probe or '') == grant end
 
-local completed = tonumber(ARGV[11])
+local handed = tonumber(ARGV[11])
 local pacedCount = tonumber(ARGV[12])
 local paced = {}
 for j = 0, pacedCount - 1 do
@@ -209,11 +313,25 @@ for j = 0, pacedCount - 1 do
 end
 local i = 13 + pacedCount * 3
 local streak = num('streak', 0)
-for _ = 1, completed do
-  local grant, ago, outcome = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  giveBack(grant, now - ago + windowMs, now - ago)
+for _ = 1, handed do
+  local grant, rests, outcomes = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local parts = {}
+  for units, kind, value in string.gmatch(rests, '(%d+)([:@])(%d+)') do
+    value = tonumber(value)
+    if kind == ':' then
+      -- Used: rests a window from when its rest began, `value` ms before this call.
+      parts[#parts + 1] = { tonumber(units), now - value + windowMs, now - value }
+    else
+      -- Never used, so no rest: free again when it was due to be free anyway.
+      parts[#parts + 1] = { tonumber(units), math.max(now, value), false }
+    end
+  end
+  giveBack(grant, parts)
   local probe = isProbe(grant)
-  if outcome == 's' then
+  if outcomes == '' then
+    -- A probe never used says nothing: let another one go.
+    if state.probe == grant then set('probe', '') end
+  elseif not string.find(outcomes, '[tn]') then
     streak = 0
     if probe then
       breaker = 'closed'
@@ -221,31 +339,41 @@ for _ = 1, completed do
       set('coolDown', coolDownMs)
       set('probe', '')
     end
-  elseif outcome == 't' then
-    streak = streak + 1
-    if probe then
-      open(math.min(maxCoolDownMs, num('coolDown', coolDownMs) * 2))
-    elseif breaker == 'closed' and streak >= failuresToOpen then
-      open(coolDownMs)
+  else
+    for outcome in string.gmatch(outcomes, '.') do
+      if outcome == 's' then
+        streak = 0
+        if probe then
+          breaker = 'closed'
+          set('breaker', 'closed')
+          set('coolDown', coolDownMs)
+          set('probe', '')
+        end
+      elseif outcome == 't' then
+        streak = streak + 1
+        if probe then
+          open(math.min(maxCoolDownMs, num('coolDown', coolDownMs) * 2))
+        elseif breaker == 'closed' and streak >= failuresToOpen then
+          open(coolDownMs)
+        end
+      elseif probe then
+        -- A probe that says nothing about the provider's health: let another one go.
+        set('probe', '')
+      end
     end
-  elseif probe then
-    -- A probe that says nothing about the provider's health: let another one go.
-    set('probe', '')
   end
   i = i + 3
 end
 if streak ~= num('streak', 0) then set('streak', streak) end
-for j = i, #ARGV, 2 do
-  -- Never used, so no rest: free again when it was due to be free anyway.
-  giveBack(ARGV[j], math.max(now, tonumber(ARGV[j + 1])), nil)
-  if state.probe == ARGV[j] then set('probe', '') end
-end
+applyBacks()
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'WITHSCORES', 'LIMIT', 0, 1000)
 for j = 1, #expired, 2 do
-  giveBack(expired[j], tonumber(expired[j + 1]) + windowMs, tonumber(expired[j + 1]))
+  local leaseEnd = tonumber(expired[j + 1])
+  giveBack(expired[j], { { parseGrant(expired[j]), leaseEnd + windowMs, leaseEnd } })
   -- A probe whose holder died says nothing: let another one go.
   if state.probe == expired[j] then set('probe', '') end
 end
+applyBacks()
 
 -- Additive increase: +0.1 of the cap per second since the last 429 (after a one-second hold).
 local rate = num('rate', 1)
@@ -259,6 +387,7 @@ if rate < 1 then
 end
 
 local function reply(retryAt, grants)
+  if blockSeq ~= num('blockSeq', 0) then set('blockSeq', blockSeq) end
   if #changed > 0 then redis.call('HSET', KEYS[3], unpack(changed)) end
   for _, flow in pairs(flows) do
     redis.call('HSET', flow.hash, 'tps', flow.tps, 'slots', flow.slots, 'active', flow.active, 'paceAt', flow.tat)
@@ -353,7 +482,8 @@ local burst = math.max(BURST_MS, interval)
 local tat = num('paceAt', 0)
 local horizon = now + lead
 local candidates = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', horizon, 'WITHSCORES', 'LIMIT', 0, want)
-local granted = {}
+local granted, taken, leased, leftover = {}, {}, {}, {}
+local grantedUnits = 0
 local seq = num('grantSeq', 0)
 local pacedAt = 1
 -- Whether the provider's slots ran out before the demand did (not the flows' own paces).
@@ -361,53 +491,92 @@ local providerShort = true
 -- (ms timestamps near 2^41 carry float error of ~0.0002 ms: ceil after a
 -- 0.01 ms allowance keeps rounding from pushing a start past the horizon)
 local function startAt(t) return math.ceil(t - 0.01) end
-for j = 1, #candidates, 2 do
-  if #granted / 2 >= maxGrants then break end
-  local slotStart = math.max(now, tonumber(candidates[j + 1]))
-  if slotStart > horizon then break end
-  -- Who takes this slot: a paced flow ready by then (in turn), else unpaced
-  -- demand, else the paced flow ready soonest within the lead.
-  local taker, takerSlot, start = nil, nil, nil
-  local soonest, soonestSlot, soonestAt = nil, nil, nil
-  for k = 0, #paced - 1 do
-    local flow = paced[(pacedAt + k - 1) % #paced + 1]
-    local at, fslot = flowStart(flow)
-    if at and at <= slotStart then
-      taker, takerSlot, start = flow, fslot, slotStart
-      pacedAt = (pacedAt + k) % #paced + 1
-      break
-    elseif at and at <= horizon and (not soonestAt or at < soonestAt) then
-      soonest, soonestSlot, soonestAt = flow, fslot, at
-    end
-  end
-  local genericStart = math.max(slotStart, tat - burst)
-  if not taker and genericWant > 0 and genericStart <= horizon and (not soonestAt or genericStart <= soonestAt) then
-    start = genericStart
-  elseif not taker and soonest then
-    taker, takerSlot, start = soonest, soonestSlot, soonestAt
-  end
-  if not start then
-    -- Nobody can use this slot within the lead: the demand left waits for its own pace.
-    providerShort = false
-    break
-  end
-  start = startAt(start)
-  seq = seq + 1
-  local grant = candidates[j] .. ':' .. seq
-  if taker then
-    grant = grant .. ':' .. takerSlot .. ':' .. taker.id
-    redis.call('ZREM', taker.free, takerSlot)
-    taker.want = taker.want - 1
-    taker.tat = math.max(taker.tat, start) + taker.interval
-  else
-    genericWant = genericWant - 1
-    tat = math.max(tat, start) + interval
-  end
-  redis.call('ZREM', KEYS[1], candidates[j])
-  redis.call('ZADD', KEYS[2], now + leaseMs, grant)
-  granted[#granted + 1] = grant
+-- A grant's units all start at its last unit's start: none starts before its unit is free and its pace allows it.
+local function grantOf(name, units, start)
+  leased[#leased + 1] = now + leaseMs
+  leased[#leased + 1] = name
+  granted[#granted + 1] = name
+  granted[#granted + 1] = units
   granted[#granted + 1] = start
 end
+-- Unpaced units being gathered into one grant: their starts lie within GRANT_SPAN_MS of the first's.
+local gathering = nil
+local function endGathering()
+  if not gathering then return end
+  seq = seq + 1
+  grantOf('g' .. seq .. ':' .. gathering.units, gathering.units, gathering.last)
+  gathering = nil
+end
+local stop = false
+for j = 1, #candidates, 2 do
+  if stop or grantedUnits >= maxGrants then break end
+  local member, units = candidates[j], unitsOf(candidates[j])
+  local slotStart = math.max(now, tonumber(candidates[j + 1]))
+  if slotStart > horizon then break end
+  local used = 0
+  while used < units and grantedUnits < maxGrants do
+    -- Who takes this unit: a paced flow ready by then (in turn), else unpaced
+    -- demand, else the paced flow ready soonest within the lead.
+    local taker, takerSlot, start = nil, nil, nil
+    local soonest, soonestSlot, soonestAt = nil, nil, nil
+    for k = 0, #paced - 1 do
+      local flow = paced[(pacedAt + k - 1) % #paced + 1]
+      local at, fslot = flowStart(flow)
+      if at and at <= slotStart then
+        taker, takerSlot, start = flow, fslot, slotStart
+        pacedAt = (pacedAt + k) % #paced + 1
+        break
+      elseif at and at <= horizon and (not soonestAt or at < soonestAt) then
+        soonest, soonestSlot, soonestAt = flow, fslot, at
+      end
+    end
+    local genericStart = math.max(slotStart, tat - burst)
+    if not taker and genericWant > 0 and genericStart <= horizon and (not soonestAt or genericStart <= soonestAt) then
+      start = genericStart
+    elseif not taker and soonest then
+      taker, takerSlot, start = soonest, soonestSlot, soonestAt
+    end
+    if not start then
+      -- Nobody can use this unit within the lead: the demand left waits for its own pace.
+      providerShort = false
+      stop = true
+      break
+    end
+    start = startAt(start)
+    if taker then
+      seq = seq + 1
+      grantOf('g' .. seq .. ':1:' .. takerSlot .. ':' .. taker.id, 1, start)
+      redis.call('ZREM', taker.free, takerSlot)
+      taker.want = taker.want - 1
+      taker.tat = math.max(taker.tat, start) + taker.interval
+    else
+      genericWant = genericWant - 1
+      tat = math.max(tat, start) + interval
+      if gathering and start - gathering.first <= GRANT_SPAN_MS then
+        gathering.units = gathering.units + 1
+        gathering.last = start
+      else
+        endGathering()
+        gathering = { units = 1, first = start, last = start }
+      end
+    end
+    used = used + 1
+    grantedUnits = grantedUnits + 1
+  end
+  if used > 0 then
+    taken[#taken + 1] = member
+    -- What the grants left of the block stays free at its time.
+    if used < units then
+      leftover[#leftover + 1] = candidates[j + 1]
+      leftover[#leftover + 1] = block(units - used)
+    end
+  end
+end
+endGathering()
+-- The blocks granted leave the free set (what is left of a block comes back as one), and the grants are held.
+batched('ZREM', KEYS[1], taken, 1)
+batched('ZADD', KEYS[1], leftover, 2)
+batched('ZADD', KEYS[2], leased, 2)
 if #granted > 0 then
   set('paceAt', tat)
   set('grantSeq', seq)
