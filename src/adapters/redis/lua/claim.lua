@@ -54,22 +54,23 @@ local leg = tonumber(ARGV[6]) or 0
 local budget = rules and leg > 0 and rules.max[leg + 1] or nil
 local spent = budget and tonumber(redis.call('HGET', KEYS[1], 'leg:' .. leg .. ':msgs') or '0') or 0
 local spentBefore = spent
+local records = openRecords(KEYS[2])
 
 -- pending → skipped (reason `code`), or unknown when an earlier attempt may have been delivered.
 local function skip(index, attempts, reason, code, detail)
   local position = tonumber(ARGV[1]) * pageSize + index
   leaveDeferral(d, reason)
-  if not inDoubt(reason) and code == TOKEN_INVALID and fallBack(KEYS[1], KEYS[2], KEYS[5], position, index, reason, 't', elapsed, rules, d) then
+  if not inDoubt(reason) and code == TOKEN_INVALID and fallBack(KEYS[1], records, KEYS[5], position, index, reason, 't', elapsed, rules, d) then
     -- On the next leg now (why: its legs byte).
   elseif inDoubt(reason) then
-    writeRecord(KEYS[2], index, UNKNOWN, attempts, flagsOf(reason), elapsed)
+    writeRecord(records, index, UNKNOWN, attempts, flagsOf(reason), elapsed)
     noteDoubt(KEYS[1], position, false)
     recordError(KEYS[5], position, 'IN_DOUBT', detail .. '; an earlier attempt may have been delivered', attempts, wall)
     redis.call('ZADD', KEYS[7], position, position)
     noteRecipient(ev, 'u', position)
     doubted = doubted + 1
   else
-    writeRecord(KEYS[2], index, SKIPPED, attempts, code, elapsed)
+    writeRecord(records, index, SKIPPED, attempts, code, elapsed)
     -- An expired recipient's reason says it all: no detail kept (a deadline may skip millions).
     if code ~= EXPIRED then recordError(KEYS[5], position, 'SKIPPED', detail, attempts, wall) end
     redis.call('HINCRBY', KEYS[1], 'skip:' .. code, 1)
@@ -80,8 +81,8 @@ end
 
 for i = 7, #ARGV, 4 do
   local index, op = tonumber(ARGV[i]), ARGV[i + 1]
-  local state, attempts, reason, at = readRecord(KEYS[2], index)
-  if rules and readLegs(KEYS[2], index) % 4 ~= leg then
+  local state, attempts, reason, at = readRecord(records, index)
+  if rules and readLegs(records, index) % 4 ~= leg then
     -- Sent on another leg than the caller's: not this caller's to decide.
   elseif state == INFLIGHT and op == 'c' then
     out[#out + 1] = index
@@ -98,7 +99,7 @@ for i = 7, #ARGV, 4 do
     if ARGV[i + 2] == '1' and not counted(reason) then flags = flags + COUNTED end
     local locale = tonumber(ARGV[i + 3]) or 0
     if locale > 0 then flags = flags + LOCALE + locale end
-    writeRecord(KEYS[2], index, INFLIGHT, attempts, flags, elapsed)
+    writeRecord(records, index, INFLIGHT, attempts, flags, elapsed)
     if inDoubt(reason) then noteDoubt(KEYS[1], tonumber(ARGV[1]) * pageSize + index, false) end
     claimed = claimed + 1
     out[#out + 1] = index
@@ -117,12 +118,13 @@ for i = 7, #ARGV, 4 do
         if redis.call('HEXISTS', waves, dueAt) == 1 or redis.call('HLEN', waves) < 200 then redis.call('HINCRBY', waves, dueAt, 1) end
       end
     end
-    writeRecord(KEYS[2], index, PENDING, attempts, why + flagsOf(reason), wake)
+    writeRecord(records, index, PENDING, attempts, why + flagsOf(reason), wake)
     if wake > latestWake then latestWake = wake end
   elseif state == PENDING and op == 'k' then
     skip(index, attempts, reason, tonumber(ARGV[i + 2]), ARGV[i + 3])
   end
 end
+flushRecords(records)
 if claimed > 0 then redis.call('HINCRBY', KEYS[1], 'inflight', claimed) end
 if spent > spentBefore then d['leg:' .. leg .. ':msgs'] = spent - spentBefore end
 for field, delta in pairs(d) do

@@ -54,15 +54,16 @@ local budget = rules and leg > 0 and rules.max[leg + 1] or nil
 local FAILED_WHY = { i = 't', o = 'n' }
 -- Outcomes that leave the recipient pending (again after a backoff, handed back unsent, never sent): t, r, n.
 local function goesBack(op) return op == 't' or op == 'r' or op == 'n' end
+local records = openRecords(KEYS[2])
 
 for i = 8, #ARGV, 6 do
   local index, attempt, op, delay = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
   local code, message = ARGV[i + 4], ARGV[i + 5]
   local why = FAILED_WHY[op] or 'f'
   if FAILED_WHY[op] then op = 'f' end
-  local state, attempts, reason = readRecord(KEYS[2], index)
+  local state, attempts, reason = readRecord(records, index)
   -- An entry of a leg the recipient has left applies to nothing.
-  if rules and readLegs(KEYS[2], index) % 4 ~= leg then state = -1 end
+  if rules and readLegs(records, index) % 4 ~= leg then state = -1 end
   local lost = state == PENDING and attempts == attempt - 1
   if lost then
     attempts = attempt
@@ -115,11 +116,11 @@ for i = 8, #ARGV, 6 do
       op = 's'
     end
     if (op == 'u' or (op == 'f' and not exhausted)) and not cancelled
-      and fallBack(KEYS[1], KEYS[2], KEYS[5], position, index, flags, op == 'u' and 'u' or why, elapsed, rules, d) then
+      and fallBack(KEYS[1], records, KEYS[5], position, index, flags, op == 'u' and 'u' or why, elapsed, rules, d) then
       -- Ended on this leg for a reason the chain moves on from: pending on the next (no failure counted, nothing sent
       -- twice). Why it left is its legs byte; no error text is kept for it (a fifth of a list may move on).
     elseif cancelled and goesBack(op) then
-      writeRecord(KEYS[2], index, SKIPPED, attempts, CANCELLED, elapsed)
+      writeRecord(records, index, SKIPPED, attempts, CANCELLED, elapsed)
       redis.call('HINCRBY', KEYS[1], 'skip:' .. CANCELLED, 1)
       d.pending = d.pending - 1
       d.skipped = d.skipped + 1
@@ -131,14 +132,14 @@ for i = 8, #ARGV, 6 do
         if kind == 'd' then d.delivered = d.delivered + 1 else d.undelivered = d.undelivered + 1 end
         noteRecipient(ev, kind, position, string.sub(early, 3))
       end
-      writeRecord(KEYS[2], index, st, attempts, flags + locale, elapsed)
+      writeRecord(records, index, st, attempts, flags + locale, elapsed)
       -- (The leg check above: a recipient with rules is on the entries' leg.)
       countLegSent(leg, rules, d)
       noteRecipient(ev, 's', position)
       d.pending = d.pending - 1
       d.sent = d.sent + 1
     elseif op == 'f' or op == 'u' then
-      writeRecord(KEYS[2], index, op == 'f' and FAILED or UNKNOWN, attempts, flags + locale, elapsed)
+      writeRecord(records, index, op == 'f' and FAILED or UNKNOWN, attempts, flags + locale, elapsed)
       recordError(KEYS[5], position, code, message, attempts, wall, requeues)
       redis.call('ZADD', KEYS[6], position, position)
       noteRecipient(ev, op, position)
@@ -146,7 +147,7 @@ for i = 8, #ARGV, 6 do
       if op == 'f' then d.failed = d.failed + 1 else d.unknown = d.unknown + 1 end
     else
       if op == 'r' or op == 'n' then attempts = attempts - 1 end
-      writeRecord(KEYS[2], index, PENDING, attempts, flags, elapsed + delay)
+      writeRecord(records, index, PENDING, attempts, flags, elapsed + delay)
       if op ~= 'n' and code ~= '' then recordError(KEYS[5], position, code, message, attempts, wall, requeues) end
       if inDoubt(flags) then noteDoubt(KEYS[1], position, true) end
     end
@@ -163,6 +164,7 @@ for i = 8, #ARGV, 6 do
   end
 end
 
+flushRecords(records)
 for field, delta in pairs(d) do
   if delta ~= 0 then redis.call('HINCRBY', KEYS[1], field, delta) end
 end

@@ -62,17 +62,62 @@ local function runClocks(runKey)
   return lease, dueNow - tonumber(f[6] or wall), wall
 end
 
+-- A page's records held by a script that touches many of them (claim.lua,
+-- confirm.lua): read with one GET, written back by `flushRecords` with one
+-- SETRANGE per run of neighbouring records changed, instead of a GETRANGE
+-- and a SETRANGE per recipient. readRecord and writeRecord take either the
+-- records' key or such a page; a script that opens one flushes it before it
+-- returns.
+local function openRecords(key)
+  return { key = key, raw = redis.call('GET', key) or '', dirty = {} }
+end
+
+local function keyOfRecords(records)
+  if type(records) == 'table' then return records.key end
+  return records
+end
+
 -- state, attempts, reason, at (ms since the run began)
-local function readRecord(key, index)
-  local raw = redis.call('GETRANGE', key, index * RECORD, index * RECORD + RECORD - 1)
-  if #raw < RECORD then return PENDING, 0, 0, 0 end
+local function readRecord(records, index)
+  local raw
+  if type(records) == 'table' then
+    raw = records.dirty[index]
+    if not raw then
+      if #records.raw < (index + 1) * RECORD then return PENDING, 0, 0, 0 end
+      local state, attempts, reason, at = struct.unpack('>BBHI6', records.raw, index * RECORD + 1)
+      return state, attempts, reason, at
+    end
+  else
+    raw = redis.call('GETRANGE', records, index * RECORD, index * RECORD + RECORD - 1)
+    if #raw < RECORD then return PENDING, 0, 0, 0 end
+  end
   local state, attempts, reason, at = struct.unpack('>BBHI6', raw)
   return state, attempts, reason, at
 end
 
-local function writeRecord(key, index, state, attempts, reason, at)
+local function writeRecord(records, index, state, attempts, reason, at)
   if at < 0 then at = 0 end
-  redis.call('SETRANGE', key, index * RECORD, struct.pack('>BBHI6', state, attempts, reason, at))
+  local packed = struct.pack('>BBHI6', state, attempts, reason, at)
+  if type(records) == 'table' then records.dirty[index] = packed else redis.call('SETRANGE', records, index * RECORD, packed) end
+end
+
+local function flushRecords(records)
+  local indexes = {}
+  for index in pairs(records.dirty) do indexes[#indexes + 1] = index end
+  table.sort(indexes)
+  local from, run = nil, {}
+  for n = 1, #indexes + 1 do
+    local index = indexes[n]
+    if from and index ~= from + #run then
+      redis.call('SETRANGE', records.key, from * RECORD, table.concat(run))
+      from, run = nil, {}
+    end
+    if index then
+      from = from or index
+      run[#run + 1] = records.dirty[index]
+    end
+  end
+  records.dirty = {}
 end
 
 -- Channel fallback (src/domain/fallback.ts). A run with a fallback chain has
@@ -86,7 +131,7 @@ local LEFT_CODE = { f = 0, t = 1, n = 2, u = 3 }
 -- The reason a recipient past a leg's budget is skipped with (REASONS of src/domain/respect.ts).
 local FALLBACK_BUDGET = 9
 
-local function legsKeyOf(recordsKey) return (string.gsub(recordsKey, ':st:(%d+)$', ':lg:%1')) end
+local function legsKeyOf(records) return (string.gsub(keyOfRecords(records), ':st:(%d+)$', ':lg:%1')) end
 
 local function readLegs(recordsKey, index)
   local raw = redis.call('GETRANGE', legsKeyOf(recordsKey), index, index)
