@@ -78,7 +78,7 @@ describe('claim and confirm', () => {
     const result = await h.ledger.confirm(ref, 'A', LEASE, confirmPolicy(5), [
       sent(0),
       sent(1),
-      { index: 2, attempt: 1, outcome: 'failed', delayMs: 0, code: 'HTTP_400', message: 'bad token' },
+      { index: 2, attempt: 1, outcome: 'failed', delayMs: 0, code: 'HTTP_400', message: '잘못된 토큰 (bad token) — 🚫' },
       { index: 3, attempt: 1, outcome: 'retry', delayMs: 0, code: 'HTTP_503', message: 'busy' },
       { index: 4, attempt: 1, outcome: 'requeue', delayMs: 60_000, code: 'HTTP_429', message: 'slow down' },
       { index: 5, attempt: 1, outcome: 'unknown', delayMs: 0, code: 'TIMEOUT', message: 'no answer' },
@@ -100,7 +100,8 @@ describe('claim and confirm', () => {
     });
     const failedEntry = await h.ledger.readEntry(campaignId, runId, 2, 100);
     expect(failedEntry.record).toMatchObject({ state: 'failed', attempts: 1 });
-    expect(failedEntry.lastError).toMatchObject({ code: 'HTTP_400', message: 'bad token', attempts: 1 });
+    // Texts go to the ledger packed (redis-ledger.ts): Korean and emoji arrive whole.
+    expect(failedEntry.lastError).toMatchObject({ code: 'HTTP_400', message: '잘못된 토큰 (bad token) — 🚫', attempts: 1 });
     expect((await h.ledger.readEntry(campaignId, runId, 4, 100)).record).toMatchObject({ state: 'pending', attempts: 0 });
     expect(await h.ledger.listBad(campaignId, runId, -1, 10)).toEqual([2, 5]);
   });
@@ -215,7 +216,7 @@ describe('claims that defer and skip (recipient respect)', () => {
       { index: 0, op: 'claim' },
       { index: 1, op: 'defer', until: Date.now() + 60_000 },
       { index: 2, op: 'defer', until: Date.now() + 30_000 },
-      { index: 3, op: 'skip', reason: REASONS.suppressed, detail: 'on suppression list global' },
+      { index: 3, op: 'skip', reason: REASONS.suppressed, detail: '수신 거부 목록 global' },
       { index: 4, op: 'skip', reason: REASONS['frequency-cap'], detail: 'frequency cap: at most 1 per 24h' },
     ]);
     expect(result).toEqual({ kind: 'ok', claimed: [{ index: 0, attempt: 1 }], msLeft: null });
@@ -226,7 +227,7 @@ describe('claims that defer and skip (recipient respect)', () => {
     expect(run.skippedBy).toEqual({ suppressed: 1, 'frequency-cap': 1 });
     const skipped = await h.ledger.readEntry(campaignId, runId, 3, 100);
     expect(skipped.record).toMatchObject({ state: 'skipped', reason: REASONS.suppressed });
-    expect(skipped.lastError).toMatchObject({ code: 'SKIPPED', message: 'on suppression list global' });
+    expect(skipped.lastError).toMatchObject({ code: 'SKIPPED', message: '수신 거부 목록 global' });
     expect((await h.ledger.readEntry(campaignId, runId, 1, 100)).record).toMatchObject({ state: 'pending', reason: REASONS['quiet-hours'] });
 
     // Not due yet: a claim does not take a deferred recipient; deferring again does not count it twice.

@@ -20,7 +20,7 @@ import type {
 import { decodeRecord, RECORD_BYTES } from '../../domain/ledger.js';
 import type { Keys } from './keys.js';
 import { decodeLegs } from '../../domain/fallback.js';
-import { CLAIM_OPS, CONFIRM_OPS, DEAD_OPS, decode, type Reply } from './replies.js';
+import { decode, packDirectives, packEntries, type Reply } from './replies.js';
 import { Scripts } from './scripts.js';
 
 export interface LedgerDurability {
@@ -79,13 +79,15 @@ export class RedisLedger implements Ledger {
 
   async claim(ref: PageRef, token: string, leaseMs: number, directives: readonly ClaimDirective[], deadlineGuardMs = 0, leg = 0): Promise<ClaimResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [ref.page, token, leaseMs, this.masks.maskFor(ref.campaignId), Math.max(0, Math.round(deadlineGuardMs)), leg];
-    for (const d of directives) {
-      if (d.op === 'claim') args.push(d.index, CLAIM_OPS.claim, d.counted ? 1 : 0, d.locale ?? 0);
-      else if (d.op === 'defer') args.push(d.index, CLAIM_OPS.defer, Math.round(d.until), d.reason ?? '');
-      else if (d.op === 'expire') args.push(d.index, CLAIM_OPS.expire, '', '');
-      else args.push(d.index, CLAIM_OPS.skip, d.reason, d.detail);
-    }
+    const args: Array<string | number | Buffer> = [
+      ref.page,
+      token,
+      leaseMs,
+      this.masks.maskFor(ref.campaignId),
+      Math.max(0, Math.round(deadlineGuardMs)),
+      leg,
+      packDirectives(directives),
+    ];
     const result = decode.claim(
       (await this.claimScripts.run(
         'claim',
@@ -115,7 +117,7 @@ export class RedisLedger implements Ledger {
 
   async confirm(ref: PageRef, token: string, leaseMs: number, policy: ConfirmPolicy, entries: readonly ConfirmEntry[]): Promise<ConfirmResult> {
     const { campaign, run } = this.run(ref);
-    const args: Array<string | number> = [
+    const args: Array<string | number | Buffer> = [
       ref.page,
       token,
       leaseMs,
@@ -123,16 +125,8 @@ export class RedisLedger implements Ledger {
       policy.maxRequeues,
       this.masks.maskFor(ref.campaignId),
       policy.leg ?? 0,
+      packEntries(entries),
     ];
-    for (const e of entries)
-      args.push(
-        e.index,
-        e.attempt,
-        e.outcome === 'retry' && e.inDoubt ? CONFIRM_OPS.retryInDoubt : e.outcome === 'failed' && e.dead ? DEAD_OPS[e.dead] : CONFIRM_OPS[e.outcome],
-        Math.max(0, Math.round(e.delayMs)),
-        e.code,
-        e.message,
-      );
     const reply = (await this.scripts.run(
       'confirm',
       [run.run, run.records(ref.page), run.lease(ref.page), run.leases, run.errors, run.bad, campaign.meta()],

@@ -1,7 +1,9 @@
 import type { DeliverAt } from '../../domain/windows.js';
 import type {
   AcquireResult,
+  ClaimDirective,
   ClaimResult,
+  ConfirmEntry,
   ConfirmOutcome,
   ConfirmResult,
   CreateRunResult,
@@ -41,6 +43,63 @@ export const DEAD_OPS = { 'token-invalid': 'i', 'no-token': 'o' } as const;
 
 /** claim.lua's directive letters. */
 export const CLAIM_OPS = { claim: 'c', defer: 'd', skip: 'k', expire: 'x' } as const;
+
+/** Longest text one packed field carries (a u16 length; texts are far shorter: a detail, an error code). */
+const MAX_SHORT_TEXT = 16_000;
+/** An error message is cut to this many characters (providers' answers are cut far shorter before). */
+const MAX_MESSAGE = 100_000;
+
+/**
+ * claim.lua's directives in one argument (one string for Redis to read, not
+ * four per recipient): per directive its index (u32), letter, `a` (a double:
+ * the counted flag, a due instant, a reason code) and `b` (a u16-long text:
+ * the locale, the defer reason, the skip detail). Layout `>I4c1dHc0`.
+ */
+export function packDirectives(directives: readonly ClaimDirective[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const d of directives) {
+    const [a, b] =
+      d.op === 'claim'
+        ? [d.counted ? 1 : 0, String(d.locale ?? 0)]
+        : d.op === 'defer'
+          ? [Math.round(d.until), d.reason === undefined ? '' : String(d.reason)]
+          : d.op === 'expire'
+            ? [0, '']
+            : [d.reason, d.detail.slice(0, MAX_SHORT_TEXT)];
+    const text = Buffer.from(b);
+    const head = Buffer.allocUnsafe(15);
+    head.writeUInt32BE(d.index, 0);
+    head.write(CLAIM_OPS[d.op], 4, 'latin1');
+    head.writeDoubleBE(a, 5);
+    head.writeUInt16BE(text.length, 13);
+    parts.push(head, text);
+  }
+  return Buffer.concat(parts);
+}
+
+/**
+ * confirm.lua's entries in one argument: per entry its index (u32), attempt
+ * (u8), op letter, delay ms (u32), error code (u16-long text) and message
+ * (u32-long text). Layout `>I4Bc1I4Hc0I4c0`.
+ */
+export function packEntries(entries: readonly ConfirmEntry[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const e of entries) {
+    const op = e.outcome === 'retry' && e.inDoubt ? CONFIRM_OPS.retryInDoubt : e.outcome === 'failed' && e.dead ? DEAD_OPS[e.dead] : CONFIRM_OPS[e.outcome];
+    const code = Buffer.from(e.code.slice(0, MAX_SHORT_TEXT));
+    const message = Buffer.from(e.message.slice(0, MAX_MESSAGE));
+    const head = Buffer.allocUnsafe(12);
+    head.writeUInt32BE(e.index, 0);
+    head.writeUInt8(Math.min(255, e.attempt), 4);
+    head.write(op, 5, 'latin1');
+    head.writeUInt32BE(Math.min(0xffffffff, Math.max(0, Math.round(e.delayMs))), 6);
+    head.writeUInt16BE(code.length, 10);
+    const tail = Buffer.allocUnsafe(4);
+    tail.writeUInt32BE(message.length, 0);
+    parts.push(head, code, tail, message);
+  }
+  return Buffer.concat(parts);
+}
 
 export const decode = {
   createRun(reply: Reply): CreateRunResult {

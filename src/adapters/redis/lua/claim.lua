@@ -29,7 +29,9 @@
 -- first claim on it counts against the budget (`leg:k:msgs`); one past it is
 -- skipped, reason FALLBACK_BUDGET.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 campaign meta, 7 bad
--- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, 5 deadline guard ms, 6 leg, then (index, directive, a, b) per recipient
+-- ARGV: 1 page, 2 token, 3 lease ms, 4 event mask, 5 deadline guard ms, 6 leg,
+--       7 the directives, packed (redis-ledger.ts packDirectives): per recipient
+--       index (u32), directive (a letter), a (a double), b (a string after its u16 length)
 -- Returns {'ok', ms left until the deadline less the guard ('' : none), index, attempts, index, attempts, …} (the claimed)
 --       | {'fenced'} | {'inactive', status}
 -- @include ledger
@@ -79,8 +81,10 @@ local function skip(index, attempts, reason, code, detail)
   end
 end
 
-for i = 7, #ARGV, 4 do
-  local index, op = tonumber(ARGV[i]), ARGV[i + 1]
+local packed, at = ARGV[7] or '', 1
+while at <= #packed do
+  local index, op, a, b
+  index, op, a, b, at = struct.unpack('>I4c1dHc0', packed, at)
   local state, attempts, reason, at = readRecord(records, index)
   if rules and readLegs(records, index) % 4 ~= leg then
     -- Sent on another leg than the caller's: not this caller's to decide.
@@ -96,8 +100,8 @@ for i = 7, #ARGV, 4 do
     attempts = math.min(attempts + 1, 255)
     leaveDeferral(d, reason)
     local flags = flagsOf(reason)
-    if ARGV[i + 2] == '1' and not counted(reason) then flags = flags + COUNTED end
-    local locale = tonumber(ARGV[i + 3]) or 0
+    if a == 1 and not counted(reason) then flags = flags + COUNTED end
+    local locale = tonumber(b) or 0
     if locale > 0 then flags = flags + LOCALE + locale end
     writeRecord(records, index, INFLIGHT, attempts, flags, elapsed)
     if inDoubt(reason) then noteDoubt(KEYS[1], tonumber(ARGV[1]) * pageSize + index, false) end
@@ -106,9 +110,9 @@ for i = 7, #ARGV, 4 do
     out[#out + 1] = attempts
   elseif state == PENDING and op == 'd' then
     -- `a` is an instant (epoch ms): due after as long as the wall clock has until then.
-    local dueAt = tonumber(ARGV[i + 2])
+    local dueAt = a
     local wake = math.max(elapsed, elapsed + dueAt - wall)
-    local why = tonumber(ARGV[i + 3]) or QUIET
+    local why = tonumber(b) or QUIET
     if reasonCode(reason) ~= why then
       leaveDeferral(d, reason)
       enterDeferral(d, why)
@@ -121,7 +125,7 @@ for i = 7, #ARGV, 4 do
     writeRecord(records, index, PENDING, attempts, why + flagsOf(reason), wake)
     if wake > latestWake then latestWake = wake end
   elseif state == PENDING and op == 'k' then
-    skip(index, attempts, reason, tonumber(ARGV[i + 2]), ARGV[i + 3])
+    skip(index, attempts, reason, a, b)
   end
 end
 flushRecords(records)

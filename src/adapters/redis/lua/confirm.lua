@@ -17,7 +17,8 @@
 -- list unknown.
 -- KEYS: 1 run, 2 records, 3 lease, 4 leases, 5 errors, 6 bad, 7 campaign meta
 -- ARGV: 1 page, 2 token, 3 lease ms, 4 max attempts, 5 max requeues, 6 event mask, 7 leg,
---       then per recipient 6 values: index, attempt (as claimed), op, delay ms, error code, error message
+--       8 the entries, packed (redis-ledger.ts packEntries): per recipient index (u32), attempt as
+--       claimed (u8), op (a letter), delay ms (u32), error code (after its u16 length), error message (after its u32 length)
 --   op: s sent | f failed for good (i: the token is dead, o: there is none) | t retry after delay (failed once the
 --       attempts are spent) | q the same after an answer in doubt (the
 --       record remembers: it can then only end sent or unknown, never
@@ -56,9 +57,10 @@ local FAILED_WHY = { i = 't', o = 'n' }
 local function goesBack(op) return op == 't' or op == 'r' or op == 'n' end
 local records = openRecords(KEYS[2])
 
-for i = 8, #ARGV, 6 do
-  local index, attempt, op, delay = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), ARGV[i + 2], tonumber(ARGV[i + 3])
-  local code, message = ARGV[i + 4], ARGV[i + 5]
+local packed, at = ARGV[8] or '', 1
+while at <= #packed do
+  local index, attempt, op, delay, code, message
+  index, attempt, op, delay, code, message, at = struct.unpack('>I4Bc1I4Hc0I4c0', packed, at)
   local why = FAILED_WHY[op] or 'f'
   if FAILED_WHY[op] then op = 'f' end
   local state, attempts, reason = readRecord(records, index)
