@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 
 const CROCKFORD = '0123456789abcdefghjkmnpqrstvwxyz';
 
@@ -28,7 +28,7 @@ export const CAMPAIGN_ID_PATTERN = /^[0-9a-hjkmnp-tv-z]{26}$/;
  * some providers (APNs apns-id) demand that form.
  */
 export function idempotencyKey(campaignId: string, runId: string, recipientId: string, leg = 0): string {
-  const digest = createHash('sha256').update(campaignId).update('\0').update(runId).update(legSuffix(leg)).update('\0').update(recipientId).digest();
+  const digest = hash('sha256', `${campaignId}\0${runId}${legSuffix(leg)}\0${recipientId}`, 'buffer');
   digest[6] = (digest[6]! & 0x0f) | 0x80;
   digest[8] = (digest[8]! & 0x3f) | 0x80;
   const hex = digest.subarray(0, 16).toString('hex');
@@ -49,15 +49,8 @@ export function idempotencyKey(campaignId: string, runId: string, recipientId: s
  *   8 variant 10 | check · 9-12 position · 13-15 check
  */
 export function receiptKey(runNo: number, position: number, campaignId: string, runId: string, recipientId: string, leg = 0): string {
-  const check = createHash('sha256')
-    .update('pushq-receipt\0')
-    .update(campaignId)
-    .update('\0')
-    .update(runId)
-    .update(legSuffix(leg))
-    .update('\0')
-    .update(recipientId)
-    .digest();
+  // One call on one string (crypto.hash): the same digest as hashing the parts in turn, at a fraction of the cost per recipient.
+  const check = hash('sha256', `pushq-receipt\0${campaignId}\0${runId}${legSuffix(leg)}\0${recipientId}`, 'buffer');
   const bytes = Buffer.alloc(16);
   bytes.writeUIntBE(runNo, 0, 5);
   bytes[5] = check[0]!;
