@@ -99,7 +99,7 @@ export function startWorkerRole(deps: {
     series,
     events,
     log,
-    options: { leaseMs: config.leaseMs, claimBatch: 64, confirmBatch: 128, confirmDelayMs: 10 },
+    options: { leaseMs: config.leaseMs, claimBatch: 256, confirmBatch: 256, confirmDelayMs: 10 },
   });
   const bull = { redis, prefix: config.queuePrefix, layout: s.layout, name: instance, log };
   const senders = startPageWorkers({ ...bull, concurrency: config.workerConcurrency, lockMs: config.stalledIntervalMs, queues: s.sendQueues }, (job, token) =>

@@ -88,13 +88,26 @@ export function createProcessMetrics(events: AppEvents): Registry {
   events.on('claims:unreplicated', (e) => unreplicated.inc(e.count));
   events.on('lease:expired', (e) => expired.inc(e.pages));
   events.on('lease:fenced', () => fenced.inc());
+  // Per send: the labelled series are looked up once each and kept (prom-client hashes the labels on every call otherwise).
+  const sendsBy = new Map<string, ReturnType<typeof sends.labels>>();
+  const latencyBy = new Map<string, ReturnType<typeof latency.labels>>();
+  const transitionsBy = new Map<string, ReturnType<typeof transitions.labels>>();
   events.on('send:done', (e) => {
-    sends.inc({ provider: e.provider, outcome: e.outcome });
-    latency.observe({ provider: e.provider }, e.durationMs / 1000);
+    const key = `${e.provider}\0${e.outcome}`;
+    let sent = sendsBy.get(key);
+    if (!sent) sendsBy.set(key, (sent = sends.labels({ provider: e.provider, outcome: e.outcome })));
+    sent.inc();
+    let timed = latencyBy.get(e.provider);
+    if (!timed) latencyBy.set(e.provider, (timed = latency.labels({ provider: e.provider })));
+    timed.observe(e.durationMs / 1000);
   });
   events.on('limiter:waited', (e) => waits.observe({ provider: e.provider }, e.ms / 1000));
   events.on('permit:rested', (e) => rests.inc({ provider: e.provider, from: e.from }));
-  events.on('ledger:transitions', (e) => transitions.inc({ to: e.to }, e.count));
+  events.on('ledger:transitions', (e) => {
+    let moved = transitionsBy.get(e.to);
+    if (!moved) transitionsBy.set(e.to, (moved = transitions.labels({ to: e.to })));
+    moved.inc(e.count);
+  });
   events.on('recipients:held', (e) => respect.inc({ outcome: e.outcome, reason: e.reason }, e.count));
   events.on('run:completed', () => runs.inc());
   events.on('recipients:unknown', (e) => {

@@ -9,10 +9,15 @@
 -- at the provider sees more than `cap` of them, whatever the delay between
 -- grant and departure.
 --
--- Grants. Each grant of a slot is a permit of its own, `<slot>:<seq>`: only
--- that grant can hand its slot back, once. A hand-back that comes late (its
--- lease ran out and the slot was granted again), twice (a call resent after
--- a lost reply) or from a process that never held it changes nothing.
+-- Grants. Slots are units, kept in blocks of units free at one instant and
+-- granted in grants `g<seq>:<n>` of n units that all start at one instant
+-- (units whose starts lie within GRANT_SPAN_MS are gathered: at a high cap a
+-- grant carries many permits, at a low one each is a grant of its own). Only
+-- that grant can hand its units back, once; each unit rests from its own
+-- request (the caller says when each rest began). A hand-back that comes
+-- late (its lease ran out and the units were granted again), twice (a call
+-- resent after a lost reply) or from a process that never held it changes
+-- nothing.
 --
 -- Capacity. Every process says which tps it was configured with; the cap is
 -- the lowest any process said in the last minute, so during a rolling change
@@ -59,16 +64,16 @@
 -- Time is the state hash's steady clock (includes/clock.lua): rests, leases
 -- and pauses are durations that a step of the server's wall clock cannot
 -- cut short or stretch; skew between machines is harmless.
--- KEYS: 1 free zset (slot → free at), 2 held zset (grant → lease end), 3 state hash, 4 retired zset (slot → free at)
+-- KEYS: 1 free zset (block → free at), 2 held zset (grant → lease end), 3 state hash, 4 retired zset (block → free at)
 -- ARGV: 1 tps (this process's configuration), 2 wanted, 3 lease ms, 4 window ms (1000 + margin), 5 priority class,
 --       6 breaker failures, 7 breaker cool-down ms, 8 breaker max cool-down ms, 9 lead ms,
 --       10 the steady time this caller can vouch for (includes/clock.lua), or -1,
---       11 count of completed permits, 12 count of paced flows,
+--       11 count of grants handed back, 12 count of paced flows,
 --       then (flow id, wanted, tps) per paced flow,
---       then (grant, ms since its rest began, outcome) per completed permit
---       (outcome: s healthy answer, t transient failure, n neither),
---       then (grant, free at) pairs of permits leased but never used
--- Returns {nowMs, retryAtMs or -1, grant, startMs, grant, startMs, …}
+--       then (grant, rests, outcomes) per grant handed back: rests `n:ago` (n units whose rest began
+--       `ago` ms before this call) and `n@t` (n units never used, free at t), comma separated;
+--       outcomes one letter per unit used (s healthy answer, t transient failure, n neither)
+-- Returns {nowMs, retryAtMs or -1, grant, units, startMs, grant, units, startMs, …}
 -- @include clock
 
 local STEP_MS, TPS_MEMORY_MS = 250, 60000
