@@ -350,7 +350,7 @@ async function limiter(): Promise<void> {
     const from = rows.length;
     for (const latency of latencies) {
       const row = (name: string, make: (mock: RemoteMock) => Promise<System>) => capped(name, make, cap, seconds, latency);
-      for (const workers of latency === 0 ? [3, 1, 6] : [3]) {
+      for (const workers of process.env.BENCH_WORKERS ? process.env.BENCH_WORKERS.split(',').map(Number) : latency === 0 ? [3, 1, 6] : [3]) {
         rows.push(await row(`pushq, ${workers} worker${workers > 1 ? 's' : ''}`, (mock) => pushq(mock, cap, workers)));
       }
       if (!peers) continue;
@@ -362,7 +362,7 @@ async function limiter(): Promise<void> {
     for (const row of rows.slice(from)) console.log(JSON.stringify(row));
   }
   const paced: Row[] = [];
-  for (const cap of caps) for (const latency of latencies.filter((l) => l <= 200)) paced.push(await pacedBesideUnpaced(cap, latency, seconds));
+  for (const cap of process.env.BENCH_PACED === '0' ? [] : caps) for (const latency of latencies.filter((l) => l <= 200)) paced.push(await pacedBesideUnpaced(cap, latency, seconds));
   if (rows.length > 0)
     table(
       `Rate limiting at the provider (${cpus().length} cores; ${seconds} s of steady sending per row; the mock answers 429 above the cap in any sliding second)`,
