@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { onCleanup } from '../helpers/cleanup.js';
@@ -103,5 +104,63 @@ describe('permit identity', () => {
     expect(maxInWindow(settled)).toBeLessThanOrEqual(newConfig.tps);
     // The cap was reached, so the check tested something.
     expect(maxInWindow(settled)).toBeGreaterThanOrEqual(newConfig.tps - 1);
+  });
+});
+
+describe('a rolling upgrade', () => {
+  it('gets back, within a minute, the cap a worker of the earlier layout loses when it meets a block of permits', async () => {
+    const p = prefix();
+    const limits = testLimits({ name: 'upgrade', tps: 4, timeoutMs: 2000 });
+    const keys = new Keys(p).limiter('upgrade');
+    const redis = testConnection();
+    // This version's worker makes the provider's permits (one block of 4 units) and hands one back.
+    const current = limiterOn(p, { flushDelayMs: 1 });
+    const [first] = await current.acquire(limits, 1, 1);
+    current.giveBack(first!);
+    await current.close();
+    // A worker of the earlier version (its script, its arguments) takes the block as one slot once it is free...
+    const v1 = readFileSync(new URL('../helpers/permit-lease-v1.lua', import.meta.url), 'utf8');
+    const call = (completed: string[]) =>
+      redis.eval(
+        v1,
+        4,
+        keys.free,
+        keys.held,
+        keys.config,
+        keys.retired,
+        4,
+        completed.length > 0 ? 0 : 1,
+        12_000,
+        1002,
+        1,
+        1000,
+        1000,
+        1000,
+        50,
+        -1,
+        completed.length / 3,
+        0,
+        ...completed,
+      ) as Promise<Array<string | number>>;
+    const granted = await waitFor(
+      async () => {
+        const reply = await call([]);
+        return reply.length > 2 ? String(reply[2]) : undefined;
+      },
+      { timeoutMs: 5000, what: 'a grant for the earlier version' },
+    );
+    // ...and fails to read it when it hands it back: the block is off the held set, the units lost.
+    await expect(call([granted, '0', 's'])).rejects.toThrow();
+    // A minute later (by the limiter's audit clock), every unit is there again: four permits at once.
+    await redis.hset(keys.config, 'auditAt', 0);
+    const next = limiterOn(p, { flushDelayMs: 1 });
+    const held: Permit[] = [];
+    const all = async () => {
+      while (held.length < 4) held.push(...(await next.acquire(limits, 4 - held.length, 1)));
+      return held.length;
+    };
+    expect(await within(all(), 5000), 'all four permits of the cap').toBe(4);
+    expect(held).toHaveLength(4);
+    held.forEach((permit) => next.giveBack(permit));
   });
 });

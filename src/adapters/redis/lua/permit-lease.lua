@@ -173,6 +173,25 @@ if cap > slots - retired then
   slots = cap + retired
   set('slots', slots)
 end
+-- Audit, once a minute: the units the three zsets hold against `slots`.
+-- Every step here keeps them equal; a process still running the earlier
+-- layout's script does not: it takes a block for one slot and, handing it
+-- back, fails to read it after taking it off the held set — units lost,
+-- never granted twice. Missing units come back free after a whole window
+-- of rest (their requests are long done), so a rolling upgrade costs at most
+-- a minute of part of the cap, never a request over it.
+local AUDIT_MS = 60000
+if now - num('auditAt', 0) >= AUDIT_MS then
+  set('auditAt', now)
+  local held = 0
+  for _, key in ipairs({ KEYS[1], KEYS[2] }) do
+    for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do held = held + unitsOf(member) end
+  end
+  retired = 0
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do retired = retired + unitsOf(member) end
+  retiredBefore = -1
+  if held + retired < slots then redis.call('ZADD', KEYS[1], now + windowMs, block(slots - held - retired)) end
+end
 if retired ~= retiredBefore then set('retired', retired) end
 if num('cap', -1) ~= cap then set('cap', cap) end
 
