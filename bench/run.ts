@@ -362,7 +362,8 @@ async function limiter(): Promise<void> {
     for (const row of rows.slice(from)) console.log(JSON.stringify(row));
   }
   const paced: Row[] = [];
-  for (const cap of process.env.BENCH_PACED === '0' ? [] : caps) for (const latency of latencies.filter((l) => l <= 200)) paced.push(await pacedBesideUnpaced(cap, latency, seconds));
+  for (const cap of process.env.BENCH_PACED === '0' ? [] : caps)
+    for (const latency of latencies.filter((l) => l <= 200)) paced.push(await pacedBesideUnpaced(cap, latency, seconds));
   if (rows.length > 0)
     table(
       `Rate limiting at the provider (${cpus().length} cores; ${seconds} s of steady sending per row; the mock answers 429 above the cap in any sliding second)`,
