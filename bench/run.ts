@@ -1309,7 +1309,9 @@ async function costOf(root: string, provider: 'sim' | 'http', n: number, profile
     provider === 'sim'
       ? [{ name: 'mock', type: 'sim', tps: 100_000, latencyMs: 0 }]
       : [{ name: 'mock', type: 'http', url: mock.url, tps: 100_000, timeoutMs: 5000 }];
-  const system = await pushq(mock, 100_000, 2, { PROVIDERS_FILE: providersFile(providers) }, undefined, {
+  // BENCH_COST_ENV: JSON of extra worker settings (to see what a setting costs).
+  const extra = JSON.parse(process.env.BENCH_COST_ENV ?? '{}') as Record<string, string>;
+  const system = await pushq(mock, 100_000, 2, { PROVIDERS_FILE: providersFile(providers), ...extra }, undefined, {
     root,
     workerNodeArgs: profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
   });
