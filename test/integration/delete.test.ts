@@ -28,6 +28,8 @@ async function pushq(env: Record<string, string> = {}) {
     PROVIDERS_FILE: providersFile([
       { name: 'sim', type: 'sim', tps: 50_000, latencyMs: 0 },
       { name: 'slow', type: 'sim', tps: 1, latencyMs: 0 },
+      // Answers after 100 ms: a launched run is still running when a delete a few ms behind arrives.
+      { name: 'race', type: 'sim', tps: 50_000, latencyMs: 100 },
     ]),
     MIN_SCHEDULE_INTERVAL_MS: '1000',
     ...env,
@@ -111,12 +113,14 @@ describe('DELETE /api/campaigns/:id', () => {
     const { client, traces, create } = await pushq();
     const outcomes = { deleted: 0, launched: 0 };
     for (let i = 0; i < 8; i += 1) {
-      const id = await create(400);
+      // Not a provider that ends 400 sends within the lag (a delete after the run completed is no race, and is taken).
+      const id = await create(400, { provider: 'race' });
       const launch = () => client.request('POST', `/api/campaigns/${id}/launch`);
       const remove = () => client.request('DELETE', `/api/campaigns/${id}`);
-      // Started together, the delete a few milliseconds behind in some rounds, so both orders happen.
+      // Started together, one of them a few milliseconds behind in some rounds (the delete in even rounds, the launch in odd ones), so both orders happen.
       const lag = (i % 4) * 4;
-      const [l, d] = await Promise.all([launch(), new Promise((resolve) => setTimeout(resolve, lag)).then(remove)]);
+      const after = <T>(ms: number, f: () => Promise<T>) => new Promise((resolve) => setTimeout(resolve, ms)).then(f);
+      const [l, d] = i % 2 === 0 ? await Promise.all([launch(), after(lag, remove)]) : await Promise.all([after(lag, launch), remove()]);
       const launched = l!.status === 200;
       const deleted = d!.status === 202;
       expect(launched !== deleted, `round ${i}: launch ${l!.status}, delete ${d!.status}`).toBe(true);

@@ -355,16 +355,9 @@ for _ = 1, handed do
   if outcomes == '' then
     -- A probe never used says nothing: let another one go.
     if state.probe == grant then set('probe', '') end
-  elseif not string.find(outcomes, '[tn]') then
-    streak = 0
-    if probe then
-      breaker = 'closed'
-      set('breaker', 'closed')
-      set('coolDown', coolDownMs)
-      set('probe', '')
-    end
   else
-    for outcome in string.gmatch(outcomes, '.') do
+    -- All healthy (the usual case) is one healthy answer for the breaker: the streak ends either way.
+    for outcome in string.gmatch(string.find(outcomes, '[tn]') and outcomes or 's', '.') do
       if outcome == 's' then
         streak = 0
         if probe then
