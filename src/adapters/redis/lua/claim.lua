@@ -81,10 +81,10 @@ local function skip(index, attempts, reason, code, detail)
   end
 end
 
-local packed, at = ARGV[7] or '', 1
-while at <= #packed do
+local packed, offset = ARGV[7] or '', 1
+while offset <= #packed do
   local index, op, a, b
-  index, op, a, b, at = struct.unpack('>I4c1dHc0', packed, at)
+  index, op, a, b, offset = struct.unpack('>I4c1dHc0', packed, offset)
   local state, attempts, reason, at = readRecord(records, index)
   if rules and readLegs(records, index) % 4 ~= leg then
     -- Sent on another leg than the caller's: not this caller's to decide.

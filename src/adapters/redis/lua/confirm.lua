@@ -57,10 +57,10 @@ local FAILED_WHY = { i = 't', o = 'n' }
 local function goesBack(op) return op == 't' or op == 'r' or op == 'n' end
 local records = openRecords(KEYS[2])
 
-local packed, at = ARGV[8] or '', 1
-while at <= #packed do
+local packed, offset = ARGV[8] or '', 1
+while offset <= #packed do
   local index, attempt, op, delay, code, message
-  index, attempt, op, delay, code, message, at = struct.unpack('>I4Bc1I4Hc0I4c0', packed, at)
+  index, attempt, op, delay, code, message, offset = struct.unpack('>I4Bc1I4Hc0I4c0', packed, offset)
   local why = FAILED_WHY[op] or 'f'
   if FAILED_WHY[op] then op = 'f' end
   local state, attempts, reason = readRecord(records, index)
