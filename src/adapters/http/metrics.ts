@@ -89,25 +89,16 @@ export function createProcessMetrics(events: AppEvents): Registry {
   events.on('lease:expired', (e) => expired.inc(e.pages));
   events.on('lease:fenced', () => fenced.inc());
   // Per send: the labelled series are looked up once each and kept (prom-client hashes the labels on every call otherwise).
-  const sendsBy = new Map<string, ReturnType<typeof sends.labels>>();
-  const latencyBy = new Map<string, ReturnType<typeof latency.labels>>();
-  const transitionsBy = new Map<string, ReturnType<typeof transitions.labels>>();
+  const sendsBy = seriesOf(sends);
+  const latencyBy = seriesOf(latency);
+  const transitionsBy = seriesOf(transitions);
   events.on('send:done', (e) => {
-    const key = `${e.provider}\0${e.outcome}`;
-    let sent = sendsBy.get(key);
-    if (!sent) sendsBy.set(key, (sent = sends.labels({ provider: e.provider, outcome: e.outcome })));
-    sent.inc();
-    let timed = latencyBy.get(e.provider);
-    if (!timed) latencyBy.set(e.provider, (timed = latency.labels({ provider: e.provider })));
-    timed.observe(e.durationMs / 1000);
+    sendsBy({ provider: e.provider, outcome: e.outcome }).inc();
+    latencyBy({ provider: e.provider }).observe(e.durationMs / 1000);
   });
   events.on('limiter:waited', (e) => waits.observe({ provider: e.provider }, e.ms / 1000));
   events.on('permit:rested', (e) => rests.inc({ provider: e.provider, from: e.from }));
-  events.on('ledger:transitions', (e) => {
-    let moved = transitionsBy.get(e.to);
-    if (!moved) transitionsBy.set(e.to, (moved = transitions.labels({ to: e.to })));
-    moved.inc(e.count);
-  });
+  events.on('ledger:transitions', (e) => transitionsBy({ to: e.to }).inc(e.count));
   events.on('recipients:held', (e) => respect.inc({ outcome: e.outcome, reason: e.reason }, e.count));
   events.on('run:completed', () => runs.inc());
   events.on('recipients:unknown', (e) => {
@@ -341,4 +332,15 @@ export async function renderMetrics(own: Registry, shared: Registry, board: Metr
   const merged = AggregatorRegistry.aggregate([await own.getMetricsAsJSON(), ...workers]);
   const text = `${await merged.metrics()}\n${await shared.metrics()}`;
   return { contentType: own.contentType, text };
+}
+
+/** A metric's labelled series, each made once and kept, by its label values. */
+function seriesOf<T extends string, S>(metric: { labels(labels: Partial<Record<T, string | number>>): S }): (labels: Record<T, string>) => S {
+  const made = new Map<string, S>();
+  return (labels) => {
+    const key = Object.values(labels).join('\0');
+    let series = made.get(key);
+    if (!series) made.set(key, (series = metric.labels(labels)));
+    return series;
+  };
 }

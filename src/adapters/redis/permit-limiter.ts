@@ -506,11 +506,11 @@ export class RedisPermitLimiter implements RateLimiter {
       const parts = name.split(':');
       const paceKey = parts.length >= 4 ? parts.slice(3).join(':') : undefined;
       const grant: Grant = { name, out: new Set(), rests: [], unused: [], outcomes: '' };
+      // The server's clock read at least `serverNow` when the reply left, so at
+      // local time receivedAt + d it reads at least serverNow + d: waiting until
+      // then never starts a request before the permit is free.
+      const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
       for (let u = 0; u < units; u += 1) {
-        // The server's clock read at least `serverNow` when the reply left, so at
-        // local time receivedAt + d it reads at least serverNow + d: waiting until
-        // then never starts a request before the permit is free.
-        const notBefore = freeAt > serverNow ? receivedAt + (freeAt - serverNow) : 0;
         const id = units === 1 ? name : `${name}/${u}`;
         grant.out.add(id);
         fresh.push({ provider: limits.name, pool: pool.key, id, freeAt, notBefore, usableUntil, grant, ...(paceKey === undefined ? {} : { paceKey }) });
