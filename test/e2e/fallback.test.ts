@@ -265,7 +265,8 @@ describe('channel fallback', () => {
   });
 
   it('with workers SIGKILLed throughout the run, no recipient gets both an alimtalk and an SMS, and the run completes', async () => {
-    const stack = await setup(2, 100);
+    // 50 alimtalk requests a second (500 recipients): the run lasts well beyond four kills 1.5 s apart plus replacements' start-up.
+    const stack = await setup(2, 50);
     const recipients = audience(5000, 1000);
     const [kakaoFrom, smsFrom] = [kakao.deliveries.length, sms.deliveries.length];
     const id = await launchCampaign(stack.client, recipients, fallbackToSms());
